@@ -1,0 +1,10 @@
+/* libmnas — meta neural architecture search. One include for the whole API. */
+#ifndef MNAS_MNAS_H
+#define MNAS_MNAS_H
+
+#include <mnas/version.h>
+#include <mnas/core.h>
+#include <mnas/tensor.h>
+#include <mnas/autodiff.h>
+
+#endif /* MNAS_MNAS_H */

@@ -1,0 +1,116 @@
+/* Private autodiff: the tape's layout, the recorded node, and the helpers
+ * the op files share (input checks, output allocation, recording). */
+#ifndef MNAS_AUTODIFF_INTERNAL_H
+#define MNAS_AUTODIFF_INTERNAL_H
+
+#include <mnas/autodiff.h>
+
+#include "core/core_internal.h"
+#include "kernels/kernels.h"
+#include "tensor/tensor_internal.h"
+
+#define MNAS_TAPE_MAGIC 0x6d6e5450u /* "mnTP" */
+
+typedef enum mnas_opcode {
+    OP_LEAF = 0,
+    OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MASK_MUL,
+    OP_NEG, OP_SCALE, OP_ADD_SCALAR, OP_RELU, OP_SIGMOID, OP_TANH, OP_EXP, OP_LOG, OP_SQRT,
+    OP_POW, OP_SQUARE,
+    OP_MATMUL, OP_LINEAR, OP_TRANSPOSE,
+    OP_SUM, OP_SUM_TO, OP_BROADCAST_TO, OP_RESHAPE, OP_CONCAT, OP_SLICE, OP_PAD_AXIS,
+    OP_GATHER_ROWS, OP_SCATTER_ROWS,
+    OP_SOFTMAX, OP_LOG_SOFTMAX,
+    OP_COUNT
+} mnas_opcode;
+
+typedef struct mnas_node {
+    mnas_tensor *out;
+    mnas_tensor **in;          /* nin inputs (values the backward rule reads) */
+    struct mnas_node **inode;  /* their nodes; NULL where no gradient flows */
+    uint32_t index;            /* creation order = a topological order */
+    uint16_t op;
+    uint16_t nin;
+    double p;                  /* scalar attribute (scale, exponent, ...) */
+    int64_t a[4];              /* integer attributes (axis, start, flags) */
+    const int64_t *idx;        /* row indices (gather/scatter), in the arena */
+    size_t nidx;
+    mnas_tensor *in_buf[3];
+    struct mnas_node *inode_buf[3];
+} mnas_node;
+
+struct mnas_tape {
+    uint32_t epoch; /* tensors compare their creation epoch with this */
+    uint32_t magic;
+    mnas_ctx *ctx;
+    mnas_arena data;   /* tensor data, nodes and backward scratch */
+    mnas_arena hdr[2]; /* tensor headers, alternating by epoch parity so a
+                          handle from the previous recording is still seen
+                          as stale after a reset */
+    int no_grad;       /* depth of no-grad scopes */
+    mnas_node **nodes; /* nodes by index (kept across resets) */
+    size_t nnodes, nodes_cap;
+    /* persistent leaf tensor -> its leaf node, open addressing (arena) */
+    const mnas_tensor **leaf_keys;
+    mnas_node **leaf_vals;
+    size_t leaf_cap, leaf_count;
+    mnas_status status;
+    char msg[MNAS_MSG_MAX];
+};
+
+/* Record a failure on the tape (first one wins for status) and its context. */
+mnas_status mnas__tape_error(mnas_tape *tp, mnas_status st, const char *fmt, ...) MNAS_PRINTF(3, 4);
+
+/* Validate the tape argument of op fn. */
+int mnas__tape_ok(mnas_tape *tp);
+/* Validate input x of op fn: live, on this tape or persistent, same context.
+ * A NULL x while the tape holds an error fails silently (the first message
+ * stays). Returns 1 when usable. */
+int mnas__input_ok(mnas_tape *tp, const char *fn, const char *arg, mnas_tensor *x);
+
+/* A new tape tensor (uninitialised data). */
+mnas_tensor *mnas__tape_new(mnas_tape *tp, const char *fn, int ndim, const int64_t *shape);
+/* A new tape tensor sharing x's data with a new shape (same count). */
+mnas_tensor *mnas__tape_view(mnas_tape *tp, const char *fn, mnas_tensor *x, int ndim,
+                             const int64_t *shape);
+/* Scratch memory from the tape's arena. */
+void *mnas__tape_scratch(mnas_tape *tp, const char *fn, size_t bytes);
+
+/* Does an op with these inputs get recorded? */
+int mnas__should_record(mnas_tape *tp, size_t n, mnas_tensor *const *ins);
+/* Record op producing out from ins. Returns the node (also stored in
+ * out->node), or NULL on allocation failure (error set). Only call when
+ * mnas__should_record said yes. */
+mnas_node *mnas__record(mnas_tape *tp, const char *fn, int op, mnas_tensor *out, size_t n,
+                        mnas_tensor *const *ins);
+/* Record op if needed and return out (NULL on failure). *node_out (may be
+ * NULL) receives the node or NULL when nothing was recorded. */
+mnas_tensor *mnas__finish(mnas_tape *tp, const char *fn, int op, mnas_tensor *out, size_t n,
+                          mnas_tensor *const *ins, mnas_node **node_out);
+/* The node of x on this tape without creating one (NULL if none). */
+mnas_node *mnas__find_node(mnas_tape *tp, const mnas_tensor *x);
+
+/* 1 where x > 0 else 0, unrecorded (relu's derivative). */
+mnas_tensor *mnas__step(mnas_tape *tp, mnas_tensor *x);
+
+/* Padded 4-D shape of t. */
+static inline void mnas__pad4(const mnas_tensor *t, int64_t s[4])
+{
+    int k = 4 - t->ndim;
+    for (int i = 0; i < 4; i++) s[i] = i < k ? 1 : t->shape[i - k];
+}
+static inline void mnas__pad4s(int ndim, const int64_t *shape, int64_t s[4])
+{
+    int k = 4 - ndim;
+    for (int i = 0; i < 4; i++) s[i] = i < k ? 1 : shape[i - k];
+}
+
+/* Backward: the vector-Jacobian product of node for output gradient g; adds
+ * each input's contribution through accumulate(). */
+typedef struct mnas_backward_ctx mnas_backward_ctx;
+mnas_status mnas__vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
+/* Does input k of node need a gradient in this backward pass? */
+int mnas__bw_wants(mnas_backward_ctx *bc, mnas_node *node, int k);
+mnas_status mnas__bw_accumulate(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k,
+                                mnas_tensor *contribution);
+
+#endif /* MNAS_AUTODIFF_INTERNAL_H */

@@ -1,0 +1,143 @@
+/* Elementwise kernels: broadcasting binary ops and unary maps. */
+#include <math.h>
+
+#include "kernels/kernels.h"
+
+static void strides_of(const int64_t s[4], int64_t st[4])
+{
+    st[3] = 1;
+    for (int d = 2; d >= 0; d--) st[d] = st[d + 1] * s[d + 1];
+}
+
+#define BIN_LOOP(EXPR)                                                                            \
+    do {                                                                                          \
+        if (flat) {                                                                               \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                real x = a[i], y = b[i];                                                          \
+                out[i] = (EXPR);                                                                  \
+            }                                                                                     \
+        } else if (bscalar) {                                                                     \
+            real y = b[0];                                                                        \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                real x = a[i];                                                                    \
+                out[i] = (EXPR);                                                                  \
+            }                                                                                     \
+        } else if (ascalar) {                                                                     \
+            real x = a[0];                                                                        \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                real y = b[i];                                                                    \
+                out[i] = (EXPR);                                                                  \
+            }                                                                                     \
+        } else {                                                                                  \
+            int64_t o = 0;                                                                        \
+            for (int64_t i0 = 0; i0 < os[0]; i0++)                                                \
+                for (int64_t i1 = 0; i1 < os[1]; i1++)                                            \
+                    for (int64_t i2 = 0; i2 < os[2]; i2++) {                                      \
+                        const real *pa = a + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];                \
+                        const real *pb = b + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];                \
+                        real *po = out + o;                                                       \
+                        if (sa[3] && sb[3]) {                                                     \
+                            for (int64_t i3 = 0; i3 < os[3]; i3++) {                              \
+                                real x = pa[i3], y = pb[i3];                                      \
+                                po[i3] = (EXPR);                                                  \
+                            }                                                                     \
+                        } else if (sa[3]) {                                                       \
+                            real y = pb[0];                                                       \
+                            for (int64_t i3 = 0; i3 < os[3]; i3++) {                              \
+                                real x = pa[i3];                                                  \
+                                po[i3] = (EXPR);                                                  \
+                            }                                                                     \
+                        } else if (sb[3]) {                                                       \
+                            real x = pa[0];                                                       \
+                            for (int64_t i3 = 0; i3 < os[3]; i3++) {                              \
+                                real y = pb[i3];                                                  \
+                                po[i3] = (EXPR);                                                  \
+                            }                                                                     \
+                        } else {                                                                  \
+                            real x = pa[0], y = pb[0];                                            \
+                            for (int64_t i3 = 0; i3 < os[3]; i3++) po[i3] = (EXPR);               \
+                        }                                                                         \
+                        o += os[3];                                                               \
+                    }                                                                             \
+        }                                                                                         \
+    } while (0)
+
+void mnas__k_binary(mnas_kbinop op, real *out, const int64_t os[4], const real *a, const int64_t as[4],
+                    const real *b, const int64_t bs[4])
+{
+    int64_t n = os[0] * os[1] * os[2] * os[3];
+    int flat = 1, ascalar = 1, bscalar = 1;
+    for (int d = 0; d < 4; d++) {
+        if (as[d] != os[d] || bs[d] != os[d]) flat = 0;
+        if (as[d] != 1) ascalar = 0;
+        if (bs[d] != 1) bscalar = 0;
+    }
+    if (ascalar && bscalar) flat = 1;
+    /* Broadcast axes get stride 0. */
+    int64_t sa[4], sb[4];
+    strides_of(as, sa);
+    strides_of(bs, sb);
+    for (int d = 0; d < 4; d++) {
+        if (as[d] == 1) sa[d] = 0;
+        if (bs[d] == 1) sb[d] = 0;
+    }
+    switch (op) {
+    case K_ADD: BIN_LOOP(x + y); break;
+    case K_SUB: BIN_LOOP(x - y); break;
+    case K_MUL: BIN_LOOP(x * y); break;
+    case K_DIV: BIN_LOOP(x / y); break;
+    }
+}
+
+#if defined(MNAS_REAL_IS_DOUBLE) && MNAS_REAL_IS_DOUBLE
+#define RF(fn) fn
+#else
+#define RF(fn) fn##f
+#endif
+
+void mnas__k_unary(mnas_kunop op, int64_t n, const real *x, real *y, double p)
+{
+    real rp = (real)p;
+    switch (op) {
+    case K_NEG: for (int64_t i = 0; i < n; i++) y[i] = -x[i]; break;
+    case K_SCALE: for (int64_t i = 0; i < n; i++) y[i] = rp * x[i]; break;
+    case K_ADDC: for (int64_t i = 0; i < n; i++) y[i] = x[i] + rp; break;
+    case K_RELU: for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0; break;
+    case K_STEP: for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? 1 : 0; break;
+    case K_SIGMOID:
+        /* Split by sign so exp never overflows. */
+        for (int64_t i = 0; i < n; i++) {
+            real v = x[i];
+            if (v >= 0) {
+                real e = RF(exp)(-v);
+                y[i] = 1 / (1 + e);
+            } else {
+                real e = RF(exp)(v);
+                y[i] = e / (1 + e);
+            }
+        }
+        break;
+    case K_TANH: for (int64_t i = 0; i < n; i++) y[i] = RF(tanh)(x[i]); break;
+    case K_EXP: for (int64_t i = 0; i < n; i++) y[i] = RF(exp)(x[i]); break;
+    case K_LOG: for (int64_t i = 0; i < n; i++) y[i] = RF(log)(x[i]); break;
+    case K_SQRT: for (int64_t i = 0; i < n; i++) y[i] = RF(sqrt)(x[i]); break;
+    case K_SQUARE: for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i]; break;
+    case K_POW:
+        if (p == 1.0) {
+            for (int64_t i = 0; i < n; i++) y[i] = x[i];
+        } else if (p == 2.0) {
+            for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i];
+        } else if (p == 0.0) {
+            for (int64_t i = 0; i < n; i++) y[i] = 1;
+        } else if (p == -1.0) {
+            for (int64_t i = 0; i < n; i++) y[i] = 1 / x[i];
+        } else if (p == 0.5) {
+            for (int64_t i = 0; i < n; i++) y[i] = RF(sqrt)(x[i]);
+        } else if (p == -0.5) {
+            for (int64_t i = 0; i < n; i++) y[i] = 1 / RF(sqrt)(x[i]);
+        } else {
+            for (int64_t i = 0; i < n; i++) y[i] = RF(pow)(x[i], rp);
+        }
+        break;
+    }
+}

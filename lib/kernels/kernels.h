@@ -1,0 +1,54 @@
+/* The numeric loops, with no knowledge of tapes or gradients. Shapes are
+ * passed as 4 extents, left-padded with 1s (row-major, contiguous). */
+#ifndef MNAS_KERNELS_H
+#define MNAS_KERNELS_H
+
+#include <stdint.h>
+
+#include <mnas/core.h>
+
+typedef mnas_real real;
+
+/* C = alpha * op(A) * op(B) + beta * C, row-major. op(A) is M x K, op(B) is
+ * K x N, C is M x N; lda/ldb/ldc are row strides of the stored matrices. */
+void mnas__k_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, const real *A,
+                  int64_t lda, const real *B, int64_t ldb, real beta, real *C, int64_t ldc);
+/* The same by plain loops (reference for tests; small sizes). */
+void mnas__k_gemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, const real *A,
+                      int64_t lda, const real *B, int64_t ldb, real beta, real *C, int64_t ldc);
+/* Called once per context: pins BLIS to one thread where it is threaded. */
+void mnas__k_gemm_init(void);
+
+typedef enum { K_ADD, K_SUB, K_MUL, K_DIV } mnas_kbinop;
+/* out[i] = a[bcast i] op b[bcast i]; os/as/bs are padded 4-D shapes. */
+void mnas__k_binary(mnas_kbinop op, real *out, const int64_t os[4], const real *a, const int64_t as[4],
+                    const real *b, const int64_t bs[4]);
+
+typedef enum {
+    K_NEG, K_SCALE, K_ADDC, K_RELU, K_STEP, K_SIGMOID, K_TANH, K_EXP, K_LOG, K_SQRT, K_POW, K_SQUARE
+} mnas_kunop;
+/* y = f(x; p) elementwise; K_STEP is 1 where x > 0 else 0. */
+void mnas__k_unary(mnas_kunop op, int64_t n, const real *x, real *y, double p);
+
+/* y (shape ys) = sum of x (shape xs) over the axes where ys is 1 and xs is
+ * not. acc is scratch of prod(ys) doubles. */
+void mnas__k_sum_to(const real *x, const int64_t xs[4], real *y, const int64_t ys[4], double *acc);
+/* y (shape ys) = x (shape xs) repeated along axes where xs is 1. */
+void mnas__k_broadcast(const real *x, const int64_t xs[4], real *y, const int64_t ys[4]);
+/* Sum of n values, accumulated in double. */
+double mnas__k_sum(int64_t n, const real *x);
+
+/* Row-wise (last axis of length cols) softmax / log-softmax. */
+void mnas__k_softmax(int64_t rows, int64_t cols, const real *x, real *y);
+void mnas__k_log_softmax(int64_t rows, int64_t cols, const real *x, real *y);
+
+/* Swap the last two axes of a batch of rows x cols matrices. */
+void mnas__k_transpose(int64_t batch, int64_t rows, int64_t cols, const real *x, real *y);
+
+/* Copy a block along one axis: the tensor is viewed as [outer, ext, inner];
+ * copies len slices from src (extent src_ext, starting at src_off) to dst
+ * (extent dst_ext, starting at dst_off). */
+void mnas__k_copy_axis(int64_t outer, int64_t inner, const real *src, int64_t src_ext,
+                       int64_t src_off, real *dst, int64_t dst_ext, int64_t dst_off, int64_t len);
+
+#endif /* MNAS_KERNELS_H */

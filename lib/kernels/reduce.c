@@ -1,0 +1,128 @@
+/* Reductions, broadcasting copies, softmax rows, transposes and axis copies. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+double mnas__k_sum(int64_t n, const real *x)
+{
+    /* Four partial sums: faster, and still a fixed order. */
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += x[i];
+        s1 += x[i + 1];
+        s2 += x[i + 2];
+        s3 += x[i + 3];
+    }
+    for (; i < n; i++) s0 += x[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+void mnas__k_sum_to(const real *x, const int64_t xs[4], real *y, const int64_t ys[4], double *acc)
+{
+    int64_t ny = ys[0] * ys[1] * ys[2] * ys[3];
+    int64_t nx = xs[0] * xs[1] * xs[2] * xs[3];
+    if (ny == 1) {
+        y[0] = (real)mnas__k_sum(nx, x);
+        return;
+    }
+    int64_t st[4];
+    st[3] = 1;
+    for (int d = 2; d >= 0; d--) st[d] = st[d + 1] * ys[d + 1];
+    for (int d = 0; d < 4; d++)
+        if (ys[d] == 1) st[d] = 0;
+    memset(acc, 0, (size_t)ny * sizeof(double));
+    const real *p = x;
+    for (int64_t i0 = 0; i0 < xs[0]; i0++)
+        for (int64_t i1 = 0; i1 < xs[1]; i1++)
+            for (int64_t i2 = 0; i2 < xs[2]; i2++) {
+                double *a = acc + i0 * st[0] + i1 * st[1] + i2 * st[2];
+                if (st[3]) {
+                    for (int64_t i3 = 0; i3 < xs[3]; i3++) a[i3] += p[i3];
+                } else {
+                    double s = 0;
+                    for (int64_t i3 = 0; i3 < xs[3]; i3++) s += p[i3];
+                    a[0] += s;
+                }
+                p += xs[3];
+            }
+    for (int64_t i = 0; i < ny; i++) y[i] = (real)acc[i];
+}
+
+void mnas__k_broadcast(const real *x, const int64_t xs[4], real *y, const int64_t ys[4])
+{
+    int64_t st[4];
+    st[3] = 1;
+    for (int d = 2; d >= 0; d--) st[d] = st[d + 1] * xs[d + 1];
+    for (int d = 0; d < 4; d++)
+        if (xs[d] == 1) st[d] = 0;
+    real *q = y;
+    for (int64_t i0 = 0; i0 < ys[0]; i0++)
+        for (int64_t i1 = 0; i1 < ys[1]; i1++)
+            for (int64_t i2 = 0; i2 < ys[2]; i2++) {
+                const real *p = x + i0 * st[0] + i1 * st[1] + i2 * st[2];
+                if (st[3]) {
+                    memcpy(q, p, (size_t)ys[3] * sizeof(real));
+                } else {
+                    real v = p[0];
+                    for (int64_t i3 = 0; i3 < ys[3]; i3++) q[i3] = v;
+                }
+                q += ys[3];
+            }
+}
+
+#if defined(MNAS_REAL_IS_DOUBLE) && MNAS_REAL_IS_DOUBLE
+#define RF(fn) fn
+#else
+#define RF(fn) fn##f
+#endif
+
+void mnas__k_softmax(int64_t rows, int64_t cols, const real *x, real *y)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const real *xr = x + r * cols;
+        real *yr = y + r * cols;
+        real m = xr[0];
+        for (int64_t c = 1; c < cols; c++) m = xr[c] > m ? xr[c] : m;
+        double s = 0;
+        for (int64_t c = 0; c < cols; c++) {
+            yr[c] = RF(exp)(xr[c] - m);
+            s += yr[c];
+        }
+        real inv = (real)(1.0 / s);
+        for (int64_t c = 0; c < cols; c++) yr[c] *= inv;
+    }
+}
+
+void mnas__k_log_softmax(int64_t rows, int64_t cols, const real *x, real *y)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const real *xr = x + r * cols;
+        real *yr = y + r * cols;
+        real m = xr[0];
+        for (int64_t c = 1; c < cols; c++) m = xr[c] > m ? xr[c] : m;
+        double s = 0;
+        for (int64_t c = 0; c < cols; c++) s += exp((double)(xr[c] - m));
+        real lse = m + (real)log(s);
+        for (int64_t c = 0; c < cols; c++) yr[c] = xr[c] - lse;
+    }
+}
+
+void mnas__k_transpose(int64_t batch, int64_t rows, int64_t cols, const real *x, real *y)
+{
+    for (int64_t b = 0; b < batch; b++) {
+        const real *xb = x + b * rows * cols;
+        real *yb = y + b * rows * cols;
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = 0; j < cols; j++) yb[j * rows + i] = xb[i * cols + j];
+    }
+}
+
+void mnas__k_copy_axis(int64_t outer, int64_t inner, const real *src, int64_t src_ext,
+                       int64_t src_off, real *dst, int64_t dst_ext, int64_t dst_off, int64_t len)
+{
+    size_t bytes = (size_t)(len * inner) * sizeof(real);
+    for (int64_t o = 0; o < outer; o++)
+        memcpy(dst + (o * dst_ext + dst_off) * inner, src + (o * src_ext + src_off) * inner, bytes);
+}
