@@ -144,6 +144,36 @@ START_TEST(matmul_and_linear_values)
 }
 END_TEST
 
+/* Every GEMM path (matrix-vector, the small register-blocked kernel, BLIS)
+ * against the reference, for all four transpose combinations. */
+START_TEST(matmul_shape_sweep)
+{
+    static const int ext[] = { 1, 2, 3, 5, 9, 17, 40 };
+    const int ne = (int)(sizeof ext / sizeof ext[0]);
+    static double ref[40 * 40];
+    for (int mi = 0; mi < ne; mi++)
+        for (int ni = 0; ni < ne; ni++)
+            for (int ki = 0; ki < ne; ki++)
+                for (int t = 0; t < 4; t++) {
+                    int M = ext[mi], N = ext[ni], K = ext[ki], ta = t & 1, tb = t >> 1;
+                    mnas_tape_reset(tp);
+                    int64_t as[2] = { ta ? K : M, ta ? M : K }, bs[2] = { tb ? N : K, tb ? K : N };
+                    mnas_tensor *a = mnas_tape_tensor(tp, 2, as, NULL), *b = mnas_tape_tensor(tp, 2, bs, NULL);
+                    mnas_real *pa = mnas_tensor_data(a), *pb = mnas_tensor_data(b);
+                    for (int i = 0; i < M * K; i++) pa[i] = (mnas_real)((i * 7 % 13) - 6) / 4;
+                    for (int i = 0; i < K * N; i++) pb[i] = (mnas_real)((i * 5 % 11) - 5) / 8;
+                    mnas_tensor *c = mnas_matmul(tp, a, b, ta, tb);
+                    ck_assert_ptr_nonnull(c);
+                    ref_gemm(ta, tb, M, N, K, pa, pb, ref);
+                    /* the inputs are exact binary fractions: products and their
+                     * sums are exact in float up to these sizes */
+                    for (int i = 0; i < M * N; i++)
+                        ck_assert_msg(D(c)[i] == ref[i], "M%d N%d K%d ta%d tb%d at %d: %g vs %g", M, N, K, ta, tb, i,
+                                      (double)D(c)[i], ref[i]);
+                }
+}
+END_TEST
+
 START_TEST(reduction_and_shape_values)
 {
     int64_t s3[3] = { 2, 3, 4 };
@@ -506,6 +536,7 @@ int main(void)
     tcase_add_test(tc, broadcast_binary_values);
     tcase_add_test(tc, unary_values);
     tcase_add_test(tc, matmul_and_linear_values);
+    tcase_add_test(tc, matmul_shape_sweep);
     tcase_add_test(tc, reduction_and_shape_values);
     tcase_add_test(tc, softmax_losses_batchnorm_values);
     suite_add_tcase(s, tc);

@@ -1,5 +1,6 @@
 /* Matrix products through BLIS (sgemm, or dgemm in the double test build). */
 #include <blis.h>
+#include <string.h>
 
 #include "kernels/kernels.h"
 
@@ -12,10 +13,110 @@ void mnas__k_gemm_init(void)
     bli_thread_set_num_threads(1);
 }
 
+/* Small products (the 10 x 50 x 50 layers of few-shot learning) are
+ * dominated by BLIS's per-call set-up, so they get a register-blocked
+ * kernel of their own: op(B) is packed into a K x NP buffer (NP = N rounded
+ * up to NR, zero padded) on the stack, and MR x NR blocks of C accumulate in
+ * registers. Every element of C sums its K products in order k = 0..K-1,
+ * whatever the blocking or the instruction set, so results are the same on
+ * every x86-64 machine (no FMA: contraction is off). */
+/* 32-byte vectors of mnas_real (GNU vector extension): one AVX register, or
+ * two SSE registers in the baseline clone. */
+typedef real vreal __attribute__((vector_size(32)));
+#define VL ((int64_t)(32 / sizeof(real)))
+enum { MR = 4, SMALL_PACK = 8192 };
+#define NR (2 * VL)
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define MNAS_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MNAS_CLONES
+#endif
+
+MNAS_CLONES
+static void gemm_small(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, const real *A,
+                       int64_t lda, const real *B, int64_t ldb, real beta, real *C, int64_t ldc)
+{
+    vreal Bv[SMALL_PACK / (32 / sizeof(real))];
+    real *Bp = (real *)Bv;
+    const int64_t NP = (N + NR - 1) / NR * NR;
+    for (int64_t k = 0; k < K; k++) {
+        real *row = Bp + k * NP;
+        if (tb)
+            for (int64_t j = 0; j < N; j++) row[j] = B[j * ldb + k];
+        else
+            for (int64_t j = 0; j < N; j++) row[j] = B[k * ldb + j];
+        for (int64_t j = N; j < NP; j++) row[j] = 0;
+    }
+    const int64_t sak = ta ? lda : 1, sai = ta ? 1 : lda; /* A(i,k) = A[i*sai + k*sak] */
+    for (int64_t i0 = 0; i0 < M; i0 += MR) {
+        int mr = M - i0 < MR ? (int)(M - i0) : MR;
+        const real *Ai = A + i0 * sai;
+        for (int64_t j0 = 0; j0 < NP; j0 += NR) {
+            vreal acc[MR][2];
+            for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = (vreal){ 0 };
+            const vreal *b = (const vreal *)(Bp + j0);
+            const int64_t bstep = NP / VL;
+            if (mr == MR) {
+                for (int64_t k = 0; k < K; k++, b += bstep) {
+                    vreal b0 = b[0], b1 = b[1];
+                    for (int r = 0; r < MR; r++) {
+                        real a = Ai[r * sai + k * sak];
+                        acc[r][0] += a * b0;
+                        acc[r][1] += a * b1;
+                    }
+                }
+            } else {
+                for (int64_t k = 0; k < K; k++, b += bstep) {
+                    vreal b0 = b[0], b1 = b[1];
+                    for (int r = 0; r < mr; r++) {
+                        real a = Ai[r * sai + k * sak];
+                        acc[r][0] += a * b0;
+                        acc[r][1] += a * b1;
+                    }
+                }
+            }
+            int64_t nb = N - j0 < NR ? N - j0 : NR;
+            for (int r = 0; r < mr; r++) {
+                real *c = C + (i0 + r) * ldc + j0;
+                vreal o0 = alpha * acc[r][0], o1 = alpha * acc[r][1];
+                if (nb == NR && beta == 0) {
+                    memcpy(c, &o0, sizeof o0);
+                    memcpy(c + VL, &o1, sizeof o1);
+                } else {
+                    /* Element reads straight from the registers: a store of
+                     * the vectors followed by narrower loads would stall. */
+                    for (int64_t j = 0; j < nb; j++) {
+                        real v = j < VL ? o0[j] : o1[j - VL];
+                        c[j] = beta == 0 ? v : v + beta * c[j];
+                    }
+                }
+            }
+        }
+    }
+}
+
 void mnas__k_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, const real *A,
                   int64_t lda, const real *B, int64_t ldb, real beta, real *C, int64_t ldc)
 {
     if (M <= 0 || N <= 0) return;
+    /* Measured on the few-shot shapes (bench/bench_ops): BLIS's FMA kernels
+     * win from about 10 x 50 x 50 up; below that its set-up costs more than
+     * the arithmetic. Matrix-vector shapes and rank-few updates stay here. */
+    int64_t NP = (N + NR - 1) / NR * NR;
+    if (N == 1 && K > 0) {
+        for (int64_t i = 0; i < M; i++) {
+            real s = 0;
+            for (int64_t k = 0; k < K; k++)
+                s += (ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[k] : B[k * ldb]);
+            C[i * ldc] = beta == 0 ? alpha * s : alpha * s + beta * C[i * ldc];
+        }
+        return;
+    }
+    if (K > 0 && K * NP <= SMALL_PACK && (K <= 8 || M <= 2)) {
+        gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
     if (K <= 0) {
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
