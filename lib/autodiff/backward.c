@@ -9,6 +9,8 @@
 struct mnas_backward_ctx {
     unsigned char *needed; /* per node index: lies on a path to an input */
     mnas_tensor **grad;    /* accumulated gradient per node index */
+    unsigned char *owned;  /* grad[i] is a sum this pass made: may add in place */
+    int in_place;          /* not recording (create_graph off) */
     uint32_t top;          /* index of y's node */
 };
 
@@ -27,9 +29,18 @@ mnas_status mnas__bw_accumulate(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node 
         bc->grad[in->index] = c;
         return MNAS_OK;
     }
+    if (bc->in_place && bc->owned[in->index] && mnas__same_shape(prev, c)) {
+        /* Nothing records this pass and no other slot holds this sum, so
+         * it can grow in place instead of costing a new tensor per term. */
+        int64_t s4[4];
+        mnas__pad4(prev, s4);
+        mnas__k_binary(K_ADD, prev->data, s4, prev->data, s4, c->data, s4);
+        return MNAS_OK;
+    }
     mnas_tensor *sum = mnas_add(tp, prev, c);
     if (!sum) return tp->status ? tp->status : MNAS_E_INTERNAL;
     bc->grad[in->index] = sum;
+    bc->owned[in->index] = 1;
     return MNAS_OK;
 }
 
@@ -192,8 +203,11 @@ mnas_status mnas_grad(mnas_tape *tp, mnas_tensor *y, size_t n, mnas_tensor *cons
         bc.top = T;
         bc.needed = mnas__tape_scratch(tp, fn, (size_t)T + 1);
         bc.grad = mnas__tape_scratch(tp, fn, ((size_t)T + 1) * sizeof *bc.grad);
-        if (!bc.needed || !bc.grad) return tp->status;
+        bc.owned = mnas__tape_scratch(tp, fn, (size_t)T + 1);
+        bc.in_place = !create_graph;
+        if (!bc.needed || !bc.grad || !bc.owned) return tp->status;
         memset(bc.needed, 0, (size_t)T + 1);
+        memset(bc.owned, 0, (size_t)T + 1);
         memset(bc.grad, 0, ((size_t)T + 1) * sizeof *bc.grad);
         for (size_t i = 0; i < n; i++) {
             mnas_node *in = mnas__find_node(tp, inputs[i]);

@@ -62,6 +62,7 @@ static void strides_of(const int64_t s[4], int64_t st[4])
         }                                                                                         \
     } while (0)
 
+MNAS_CLONES
 void mnas__k_binary(mnas_kbinop op, real *out, const int64_t os[4], const real *a, const int64_t as[4],
                     const real *b, const int64_t bs[4])
 {
@@ -95,6 +96,7 @@ void mnas__k_binary(mnas_kbinop op, real *out, const int64_t os[4], const real *
 #define RF(fn) fn##f
 #endif
 
+MNAS_CLONES
 void mnas__k_unary(mnas_kunop op, int64_t n, const real *x, real *y, double p)
 {
     real rp = (real)p;
@@ -135,6 +137,8 @@ void mnas__k_unary(mnas_kunop op, int64_t n, const real *x, real *y, double p)
             for (int64_t i = 0; i < n; i++) y[i] = RF(sqrt)(x[i]);
         } else if (p == -0.5) {
             for (int64_t i = 0; i < n; i++) y[i] = 1 / RF(sqrt)(x[i]);
+        } else if (p == -1.5) {
+            for (int64_t i = 0; i < n; i++) y[i] = 1 / (x[i] * RF(sqrt)(x[i]));
         } else {
             for (int64_t i = 0; i < n; i++) y[i] = RF(pow)(x[i], rp);
         }

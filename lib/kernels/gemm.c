@@ -27,12 +27,6 @@ typedef real vreal __attribute__((vector_size(32)));
 enum { MR = 4, SMALL_PACK = 8192 };
 #define NR (2 * VL)
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define MNAS_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define MNAS_CLONES
-#endif
-
 MNAS_CLONES
 static void gemm_small(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, const real *A,
                        int64_t lda, const real *B, int64_t ldb, real beta, real *C, int64_t ldc)

@@ -9,6 +9,16 @@
 
 typedef mnas_real real;
 
+/* Hot loops are compiled twice, for AVX2 and for the x86-64 baseline, and
+ * the loader picks one (GNU ifunc). Neither uses FMA (contraction is off),
+ * so both give the same bits. Not under sanitizers, nor with clang. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
+    defined(__linux__)
+#define MNAS_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MNAS_CLONES
+#endif
+
 /* C = alpha * op(A) * op(B) + beta * C, row-major. op(A) is M x K, op(B) is
  * K x N, C is M x N; lda/ldb/ldc are row strides of the stored matrices. */
 void mnas__k_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, const real *A,

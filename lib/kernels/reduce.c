@@ -19,6 +19,7 @@ double mnas__k_sum(int64_t n, const real *x)
     return (s0 + s1) + (s2 + s3);
 }
 
+MNAS_CLONES
 void mnas__k_sum_to(const real *x, const int64_t xs[4], real *y, const int64_t ys[4], double *acc)
 {
     int64_t ny = ys[0] * ys[1] * ys[2] * ys[3];
@@ -50,6 +51,7 @@ void mnas__k_sum_to(const real *x, const int64_t xs[4], real *y, const int64_t y
     for (int64_t i = 0; i < ny; i++) y[i] = (real)acc[i];
 }
 
+MNAS_CLONES
 void mnas__k_broadcast(const real *x, const int64_t xs[4], real *y, const int64_t ys[4])
 {
     int64_t st[4];

@@ -31,9 +31,8 @@ mnas_status mnas__shape_check(mnas_ctx *ctx, const char *fn, int ndim, const int
         if (shape[i] < 1)
             return mnas__error(ctx, MNAS_E_SHAPE, "%s: extent %lld of axis %d is not positive", fn,
                                (long long)shape[i], i);
-        if (shape[i] > limit || n > limit / shape[i])
+        if (shape[i] > limit || __builtin_mul_overflow(n, shape[i], &n) || n > limit)
             return mnas__error(ctx, MNAS_E_SHAPE, "%s: shape has more than 2^40 elements", fn);
-        n *= shape[i];
     }
     if ((uint64_t)n > SIZE_MAX / sizeof(mnas_real))
         return mnas__error(ctx, MNAS_E_SHAPE, "%s: shape too large for this platform", fn);
