@@ -107,7 +107,6 @@ MNAS_API void mnas_ctx_log(mnas_ctx *ctx, mnas_log_level level, const char *mess
  * correctly rounded) plus a logarithm computed by the library itself, so the
  * stream is bit-identical on every platform:
  *   - uniform double in [0,1): (x >> 11) * 2^-53
- *   - uniform float  in [0,1): (x >> 40) * 2^-24
  *   - normal: Marsaglia's polar method in double, one value kept for the
  *     next call.
  * The context RNG is not thread-safe; give each thread its own mnas_rng. */

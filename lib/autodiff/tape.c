@@ -58,7 +58,7 @@ void mnas_tape_reset(mnas_tape *tp)
 {
     if (!mnas__tape_ok(tp)) return;
     tp->epoch++;
-    if (tp->epoch == 0) tp->epoch = 1;
+    if (tp->epoch == 0) tp->epoch = 2; /* skip 0, keep the parity alternating */
     mnas__arena_reset(&tp->data);
     mnas__arena_reset(&tp->hdr[tp->epoch & 1]);
     tp->nnodes = 0;

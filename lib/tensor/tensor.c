@@ -1,5 +1,6 @@
 /* Persistent tensors: creation, copies, shape queries and data access. Tape
  * tensors share the layout and the queries; the tape creates them. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -103,6 +104,14 @@ mnas_tensor *mnas_tensor_from_data(mnas_ctx *ctx, int ndim, const int64_t *shape
 
 static int bad_param(double x) { return !isfinite(x); }
 
+#if defined(MNAS_REAL_IS_DOUBLE) && MNAS_REAL_IS_DOUBLE
+#define REAL_BIG DBL_MAX
+#define NEXT_DOWN(v) nextafter((v), -INFINITY)
+#else
+#define REAL_BIG ((double)FLT_MAX)
+#define NEXT_DOWN(v) nextafterf((v), -INFINITY)
+#endif
+
 mnas_tensor *mnas_tensor_randn_rng(mnas_ctx *ctx, mnas_rng *rng, int ndim, const int64_t *shape,
                                    double mean, double std)
 {
@@ -114,6 +123,10 @@ mnas_tensor *mnas_tensor_randn_rng(mnas_ctx *ctx, mnas_rng *rng, int ndim, const
     if (bad_param(mean) || bad_param(std) || std < 0) {
         mnas__error(ctx, MNAS_E_INVALID, "mnas_tensor_randn: mean %g, std %g: need finite, std >= 0",
                     mean, std);
+        return NULL;
+    }
+    if (fabs(mean) + 40.0 * std > REAL_BIG) {
+        mnas__error(ctx, MNAS_E_INVALID, "mnas_tensor_randn: mean %g, std %g overflow the element type", mean, std);
         return NULL;
     }
     mnas_tensor *t = persistent_new(ctx, "mnas_tensor_randn", ndim, shape);
@@ -135,10 +148,18 @@ mnas_tensor *mnas_tensor_rand_rng(mnas_ctx *ctx, mnas_rng *rng, int ndim, const 
                     lo, hi);
         return NULL;
     }
+    if (fabs(lo) > REAL_BIG || fabs(hi) > REAL_BIG) {
+        mnas__error(ctx, MNAS_E_INVALID, "mnas_tensor_rand: range [%g, %g) exceeds the element type", lo, hi);
+        return NULL;
+    }
     mnas_tensor *t = persistent_new(ctx, "mnas_tensor_rand", ndim, shape);
     if (t)
-        for (int64_t i = 0; i < t->size; i++)
-            t->data[i] = (mnas_real)(lo + (hi - lo) * mnas_rng_uniform(rng));
+        for (int64_t i = 0; i < t->size; i++) {
+            mnas_real v = (mnas_real)(lo + (hi - lo) * mnas_rng_uniform(rng));
+            /* Rounding to mnas_real can reach hi itself: keep [lo, hi). */
+            while (hi > lo && (double)v >= hi) v = NEXT_DOWN(v);
+            t->data[i] = v;
+        }
     return t;
 }
 
