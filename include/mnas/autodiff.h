@@ -80,6 +80,8 @@ MNAS_API mnas_tensor *mnas_div(mnas_tape *tape, mnas_tensor *a, mnas_tensor *b);
  * dropout): mask is treated as a constant; it broadcasts like mnas_mul. */
 MNAS_API mnas_tensor *mnas_mask_mul(mnas_tape *tape, mnas_tensor *x, mnas_tensor *mask);
 
+/* alpha*x + y (same shapes): the fused SGD step w - lr*g of the inner loop. */
+MNAS_API mnas_tensor *mnas_axpy(mnas_tape *tape, double alpha, mnas_tensor *x, mnas_tensor *y);
 MNAS_API mnas_tensor *mnas_neg(mnas_tape *tape, mnas_tensor *x);
 MNAS_API mnas_tensor *mnas_scale(mnas_tape *tape, mnas_tensor *x, double s);       /* s*x */
 MNAS_API mnas_tensor *mnas_add_scalar(mnas_tape *tape, mnas_tensor *x, double c);  /* x+c */

@@ -6,5 +6,8 @@
 #include <mnas/core.h>
 #include <mnas/tensor.h>
 #include <mnas/autodiff.h>
+#include <mnas/data.h>
+#include <mnas/nn.h>
+#include <mnas/meta.h>
 
 #endif /* MNAS_MNAS_H */

@@ -14,14 +14,25 @@
 typedef enum mnas_opcode {
     OP_LEAF = 0,
     OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MASK_MUL,
-    OP_NEG, OP_SCALE, OP_ADD_SCALAR, OP_RELU, OP_SIGMOID, OP_TANH, OP_EXP, OP_LOG, OP_SQRT,
+    OP_AXPY, OP_NEG, OP_SCALE, OP_ADD_SCALAR, OP_RELU, OP_SIGMOID, OP_TANH, OP_EXP, OP_LOG, OP_SQRT,
     OP_POW, OP_SQUARE,
     OP_MATMUL, OP_LINEAR, OP_TRANSPOSE,
     OP_SUM, OP_SUM_TO, OP_BROADCAST_TO, OP_RESHAPE, OP_CONCAT, OP_SLICE, OP_PAD_AXIS,
     OP_GATHER_ROWS, OP_SCATTER_ROWS,
     OP_SOFTMAX, OP_LOG_SOFTMAX,
+    OP_CUSTOM,
     OP_COUNT
 } mnas_opcode;
+
+typedef struct mnas_backward_ctx mnas_backward_ctx;
+struct mnas_node;
+
+/* An op defined outside this layer (the inner loop's recompute mode): its
+ * backward rule is a callback. */
+typedef struct mnas__custom_op {
+    const char *name;
+    mnas_status (*vjp)(mnas_tape *tp, struct mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc, void *state);
+} mnas__custom_op;
 
 typedef struct mnas_node {
     mnas_tensor *out;
@@ -34,6 +45,8 @@ typedef struct mnas_node {
     int64_t a[4];              /* integer attributes (axis, start, flags) */
     const int64_t *idx;        /* row indices (gather/scatter), in the arena */
     size_t nidx;
+    const mnas__custom_op *custom; /* OP_CUSTOM only */
+    void *state;                   /* OP_CUSTOM only, in the arena */
     mnas_tensor *in_buf[3];
     struct mnas_node *inode_buf[3];
 } mnas_node;
@@ -55,7 +68,11 @@ struct mnas_tape {
     size_t leaf_cap, leaf_count;
     mnas_status status;
     char msg[MNAS_MSG_MAX];
+    struct mnas_tape *aux; /* scratch tape for recomputation, made on demand */
 };
+
+/* The tape's scratch tape (created on first use), or NULL with an error. */
+mnas_tape *mnas__tape_aux(mnas_tape *tp);
 
 /* Record a failure on the tape (first one wins for status) and its context. */
 mnas_status mnas__tape_error(mnas_tape *tp, mnas_status st, const char *fmt, ...) MNAS_PRINTF(3, 4);
@@ -69,6 +86,8 @@ int mnas__input_ok(mnas_tape *tp, const char *fn, const char *arg, mnas_tensor *
 
 /* A new tape tensor (uninitialised data). */
 mnas_tensor *mnas__tape_new(mnas_tape *tp, const char *fn, int ndim, const int64_t *shape);
+/* A new tape tensor of x's shape (no shape validation needed). */
+mnas_tensor *mnas__tape_new_like(mnas_tape *tp, const char *fn, const mnas_tensor *x);
 /* A new tape tensor sharing x's data with a new shape (same count). */
 mnas_tensor *mnas__tape_view(mnas_tape *tp, const char *fn, mnas_tensor *x, int ndim,
                              const int64_t *shape);
@@ -106,10 +125,11 @@ static inline void mnas__pad4s(int ndim, const int64_t *shape, int64_t s[4])
 
 /* Backward: the vector-Jacobian product of node for output gradient g; adds
  * each input's contribution through accumulate(). */
-typedef struct mnas_backward_ctx mnas_backward_ctx;
 mnas_status mnas__vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
 /* Does input k of node need a gradient in this backward pass? */
 int mnas__bw_wants(mnas_backward_ctx *bc, mnas_node *node, int k);
+/* Is this backward pass recording (create_graph)? */
+int mnas__bw_create_graph(const mnas_backward_ctx *bc);
 mnas_status mnas__bw_accumulate(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k,
                                 mnas_tensor *contribution);
 

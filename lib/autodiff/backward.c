@@ -14,6 +14,8 @@ struct mnas_backward_ctx {
     uint32_t top;          /* index of y's node */
 };
 
+int mnas__bw_create_graph(const mnas_backward_ctx *bc) { return !bc->in_place; }
+
 int mnas__bw_wants(mnas_backward_ctx *bc, mnas_node *node, int k)
 {
     mnas_node *in = node->inode[k];
@@ -86,6 +88,10 @@ mnas_status mnas__vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward
     case OP_DIV:
         if (WANT(0)) ACC(0, unbroadcast(tp, mnas_div(tp, g, b), x));
         if (WANT(1)) ACC(1, unbroadcast(tp, mnas_neg(tp, mnas_mul(tp, g, mnas_div(tp, y, b))), b));
+        return MNAS_OK;
+    case OP_AXPY: /* alpha x + y */
+        ACC(0, mnas_scale(tp, g, n->p));
+        ACC(1, g);
         return MNAS_OK;
     case OP_NEG: ACC(0, mnas_neg(tp, g)); return MNAS_OK;
     case OP_SCALE: ACC(0, mnas_scale(tp, g, n->p)); return MNAS_OK;
@@ -166,6 +172,7 @@ mnas_status mnas__vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward
         ACC(0, mnas_sub(tp, g, mnas_mul(tp, mnas_exp(tp, y), gs)));
         return MNAS_OK;
     }
+    case OP_CUSTOM: return n->custom->vjp(tp, n, g, bc, n->state);
     case OP_COUNT: break;
     }
     return mnas__tape_error(tp, MNAS_E_INTERNAL, "mnas_grad: no backward rule for op %d", (int)n->op);
@@ -209,12 +216,17 @@ mnas_status mnas_grad(mnas_tape *tp, mnas_tensor *y, size_t n, mnas_tensor *cons
         memset(bc.needed, 0, (size_t)T + 1);
         memset(bc.owned, 0, (size_t)T + 1);
         memset(bc.grad, 0, ((size_t)T + 1) * sizeof *bc.grad);
+        uint32_t lo = T;
         for (size_t i = 0; i < n; i++) {
             mnas_node *in = mnas__find_node(tp, inputs[i]);
-            if (in && in->index <= T) bc.needed[in->index] = 1;
+            if (in && in->index <= T) {
+                bc.needed[in->index] = 1;
+                if (in->index < lo) lo = in->index;
+            }
         }
-        /* Forward sweep: a node is needed if it depends on a needed node. */
-        for (uint32_t i = 0; i <= T; i++) {
+        /* Forward sweep: a node is needed if it depends on a needed node.
+         * Nothing before the earliest input can be. */
+        for (uint32_t i = lo; i <= T; i++) {
             if (bc.needed[i]) continue;
             mnas_node *nd = tp->nodes[i];
             for (int k = 0; k < nd->nin; k++)
@@ -227,7 +239,7 @@ mnas_status mnas_grad(mnas_tape *tp, mnas_tensor *y, size_t n, mnas_tensor *cons
             tp->no_grad = create_graph ? 0 : 1;
             bc.grad[T] = filled(tp, y, 1);
             if (!bc.grad[T]) st = tp->status;
-            for (uint32_t i = T + 1; st == MNAS_OK && i-- > 0;) {
+            for (uint32_t i = T + 1; st == MNAS_OK && i-- > lo;) {
                 mnas_node *nd = tp->nodes[i];
                 if (!bc.needed[i] || !bc.grad[i] || nd->op == OP_LEAF) continue;
                 st = mnas__vjp(tp, nd, bc.grad[i], &bc);

@@ -29,15 +29,22 @@ static mnas_tensor *binary(mnas_tape *tp, const char *fn, int op, mnas_kbinop ko
 {
     if (!mnas__tape_ok(tp)) return NULL;
     if (!mnas__input_ok(tp, fn, "a", a) || !mnas__input_ok(tp, fn, "b", b)) return NULL;
-    int nd;
-    int64_t shape[4], os[4], as[4], bs[4];
-    if (!broadcast_shape(tp, fn, a, b, &nd, shape)) return NULL;
-    mnas_tensor *out = mnas__tape_new(tp, fn, nd, shape);
-    if (!out) return NULL;
-    mnas__pad4(out, os);
-    mnas__pad4(a, as);
-    mnas__pad4(b, bs);
-    mnas__k_binary(kop, out->data, os, a->data, as, b->data, bs);
+    mnas_tensor *out;
+    if (mnas__same_shape(a, b)) {
+        out = mnas__tape_new_like(tp, fn, a);
+        if (!out) return NULL;
+        mnas__k_binary_flat(kop, a->size, out->data, a->data, b->data);
+    } else {
+        int nd;
+        int64_t shape[4], os[4], as[4], bs[4];
+        if (!broadcast_shape(tp, fn, a, b, &nd, shape)) return NULL;
+        out = mnas__tape_new(tp, fn, nd, shape);
+        if (!out) return NULL;
+        mnas__pad4(out, os);
+        mnas__pad4(a, as);
+        mnas__pad4(b, bs);
+        mnas__k_binary(kop, out->data, os, a->data, as, b->data, bs);
+    }
     mnas_tensor *ins[2] = { a, b };
     if (b_is_constant) {
         /* The mask is an input the backward rule reads, but no gradient
@@ -79,7 +86,7 @@ static mnas_tensor *unary(mnas_tape *tp, const char *fn, int op, mnas_kunop kop,
 {
     if (!mnas__tape_ok(tp)) return NULL;
     if (!mnas__input_ok(tp, fn, "x", x)) return NULL;
-    mnas_tensor *out = mnas__tape_new(tp, fn, x->ndim, x->shape);
+    mnas_tensor *out = mnas__tape_new_like(tp, fn, x);
     if (!out) return NULL;
     mnas__k_unary(kop, x->size, x->data, out->data, p);
     mnas_node *node;
@@ -125,10 +132,33 @@ mnas_tensor *mnas_pow(mnas_tape *tp, mnas_tensor *x, double p)
     return unary(tp, "mnas_pow", OP_POW, K_POW, x, p);
 }
 
+mnas_tensor *mnas_axpy(mnas_tape *tp, double alpha, mnas_tensor *x, mnas_tensor *y)
+{
+    const char *fn = "mnas_axpy";
+    if (!mnas__tape_ok(tp)) return NULL;
+    if (!finite_param(tp, fn, "alpha", alpha)) return NULL;
+    if (!mnas__input_ok(tp, fn, "x", x) || !mnas__input_ok(tp, fn, "y", y)) return NULL;
+    if (!mnas__same_shape(x, y)) {
+        char sa[MNAS_SHAPE_BUF], sb[MNAS_SHAPE_BUF];
+        mnas__tape_error(tp, MNAS_E_SHAPE, "%s: x is %s but y is %s (axpy does not broadcast)", fn,
+                         mnas__shape_str(sa, sizeof sa, x->ndim, x->shape),
+                         mnas__shape_str(sb, sizeof sb, y->ndim, y->shape));
+        return NULL;
+    }
+    mnas_tensor *out = mnas__tape_new_like(tp, fn, y);
+    if (!out) return NULL;
+    mnas__k_axpy(y->size, (mnas_real)alpha, x->data, y->data, out->data);
+    mnas_tensor *ins[2] = { x, y };
+    mnas_node *node;
+    if (!mnas__finish(tp, fn, OP_AXPY, out, 2, ins, &node)) return NULL;
+    if (node) node->p = alpha;
+    return out;
+}
+
 /* 1 where x > 0, else 0; never recorded (the derivative of a step is 0). */
 mnas_tensor *mnas__step(mnas_tape *tp, mnas_tensor *x)
 {
-    mnas_tensor *out = mnas__tape_new(tp, "relu backward", x->ndim, x->shape);
+    mnas_tensor *out = mnas__tape_new_like(tp, "relu backward", x);
     if (out) mnas__k_unary(K_STEP, x->size, x->data, out->data, 0);
     return out;
 }

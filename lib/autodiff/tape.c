@@ -51,7 +51,17 @@ void mnas_tape_free(mnas_tape *tp)
     mnas__arena_release(&tp->hdr[0]);
     mnas__arena_release(&tp->hdr[1]);
     mnas__free(ctx, tp->nodes);
+    mnas_tape_free(tp->aux);
     mnas__free(ctx, tp);
+}
+
+mnas_tape *mnas__tape_aux(mnas_tape *tp)
+{
+    if (!tp->aux && mnas_tape_create(tp->ctx, &tp->aux) != MNAS_OK) {
+        mnas__tape_error(tp, MNAS_E_NOMEM, "cannot create the scratch tape");
+        return NULL;
+    }
+    return tp->aux;
 }
 
 void mnas_tape_reset(mnas_tape *tp)
@@ -96,7 +106,7 @@ size_t mnas_tape_bytes_reserved(const mnas_tape *tp)
 {
     if (!tp || tp->magic != MNAS_TAPE_MAGIC) return 0;
     return tp->data.reserved + tp->hdr[0].reserved + tp->hdr[1].reserved +
-           tp->nodes_cap * sizeof(mnas_node *);
+           tp->nodes_cap * sizeof(mnas_node *) + mnas_tape_bytes_reserved(tp->aux);
 }
 
 void mnas_tape_no_grad_begin(mnas_tape *tp)
@@ -177,6 +187,21 @@ mnas_tensor *mnas__tape_new(mnas_tape *tp, const char *fn, int ndim, const int64
         return NULL;
     }
     mnas__tensor_set_shape(t, ndim, shape, size);
+    return t;
+}
+
+mnas_tensor *mnas__tape_new_like(mnas_tape *tp, const char *fn, const mnas_tensor *x)
+{
+    mnas_tensor *t = new_header(tp, fn);
+    if (!t) return NULL;
+    t->data = mnas__arena_alloc(&tp->data, (size_t)x->size * sizeof(mnas_real));
+    if (!t->data) {
+        mnas__tape_error(tp, MNAS_E_NOMEM, "%s: cannot allocate %lld elements", fn, (long long)x->size);
+        return NULL;
+    }
+    t->ndim = x->ndim;
+    memcpy(t->shape, x->shape, sizeof t->shape);
+    t->size = x->size;
     return t;
 }
 

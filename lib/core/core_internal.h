@@ -98,4 +98,17 @@ double mnas__det_log(double x);
 
 void mnas__rng_seed(struct mnas_rng *r, uint64_t seed, uint64_t stream);
 
+/* ---- worker pool ------------------------------------------------------ */
+
+typedef struct mnas_pool mnas_pool;
+typedef void (*mnas__job_fn)(void *user, size_t job, int worker);
+/* nthreads workers in all: the caller of mnas__pool_run plus nthreads - 1
+ * helper threads. NULL if threads or memory cannot be had. */
+mnas_pool *mnas__pool_create(mnas_ctx *ctx, int nthreads);
+/* Run fn(user, j, worker) for j in [0, njobs); returns when all are done.
+ * worker is in [0, nthreads). Not reentrant. */
+void mnas__pool_run(mnas_pool *p, size_t njobs, mnas__job_fn fn, void *user);
+int mnas__pool_threads(const mnas_pool *p);
+void mnas__pool_free(mnas_pool *p);
+
 #endif /* MNAS_CORE_INTERNAL_H */

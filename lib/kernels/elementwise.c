@@ -90,6 +90,24 @@ void mnas__k_binary(mnas_kbinop op, real *out, const int64_t os[4], const real *
     }
 }
 
+MNAS_CLONES
+void mnas__k_binary_flat(mnas_kbinop op, int64_t n, real *restrict out, const real *restrict a,
+                         const real *restrict b)
+{
+    switch (op) {
+    case K_ADD: for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i]; break;
+    case K_SUB: for (int64_t i = 0; i < n; i++) out[i] = a[i] - b[i]; break;
+    case K_MUL: for (int64_t i = 0; i < n; i++) out[i] = a[i] * b[i]; break;
+    case K_DIV: for (int64_t i = 0; i < n; i++) out[i] = a[i] / b[i]; break;
+    }
+}
+
+MNAS_CLONES
+void mnas__k_axpy(int64_t n, real alpha, const real *restrict x, const real *restrict y0, real *restrict y)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = alpha * x[i] + y0[i];
+}
+
 #if defined(MNAS_REAL_IS_DOUBLE) && MNAS_REAL_IS_DOUBLE
 #define RF(fn) fn
 #else

@@ -34,6 +34,11 @@ typedef enum { K_ADD, K_SUB, K_MUL, K_DIV } mnas_kbinop;
 void mnas__k_binary(mnas_kbinop op, real *out, const int64_t os[4], const real *a, const int64_t as[4],
                     const real *b, const int64_t bs[4]);
 
+/* out[i] = a[i] op b[i] for n elements (same shapes: the common case). */
+void mnas__k_binary_flat(mnas_kbinop op, int64_t n, real *out, const real *a, const real *b);
+/* y[i] = alpha * x[i] + y0[i] */
+void mnas__k_axpy(int64_t n, real alpha, const real *x, const real *y0, real *y);
+
 typedef enum {
     K_NEG, K_SCALE, K_ADDC, K_RELU, K_STEP, K_SIGMOID, K_TANH, K_EXP, K_LOG, K_SQRT, K_POW, K_SQUARE
 } mnas_kunop;

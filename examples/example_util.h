@@ -1,0 +1,117 @@
+/* Shared helpers of the example programs: option parsing, a progress line,
+ * timing, and the paper's Table-1 layout. Header-only, static functions. */
+#ifndef MNAS_EXAMPLE_UTIL_H
+#define MNAS_EXAMPLE_UTIL_H
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mnas/mnas.h>
+
+static double ex_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Parse "--name value" into a long long / double within [lo, hi]. */
+static int ex_int(const char *arg, const char *name, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(arg, &end, 10);
+    if (errno || *end || end == arg || v < lo || v > hi) {
+        fprintf(stderr, "error: %s expects an integer in [%lld, %lld], got \"%s\"\n", name, lo, hi, arg);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static int ex_double(const char *arg, const char *name, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (errno || *end || end == arg || !isfinite(v) || v < lo || v > hi) {
+        fprintf(stderr, "error: %s expects a number in [%g, %g], got \"%s\"\n", name, lo, hi, arg);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static void ex_hms(double s, char *buf, size_t n)
+{
+    if (!isfinite(s) || s < 0) s = 0;
+    long t = (long)(s + 0.5);
+    snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+}
+
+/* Progress: a rewritten line on a terminal, periodic plain lines otherwise. */
+typedef struct {
+    const char *label;
+    double start;
+    int tty;
+    int64_t every;
+    int tasks_per_iter;
+    double loss_avg;
+} ex_progress;
+
+static void ex_progress_init(ex_progress *p, const char *label, int64_t total, int tasks_per_iter)
+{
+    p->label = label;
+    p->start = ex_now();
+    p->tty = isatty(STDOUT_FILENO);
+    p->every = total / 20 > 0 ? total / 20 : 1;
+    p->tasks_per_iter = tasks_per_iter;
+    p->loss_avg = NAN;
+}
+
+static int ex_progress_cb(void *user, int64_t it, int64_t total, double loss)
+{
+    ex_progress *p = user;
+    p->loss_avg = isnan(p->loss_avg) ? loss : 0.95 * p->loss_avg + 0.05 * loss;
+    double el = ex_now() - p->start;
+    double eta = el / (double)it * (double)(total - it);
+    char e[32], r[32];
+    ex_hms(eta, e, sizeof e);
+    ex_hms(el, r, sizeof r);
+    double tps = (double)it * p->tasks_per_iter / (el > 0 ? el : 1e-9);
+    if (p->tty) {
+        printf("\r%s: iteration %lld/%lld  loss %.4f  %.0f tasks/s  elapsed %s  ETA %s   ", p->label, (long long)it,
+               (long long)total, p->loss_avg, tps, r, e);
+        if (it == total) printf("\n");
+        fflush(stdout);
+    } else if (it % p->every == 0 || it == total) {
+        printf("%s: iteration %lld/%lld  loss %.4f  %.0f tasks/s  elapsed %s  ETA %s\n", p->label, (long long)it,
+               (long long)total, p->loss_avg, tps, r, e);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+/* Per-family mean and CI of values[i] for the tasks of set; [4] is the
+ * average over all tasks (equal-sized families: the mean of the family means). */
+static void ex_family_stats(const mnas_task_set *set, const double *values, double mean[5], double ci[5])
+{
+    size_t n = mnas_task_set_size(set);
+    double *buf = malloc(n * sizeof *buf);
+    for (int f = 0; f <= MNAS_REGRESSION_FAMILIES; f++) {
+        size_t k = 0;
+        for (size_t i = 0; i < n && buf; i++)
+            if (f == MNAS_REGRESSION_FAMILIES || mnas_task_family(mnas_task_set_get(set, i)) == f) buf[k++] = values[i];
+        mean[f] = ci[f] = NAN;
+        if (k) mnas_mean_ci95(buf, k, &mean[f], &ci[f]);
+    }
+    free(buf);
+}
+
+#endif /* MNAS_EXAMPLE_UTIL_H */
