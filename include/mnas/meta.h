@@ -13,6 +13,7 @@
 #include <mnas/autodiff.h>
 #include <mnas/core.h>
 #include <mnas/data.h>
+#include <mnas/nas.h>
 #include <mnas/nn.h>
 #include <mnas/tensor.h>
 
@@ -57,6 +58,75 @@ MNAS_API mnas_status mnas_inner_loop(mnas_tape *tape, mnas_loss_fn loss, void *u
                                      mnas_tensor *const *w0, size_t n_extra, mnas_tensor *const *extra,
                                      const mnas_inner_options *opts, mnas_tensor **w_out);
 
+/* ---- task encoder (Eq. (4)-(6)) ------------------------------------------------
+ *
+ * F(x, y) = ReLU(Linear([x, y])) embeds each support pair (f_dim features);
+ * an encoder RNN (GRU or LSTM, hidden size z_dim) reads the embeddings in the
+ * order perm gives: z_j = RNN_enc(F_j, z_{j-1}), z_0 = 0; the task
+ * representation is z = mean_j z_j (Eq. (6)). A decoder RNN (hidden size
+ * f_dim) runs backwards over the sequence, d_j = RNN_dec(z_j, d_{j+1}),
+ * d_{K+1} = 0, and the reconstruction loss is L_r = sum_j ||d_j - F_j||^2
+ * (Eq. (5)). GRU: r = s(W_ir x + b_ir + W_hr h + b_hr), u = s(W_iz x + b_iz
+ * + W_hz h + b_hz), n = tanh(W_in x + b_in + r * (W_hn h + b_hn)),
+ * h' = (1 - u) * n + u * h. LSTM: i, f, g, o gates, c' = f c + i g,
+ * h' = o tanh(c'). */
+typedef enum mnas_rnn_kind { MNAS_RNN_GRU = 0, MNAS_RNN_LSTM = 1 } mnas_rnn_kind;
+
+typedef struct mnas_task_encoder mnas_task_encoder;
+
+MNAS_API mnas_task_encoder *mnas_task_encoder_create(mnas_ctx *ctx, int64_t x_features, int64_t y_features,
+                                                     int64_t f_dim, int64_t z_dim, mnas_rnn_kind kind);
+MNAS_API void mnas_task_encoder_free(mnas_task_encoder *e);
+MNAS_API int64_t mnas_task_encoder_z_dim(const mnas_task_encoder *e);
+/* Parameters named prefix + "f.w", "f.b", "enc.*", "dec.*". Returns the
+ * first index or -1. */
+MNAS_API int mnas_task_encoder_add_params(const mnas_task_encoder *e, mnas_params *p, const char *prefix, int group);
+MNAS_API size_t mnas_task_encoder_num_params(const mnas_task_encoder *e);
+/* Encode the support set x [K, x_features], y [K, y_features]; perm is a
+ * permutation of 0..K-1 (the feeding order), or NULL for 0..K-1. *z gets
+ * the [1, z_dim] representation and *recon (may be NULL) the scalar L_r,
+ * both on tape and differentiable. */
+MNAS_API mnas_status mnas_task_encoder_forward(const mnas_task_encoder *e, mnas_tape *tape, mnas_tensor *x,
+                                               mnas_tensor *y, mnas_tensor *const *w, const int64_t *perm,
+                                               mnas_tensor **z, mnas_tensor **recon);
+
+/* ---- controller -------------------------------------------------------------------
+ *
+ * The task-aware architecture controller of M-NAS: an MLP from z to
+ * [edges, ops] logits (Linear(z_dim -> hidden) - ReLU - Linear(hidden ->
+ * edges*ops)), softmax per edge. */
+typedef struct mnas_controller mnas_controller;
+
+MNAS_API mnas_controller *mnas_controller_create(mnas_ctx *ctx, int64_t z_dim, int64_t hidden, int64_t edges,
+                                                 int64_t ops);
+MNAS_API void mnas_controller_free(mnas_controller *c);
+MNAS_API int mnas_controller_add_params(const mnas_controller *c, mnas_params *p, const char *prefix, int group);
+MNAS_API size_t mnas_controller_num_params(const mnas_controller *c);
+/* alpha [edges, ops] (rows sum to 1) from z [1, z_dim]. */
+MNAS_API mnas_tensor *mnas_controller_forward(const mnas_controller *c, mnas_tape *tape, mnas_tensor *z,
+                                              mnas_tensor *const *w);
+
+/* ---- modulator (Eq. (7)) ---------------------------------------------------------
+ *
+ * tau = sigmoid(FC(z)) scales the meta-weights: w_i = tau_i * w. Element
+ * mode has one tau per meta-weight element; channel mode one per output
+ * row (the first axis) of each weight tensor, broadcast over the rest. The
+ * FC's bias starts at bias_init (sigmoid(bias_init) is the initial scale;
+ * e.g. 3 gives 0.95), its weight at U[-1/sqrt(z_dim), 1/sqrt(z_dim)]. */
+typedef enum mnas_modulation { MNAS_MODULATE_ELEMENT = 0, MNAS_MODULATE_CHANNEL = 1 } mnas_modulation;
+
+typedef struct mnas_modulator mnas_modulator;
+
+/* Modulates n tensors of the given shapes (the meta-weights, in order). */
+MNAS_API mnas_modulator *mnas_modulator_create(mnas_ctx *ctx, int64_t z_dim, size_t n, mnas_tensor *const *targets,
+                                               mnas_modulation mode, double bias_init);
+MNAS_API void mnas_modulator_free(mnas_modulator *m);
+MNAS_API int mnas_modulator_add_params(const mnas_modulator *m, mnas_params *p, const char *prefix, int group);
+MNAS_API size_t mnas_modulator_num_params(const mnas_modulator *m);
+/* out[i] = tau_i * targets[i] for the n tensors given (shapes as created). */
+MNAS_API mnas_status mnas_modulator_forward(const mnas_modulator *m, mnas_tape *tape, mnas_tensor *z,
+                                            mnas_tensor *const *w, mnas_tensor *const *targets, mnas_tensor **out);
+
 /* ---- meta-learners ---------------------------------------------------------- */
 
 typedef enum mnas_method {
@@ -83,11 +153,22 @@ typedef struct mnas_learner_options {
     int layers;              /* Linear layers of the baseline MLP (default 5) */
     int in_features;         /* default 1 */
     int out_features;        /* default 1 */
+    /* M-NAS, M-NAS-Shared, M-NAS-NM (Eq. (9)) */
+    double arch_lr;          /* Adam step of the controller / shared alpha (default 1e-4) */
+    double beta;             /* weight of the reconstruction loss L_r (default 0.01) */
+    double path_dropout;     /* probability of dropping each alpha entry while training (default 0.1) */
+    int nodes;               /* intermediate nodes of the cell (default 3) */
+    int z_dim;               /* task representation size (default 32) */
+    int f_dim;               /* pair embedding size F (default 32) */
+    int controller_hidden;   /* default 64 */
+    mnas_rnn_kind encoder;   /* default MNAS_RNN_GRU */
+    mnas_modulation modulation; /* default MNAS_MODULATE_ELEMENT */
+    double modulator_bias;   /* initial FC bias of the modulator (default 3: tau ~ 0.95) */
 } mnas_learner_options;
 
-#define MNAS_LEARNER_OPTIONS_INIT                                                                         \
-    { sizeof(mnas_learner_options), MNAS_METHOD_MAML, 25, 5, 0.001, 0.001, MNAS_INNER_SECOND_ORDER, 1, 0u, \
-      0.0, 50, 5, 1, 1 }
+#define MNAS_LEARNER_OPTIONS_INIT                                                                          \
+    { sizeof(mnas_learner_options), MNAS_METHOD_MAML, 25, 5, 0.001, 0.001, MNAS_INNER_SECOND_ORDER, 1, 0u,  \
+      0.0, 50, 5, 1, 1, 1e-4, 0.01, 0.1, 3, 32, 32, 64, MNAS_RNN_GRU, MNAS_MODULATE_ELEMENT, 3.0 }
 
 typedef struct mnas_learner mnas_learner;
 
@@ -102,6 +183,14 @@ MNAS_API int64_t mnas_learner_iteration(const mnas_learner *l);
  * loss after adaptation. *loss (may be NULL) receives that mean. On failure
  * (bad task, non-finite loss or gradient) nothing changes. */
 MNAS_API mnas_status mnas_learner_step(mnas_learner *l, const mnas_task *const *tasks, size_t n, double *loss);
+
+/* The per-task meta-objective of Eq. (9) (Eq. (3) for MAML) as training
+ * computes it: the query loss after adaptation plus beta * L_r, with the
+ * per-task random choices (support order, path dropout) of stream. With
+ * want_grad != 0 the parameters' gradient buffers are overwritten with its
+ * gradient. For checking and debugging; training calls the same code. */
+MNAS_API mnas_status mnas_learner_task_objective(mnas_learner *l, const mnas_task *task, uint64_t stream,
+                                                 double *objective, int want_grad);
 
 /* Where training tasks come from: task number index (0, 1, ...) of a
  * stream. Called from worker threads, so it must be thread-safe; the
@@ -123,6 +212,21 @@ MNAS_API mnas_status mnas_learner_train(mnas_learner *l, mnas_task_source source
  * training inner_steps. Either output may be NULL. Runs on the worker pool. */
 MNAS_API mnas_status mnas_learner_evaluate(mnas_learner *l, const mnas_task_set *set, int steps,
                                            double *loss_before, double *loss_after);
+
+/* Enter the architecture-evaluation phase (paper, "Architectures
+ * Evaluation"). M-NAS-Shared fixes the genotype derived from its shared
+ * alpha; with reinit != 0 the meta-weights (and encoder, modulator) are drawn
+ * afresh, as the paper retrains the searched model. M-NAS and M-NAS-NM
+ * discretise the controller's alpha per task with a straight-through
+ * estimator: the forward uses the derived genotype's one-hot alpha, the
+ * backward treats it as the soft alpha, so the controller keeps learning.
+ * MAML has no architecture: MNAS_E_STATE. */
+MNAS_API mnas_status mnas_learner_discretize(mnas_learner *l, int reinit);
+MNAS_API int mnas_learner_is_discrete(const mnas_learner *l);
+/* The genotype the learner uses for task: M-NAS and M-NAS-NM derive it
+ * from the controller's alpha for the task's support set, M-NAS-Shared from
+ * its shared alpha. NULL for MAML. The caller frees it. */
+MNAS_API mnas_genotype *mnas_learner_genotype(mnas_learner *l, const mnas_task *task);
 
 /* Adapt to task's support set, then predict at n inputs x[0..n-1] (one
  * feature each; the model's outputs go to y, n * out_features values). */

@@ -8,6 +8,7 @@
 #include <mnas/autodiff.h>
 #include <mnas/data.h>
 #include <mnas/nn.h>
+#include <mnas/nas.h>
 #include <mnas/meta.h>
 
 #endif /* MNAS_MNAS_H */

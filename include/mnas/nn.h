@@ -66,6 +66,9 @@ MNAS_API mnas_status mnas_params_accumulate_grad(mnas_params *p, mnas_tensor *co
 /* Copy values (and nothing else) from src, which must have the same names
  * and shapes in the same order. */
 MNAS_API mnas_status mnas_params_copy_values(mnas_params *dst, const mnas_params *src);
+/* Copy the values of every parameter of src whose name and shape match one
+ * of dst (by name, any order); returns how many were copied, or -1. */
+MNAS_API int mnas_params_copy_matching(mnas_params *dst, const mnas_params *src);
 /* Square root of the sum of squares of all gradient buffers. */
 MNAS_API double mnas_params_grad_norm(const mnas_params *p);
 

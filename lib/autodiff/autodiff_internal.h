@@ -19,7 +19,7 @@ typedef enum mnas_opcode {
     OP_MATMUL, OP_LINEAR, OP_TRANSPOSE,
     OP_SUM, OP_SUM_TO, OP_BROADCAST_TO, OP_RESHAPE, OP_CONCAT, OP_SLICE, OP_PAD_AXIS,
     OP_GATHER_ROWS, OP_SCATTER_ROWS,
-    OP_SOFTMAX, OP_LOG_SOFTMAX,
+    OP_SOFTMAX, OP_LOG_SOFTMAX, OP_BATCH_NORM,
     OP_CUSTOM,
     OP_COUNT
 } mnas_opcode;
@@ -128,6 +128,8 @@ static inline void mnas__pad4s(int ndim, const int64_t *shape, int64_t s[4])
 mnas_status mnas__vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
 /* Does input k of node need a gradient in this backward pass? */
 int mnas__bw_wants(mnas_backward_ctx *bc, mnas_node *node, int k);
+/* Batch-norm's backward rule (ops_nn.c). */
+mnas_status mnas__bn_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
 /* Is this backward pass recording (create_graph)? */
 int mnas__bw_create_graph(const mnas_backward_ctx *bc);
 mnas_status mnas__bw_accumulate(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k,

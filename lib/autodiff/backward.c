@@ -172,6 +172,7 @@ mnas_status mnas__vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward
         ACC(0, mnas_sub(tp, g, mnas_mul(tp, mnas_exp(tp, y), gs)));
         return MNAS_OK;
     }
+    case OP_BATCH_NORM: return mnas__bn_vjp(tp, n, g, bc);
     case OP_CUSTOM: return n->custom->vjp(tp, n, g, bc, n->state);
     case OP_COUNT: break;
     }

@@ -72,6 +72,21 @@ mnas_tensor *mnas_mse(mnas_tape *tp, mnas_tensor *pred, mnas_tensor *target)
     return mnas_mean(tp, mnas_square(tp, mnas_sub(tp, pred, target)));
 }
 
+/* Batch-norm is one recorded op: a fused forward, and a backward rule that
+ * is a fused kernel when the backward pass is not recorded and the same
+ * mathematics written with differentiable ops when it is (create_graph),
+ * so every derivative order works. */
+static void bn_layout(const mnas_tensor *x, int64_t *outer, int64_t *C, int64_t *inner, int64_t s[4])
+{
+    *outer = x->shape[0];
+    *C = x->shape[1];
+    *inner = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
+    s[0] = 1;
+    s[1] = *C;
+    s[2] = 1;
+    s[3] = 1;
+}
+
 mnas_tensor *mnas_batch_norm(mnas_tape *tp, mnas_tensor *x, mnas_tensor *gamma, mnas_tensor *beta, double eps)
 {
     const char *fn = "mnas_batch_norm";
@@ -82,36 +97,75 @@ mnas_tensor *mnas_batch_norm(mnas_tape *tp, mnas_tensor *x, mnas_tensor *gamma, 
         mnas__tape_error(tp, MNAS_E_INVALID, "%s: eps %g must be positive and finite", fn, eps);
         return NULL;
     }
-    int64_t s[4];
-    int nd = x->ndim;
-    int64_t feat;
-    if (nd == 2) {
-        feat = x->shape[1];
-        s[0] = 1;
-        s[1] = feat;
-    } else if (nd == 4) {
-        feat = x->shape[1];
-        s[0] = 1;
-        s[1] = feat;
-        s[2] = 1;
-        s[3] = 1;
-    } else {
-        mnas__tape_error(tp, MNAS_E_SHAPE, "%s: x must be [N, F] or [N, C, H, W] (got %d-D)", fn, nd);
+    if (x->ndim != 2 && x->ndim != 4) {
+        mnas__tape_error(tp, MNAS_E_SHAPE, "%s: x must be [N, F] or [N, C, H, W] (got %d-D)", fn, x->ndim);
         return NULL;
     }
-    if ((gamma && gamma->size != feat) || (beta && beta->size != feat)) {
+    int64_t outer, C, inner, s[4];
+    bn_layout(x, &outer, &C, &inner, s);
+    if ((gamma && gamma->size != C) || (beta && beta->size != C)) {
         mnas__tape_error(tp, MNAS_E_SHAPE, "%s: gamma and beta need %lld elements (got %lld and %lld)", fn,
-                         (long long)feat, (long long)(gamma ? gamma->size : feat),
-                         (long long)(beta ? beta->size : feat));
+                         (long long)C, (long long)(gamma ? gamma->size : C), (long long)(beta ? beta->size : C));
         return NULL;
     }
-    double inv_m = (double)feat / (double)x->size;
-    mnas_tensor *mu = mnas_scale(tp, mnas_sum_to(tp, x, nd, s), inv_m);
-    mnas_tensor *xc = mnas_sub(tp, x, mu);
-    mnas_tensor *var = mnas_scale(tp, mnas_sum_to(tp, mnas_square(tp, xc), nd, s), inv_m);
-    mnas_tensor *rstd = mnas_pow(tp, mnas_add_scalar(tp, var, eps), -0.5);
-    mnas_tensor *y = mnas_mul(tp, xc, rstd);
-    if (gamma) y = mnas_mul(tp, y, mnas_reshape(tp, gamma, nd, s));
-    if (beta) y = mnas_add(tp, y, mnas_reshape(tp, beta, nd, s));
-    return y;
+    mnas_tensor *out = mnas__tape_new_like(tp, fn, x);
+    mnas_real *stats = out ? mnas__tape_scratch(tp, fn, 2 * (size_t)C * sizeof(mnas_real)) : NULL;
+    if (!stats) return NULL;
+    mnas__k_bn_forward(outer, C, inner, x->data, gamma ? gamma->data : NULL, beta ? beta->data : NULL, eps, out->data,
+                       stats, stats + C);
+    mnas_tensor *ins[3] = { x, gamma, beta };
+    mnas_node *node;
+    if (!mnas__finish(tp, fn, OP_BATCH_NORM, out, 3, ins, &node)) return NULL;
+    if (node) {
+        node->p = eps;
+        node->state = stats;
+    }
+    return out;
+}
+
+mnas_status mnas__bn_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward_ctx *bc)
+{
+    const char *fn = "mnas_batch_norm backward";
+    mnas_tensor *x = n->in[0], *gamma = n->in[1], *beta = n->in[2];
+    int want_x = mnas__bw_wants(bc, n, 0), want_g = gamma && mnas__bw_wants(bc, n, 1),
+        want_b = beta && mnas__bw_wants(bc, n, 2);
+    int64_t outer, C, inner, s[4];
+    bn_layout(x, &outer, &C, &inner, s);
+    mnas_tensor *dx = NULL, *dg = NULL, *db = NULL;
+    if (!mnas__bw_create_graph(bc)) {
+        const mnas_real *stats = n->state;
+        if (want_x && !(dx = mnas__tape_new_like(tp, fn, x))) return tp->status;
+        if (want_g && !(dg = mnas__tape_new_like(tp, fn, gamma))) return tp->status;
+        if (want_b && !(db = mnas__tape_new_like(tp, fn, beta))) return tp->status;
+        mnas__k_bn_backward(outer, C, inner, x->data, g->data, gamma ? gamma->data : NULL, stats, stats + C,
+                            dx ? dx->data : NULL, dg ? dg->data : NULL, db ? db->data : NULL);
+    } else {
+        int nd = x->ndim;
+        double inv_m = 1.0 / (double)(outer * inner);
+        mnas_tensor *mu = mnas_scale(tp, mnas_sum_to(tp, x, nd, s), inv_m);
+        mnas_tensor *xc = mnas_sub(tp, x, mu);
+        mnas_tensor *var = mnas_scale(tp, mnas_sum_to(tp, mnas_square(tp, xc), nd, s), inv_m);
+        mnas_tensor *rstd = mnas_pow(tp, mnas_add_scalar(tp, var, n->p), -0.5);
+        mnas_tensor *xhat = mnas_mul(tp, xc, rstd);
+        if (want_x) {
+            mnas_tensor *gh = gamma ? mnas_mul(tp, g, mnas_reshape(tp, gamma, nd, s)) : g;
+            mnas_tensor *a = mnas_scale(tp, mnas_sum_to(tp, gh, nd, s), inv_m);
+            mnas_tensor *b = mnas_scale(tp, mnas_sum_to(tp, mnas_mul(tp, gh, xhat), nd, s), inv_m);
+            dx = mnas_mul(tp, mnas_sub(tp, mnas_sub(tp, gh, a), mnas_mul(tp, xhat, b)), rstd);
+            if (!dx) return tp->status;
+        }
+        if (want_g) {
+            dg = mnas_reshape(tp, mnas_sum_to(tp, mnas_mul(tp, g, xhat), nd, s), gamma->ndim, gamma->shape);
+            if (!dg) return tp->status;
+        }
+        if (want_b) {
+            db = mnas_reshape(tp, mnas_sum_to(tp, g, nd, s), beta->ndim, beta->shape);
+            if (!db) return tp->status;
+        }
+    }
+    mnas_status st = MNAS_OK;
+    if (dx) st = mnas__bw_accumulate(tp, bc, n, 0, dx);
+    if (st == MNAS_OK && dg) st = mnas__bw_accumulate(tp, bc, n, 1, dg);
+    if (st == MNAS_OK && db) st = mnas__bw_accumulate(tp, bc, n, 2, db);
+    return st;
 }

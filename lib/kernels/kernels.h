@@ -66,4 +66,13 @@ void mnas__k_transpose(int64_t batch, int64_t rows, int64_t cols, const real *x,
 void mnas__k_copy_axis(int64_t outer, int64_t inner, const real *src, int64_t src_ext,
                        int64_t src_off, real *dst, int64_t dst_ext, int64_t dst_off, int64_t len);
 
+/* Batch-norm with batch statistics on x viewed as [outer, C, inner];
+ * gamma/beta may be NULL (1, 0). Forward also returns the per-C mean and
+ * 1/sqrt(var + eps). Backward (given those) fills any of dx, dgamma, dbeta
+ * that is not NULL. */
+void mnas__k_bn_forward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *gamma, const real *beta,
+                        double eps, real *y, real *mean, real *rstd);
+void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *g, const real *gamma,
+                         const real *mean, const real *rstd, real *dx, real *dgamma, real *dbeta);
+
 #endif /* MNAS_KERNELS_H */

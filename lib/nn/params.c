@@ -240,6 +240,20 @@ mnas_status mnas_params_copy_values(mnas_params *dst, const mnas_params *src)
     return MNAS_OK;
 }
 
+int mnas_params_copy_matching(mnas_params *dst, const mnas_params *src)
+{
+    if (!dst || !src) return -1;
+    int copied = 0;
+    for (size_t i = 0; i < src->n; i++) {
+        int j = mnas_params_find(dst, src->items[i].name);
+        if (j < 0 || !mnas__same_shape(dst->items[j].value, src->items[i].value)) continue;
+        memcpy(dst->items[j].value->data, src->items[i].value->data,
+               (size_t)src->items[i].value->size * sizeof(mnas_real));
+        copied++;
+    }
+    return copied;
+}
+
 double mnas_params_grad_norm(const mnas_params *p)
 {
     double s = 0;

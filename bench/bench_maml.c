@@ -1,0 +1,156 @@
+/* MAML meta-training throughput on the paper's toy regression (meta-batch
+ * 25, 5 second-order inner steps, the 5-layer Linear-ReLU-BN network): tasks
+ * per second with 1 and 2 threads and peak resident memory, each measured in
+ * a fresh child process; then the tape memory of one task as the number of
+ * inner steps grows, second order against recompute. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mnas/mnas.h>
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+typedef struct {
+    mnas_ctx *ctx;
+    mnas_regression_options ro;
+} src_data;
+
+static mnas_task *source(void *user, uint64_t index)
+{
+    src_data *s = user;
+    return mnas_regression_task(s->ctx, &s->ro, 1, index, -1);
+}
+
+static int die(mnas_ctx *ctx)
+{
+    fprintf(stderr, "error: %s\n", mnas_ctx_last_error(ctx));
+    return 1;
+}
+
+/* Runs in a child: warm up, then time meta-updates for about `seconds`. */
+static int throughput(int threads, mnas_inner_mode mode, double seconds)
+{
+    mnas_ctx *ctx;
+    if (mnas_ctx_create(&ctx, NULL) != MNAS_OK) return 1;
+    mnas_learner_options o = MNAS_LEARNER_OPTIONS_INIT;
+    o.threads = threads;
+    o.inner_mode = mode;
+    o.seed = 1;
+    mnas_learner *l = mnas_learner_create(ctx, &o);
+    if (!l) return die(ctx);
+    src_data sd = { ctx, MNAS_REGRESSION_OPTIONS_INIT };
+    if (mnas_learner_train(l, source, &sd, 10, NULL, NULL) != MNAS_OK) return die(ctx);
+    int64_t iters = 0;
+    double t0 = now(), t;
+    do {
+        if (mnas_learner_train(l, source, &sd, 10, NULL, NULL) != MNAS_OK) return die(ctx);
+        iters += 10;
+        t = now() - t0;
+    } while (t < seconds);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("%-28s %d thread%s  %8.0f tasks/s  (%lld meta-updates in %.2f s)  peak RSS %.1f MiB\n",
+           mode == MNAS_INNER_RECOMPUTE ? "MAML, 5 steps, recompute" : "MAML, 5 second-order steps", threads,
+           threads > 1 ? "s" : " ", (double)iters * o.meta_batch / t, (long long)iters, t, ru.ru_maxrss / 1024.0);
+    fflush(stdout);
+    mnas_learner_free(l);
+    mnas_ctx_free(ctx);
+    return 0;
+}
+
+/* Tape memory of one task's meta-gradient as the inner steps grow. */
+typedef struct {
+    mnas_mlp *mlp;
+    mnas_tensor *x, *y;
+} sup;
+
+static mnas_tensor *sup_loss(mnas_tape *tp, mnas_tensor *const *w, mnas_tensor *const *extra, void *user)
+{
+    (void)extra;
+    sup *s = user;
+    return mnas_mse(tp, mnas_mlp_forward(s->mlp, tp, s->x, w), s->y);
+}
+
+static int memory_sweep(void)
+{
+    mnas_ctx *ctx;
+    if (mnas_ctx_create(&ctx, NULL) != MNAS_OK) return 1;
+    int64_t dims[6] = { 1, 50, 50, 50, 50, 1 };
+    mnas_mlp *mlp = mnas_mlp_create(ctx, 5, dims, 0);
+    mnas_params *p = mnas_params_create(ctx);
+    if (!mlp || !p || mnas_mlp_add_params(mlp, p, "", 0) < 0) return die(ctx);
+    mnas_regression_options ro = MNAS_REGRESSION_OPTIONS_INIT;
+    mnas_task *t = mnas_regression_task(ctx, &ro, 1, 0, -1);
+    if (!t) return die(ctx);
+    sup s = { mlp, mnas_task_support_x(t), mnas_task_support_y(t) };
+    size_t P = mnas_params_count(p);
+    printf("\ntape memory of one task's meta-gradient (arena bytes reserved, MiB)\n");
+    printf("%6s %14s %14s\n", "steps", "second order", "recompute");
+    static const int steps[] = { 1, 5, 10, 20, 40 };
+    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+        double mib[2];
+        for (int m = 0; m < 2; m++) {
+            mnas_tape *tp;
+            if (mnas_tape_create(ctx, &tp) != MNAS_OK) return die(ctx);
+            mnas_inner_options io = MNAS_INNER_OPTIONS_INIT;
+            io.steps = steps[k];
+            io.mode = m ? MNAS_INNER_RECOMPUTE : MNAS_INNER_SECOND_ORDER;
+            mnas_tensor *fast[32], *g[32];
+            mnas_tensor *const *W = mnas_params_tensors(p);
+            if (mnas_inner_loop(tp, sup_loss, &s, P, W, 0, NULL, &io, fast) != MNAS_OK) return die(ctx);
+            mnas_tensor *q = mnas_mse(tp, mnas_mlp_forward(mlp, tp, mnas_task_query_x(t), fast), mnas_task_query_y(t));
+            if (!q || mnas_grad(tp, q, P, W, g, 0) != MNAS_OK) return die(ctx);
+            mib[m] = mnas_tape_bytes_reserved(tp) / 1048576.0;
+            mnas_tape_free(tp);
+        }
+        printf("%6d %14.2f %14.2f\n", steps[k], mib[0], mib[1]);
+    }
+    mnas_task_free(t);
+    mnas_params_free(p);
+    mnas_mlp_free(mlp);
+    mnas_ctx_free(ctx);
+    return 0;
+}
+
+static int in_child(int (*fn)(int, mnas_inner_mode, double), int threads, mnas_inner_mode mode, double seconds)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) return 1;
+    if (pid == 0) _exit(fn(threads, mode, seconds));
+    int status;
+    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status)) return 1;
+    return WEXITSTATUS(status);
+}
+
+int main(int argc, char **argv)
+{
+    double seconds = 3.0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) {
+            seconds = 0.3;
+        } else {
+            fprintf(stderr, "usage: bench_maml [--quick]\n");
+            return 2;
+        }
+    }
+    printf("libmnas %s, MAML meta-training on toy regression (meta-batch 25, 10 shots, 5-layer MLP)\n",
+           mnas_version_string());
+    int rc = 0;
+    rc |= in_child(throughput, 1, MNAS_INNER_SECOND_ORDER, seconds);
+    rc |= in_child(throughput, 2, MNAS_INNER_SECOND_ORDER, seconds);
+    rc |= in_child(throughput, 1, MNAS_INNER_RECOMPUTE, seconds);
+    rc |= memory_sweep();
+    return rc;
+}

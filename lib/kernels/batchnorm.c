@@ -1,0 +1,133 @@
+/* Batch normalisation with batch statistics: the fused forward, and the
+ * fused backward used when the backward pass is not recorded. Layout:
+ * x is [outer, C, inner] (2-D [N, F]: inner 1; NCHW: outer N, inner H*W);
+ * statistics are per C over outer*inner values, biased variance. */
+#include <math.h>
+
+#include "kernels/kernels.h"
+
+/* [N, F] inputs (inner 1): walk rows in memory order with one accumulator
+ * per feature, which the compiler vectorises; same sums in the same order
+ * as the per-channel loops below. */
+enum { ROW_MAX = 2048 };
+
+MNAS_CLONES
+static void bn_forward_rows(int64_t N, int64_t C, const real *x, const real *gamma, const real *beta, double eps,
+                            real *y, real *mean, real *rstd)
+{
+    double s[ROW_MAX], v[ROW_MAX], a[ROW_MAX], b[ROW_MAX];
+    for (int64_t c = 0; c < C; c++) s[c] = v[c] = 0;
+    for (int64_t o = 0; o < N; o++)
+        for (int64_t c = 0; c < C; c++) s[c] += x[o * C + c];
+    for (int64_t c = 0; c < C; c++) s[c] /= (double)N;
+    for (int64_t o = 0; o < N; o++)
+        for (int64_t c = 0; c < C; c++) {
+            double d = (double)x[o * C + c] - s[c];
+            v[c] += d * d;
+        }
+    for (int64_t c = 0; c < C; c++) {
+        double r = 1.0 / sqrt(v[c] / (double)N + eps);
+        mean[c] = (real)s[c];
+        rstd[c] = (real)r;
+        a[c] = r * (gamma ? (double)gamma[c] : 1.0);
+        b[c] = beta ? (double)beta[c] : 0.0;
+    }
+    for (int64_t o = 0; o < N; o++)
+        for (int64_t c = 0; c < C; c++) y[o * C + c] = (real)(((double)x[o * C + c] - s[c]) * a[c] + b[c]);
+}
+
+MNAS_CLONES
+static void bn_backward_rows(int64_t N, int64_t C, const real *x, const real *g, const real *gamma, const real *mean,
+                             const real *rstd, real *dx, real *dgamma, real *dbeta)
+{
+    double sg[ROW_MAX], sgx[ROW_MAX], k[ROW_MAX];
+    for (int64_t c = 0; c < C; c++) sg[c] = sgx[c] = 0;
+    for (int64_t o = 0; o < N; o++)
+        for (int64_t c = 0; c < C; c++) {
+            double q = g[o * C + c];
+            sg[c] += q;
+            sgx[c] += q * (((double)x[o * C + c] - (double)mean[c]) * (double)rstd[c]);
+        }
+    for (int64_t c = 0; c < C; c++) {
+        if (dbeta) dbeta[c] = (real)sg[c];
+        if (dgamma) dgamma[c] = (real)sgx[c];
+        k[c] = (gamma ? (double)gamma[c] : 1.0) * (double)rstd[c];
+        sg[c] /= (double)N;
+        sgx[c] /= (double)N;
+    }
+    if (!dx) return;
+    for (int64_t o = 0; o < N; o++)
+        for (int64_t c = 0; c < C; c++) {
+            double xh = ((double)x[o * C + c] - (double)mean[c]) * (double)rstd[c];
+            dx[o * C + c] = (real)(k[c] * ((double)g[o * C + c] - sg[c] - xh * sgx[c]));
+        }
+}
+
+void mnas__k_bn_forward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *gamma, const real *beta,
+                        double eps, real *y, real *mean, real *rstd)
+{
+    if (inner == 1 && C <= ROW_MAX) {
+        bn_forward_rows(outer, C, x, gamma, beta, eps, y, mean, rstd);
+        return;
+    }
+    double m = (double)(outer * inner);
+    for (int64_t c = 0; c < C; c++) {
+        double s = 0;
+        for (int64_t o = 0; o < outer; o++) {
+            const real *p = x + (o * C + c) * inner;
+            for (int64_t i = 0; i < inner; i++) s += p[i];
+        }
+        double mu = s / m, v = 0;
+        for (int64_t o = 0; o < outer; o++) {
+            const real *p = x + (o * C + c) * inner;
+            for (int64_t i = 0; i < inner; i++) {
+                double d = (double)p[i] - mu;
+                v += d * d;
+            }
+        }
+        double r = 1.0 / sqrt(v / m + eps);
+        mean[c] = (real)mu;
+        rstd[c] = (real)r;
+        double gk = gamma ? (double)gamma[c] : 1.0, bk = beta ? (double)beta[c] : 0.0;
+        for (int64_t o = 0; o < outer; o++) {
+            const real *p = x + (o * C + c) * inner;
+            real *q = y + (o * C + c) * inner;
+            for (int64_t i = 0; i < inner; i++) q[i] = (real)(((double)p[i] - mu) * r * gk + bk);
+        }
+    }
+}
+
+void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *g, const real *gamma,
+                         const real *mean, const real *rstd, real *dx, real *dgamma, real *dbeta)
+{
+    if (inner == 1 && C <= ROW_MAX) {
+        bn_backward_rows(outer, C, x, g, gamma, mean, rstd, dx, dgamma, dbeta);
+        return;
+    }
+    double m = (double)(outer * inner);
+    for (int64_t c = 0; c < C; c++) {
+        double mu = mean[c], r = rstd[c];
+        double sg = 0, sgx = 0;
+        for (int64_t o = 0; o < outer; o++) {
+            const real *p = x + (o * C + c) * inner, *q = g + (o * C + c) * inner;
+            for (int64_t i = 0; i < inner; i++) {
+                sg += q[i];
+                sgx += (double)q[i] * (((double)p[i] - mu) * r);
+            }
+        }
+        if (dbeta) dbeta[c] = (real)sg;
+        if (dgamma) dgamma[c] = (real)sgx;
+        if (!dx) continue;
+        /* dx = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)) */
+        double gk = gamma ? (double)gamma[c] : 1.0;
+        double a = sg / m, b = sgx / m, k = gk * r;
+        for (int64_t o = 0; o < outer; o++) {
+            const real *p = x + (o * C + c) * inner, *q = g + (o * C + c) * inner;
+            real *d = dx + (o * C + c) * inner;
+            for (int64_t i = 0; i < inner; i++) {
+                double xh = ((double)p[i] - mu) * r;
+                d[i] = (real)(k * ((double)q[i] - a - xh * b));
+            }
+        }
+    }
+}

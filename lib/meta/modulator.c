@@ -1,0 +1,213 @@
+/* The meta-weight modulator of M-NAS ("Transferable Knowledge Modulation",
+ * Eq. (7)): tau_i = sigmoid(FC(z_i)) and w_i = tau_i * w for every
+ * meta-weight tensor of the one-shot model.
+ *
+ * Element mode: one tau per element of every target (total = sum of the
+ * targets' sizes). Channel mode: one tau per output row (first axis) of each
+ * target, broadcast over the other axes (total = sum of first extents; a
+ * scalar target counts as one row).
+ *
+ * Parameter order (prefix + name, shape, initialiser):
+ *   0 fc.w  [total, z_dim]  fan-in z_dim (U[-1/sqrt(z_dim), 1/sqrt(z_dim)])
+ *   1 fc.b  [total]         constant bias_init
+ * sigmoid(bias_init) is the initial scale (3 gives 0.953). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <mnas/meta.h>
+
+#include "autodiff/autodiff_internal.h"
+#include "nn/nn_internal.h"
+
+#define MOD_MAX_DIM 65536
+#define MOD_MAX_TARGETS 65536
+#define MOD_MAX_TOTAL ((int64_t)1 << 31)
+
+enum { M_W, M_B, MOD_NP };
+
+typedef struct {
+    int ndim;
+    int64_t shape[MNAS_MAX_DIMS];
+    int64_t off, len; /* this target's slice of tau */
+} mod_target;
+
+struct mnas_modulator {
+    mnas_ctx *ctx;
+    int64_t z_dim, total;
+    size_t n;
+    mnas_modulation mode;
+    double bias_init;
+    mod_target *t;
+};
+
+static const char *const mod_names[MOD_NP] = { "fc.w", "fc.b" };
+
+mnas_modulator *mnas_modulator_create(mnas_ctx *ctx, int64_t z_dim, size_t n, mnas_tensor *const *targets,
+                                      mnas_modulation mode, double bias_init)
+{
+    const char *fn = "mnas_modulator_create";
+    if (!mnas__ctx_ok(ctx)) return NULL;
+    if (z_dim < 1 || z_dim > MOD_MAX_DIM) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: z_dim = %lld is outside 1..%d", fn, (long long)z_dim, MOD_MAX_DIM);
+        return NULL;
+    }
+    if (n < 1 || n > MOD_MAX_TARGETS || !targets) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: need 1..%d target tensors (got %zu%s)", fn, MOD_MAX_TARGETS, n,
+                    targets ? "" : ", array NULL");
+        return NULL;
+    }
+    if (mode != MNAS_MODULATE_ELEMENT && mode != MNAS_MODULATE_CHANNEL) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: unknown modulation mode %d", fn, (int)mode);
+        return NULL;
+    }
+    if (!isfinite(bias_init)) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: bias_init is not finite", fn);
+        return NULL;
+    }
+    int64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const mnas_tensor *t = targets[i];
+        if (!t || mnas__tensor_check(t, fn, "a target") != MNAS_OK) {
+            if (!t || t->magic != MNAS_TENSOR_MAGIC)
+                mnas__error(ctx, MNAS_E_INVALID, "%s: target %zu is NULL or not a tensor", fn, i);
+            return NULL;
+        }
+        if (t->ctx != ctx) {
+            mnas__error(ctx, MNAS_E_MISMATCH, "%s: target %zu comes from another context", fn, i);
+            return NULL;
+        }
+        total += mode == MNAS_MODULATE_ELEMENT ? t->size : (t->ndim > 0 ? t->shape[0] : 1);
+        if (total > MOD_MAX_TOTAL) {
+            mnas__error(ctx, MNAS_E_INVALID, "%s: more than 2^31 modulation factors", fn);
+            return NULL;
+        }
+    }
+    mnas_modulator *m = mnas__calloc(ctx, 1, sizeof *m);
+    mod_target *ts = m ? mnas__calloc(ctx, n, sizeof *ts) : NULL;
+    if (!ts) {
+        if (m) mnas__free(ctx, m);
+        mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate", fn);
+        return NULL;
+    }
+    int64_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        const mnas_tensor *t = targets[i];
+        ts[i].ndim = t->ndim;
+        memcpy(ts[i].shape, t->shape, sizeof ts[i].shape);
+        ts[i].off = off;
+        ts[i].len = mode == MNAS_MODULATE_ELEMENT ? t->size : (t->ndim > 0 ? t->shape[0] : 1);
+        off += ts[i].len;
+    }
+    m->ctx = ctx;
+    m->z_dim = z_dim;
+    m->total = total;
+    m->n = n;
+    m->mode = mode;
+    m->bias_init = bias_init;
+    m->t = ts;
+    return m;
+}
+
+void mnas_modulator_free(mnas_modulator *m)
+{
+    if (!m) return;
+    mnas__free(m->ctx, m->t);
+    mnas__free(m->ctx, m);
+}
+
+size_t mnas_modulator_num_params(const mnas_modulator *m) { return m ? MOD_NP : 0; }
+
+int mnas_modulator_add_params(const mnas_modulator *m, mnas_params *p, const char *prefix, int group)
+{
+    const char *fn = "mnas_modulator_add_params";
+    if (!m) return -1;
+    if (!p) {
+        mnas__error(m->ctx, MNAS_E_INVALID, "%s: the parameter set is NULL", fn);
+        return -1;
+    }
+    if (!prefix) prefix = "";
+    if (strlen(prefix) > 40) {
+        mnas__error(m->ctx, MNAS_E_INVALID, "%s: prefix longer than 40 characters", fn);
+        return -1;
+    }
+    char name[64];
+    for (int k = 0; k < MOD_NP; k++) {
+        snprintf(name, sizeof name, "%s%s", prefix, mod_names[k]);
+        if (mnas_params_find(p, name) >= 0) {
+            mnas__error(m->ctx, MNAS_E_INVALID, "%s: the set already has a parameter \"%s\"", fn, name);
+            return -1;
+        }
+    }
+    size_t first = mnas_params_count(p);
+    int64_t ws[2] = { m->total, m->z_dim }, bs[1] = { m->total };
+    snprintf(name, sizeof name, "%s%s", prefix, mod_names[M_W]);
+    int ok = mnas_params_add(p, name, 2, ws, MNAS_INIT_FAN_IN, (double)m->z_dim, group) >= 0;
+    snprintf(name, sizeof name, "%s%s", prefix, mod_names[M_B]);
+    ok = ok && mnas_params_add(p, name, 1, bs, MNAS_INIT_CONSTANT, m->bias_init, group) >= 0;
+    if (!ok) {
+        mnas__params_truncate(p, first);
+        return -1;
+    }
+    return (int)first;
+}
+
+mnas_status mnas_modulator_forward(const mnas_modulator *m, mnas_tape *tp, mnas_tensor *z, mnas_tensor *const *w,
+                                   mnas_tensor *const *targets, mnas_tensor **out)
+{
+    const char *fn = "mnas_modulator_forward";
+    if (!mnas__tape_ok(tp))
+        return m ? mnas__error(m->ctx, MNAS_E_INVALID, "%s: the tape is not valid", fn) : MNAS_E_INVALID;
+    if (!m) return mnas__tape_error(tp, MNAS_E_INVALID, "%s: the modulator is NULL", fn);
+    if (!out) return mnas__tape_error(tp, MNAS_E_INVALID, "%s: out is NULL", fn);
+#define FAIL() return tp->status != MNAS_OK ? tp->status : MNAS_E_INVALID
+    if (!mnas__input_ok(tp, fn, "z", z)) FAIL();
+    if (z->ndim != 2 || z->shape[0] != 1 || z->shape[1] != m->z_dim) {
+        char a[MNAS_SHAPE_BUF];
+        return mnas__tape_error(tp, MNAS_E_SHAPE, "%s: z is %s, the modulator needs [1, %lld]", fn,
+                                mnas__shape_str(a, sizeof a, z->ndim, z->shape), (long long)m->z_dim);
+    }
+    if (!w) return mnas__tape_error(tp, MNAS_E_INVALID, "%s: weights are NULL", fn);
+    if (!mnas__input_ok(tp, fn, "the FC weight", w[M_W]) || !mnas__input_ok(tp, fn, "the FC bias", w[M_B])) FAIL();
+    if (w[M_W]->ndim != 2 || w[M_W]->shape[0] != m->total || w[M_W]->shape[1] != m->z_dim) {
+        char a[MNAS_SHAPE_BUF];
+        return mnas__tape_error(tp, MNAS_E_SHAPE, "%s: the FC weight is %s, the modulator needs [%lld, %lld]", fn,
+                                mnas__shape_str(a, sizeof a, w[M_W]->ndim, w[M_W]->shape), (long long)m->total,
+                                (long long)m->z_dim);
+    }
+    if (w[M_B]->size != m->total || !(w[M_B]->ndim == 1 || (w[M_B]->ndim == 2 && w[M_B]->shape[0] == 1))) {
+        char a[MNAS_SHAPE_BUF];
+        return mnas__tape_error(tp, MNAS_E_SHAPE, "%s: the FC bias is %s, the modulator needs [%lld]", fn,
+                                mnas__shape_str(a, sizeof a, w[M_B]->ndim, w[M_B]->shape), (long long)m->total);
+    }
+    if (!targets) return mnas__tape_error(tp, MNAS_E_INVALID, "%s: targets are NULL", fn);
+    for (size_t i = 0; i < m->n; i++) {
+        if (!mnas__input_ok(tp, fn, "a target", targets[i])) FAIL();
+        const mnas_tensor *t = targets[i];
+        int same = t->ndim == m->t[i].ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == m->t[i].shape[d];
+        if (!same) {
+            char a[MNAS_SHAPE_BUF], b[MNAS_SHAPE_BUF];
+            return mnas__tape_error(tp, MNAS_E_SHAPE, "%s: target %zu is %s, the modulator was made for %s", fn, i,
+                                    mnas__shape_str(a, sizeof a, t->ndim, t->shape),
+                                    mnas__shape_str(b, sizeof b, m->t[i].ndim, m->t[i].shape));
+        }
+    }
+    mnas_tensor **res = mnas__tape_scratch(tp, fn, m->n * sizeof *res);
+    if (!res) FAIL();
+
+    mnas_tensor *tau = mnas_sigmoid(tp, mnas_linear(tp, z, w[M_W], w[M_B])); /* [1, total] */
+    if (!tau) FAIL();
+    for (size_t i = 0; i < m->n; i++) {
+        const mod_target *t = &m->t[i];
+        mnas_tensor *ti = t->len == m->total ? tau : mnas_slice(tp, tau, 1, t->off, t->len);
+        int64_t s[MNAS_MAX_DIMS];
+        for (int d = 0; d < t->ndim; d++)
+            s[d] = m->mode == MNAS_MODULATE_ELEMENT || d == 0 ? t->shape[d] : 1;
+        res[i] = mnas_mul(tp, mnas_reshape(tp, ti, t->ndim, s), targets[i]);
+        if (!res[i]) FAIL();
+    }
+#undef FAIL
+    memcpy(out, res, m->n * sizeof *out);
+    return MNAS_OK;
+}
