@@ -104,7 +104,8 @@ MNAS_API mnas_tensor *mnas_supernet_forward(const mnas_supernet *net, mnas_tape 
 
 /* ---- genotypes ------------------------------------------------------------ */
 
-/* A discrete cell: for every node, 2 (input state, op) pairs. */
+/* A discrete cell: for every node, 2 (input state, op) pairs. A genotype
+ * refers to its search space, which must outlive it. */
 typedef struct mnas_genotype mnas_genotype;
 
 /* Per node the 2 strongest incoming edges (edge strength: its largest

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/core_internal.h"
-#include "tensor/tensor_internal.h"
+#include "nas/nas_internal.h"
 
 #include <mnas/nas.h>
 
@@ -54,12 +54,18 @@ static void sort_node(geno_pair p[2])
 mnas_genotype *mnas_genotype_derive(const mnas_cell *cell, const mnas_tensor *alpha)
 {
     const char *fn = "mnas_genotype_derive";
-    /* alpha is the only argument that names a context to report on. */
-    if (!alpha) return NULL;
-    if (mnas__tensor_check(alpha, fn, "alpha") != MNAS_OK) return NULL;
-    mnas_ctx *ctx = alpha->ctx;
     if (!cell) {
-        mnas__error(ctx, MNAS_E_INVALID, "%s: cell is NULL", fn);
+        if (mnas__tensor_live(alpha)) mnas__error(alpha->ctx, MNAS_E_INVALID, "%s: cell is NULL", fn);
+        return NULL;
+    }
+    mnas_ctx *ctx = cell->ctx;
+    if (!alpha) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: alpha is NULL", fn);
+        return NULL;
+    }
+    if (mnas__tensor_check(alpha, fn, "alpha") != MNAS_OK) return NULL;
+    if (alpha->ctx != ctx) {
+        mnas__error(ctx, MNAS_E_MISMATCH, "%s: alpha and the cell come from different contexts", fn);
         return NULL;
     }
     const mnas_search_space *space = mnas_cell_space(cell);
