@@ -425,6 +425,123 @@ START_TEST(adapt_predict_matches_evaluation)
 }
 END_TEST
 
+/* ---- the M-NAS variants ------------------------------------------------- */
+
+static mnas_learner_options tiny_mnas(mnas_method m, int threads)
+{
+    mnas_learner_options o = MNAS_LEARNER_OPTIONS_INIT;
+    o.method = m;
+    o.seed = 8;
+    o.meta_batch = 5;
+    o.hidden = 8;
+    o.z_dim = 4;
+    o.f_dim = 4;
+    o.controller_hidden = 6;
+    o.threads = threads;
+    o.inner_lr = 0.01;
+    return o;
+}
+
+static void mnas_train_copy(mnas_method m, int threads, mnas_real *out, size_t cap, size_t *count)
+{
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    mnas_learner_options o = tiny_mnas(m, threads);
+    mnas_learner *l = mnas_learner_create(ctx, &o);
+    ck_assert_msg(l != NULL, "%s", mnas_ctx_last_error(ctx));
+    src_data sd = { ctx, MNAS_REGRESSION_OPTIONS_INIT, 4 };
+    ck_assert_msg(mnas_learner_train(l, src, &sd, 3, NULL, NULL) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    if (m != MNAS_METHOD_MAML) {
+        ck_assert_int_eq(mnas_learner_discretize(l, 0), MNAS_OK);
+        ck_assert_msg(mnas_learner_train(l, src, &sd, 2, NULL, NULL) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    }
+    mnas_params *p = mnas_learner_params(l);
+    size_t k = 0;
+    for (size_t i = 0; i < mnas_params_count(p); i++) {
+        mnas_tensor *t = mnas_params_get(p, i);
+        for (int64_t j = 0; j < mnas_tensor_size(t); j++) {
+            ck_assert_uint_lt(k, cap);
+            out[k++] = mnas_tensor_data(t)[j];
+        }
+    }
+    *count = k;
+    mnas_learner_free(l);
+    mnas_ctx_free(ctx);
+}
+
+START_TEST(mnas_variants_identical_across_threads)
+{
+    static const mnas_method m[3] = { MNAS_METHOD_MNAS, MNAS_METHOD_MNAS_SHARED, MNAS_METHOD_MNAS_NM };
+    static mnas_real a[400000], b[400000];
+    size_t na, nb;
+    mnas_train_copy(m[_i], 1, a, 400000, &na);
+    mnas_train_copy(m[_i], 2, b, 400000, &nb);
+    ck_assert_uint_eq(na, nb);
+    ck_assert_msg(memcmp(a, b, na * sizeof(mnas_real)) == 0, "%s: 1 and 2 threads differ", mnas_method_name(m[_i]));
+}
+END_TEST
+
+START_TEST(mnas_phases_and_genotypes)
+{
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    mnas_regression_options ro = MNAS_REGRESSION_OPTIONS_INIT;
+    mnas_task_set *set = mnas_regression_test_set(ctx, &ro, 9, 2);
+    /* MAML has no architecture */
+    mnas_learner_options o = tiny_mnas(MNAS_METHOD_MAML, 1);
+    mnas_learner *l = mnas_learner_create(ctx, &o);
+    ck_assert_int_eq(mnas_learner_discretize(l, 0), MNAS_E_STATE);
+    ck_assert_ptr_null(mnas_learner_genotype(l, mnas_task_set_get(set, 0)));
+    mnas_learner_free(l);
+    /* Shared: one genotype for every task, fixed by discretize */
+    o = tiny_mnas(MNAS_METHOD_MNAS_SHARED, 1);
+    l = mnas_learner_create(ctx, &o);
+    mnas_genotype *g0 = mnas_learner_genotype(l, NULL);
+    ck_assert_ptr_nonnull(g0);
+    ck_assert_int_eq(mnas_learner_discretize(l, 1), MNAS_OK);
+    ck_assert_int_eq(mnas_learner_is_discrete(l), 1);
+    ck_assert_int_eq(mnas_learner_discretize(l, 0), MNAS_E_STATE);
+    mnas_genotype *g1 = mnas_learner_genotype(l, mnas_task_set_get(set, 5));
+    ck_assert_int_eq(mnas_genotype_equal(g0, g1), 1);
+    mnas_genotype_free(g0);
+    mnas_genotype_free(g1);
+    double after[8];
+    ck_assert_int_eq(mnas_learner_evaluate(l, set, -1, NULL, after), MNAS_OK);
+    for (int i = 0; i < 8; i++) ck_assert(isfinite(after[i]) && after[i] >= 0);
+    mnas_learner_free(l);
+    /* M-NAS: a genotype per task from the controller; needs the task */
+    o = tiny_mnas(MNAS_METHOD_MNAS, 1);
+    l = mnas_learner_create(ctx, &o);
+    ck_assert_ptr_null(mnas_learner_genotype(l, NULL));
+    g0 = mnas_learner_genotype(l, mnas_task_set_get(set, 0));
+    ck_assert_ptr_nonnull(g0);
+    ck_assert_int_eq(mnas_genotype_num_nodes(g0), 3);
+    mnas_genotype_free(g0);
+    ck_assert_int_eq(mnas_learner_discretize(l, 0), MNAS_OK);
+    /* discrete evaluation adapts the decoded architecture */
+    double before[8];
+    ck_assert_int_eq(mnas_learner_evaluate(l, set, -1, before, after), MNAS_OK);
+    for (int i = 0; i < 8; i++) ck_assert(isfinite(after[i]) && isfinite(before[i]));
+    mnas_learner_free(l);
+    /* bad M-NAS options */
+    o = tiny_mnas(MNAS_METHOD_MNAS, 1);
+    o.path_dropout = 1.0;
+    ck_assert_ptr_null(mnas_learner_create(ctx, &o));
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "path_dropout"));
+    o = tiny_mnas(MNAS_METHOD_MNAS, 1);
+    o.nodes = 0;
+    ck_assert_ptr_null(mnas_learner_create(ctx, &o));
+    o = tiny_mnas(MNAS_METHOD_MNAS, 1);
+    o.encoder = (mnas_rnn_kind)9;
+    ck_assert_ptr_null(mnas_learner_create(ctx, &o));
+    o = tiny_mnas(MNAS_METHOD_MNAS, 1);
+    o.beta = -1;
+    ck_assert_ptr_null(mnas_learner_create(ctx, &o));
+    mnas_task_set_free(set);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("meta");
@@ -440,6 +557,8 @@ int main(void)
     tcase_add_test(lt, threads_give_identical_bits);
     tcase_add_test(lt, learner_bad_input);
     tcase_add_test(lt, adapt_predict_matches_evaluation);
+    tcase_add_loop_test(lt, mnas_variants_identical_across_threads, 0, 3);
+    tcase_add_test(lt, mnas_phases_and_genotypes);
     suite_add_tcase(s, lt);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

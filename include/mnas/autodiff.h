@@ -94,6 +94,12 @@ MNAS_API mnas_tensor *mnas_sqrt(mnas_tape *tape, mnas_tensor *x);
 MNAS_API mnas_tensor *mnas_pow(mnas_tape *tape, mnas_tensor *x, double p);  /* x^p */
 MNAS_API mnas_tensor *mnas_square(mnas_tape *tape, mnas_tensor *x);
 
+/* sum_k alpha.flat[idx[k]] * ys[k]: a weighted sum of n same-shaped tensors
+ * with weights read from alpha (any shape) at flat indices idx — one
+ * supernet node's mixed edges in a single op. */
+MNAS_API mnas_tensor *mnas_mix(mnas_tape *tape, mnas_tensor *alpha, size_t n, mnas_tensor *const *ys,
+                               const int64_t *idx);
+
 /* ---- linear algebra -------------------------------------------------- */
 
 /* op(a)·op(b) for 2-D a, b; op transposes when the flag is set (BLIS sgemm). */

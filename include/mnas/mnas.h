@@ -10,5 +10,6 @@
 #include <mnas/nn.h>
 #include <mnas/nas.h>
 #include <mnas/meta.h>
+#include <mnas/io.h>
 
 #endif /* MNAS_MNAS_H */

@@ -54,6 +54,58 @@ static mnas_tensor *unbroadcast(mnas_tape *tp, mnas_tensor *g, const mnas_tensor
     return mnas_sum_to(tp, g, like->ndim, like->shape);
 }
 
+/* mix: y = sum_k a[idx_k] y_k, so dy_k = a[idx_k] g and da[idx_k] += <g, y_k>. */
+static mnas_status mix_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward_ctx *bc)
+{
+    mnas_tensor *alpha = n->in[0];
+    size_t K = n->nidx;
+    int want_a = mnas__bw_wants(bc, n, 0);
+    mnas_status st;
+    if (!mnas__bw_create_graph(bc)) {
+        for (size_t k = 0; k < K; k++)
+            if (mnas__bw_wants(bc, n, (int)k + 1)) {
+                mnas_tensor *dy = mnas__tape_new_like(tp, "mnas_mix backward", g);
+                if (!dy) return tp->status;
+                mnas__k_unary(K_SCALE, g->size, g->data, dy->data, (double)alpha->data[n->idx[k]]);
+                if ((st = mnas__bw_accumulate(tp, bc, n, (int)k + 1, dy)) != MNAS_OK) return st;
+            }
+        if (want_a) {
+            mnas_tensor *da = mnas__tape_new_like(tp, "mnas_mix backward", alpha);
+            if (!da) return tp->status;
+            memset(da->data, 0, (size_t)da->size * sizeof(mnas_real));
+            for (size_t k = 0; k < K; k++) {
+                const mnas_real *y = n->in[k + 1]->data;
+                double s = 0;
+                for (int64_t i = 0; i < g->size; i++) s += (double)g->data[i] * y[i];
+                da->data[n->idx[k]] += (mnas_real)s;
+            }
+            if ((st = mnas__bw_accumulate(tp, bc, n, 0, da)) != MNAS_OK) return st;
+        }
+        return MNAS_OK;
+    }
+    /* Recorded: the same with differentiable ops. */
+    int64_t flat[2] = { alpha->size, 1 };
+    mnas_tensor *af = mnas_reshape(tp, alpha, 2, flat);
+    mnas_tensor *parts[4096];
+    for (size_t k = 0; k < K; k++) {
+        if (mnas__bw_wants(bc, n, (int)k + 1)) {
+            mnas_tensor *dy = mnas_mul(tp, g, mnas_gather_rows(tp, af, 1, &n->idx[k]));
+            if (!dy || (st = mnas__bw_accumulate(tp, bc, n, (int)k + 1, dy)) != MNAS_OK) return tp->status;
+        }
+        if (want_a) {
+            int64_t one[2] = { 1, 1 };
+            parts[k] = mnas_reshape(tp, mnas_sum(tp, mnas_mul(tp, g, n->in[k + 1])), 2, one);
+        }
+    }
+    if (want_a) {
+        mnas_tensor *s = mnas_concat(tp, K, parts, 0);
+        mnas_tensor *da = mnas_reshape(tp, mnas_scatter_add_rows(tp, s, K, n->idx, alpha->size), alpha->ndim, alpha->shape);
+        if (!da) return tp->status;
+        if ((st = mnas__bw_accumulate(tp, bc, n, 0, da)) != MNAS_OK) return st;
+    }
+    return MNAS_OK;
+}
+
 #define WANT(k) mnas__bw_wants(bc, n, (k))
 /* Add expr to input k's gradient; expr is only evaluated when wanted. */
 #define ACC(k, expr)                                                      \
@@ -93,6 +145,7 @@ mnas_status mnas__vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward
         ACC(0, mnas_scale(tp, g, n->p));
         ACC(1, g);
         return MNAS_OK;
+    case OP_MIX: return mix_vjp(tp, n, g, bc);
     case OP_NEG: ACC(0, mnas_neg(tp, g)); return MNAS_OK;
     case OP_SCALE: ACC(0, mnas_scale(tp, g, n->p)); return MNAS_OK;
     case OP_ADD_SCALAR: ACC(0, g); return MNAS_OK;

@@ -1,5 +1,6 @@
 /* Elementwise ops: broadcasting binary arithmetic and unary maps. */
 #include <math.h>
+#include <string.h>
 
 #include "autodiff/autodiff_internal.h"
 
@@ -152,6 +153,46 @@ mnas_tensor *mnas_axpy(mnas_tape *tp, double alpha, mnas_tensor *x, mnas_tensor 
     mnas_node *node;
     if (!mnas__finish(tp, fn, OP_AXPY, out, 2, ins, &node)) return NULL;
     if (node) node->p = alpha;
+    return out;
+}
+
+mnas_tensor *mnas_mix(mnas_tape *tp, mnas_tensor *alpha, size_t n, mnas_tensor *const *ys, const int64_t *idx)
+{
+    const char *fn = "mnas_mix";
+    if (!mnas__tape_ok(tp)) return NULL;
+    if (!mnas__input_ok(tp, fn, "alpha", alpha)) return NULL;
+    if (n == 0 || n > 4096 || !ys || !idx) {
+        mnas__tape_error(tp, MNAS_E_INVALID, "%s: need 1..4096 tensors and their weight indices", fn);
+        return NULL;
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (!mnas__input_ok(tp, fn, "a mixed tensor", ys[k])) return NULL;
+        if (!mnas__same_shape(ys[k], ys[0])) {
+            mnas__tape_error(tp, MNAS_E_SHAPE, "%s: tensor %zu differs in shape from tensor 0", fn, k);
+            return NULL;
+        }
+        if (idx[k] < 0 || idx[k] >= alpha->size) {
+            mnas__tape_error(tp, MNAS_E_INVALID, "%s: weight index %lld is outside alpha's %lld elements", fn,
+                             (long long)idx[k], (long long)alpha->size);
+            return NULL;
+        }
+    }
+    mnas_tensor *out = mnas__tape_new_like(tp, fn, ys[0]);
+    int64_t *kept = out ? mnas__tape_scratch(tp, fn, n * sizeof *kept) : NULL;
+    if (!kept) return NULL;
+    memcpy(kept, idx, n * sizeof *kept);
+    mnas__k_unary(K_SCALE, out->size, ys[0]->data, out->data, (double)alpha->data[idx[0]]);
+    for (size_t k = 1; k < n; k++) mnas__k_add_scaled(out->size, alpha->data[idx[k]], ys[k]->data, out->data);
+    mnas_tensor **ins = mnas__tape_scratch(tp, fn, (n + 1) * sizeof *ins);
+    if (!ins) return NULL;
+    ins[0] = alpha;
+    memcpy(ins + 1, ys, n * sizeof *ins);
+    mnas_node *node;
+    if (!mnas__finish(tp, fn, OP_MIX, out, n + 1, ins, &node)) return NULL;
+    if (node) {
+        node->idx = kept;
+        node->nidx = n;
+    }
     return out;
 }
 

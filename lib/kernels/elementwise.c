@@ -103,6 +103,12 @@ void mnas__k_binary_flat(mnas_kbinop op, int64_t n, real *restrict out, const re
 }
 
 MNAS_CLONES
+void mnas__k_add_scaled(int64_t n, real alpha, const real *restrict x, real *restrict y)
+{
+    for (int64_t i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+MNAS_CLONES
 void mnas__k_axpy(int64_t n, real alpha, const real *restrict x, const real *restrict y0, real *restrict y)
 {
     for (int64_t i = 0; i < n; i++) y[i] = alpha * x[i] + y0[i];

@@ -36,6 +36,8 @@ void mnas__k_binary(mnas_kbinop op, real *out, const int64_t os[4], const real *
 
 /* out[i] = a[i] op b[i] for n elements (same shapes: the common case). */
 void mnas__k_binary_flat(mnas_kbinop op, int64_t n, real *out, const real *a, const real *b);
+/* y[i] += alpha * x[i] (in place) */
+void mnas__k_add_scaled(int64_t n, real alpha, const real *x, real *y);
 /* y[i] = alpha * x[i] + y0[i] */
 void mnas__k_axpy(int64_t n, real alpha, const real *x, const real *y0, real *y);
 

@@ -90,9 +90,6 @@ int mnas_cell_add_params(const mnas_cell *c, mnas_params *p, const char *prefix,
     return (int)first;
 }
 
-/* alpha[e, o] as a [1, 1] tensor that broadcasts over the op's output. */
-static mnas_tensor *alpha_at(mnas_tape *tp, mnas_tensor *row, size_t o) { return mnas_slice(tp, row, 1, (int64_t)o, 1); }
-
 mnas_tensor *mnas_cell_forward(const mnas_cell *c, mnas_tape *tp, mnas_tensor *s0, mnas_tensor *s1,
                                mnas_tensor *const *w, mnas_tensor *alpha)
 {
@@ -123,29 +120,27 @@ mnas_tensor *mnas_cell_forward(const mnas_cell *c, mnas_tape *tp, mnas_tensor *s
     states[0] = s0;
     states[1] = s1;
     mnas_tensor *out = NULL;
+    mnas_tensor *ys[16 * 18 * 8];
+    int64_t idx[16 * 18 * 8];
     for (int j = 0; j < c->n_nodes; j++) {
-        mnas_tensor *node = NULL;
+        size_t k = 0;
         for (int i = 0; i < j + 2; i++) {
             size_t e = (size_t)mnas_cell_edge(c, j, i);
-            mnas_tensor *row = NULL;
             for (size_t o = 0; o < c->n_ops; o++) {
                 const mnas__op_entry *op = &c->space->ops[o];
                 if (op->is_zero) continue;
                 if (prune && alpha->data[e * c->n_ops + o] == 0) continue;
-                if (!row) row = mnas_slice(tp, alpha, 0, (int64_t)e, 1);
                 mnas_tensor *y = op->forward(op->user, tp, states[i], w + c->off[e * c->n_ops + o], 1);
                 if (!y) {
                     if (!tp->status) mnas__tape_error(tp, MNAS_E_INVALID, "%s: op \"%s\" failed", fn, op->name);
                     return NULL;
                 }
-                mnas_tensor *term = mnas_mul(tp, y, alpha_at(tp, row, o));
-                node = node ? mnas_add(tp, node, term) : term;
+                ys[k] = y;
+                idx[k++] = (int64_t)(e * c->n_ops + o);
             }
         }
-        if (!node) {
-            /* Every op of every edge into this node is pruned: it is zero. */
-            node = mnas_tape_tensor(tp, s0->ndim, s0->shape, NULL);
-        }
+        /* The node: sum over its edges and ops of alpha[e, o] op_o(state). */
+        mnas_tensor *node = k ? mnas_mix(tp, alpha, k, ys, idx) : mnas_tape_tensor(tp, s0->ndim, s0->shape, NULL);
         if (!node) return NULL;
         states[2 + j] = node;
         out = out ? mnas_add(tp, out, node) : node;

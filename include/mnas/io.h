@@ -1,0 +1,136 @@
+/* libmnas — io layer: PNG figures (line and scatter plots on a grid of
+ * panels), used by the examples to draw the paper's Figure 3. */
+#ifndef MNAS_IO_H
+#define MNAS_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mnas/core.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- figures ------------------------------------------------------------
+ *
+ * A figure is an RGB raster of width x height pixels split into a grid of
+ * rows x cols panels, numbered row by row from the top left (panel 0). Each
+ * panel has axes (frame, ticks with round-number labels, a light grid), an
+ * optional title and axis labels, and a legend listing the labelled series.
+ * Series are copied into the figure; the panel is redrawn after every call
+ * that changes it, so mnas_figure_pixels and mnas_figure_save_png always see
+ * the current picture.
+ *
+ * Coordinates: pixel (0, 0) is the top-left pixel; data x grows to the right
+ * and data y upwards. A panel's data range is fixed with
+ * mnas_figure_panel_range or, per axis, chosen from the data (5 % padding).
+ *
+ * Colours are 0xRRGGBB. Every call that fails returns a status, records a
+ * message on the figure's context and leaves the figure as it was. Calls on
+ * a NULL figure return MNAS_E_INVALID without a message. A figure belongs to
+ * one thread at a time. */
+
+typedef struct mnas_figure mnas_figure;
+
+/* Limits checked by mnas_figure_create. */
+#define MNAS_FIGURE_MIN_PIXELS 64
+#define MNAS_FIGURE_MAX_PIXELS 8192
+#define MNAS_FIGURE_MAX_GRID 8
+
+/* Where a panel's legend goes. */
+typedef enum mnas_legend_pos {
+    MNAS_LEGEND_AUTO = 0,        /* the corner that covers the fewest drawn pixels (default) */
+    MNAS_LEGEND_NONE = 1,        /* no legend */
+    MNAS_LEGEND_UPPER_RIGHT = 2,
+    MNAS_LEGEND_UPPER_LEFT = 3,
+    MNAS_LEGEND_LOWER_LEFT = 4,
+    MNAS_LEGEND_LOWER_RIGHT = 5
+} mnas_legend_pos;
+
+/* A white figure of width_px x height_px (each in 64..8192) with rows x cols
+ * panels (each in 1..8). NULL on failure (message on ctx). */
+MNAS_API mnas_figure *mnas_figure_create(mnas_ctx *ctx, int width_px, int height_px, int rows,
+                                         int cols);
+/* mnas_figure_free(NULL) is a no-op. */
+MNAS_API void mnas_figure_free(mnas_figure *fig);
+
+/* Number of panels (rows * cols), or -1 for a NULL figure. */
+MNAS_API int mnas_figure_panels(const mnas_figure *fig);
+
+/* Colour number index of the figure palette (Okabe & Ito's colour-blind safe
+ * colours without yellow, then black; it repeats after 7). */
+MNAS_API uint32_t mnas_figure_color(unsigned index);
+
+/* Text size: 1..4 times the 6x10-pixel built-in font, or 0 (the default) to
+ * choose from the panel size (1 below about 450 pixels, then 2, ...). It
+ * sets the margins too, so every panel is laid out again. */
+MNAS_API mnas_status mnas_figure_text_scale(mnas_figure *fig, int scale);
+
+/* The data range of a panel. Each axis is either fixed (finite min < max,
+ * with a finite span) or automatic: pass NaN for both of its bounds. An
+ * automatic axis covers the finite data of the panel (values of magnitude
+ * above 1e300 are ignored; when the other axis is fixed, only points inside
+ * its range count), padded by 5 % on each side; [0, 1] without data. */
+MNAS_API mnas_status mnas_figure_panel_range(mnas_figure *fig, int panel, double xmin, double xmax,
+                                             double ymin, double ymax);
+/* The range in use now: range = {xmin, xmax, ymin, ymax}. */
+MNAS_API mnas_status mnas_figure_panel_get_range(const mnas_figure *fig, int panel,
+                                                 double range[4]);
+
+/* A polyline through the n points (x[i], y[i]), width_px wide (0 < width_px
+ * <= 64), anti-aliased and clipped to the panel's plot area. A point with a
+ * NaN or infinite coordinate breaks the line: the segments on each side of
+ * it are not drawn. label (copied) adds a legend entry; NULL for none.
+ * n >= 1 (a single point draws nothing but still has its legend entry). */
+MNAS_API mnas_status mnas_figure_line(mnas_figure *fig, int panel, const double *x, const double *y,
+                                      size_t n, uint32_t rgb, double width_px, const char *label);
+
+/* Filled, anti-aliased circles of radius radius_px (0 < radius_px <= 64)
+ * at the n points, clipped to the plot area; points with a NaN or infinite
+ * coordinate are skipped. label as for mnas_figure_line. */
+MNAS_API mnas_status mnas_figure_points(mnas_figure *fig, int panel, const double *x,
+                                        const double *y, size_t n, uint32_t rgb, double radius_px,
+                                        const char *label);
+
+/* Panel title (centred above the plot area) and axis labels (below the x
+ * ticks, and rotated left of the y ticks). Texts are copied; NULL or ""
+ * removes one. The font covers printable ASCII (32..126); other bytes show
+ * as a box. Text that does not fit is cut at the panel's edge. */
+MNAS_API mnas_status mnas_figure_title(mnas_figure *fig, int panel, const char *text);
+MNAS_API mnas_status mnas_figure_axis_labels(mnas_figure *fig, int panel, const char *xlabel,
+                                             const char *ylabel);
+
+/* Where the panel's legend goes (an mnas_legend_pos value). */
+MNAS_API mnas_status mnas_figure_legend(mnas_figure *fig, int panel, int pos);
+
+/* Remove the series, texts and fixed ranges of a panel (legend back to AUTO). */
+MNAS_API mnas_status mnas_figure_panel_clear(mnas_figure *fig, int panel);
+
+/* The pixel rectangle of the panel's frame, inclusive: data range corners
+ * (xmin, ymax) and (xmax, ymin) fall on the centres of pixels (x0, y0) and
+ * (x1, y1). Series are drawn strictly inside the frame. */
+MNAS_API mnas_status mnas_figure_plot_area(const mnas_figure *fig, int panel, int *x0, int *y0,
+                                           int *x1, int *y1);
+/* Where the data point (x, y) lands in the panel, in pixels (not rounded;
+ * pixel centres are at integers). */
+MNAS_API mnas_status mnas_figure_data_to_pixel(const mnas_figure *fig, int panel, double x, double y,
+                                               double *px, double *py);
+
+/* The figure's pixels: *rgb points at height rows of width * 3 bytes (R, G,
+ * B), top row first, owned by the figure and valid until the next call that
+ * changes or frees it. w and h may be NULL. */
+MNAS_API mnas_status mnas_figure_pixels(const mnas_figure *fig, const uint8_t **rgb, int *w, int *h);
+
+/* Write the figure as an 8-bit RGB PNG (libpng). The file is written to
+ * "<path>.tmp", flushed to disk and renamed over path, so path is either
+ * left as it was or replaced by the complete image. Failures to create,
+ * write or rename give MNAS_E_IO with the file name and the system's reason,
+ * and remove the temporary file. */
+MNAS_API mnas_status mnas_figure_save_png(const mnas_figure *fig, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MNAS_IO_H */

@@ -1,0 +1,1141 @@
+/* PNG figures: a grid of panels with axes, anti-aliased lines, filled
+ * points, titles and legends, rasterised in memory and written by libpng.
+ * Enough plotting for the paper's Figure 3 without a plotting dependency. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <png.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mnas/io.h>
+
+#include "core/core_internal.h"
+
+/* From font.c: row `row` of the glyph of byte c, leftmost column in bit 4. */
+unsigned mnas__font_row(unsigned char c, int row);
+
+#define FIG_MAGIC 0x6d6e4647u /* "mnFG" */
+#define GLYPH_W 5
+#define GLYPH_H 10
+#define GLYPH_ADV 6
+#define MAX_SIZE_PX 64.0  /* largest line width / point radius */
+#define AUTO_LIMIT 1e300  /* data beyond this magnitude is ignored by auto ranges */
+#define MAX_TICKS 24
+
+#define COL_WHITE 0xFFFFFFu
+#define COL_GRID 0xEBEBEBu
+#define COL_FRAME 0x262626u
+#define COL_TEXT 0x1A1A1Au
+#define COL_LEGEND_EDGE 0xB0B0B0u
+
+enum { SERIES_LINE = 0, SERIES_POINTS = 1 };
+
+typedef struct series {
+    int kind;
+    uint32_t rgb;
+    double size;  /* line width or point radius, pixels */
+    char *label;  /* NULL: no legend entry */
+    size_t n;
+    double *x;    /* 2n doubles: x[0..n), then y */
+    double *y;
+} series;
+
+typedef struct rect {
+    int x0, y0, x1, y1; /* inclusive */
+} rect;
+
+typedef struct fig_panel {
+    series *s;
+    size_t ns, cap;
+    char *title, *xlabel, *ylabel;
+    int fixed[2];   /* per axis (0 = x, 1 = y): range given by the caller */
+    double lim[2][2]; /* the caller's range of fixed axes */
+    double range[2][2]; /* the range drawn (fixed or automatic) */
+    int legend;
+    rect cell;      /* the panel's share of the figure */
+    rect frame;     /* the plot area's frame */
+    int compact;    /* too small for text: frame and data only */
+} fig_panel;
+
+struct mnas_figure {
+    uint32_t magic;
+    mnas_ctx *ctx;
+    int w, h, rows, cols;
+    int text_scale; /* 0: automatic */
+    int scale;      /* in use */
+    uint8_t *rgb;   /* h rows of 3w bytes */
+    uint8_t *mask;  /* coverage scratch, one byte per pixel of the largest cell */
+    int mask_w;
+    fig_panel *panels;
+};
+
+static int fig_ok(const mnas_figure *f) { return f && f->magic == FIG_MAGIC; }
+
+/* ------------------------------------------------------------ pixels */
+
+static void put_px(mnas_figure *f, int x, int y, uint32_t rgb, unsigned a)
+{
+    uint8_t *p = f->rgb + ((size_t)y * (size_t)f->w + (size_t)x) * 3u;
+    unsigned c[3] = {(rgb >> 16) & 0xFFu, (rgb >> 8) & 0xFFu, rgb & 0xFFu};
+    if (a >= 255u) {
+        p[0] = (uint8_t)c[0];
+        p[1] = (uint8_t)c[1];
+        p[2] = (uint8_t)c[2];
+        return;
+    }
+    for (int k = 0; k < 3; k++) p[k] = (uint8_t)((p[k] * (255u - a) + c[k] * a + 127u) / 255u);
+}
+
+static uint32_t get_px(const mnas_figure *f, int x, int y)
+{
+    const uint8_t *p = f->rgb + ((size_t)y * (size_t)f->w + (size_t)x) * 3u;
+    return ((uint32_t)p[0] << 16) | ((uint32_t)p[1] << 8) | p[2];
+}
+
+static rect rect_and(rect a, rect b)
+{
+    rect r = {a.x0 > b.x0 ? a.x0 : b.x0, a.y0 > b.y0 ? a.y0 : b.y0, a.x1 < b.x1 ? a.x1 : b.x1,
+              a.y1 < b.y1 ? a.y1 : b.y1};
+    return r;
+}
+
+static void fill_rect(mnas_figure *f, rect clip, rect r, uint32_t rgb, unsigned a)
+{
+    r = rect_and(r, clip);
+    for (int y = r.y0; y <= r.y1; y++)
+        for (int x = r.x0; x <= r.x1; x++) put_px(f, x, y, rgb, a);
+}
+
+/* Coverage of a pixel whose centre is at distance d from a shape's centre
+ * line or centre, for a shape reaching `half` pixels out: a one-pixel ramp
+ * across the edge. */
+static unsigned coverage(double half, double d)
+{
+    double c = half + 0.5 - d;
+    if (c <= 0.0) return 0;
+    if (c >= 1.0) return 255;
+    return (unsigned)(c * 255.0 + 0.5);
+}
+
+/* ------------------------------------------------------------- text */
+
+static int text_width(const char *s, size_t len, int scale)
+{
+    (void)s; /* fixed pitch */
+    if (len == 0) return 0;
+    return (int)len * GLYPH_ADV * scale - scale;
+}
+
+/* Draw len bytes of s with the top-left of the first glyph cell at (x, y).
+ * vertical: rotated a quarter turn anticlockwise, reading upwards from
+ * (x, y), which is then the bottom-left corner. */
+static void draw_text(mnas_figure *f, rect clip, int x, int y, const char *s, size_t len,
+                      uint32_t rgb, int scale, int vertical)
+{
+    for (size_t i = 0; i < len; i++) {
+        long along = (long)i * GLYPH_ADV * scale;
+        if (along > 2L * MNAS_FIGURE_MAX_PIXELS) break; /* the rest is off the figure */
+        for (int row = 0; row < GLYPH_H; row++) {
+            unsigned bits = mnas__font_row((unsigned char)s[i], row);
+            for (int col = 0; bits && col < GLYPH_W; col++) {
+                if (!(bits & (1u << (GLYPH_W - 1 - col)))) continue;
+                rect px;
+                if (!vertical) {
+                    px.x0 = x + (int)along + col * scale;
+                    px.y0 = y + row * scale;
+                } else {
+                    px.x0 = x + row * scale;
+                    px.y0 = y - (int)along - (col + 1) * scale + 1;
+                }
+                px.x1 = px.x0 + scale - 1;
+                px.y1 = px.y0 + scale - 1;
+                fill_rect(f, clip, px, rgb, 255u);
+            }
+        }
+    }
+}
+
+/* Locale-free fixed-point formatting with `decimals` places; callers keep
+ * |v| * 10^decimals below 1e15. */
+static void format_fixed(char *buf, size_t cap, double v, int decimals)
+{
+    double r = fabs(v);
+    for (int i = 0; i < decimals; i++) r *= 10.0;
+    r = floor(r + 0.5);
+    if (r > 1e15) r = 1e15;
+    unsigned long long u = (unsigned long long)r;
+    char digits[40];
+    int nd = 0;
+    do {
+        digits[nd++] = (char)('0' + (int)(u % 10u));
+        u /= 10u;
+    } while (u && nd < 20);
+    while (nd <= decimals && nd < 38) digits[nd++] = '0';
+    size_t k = 0;
+    if (v < 0 && r > 0 && cap > 1) buf[k++] = '-';
+    for (int i = nd - 1; i >= 0 && k + 2 < cap; i--) {
+        buf[k++] = digits[i];
+        if (i == decimals && decimals > 0) buf[k++] = '.';
+    }
+    buf[k] = '\0';
+}
+
+/* ------------------------------------------------------------- ticks */
+
+typedef struct ticks {
+    int n;
+    double v[MAX_TICKS];
+    double step;
+    int decimals; /* places after the point (of the mantissa when sci) */
+    int sci;      /* labels as m.mm e<sci_exp> */
+    int sci_exp;
+} ticks;
+
+static int decimals_for(double step)
+{
+    int d = 0;
+    for (double s = step; s < 0.999999 && d < 15; s *= 10.0) d++;
+    return d;
+}
+
+/* Round-number ticks (1, 2 or 5 times a power of ten) inside [lo, hi],
+ * about `target` of them, and how to label them. */
+static void make_ticks(double lo, double hi, int target, ticks *t)
+{
+    memset(t, 0, sizeof *t);
+    double span = hi - lo;
+    if (!(span > 0.0) || !isfinite(span)) return;
+    if (target < 2) target = 2;
+    double raw = span / target;
+    double mag = pow(10.0, floor(log10(raw)));
+    double norm = raw / mag;
+    double step = (norm < 1.5 ? 1.0 : norm < 3.0 ? 2.0 : norm < 7.0 ? 5.0 : 10.0) * mag;
+    if (!(step > 0.0) || !isfinite(step)) return;
+    double i0 = ceil(lo / step - 1e-9), i1 = floor(hi / step + 1e-9);
+    if (!(i1 - i0 < MAX_TICKS)) return; /* the span is below the precision of lo */
+    t->step = step;
+    for (double i = i0; i <= i1; i += 1.0) {
+        double v = i * step;
+        if (fabs(v) < step * 1e-9) v = 0.0;
+        t->v[t->n++] = v;
+    }
+    double big = fmax(fabs(lo), fabs(hi));
+    t->decimals = decimals_for(step);
+    if (big >= 1e6 || big < 1e-3 || big * pow(10.0, t->decimals) >= 1e14) {
+        t->sci = 1;
+        t->sci_exp = (int)floor(log10(big));
+        t->decimals = decimals_for(step / pow(10.0, t->sci_exp));
+        if (t->decimals > 6) t->decimals = 6;
+    }
+}
+
+static void format_tick(char *buf, size_t cap, const ticks *t, double v)
+{
+    if (!t->sci) {
+        format_fixed(buf, cap, v, t->decimals);
+        return;
+    }
+    if (v == 0.0 || cap < 16) {
+        snprintf(buf, cap, "0");
+        return;
+    }
+    format_fixed(buf, cap - 8, v / pow(10.0, t->sci_exp), t->decimals);
+    size_t k = strlen(buf);
+    snprintf(buf + k, cap - k, "e%d", t->sci_exp); /* the exponent has 3 digits at most */
+}
+
+/* ------------------------------------------------------------ layout */
+
+static void layout(mnas_figure *f)
+{
+    int cw = f->w / f->cols, ch = f->h / f->rows;
+    int s = f->text_scale;
+    if (s == 0) {
+        int m = cw < ch ? cw : ch;
+        s = (m + 150) / 300;
+        if (s < 1) s = 1;
+        if (s > 4) s = 4;
+    }
+    f->scale = s;
+    for (int i = 0; i < f->rows * f->cols; i++) {
+        fig_panel *p = &f->panels[i];
+        int r = i / f->cols, c = i % f->cols;
+        p->cell.x0 = c * f->w / f->cols;
+        p->cell.x1 = (c + 1) * f->w / f->cols - 1;
+        p->cell.y0 = r * f->h / f->rows;
+        p->cell.y1 = (r + 1) * f->h / f->rows - 1;
+        /* Fixed margins, whatever the texts are, so panels of one figure
+         * line up: title row on top; tick labels and x label below; y label
+         * and six characters of tick labels on the left. */
+        int top = 20 * s, bottom = 34 * s, left = 60 * s, right = 14 * s;
+        p->frame.x0 = p->cell.x0 + left;
+        p->frame.x1 = p->cell.x1 - right;
+        p->frame.y0 = p->cell.y0 + top;
+        p->frame.y1 = p->cell.y1 - bottom;
+        p->compact = 0;
+        if (p->frame.x1 - p->frame.x0 < 24 || p->frame.y1 - p->frame.y0 < 24) {
+            p->compact = 1;
+            p->frame.x0 = p->cell.x0 + 2;
+            p->frame.x1 = p->cell.x1 - 2;
+            p->frame.y0 = p->cell.y0 + 2;
+            p->frame.y1 = p->cell.y1 - 2;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ ranges */
+
+static void auto_axis(const fig_panel *p, int axis, double out[2])
+{
+    int other = 1 - axis;
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t k = 0; k < p->ns; k++) {
+        const series *s = &p->s[k];
+        const double *v = axis == 0 ? s->x : s->y, *o = axis == 0 ? s->y : s->x;
+        for (size_t i = 0; i < s->n; i++) {
+            double a = v[i];
+            if (!isfinite(a) || fabs(a) > AUTO_LIMIT) continue;
+            if (p->fixed[other] && !(o[i] >= p->lim[other][0] && o[i] <= p->lim[other][1])) continue;
+            if (a < lo) lo = a;
+            if (a > hi) hi = a;
+        }
+    }
+    if (lo > hi) {
+        out[0] = 0.0;
+        out[1] = 1.0;
+        return;
+    }
+    double span = hi - lo;
+    if (span <= fmax(fabs(lo), fabs(hi)) * 1e-12) {
+        double d = lo == 0.0 ? 1.0 : fabs(lo) * 0.1;
+        out[0] = lo - d;
+        out[1] = hi + d;
+        return;
+    }
+    out[0] = lo - 0.05 * span;
+    out[1] = hi + 0.05 * span;
+}
+
+static void update_ranges(fig_panel *p)
+{
+    for (int axis = 0; axis < 2; axis++) {
+        if (p->fixed[axis]) {
+            p->range[axis][0] = p->lim[axis][0];
+            p->range[axis][1] = p->lim[axis][1];
+        } else {
+            auto_axis(p, axis, p->range[axis]);
+        }
+    }
+}
+
+/* Data to pixel coordinates (pixel centres at integers). */
+typedef struct mapping {
+    double x0, sx, y1, sy, xmin, ymin;
+} mapping;
+
+static mapping panel_mapping(const fig_panel *p)
+{
+    mapping m;
+    m.xmin = p->range[0][0];
+    m.ymin = p->range[1][0];
+    m.x0 = p->frame.x0;
+    m.y1 = p->frame.y1;
+    m.sx = (p->frame.x1 - p->frame.x0) / (p->range[0][1] - p->range[0][0]);
+    m.sy = (p->frame.y1 - p->frame.y0) / (p->range[1][1] - p->range[1][0]);
+    return m;
+}
+
+static double map_x(const mapping *m, double x) { return m->x0 + (x - m->xmin) * m->sx; }
+static double map_y(const mapping *m, double y) { return m->y1 - (y - m->ymin) * m->sy; }
+
+/* ------------------------------------------------------------- lines */
+
+/* Liang-Barsky: clip the segment to [xl, xh] x [yl, yh]; 0 if nothing is left. */
+static int clip_segment(double *ax, double *ay, double *bx, double *by, double xl, double yl,
+                        double xh, double yh)
+{
+    double dx = *bx - *ax, dy = *by - *ay, t0 = 0.0, t1 = 1.0;
+    double p[4] = {-dx, dx, -dy, dy};
+    double q[4] = {*ax - xl, xh - *ax, *ay - yl, yh - *ay};
+    for (int i = 0; i < 4; i++) {
+        if (p[i] == 0.0) {
+            if (q[i] < 0.0) return 0;
+            continue;
+        }
+        double t = q[i] / p[i];
+        if (p[i] < 0.0) {
+            if (t > t1) return 0;
+            if (t > t0) t0 = t;
+        } else {
+            if (t < t0) return 0;
+            if (t < t1) t1 = t;
+        }
+    }
+    double x0 = *ax, y0 = *ay;
+    *ax = x0 + t0 * dx;
+    *ay = y0 + t0 * dy;
+    *bx = x0 + t1 * dx;
+    *by = y0 + t1 * dy;
+    return 1;
+}
+
+/* Add the coverage of a round-capped segment (a capsule of half-width hw)
+ * to the mask, keeping the largest coverage of each pixel so joints of a
+ * polyline are not blended twice. bbox grows to the touched pixels. */
+static void mask_segment(mnas_figure *f, const fig_panel *p, rect in, double ax, double ay, double bx,
+                         double by, double hw, rect *bbox)
+{
+    double reach = hw + 1.0;
+    if (!clip_segment(&ax, &ay, &bx, &by, in.x0 - reach, in.y0 - reach, in.x1 + reach,
+                      in.y1 + reach))
+        return;
+    double dx = bx - ax, dy = by - ay, len2 = dx * dx + dy * dy;
+    int ylo = (int)floor(fmin(ay, by) - reach), yhi = (int)ceil(fmax(ay, by) + reach);
+    if (ylo < in.y0) ylo = in.y0;
+    if (yhi > in.y1) yhi = in.y1;
+    for (int y = ylo; y <= yhi; y++) {
+        /* the part of the segment within reach of this row bounds the columns */
+        double tl = 0.0, th = 1.0;
+        if (fabs(dy) > 1e-12) {
+            double t1 = (y - reach - ay) / dy, t2 = (y + reach - ay) / dy;
+            tl = fmax(0.0, fmin(t1, t2));
+            th = fmin(1.0, fmax(t1, t2));
+            if (tl > th) tl = th = (t1 < 0.0 && t2 < 0.0) ? 0.0 : 1.0;
+        }
+        double xa = ax + tl * dx, xb = ax + th * dx;
+        int xlo = (int)floor(fmin(xa, xb) - reach), xhi = (int)ceil(fmax(xa, xb) + reach);
+        if (xlo < in.x0) xlo = in.x0;
+        if (xhi > in.x1) xhi = in.x1;
+        for (int x = xlo; x <= xhi; x++) {
+            double t = len2 > 0.0 ? ((x - ax) * dx + (y - ay) * dy) / len2 : 0.0;
+            if (t < 0.0) t = 0.0;
+            if (t > 1.0) t = 1.0;
+            double ex = x - (ax + t * dx), ey = y - (ay + t * dy);
+            unsigned a = coverage(hw, sqrt(ex * ex + ey * ey));
+            if (!a) continue;
+            uint8_t *m = &f->mask[(size_t)(y - p->cell.y0) * (size_t)f->mask_w + (size_t)(x - p->cell.x0)];
+            if (a > *m) *m = (uint8_t)a;
+            if (x < bbox->x0) bbox->x0 = x;
+            if (x > bbox->x1) bbox->x1 = x;
+            if (y < bbox->y0) bbox->y0 = y;
+            if (y > bbox->y1) bbox->y1 = y;
+        }
+    }
+}
+
+static void draw_line_series(mnas_figure *f, const fig_panel *p, rect in, const mapping *m,
+                             const series *s)
+{
+    rect bbox = {in.x1 + 1, in.y1 + 1, in.x0 - 1, in.y0 - 1};
+    double hw = s->size * 0.5;
+    for (size_t i = 0; i + 1 < s->n; i++) {
+        double ax = map_x(m, s->x[i]), ay = map_y(m, s->y[i]);
+        double bx = map_x(m, s->x[i + 1]), by = map_y(m, s->y[i + 1]);
+        /* NaN/Inf data, or positions beyond double range, break the line */
+        if (!isfinite(ax) || !isfinite(ay) || !isfinite(bx) || !isfinite(by)) continue;
+        mask_segment(f, p, in, ax, ay, bx, by, hw, &bbox);
+    }
+    for (int y = bbox.y0; y <= bbox.y1; y++) {
+        uint8_t *row = &f->mask[(size_t)(y - p->cell.y0) * (size_t)f->mask_w];
+        for (int x = bbox.x0; x <= bbox.x1; x++) {
+            uint8_t *a = &row[x - p->cell.x0];
+            if (!*a) continue;
+            put_px(f, x, y, s->rgb, *a);
+            *a = 0;
+        }
+    }
+}
+
+static void draw_disc(mnas_figure *f, rect clip, double cx, double cy, double r, uint32_t rgb)
+{
+    rect b = {(int)floor(cx - r - 1.0), (int)floor(cy - r - 1.0), (int)ceil(cx + r + 1.0),
+              (int)ceil(cy + r + 1.0)};
+    b = rect_and(b, clip);
+    for (int y = b.y0; y <= b.y1; y++)
+        for (int x = b.x0; x <= b.x1; x++) {
+            unsigned a = coverage(r, hypot(x - cx, y - cy));
+            if (a) put_px(f, x, y, rgb, a);
+        }
+}
+
+static void draw_point_series(mnas_figure *f, rect in, const mapping *m, const series *s)
+{
+    double lim = 4.0 * MNAS_FIGURE_MAX_PIXELS;
+    for (size_t i = 0; i < s->n; i++) {
+        double cx = map_x(m, s->x[i]), cy = map_y(m, s->y[i]);
+        if (!isfinite(cx) || !isfinite(cy) || fabs(cx) > lim || fabs(cy) > lim) continue;
+        draw_disc(f, in, cx, cy, s->size, s->rgb);
+    }
+}
+
+/* ------------------------------------------------------------ legend */
+
+static int is_ink(uint32_t c) { return c != COL_WHITE && c != COL_GRID; }
+
+static void draw_legend(mnas_figure *f, const fig_panel *p, rect in)
+{
+    if (p->legend == MNAS_LEGEND_NONE) return;
+    int s = f->scale;
+    int nlab = 0;
+    size_t maxlen = 0;
+    for (size_t k = 0; k < p->ns; k++)
+        if (p->s[k].label) {
+            nlab++;
+            size_t len = strlen(p->s[k].label);
+            if (len > maxlen) maxlen = len;
+        }
+    if (nlab == 0) return;
+    int pad = 4 * s, inset = 4 * s, sample_w = 16 * s, rowh = GLYPH_H * s + 3 * s;
+    int avail_w = in.x1 - in.x0 + 1 - 2 * inset, avail_h = in.y1 - in.y0 + 1 - 2 * inset;
+    int chars_fit = (avail_w - 2 * pad - sample_w - 4 * s + s) / (GLYPH_ADV * s);
+    if (chars_fit < 1) return;
+    if (maxlen > (size_t)chars_fit) maxlen = (size_t)chars_fit;
+    int rows_fit = (avail_h - 2 * pad + 3 * s) / rowh;
+    if (rows_fit < 1) return;
+    int nrows = nlab < rows_fit ? nlab : rows_fit;
+    int bw = 2 * pad + sample_w + 4 * s + text_width(NULL, maxlen, s);
+    int bh = 2 * pad + nrows * rowh - 3 * s;
+
+    rect cand[4]; /* upper right, upper left, lower left, lower right */
+    cand[0] = (rect){in.x1 - inset - bw + 1, in.y0 + inset, in.x1 - inset, in.y0 + inset + bh - 1};
+    cand[1] = (rect){in.x0 + inset, in.y0 + inset, in.x0 + inset + bw - 1, in.y0 + inset + bh - 1};
+    cand[2] = (rect){in.x0 + inset, in.y1 - inset - bh + 1, in.x0 + inset + bw - 1, in.y1 - inset};
+    cand[3] = (rect){in.x1 - inset - bw + 1, in.y1 - inset - bh + 1, in.x1 - inset, in.y1 - inset};
+    int pick = 0;
+    switch (p->legend) {
+    case MNAS_LEGEND_UPPER_RIGHT: pick = 0; break;
+    case MNAS_LEGEND_UPPER_LEFT: pick = 1; break;
+    case MNAS_LEGEND_LOWER_LEFT: pick = 2; break;
+    case MNAS_LEGEND_LOWER_RIGHT: pick = 3; break;
+    default: {
+        /* AUTO: the corner hiding the fewest drawn pixels (ties: in the order above) */
+        long best = -1;
+        for (int c = 0; c < 4; c++) {
+            rect b = rect_and(cand[c], in);
+            long ink = 0;
+            for (int y = b.y0; y <= b.y1; y++)
+                for (int x = b.x0; x <= b.x1; x++) ink += is_ink(get_px(f, x, y));
+            if (best < 0 || ink < best) {
+                best = ink;
+                pick = c;
+            }
+        }
+    }
+    }
+    rect box = rect_and(cand[pick], in);
+    fill_rect(f, box, box, COL_WHITE, 217u);
+    fill_rect(f, box, (rect){box.x0, box.y0, box.x1, box.y0}, COL_LEGEND_EDGE, 255u);
+    fill_rect(f, box, (rect){box.x0, box.y1, box.x1, box.y1}, COL_LEGEND_EDGE, 255u);
+    fill_rect(f, box, (rect){box.x0, box.y0, box.x0, box.y1}, COL_LEGEND_EDGE, 255u);
+    fill_rect(f, box, (rect){box.x1, box.y0, box.x1, box.y1}, COL_LEGEND_EDGE, 255u);
+
+    int row = 0;
+    for (size_t k = 0; k < p->ns && row < nrows; k++) {
+        const series *se = &p->s[k];
+        if (!se->label) continue;
+        int ty = box.y0 + pad + row * rowh;     /* top of the text cell */
+        double cy = ty + 4.0 * s + (s - 1) * 0.5; /* middle of the capitals */
+        int sx = box.x0 + pad;
+        if (se->kind == SERIES_LINE) {
+            double hw = fmin(se->size * 0.5, GLYPH_H * s * 0.5);
+            for (int x = sx; x < sx + sample_w; x++)
+                for (int y = (int)floor(cy - hw - 1.0); y <= (int)ceil(cy + hw + 1.0); y++) {
+                    if (x < box.x0 || x > box.x1 || y < box.y0 || y > box.y1) continue;
+                    unsigned a = coverage(hw, fabs(y - cy));
+                    if (a) put_px(f, x, y, se->rgb, a);
+                }
+        } else {
+            double r = fmin(se->size, GLYPH_H * s * 0.5);
+            draw_disc(f, box, sx + (sample_w - 1) * 0.5, cy, r, se->rgb);
+        }
+        size_t len = strlen(se->label);
+        if (len > maxlen) len = maxlen;
+        draw_text(f, box, sx + sample_w + 4 * s, ty, se->label, len, COL_TEXT, s, 0);
+        row++;
+    }
+}
+
+/* ------------------------------------------------------------ panels */
+
+static void render_panel(mnas_figure *f, int index)
+{
+    fig_panel *p = &f->panels[index];
+    int s = f->scale;
+    rect cell = p->cell, fr = p->frame;
+    rect in = {fr.x0 + 1, fr.y0 + 1, fr.x1 - 1, fr.y1 - 1};
+    fill_rect(f, cell, cell, COL_WHITE, 255u);
+    update_ranges(p);
+    mapping m = panel_mapping(p);
+
+    ticks tx, ty;
+    tx.n = ty.n = 0;
+    if (!p->compact) {
+        make_ticks(p->range[0][0], p->range[0][1], (fr.x1 - fr.x0) / (50 * s), &tx);
+        make_ticks(p->range[1][0], p->range[1][1], (fr.y1 - fr.y0) / (35 * s), &ty);
+        for (int i = 0; i < tx.n; i++) {
+            int x = (int)lround(map_x(&m, tx.v[i]));
+            fill_rect(f, in, (rect){x, in.y0, x, in.y1}, COL_GRID, 255u);
+        }
+        for (int i = 0; i < ty.n; i++) {
+            int y = (int)lround(map_y(&m, ty.v[i]));
+            fill_rect(f, in, (rect){in.x0, y, in.x1, y}, COL_GRID, 255u);
+        }
+    }
+
+    for (size_t k = 0; k < p->ns; k++) {
+        if (p->s[k].kind == SERIES_LINE)
+            draw_line_series(f, p, in, &m, &p->s[k]);
+        else
+            draw_point_series(f, in, &m, &p->s[k]);
+    }
+
+    fill_rect(f, cell, (rect){fr.x0, fr.y0, fr.x1, fr.y0}, COL_FRAME, 255u);
+    fill_rect(f, cell, (rect){fr.x0, fr.y1, fr.x1, fr.y1}, COL_FRAME, 255u);
+    fill_rect(f, cell, (rect){fr.x0, fr.y0, fr.x0, fr.y1}, COL_FRAME, 255u);
+    fill_rect(f, cell, (rect){fr.x1, fr.y0, fr.x1, fr.y1}, COL_FRAME, 255u);
+    if (p->compact) return;
+
+    int tick = 4 * s;
+    char buf[48];
+    for (int i = 0; i < tx.n; i++) {
+        int x = (int)lround(map_x(&m, tx.v[i]));
+        fill_rect(f, cell, (rect){x - (s - 1) / 2, fr.y1 + 1, x + s / 2, fr.y1 + tick}, COL_FRAME, 255u);
+        format_tick(buf, sizeof buf, &tx, tx.v[i]);
+        size_t len = strlen(buf);
+        draw_text(f, cell, x - text_width(buf, len, s) / 2, fr.y1 + tick + 2 * s, buf, len, COL_TEXT,
+                  s, 0);
+    }
+    for (int i = 0; i < ty.n; i++) {
+        int y = (int)lround(map_y(&m, ty.v[i]));
+        fill_rect(f, cell, (rect){fr.x0 - tick, y - (s - 1) / 2, fr.x0 - 1, y + s / 2}, COL_FRAME, 255u);
+        format_tick(buf, sizeof buf, &ty, ty.v[i]);
+        size_t len = strlen(buf);
+        draw_text(f, cell, fr.x0 - tick - 2 * s - text_width(buf, len, s), y - 4 * s - s / 2, buf, len,
+                  COL_TEXT, s, 0);
+    }
+    if (p->title) {
+        size_t len = strlen(p->title);
+        int w = text_width(p->title, len, s);
+        int x = (fr.x0 + fr.x1 + 1) / 2 - w / 2;
+        if (x < cell.x0 + 2 * s) x = cell.x0 + 2 * s;
+        draw_text(f, cell, x, cell.y0 + 5 * s, p->title, len, COL_TEXT, s, 0);
+    }
+    if (p->xlabel) {
+        size_t len = strlen(p->xlabel);
+        int w = text_width(p->xlabel, len, s);
+        int x = (fr.x0 + fr.x1 + 1) / 2 - w / 2;
+        if (x < cell.x0 + 2 * s) x = cell.x0 + 2 * s;
+        draw_text(f, cell, x, fr.y1 + tick + 2 * s + GLYPH_H * s + 4 * s, p->xlabel, len, COL_TEXT, s, 0);
+    }
+    if (p->ylabel) {
+        size_t len = strlen(p->ylabel);
+        int w = text_width(p->ylabel, len, s);
+        int y = (fr.y0 + fr.y1 + 1) / 2 + w / 2;
+        if (y > cell.y1 - 2 * s) y = cell.y1 - 2 * s;
+        draw_text(f, cell, cell.x0 + 4 * s, y, p->ylabel, len, COL_TEXT, s, 1);
+    }
+    draw_legend(f, p, in);
+}
+
+static void render_all(mnas_figure *f)
+{
+    for (int i = 0; i < f->rows * f->cols; i++) render_panel(f, i);
+}
+
+/* ------------------------------------------------------- validation */
+
+static mnas_status check_panel(const mnas_figure *f, int panel, const char *fn)
+{
+    int n = f->rows * f->cols;
+    if (panel < 0 || panel >= n)
+        return mnas__error(f->ctx, MNAS_E_INVALID, "%s: panel %d is outside 0..%d (a %dx%d grid)", fn,
+                           panel, n - 1, f->rows, f->cols);
+    return MNAS_OK;
+}
+
+static char *copy_text(mnas_ctx *ctx, const char *s)
+{
+    size_t len = strlen(s);
+    char *c = mnas__alloc(ctx, len + 1);
+    if (c) memcpy(c, s, len + 1);
+    return c;
+}
+
+static void free_series(mnas_ctx *ctx, series *s)
+{
+    mnas__free(ctx, s->x);
+    mnas__free(ctx, s->label);
+}
+
+static void clear_panel(mnas_ctx *ctx, fig_panel *p)
+{
+    for (size_t k = 0; k < p->ns; k++) free_series(ctx, &p->s[k]);
+    mnas__free(ctx, p->s);
+    mnas__free(ctx, p->title);
+    mnas__free(ctx, p->xlabel);
+    mnas__free(ctx, p->ylabel);
+    p->s = NULL;
+    p->ns = p->cap = 0;
+    p->title = p->xlabel = p->ylabel = NULL;
+    p->fixed[0] = p->fixed[1] = 0;
+    p->legend = MNAS_LEGEND_AUTO;
+}
+
+/* ------------------------------------------------------------ public */
+
+mnas_figure *mnas_figure_create(mnas_ctx *ctx, int width_px, int height_px, int rows, int cols)
+{
+    static const char fn[] = "mnas_figure_create";
+    if (!mnas__ctx_ok(ctx)) return NULL;
+    if (width_px < MNAS_FIGURE_MIN_PIXELS || width_px > MNAS_FIGURE_MAX_PIXELS ||
+        height_px < MNAS_FIGURE_MIN_PIXELS || height_px > MNAS_FIGURE_MAX_PIXELS) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: size %dx%d pixels: width and height must be in %d..%d", fn,
+                    width_px, height_px, MNAS_FIGURE_MIN_PIXELS, MNAS_FIGURE_MAX_PIXELS);
+        return NULL;
+    }
+    if (rows < 1 || rows > MNAS_FIGURE_MAX_GRID || cols < 1 || cols > MNAS_FIGURE_MAX_GRID) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: grid of %d rows x %d cols: rows and cols must be in 1..%d",
+                    fn, rows, cols, MNAS_FIGURE_MAX_GRID);
+        return NULL;
+    }
+    mnas_figure *f = mnas__calloc(ctx, 1, sizeof *f);
+    if (!f) {
+        mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate a figure", fn);
+        return NULL;
+    }
+    f->ctx = ctx;
+    f->w = width_px;
+    f->h = height_px;
+    f->rows = rows;
+    f->cols = cols;
+    /* cells are w/cols or one pixel wider, same for heights */
+    f->mask_w = width_px / cols + 1;
+    int mask_h = height_px / rows + 1;
+    f->rgb = mnas__alloc(ctx, (size_t)width_px * (size_t)height_px * 3u);
+    f->mask = mnas__calloc(ctx, (size_t)f->mask_w * (size_t)mask_h, 1);
+    f->panels = mnas__calloc(ctx, (size_t)rows * (size_t)cols, sizeof *f->panels);
+    if (!f->rgb || !f->mask || !f->panels) {
+        mnas__free(ctx, f->rgb);
+        mnas__free(ctx, f->mask);
+        mnas__free(ctx, f->panels);
+        mnas__free(ctx, f);
+        mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate %dx%d pixels", fn, width_px, height_px);
+        return NULL;
+    }
+    for (int i = 0; i < rows * cols; i++) f->panels[i].legend = MNAS_LEGEND_AUTO;
+    f->magic = FIG_MAGIC;
+    layout(f);
+    render_all(f);
+    return f;
+}
+
+void mnas_figure_free(mnas_figure *fig)
+{
+    if (!fig_ok(fig)) return;
+    mnas_ctx *ctx = fig->ctx;
+    for (int i = 0; i < fig->rows * fig->cols; i++) clear_panel(ctx, &fig->panels[i]);
+    mnas__free(ctx, fig->panels);
+    mnas__free(ctx, fig->mask);
+    mnas__free(ctx, fig->rgb);
+    fig->magic = 0;
+    mnas__free(ctx, fig);
+}
+
+int mnas_figure_panels(const mnas_figure *fig) { return fig_ok(fig) ? fig->rows * fig->cols : -1; }
+
+uint32_t mnas_figure_color(unsigned index)
+{
+    static const uint32_t palette[7] = {0x0072B2u, 0xD55E00u, 0x009E73u, 0xCC79A7u,
+                                        0xE69F00u, 0x56B4E9u, 0x000000u};
+    return palette[index % 7u];
+}
+
+mnas_status mnas_figure_text_scale(mnas_figure *fig, int scale)
+{
+    if (!fig_ok(fig)) return MNAS_E_INVALID;
+    if (scale < 0 || scale > 4)
+        return mnas__error(fig->ctx, MNAS_E_INVALID,
+                           "mnas_figure_text_scale: scale %d is outside 0..4 (0 = automatic)", scale);
+    fig->text_scale = scale;
+    layout(fig);
+    render_all(fig);
+    return MNAS_OK;
+}
+
+mnas_status mnas_figure_panel_range(mnas_figure *fig, int panel, double xmin, double xmax,
+                                    double ymin, double ymax)
+{
+    static const char fn[] = "mnas_figure_panel_range";
+    if (!fig_ok(fig)) return MNAS_E_INVALID;
+    mnas_status st = check_panel(fig, panel, fn);
+    if (st) return st;
+    double lim[2][2] = {{xmin, xmax}, {ymin, ymax}};
+    int fixed[2];
+    for (int axis = 0; axis < 2; axis++) {
+        double lo = lim[axis][0], hi = lim[axis][1];
+        char name = axis ? 'y' : 'x';
+        if (isnan(lo) && isnan(hi)) {
+            fixed[axis] = 0;
+            continue;
+        }
+        if (!isfinite(lo) || !isfinite(hi))
+            return mnas__error(fig->ctx, MNAS_E_INVALID,
+                               "%s: %c range [%g, %g] must be finite (or NaN, NaN for automatic)", fn,
+                               name, lo, hi);
+        if (!(lo < hi) || !isfinite(hi - lo))
+            return mnas__error(fig->ctx, MNAS_E_INVALID,
+                               "%s: %c range [%g, %g] needs min < max and a finite span", fn, name, lo,
+                               hi);
+        fixed[axis] = 1;
+    }
+    fig_panel *p = &fig->panels[panel];
+    for (int axis = 0; axis < 2; axis++) {
+        p->fixed[axis] = fixed[axis];
+        p->lim[axis][0] = lim[axis][0];
+        p->lim[axis][1] = lim[axis][1];
+    }
+    render_panel(fig, panel);
+    return MNAS_OK;
+}
+
+mnas_status mnas_figure_panel_get_range(const mnas_figure *fig, int panel, double range[4])
+{
+    static const char fn[] = "mnas_figure_panel_get_range";
+    if (!fig_ok(fig)) return MNAS_E_INVALID;
+    mnas_status st = check_panel(fig, panel, fn);
+    if (st) return st;
+    if (!range) return mnas__error(fig->ctx, MNAS_E_INVALID, "%s: range is NULL", fn);
+    const fig_panel *p = &fig->panels[panel];
+    range[0] = p->range[0][0];
+    range[1] = p->range[0][1];
+    range[2] = p->range[1][0];
+    range[3] = p->range[1][1];
+    return MNAS_OK;
+}
+
+static mnas_status add_series(mnas_figure *fig, int panel, const double *x, const double *y, size_t n,
+                              uint32_t rgb, double size, const char *label, int kind, const char *fn)
+{
+    if (!fig_ok(fig)) return MNAS_E_INVALID;
+    mnas_ctx *ctx = fig->ctx;
+    const char *size_name = kind == SERIES_LINE ? "width_px" : "radius_px";
+    mnas_status st = check_panel(fig, panel, fn);
+    if (st) return st;
+    if (!x) return mnas__error(ctx, MNAS_E_INVALID, "%s: x is NULL", fn);
+    if (!y) return mnas__error(ctx, MNAS_E_INVALID, "%s: y is NULL", fn);
+    if (n == 0) return mnas__error(ctx, MNAS_E_INVALID, "%s: n is 0 (no points)", fn);
+    if (rgb > 0xFFFFFFu)
+        return mnas__error(ctx, MNAS_E_INVALID, "%s: colour 0x%lx is not 0xRRGGBB", fn, (unsigned long)rgb);
+    if (!(size > 0.0 && size <= MAX_SIZE_PX))
+        return mnas__error(ctx, MNAS_E_INVALID, "%s: %s %g is outside (0, %g]", fn, size_name, size,
+                           MAX_SIZE_PX);
+    size_t bytes;
+    if (!mnas__mul_ok(n, 2 * sizeof(double), &bytes))
+        return mnas__error(ctx, MNAS_E_INVALID, "%s: n %zu is too large", fn, n);
+
+    fig_panel *p = &fig->panels[panel];
+    if (p->ns == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 4;
+        size_t sz;
+        if (!mnas__mul_ok(cap, sizeof(series), &sz))
+            return mnas__error(ctx, MNAS_E_NOMEM, "%s: too many series in panel %d", fn, panel);
+        series *grown = mnas__alloc(ctx, sz);
+        if (!grown) return mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot grow the series list", fn);
+        if (p->ns) memcpy(grown, p->s, p->ns * sizeof(series));
+        mnas__free(ctx, p->s);
+        p->s = grown;
+        p->cap = cap;
+    }
+    series s;
+    memset(&s, 0, sizeof s);
+    s.kind = kind;
+    s.rgb = rgb;
+    s.size = size;
+    s.n = n;
+    s.x = mnas__alloc(ctx, bytes);
+    s.label = label ? copy_text(ctx, label) : NULL;
+    if (!s.x || (label && !s.label)) {
+        free_series(ctx, &s);
+        return mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot copy %zu points", fn, n);
+    }
+    s.y = s.x + n;
+    memcpy(s.x, x, n * sizeof(double));
+    memcpy(s.y, y, n * sizeof(double));
+    p->s[p->ns++] = s;
+    render_panel(fig, panel);
+    return MNAS_OK;
+}
+
+mnas_status mnas_figure_line(mnas_figure *fig, int panel, const double *x, const double *y, size_t n,
+                             uint32_t rgb, double width_px, const char *label)
+{
+    return add_series(fig, panel, x, y, n, rgb, width_px, label, SERIES_LINE, "mnas_figure_line");
+}
+
+mnas_status mnas_figure_points(mnas_figure *fig, int panel, const double *x, const double *y,
+                               size_t n, uint32_t rgb, double radius_px, const char *label)
+{
+    return add_series(fig, panel, x, y, n, rgb, radius_px, label, SERIES_POINTS, "mnas_figure_points");
+}
+
+/* *fresh = a copy of text, or NULL for NULL or "" (which clear a text).
+ * 0 if the copy cannot be allocated. */
+static int new_text(mnas_ctx *ctx, const char *text, char **fresh)
+{
+    *fresh = NULL;
+    if (text && *text) {
+        *fresh = copy_text(ctx, text);
+        if (!*fresh) return 0;
+    }
+    return 1;
+}
+
+mnas_status mnas_figure_title(mnas_figure *fig, int panel, const char *text)
+{
+    static const char fn[] = "mnas_figure_title";
+    if (!fig_ok(fig)) return MNAS_E_INVALID;
+    mnas_status st = check_panel(fig, panel, fn);
+    if (st) return st;
+    char *t;
+    if (!new_text(fig->ctx, text, &t))
+        return mnas__error(fig->ctx, MNAS_E_NOMEM, "%s: cannot copy the title", fn);
+    fig_panel *p = &fig->panels[panel];
+    mnas__free(fig->ctx, p->title);
+    p->title = t;
+    render_panel(fig, panel);
+    return MNAS_OK;
+}
+
+mnas_status mnas_figure_axis_labels(mnas_figure *fig, int panel, const char *xlabel,
+                                    const char *ylabel)
+{
+    static const char fn[] = "mnas_figure_axis_labels";
+    if (!fig_ok(fig)) return MNAS_E_INVALID;
+    mnas_status st = check_panel(fig, panel, fn);
+    if (st) return st;
+    char *xl, *yl;
+    if (!new_text(fig->ctx, xlabel, &xl))
+        return mnas__error(fig->ctx, MNAS_E_NOMEM, "%s: cannot copy the x label", fn);
+    if (!new_text(fig->ctx, ylabel, &yl)) {
+        mnas__free(fig->ctx, xl);
+        return mnas__error(fig->ctx, MNAS_E_NOMEM, "%s: cannot copy the y label", fn);
+    }
+    fig_panel *p = &fig->panels[panel];
+    mnas__free(fig->ctx, p->xlabel);
+    mnas__free(fig->ctx, p->ylabel);
+    p->xlabel = xl;
+    p->ylabel = yl;
+    render_panel(fig, panel);
+    return MNAS_OK;
+}
+
+mnas_status mnas_figure_legend(mnas_figure *fig, int panel, int pos)
+{
+    static const char fn[] = "mnas_figure_legend";
+    if (!fig_ok(fig)) return MNAS_E_INVALID;
+    mnas_status st = check_panel(fig, panel, fn);
+    if (st) return st;
+    if (pos < MNAS_LEGEND_AUTO || pos > MNAS_LEGEND_LOWER_RIGHT)
+        return mnas__error(fig->ctx, MNAS_E_INVALID, "%s: position %d is not an mnas_legend_pos (0..%d)",
+                           fn, pos, (int)MNAS_LEGEND_LOWER_RIGHT);
+    fig->panels[panel].legend = pos;
+    render_panel(fig, panel);
+    return MNAS_OK;
+}
+
+mnas_status mnas_figure_panel_clear(mnas_figure *fig, int panel)
+{
+    if (!fig_ok(fig)) return MNAS_E_INVALID;
+    mnas_status st = check_panel(fig, panel, "mnas_figure_panel_clear");
+    if (st) return st;
+    clear_panel(fig->ctx, &fig->panels[panel]);
+    render_panel(fig, panel);
+    return MNAS_OK;
+}
+
+mnas_status mnas_figure_plot_area(const mnas_figure *fig, int panel, int *x0, int *y0, int *x1,
+                                  int *y1)
+{
+    static const char fn[] = "mnas_figure_plot_area";
+    if (!fig_ok(fig)) return MNAS_E_INVALID;
+    mnas_status st = check_panel(fig, panel, fn);
+    if (st) return st;
+    if (!x0 || !y0 || !x1 || !y1)
+        return mnas__error(fig->ctx, MNAS_E_INVALID, "%s: an output pointer is NULL", fn);
+    const rect *r = &fig->panels[panel].frame;
+    *x0 = r->x0;
+    *y0 = r->y0;
+    *x1 = r->x1;
+    *y1 = r->y1;
+    return MNAS_OK;
+}
+
+mnas_status mnas_figure_data_to_pixel(const mnas_figure *fig, int panel, double x, double y,
+                                      double *px, double *py)
+{
+    static const char fn[] = "mnas_figure_data_to_pixel";
+    if (!fig_ok(fig)) return MNAS_E_INVALID;
+    mnas_status st = check_panel(fig, panel, fn);
+    if (st) return st;
+    if (!px || !py) return mnas__error(fig->ctx, MNAS_E_INVALID, "%s: px or py is NULL", fn);
+    mapping m = panel_mapping(&fig->panels[panel]);
+    *px = map_x(&m, x);
+    *py = map_y(&m, y);
+    return MNAS_OK;
+}
+
+mnas_status mnas_figure_pixels(const mnas_figure *fig, const uint8_t **rgb, int *w, int *h)
+{
+    if (!fig_ok(fig)) return MNAS_E_INVALID;
+    if (!rgb) return mnas__error(fig->ctx, MNAS_E_INVALID, "mnas_figure_pixels: rgb is NULL");
+    *rgb = fig->rgb;
+    if (w) *w = fig->w;
+    if (h) *h = fig->h;
+    return MNAS_OK;
+}
+
+/* ------------------------------------------------------------------ PNG */
+
+typedef struct png_job {
+    mnas_ctx *ctx;
+    png_structp png;
+    png_infop info;
+    int fd;
+    int write_errno; /* errno of a failed write(), 0 if none */
+    int nomem;       /* an allocation for libpng failed */
+    char msg[128];   /* libpng's own message */
+} png_job;
+
+static void png_job_error(png_structp png, png_const_charp msg)
+{
+    png_job *j = png_get_error_ptr(png);
+    snprintf(j->msg, sizeof j->msg, "%s", msg ? msg : "libpng error");
+    png_longjmp(png, 1);
+}
+
+static void png_job_warning(png_structp png, png_const_charp msg)
+{
+    (void)png; /* the library prints nothing */
+    (void)msg;
+}
+
+static png_voidp png_job_alloc(png_structp png, png_alloc_size_t size)
+{
+    png_job *j = png_get_mem_ptr(png);
+    void *p = mnas__alloc(j->ctx, size);
+    if (!p) j->nomem = 1;
+    return p;
+}
+
+static void png_job_free(png_structp png, png_voidp p)
+{
+    png_job *j = png_get_mem_ptr(png);
+    mnas__free(j->ctx, p);
+}
+
+static void png_job_write(png_structp png, png_bytep data, size_t len)
+{
+    png_job *j = png_get_io_ptr(png);
+    while (len > 0) {
+        ssize_t k = write(j->fd, data, len);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            j->write_errno = errno;
+            png_error(png, "write failed");
+        }
+        data += k;
+        len -= (size_t)k;
+    }
+}
+
+static void png_job_flush(png_structp png) { (void)png; }
+
+/* Encode the figure into j->fd. MNAS_OK, or a status with j's fields saying why. */
+static mnas_status png_encode(const mnas_figure *f, png_job *j)
+{
+    j->png = png_create_write_struct_2(PNG_LIBPNG_VER_STRING, j, png_job_error, png_job_warning, j,
+                                       png_job_alloc, png_job_free);
+    if (!j->png) {
+        snprintf(j->msg, sizeof j->msg, "cannot create a libpng writer");
+        return MNAS_E_NOMEM;
+    }
+    j->info = png_create_info_struct(j->png);
+    if (!j->info) {
+        png_destroy_write_struct(&j->png, NULL);
+        snprintf(j->msg, sizeof j->msg, "cannot create a libpng info structure");
+        return MNAS_E_NOMEM;
+    }
+    if (setjmp(png_jmpbuf(j->png))) {
+        png_destroy_write_struct(&j->png, &j->info);
+        return j->nomem ? MNAS_E_NOMEM : MNAS_E_IO;
+    }
+    png_set_write_fn(j->png, j, png_job_write, png_job_flush);
+    png_set_IHDR(j->png, j->info, (png_uint_32)f->w, (png_uint_32)f->h, 8, PNG_COLOR_TYPE_RGB,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(j->png, j->info);
+    for (int y = 0; y < f->h; y++) png_write_row(j->png, f->rgb + (size_t)y * (size_t)f->w * 3u);
+    png_write_end(j->png, j->info);
+    png_destroy_write_struct(&j->png, &j->info);
+    return MNAS_OK;
+}
+
+static const char *errno_text(int e, char *buf, size_t cap)
+{
+    if (strerror_r(e, buf, cap) != 0) snprintf(buf, cap, "error %d", e);
+    return buf;
+}
+
+mnas_status mnas_figure_save_png(const mnas_figure *fig, const char *path)
+{
+    static const char fn[] = "mnas_figure_save_png";
+    if (!fig_ok(fig)) return MNAS_E_INVALID;
+    mnas_ctx *ctx = fig->ctx;
+    if (!path) return mnas__error(ctx, MNAS_E_INVALID, "%s: path is NULL", fn);
+    if (!*path) return mnas__error(ctx, MNAS_E_INVALID, "%s: path is empty", fn);
+    size_t len = strlen(path);
+    if (len > SIZE_MAX - 5) return mnas__error(ctx, MNAS_E_INVALID, "%s: path is too long", fn);
+    char *tmp = mnas__alloc(ctx, len + 5);
+    if (!tmp) return mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate a file name", fn);
+    memcpy(tmp, path, len);
+    memcpy(tmp + len, ".tmp", 5);
+
+    char why[128];
+    /* O_NOFOLLOW: never write through a link someone left at the temporary name */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        int e = errno;
+        mnas_status r = mnas__error(ctx, MNAS_E_IO, "%s: cannot create '%s': %s", fn, tmp,
+                                    errno_text(e, why, sizeof why));
+        mnas__free(ctx, tmp);
+        return r;
+    }
+    png_job job;
+    memset(&job, 0, sizeof job);
+    job.ctx = ctx;
+    job.fd = fd;
+    mnas_status st = png_encode(fig, &job);
+    if (st != MNAS_OK) {
+        if (job.write_errno)
+            mnas__error(ctx, st, "%s: cannot write '%s': %s", fn, tmp,
+                        errno_text(job.write_errno, why, sizeof why));
+        else
+            mnas__error(ctx, st, "%s: libpng failed on '%s': %s", fn, tmp, job.msg);
+    } else if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
+        /* EINVAL/EROFS: the file cannot be synced (special file systems); the data is written */
+        st = mnas__error(ctx, MNAS_E_IO, "%s: cannot flush '%s' to disk: %s", fn, tmp,
+                         errno_text(errno, why, sizeof why));
+    }
+    if (close(fd) != 0 && st == MNAS_OK)
+        st = mnas__error(ctx, MNAS_E_IO, "%s: cannot close '%s': %s", fn, tmp,
+                         errno_text(errno, why, sizeof why));
+    if (st == MNAS_OK && rename(tmp, path) != 0)
+        st = mnas__error(ctx, MNAS_E_IO, "%s: cannot rename '%s' to '%s': %s", fn, tmp, path,
+                         errno_text(errno, why, sizeof why));
+    if (st != MNAS_OK) unlink(tmp);
+    mnas__free(ctx, tmp);
+    return st;
+}
