@@ -44,6 +44,12 @@ static mnas_tensor *f_mask_mul(mnas_tape *t, mnas_tensor *const *in)
     return mnas_mask_mul(t, in[0], mnas_tape_tensor(t, 2, s, m));
 }
 static mnas_tensor *f_axpy(mnas_tape *t, mnas_tensor *const *in) { return mnas_axpy(t, -0.7, in[0], in[1]); }
+static mnas_tensor *f_mix(mnas_tape *t, mnas_tensor *const *in)
+{
+    const int64_t idx[3] = { 4, 0, 4 }; /* a weight used twice */
+    mnas_tensor *ys[3] = { in[1], in[2], mnas_tanh(t, in[1]) };
+    return mnas_mix(t, in[0], 3, ys, idx);
+}
 static mnas_tensor *f_neg(mnas_tape *t, mnas_tensor *const *in) { return mnas_neg(t, in[0]); }
 static mnas_tensor *f_scale(mnas_tape *t, mnas_tensor *const *in) { return mnas_scale(t, in[0], -2.5); }
 static mnas_tensor *f_add_scalar(mnas_tape *t, mnas_tensor *const *in) { return mnas_add_scalar(t, in[0], 0.7); }
@@ -135,6 +141,7 @@ static const op_case cases[] = {
     { "div scalar broadcast", 2, { 2, 0 }, { S2(3, 4), S0 }, { N, P }, f_div },
     { "mask_mul", 1, { 2 }, { S2(3, 4) }, { N }, f_mask_mul },
     { "axpy", 2, { 2, 2 }, { S2(3, 4), S2(3, 4) }, { N, N }, f_axpy },
+    { "mix", 3, { 2, 2, 2 }, { S2(2, 3), S2(3, 4), S2(3, 4) }, { N, N, N }, f_mix },
     { "neg", 1, { 2 }, { S2(3, 4) }, { N }, f_neg },
     { "scale", 1, { 2 }, { S2(3, 4) }, { N }, f_scale },
     { "add_scalar", 1, { 2 }, { S2(3, 4) }, { N }, f_add_scalar },
