@@ -239,7 +239,8 @@ START_TEST(maml_training_lowers_query_mse)
     mnas_learner_options o = MNAS_LEARNER_OPTIONS_INIT;
     o.seed = 5;
     o.meta_batch = 10;
-    o.outer_lr = 0.01;  /* a small budget needs a larger outer step than the paper's */
+    o.outer_lr = 0.01;  /* a small budget needs larger steps than the paper's */
+    o.inner_lr = 0.01;
     o.hidden = 32;
     o.threads = 2;
     mnas_learner *l = mnas_learner_create(ctx, &o);
@@ -255,14 +256,15 @@ START_TEST(maml_training_lowers_query_mse)
     ck_assert_int_eq(mnas_learner_iteration(l), 300);
     ck_assert_int_eq(mnas_learner_evaluate(l, test, -1, before, after), MNAS_OK);
     double init_after = mean_of(after0, n), trained_before = mean_of(before, n), trained_after = mean_of(after, n);
-    /* Measured with these seeds (x86-64, BLIS 0.9 serial): 13.04 after
-     * adaptation at initialisation; after 300 meta-updates 14.38 before
-     * and 5.53 after adaptation (ratios 0.42 and 0.38). The margins leave
+    /* Measured with these seeds (x86-64, BLIS 0.9 serial): 9.67 after
+     * adaptation at initialisation; after 300 meta-updates 14.87 before
+     * and 3.22 after adaptation (ratios 0.33 and 0.22). Seeds 6-8 gave
+     * ratios up to 0.39 and 0.26 and MSE up to 3.84, so the bounds leave
      * room for other rounding, not for a learner that does not learn. */
-    ck_assert_msg(trained_after < 7.0, "after adaptation the trained model has MSE %g", trained_after);
-    ck_assert_msg(trained_after < 0.6 * init_after, "after adaptation: trained %g vs initial %g", trained_after,
+    ck_assert_msg(trained_after < 5.0, "after adaptation the trained model has MSE %g", trained_after);
+    ck_assert_msg(trained_after < 0.5 * init_after, "after adaptation: trained %g vs initial %g", trained_after,
                   init_after);
-    ck_assert_msg(trained_after < 0.6 * trained_before, "trained model: %g after vs %g before adaptation",
+    ck_assert_msg(trained_after < 0.4 * trained_before, "trained model: %g after vs %g before adaptation",
                   trained_after, trained_before);
     mnas_task_set_free(test);
     mnas_learner_free(l);

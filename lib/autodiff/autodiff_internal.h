@@ -19,7 +19,7 @@ typedef enum mnas_opcode {
     OP_MATMUL, OP_LINEAR, OP_TRANSPOSE,
     OP_SUM, OP_SUM_TO, OP_BROADCAST_TO, OP_RESHAPE, OP_CONCAT, OP_SLICE, OP_PAD_AXIS,
     OP_GATHER_ROWS, OP_SCATTER_ROWS,
-    OP_SOFTMAX, OP_LOG_SOFTMAX, OP_BATCH_NORM,
+    OP_SOFTMAX, OP_LOG_SOFTMAX, OP_BATCH_NORM, OP_BN_DX, OP_BN_DGAMMA,
     OP_CUSTOM,
     OP_COUNT
 } mnas_opcode;
@@ -128,7 +128,14 @@ static inline void mnas__pad4s(int ndim, const int64_t *shape, int64_t s[4])
 mnas_status mnas__vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
 /* Does input k of node need a gradient in this backward pass? */
 int mnas__bw_wants(mnas_backward_ctx *bc, mnas_node *node, int k);
-/* Batch-norm's backward rule (ops_nn.c). */
+/* mnas_grad that treats block (may be NULL) as a constant: no gradient
+ * flows through it. Backward rules that differentiate a composite form of
+ * their op use it to keep the cotangent out of the derivative. */
+mnas_status mnas__grad_blocked(mnas_tape *tp, mnas_tensor *y, size_t n, mnas_tensor *const *inputs,
+                               mnas_tensor **grads, int create_graph, const mnas_tensor *block);
+/* Batch-norm's backward rules (ops_nn.c). */
+mnas_status mnas__bnb_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
+mnas_status mnas__bng_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
 mnas_status mnas__bn_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
 /* Is this backward pass recording (create_graph)? */
 int mnas__bw_create_graph(const mnas_backward_ctx *bc);

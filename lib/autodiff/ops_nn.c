@@ -123,6 +123,149 @@ mnas_tensor *mnas_batch_norm(mnas_tape *tp, mnas_tensor *x, mnas_tensor *gamma, 
     return out;
 }
 
+/* ---- batch-norm's backward outputs as ops --------------------------------
+ * dx = gamma r (g - mean(g) - xh mean(g xh)) and dgamma = sum(g xh), each a
+ * fused op whose own backward rule is a fused kernel (second derivatives)
+ * or, when that is recorded too, the derivative of their composite form. */
+
+static mnas_real *bn_stats(mnas_tape *tp, const char *fn, const mnas_tensor *x, double eps)
+{
+    int64_t outer, C, inner, s[4];
+    bn_layout(x, &outer, &C, &inner, s);
+    mnas_real *st = mnas__tape_scratch(tp, fn, 2 * (size_t)C * sizeof(mnas_real));
+    if (st) mnas__k_bn_stats(outer, C, inner, x->data, eps, st, st + C);
+    return st;
+}
+
+static mnas_tensor *bn_dx(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g, mnas_tensor *gamma, double eps)
+{
+    const char *fn = "batch-norm dx";
+    int64_t outer, C, inner, s[4];
+    bn_layout(x, &outer, &C, &inner, s);
+    mnas_real *st = bn_stats(tp, fn, x, eps);
+    mnas_tensor *out = st ? mnas__tape_new_like(tp, fn, x) : NULL;
+    if (!out) return NULL;
+    mnas__k_bn_backward(outer, C, inner, x->data, g->data, gamma ? gamma->data : NULL, st, st + C, out->data, NULL,
+                        NULL);
+    mnas_tensor *ins[3] = { x, g, gamma };
+    mnas_node *node;
+    if (!mnas__finish(tp, fn, OP_BN_DX, out, 3, ins, &node)) return NULL;
+    if (node) {
+        node->p = eps;
+        node->state = st;
+    }
+    return out;
+}
+
+static mnas_tensor *bn_dgamma(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g, double eps)
+{
+    const char *fn = "batch-norm dgamma";
+    int64_t outer, C, inner, s[4];
+    bn_layout(x, &outer, &C, &inner, s);
+    mnas_real *st = bn_stats(tp, fn, x, eps);
+    int64_t shape[1] = { C };
+    mnas_tensor *out = st ? mnas__tape_new(tp, fn, 1, shape) : NULL;
+    if (!out) return NULL;
+    mnas__k_bn_backward(outer, C, inner, x->data, g->data, NULL, st, st + C, NULL, out->data, NULL);
+    mnas_tensor *ins[2] = { x, g };
+    mnas_node *node;
+    if (!mnas__finish(tp, fn, OP_BN_DGAMMA, out, 2, ins, &node)) return NULL;
+    if (node) {
+        node->p = eps;
+        node->state = st;
+    }
+    return out;
+}
+
+/* xh = (x - mean) / sqrt(var + eps) written with differentiable ops. */
+static mnas_tensor *xhat_composite(mnas_tape *tp, mnas_tensor *x, double eps, mnas_tensor **rstd_out)
+{
+    int64_t outer, C, inner, s[4];
+    bn_layout(x, &outer, &C, &inner, s);
+    int nd = x->ndim;
+    double inv_m = 1.0 / (double)(outer * inner);
+    mnas_tensor *mu = mnas_scale(tp, mnas_sum_to(tp, x, nd, s), inv_m);
+    mnas_tensor *xc = mnas_sub(tp, x, mu);
+    mnas_tensor *var = mnas_scale(tp, mnas_sum_to(tp, mnas_square(tp, xc), nd, s), inv_m);
+    mnas_tensor *rstd = mnas_pow(tp, mnas_add_scalar(tp, var, eps), -0.5);
+    if (rstd_out) *rstd_out = rstd;
+    return mnas_mul(tp, xc, rstd);
+}
+
+/* A recorded backward rule from the op's composite form: differentiate
+ * sum(composite * u) with the cotangent u held constant. */
+static mnas_status vjp_via_composite(mnas_tape *tp, mnas_node *n, mnas_tensor *u, mnas_backward_ctx *bc,
+                                     mnas_tensor *composite)
+{
+    if (!composite) return tp->status ? tp->status : MNAS_E_INTERNAL;
+    mnas_tensor *sum = mnas_sum(tp, mnas_mul(tp, composite, u));
+    if (!sum) return tp->status;
+    mnas_tensor *ins[3], *gr[3];
+    int which[3];
+    size_t k = 0;
+    for (int i = 0; i < n->nin; i++)
+        if (n->in[i] && mnas__bw_wants(bc, n, i)) {
+            ins[k] = n->in[i];
+            which[k++] = i;
+        }
+    mnas_status st = mnas__grad_blocked(tp, sum, k, ins, gr, 1, u);
+    for (size_t i = 0; st == MNAS_OK && i < k; i++) st = mnas__bw_accumulate(tp, bc, n, which[i], gr[i]);
+    return st;
+}
+
+mnas_status mnas__bnb_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *u, mnas_backward_ctx *bc)
+{
+    const char *fn = "batch-norm dx backward";
+    mnas_tensor *x = n->in[0], *g = n->in[1], *gamma = n->in[2];
+    int64_t outer, C, inner, s[4];
+    bn_layout(x, &outer, &C, &inner, s);
+    if (mnas__bw_create_graph(bc)) {
+        mnas_tensor *rstd;
+        mnas_tensor *xh = xhat_composite(tp, x, n->p, &rstd);
+        int nd = x->ndim;
+        double inv_m = 1.0 / (double)(outer * inner);
+        mnas_tensor *gh = gamma ? mnas_mul(tp, g, mnas_reshape(tp, gamma, nd, s)) : g;
+        mnas_tensor *a = mnas_scale(tp, mnas_sum_to(tp, gh, nd, s), inv_m);
+        mnas_tensor *b = mnas_scale(tp, mnas_sum_to(tp, mnas_mul(tp, gh, xh), nd, s), inv_m);
+        return vjp_via_composite(tp, n, u, bc, mnas_mul(tp, mnas_sub(tp, mnas_sub(tp, gh, a), mnas_mul(tp, xh, b)), rstd));
+    }
+    const mnas_real *st = n->state;
+    int wx = mnas__bw_wants(bc, n, 0), wg = mnas__bw_wants(bc, n, 1), wgam = gamma && mnas__bw_wants(bc, n, 2);
+    mnas_tensor *ddx = wx ? mnas__tape_new_like(tp, fn, x) : NULL, *ddg = wg ? mnas__tape_new_like(tp, fn, g) : NULL;
+    mnas_tensor *dgam = wgam ? mnas__tape_new_like(tp, fn, gamma) : NULL;
+    if ((wx && !ddx) || (wg && !ddg) || (wgam && !dgam)) return tp->status;
+    mnas__k_bn_double_backward(outer, C, inner, x->data, g->data, gamma ? gamma->data : NULL, st, st + C, u->data, NULL,
+                               ddx ? ddx->data : NULL, ddg ? ddg->data : NULL, dgam ? dgam->data : NULL);
+    mnas_status r = MNAS_OK;
+    if (ddx) r = mnas__bw_accumulate(tp, bc, n, 0, ddx);
+    if (r == MNAS_OK && ddg) r = mnas__bw_accumulate(tp, bc, n, 1, ddg);
+    if (r == MNAS_OK && dgam) r = mnas__bw_accumulate(tp, bc, n, 2, dgam);
+    return r;
+}
+
+mnas_status mnas__bng_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *v, mnas_backward_ctx *bc)
+{
+    const char *fn = "batch-norm dgamma backward";
+    mnas_tensor *x = n->in[0], *g = n->in[1];
+    int64_t outer, C, inner, s[4];
+    bn_layout(x, &outer, &C, &inner, s);
+    if (mnas__bw_create_graph(bc)) {
+        mnas_tensor *xh = xhat_composite(tp, x, n->p, NULL);
+        int64_t c1[1] = { C };
+        return vjp_via_composite(tp, n, v, bc, mnas_reshape(tp, mnas_sum_to(tp, mnas_mul(tp, g, xh), x->ndim, s), 1, c1));
+    }
+    const mnas_real *st = n->state;
+    int wx = mnas__bw_wants(bc, n, 0), wg = mnas__bw_wants(bc, n, 1);
+    mnas_tensor *ddx = wx ? mnas__tape_new_like(tp, fn, x) : NULL, *ddg = wg ? mnas__tape_new_like(tp, fn, g) : NULL;
+    if ((wx && !ddx) || (wg && !ddg)) return tp->status;
+    mnas__k_bn_double_backward(outer, C, inner, x->data, g->data, NULL, st, st + C, NULL, v->data,
+                               ddx ? ddx->data : NULL, ddg ? ddg->data : NULL, NULL);
+    mnas_status r = MNAS_OK;
+    if (ddx) r = mnas__bw_accumulate(tp, bc, n, 0, ddx);
+    if (r == MNAS_OK && ddg) r = mnas__bw_accumulate(tp, bc, n, 1, ddg);
+    return r;
+}
+
 mnas_status mnas__bn_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward_ctx *bc)
 {
     const char *fn = "mnas_batch_norm backward";
@@ -140,28 +283,12 @@ mnas_status mnas__bn_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backw
         mnas__k_bn_backward(outer, C, inner, x->data, g->data, gamma ? gamma->data : NULL, stats, stats + C,
                             dx ? dx->data : NULL, dg ? dg->data : NULL, db ? db->data : NULL);
     } else {
-        int nd = x->ndim;
-        double inv_m = 1.0 / (double)(outer * inner);
-        mnas_tensor *mu = mnas_scale(tp, mnas_sum_to(tp, x, nd, s), inv_m);
-        mnas_tensor *xc = mnas_sub(tp, x, mu);
-        mnas_tensor *var = mnas_scale(tp, mnas_sum_to(tp, mnas_square(tp, xc), nd, s), inv_m);
-        mnas_tensor *rstd = mnas_pow(tp, mnas_add_scalar(tp, var, n->p), -0.5);
-        mnas_tensor *xhat = mnas_mul(tp, xc, rstd);
-        if (want_x) {
-            mnas_tensor *gh = gamma ? mnas_mul(tp, g, mnas_reshape(tp, gamma, nd, s)) : g;
-            mnas_tensor *a = mnas_scale(tp, mnas_sum_to(tp, gh, nd, s), inv_m);
-            mnas_tensor *b = mnas_scale(tp, mnas_sum_to(tp, mnas_mul(tp, gh, xhat), nd, s), inv_m);
-            dx = mnas_mul(tp, mnas_sub(tp, mnas_sub(tp, gh, a), mnas_mul(tp, xhat, b)), rstd);
-            if (!dx) return tp->status;
-        }
-        if (want_g) {
-            dg = mnas_reshape(tp, mnas_sum_to(tp, mnas_mul(tp, g, xhat), nd, s), gamma->ndim, gamma->shape);
-            if (!dg) return tp->status;
-        }
-        if (want_b) {
-            db = mnas_reshape(tp, mnas_sum_to(tp, g, nd, s), beta->ndim, beta->shape);
-            if (!db) return tp->status;
-        }
+        /* Recorded: the backward outputs are themselves fused ops with
+         * their own rules, so second derivatives stay cheap. */
+        if (want_x && !(dx = bn_dx(tp, x, g, gamma, n->p))) return tp->status;
+        if (want_g && !(dg = mnas_reshape(tp, bn_dgamma(tp, x, g, n->p), gamma->ndim, gamma->shape))) return tp->status;
+        if (want_b && !(db = mnas_reshape(tp, mnas_sum_to(tp, g, x->ndim, s), beta->ndim, beta->shape)))
+            return tp->status;
     }
     mnas_status st = MNAS_OK;
     if (dx) st = mnas__bw_accumulate(tp, bc, n, 0, dx);

@@ -131,3 +131,75 @@ void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x,
         }
     }
 }
+
+void mnas__k_bn_stats(int64_t outer, int64_t C, int64_t inner, const real *x, double eps, real *mean, real *rstd)
+{
+    double m = (double)(outer * inner);
+    for (int64_t c = 0; c < C; c++) {
+        double s = 0, v = 0;
+        for (int64_t o = 0; o < outer; o++) {
+            const real *p = x + (o * C + c) * inner;
+            for (int64_t i = 0; i < inner; i++) s += p[i];
+        }
+        double mu = s / m;
+        for (int64_t o = 0; o < outer; o++) {
+            const real *p = x + (o * C + c) * inner;
+            for (int64_t i = 0; i < inner; i++) v += ((double)p[i] - mu) * ((double)p[i] - mu);
+        }
+        mean[c] = (real)mu;
+        rstd[c] = (real)(1.0 / sqrt(v / m + eps));
+    }
+}
+
+/* The derivatives of S = <u, dx> + <vg, dgamma> with respect to x, g and
+ * gamma, where dx and dgamma are batch-norm's backward outputs for upstream
+ * gradient g (so second derivatives of batch-norm). Per channel, with
+ * xh = (x - mean) r, a = mean(g), b = mean(g xh), ub = mean(u),
+ * ux = mean(u xh), D = sum u (g - a - xh b):
+ *   dS/dg = gamma r (u - ub - xh ux) + vg xh
+ *   dS/dgamma = r D
+ *   dS/dx = -gamma r^2 (xh D / m + b (u - ub - xh ux) + ux (g - a - xh b))
+ *           + vg r (g - a - xh b)                                         */
+void mnas__k_bn_double_backward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *g,
+                                const real *gamma, const real *mean, const real *rstd, const real *u, const real *vg,
+                                real *ddx, real *ddg, real *dgam)
+{
+    double m = (double)(outer * inner);
+    for (int64_t c = 0; c < C; c++) {
+        double mu = mean[c], r = rstd[c], gk = gamma ? (double)gamma[c] : 1.0, v = vg ? (double)vg[c] : 0.0;
+        double a = 0, b = 0, ub = 0, ux = 0;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t i = 0; i < inner; i++) {
+                int64_t k = (o * C + c) * inner + i;
+                double xh = ((double)x[k] - mu) * r;
+                a += g[k];
+                b += (double)g[k] * xh;
+                if (u) {
+                    ub += u[k];
+                    ux += (double)u[k] * xh;
+                }
+            }
+        a /= m;
+        b /= m;
+        ub /= m;
+        ux /= m;
+        double D = 0;
+        if (u)
+            for (int64_t o = 0; o < outer; o++)
+                for (int64_t i = 0; i < inner; i++) {
+                    int64_t k = (o * C + c) * inner + i;
+                    double xh = ((double)x[k] - mu) * r;
+                    D += (double)u[k] * ((double)g[k] - a - xh * b);
+                }
+        if (dgam) dgam[c] = (real)(u ? r * D : 0.0);
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t i = 0; i < inner; i++) {
+                int64_t k = (o * C + c) * inner + i;
+                double xh = ((double)x[k] - mu) * r;
+                double gc = (double)g[k] - a - xh * b;
+                double uc = u ? (double)u[k] - ub - xh * ux : 0.0;
+                if (ddg) ddg[k] = (real)(gk * r * uc + v * xh);
+                if (ddx) ddx[k] = (real)(-gk * r * r * (xh * D / m + b * uc + ux * gc) + v * r * gc);
+            }
+    }
+}

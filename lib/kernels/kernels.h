@@ -77,4 +77,13 @@ void mnas__k_bn_forward(int64_t outer, int64_t C, int64_t inner, const real *x, 
 void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *g, const real *gamma,
                          const real *mean, const real *rstd, real *dx, real *dgamma, real *dbeta);
 
+/* Per-C mean and 1/sqrt(var + eps) of x viewed as [outer, C, inner]. */
+void mnas__k_bn_stats(int64_t outer, int64_t C, int64_t inner, const real *x, double eps, real *mean, real *rstd);
+/* Second derivatives: of <u, dx> + <vg, dgamma> (batch-norm's backward
+ * outputs for upstream g) with respect to x, g and gamma. u, vg, gamma and
+ * any output may be NULL. */
+void mnas__k_bn_double_backward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *g,
+                                const real *gamma, const real *mean, const real *rstd, const real *u, const real *vg,
+                                real *ddx, real *ddg, real *dgam);
+
 #endif /* MNAS_KERNELS_H */
