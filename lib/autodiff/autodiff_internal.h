@@ -14,7 +14,7 @@
 typedef enum mnas_opcode {
     OP_LEAF = 0,
     OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MASK_MUL,
-    OP_AXPY, OP_MIX, OP_NEG, OP_SCALE, OP_ADD_SCALAR, OP_RELU, OP_SIGMOID, OP_TANH, OP_EXP, OP_LOG, OP_SQRT,
+    OP_AXPY, OP_MIX, OP_MIX_DALPHA, OP_NEG, OP_SCALE, OP_ADD_SCALAR, OP_RELU, OP_SIGMOID, OP_TANH, OP_EXP, OP_LOG, OP_SQRT,
     OP_POW, OP_SQUARE,
     OP_MATMUL, OP_LINEAR, OP_TRANSPOSE,
     OP_SUM, OP_SUM_TO, OP_BROADCAST_TO, OP_RESHAPE, OP_CONCAT, OP_SLICE, OP_PAD_AXIS,
@@ -133,6 +133,10 @@ int mnas__bw_wants(mnas_backward_ctx *bc, mnas_node *node, int k);
  * their op use it to keep the cotangent out of the derivative. */
 mnas_status mnas__grad_blocked(mnas_tape *tp, mnas_tensor *y, size_t n, mnas_tensor *const *inputs,
                                mnas_tensor **grads, int create_graph, const mnas_tensor *block);
+/* The alpha-gradient of mnas_mix as an op of its own: a tensor shaped like
+ * like with like.flat[idx_k] += <g, ys[k]>. */
+mnas_tensor *mnas__mix_dalpha(mnas_tape *tp, const mnas_tensor *like, mnas_tensor *g, size_t n,
+                              mnas_tensor *const *ys, const int64_t *idx);
 /* Batch-norm's backward rules (ops_nn.c). */
 mnas_status mnas__bnb_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
 mnas_status mnas__bng_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);

@@ -83,25 +83,15 @@ static mnas_status mix_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_bac
         }
         return MNAS_OK;
     }
-    /* Recorded: the same with differentiable ops. */
-    int64_t flat[2] = { alpha->size, 1 };
-    mnas_tensor *af = mnas_reshape(tp, alpha, 2, flat);
-    mnas_tensor *parts[4096];
-    for (size_t k = 0; k < K; k++) {
+    /* Recorded: dy_k is a one-term mix, da a mix_dalpha; both have rules. */
+    for (size_t k = 0; k < K; k++)
         if (mnas__bw_wants(bc, n, (int)k + 1)) {
-            mnas_tensor *dy = mnas_mul(tp, g, mnas_gather_rows(tp, af, 1, &n->idx[k]));
+            mnas_tensor *dy = mnas_mix(tp, alpha, 1, &g, &n->idx[k]);
             if (!dy || (st = mnas__bw_accumulate(tp, bc, n, (int)k + 1, dy)) != MNAS_OK) return tp->status;
         }
-        if (want_a) {
-            int64_t one[2] = { 1, 1 };
-            parts[k] = mnas_reshape(tp, mnas_sum(tp, mnas_mul(tp, g, n->in[k + 1])), 2, one);
-        }
-    }
     if (want_a) {
-        mnas_tensor *s = mnas_concat(tp, K, parts, 0);
-        mnas_tensor *da = mnas_reshape(tp, mnas_scatter_add_rows(tp, s, K, n->idx, alpha->size), alpha->ndim, alpha->shape);
-        if (!da) return tp->status;
-        if ((st = mnas__bw_accumulate(tp, bc, n, 0, da)) != MNAS_OK) return st;
+        mnas_tensor *da = mnas__mix_dalpha(tp, alpha, g, K, n->in + 1, n->idx);
+        if (!da || (st = mnas__bw_accumulate(tp, bc, n, 0, da)) != MNAS_OK) return tp->status;
     }
     return MNAS_OK;
 }
@@ -146,6 +136,12 @@ mnas_status mnas__vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward
         ACC(1, g);
         return MNAS_OK;
     case OP_MIX: return mix_vjp(tp, n, g, bc);
+    case OP_MIX_DALPHA: { /* da[idx_k] = <g, y_k>: d/dg = mix(v, ys), d/dy_k = v[idx_k] g */
+        size_t K = n->nidx;
+        ACC(0, mnas_mix(tp, g, K, n->in + 1, n->idx));
+        for (size_t k = 0; k < K; k++) ACC((int)k + 1, mnas_mix(tp, g, 1, &n->in[0], &n->idx[k]));
+        return MNAS_OK;
+    }
     case OP_NEG: ACC(0, mnas_neg(tp, g)); return MNAS_OK;
     case OP_SCALE: ACC(0, mnas_scale(tp, g, n->p)); return MNAS_OK;
     case OP_ADD_SCALAR: ACC(0, g); return MNAS_OK;

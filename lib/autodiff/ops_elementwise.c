@@ -196,6 +196,30 @@ mnas_tensor *mnas_mix(mnas_tape *tp, mnas_tensor *alpha, size_t n, mnas_tensor *
     return out;
 }
 
+mnas_tensor *mnas__mix_dalpha(mnas_tape *tp, const mnas_tensor *like, mnas_tensor *g, size_t n,
+                              mnas_tensor *const *ys, const int64_t *idx)
+{
+    const char *fn = "mnas_mix backward";
+    mnas_tensor *out = mnas__tape_new_like(tp, fn, like);
+    mnas_tensor **ins = out ? mnas__tape_scratch(tp, fn, (n + 1) * sizeof *ins) : NULL;
+    if (!ins) return NULL;
+    memset(out->data, 0, (size_t)out->size * sizeof(mnas_real));
+    for (size_t k = 0; k < n; k++) {
+        double s = 0;
+        for (int64_t i = 0; i < g->size; i++) s += (double)g->data[i] * ys[k]->data[i];
+        out->data[idx[k]] += (mnas_real)s;
+    }
+    ins[0] = g;
+    memcpy(ins + 1, ys, n * sizeof *ins);
+    mnas_node *node;
+    if (!mnas__finish(tp, fn, OP_MIX_DALPHA, out, n + 1, ins, &node)) return NULL;
+    if (node) {
+        node->idx = idx; /* the mix node's copy lives as long as the tape */
+        node->nidx = n;
+    }
+    return out;
+}
+
 /* 1 where x > 0, else 0; never recorded (the derivative of a step is 0). */
 mnas_tensor *mnas__step(mnas_tape *tp, mnas_tensor *x)
 {

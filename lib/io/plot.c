@@ -25,6 +25,7 @@ unsigned mnas__font_row(unsigned char c, int row);
 #define MAX_SIZE_PX 64.0  /* largest line width / point radius */
 #define AUTO_LIMIT 1e300  /* data beyond this magnitude is ignored by auto ranges */
 #define MAX_TICKS 24
+#define MAX_TEXT_DRAWN 2048 /* characters; more never fit on a figure */
 
 #define COL_WHITE 0xFFFFFFu
 #define COL_GRID 0xEBEBEBu
@@ -127,6 +128,7 @@ static int text_width(const char *s, size_t len, int scale)
 {
     (void)s; /* fixed pitch */
     if (len == 0) return 0;
+    if (len > MAX_TEXT_DRAWN) len = MAX_TEXT_DRAWN;
     return (int)len * GLYPH_ADV * scale - scale;
 }
 
@@ -136,20 +138,20 @@ static int text_width(const char *s, size_t len, int scale)
 static void draw_text(mnas_figure *f, rect clip, int x, int y, const char *s, size_t len,
                       uint32_t rgb, int scale, int vertical)
 {
+    if (len > MAX_TEXT_DRAWN) len = MAX_TEXT_DRAWN; /* the rest is off the figure */
     for (size_t i = 0; i < len; i++) {
-        long along = (long)i * GLYPH_ADV * scale;
-        if (along > 2L * MNAS_FIGURE_MAX_PIXELS) break; /* the rest is off the figure */
+        int along = (int)i * GLYPH_ADV * scale;
         for (int row = 0; row < GLYPH_H; row++) {
             unsigned bits = mnas__font_row((unsigned char)s[i], row);
             for (int col = 0; bits && col < GLYPH_W; col++) {
                 if (!(bits & (1u << (GLYPH_W - 1 - col)))) continue;
                 rect px;
                 if (!vertical) {
-                    px.x0 = x + (int)along + col * scale;
+                    px.x0 = x + along + col * scale;
                     px.y0 = y + row * scale;
                 } else {
                     px.x0 = x + row * scale;
-                    px.y0 = y - (int)along - (col + 1) * scale + 1;
+                    px.y0 = y - along - (col + 1) * scale + 1;
                 }
                 px.x1 = px.x0 + scale - 1;
                 px.y1 = px.y0 + scale - 1;
