@@ -1,7 +1,8 @@
-/* MAML meta-training throughput on the paper's toy regression (meta-batch
- * 25, 5 second-order inner steps, the 5-layer Linear-ReLU-BN network): tasks
- * per second with 1 and 2 threads and peak resident memory, each measured in
- * a fresh child process; then the tape memory of one task as the number of
+/* Meta-training throughput on the paper's toy regression (meta-batch 25, 5
+ * second-order inner steps): MAML on the 5-layer Linear-ReLU-BN network and
+ * M-NAS, M-NAS-Shared, M-NAS-NM on the one-cell supernet; tasks per second
+ * with 1 and 2 threads and peak resident memory, each measured in a fresh
+ * child process. Then the tape memory of one MAML task as the number of
  * inner steps grows, second order against recompute. */
 #include <math.h>
 #include <stdio.h>
@@ -39,11 +40,14 @@ static int die(mnas_ctx *ctx)
 }
 
 /* Runs in a child: warm up, then time meta-updates for about `seconds`. */
+static mnas_method bench_method;
+
 static int throughput(int threads, mnas_inner_mode mode, double seconds)
 {
     mnas_ctx *ctx;
     if (mnas_ctx_create(&ctx, NULL) != MNAS_OK) return 1;
     mnas_learner_options o = MNAS_LEARNER_OPTIONS_INIT;
+    o.method = bench_method;
     o.threads = threads;
     o.inner_mode = mode;
     o.seed = 1;
@@ -60,8 +64,10 @@ static int throughput(int threads, mnas_inner_mode mode, double seconds)
     } while (t < seconds);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("%-28s %d thread%s  %8.0f tasks/s  (%lld meta-updates in %.2f s)  peak RSS %.1f MiB\n",
-           mode == MNAS_INNER_RECOMPUTE ? "MAML, 5 steps, recompute" : "MAML, 5 second-order steps", threads,
+    char label[64];
+    snprintf(label, sizeof label, "%s, 5 steps%s", mnas_method_name(o.method),
+             mode == MNAS_INNER_RECOMPUTE ? ", recompute" : ", second order");
+    printf("%-32s %d thread%s  %8.0f tasks/s  (%lld meta-updates in %.2f s)  peak RSS %.1f MiB\n", label, threads,
            threads > 1 ? "s" : " ", (double)iters * o.meta_batch / t, (long long)iters, t, ru.ru_maxrss / 1024.0);
     fflush(stdout);
     mnas_learner_free(l);
@@ -137,20 +143,36 @@ static int in_child(int (*fn)(int, mnas_inner_mode, double), int threads, mnas_i
 int main(int argc, char **argv)
 {
     double seconds = 3.0;
+    int only = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
             seconds = 0.3;
+        } else if (!strcmp(argv[i], "--method") && i + 1 < argc) {
+            const char *m = argv[++i];
+            only = !strcmp(m, "maml") ? MNAS_METHOD_MAML
+                   : !strcmp(m, "mnas") ? MNAS_METHOD_MNAS
+                   : !strcmp(m, "mnas-shared") ? MNAS_METHOD_MNAS_SHARED
+                   : !strcmp(m, "mnas-nm") ? MNAS_METHOD_MNAS_NM
+                                           : -2;
+            if (only == -2) {
+                fprintf(stderr, "unknown method %s\n", m);
+                return 2;
+            }
         } else {
-            fprintf(stderr, "usage: bench_maml [--quick]\n");
+            fprintf(stderr, "usage: bench_learner [--quick] [--method maml|mnas|mnas-shared|mnas-nm]\n");
             return 2;
         }
     }
-    printf("libmnas %s, MAML meta-training on toy regression (meta-batch 25, 10 shots, 5-layer MLP)\n",
-           mnas_version_string());
+    printf("libmnas %s, meta-training on toy regression (meta-batch 25, 10 shots)\n", mnas_version_string());
     int rc = 0;
-    rc |= in_child(throughput, 1, MNAS_INNER_SECOND_ORDER, seconds);
-    rc |= in_child(throughput, 2, MNAS_INNER_SECOND_ORDER, seconds);
-    rc |= in_child(throughput, 1, MNAS_INNER_RECOMPUTE, seconds);
-    rc |= memory_sweep();
+    static const mnas_method all[4] = { MNAS_METHOD_MAML, MNAS_METHOD_MNAS, MNAS_METHOD_MNAS_SHARED, MNAS_METHOD_MNAS_NM };
+    for (int k = 0; k < 4; k++) {
+        if (only >= 0 && (int)all[k] != only) continue;
+        bench_method = all[k];
+        rc |= in_child(throughput, 1, MNAS_INNER_SECOND_ORDER, seconds);
+        rc |= in_child(throughput, 2, MNAS_INNER_SECOND_ORDER, seconds);
+        if (all[k] == MNAS_METHOD_MAML) rc |= in_child(throughput, 1, MNAS_INNER_RECOMPUTE, seconds);
+    }
+    if (only < 0 || only == MNAS_METHOD_MAML) rc |= memory_sweep();
     return rc;
 }
