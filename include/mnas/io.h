@@ -63,8 +63,9 @@ MNAS_API int mnas_figure_panels(const mnas_figure *fig);
 MNAS_API uint32_t mnas_figure_color(unsigned index);
 
 /* Text size: 1..4 times the 6x10-pixel built-in font, or 0 (the default) to
- * choose from the panel size (1 below about 450 pixels, then 2, ...). It
- * sets the margins too, so every panel is laid out again. */
+ * choose from the smaller side of a panel's share of the figure: 1 below
+ * 450 pixels, 2 below 750, 3 below 1050, else 4. It sets the margins too,
+ * so every panel is laid out again. */
 MNAS_API mnas_status mnas_figure_text_scale(mnas_figure *fig, int scale);
 
 /* The data range of a panel. Each axis is either fixed (finite min < max,
@@ -124,9 +125,11 @@ MNAS_API mnas_status mnas_figure_pixels(const mnas_figure *fig, const uint8_t **
 
 /* Write the figure as an 8-bit RGB PNG (libpng). The file is written to
  * "<path>.tmp", flushed to disk and renamed over path, so path is either
- * left as it was or replaced by the complete image. Failures to create,
- * write or rename give MNAS_E_IO with the file name and the system's reason,
- * and remove the temporary file. */
+ * left as it was or replaced by the complete image (a symbolic link at path
+ * is replaced, not followed; two writers of one path at once collide on
+ * the temporary name). Failures to create, write, flush or rename give
+ * MNAS_E_IO with the file name and the system's reason, and remove the
+ * temporary file; MNAS_E_NOMEM if libpng runs out of memory. */
 MNAS_API mnas_status mnas_figure_save_png(const mnas_figure *fig, const char *path);
 
 #ifdef __cplusplus

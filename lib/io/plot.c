@@ -204,13 +204,23 @@ static int decimals_for(double step)
     return d;
 }
 
-/* Round-number ticks (1, 2 or 5 times a power of ten) inside [lo, hi],
- * about `target` of them, and how to label them. */
-static void make_ticks(double lo, double hi, int target, ticks *t)
+/* The next round step below step (1, 2, 5 times a power of ten). */
+static double smaller_step(double step)
+{
+    double mag = pow(10.0, floor(log10(step) + 1e-9));
+    double m = step / mag;
+    return m > 4.0 ? 2.0 * mag : m > 1.5 ? mag : 0.5 * mag;
+}
+
+/* Round-number ticks (1, 2 or 5 times a power of ten) inside [lo, hi] on
+ * an axis len_px long: about one per gap_px pixels, and at least three if
+ * they can stay min_gap_px apart. Also how to label them. */
+static void make_ticks(double lo, double hi, int len_px, int gap_px, int min_gap_px, ticks *t)
 {
     memset(t, 0, sizeof *t);
     double span = hi - lo;
-    if (!(span > 0.0) || !isfinite(span)) return;
+    if (!(span > 0.0) || !isfinite(span) || len_px <= 0) return;
+    int target = len_px / gap_px;
     if (target < 2) target = 2;
     double raw = span / target;
     double mag = pow(10.0, floor(log10(raw)));
@@ -218,6 +228,13 @@ static void make_ticks(double lo, double hi, int target, ticks *t)
     double step = (norm < 1.5 ? 1.0 : norm < 3.0 ? 2.0 : norm < 7.0 ? 5.0 : 10.0) * mag;
     if (!(step > 0.0) || !isfinite(step)) return;
     double i0 = ceil(lo / step - 1e-9), i1 = floor(hi / step + 1e-9);
+    for (int tries = 0; tries < 3 && i1 - i0 < 2.0; tries++) {
+        double finer = smaller_step(step);
+        if (finer / span * len_px < min_gap_px) break;
+        step = finer;
+        i0 = ceil(lo / step - 1e-9);
+        i1 = floor(hi / step + 1e-9);
+    }
     if (!(i1 - i0 < MAX_TICKS)) return; /* the span is below the precision of lo */
     t->step = step;
     for (double i = i0; i <= i1; i += 1.0) {
@@ -576,8 +593,10 @@ static void render_panel(mnas_figure *f, int index)
     ticks tx, ty;
     tx.n = ty.n = 0;
     if (!p->compact) {
-        make_ticks(p->range[0][0], p->range[0][1], (fr.x1 - fr.x0) / (50 * s), &tx);
-        make_ticks(p->range[1][0], p->range[1][1], (fr.y1 - fr.y0) / (35 * s), &ty);
+        /* x labels need room for a few characters side by side, y labels
+         * for one text line each */
+        make_ticks(p->range[0][0], p->range[0][1], fr.x1 - fr.x0, 50 * s, 32 * s, &tx);
+        make_ticks(p->range[1][0], p->range[1][1], fr.y1 - fr.y0, 35 * s, 16 * s, &ty);
         for (int i = 0; i < tx.n; i++) {
             int x = (int)lround(map_x(&m, tx.v[i]));
             fill_rect(f, in, (rect){x, in.y0, x, in.y1}, COL_GRID, 255u);
