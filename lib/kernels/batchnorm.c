@@ -132,8 +132,78 @@ void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x,
     }
 }
 
+MNAS_CLONES
+static void bn_stats_rows(int64_t N, int64_t C, const real *x, double eps, real *mean, real *rstd)
+{
+    double s[ROW_MAX], v[ROW_MAX];
+    for (int64_t c = 0; c < C; c++) s[c] = v[c] = 0;
+    for (int64_t o = 0; o < N; o++)
+        for (int64_t c = 0; c < C; c++) s[c] += x[o * C + c];
+    for (int64_t c = 0; c < C; c++) s[c] /= (double)N;
+    for (int64_t o = 0; o < N; o++)
+        for (int64_t c = 0; c < C; c++) {
+            double d = (double)x[o * C + c] - s[c];
+            v[c] += d * d;
+        }
+    for (int64_t c = 0; c < C; c++) {
+        mean[c] = (real)s[c];
+        rstd[c] = (real)(1.0 / sqrt(v[c] / (double)N + eps));
+    }
+}
+
+/* Row-major version of the double backward below for [N, F] inputs. */
+MNAS_CLONES
+static void bn_double_backward_rows(int64_t N, int64_t C, const real *x, const real *g, const real *gamma,
+                                    const real *mean, const real *rstd, const real *u, const real *vg, real *ddx,
+                                    real *ddg, real *dgam)
+{
+    double a[ROW_MAX], b[ROW_MAX], ub[ROW_MAX], ux[ROW_MAX], D[ROW_MAX];
+    const double m = (double)N;
+    for (int64_t c = 0; c < C; c++) a[c] = b[c] = ub[c] = ux[c] = D[c] = 0;
+    for (int64_t o = 0; o < N; o++)
+        for (int64_t c = 0; c < C; c++) {
+            int64_t k = o * C + c;
+            double xh = ((double)x[k] - (double)mean[c]) * (double)rstd[c];
+            a[c] += g[k];
+            b[c] += (double)g[k] * xh;
+            if (u) {
+                ub[c] += u[k];
+                ux[c] += (double)u[k] * xh;
+            }
+        }
+    for (int64_t c = 0; c < C; c++) {
+        a[c] /= m;
+        b[c] /= m;
+        ub[c] /= m;
+        ux[c] /= m;
+    }
+    if (u)
+        for (int64_t o = 0; o < N; o++)
+            for (int64_t c = 0; c < C; c++) {
+                int64_t k = o * C + c;
+                double xh = ((double)x[k] - (double)mean[c]) * (double)rstd[c];
+                D[c] += (double)u[k] * ((double)g[k] - a[c] - xh * b[c]);
+            }
+    if (dgam)
+        for (int64_t c = 0; c < C; c++) dgam[c] = (real)(u ? (double)rstd[c] * D[c] : 0.0);
+    for (int64_t o = 0; o < N; o++)
+        for (int64_t c = 0; c < C; c++) {
+            int64_t k = o * C + c;
+            double r = rstd[c], gk = gamma ? (double)gamma[c] : 1.0, v = vg ? (double)vg[c] : 0.0;
+            double xh = ((double)x[k] - (double)mean[c]) * r;
+            double gc = (double)g[k] - a[c] - xh * b[c];
+            double uc = u ? (double)u[k] - ub[c] - xh * ux[c] : 0.0;
+            if (ddg) ddg[k] = (real)(gk * r * uc + v * xh);
+            if (ddx) ddx[k] = (real)(-gk * r * r * (xh * D[c] / m + b[c] * uc + ux[c] * gc) + v * r * gc);
+        }
+}
+
 void mnas__k_bn_stats(int64_t outer, int64_t C, int64_t inner, const real *x, double eps, real *mean, real *rstd)
 {
+    if (inner == 1 && C <= ROW_MAX) {
+        bn_stats_rows(outer, C, x, eps, mean, rstd);
+        return;
+    }
     double m = (double)(outer * inner);
     for (int64_t c = 0; c < C; c++) {
         double s = 0, v = 0;
@@ -164,6 +234,10 @@ void mnas__k_bn_double_backward(int64_t outer, int64_t C, int64_t inner, const r
                                 const real *gamma, const real *mean, const real *rstd, const real *u, const real *vg,
                                 real *ddx, real *ddg, real *dgam)
 {
+    if (inner == 1 && C <= ROW_MAX) {
+        bn_double_backward_rows(outer, C, x, g, gamma, mean, rstd, u, vg, ddx, ddg, dgam);
+        return;
+    }
     double m = (double)(outer * inner);
     for (int64_t c = 0; c < C; c++) {
         double mu = mean[c], r = rstd[c], gk = gamma ? (double)gamma[c] : 1.0, v = vg ? (double)vg[c] : 0.0;
