@@ -10,6 +10,7 @@
 #include <mnas/meta.h>
 
 #include "autodiff/autodiff_internal.h"
+#include "meta/meta_internal.h"
 
 #define TASK_MSG (MNAS_MSG_MAX + 32)
 
@@ -41,6 +42,11 @@ struct mnas_learner {
     int64_t numel;
     size_t slots;           /* per-task buffers allocated */
     double *task_loss;      /* [slots] */
+    /* The modulator's FC weight gradient is sum_j u_grad_j^T z_j: kept per
+     * task as u_grad [total] and z [z_dim], formed by one product after the
+     * meta-batch instead of an outer product and a reduction per task. */
+    mnas_real *mod_u, *mod_z;
+    int64_t mod_total, mod_zdim;
     /* Ordered reduction: task j adds its gradient after task j-1. */
     pthread_mutex_t red_lock;
     pthread_cond_t red_cond;
@@ -124,6 +130,8 @@ void mnas_learner_free(mnas_learner *l)
     mnas__free(l->ctx, l->task_loss);
     mnas__free(l->ctx, l->task_status);
     mnas__free(l->ctx, l->task_msg);
+    mnas__free(l->ctx, l->mod_u);
+    mnas__free(l->ctx, l->mod_z);
     pthread_cond_destroy(&l->red_cond);
     pthread_mutex_destroy(&l->red_lock);
     mnas__free(l->ctx, l);
@@ -185,6 +193,9 @@ static mnas_status build_model(mnas_learner *l)
         if (!l->mod) return MNAS_E_INVALID;
         l->s_mod = add_span(p, mnas_modulator_add_params(l->mod, p, "mod.", 0));
         if (!l->s_mod.count) return MNAS_E_INVALID;
+        /* The FC weight is the first modulator parameter, [total, z_dim]. */
+        l->mod_total = mnas_tensor_dim(mnas_params_get(p, l->s_mod.first), 0);
+        l->mod_zdim = mnas_tensor_dim(mnas_params_get(p, l->s_mod.first), 1);
     }
     return MNAS_OK;
 }
@@ -257,15 +268,23 @@ static mnas_status ensure_slots(mnas_learner *l, size_t n)
     double *loss = mnas__calloc(l->ctx, n, sizeof *loss);
     mnas_status *st = mnas__calloc(l->ctx, n, sizeof *st);
     char(*msg)[TASK_MSG] = mnas__calloc(l->ctx, n, sizeof *msg);
-    if (!loss || !st || !msg) {
+    mnas_real *mu = l->mod ? mnas__calloc(l->ctx, n * (size_t)l->mod_total, sizeof *mu) : NULL;
+    mnas_real *mz = l->mod ? mnas__calloc(l->ctx, n * (size_t)l->mod_zdim, sizeof *mz) : NULL;
+    if (!loss || !st || !msg || (l->mod && (!mu || !mz))) {
         mnas__free(l->ctx, loss);
         mnas__free(l->ctx, st);
         mnas__free(l->ctx, msg);
+        mnas__free(l->ctx, mu);
+        mnas__free(l->ctx, mz);
         return mnas__error(l->ctx, MNAS_E_NOMEM, "mnas_learner: cannot allocate buffers for %zu tasks", n);
     }
     mnas__free(l->ctx, l->task_loss);
     mnas__free(l->ctx, l->task_status);
     mnas__free(l->ctx, l->task_msg);
+    mnas__free(l->ctx, l->mod_u);
+    mnas__free(l->ctx, l->mod_z);
+    l->mod_u = mu;
+    l->mod_z = mz;
     l->task_loss = loss;
     l->task_status = st;
     l->task_msg = msg;
@@ -331,11 +350,13 @@ static mnas_tensor *onehot_of(const mnas_learner *l, mnas_tape *tp, mnas_tensor 
  * (or the shared one), and the modulated meta-weights tau_i * w (Eq. (7)).
  * w0 receives the network's starting weights. */
 static mnas_status prepare(const mnas_learner *l, mnas_tape *tp, const mnas_task *t, uint64_t stream, int training,
-                           mnas_tensor **w0, mnas_tensor **alpha, mnas_tensor **recon)
+                           mnas_tensor **w0, mnas_tensor **alpha, mnas_tensor **recon, mnas_tensor **u_out,
+                           mnas_tensor **z_out)
 {
     mnas_tensor *const *W = mnas_params_tensors(l->params);
     *alpha = NULL;
     *recon = NULL;
+    if (u_out) *u_out = NULL;
     if (l->mlp) {
         memcpy(w0, W + l->s_net.first, l->s_net.count * sizeof *w0);
         return MNAS_OK;
@@ -391,7 +412,8 @@ static mnas_status prepare(const mnas_learner *l, mnas_tape *tp, const mnas_task
         if (!a) return tp->status;
     }
     *alpha = a;
-    if (l->mod) return mnas_modulator_forward(l->mod, tp, z, W + l->s_mod.first, W + l->s_net.first, w0);
+    if (z_out) *z_out = z;
+    if (l->mod) return mnas__modulator_forward_u(l->mod, tp, z, W + l->s_mod.first, W + l->s_net.first, w0, u_out);
     memcpy(w0, W + l->s_net.first, l->s_net.count * sizeof *w0);
     return MNAS_OK;
 }
@@ -420,7 +442,8 @@ static mnas_status task_gradient(mnas_learner *l, mnas_tape *tp, const mnas_task
     mnas_tensor *w0[MAX_P], *fast[MAX_P], *alpha, *recon;
     mnas_status st = check_task(l, t, j, l->task_msg[j]);
     if (st != MNAS_OK) return st;
-    if ((st = prepare(l, tp, t, stream, 1, w0, &alpha, &recon)) != MNAS_OK) return st;
+    mnas_tensor *u = NULL, *z = NULL;
+    if ((st = prepare(l, tp, t, stream, 1, w0, &alpha, &recon, &u, &z)) != MNAS_OK) return st;
     support_data sd = { l, mnas_task_support_x(t), mnas_task_support_y(t) };
     mnas_inner_options io = MNAS_INNER_OPTIONS_INIT;
     io.steps = l->o.inner_steps;
@@ -436,7 +459,18 @@ static mnas_status task_gradient(mnas_learner *l, mnas_tape *tp, const mnas_task
     if (!isfinite(loss) || !isfinite(q->data[0]))
         return mnas__tape_error(tp, MNAS_E_NUMERIC, "the query loss is %g (objective %g)", loss, (double)q->data[0]);
     if (objective_out) *objective_out = (double)q->data[0];
-    if (g && (st = mnas_grad(tp, q, l->P, mnas_params_tensors(l->params), g, 0)) != MNAS_OK) return st;
+    if (g) {
+        mnas_tensor *ins[MAX_P];
+        memcpy(ins, mnas_params_tensors(l->params), l->P * sizeof *ins);
+        size_t wm = l->s_mod.first;
+        if (l->mod) ins[wm] = u; /* see mnas_learner.mod_u */
+        if ((st = mnas_grad(tp, q, l->P, ins, g, 0)) != MNAS_OK) return st;
+        if (l->mod) {
+            memcpy(l->mod_u + j * (size_t)l->mod_total, g[wm]->data, (size_t)l->mod_total * sizeof(mnas_real));
+            memcpy(l->mod_z + j * (size_t)l->mod_zdim, z->data, (size_t)l->mod_zdim * sizeof(mnas_real));
+            g[wm] = NULL;
+        }
+    }
     *loss_out = loss;
     return MNAS_OK;
 }
@@ -459,16 +493,24 @@ static void train_job(void *user, size_t j, int worker)
     while (l->red_next != j) pthread_cond_wait(&l->red_cond, &l->red_lock);
     if (st == MNAS_OK) {
         for (size_t i = 0; i < l->P; i++) {
+            if (!g[i]) continue;
             mnas_tensor *gb = mnas_params_grad(l->params, i);
-            mnas_real *dst = mnas_tensor_data(gb);
-            const mnas_real *src = g[i]->data;
-            for (int64_t k = 0; k < g[i]->size; k++) dst[k] += src[k];
+            mnas__k_add_scaled(g[i]->size, 1, g[i]->data, mnas_tensor_data(gb));
         }
         l->task_loss[j] = loss;
     }
     l->red_next = j + 1;
     pthread_cond_broadcast(&l->red_cond);
     pthread_mutex_unlock(&l->red_lock);
+}
+
+/* The modulator's FC weight gradient for tasks 0..n-1: U^T Z, one product. */
+static void mod_weight_grad(mnas_learner *l, size_t n)
+{
+    if (!l->mod) return;
+    mnas_real *gw = mnas_tensor_data(mnas_params_grad(l->params, l->s_mod.first));
+    mnas__k_gemm(1, 0, l->mod_total, l->mod_zdim, (int64_t)n, 1, l->mod_u, l->mod_total, l->mod_z, l->mod_zdim, 0, gw,
+                 l->mod_zdim);
 }
 
 mnas_status mnas_learner_task_objective(mnas_learner *l, const mnas_task *task, uint64_t stream, double *objective,
@@ -490,8 +532,11 @@ mnas_status mnas_learner_task_objective(mnas_learner *l, const mnas_task *task, 
         mnas_tape_reset(tp);
         return mnas__error(l->ctx, st, "%s: %s", fn, l->task_msg[0][0] ? l->task_msg[0] : tp->msg);
     }
-    if (want_grad)
-        for (size_t i = 0; i < l->P; i++) mnas_tensor_assign(mnas_params_grad(l->params, i), g[i]);
+    if (want_grad) {
+        for (size_t i = 0; i < l->P; i++)
+            if (g[i]) mnas_tensor_assign(mnas_params_grad(l->params, i), g[i]);
+        mod_weight_grad(l, 1);
+    }
     mnas_tape_reset(tp);
     return MNAS_OK;
 }
@@ -517,6 +562,7 @@ mnas_status mnas_learner_step(mnas_learner *l, const mnas_task *const *tasks, si
             return mnas__error(l->ctx, l->task_status[j], "%s: iteration %lld, %s; parameters unchanged", fn,
                                (long long)l->iteration, l->task_msg[j]);
         }
+    mod_weight_grad(l, n);
     double mean_loss = 0;
     for (size_t j = 0; j < n; j++) mean_loss += l->task_loss[j];
     mnas_real inv = (mnas_real)(1.0 / (double)n);
@@ -573,7 +619,7 @@ static mnas_status adapt(mnas_learner *l, mnas_tape *tp, const mnas_task *t, uin
                          mnas_tensor **fast, mnas_tensor **alpha_out, double *before, double *after)
 {
     mnas_tensor *w0[MAX_P], *alpha, *recon;
-    mnas_status st = prepare(l, tp, t, stream, 0, w0, &alpha, &recon);
+    mnas_status st = prepare(l, tp, t, stream, 0, w0, &alpha, &recon, NULL, NULL);
     if (st != MNAS_OK) return st;
     mnas_tensor *qx = mnas_task_query_x(t), *qy = mnas_task_query_y(t);
     if (before) {
@@ -743,7 +789,7 @@ mnas_genotype *mnas_learner_genotype(mnas_learner *l, const mnas_task *task)
             return NULL;
         }
         mnas_tensor *w0[MAX_P], *recon;
-        if (prepare(l, tp, task, EVAL_STREAM, 0, w0, &a, &recon) != MNAS_OK) a = NULL;
+        if (prepare(l, tp, task, EVAL_STREAM, 0, w0, &a, &recon, NULL, NULL) != MNAS_OK) a = NULL;
     }
     mnas_genotype *g = a ? mnas_genotype_derive(mnas_supernet_cell(l->net), a) : NULL;
     if (!a) mnas__error(l->ctx, tp->status ? tp->status : MNAS_E_INTERNAL, "%s: %s", fn, tp->msg);

@@ -18,6 +18,7 @@
 #include <mnas/meta.h>
 
 #include "autodiff/autodiff_internal.h"
+#include "meta/meta_internal.h"
 #include "nn/nn_internal.h"
 
 #define MOD_MAX_DIM 65536
@@ -155,6 +156,12 @@ int mnas_modulator_add_params(const mnas_modulator *m, mnas_params *p, const cha
 mnas_status mnas_modulator_forward(const mnas_modulator *m, mnas_tape *tp, mnas_tensor *z, mnas_tensor *const *w,
                                    mnas_tensor *const *targets, mnas_tensor **out)
 {
+    return mnas__modulator_forward_u(m, tp, z, w, targets, out, NULL);
+}
+
+mnas_status mnas__modulator_forward_u(const mnas_modulator *m, mnas_tape *tp, mnas_tensor *z, mnas_tensor *const *w,
+                                      mnas_tensor *const *targets, mnas_tensor **out, mnas_tensor **u_out)
+{
     const char *fn = "mnas_modulator_forward";
     if (!mnas__tape_ok(tp))
         return m ? mnas__error(m->ctx, MNAS_E_INVALID, "%s: the tape is not valid", fn) : MNAS_E_INVALID;
@@ -196,8 +203,10 @@ mnas_status mnas_modulator_forward(const mnas_modulator *m, mnas_tape *tp, mnas_
     mnas_tensor **res = mnas__tape_scratch(tp, fn, m->n * sizeof *res);
     if (!res) FAIL();
 
-    mnas_tensor *tau = mnas_sigmoid(tp, mnas_linear(tp, z, w[M_W], w[M_B])); /* [1, total] */
+    mnas_tensor *u = mnas_linear(tp, z, w[M_W], w[M_B]); /* [1, total] */
+    mnas_tensor *tau = mnas_sigmoid(tp, u);
     if (!tau) FAIL();
+    if (u_out) *u_out = u;
     for (size_t i = 0; i < m->n; i++) {
         const mod_target *t = &m->t[i];
         mnas_tensor *ti = t->len == m->total ? tau : mnas_slice(tp, tau, 1, t->off, t->len);
