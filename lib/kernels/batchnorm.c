@@ -9,7 +9,7 @@
 /* [N, F] inputs (inner 1): walk rows in memory order with one accumulator
  * per feature, which the compiler vectorises; same sums in the same order
  * as the per-channel loops below. */
-enum { ROW_MAX = 2048 };
+enum { ROW_MAX = 512 }; /* per-channel scratch on the stack: keep it small for embedders' threads */
 
 MNAS_CLONES
 static void bn_forward_rows(int64_t N, int64_t C, const real *x, const real *gamma, const real *beta, double eps,
@@ -186,16 +186,34 @@ static void bn_double_backward_rows(int64_t N, int64_t C, const real *x, const r
             }
     if (dgam)
         for (int64_t c = 0; c < C; c++) dgam[c] = (real)(u ? (double)rstd[c] * D[c] : 0.0);
-    for (int64_t o = 0; o < N; o++)
+    /* Per channel, ddx = A1 u + A2 g + A3 xh + A4 and ddg = B1 u + B2 xh + B3
+     * (the formulas below, expanded), so the element loop is a few
+     * multiply-adds. */
+    double A1[ROW_MAX], A2[ROW_MAX], A3[ROW_MAX], A4[ROW_MAX], B1[ROW_MAX], B2[ROW_MAX], B3[ROW_MAX], mu[ROW_MAX],
+        rs[ROW_MAX];
+    for (int64_t c = 0; c < C; c++) {
+        double r = rstd[c], gk = gamma ? (double)gamma[c] : 1.0, v = vg ? (double)vg[c] : 0.0;
+        double k2 = gk * r * r;
+        mu[c] = mean[c];
+        rs[c] = r;
+        A1[c] = -k2 * b[c];
+        A2[c] = -k2 * ux[c] + v * r;
+        A3[c] = -k2 * (D[c] / m - 2 * b[c] * ux[c]) - v * r * b[c];
+        A4[c] = k2 * (b[c] * ub[c] + ux[c] * a[c]) - v * r * a[c];
+        B1[c] = gk * r;
+        B2[c] = v - gk * r * ux[c];
+        B3[c] = -gk * r * ub[c];
+    }
+    for (int64_t o = 0; o < N; o++) {
+        const real *xo = x + o * C, *go = g + o * C, *uo = u ? u + o * C : NULL;
+        real *dxo = ddx ? ddx + o * C : NULL, *dgo = ddg ? ddg + o * C : NULL;
         for (int64_t c = 0; c < C; c++) {
-            int64_t k = o * C + c;
-            double r = rstd[c], gk = gamma ? (double)gamma[c] : 1.0, v = vg ? (double)vg[c] : 0.0;
-            double xh = ((double)x[k] - (double)mean[c]) * r;
-            double gc = (double)g[k] - a[c] - xh * b[c];
-            double uc = u ? (double)u[k] - ub[c] - xh * ux[c] : 0.0;
-            if (ddg) ddg[k] = (real)(gk * r * uc + v * xh);
-            if (ddx) ddx[k] = (real)(-gk * r * r * (xh * D[c] / m + b[c] * uc + ux[c] * gc) + v * r * gc);
+            double xh = ((double)xo[c] - mu[c]) * rs[c];
+            double uu = uo ? (double)uo[c] : 0.0;
+            if (dxo) dxo[c] = (real)(A1[c] * uu + A2[c] * (double)go[c] + A3[c] * xh + A4[c]);
+            if (dgo) dgo[c] = (real)(B1[c] * uu + B2[c] * xh + B3[c]);
         }
+    }
 }
 
 void mnas__k_bn_stats(int64_t outer, int64_t C, int64_t inner, const real *x, double eps, real *mean, real *rstd)

@@ -103,6 +103,18 @@ void mnas__k_binary_flat(mnas_kbinop op, int64_t n, real *restrict out, const re
 }
 
 MNAS_CLONES
+void mnas__k_adam(int64_t n, real *restrict w, const real *restrict g, real *restrict m, real *restrict v, double c,
+                  double b1, double b2, double step, double c2, double eps)
+{
+    for (int64_t j = 0; j < n; j++) {
+        double gj = c * (double)g[j];
+        m[j] = (real)(b1 * m[j] + (1 - b1) * gj);
+        v[j] = (real)(b2 * v[j] + (1 - b2) * gj * gj);
+        w[j] = (real)(w[j] - step * m[j] / (sqrt(v[j] / c2) + eps));
+    }
+}
+
+MNAS_CLONES
 void mnas__k_add_scaled(int64_t n, real alpha, const real *restrict x, real *restrict y)
 {
     for (int64_t i = 0; i < n; i++) y[i] += alpha * x[i];

@@ -77,6 +77,11 @@ void mnas__k_bn_forward(int64_t outer, int64_t C, int64_t inner, const real *x, 
 void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *g, const real *gamma,
                          const real *mean, const real *rstd, real *dx, real *dgamma, real *dbeta);
 
+/* One Adam update of n weights: m = b1 m + (1-b1) c g, v = b2 v + (1-b2)
+ * (c g)^2, w -= step * m / (sqrt(v / c2) + eps), in double, stored back. */
+void mnas__k_adam(int64_t n, real *w, const real *g, real *m, real *v, double c, double b1, double b2, double step,
+                  double c2, double eps);
+
 /* Per-C mean and 1/sqrt(var + eps) of x viewed as [outer, C, inner]. */
 void mnas__k_bn_stats(int64_t outer, int64_t C, int64_t inner, const real *x, double eps, real *mean, real *rstd);
 /* Second derivatives: of <u, dx> + <vg, dgamma> (batch-norm's backward

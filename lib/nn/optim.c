@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "nn/nn_internal.h"
 
 #include "tensor/tensor_internal.h"
@@ -142,13 +143,7 @@ mnas_status mnas_optim_step(mnas_optim *op)
                 d[j] = (mnas_real)(d[j] - lr * gj);
             }
         } else {
-            double step = lr / c1, eps = op->o.eps;
-            for (int64_t j = 0; j < w->size; j++) {
-                double gj = clip * g[j];
-                m[j] = (mnas_real)(b1 * m[j] + (1 - b1) * gj);
-                v[j] = (mnas_real)(b2 * v[j] + (1 - b2) * gj * gj);
-                d[j] = (mnas_real)(d[j] - step * m[j] / (sqrt(v[j] / c2) + eps));
-            }
+            mnas__k_adam(w->size, d, g, m, v, clip, b1, b2, lr / c1, c2, op->o.eps);
         }
     }
     return MNAS_OK;
