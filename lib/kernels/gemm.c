@@ -90,6 +90,40 @@ static void gemm_small(int ta, int tb, int64_t M, int64_t N, int64_t K, real alp
     }
 }
 
+/* Row-vector times matrix (M = 1, beta = 0): the task encoder's and the
+ * modulator's products with a [1, z] vector. One pass over B; BLIS would
+ * first copy (pack) all of B. */
+MNAS_CLONES
+static void gemv_row(int ta, int tb, int64_t N, int64_t K, real alpha, const real *A, int64_t lda, const real *B,
+                     int64_t ldb, real *C)
+{
+    const int64_t sa = ta ? lda : 1; /* A(0, k) = A[k * sa] */
+    if (tb) {
+        /* C[j] = <A, B[j, :]>: lanes of 8 partial sums, then a fixed-order fold. */
+        for (int64_t j = 0; j < N; j++) {
+            const real *b = B + j * ldb;
+            real acc[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+            int64_t k = 0;
+            if (sa == 1)
+                for (; k + 8 <= K; k += 8)
+                    for (int q = 0; q < 8; q++) acc[q] += A[k + q] * b[k + q];
+            for (; k < K; k++) acc[0] += A[k * sa] * b[k];
+            real s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+            C[j] = alpha * s;
+        }
+    } else {
+        /* C = sum_k A[k] B[k, :], row by row. */
+        for (int64_t j = 0; j < N; j++) C[j] = 0;
+        for (int64_t k = 0; k < K; k++) {
+            real a = A[k * sa];
+            const real *b = B + k * ldb;
+            for (int64_t j = 0; j < N; j++) C[j] += a * b[j];
+        }
+        if (alpha != 1)
+            for (int64_t j = 0; j < N; j++) C[j] *= alpha;
+    }
+}
+
 void mnas__k_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, const real *A,
                   int64_t lda, const real *B, int64_t ldb, real beta, real *C, int64_t ldc)
 {
@@ -105,6 +139,10 @@ void mnas__k_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, c
                 s += (ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[k] : B[k * ldb]);
             C[i * ldc] = beta == 0 ? alpha * s : alpha * s + beta * C[i * ldc];
         }
+        return;
+    }
+    if (M == 1 && K > 0 && beta == 0) {
+        gemv_row(ta, tb, N, K, alpha, A, lda, B, ldb, C);
         return;
     }
     if (K > 0 && K * NP <= SMALL_PACK && (K <= 8 || M <= 2)) {
