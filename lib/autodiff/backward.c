@@ -46,6 +46,38 @@ mnas_status mnas__bw_accumulate(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node 
     return MNAS_OK;
 }
 
+/* Not recorded: add g into the [start, start + len) block along axis of input
+ * k's gradient, in place, instead of padding g to the input's full shape
+ * first — a tensor sliced into many pieces (the modulator's tau) would
+ * otherwise cost a full-size tensor per piece. */
+static mnas_status accumulate_slice(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k, mnas_tensor *g,
+                                    int axis, int64_t start)
+{
+    mnas_node *in = node->inode[k];
+    mnas_tensor *x = node->in[k];
+    mnas_tensor *acc = bc->grad[in->index];
+    if (!acc || !bc->owned[in->index] || !mnas__same_shape(acc, x)) {
+        mnas_tensor *fresh = mnas__tape_new_like(tp, "mnas_slice backward", x);
+        if (!fresh) return tp->status;
+        if (acc && mnas__same_shape(acc, x))
+            memcpy(fresh->data, acc->data, (size_t)x->size * sizeof(mnas_real));
+        else
+            memset(fresh->data, 0, (size_t)x->size * sizeof(mnas_real));
+        if (acc && !mnas__same_shape(acc, x)) {
+            /* cannot happen: gradients have their input's shape */
+            return mnas__tape_error(tp, MNAS_E_INTERNAL, "mnas_grad: gradient shape mismatch");
+        }
+        bc->grad[in->index] = acc = fresh;
+        bc->owned[in->index] = 1;
+    }
+    int64_t outer = 1, inner = 1, e = x->shape[axis], len = g->shape[axis];
+    for (int i = 0; i < axis; i++) outer *= x->shape[i];
+    for (int i = axis + 1; i < x->ndim; i++) inner *= x->shape[i];
+    for (int64_t o = 0; o < outer; o++)
+        mnas__k_add_scaled(len * inner, 1, g->data + o * len * inner, acc->data + (o * e + start) * inner);
+    return MNAS_OK;
+}
+
 /* Reduce a broadcast gradient back to the shape of input k. */
 static mnas_tensor *unbroadcast(mnas_tape *tp, mnas_tensor *g, const mnas_tensor *like)
 {
@@ -201,7 +233,10 @@ mnas_status mnas__vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward
         }
         return MNAS_OK;
     }
-    case OP_SLICE: ACC(0, mnas_pad_axis(tp, g, (int)n->a[0], n->a[1], x->shape[n->a[0]])); return MNAS_OK;
+    case OP_SLICE:
+        if (bc->in_place && WANT(0)) return accumulate_slice(tp, bc, n, 0, g, (int)n->a[0], n->a[1]);
+        ACC(0, mnas_pad_axis(tp, g, (int)n->a[0], n->a[1], x->shape[n->a[0]]));
+        return MNAS_OK;
     case OP_PAD_AXIS: ACC(0, mnas_slice(tp, g, (int)n->a[0], n->a[1], x->shape[n->a[0]])); return MNAS_OK;
     case OP_GATHER_ROWS: ACC(0, mnas_scatter_add_rows(tp, g, n->nidx, n->idx, x->shape[0])); return MNAS_OK;
     case OP_SCATTER_ROWS: ACC(0, mnas_gather_rows(tp, g, n->nidx, n->idx)); return MNAS_OK;
