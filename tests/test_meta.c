@@ -2,6 +2,7 @@
  * loss, threads do not change a single bit, bad input is refused. */
 #include <check.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <mnas/mnas.h>
@@ -546,6 +547,10 @@ END_TEST
 
 int main(void)
 {
+    /* Under valgrind (about 50 times slower) the long training runs are
+     * left to the native and sanitizer runs; valgrind still sees every
+     * code path through the short ones. */
+    int slow = getenv("MNAS_TEST_UNDER_VALGRIND") != NULL;
     Suite *s = suite_create("meta");
     TCase *tc = tcase_create("inner_loop");
     tcase_set_timeout(tc, 600);
@@ -555,11 +560,11 @@ int main(void)
     suite_add_tcase(s, tc);
     TCase *lt = tcase_create("learner");
     tcase_set_timeout(lt, 600);
-    tcase_add_test(lt, maml_training_lowers_query_mse);
-    tcase_add_test(lt, threads_give_identical_bits);
+    if (!slow) tcase_add_test(lt, maml_training_lowers_query_mse);
+    if (!slow) tcase_add_test(lt, threads_give_identical_bits);
     tcase_add_test(lt, learner_bad_input);
     tcase_add_test(lt, adapt_predict_matches_evaluation);
-    tcase_add_loop_test(lt, mnas_variants_identical_across_threads, 0, 3);
+    tcase_add_loop_test(lt, mnas_variants_identical_across_threads, 0, slow ? 1 : 3);
     tcase_add_test(lt, mnas_phases_and_genotypes);
     suite_add_tcase(s, lt);
     SRunner *r = srunner_create(s);

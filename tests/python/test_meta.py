@@ -1,0 +1,226 @@
+"""Tasks, task sets, statistics and the meta-learner through the binding."""
+
+import io
+import math
+import unittest
+from unittest import mock
+
+from mnas_test_util import mnas
+from mnas import meta
+
+
+class TestData(unittest.TestCase):
+    def setUp(self):
+        self.ctx = mnas.Context()
+
+    def tearDown(self):
+        self.ctx.close()
+
+    def test_regression_tasks(self):
+        t = mnas.regression_task(self.ctx, seed=5, index=7)
+        same = mnas.regression_task(self.ctx, seed=5, index=7)
+        self.assertEqual(t.support_x.tolist(), same.support_x.tolist())  # pure function
+        self.assertEqual(t.support_x.shape, (10, 1))
+        self.assertEqual(t.query_y.shape, (10, 1))
+        self.assertIn(t.family_name, mnas.FAMILIES)
+        self.assertEqual(len(t.params), {0: 3, 1: 2, 2: 3, 3: 5}[t.family])
+        xs = [row[0] for row in t.support_x.tolist()]
+        ys = [row[0] for row in t.support_y.tolist()]
+        for x, y, f in zip(xs, ys, t.eval(xs)):
+            self.assertAlmostEqual(y, f, delta=1e-4 * (1 + abs(f)))
+        q = mnas.regression_task(self.ctx, 5, 7, family="quadratic", k_shot=3, k_query=4)
+        self.assertEqual(q.family, mnas.FAMILIES.index("quadratic"))
+        self.assertEqual(q.support_x.shape, (3, 1))
+        self.assertEqual(q.query_x.shape, (4, 1))
+        lin = mnas.regression_task(self.ctx, 5, 8, families=["linear"])
+        self.assertEqual(lin.family_name, "linear")
+        self.assertEqual(mnas.family_name(3), "harmonics")
+        self.assertEqual(mnas.family_name(9), "unknown")
+
+    def test_task_from_tensors_and_sets(self):
+        x = self.ctx.tensor([[0.0], [1.0], [2.0]])
+        y = self.ctx.tensor([[1.0], [3.0], [5.0]])
+        t = mnas.Task(self.ctx, x, y, x, y, family=1)
+        self.assertEqual(t.family, 1)
+        self.assertEqual(t.params, [])
+        self.assertTrue(math.isnan(t.eval(0.5)))
+        x.close()  # the task holds copies
+        self.assertEqual(t.support_x.tolist(), [[0.0], [1.0], [2.0]])
+        with self.assertRaises(mnas.ShapeError):
+            mnas.Task(self.ctx, y, self.ctx.zeros((2, 1)), y, y)
+        with self.assertRaises(mnas.NumericError):
+            mnas.Task(self.ctx, y, self.ctx.tensor([[1.0], [float("nan")], [0.0]]), y, y)
+
+        s = mnas.TaskSet(self.ctx)
+        sx = t.support_x
+        s.add(t)
+        self.assertEqual(len(s), 1)
+        self.assertIs(s[0], t)
+        self.assertEqual(sx.tolist(), [[0.0], [1.0], [2.0]])  # still valid: the set owns it
+        with self.assertRaises(mnas.StateError):
+            s.add(t)
+        with self.assertRaises(IndexError):
+            s[1]
+        s.close()
+        self.assertTrue(t.closed)
+        with self.assertRaises(mnas.ClosedHandleError):
+            sx.tolist()
+
+        ts = mnas.regression_test_set(self.ctx, seed=11, n_per_family=3, families=["sinusoid", "harmonics"])
+        self.assertEqual(len(ts), 6)
+        self.assertEqual(ts.families(), [0, 0, 0, 3, 3, 3])
+        self.assertEqual([t.family for t in ts], [0, 0, 0, 3, 3, 3])
+        self.assertEqual(ts[-1].family, 3)
+        self.assertEqual(len(ts[1:3]), 2)
+        # task f*n + i of the seed, family forced
+        self.assertEqual(ts[4].support_x.tolist(),
+                         mnas.regression_task(self.ctx, 11, 3 * 3 + 1, family=3).support_x.tolist())
+
+    def test_mean_ci95(self):
+        m, ci = mnas.mean_ci95([1.0, 2.0, 3.0, 4.0])
+        self.assertAlmostEqual(m, 2.5)
+        sd = math.sqrt(sum((v - 2.5) ** 2 for v in (1, 2, 3, 4)) / 3)
+        self.assertAlmostEqual(ci, 1.96 * sd / 2)
+        self.assertEqual(mnas.mean_ci95([7.0]), (7.0, 0.0))
+
+
+class TestLearner(unittest.TestCase):
+    def setUp(self):
+        self.ctx = mnas.Context()
+
+    def tearDown(self):
+        self.ctx.close()
+
+    def small(self, method="maml", **kw):
+        opts = dict(meta_batch=4, threads=2, seed=3, hidden=16, layers=3)
+        opts.update(kw)
+        return mnas.Learner(self.ctx, method, **opts)
+
+    def test_maml_train_evaluate_predict(self):
+        learner = self.small()
+        self.assertEqual(learner.method, "MAML")
+        self.assertEqual(learner.options["meta_batch"], 4)
+        self.assertEqual(learner.options["inner_steps"], 5)
+        self.assertEqual(learner.options["z_dim"], 32)
+        self.assertEqual(len(learner.params), 4 * 2 + 2)
+        seen = []
+        losses = learner.train(4, progress=lambda it, total, loss: seen.append((it, total)))
+        self.assertEqual(len(losses), 4)
+        self.assertEqual(seen, [(1, 4), (2, 4), (3, 4), (4, 4)])
+        self.assertTrue(all(math.isfinite(v) and v > 0 for v in losses))
+        self.assertEqual(learner.iteration, 4)
+        # early stop from the progress callback
+        learner.train(10, progress=lambda it, total, loss: it >= 2)
+        self.assertEqual(learner.iteration, 6)
+        test = mnas.regression_test_set(self.ctx, 99, 4)
+        ev = learner.evaluate(test)
+        self.assertEqual(len(ev.before), 16)
+        self.assertTrue(all(math.isfinite(v) and v >= 0 for v in ev.before + ev.after))
+        stats = ev.stats()
+        self.assertEqual(set(stats), set(mnas.FAMILIES) | {"average"})
+        table = ev.table()
+        self.assertIn("MAML (before adapt.)", table)
+        self.assertIn("Averaged", table)
+        self.assertIn("5 FCs", str(ev))
+        self.assertEqual(len(learner.evaluate(test, steps=0).after), 16)
+        ev0 = learner.evaluate(test, steps=0)
+        for b, a in zip(ev0.before, ev0.after):
+            self.assertAlmostEqual(a, b, places=4)  # no adaptation: same loss
+        y = learner.adapt_predict(test[0], [-1.0, 0.0, 1.0])
+        self.assertEqual(len(y), 3)
+        self.assertTrue(all(math.isfinite(v) for v in y))
+        self.assertEqual(len(learner.adapt_predict(test[0], 0.5, steps=1)), 1)
+        self.assertIsNone(learner.genotype(test[0]))
+        with self.assertRaises(mnas.StateError):
+            learner.discretize()
+        obj = learner.task_objective(test[0], stream=1, want_grad=True)
+        self.assertTrue(math.isfinite(obj))
+        self.assertGreater(learner.params.grad_norm(), 0.0)
+
+    def test_same_seed_same_parameters_any_threads(self):
+        a = self.small(threads=1)
+        b = self.small(threads=3)
+        a.train(2)
+        b.train(2)
+        self.assertEqual(a.params[0].tolist(), b.params[0].tolist())
+
+    def test_step_and_custom_task_source(self):
+        learner = self.small()
+        tasks = [mnas.regression_task(self.ctx, 1, i) for i in range(3)]
+        loss = learner.step(tasks)
+        self.assertTrue(math.isfinite(loss))
+        self.assertFalse(tasks[0].closed)  # step only reads them
+        with self.assertRaises(mnas.InvalidArgument):
+            learner.step([])
+        calls = []
+
+        def source(index):
+            calls.append(index)
+            return mnas.regression_task(self.ctx, 77, index, family="linear")
+
+        learner.train(2, tasks=source)
+        self.assertEqual(calls, list(range(4, 12)))  # continues the stream after the step
+        given = []
+
+        def fresh(index):
+            given.append(mnas.regression_task(self.ctx, 1, index))
+            return given[-1]
+
+        learner.train(1, tasks=fresh)  # the learner takes the tasks
+        self.assertEqual(len(given), 4)
+        self.assertTrue(all(t.closed for t in given))
+        again = mnas.regression_task(self.ctx, 1, 1)
+        with self.assertRaises(mnas.ClosedHandleError):  # taken by the first call
+            learner.train(1, tasks=lambda i: again)
+        test = mnas.regression_test_set(self.ctx, 2, 1)
+        keep = test[0]
+        learner.train(1, tasks=lambda i: keep)  # in a set: copied, not taken
+        self.assertFalse(keep.closed)
+
+    def test_progress_printing(self):
+        learner = self.small()
+        out = io.StringIO()
+        with mock.patch("sys.stdout", out):
+            learner.train(3, progress=True)
+        text = out.getvalue()
+        self.assertIn("MAML meta-train: iteration 3/3", text)
+        self.assertIn("tasks/s", text)
+
+    def test_options(self):
+        learner = self.small(inner_mode="first_order", inner_lr=0.01, clip_norm=1.0)
+        self.assertEqual(learner.options["inner_mode"], meta.INNER_FIRST_ORDER)
+        self.assertEqual(learner.options["inner_lr"], 0.01)
+        self.small(inner_mode="recompute").train(1)
+        with self.assertRaises(TypeError):
+            self.small(bogus=1)
+        with self.assertRaises(mnas.InvalidArgument):
+            self.small(inner_mode="third_order")
+        self.assertEqual(mnas.method_name("mnas-shared"), "M-NAS-Shared")
+
+    def test_mnas_methods(self):
+        test = mnas.regression_test_set(self.ctx, 5, 2)
+        evaluations = []
+        for method in ("mnas", "mnas-shared", "mnas-nm"):
+            learner = self.small(method, meta_batch=2, z_dim=8, f_dim=8, controller_hidden=8)
+            losses = learner.train(2)
+            self.assertTrue(all(math.isfinite(v) for v in losses))
+            g = learner.genotype(test[0])
+            self.assertIsInstance(g, mnas.Genotype)
+            self.assertEqual(g.num_nodes, 3)
+            self.assertFalse(learner.is_discrete)
+            learner.discretize()
+            self.assertTrue(learner.is_discrete)
+            learner.train(1)
+            ev = learner.evaluate(test)
+            self.assertTrue(math.isfinite(ev.mean_mse))
+            self.assertEqual(ev.archs, "Cell")
+            evaluations.append(ev)
+            learner.close()
+            self.assertTrue(g.closed)  # the genotype refers to the learner's search space
+        table = mnas.results_table(evaluations)
+        self.assertIn("M-NAS-Shared", table)
+        self.assertEqual(len(table.splitlines()), 4)
+
+
+if __name__ == "__main__":
+    unittest.main()
