@@ -114,4 +114,17 @@ static void ex_family_stats(const mnas_task_set *set, const double *values, doub
     free(buf);
 }
 
+/* Training tasks: task index of the toy-regression stream of seed. */
+typedef struct {
+    mnas_ctx *ctx;
+    mnas_regression_options ro;
+    uint64_t seed;
+} ex_source;
+
+static mnas_task *ex_regression_source(void *user, uint64_t index)
+{
+    ex_source *s = user;
+    return mnas_regression_task(s->ctx, &s->ro, s->seed, index, -1);
+}
+
 #endif /* MNAS_EXAMPLE_UTIL_H */

@@ -22,18 +22,6 @@ static void usage(FILE *f)
             "  --shots N          support points per task (default 10)\n");
 }
 
-typedef struct {
-    mnas_ctx *ctx;
-    mnas_regression_options ro;
-    uint64_t seed;
-} source_data;
-
-static mnas_task *source(void *user, uint64_t index)
-{
-    source_data *s = user;
-    return mnas_regression_task(s->ctx, &s->ro, s->seed, index, -1);
-}
-
 int main(int argc, char **argv)
 {
     mnas_learner_options o = MNAS_LEARNER_OPTIONS_INIT;
@@ -97,7 +85,7 @@ int main(int argc, char **argv)
     mnas_learner *l = NULL;
     mnas_task_set *test = NULL;
     double *before = NULL, *after = NULL;
-    source_data src = { ctx, MNAS_REGRESSION_OPTIONS_INIT, o.seed };
+    ex_source src = { ctx, MNAS_REGRESSION_OPTIONS_INIT, o.seed };
     src.ro.k_shot = (int)shots;
     src.ro.k_query = (int)shots;
     l = mnas_learner_create(ctx, &o);
@@ -111,7 +99,7 @@ int main(int argc, char **argv)
            o.threads, (unsigned long long)o.seed);
     ex_progress pr;
     ex_progress_init(&pr, "meta-train", iterations, o.meta_batch);
-    if (mnas_learner_train(l, source, &src, iterations, ex_progress_cb, &pr) != MNAS_OK) goto fail;
+    if (mnas_learner_train(l, ex_regression_source, &src, iterations, ex_progress_cb, &pr) != MNAS_OK) goto fail;
     double train_s = ex_now() - pr.start;
     size_t n = mnas_task_set_size(test);
     before = malloc(n * sizeof *before);

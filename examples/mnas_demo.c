@@ -54,18 +54,6 @@ typedef struct {
     double seconds;
 } result;
 
-typedef struct {
-    mnas_ctx *ctx;
-    mnas_regression_options ro;
-    uint64_t seed;
-} source_data;
-
-static mnas_task *source(void *user, uint64_t index)
-{
-    source_data *s = user;
-    return mnas_regression_task(s->ctx, &s->ro, s->seed, index, -1);
-}
-
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Distinct genotypes over the test set and the most frequent one. */
@@ -214,7 +202,7 @@ int main(int argc, char **argv)
     int rc = 1, nres = 0;
     static result res[MAX_METHODS];
     double *before = NULL, *after = NULL;
-    source_data src = { ctx, MNAS_REGRESSION_OPTIONS_INIT, base.seed };
+    ex_source src = { ctx, MNAS_REGRESSION_OPTIONS_INIT, base.seed };
     mnas_task_set *test = mnas_regression_test_set(ctx, &src.ro, base.seed + 1000003, (size_t)test_tasks);
     if (!test) goto fail;
     size_t n = mnas_task_set_size(test);
@@ -248,12 +236,12 @@ int main(int argc, char **argv)
         ex_progress pr;
         long long its = is_maml ? maml_iterations : iterations;
         ex_progress_init(&pr, label, its, o.meta_batch);
-        if (its && mnas_learner_train(l, source, &src, its, ex_progress_cb, &pr) != MNAS_OK) goto fail_l;
+        if (its && mnas_learner_train(l, ex_regression_source, &src, its, ex_progress_cb, &pr) != MNAS_OK) goto fail_l;
         if (!is_maml) {
             if (mnas_learner_discretize(l, 0) != MNAS_OK) goto fail_l;
             snprintf(label, sizeof label, "%s evaluation phase", mnas_method_name(o.method));
             ex_progress_init(&pr, label, eval_iterations, o.meta_batch);
-            if (eval_iterations && mnas_learner_train(l, source, &src, eval_iterations, ex_progress_cb, &pr) != MNAS_OK)
+            if (eval_iterations && mnas_learner_train(l, ex_regression_source, &src, eval_iterations, ex_progress_cb, &pr) != MNAS_OK)
                 goto fail_l;
             if (!tally_genotypes(l, test, r)) goto fail_l;
         }

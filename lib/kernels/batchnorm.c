@@ -11,11 +11,10 @@
  * as the per-channel loops below. */
 enum { ROW_MAX = 512 }; /* per-channel scratch on the stack: keep it small for embedders' threads */
 
-MNAS_CLONES
-static void bn_forward_rows(int64_t N, int64_t C, const real *x, const real *gamma, const real *beta, double eps,
-                            real *y, real *mean, real *rstd)
+/* Per-feature mean and 1/sqrt(var + eps) of [N, C] rows, in double. */
+static inline void row_moments(int64_t N, int64_t C, const real *x, double eps, double *s, double *r)
 {
-    double s[ROW_MAX], v[ROW_MAX], a[ROW_MAX], b[ROW_MAX];
+    double v[ROW_MAX];
     for (int64_t c = 0; c < C; c++) s[c] = v[c] = 0;
     for (int64_t o = 0; o < N; o++)
         for (int64_t c = 0; c < C; c++) s[c] += x[o * C + c];
@@ -25,11 +24,19 @@ static void bn_forward_rows(int64_t N, int64_t C, const real *x, const real *gam
             double d = (double)x[o * C + c] - s[c];
             v[c] += d * d;
         }
+    for (int64_t c = 0; c < C; c++) r[c] = 1.0 / sqrt(v[c] / (double)N + eps);
+}
+
+MNAS_CLONES
+static void bn_forward_rows(int64_t N, int64_t C, const real *x, const real *gamma, const real *beta, double eps,
+                            real *y, real *mean, real *rstd)
+{
+    double s[ROW_MAX], r[ROW_MAX], a[ROW_MAX], b[ROW_MAX];
+    row_moments(N, C, x, eps, s, r);
     for (int64_t c = 0; c < C; c++) {
-        double r = 1.0 / sqrt(v[c] / (double)N + eps);
         mean[c] = (real)s[c];
-        rstd[c] = (real)r;
-        a[c] = r * (gamma ? (double)gamma[c] : 1.0);
+        rstd[c] = (real)r[c];
+        a[c] = r[c] * (gamma ? (double)gamma[c] : 1.0);
         b[c] = beta ? (double)beta[c] : 0.0;
     }
     for (int64_t o = 0; o < N; o++)
@@ -135,19 +142,11 @@ void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x,
 MNAS_CLONES
 static void bn_stats_rows(int64_t N, int64_t C, const real *x, double eps, real *mean, real *rstd)
 {
-    double s[ROW_MAX], v[ROW_MAX];
-    for (int64_t c = 0; c < C; c++) s[c] = v[c] = 0;
-    for (int64_t o = 0; o < N; o++)
-        for (int64_t c = 0; c < C; c++) s[c] += x[o * C + c];
-    for (int64_t c = 0; c < C; c++) s[c] /= (double)N;
-    for (int64_t o = 0; o < N; o++)
-        for (int64_t c = 0; c < C; c++) {
-            double d = (double)x[o * C + c] - s[c];
-            v[c] += d * d;
-        }
+    double s[ROW_MAX], r[ROW_MAX];
+    row_moments(N, C, x, eps, s, r);
     for (int64_t c = 0; c < C; c++) {
         mean[c] = (real)s[c];
-        rstd[c] = (real)(1.0 / sqrt(v[c] / (double)N + eps));
+        rstd[c] = (real)r[c];
     }
 }
 
