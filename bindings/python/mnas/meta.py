@@ -1,0 +1,640 @@
+"""The meta layer: the inner loop (fast-weight adaptation, the paper's
+Eq. (2)/(8)) and the meta-learner that trains, evaluates and predicts.
+
+``Learner(ctx, method="maml", ...)`` takes the method by name: "maml" now;
+"mnas", "mnas-shared" and "mnas-nm" are accepted and reach the library,
+which answers ``Unsupported`` until the search core lands.
+"""
+
+import ctypes
+import math
+import sys
+import time
+from ctypes import c_double, c_void_p
+
+from . import _lib
+from ._handle import Handle, as_float, as_int, as_u64
+from ._lib import C, decode
+from ._structs import InnerOptions, LearnerOptions
+from .autodiff import Tape
+from .core import check_ctx
+from .data import FAMILIES, Task, TaskSet, _nan_ci, family_name, regression_options
+from .errors import ArgumentTypeError, InvalidArgument, ShapeError
+from .nas import Genotype
+from .nn import Module, Params, check_tape, weight_array
+from .tensors import Tensor, float_buffer
+
+METHOD_MAML, METHOD_MNAS, METHOD_MNAS_SHARED, METHOD_MNAS_NM = range(4)
+METHODS = {"maml": METHOD_MAML, "mnas": METHOD_MNAS, "mnas-shared": METHOD_MNAS_SHARED,
+           "mnas-nm": METHOD_MNAS_NM}
+INNER_SECOND_ORDER, INNER_FIRST_ORDER, INNER_RECOMPUTE = range(3)
+INNER_MODES = {"second_order": INNER_SECOND_ORDER, "first_order": INNER_FIRST_ORDER,
+               "recompute": INNER_RECOMPUTE}
+RNN_GRU, RNN_LSTM = 0, 1
+RNN_KINDS = {"gru": RNN_GRU, "lstm": RNN_LSTM}
+MODULATE_ELEMENT, MODULATE_CHANNEL = 0, 1
+MODULATIONS = {"element": MODULATE_ELEMENT, "channel": MODULATE_CHANNEL}
+_INT = (-(1 << 31), (1 << 31) - 1)
+
+
+def _method_id(method):
+    if isinstance(method, str):
+        key = method.lower().replace("_", "-")
+        if key.startswith("m-nas"):
+            key = "mnas" + key[5:]
+        if key not in METHODS:
+            raise InvalidArgument("unknown method %r (%s)" % (method, ", ".join(METHODS)))
+        return METHODS[key]
+    return as_int(method, "method", *_INT)
+
+
+def _mode_id(mode):
+    if isinstance(mode, str):
+        key = mode.lower().replace("-", "_").replace(" ", "_")
+        if key not in INNER_MODES:
+            raise InvalidArgument("unknown inner mode %r (%s)" % (mode, ", ".join(INNER_MODES)))
+        return INNER_MODES[key]
+    return as_int(mode, "inner_mode", *_INT)
+
+
+def _choice(value, table, what):
+    if isinstance(value, str):
+        key = value.lower()
+        if key not in table:
+            raise InvalidArgument("unknown %s %r (%s)" % (what, value, ", ".join(table)))
+        return table[key]
+    return as_int(value, what, *_INT)
+
+
+def method_name(method):
+    """The library's display name of a method ("MAML", "M-NAS", ...)."""
+    return decode(C.mnas_method_name(_method_id(method)))
+
+
+# ---- the inner loop ----------------------------------------------------------
+
+def inner_loop(tape, loss, weights, extra=(), steps=5, lr=0.001, mode="second_order"):
+    """``steps`` SGD steps w <- w - lr * d loss(tape, w, extra) / d w from
+    ``weights``, recorded on ``tape``; returns the adapted weights (tape
+    tensors, differentiable with respect to ``weights`` and ``extra``).
+
+    ``loss(tape, weights, extra)`` builds a scalar tensor on the tape it is
+    given (in "recompute" mode that is a scratch tape of the library, and it
+    is called again during ``tape.grad``). It must be deterministic."""
+    if not isinstance(tape, Tape):
+        raise ArgumentTypeError("tape must be an mnas.Tape")
+    if not callable(loss):
+        raise ArgumentTypeError("loss must be callable(tape, weights, extra)")
+    tp = tape._p()
+    ws = weights.tensors() if isinstance(weights, Params) else list(weights)
+    ex = list(extra)
+    wp = [tape._arg(w) for w in ws]
+    ep = [tape._arg(e) for e in ex]
+    known = dict(zip(wp + ep, ws + ex))
+    n, ne = len(ws), len(ex)
+    ctx = tape._ctx
+
+    def _cb(tape_ptr, w_ptr, e_ptr, user):
+        on = tape if tape_ptr == tape._ptr else Tape._borrowed(ctx, tape_ptr)
+        try:
+            def wrap(p):
+                t = known.get(p)
+                return t if t is not None else on._wrap(p)
+            w = [wrap(w_ptr[i]) for i in range(n)]
+            e = [wrap(e_ptr[j]) for j in range(ne)] if ne else []
+            y = loss(on, w, e)
+            if not isinstance(y, Tensor):
+                raise ArgumentTypeError("the loss function must return an mnas.Tensor")
+            return on._arg(y)
+        except BaseException as exc:  # reported by the Python call that reaches C
+            if tape._pending is None:
+                tape._pending = exc
+            return None
+        finally:
+            if on is not tape:
+                on.close()
+
+    cb = _lib.LOSS_FN(_cb)
+    tape._keep.append(cb)  # recompute mode calls it again during tape.grad
+    opts = InnerOptions.new(steps=as_int(steps, "steps", *_INT), lr=as_float(lr, "lr"),
+                            mode=_mode_id(mode))
+    arr_w = (c_void_p * max(n, 1))(*wp)
+    arr_e = (c_void_p * max(ne, 1))(*ep)
+    out = (c_void_p * max(n, 1))()
+    st = C.mnas_inner_loop(tp, cb, None, n, arr_w, ne, arr_e if ne else None, ctypes.byref(opts), out)
+    if st != 0 or tape._pending is not None:
+        tape._fail(st)
+    return [tape._wrap(out[i]) for i in range(n)]
+
+
+# ---- task encoder, controller, modulator (M-NAS building blocks) ----------------
+
+class TaskEncoder(Module):
+    """The task encoder of Eq. (4)-(6): ``TaskEncoder(ctx, x_features,
+    y_features, f_dim, z_dim, kind="gru")``. ``enc(tape, x, y, weights,
+    perm=None)`` returns (z [1, z_dim], L_r scalar)."""
+
+    __slots__ = ()
+    _kind = "task encoder"
+    _c_add_params = "mnas_task_encoder_add_params"
+    _c_num_params = "mnas_task_encoder_num_params"
+
+    def __init__(self, ctx, x_features=1, y_features=1, f_dim=32, z_dim=32, kind="gru"):
+        p = check_ctx(ctx)
+        ctx.clear_error()
+        r = C.mnas_task_encoder_create(p, as_int(x_features, "x_features"), as_int(y_features, "y_features"),
+                                       as_int(f_dim, "f_dim"), as_int(z_dim, "z_dim"),
+                                       _choice(kind, RNN_KINDS, "encoder kind"))
+        if not r:
+            ctx._fail("mnas_task_encoder_create")
+        self._init_module(ctx, r, C.mnas_task_encoder_free, ctx)
+
+    @property
+    def z_dim(self):
+        return C.mnas_task_encoder_z_dim(self._p())
+
+    def forward(self, tape, x, y, weights, perm=None, recon=True):
+        """(z, L_r) of the support set x [K, x_features], y [K, y_features];
+        perm: the feeding order (a permutation of range(K)) or None. With
+        recon=False, L_r is None."""
+        ep = self._p()
+        tp = check_tape(tape)
+        arr = self._weights(tape, weights)
+        xp, yp = tape._arg(x), tape._arg(y)
+        perm_arr = None
+        if perm is not None:
+            perm = [as_int(i, "perm entry") for i in perm]
+            k = x.shape[0] if x.ndim >= 1 else 1
+            if len(perm) != k:  # C reads K entries
+                raise ShapeError("perm has %d entries for %d support rows" % (len(perm), k))
+            perm_arr = (ctypes.c_int64 * k)(*perm)
+        z = c_void_p()
+        r = c_void_p()
+        st = C.mnas_task_encoder_forward(ep, tp, xp, yp, arr, perm_arr, ctypes.byref(z),
+                                         ctypes.byref(r) if recon else None)
+        if st != 0:
+            tape._fail(st)
+        return tape._wrap(z.value), (tape._wrap(r.value) if recon else None)
+
+    __call__ = forward
+
+
+class Controller(Module):
+    """The architecture controller: z [1, z_dim] -> alpha [edges, ops]
+    (rows sum to 1): ``Controller(ctx, z_dim, hidden, edges, ops)``."""
+
+    __slots__ = ()
+    _kind = "controller"
+    _c_add_params = "mnas_controller_add_params"
+    _c_num_params = "mnas_controller_num_params"
+
+    def __init__(self, ctx, z_dim, hidden, edges, ops):
+        p = check_ctx(ctx)
+        ctx.clear_error()
+        r = C.mnas_controller_create(p, as_int(z_dim, "z_dim"), as_int(hidden, "hidden"),
+                                     as_int(edges, "edges"), as_int(ops, "ops"))
+        if not r:
+            ctx._fail("mnas_controller_create")
+        self._init_module(ctx, r, C.mnas_controller_free, ctx)
+
+    def forward(self, tape, z, weights):
+        cp = self._p()
+        tp = check_tape(tape)
+        arr = self._weights(tape, weights)
+        return tape._done(C.mnas_controller_forward(cp, tp, tape._arg(z), arr))
+
+    __call__ = forward
+
+
+class Modulator(Module):
+    """tau = sigmoid(FC(z)) scaling meta-weights (Eq. (7)):
+    ``Modulator(ctx, z_dim, targets, mode="element", bias_init=3.0)``
+    where targets are tensors with the shapes to modulate;
+    ``mod(tape, z, weights, targets)`` returns tau_i * targets[i]."""
+
+    __slots__ = ("_targets",)
+    _kind = "modulator"
+    _c_add_params = "mnas_modulator_add_params"
+    _c_num_params = "mnas_modulator_num_params"
+
+    def __init__(self, ctx, z_dim, targets, mode="element", bias_init=3.0):
+        p = check_ctx(ctx)
+        if isinstance(targets, Params):
+            targets = targets.tensors()
+        targets = list(targets)
+        ptrs = []
+        for t in targets:
+            if not isinstance(t, Tensor):
+                raise ArgumentTypeError("targets must be mnas.Tensor objects")
+            ptrs.append(t._live())
+        arr = (c_void_p * max(len(ptrs), 1))(*ptrs)
+        ctx.clear_error()
+        r = C.mnas_modulator_create(p, as_int(z_dim, "z_dim"), len(ptrs), arr,
+                                    _choice(mode, MODULATIONS, "modulation"), as_float(bias_init, "bias_init"))
+        if not r:
+            ctx._fail("mnas_modulator_create")
+        self._targets = len(ptrs)
+        self._init_module(ctx, r, C.mnas_modulator_free, ctx)
+
+    def forward(self, tape, z, weights, targets):
+        mp = self._p()
+        tp = check_tape(tape)
+        arr = self._weights(tape, weights)
+        tarr = weight_array(tape, targets, self._targets, "the modulator's targets")
+        out = (c_void_p * max(self._targets, 1))()
+        st = C.mnas_modulator_forward(mp, tp, tape._arg(z), arr, tarr, out)
+        if st != 0:
+            tape._fail(st)
+        return [tape._wrap(out[i]) for i in range(self._targets)]
+
+    __call__ = forward
+
+
+# ---- progress ------------------------------------------------------------------
+
+class _ProgressPrinter:
+    """A rewritten line on a terminal, about 20 plain lines otherwise."""
+
+    def __init__(self, label, total, tasks_per_iter, stream=None):
+        self.label = label
+        self.total = total
+        self.tasks = tasks_per_iter
+        self.stream = stream if stream is not None else sys.stdout
+        try:
+            self.tty = self.stream.isatty()
+        except Exception:
+            self.tty = False
+        self.every = max(total // 20, 1)
+        self.start = time.monotonic()
+        self.avg = math.nan
+
+    @staticmethod
+    def _hms(s):
+        s = int(s + 0.5) if math.isfinite(s) and s > 0 else 0
+        return "%d:%02d:%02d" % (s // 3600, s // 60 % 60, s % 60)
+
+    def __call__(self, it, total, loss):
+        self.avg = loss if math.isnan(self.avg) else 0.95 * self.avg + 0.05 * loss
+        el = time.monotonic() - self.start
+        eta = el / it * (total - it) if it else 0.0
+        tps = it * self.tasks / el if el > 0 else 0.0
+        line = "%s: iteration %d/%d  loss %.4f  %.0f tasks/s  elapsed %s  ETA %s" % (
+            self.label, it, total, self.avg, tps, self._hms(el), self._hms(eta))
+        if self.tty:
+            self.stream.write("\r" + line + "   " + ("\n" if it == total else ""))
+            self.stream.flush()
+        elif it % self.every == 0 or it == total:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+
+# ---- evaluation results ----------------------------------------------------------
+
+class Evaluation:
+    """Per-task query losses of a test set, before and after adaptation,
+    with per-family mean +- 95 % CI in the layout of the paper's Table 1."""
+
+    def __init__(self, families, before, after, label="MAML", archs=None):
+        self.families = list(families)
+        self.before = list(before)
+        self.after = list(after)
+        self.label = label
+        self.archs = archs if archs is not None else ("5 FCs" if label == "MAML" else "Cell")
+
+    def _columns(self):
+        ids = sorted(set(f for f in self.families if f >= 0))
+        return ids
+
+    def stats(self, which="after"):
+        """{family name: (mean, ci95)} plus "average" (over every task)."""
+        values = self.after if which == "after" else self.before
+        out = {}
+        for f in self._columns():
+            name = family_name(f) if f < len(FAMILIES) else str(f)
+            out[name] = _nan_ci([v for v, g in zip(values, self.families) if g == f])
+        out["average"] = _nan_ci(values)
+        return out
+
+    @property
+    def mean_mse(self):
+        """Mean query loss after adaptation over all tasks."""
+        return self.stats("after")["average"][0]
+
+    def table(self, label=None, archs=None):
+        label = self.label if label is None else label
+        archs = self.archs if archs is None else archs
+        before, after = self.stats("before"), self.stats("after")
+        names = list(after)
+        head = "%-22s %-7s" % ("Model", "Archs.") + "".join(
+            " %-17s" % ("Averaged" if n == "average" else n) for n in names)
+
+        def row(name, st):
+            return "%-22s %-7s" % (name, archs) + "".join(
+                " %7.3f +- %-6.3f" % st[n] for n in names)
+
+        lines = [head, row(label + " (before adapt.)", before), row(label, after)]
+        return "\n".join(line.rstrip() for line in lines)
+
+    def __str__(self):
+        return self.table()
+
+    def __repr__(self):
+        return "<mnas.Evaluation %d tasks, mean MSE after adaptation %.4g>" % (
+            len(self.after), self.mean_mse)
+
+
+def results_table(evaluations, before=False):
+    """Table 1 of the paper for several evaluations (one row each, query
+    MSE +- 95 % CI after adaptation, or before with before=True)."""
+    evaluations = list(evaluations)
+    if not evaluations:
+        return ""
+    which = "before" if before else "after"
+    stats = [e.stats(which) for e in evaluations]
+    names = list(stats[0])
+    head = "%-22s %-7s" % ("Model", "Archs.") + "".join(
+        " %-17s" % ("Averaged" if n == "average" else n) for n in names)
+    lines = [head]
+    for e, st in zip(evaluations, stats):
+        lines.append("%-22s %-7s" % (e.label, e.archs) + "".join(
+            " %7.3f +- %-6.3f" % st.get(n, (math.nan, math.nan)) for n in names))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# ---- the learner --------------------------------------------------------------------
+
+class Learner(Handle):
+    """A meta-learner: ``Learner(ctx, method="maml", **options)``.
+
+    method: "maml", "mnas", "mnas-shared" or "mnas-nm". Options (defaults
+    are the library's, i.e. the paper's toy-regression settings):
+    meta_batch=25, inner_steps=5, inner_lr=0.001, outer_lr=0.001,
+    inner_mode="second_order" ("first_order", "recompute"), threads=1,
+    seed=0, clip_norm=0.0, hidden=50, layers=5, in_features=1,
+    out_features=1; for the M-NAS methods also arch_lr=1e-4, beta=0.01,
+    path_dropout=0.1, nodes=3, z_dim=32, f_dim=32, controller_hidden=64,
+    encoder="gru" ("lstm"), modulation="element" ("channel"),
+    modulator_bias=3.0."""
+
+    __slots__ = ("_ctx", "_opts", "_params")
+    _kind = "learner"
+
+    _INT_OPTS = ("meta_batch", "inner_steps", "threads", "hidden", "layers", "in_features",
+                 "out_features", "nodes", "z_dim", "f_dim", "controller_hidden")
+    _FLOAT_OPTS = ("inner_lr", "outer_lr", "clip_norm", "arch_lr", "beta", "path_dropout",
+                   "modulator_bias")
+
+    def __init__(self, ctx, method="maml", **options):
+        p = check_ctx(ctx)
+        o = LearnerOptions.new(method=_method_id(method))
+        for name, value in options.items():
+            if name in self._INT_OPTS:
+                setattr(o, name, as_int(value, name, *_INT))
+            elif name in self._FLOAT_OPTS:
+                setattr(o, name, as_float(value, name))
+            elif name == "seed":
+                o.seed = as_u64(value, "seed")
+            elif name == "inner_mode":
+                o.inner_mode = _mode_id(value)
+            elif name == "encoder":
+                o.encoder = _choice(value, RNN_KINDS, "encoder")
+            elif name == "modulation":
+                o.modulation = _choice(value, MODULATIONS, "modulation")
+            else:
+                raise ArgumentTypeError("Learner got an unknown option %r" % name)
+        ctx.clear_error()
+        r = C.mnas_learner_create(p, ctypes.byref(o))
+        if not r:
+            ctx._fail("mnas_learner_create")
+        self._ctx = ctx
+        self._opts = o
+        self._params = None
+        self._setup(r, C.mnas_learner_free, ctx)
+
+    @property
+    def ctx(self):
+        return self._ctx
+
+    @property
+    def method(self):
+        return decode(C.mnas_method_name(self._opts.method))
+
+    @property
+    def options(self):
+        """The learner's options as a dict."""
+        return {name: getattr(self._opts, name) for name, _ in LearnerOptions._fields_
+                if name != "struct_size"}
+
+    @property
+    def params(self):
+        """The meta-parameters (a Params owned by the learner)."""
+        lp = self._p()
+        if self._params is None or self._params._ptr is None:
+            self._params = Params._borrowed(self, self._ctx, C.mnas_learner_params(lp))
+        return self._params
+
+    @property
+    def iteration(self):
+        """Meta-updates done so far."""
+        return C.mnas_learner_iteration(self._p())
+
+    def _task_ptrs(self, tasks):
+        if isinstance(tasks, Task):
+            tasks = [tasks]
+        tasks = list(tasks)
+        ptrs = []
+        for t in tasks:
+            if not isinstance(t, Task):
+                raise ArgumentTypeError("expected mnas.Task objects, got %s" % type(t).__name__)
+            ptrs.append(t._p())
+        return tasks, ptrs
+
+    def step(self, tasks):
+        """One meta-update on the given tasks; returns the mean query loss."""
+        lp = self._p()
+        tasks, ptrs = self._task_ptrs(tasks)
+        if not ptrs:
+            raise InvalidArgument("step needs at least one task")
+        arr = (c_void_p * len(ptrs))(*ptrs)
+        loss = c_double()
+        self._ctx.clear_error()
+        st = C.mnas_learner_step(lp, arr, len(ptrs), ctypes.byref(loss))
+        self._ctx._check(st, "mnas_learner_step")
+        return loss.value
+
+    def task_objective(self, task, stream=0, want_grad=False):
+        """The per-task meta-objective as training computes it (query loss
+        after adaptation + beta * L_r), with the random choices of stream;
+        with want_grad the parameters' gradient buffers receive its gradient."""
+        lp = self._p()
+        if not isinstance(task, Task):
+            raise ArgumentTypeError("task must be an mnas.Task")
+        out = c_double()
+        self._ctx.clear_error()
+        st = C.mnas_learner_task_objective(lp, task._p(), as_u64(stream, "stream"), ctypes.byref(out),
+                                           1 if want_grad else 0)
+        self._ctx._check(st, "mnas_learner_task_objective")
+        return out.value
+
+    def discretize(self, reinit=False):
+        """Enter the architecture-evaluation phase (M-NAS methods; MAML:
+        StateError)."""
+        self._ctx.clear_error()
+        st = C.mnas_learner_discretize(self._p(), 1 if reinit else 0)
+        self._ctx._check(st, "mnas_learner_discretize")
+
+    @property
+    def is_discrete(self):
+        return bool(C.mnas_learner_is_discrete(self._p()))
+
+    def genotype(self, task):
+        """The genotype the learner uses for task (None for MAML)."""
+        lp = self._p()
+        if not isinstance(task, Task):
+            raise ArgumentTypeError("task must be an mnas.Task")
+        if self._opts.method == METHOD_MAML:
+            return None
+        self._ctx.clear_error()
+        r = C.mnas_learner_genotype(lp, task._p())
+        if not r:
+            self._ctx._fail("mnas_learner_genotype")
+        return Genotype._wrap(self._ctx, r, self)
+
+    def _give(self, task):
+        """A task pointer the learner may free: the task itself when the
+        caller's Task owns it and nothing still reads it (the Task object is
+        closed), otherwise a copy."""
+        if not isinstance(task, Task):
+            raise ArgumentTypeError("the task source must return mnas.Task objects, not %s"
+                                    % type(task).__name__)
+        p = task._p()
+        if task._ctx is not self._ctx:
+            raise ArgumentTypeError("the task source returned a task of another context")
+        if task._fin is not None and not task._busy():
+            task._fin.detach()
+            task._fin = None
+            task.close()
+            return p
+        self._ctx.clear_error()
+        r = C.mnas_task_create(self._ctx._ptr, C.mnas_task_support_x(p), C.mnas_task_support_y(p),
+                               C.mnas_task_query_x(p), C.mnas_task_query_y(p), C.mnas_task_family(p))
+        if not r:
+            self._ctx._fail("mnas_task_create")
+        return r
+
+    def train(self, iterations, tasks=None, *, seed=None, progress=False, k_shot=10, k_query=10,
+              families=None):
+        """``iterations`` meta-updates; returns the loss of each.
+
+        Tasks come from ``tasks(index) -> Task`` (the learner takes each
+        returned task: the Task object is closed, or copied if it is in use
+        or in a set), or by default from the toy-regression stream ``seed``
+        (default: the learner's seed) with ``k_shot``/``k_query`` points and
+        the given ``families``. Training resumed later continues the same
+        stream. ``progress``: True prints a progress line, a callable
+        ``progress(iteration, total, loss)`` is called after every update
+        (return True to stop early). Exceptions raised by ``tasks`` or
+        ``progress`` (also KeyboardInterrupt) stop training and propagate."""
+        lp = self._p()
+        iterations = as_int(iterations, "iterations", 0)
+        ctx = self._ctx
+        ctxp = ctx._p()
+        errors = []
+        if tasks is None:
+            opts = regression_options(k_shot, k_query, families)
+            s = self._opts.seed if seed is None else as_u64(seed, "seed")
+            make = C.mnas_regression_task
+            optp = ctypes.byref(opts)
+
+            def source(user, index):
+                try:
+                    return make(ctxp, optp, s, index, -1)
+                except BaseException as e:
+                    errors.append(e)
+                    return None
+        elif callable(tasks):
+            def source(user, index):
+                try:
+                    return self._give(tasks(index))
+                except BaseException as e:
+                    errors.append(e)
+                    return None
+        else:
+            raise ArgumentTypeError("tasks must be None (toy regression) or callable(index) -> Task")
+
+        losses = []
+        printer = None
+        if progress is True:
+            phase = ("meta-train" if self._opts.method == METHOD_MAML else
+                     "evaluation phase" if self.is_discrete else "search")
+            printer = _ProgressPrinter("%s %s" % (self.method, phase), iterations,
+                                       self._opts.meta_batch)
+        elif progress and not callable(progress):
+            raise ArgumentTypeError("progress must be a bool or callable(iteration, total, loss)")
+        user_cb = progress if callable(progress) else None
+
+        def on_progress(user, it, total, loss):
+            try:
+                losses.append(loss)
+                if printer is not None:
+                    printer(it, total, loss)
+                if user_cb is not None and user_cb(it, total, loss):
+                    return 1
+                return 0
+            except BaseException as e:
+                errors.append(e)
+                return 1
+
+        src_cb = _lib.TASK_SOURCE_FN(source)
+        prog_cb = _lib.PROGRESS_FN(on_progress)
+        ctx.clear_error()
+        st = C.mnas_learner_train(lp, src_cb, None, iterations, prog_cb, None)
+        if errors:
+            raise errors[0]
+        ctx._check(st, "mnas_learner_train")
+        return losses
+
+    def evaluate(self, test_set, steps=None, label=None):
+        """Query losses of every task of ``test_set`` before and after
+        adaptation (``steps`` SGD steps; default the training inner_steps).
+        Returns an Evaluation (``print(result)`` shows the Table-1 layout)."""
+        lp = self._p()
+        if not isinstance(test_set, TaskSet):
+            raise ArgumentTypeError("test_set must be an mnas.TaskSet")
+        n = len(test_set)
+        if n == 0:
+            raise InvalidArgument("the test set is empty")
+        before = (c_double * n)()
+        after = (c_double * n)()
+        st_steps = -1 if steps is None else as_int(steps, "steps", 0, 1000)
+        self._ctx.clear_error()
+        st = C.mnas_learner_evaluate(lp, test_set._p(), st_steps, before, after)
+        self._ctx._check(st, "mnas_learner_evaluate")
+        return Evaluation(test_set.families(), before, after,
+                          label=self.method if label is None else label)
+
+    def adapt_predict(self, task, x, steps=None):
+        """Adapt to ``task``'s support set, then predict at the inputs ``x``
+        (a sequence or float32 buffer of single-feature inputs). Returns a
+        list of floats (lists of out_features floats per input when the
+        model has several outputs)."""
+        lp = self._p()
+        if not isinstance(task, Task):
+            raise ArgumentTypeError("task must be an mnas.Task")
+        if isinstance(x, (int, float)) and not isinstance(x, bool):
+            x = [x]
+        keep, addr, shape = float_buffer(x, None)
+        n = 1
+        for d in shape:
+            n *= d
+        out_f = self._opts.out_features
+        y = (ctypes.c_float * (n * out_f))()
+        st_steps = -1 if steps is None else as_int(steps, "steps", 0, 1000)
+        self._ctx.clear_error()
+        st = C.mnas_learner_adapt_predict(lp, task._p(), st_steps, n, addr, y)
+        del keep
+        self._ctx._check(st, "mnas_learner_adapt_predict")
+        vals = list(y)
+        if out_f == 1:
+            return vals
+        return [vals[i * out_f:(i + 1) * out_f] for i in range(n)]
