@@ -80,38 +80,18 @@ size_t mnas_controller_num_params(const mnas_controller *c) { return c ? CTRL_NP
 
 int mnas_controller_add_params(const mnas_controller *c, mnas_params *p, const char *prefix, int group)
 {
-    const char *fn = "mnas_controller_add_params";
     if (!c) return -1;
-    if (!p) {
-        mnas__error(c->ctx, MNAS_E_INVALID, "%s: the parameter set is NULL", fn);
-        return -1;
-    }
-    if (!prefix) prefix = "";
-    if (strlen(prefix) > 40) {
-        mnas__error(c->ctx, MNAS_E_INVALID, "%s: prefix longer than 40 characters", fn);
-        return -1;
-    }
-    char name[64];
-    for (int k = 0; k < CTRL_NP; k++) {
-        snprintf(name, sizeof name, "%s%s", prefix, ctrl_names[k]);
-        if (mnas_params_find(p, name) >= 0) {
-            mnas__error(c->ctx, MNAS_E_INVALID, "%s: the set already has a parameter \"%s\"", fn, name);
-            return -1;
-        }
-    }
     static const mnas_init init[CTRL_NP] = { MNAS_INIT_FAN_IN, MNAS_INIT_FAN_IN, MNAS_INIT_UNIFORM, MNAS_INIT_ZEROS };
     const double arg[CTRL_NP] = { (double)c->z_dim, (double)c->z_dim, CTRL_LAST_INIT, 0.0 };
-    size_t first = mnas_params_count(p);
+    mnas__pspec spec[CTRL_NP];
     for (int k = 0; k < CTRL_NP; k++) {
-        int64_t s[2];
-        int nd = ctrl_shape(c, k, s);
-        snprintf(name, sizeof name, "%s%s", prefix, ctrl_names[k]);
-        if (mnas_params_add(p, name, nd, s, init[k], arg[k], group) < 0) {
-            mnas__params_truncate(p, first);
-            return -1;
-        }
+        memset(&spec[k], 0, sizeof spec[k]);
+        spec[k].name = ctrl_names[k];
+        spec[k].ndim = ctrl_shape(c, k, spec[k].shape);
+        spec[k].init = init[k];
+        spec[k].arg = arg[k];
     }
-    return (int)first;
+    return mnas__params_add_module(p, c->ctx, "mnas_controller_add_params", prefix, CTRL_NP, spec, group);
 }
 
 mnas_tensor *mnas_controller_forward(const mnas_controller *c, mnas_tape *tp, mnas_tensor *z, mnas_tensor *const *w)

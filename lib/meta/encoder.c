@@ -112,37 +112,16 @@ size_t mnas_task_encoder_num_params(const mnas_task_encoder *e) { return e ? ENC
 
 int mnas_task_encoder_add_params(const mnas_task_encoder *e, mnas_params *p, const char *prefix, int group)
 {
-    const char *fn = "mnas_task_encoder_add_params";
     if (!e) return -1;
-    if (!p) {
-        mnas__error(e->ctx, MNAS_E_INVALID, "%s: the parameter set is NULL", fn);
-        return -1;
-    }
-    if (!prefix) prefix = "";
-    if (strlen(prefix) > 40) {
-        mnas__error(e->ctx, MNAS_E_INVALID, "%s: prefix longer than 40 characters", fn);
-        return -1;
-    }
-    char name[64];
-    /* Refuse a name clash before adding anything. */
+    mnas__pspec spec[ENC_NP];
     for (int k = 0; k < ENC_NP; k++) {
-        snprintf(name, sizeof name, "%s%s", prefix, enc_names[k]);
-        if (mnas_params_find(p, name) >= 0) {
-            mnas__error(e->ctx, MNAS_E_INVALID, "%s: the set already has a parameter \"%s\"", fn, name);
-            return -1;
-        }
+        memset(&spec[k], 0, sizeof spec[k]);
+        spec[k].name = enc_names[k];
+        spec[k].ndim = enc_shape(e, k, spec[k].shape);
+        spec[k].init = MNAS_INIT_FAN_IN;
+        spec[k].arg = enc_fan_in(e, k);
     }
-    size_t first = mnas_params_count(p);
-    for (int k = 0; k < ENC_NP; k++) {
-        int64_t s[2];
-        int nd = enc_shape(e, k, s);
-        snprintf(name, sizeof name, "%s%s", prefix, enc_names[k]);
-        if (mnas_params_add(p, name, nd, s, MNAS_INIT_FAN_IN, enc_fan_in(e, k), group) < 0) {
-            mnas__params_truncate(p, first); /* leave the set as it was */
-            return -1;
-        }
-    }
-    return (int)first;
+    return mnas__params_add_module(p, e->ctx, "mnas_task_encoder_add_params", prefix, ENC_NP, spec, group);
 }
 
 /* ---- forward ------------------------------------------------------------ */

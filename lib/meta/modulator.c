@@ -121,36 +121,12 @@ size_t mnas_modulator_num_params(const mnas_modulator *m) { return m ? MOD_NP : 
 
 int mnas_modulator_add_params(const mnas_modulator *m, mnas_params *p, const char *prefix, int group)
 {
-    const char *fn = "mnas_modulator_add_params";
     if (!m) return -1;
-    if (!p) {
-        mnas__error(m->ctx, MNAS_E_INVALID, "%s: the parameter set is NULL", fn);
-        return -1;
-    }
-    if (!prefix) prefix = "";
-    if (strlen(prefix) > 40) {
-        mnas__error(m->ctx, MNAS_E_INVALID, "%s: prefix longer than 40 characters", fn);
-        return -1;
-    }
-    char name[64];
-    for (int k = 0; k < MOD_NP; k++) {
-        snprintf(name, sizeof name, "%s%s", prefix, mod_names[k]);
-        if (mnas_params_find(p, name) >= 0) {
-            mnas__error(m->ctx, MNAS_E_INVALID, "%s: the set already has a parameter \"%s\"", fn, name);
-            return -1;
-        }
-    }
-    size_t first = mnas_params_count(p);
-    int64_t ws[2] = { m->total, m->z_dim }, bs[1] = { m->total };
-    snprintf(name, sizeof name, "%s%s", prefix, mod_names[M_W]);
-    int ok = mnas_params_add(p, name, 2, ws, MNAS_INIT_FAN_IN, (double)m->z_dim, group) >= 0;
-    snprintf(name, sizeof name, "%s%s", prefix, mod_names[M_B]);
-    ok = ok && mnas_params_add(p, name, 1, bs, MNAS_INIT_CONSTANT, m->bias_init, group) >= 0;
-    if (!ok) {
-        mnas__params_truncate(p, first);
-        return -1;
-    }
-    return (int)first;
+    const mnas__pspec spec[MOD_NP] = {
+        [M_W] = { mod_names[M_W], 2, { m->total, m->z_dim, 1, 1 }, MNAS_INIT_FAN_IN, (double)m->z_dim },
+        [M_B] = { mod_names[M_B], 1, { m->total, 1, 1, 1 }, MNAS_INIT_CONSTANT, m->bias_init },
+    };
+    return mnas__params_add_module(p, m->ctx, "mnas_modulator_add_params", prefix, MOD_NP, spec, group);
 }
 
 mnas_status mnas_modulator_forward(const mnas_modulator *m, mnas_tape *tp, mnas_tensor *z, mnas_tensor *const *w,

@@ -9,4 +9,20 @@ mnas_ctx *mnas__params_ctx(const mnas_params *p);
 /* Drop the parameters from index count on (undoing a partial add). */
 void mnas__params_truncate(mnas_params *p, size_t count);
 
+/* One parameter of a module, for mnas__params_add_module. */
+typedef struct {
+    const char *name;
+    int ndim;
+    int64_t shape[MNAS_MAX_DIMS];
+    mnas_init init;
+    double arg;
+} mnas__pspec;
+
+/* Add a module's n parameters, named prefix + spec[i].name, to p. A NULL
+ * set, a prefix over 40 characters or a name clash is refused (message
+ * naming fn) before anything is added; a failure part-way undoes the
+ * additions. Returns the first index or -1. */
+int mnas__params_add_module(mnas_params *p, mnas_ctx *ctx, const char *fn, const char *prefix, size_t n,
+                            const mnas__pspec *spec, int group);
+
 #endif /* MNAS_NN_INTERNAL_H */

@@ -1,6 +1,7 @@
 /* Parameter sets: ordered, named persistent tensors with gradient buffers,
  * initialisers and parameter groups. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <float.h>
@@ -238,6 +239,37 @@ mnas_status mnas_params_copy_values(mnas_params *dst, const mnas_params *src)
         memcpy(dst->items[i].value->data, src->items[i].value->data,
                (size_t)src->items[i].value->size * sizeof(mnas_real));
     return MNAS_OK;
+}
+
+int mnas__params_add_module(mnas_params *p, mnas_ctx *ctx, const char *fn, const char *prefix, size_t n,
+                            const mnas__pspec *spec, int group)
+{
+    if (!p) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: the parameter set is NULL", fn);
+        return -1;
+    }
+    if (!prefix) prefix = "";
+    if (strlen(prefix) > 40) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: prefix longer than 40 characters", fn);
+        return -1;
+    }
+    char name[96];
+    for (size_t k = 0; k < n; k++) {
+        snprintf(name, sizeof name, "%s%s", prefix, spec[k].name);
+        if (mnas_params_find(p, name) >= 0) {
+            mnas__error(ctx, MNAS_E_INVALID, "%s: the set already has a parameter \"%s\"", fn, name);
+            return -1;
+        }
+    }
+    size_t first = mnas_params_count(p);
+    for (size_t k = 0; k < n; k++) {
+        snprintf(name, sizeof name, "%s%s", prefix, spec[k].name);
+        if (mnas_params_add(p, name, spec[k].ndim, spec[k].shape, spec[k].init, spec[k].arg, group) < 0) {
+            mnas__params_truncate(p, first); /* leave the set as it was */
+            return -1;
+        }
+    }
+    return (int)first;
 }
 
 int mnas_params_copy_matching(mnas_params *dst, const mnas_params *src)
