@@ -47,6 +47,7 @@ struct mnas_learner {
      * meta-batch instead of an outer product and a reduction per task. */
     mnas_real *mod_u, *mod_z;
     int64_t mod_total, mod_zdim;
+    size_t mod_slots;
     /* Ordered reduction: task j adds its gradient after task j-1. */
     pthread_mutex_t red_lock;
     pthread_cond_t red_cond;
@@ -262,29 +263,37 @@ fail:
 mnas_params *mnas_learner_params(const mnas_learner *l) { return l ? l->params : NULL; }
 int64_t mnas_learner_iteration(const mnas_learner *l) { return l ? l->iteration : 0; }
 
-static mnas_status ensure_slots(mnas_learner *l, size_t n)
+/* Per-task buffers for n tasks; the modulator's u/z rows only when
+ * training needs them (evaluation sets can be thousands of tasks). */
+static mnas_status ensure_slots(mnas_learner *l, size_t n, int training)
 {
+    if (training && l->mod && n > l->mod_slots) {
+        mnas_real *mu = mnas__calloc(l->ctx, n * (size_t)l->mod_total, sizeof *mu);
+        mnas_real *mz = mnas__calloc(l->ctx, n * (size_t)l->mod_zdim, sizeof *mz);
+        if (!mu || !mz) {
+            mnas__free(l->ctx, mu);
+            mnas__free(l->ctx, mz);
+            return mnas__error(l->ctx, MNAS_E_NOMEM, "mnas_learner: cannot allocate modulator buffers for %zu tasks", n);
+        }
+        mnas__free(l->ctx, l->mod_u);
+        mnas__free(l->ctx, l->mod_z);
+        l->mod_u = mu;
+        l->mod_z = mz;
+        l->mod_slots = n;
+    }
     if (n <= l->slots) return MNAS_OK;
     double *loss = mnas__calloc(l->ctx, n, sizeof *loss);
     mnas_status *st = mnas__calloc(l->ctx, n, sizeof *st);
     char(*msg)[TASK_MSG] = mnas__calloc(l->ctx, n, sizeof *msg);
-    mnas_real *mu = l->mod ? mnas__calloc(l->ctx, n * (size_t)l->mod_total, sizeof *mu) : NULL;
-    mnas_real *mz = l->mod ? mnas__calloc(l->ctx, n * (size_t)l->mod_zdim, sizeof *mz) : NULL;
-    if (!loss || !st || !msg || (l->mod && (!mu || !mz))) {
+    if (!loss || !st || !msg) {
         mnas__free(l->ctx, loss);
         mnas__free(l->ctx, st);
         mnas__free(l->ctx, msg);
-        mnas__free(l->ctx, mu);
-        mnas__free(l->ctx, mz);
         return mnas__error(l->ctx, MNAS_E_NOMEM, "mnas_learner: cannot allocate buffers for %zu tasks", n);
     }
     mnas__free(l->ctx, l->task_loss);
     mnas__free(l->ctx, l->task_status);
     mnas__free(l->ctx, l->task_msg);
-    mnas__free(l->ctx, l->mod_u);
-    mnas__free(l->ctx, l->mod_z);
-    l->mod_u = mu;
-    l->mod_z = mz;
     l->task_loss = loss;
     l->task_status = st;
     l->task_msg = msg;
@@ -520,7 +529,7 @@ mnas_status mnas_learner_task_objective(mnas_learner *l, const mnas_task *task, 
     if (!l) return MNAS_E_INVALID;
     if (!task || !objective) return mnas__error(l->ctx, MNAS_E_INVALID, "%s: task and objective must not be NULL", fn);
     if (l->P > MAX_P) return mnas__error(l->ctx, MNAS_E_UNSUPPORTED, "%s: too many parameter tensors", fn);
-    mnas_status st = ensure_slots(l, 1);
+    mnas_status st = ensure_slots(l, 1, want_grad);
     if (st != MNAS_OK) return st;
     mnas_tape *tp = l->tapes[0];
     mnas_tape_reset(tp);
@@ -549,7 +558,7 @@ mnas_status mnas_learner_step(mnas_learner *l, const mnas_task *const *tasks, si
     for (size_t j = 0; j < n; j++)
         if (!tasks[j]) return mnas__error(l->ctx, MNAS_E_INVALID, "%s: task %zu is NULL", fn, j);
     if (l->P > MAX_P) return mnas__error(l->ctx, MNAS_E_UNSUPPORTED, "%s: more than %d parameter tensors", fn, MAX_P);
-    mnas_status st = ensure_slots(l, n);
+    mnas_status st = ensure_slots(l, n, 1);
     if (st != MNAS_OK) return st;
     for (size_t j = 0; j < n; j++) l->task_msg[j][0] = '\0';
     mnas_params_zero_grad(l->params);
@@ -675,7 +684,7 @@ mnas_status mnas_learner_evaluate(mnas_learner *l, const mnas_task_set *set, int
     if (!set || n == 0) return mnas__error(l->ctx, MNAS_E_INVALID, "%s: the task set is empty or NULL", fn);
     if (steps < 0) steps = l->o.inner_steps;
     if (steps > 1000) return mnas__error(l->ctx, MNAS_E_INVALID, "%s: %d steps (0..1000)", fn, steps);
-    mnas_status st = ensure_slots(l, n);
+    mnas_status st = ensure_slots(l, n, 0);
     if (st != MNAS_OK) return st;
     const mnas_task **tasks = mnas__calloc(l->ctx, n, sizeof *tasks);
     if (!tasks) return mnas__error(l->ctx, MNAS_E_NOMEM, "%s: cannot allocate", fn);
