@@ -48,10 +48,14 @@ struct mnas_learner {
     mnas_real *mod_u, *mod_z;
     int64_t mod_total, mod_zdim;
     size_t mod_slots;
-    /* Ordered reduction: task j adds its gradient after task j-1. */
-    pthread_mutex_t red_lock;
-    pthread_cond_t red_cond;
-    size_t red_next;
+    /* Per-task gradients (all but the modulator's FC weight), summed in
+     * task order after the batch: goff[i] is parameter i's offset in a
+     * task's row of red_total values. */
+    size_t *goff;
+    size_t red_total;
+    mnas_real *task_grad; /* [grad_slots][red_total] */
+    size_t grad_slots;
+    size_t red_n;         /* tasks in the batch being reduced */
     mnas_status *task_status;
     char (*task_msg)[TASK_MSG];
     int64_t iteration;
@@ -133,8 +137,8 @@ void mnas_learner_free(mnas_learner *l)
     mnas__free(l->ctx, l->task_msg);
     mnas__free(l->ctx, l->mod_u);
     mnas__free(l->ctx, l->mod_z);
-    pthread_cond_destroy(&l->red_cond);
-    pthread_mutex_destroy(&l->red_lock);
+    mnas__free(l->ctx, l->goff);
+    mnas__free(l->ctx, l->task_grad);
     mnas__free(l->ctx, l);
 }
 
@@ -223,11 +227,6 @@ mnas_learner *mnas_learner_create(mnas_ctx *ctx, const mnas_learner_options *opt
     l->ctx = ctx;
     l->o = o;
     l->nthreads = o.threads;
-    if (pthread_mutex_init(&l->red_lock, NULL) != 0 || pthread_cond_init(&l->red_cond, NULL) != 0) {
-        mnas__free(ctx, l);
-        mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot create a mutex", fn);
-        return NULL;
-    }
     l->params = mnas_params_create(ctx);
     l->alpha_idx = -1;
     if (!l->params) goto fail;
@@ -240,6 +239,12 @@ mnas_learner *mnas_learner_create(mnas_ctx *ctx, const mnas_learner_options *opt
     mnas_rng_free(rng);
     l->P = mnas_params_count(l->params);
     l->numel = mnas_params_numel(l->params);
+    l->goff = mnas__calloc(ctx, l->P + 1, sizeof *l->goff);
+    if (!l->goff) goto nomem;
+    for (size_t i = 0; i < l->P; i++) {
+        l->goff[i] = l->red_total;
+        if (!(l->mod && i == l->s_mod.first)) l->red_total += (size_t)mnas_tensor_size(mnas_params_get(l->params, i));
+    }
     mnas_optim_options oo = MNAS_OPTIM_OPTIONS_INIT;
     oo.kind = MNAS_OPTIM_ADAM;
     oo.lr = o.outer_lr;
@@ -267,6 +272,16 @@ int64_t mnas_learner_iteration(const mnas_learner *l) { return l ? l->iteration 
  * training needs them (evaluation sets can be thousands of tasks). */
 static mnas_status ensure_slots(mnas_learner *l, size_t n, int training)
 {
+    if (training && n > l->grad_slots) {
+        size_t bytes;
+        if (!mnas__mul_ok(n, l->red_total * sizeof(mnas_real), &bytes))
+            return mnas__error(l->ctx, MNAS_E_NOMEM, "mnas_learner: gradients of %zu tasks overflow", n);
+        mnas_real *tg = mnas__alloc(l->ctx, bytes);
+        if (!tg) return mnas__error(l->ctx, MNAS_E_NOMEM, "mnas_learner: cannot allocate gradients of %zu tasks", n);
+        mnas__free(l->ctx, l->task_grad);
+        l->task_grad = tg;
+        l->grad_slots = n;
+    }
     if (training && l->mod && n > l->mod_slots) {
         mnas_real *mu = mnas__calloc(l->ctx, n * (size_t)l->mod_total, sizeof *mu);
         mnas_real *mz = mnas__calloc(l->ctx, n * (size_t)l->mod_zdim, sizeof *mz);
@@ -429,7 +444,10 @@ static mnas_status prepare(const mnas_learner *l, mnas_tape *tp, const mnas_task
 
 typedef struct {
     mnas_learner *l;
-    const mnas_task *const *tasks;
+    const mnas_task *const *tasks; /* or, when NULL, drawn from source */
+    mnas_task_source source;
+    void *source_user;
+    uint64_t source_base;
     int steps;
     uint64_t stream0;
     double *before, *after; /* evaluation outputs */
@@ -493,24 +511,41 @@ static void train_job(void *user, size_t j, int worker)
     l->task_status[j] = MNAS_OK;
     mnas_tensor *g[MAX_P];
     double loss = 0;
-    mnas_status st = task_gradient(l, tp, d->tasks[j], j, d->stream0 + j, g, &loss, NULL);
+    /* Training draws its tasks here, on the workers, in parallel. */
+    mnas_task *own = NULL;
+    const mnas_task *t = d->tasks ? d->tasks[j] : (own = d->source(d->source_user, d->source_base + j));
+    mnas_status st;
+    if (!t) {
+        st = MNAS_E_INVALID;
+        snprintf(l->task_msg[j], TASK_MSG, "task %zu: the task source gave no task %llu", j,
+                 (unsigned long long)(d->source_base + j));
+    } else {
+        st = task_gradient(l, tp, t, j, d->stream0 + j, g, &loss, NULL);
+    }
     if (st != MNAS_OK && !l->task_msg[j][0]) record_failure(l, j, tp, st);
     if (st != MNAS_OK) l->task_status[j] = st;
-    /* Add this task's gradient after task j-1's: the sum has the same bits
-     * whatever thread ran which task. */
-    pthread_mutex_lock(&l->red_lock);
-    while (l->red_next != j) pthread_cond_wait(&l->red_cond, &l->red_lock);
     if (st == MNAS_OK) {
-        for (size_t i = 0; i < l->P; i++) {
-            if (!g[i]) continue;
-            mnas_tensor *gb = mnas_params_grad(l->params, i);
-            mnas__k_add_scaled(g[i]->size, 1, g[i]->data, mnas_tensor_data(gb));
-        }
+        mnas_real *row = l->task_grad + j * l->red_total;
+        for (size_t i = 0; i < l->P; i++)
+            if (g[i]) memcpy(row + l->goff[i], g[i]->data, (size_t)g[i]->size * sizeof(mnas_real));
         l->task_loss[j] = loss;
     }
-    l->red_next = j + 1;
-    pthread_cond_broadcast(&l->red_cond);
-    pthread_mutex_unlock(&l->red_lock);
+    mnas_tape_reset(tp);
+    mnas_task_free(own);
+}
+
+/* Sum parameter i's gradient over the batch's tasks, in task order: the
+ * same bits whichever thread computed which task or sums which parameter. */
+static void reduce_job(void *user, size_t i, int worker)
+{
+    (void)worker;
+    mnas_learner *l = user;
+    if (l->mod && i == l->s_mod.first) return; /* formed by mod_weight_grad */
+    mnas_tensor *gb = mnas_params_grad(l->params, i);
+    mnas_real *dst = mnas_tensor_data(gb);
+    int64_t sz = mnas_tensor_size(gb);
+    memcpy(dst, l->task_grad + l->goff[i], (size_t)sz * sizeof(mnas_real));
+    for (size_t j = 1; j < l->red_n; j++) mnas__k_add_scaled(sz, 1, l->task_grad + j * l->red_total + l->goff[i], dst);
 }
 
 /* The modulator's FC weight gradient for tasks 0..n-1: U^T Z, one product. */
@@ -550,6 +585,9 @@ mnas_status mnas_learner_task_objective(mnas_learner *l, const mnas_task *task, 
     return MNAS_OK;
 }
 
+static mnas_status run_batch(mnas_learner *l, const char *fn, const mnas_task *const *tasks, mnas_task_source source,
+                             void *source_user, size_t n, double *loss_out);
+
 mnas_status mnas_learner_step(mnas_learner *l, const mnas_task *const *tasks, size_t n, double *loss_out)
 {
     const char *fn = "mnas_learner_step";
@@ -557,13 +595,19 @@ mnas_status mnas_learner_step(mnas_learner *l, const mnas_task *const *tasks, si
     if (!tasks || n == 0) return mnas__error(l->ctx, MNAS_E_INVALID, "%s: no tasks", fn);
     for (size_t j = 0; j < n; j++)
         if (!tasks[j]) return mnas__error(l->ctx, MNAS_E_INVALID, "%s: task %zu is NULL", fn, j);
+    return run_batch(l, fn, tasks, NULL, NULL, n, loss_out);
+}
+
+/* One meta-update on n tasks, given or drawn from source. */
+static mnas_status run_batch(mnas_learner *l, const char *fn, const mnas_task *const *tasks, mnas_task_source source,
+                             void *source_user, size_t n, double *loss_out)
+{
     if (l->P > MAX_P) return mnas__error(l->ctx, MNAS_E_UNSUPPORTED, "%s: more than %d parameter tensors", fn, MAX_P);
     mnas_status st = ensure_slots(l, n, 1);
     if (st != MNAS_OK) return st;
     for (size_t j = 0; j < n; j++) l->task_msg[j][0] = '\0';
-    mnas_params_zero_grad(l->params);
-    l->red_next = 0;
-    job_data d = { l, tasks, 0, (uint64_t)l->iteration * (uint64_t)n, NULL, NULL };
+    job_data d = { l, tasks, source, source_user, (uint64_t)l->iteration * (uint64_t)n, 0,
+                   (uint64_t)l->iteration * (uint64_t)n, NULL, NULL };
     mnas__pool_run(l->pool, n, train_job, &d);
     for (size_t j = 0; j < n; j++)
         if (l->task_status[j] != MNAS_OK) {
@@ -571,6 +615,12 @@ mnas_status mnas_learner_step(mnas_learner *l, const mnas_task *const *tasks, si
             return mnas__error(l->ctx, l->task_status[j], "%s: iteration %lld, %s; parameters unchanged", fn,
                                (long long)l->iteration, l->task_msg[j]);
         }
+    l->red_n = n;
+    if (l->red_total * n > ((size_t)1 << 20)) {
+        mnas__pool_run(l->pool, l->P, reduce_job, l);
+    } else {
+        for (size_t i = 0; i < l->P; i++) reduce_job(l, i, 0); /* small: not worth waking the pool */
+    }
     mod_weight_grad(l, n);
     double mean_loss = 0;
     for (size_t j = 0; j < n; j++) mean_loss += l->task_loss[j];
@@ -596,28 +646,12 @@ mnas_status mnas_learner_train(mnas_learner *l, mnas_task_source source, void *s
     if (!source) return mnas__error(l->ctx, MNAS_E_INVALID, "%s: no task source", fn);
     if (iterations < 0) return mnas__error(l->ctx, MNAS_E_INVALID, "%s: %lld iterations", fn, (long long)iterations);
     size_t B = (size_t)l->o.meta_batch;
-    mnas_task **tasks = mnas__calloc(l->ctx, B, sizeof *tasks);
-    if (!tasks) return mnas__error(l->ctx, MNAS_E_NOMEM, "%s: cannot allocate the batch", fn);
     mnas_status st = MNAS_OK;
     for (int64_t it = 0; it < iterations && st == MNAS_OK; it++) {
-        uint64_t base = (uint64_t)l->iteration * B;
-        for (size_t j = 0; j < B; j++) {
-            tasks[j] = source(source_user, base + j);
-            if (!tasks[j]) {
-                st = mnas__error(l->ctx, MNAS_E_INVALID, "%s: the task source gave no task %llu (%s)", fn,
-                                 (unsigned long long)(base + j), mnas_ctx_last_error(l->ctx));
-                break;
-            }
-        }
         double loss = 0;
-        if (st == MNAS_OK) st = mnas_learner_step(l, (const mnas_task *const *)tasks, B, &loss);
-        for (size_t j = 0; j < B; j++) {
-            mnas_task_free(tasks[j]);
-            tasks[j] = NULL;
-        }
+        st = run_batch(l, fn, NULL, source, source_user, B, &loss);
         if (st == MNAS_OK && progress && progress(progress_user, it + 1, iterations, loss)) break;
     }
-    mnas__free(l->ctx, tasks);
     return st;
 }
 
@@ -689,7 +723,7 @@ mnas_status mnas_learner_evaluate(mnas_learner *l, const mnas_task_set *set, int
     const mnas_task **tasks = mnas__calloc(l->ctx, n, sizeof *tasks);
     if (!tasks) return mnas__error(l->ctx, MNAS_E_NOMEM, "%s: cannot allocate", fn);
     for (size_t j = 0; j < n; j++) tasks[j] = mnas_task_set_get(set, j);
-    job_data d = { l, tasks, steps, 0, before, after };
+    job_data d = { l, tasks, NULL, NULL, 0, steps, 0, before, after };
     mnas__pool_run(l->pool, n, eval_job, &d);
     mnas__free(l->ctx, tasks);
     for (size_t j = 0; j < n; j++)
