@@ -20,9 +20,9 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: mnas_demo [options]\n"
             "  --method M          mnas | mnas-shared | mnas-nm | maml | all (default all; repeatable)\n"
-            "  --iterations N      search meta-updates of each M-NAS variant (default 600)\n"
-            "  --eval-iterations N architecture-evaluation meta-updates after the search (default 200)\n"
-            "  --maml-iterations N MAML meta-updates (default 3000)\n"
+            "  --iterations N      search meta-updates of each M-NAS variant (default 1500)\n"
+            "  --eval-iterations N architecture-evaluation meta-updates after the search (default 500)\n"
+            "  --maml-iterations N MAML meta-updates (default 8000)\n"
             "  --meta-batch N      tasks per meta-update (default 25)\n"
             "  --inner-lr X        adaptation step size (default 0.001, the paper's)\n"
             "  --outer-lr X        Adam step size of weights, encoder, modulator (default 0.001)\n"
@@ -155,7 +155,7 @@ int main(int argc, char **argv)
     mnas_learner_options base = MNAS_LEARNER_OPTIONS_INIT;
     base.threads = 2;
     base.seed = 1;
-    long long iterations = 600, eval_iterations = 200, maml_iterations = 3000, test_tasks = 1000;
+    long long iterations = 1500, eval_iterations = 500, maml_iterations = 8000, test_tasks = 1000;
     const char *out = "mnas-demo-out";
     int want[MAX_METHODS] = { 0 }, any = 0;
     for (int i = 1; i < argc; i++) {
