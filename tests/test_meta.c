@@ -526,6 +526,17 @@ START_TEST(mnas_phases_and_genotypes)
     ck_assert_int_eq(mnas_learner_evaluate(l, set, -1, before, after), MNAS_OK);
     for (int i = 0; i < 8; i++) ck_assert(isfinite(after[i]) && isfinite(before[i]));
     mnas_learner_free(l);
+    /* the per-task objective refuses missing arguments */
+    o = tiny_mnas(MNAS_METHOD_MNAS, 1);
+    l = mnas_learner_create(ctx, &o);
+    double obj;
+    ck_assert_int_eq(mnas_learner_task_objective(l, NULL, 0, &obj, 1), MNAS_E_INVALID);
+    ck_assert_int_eq(mnas_learner_task_objective(l, mnas_task_set_get(set, 0), 0, NULL, 1), MNAS_E_INVALID);
+    ck_assert_int_eq(mnas_learner_task_objective(NULL, mnas_task_set_get(set, 0), 0, &obj, 1), MNAS_E_INVALID);
+    ck_assert_int_eq(mnas_learner_task_objective(l, mnas_task_set_get(set, 0), 0, &obj, 0), MNAS_OK);
+    ck_assert(isfinite(obj) && obj > 0);
+    mnas_learner_free(l);
+    ck_assert_int_eq(mnas_params_copy_matching(NULL, NULL), -1);
     /* bad M-NAS options */
     o = tiny_mnas(MNAS_METHOD_MNAS, 1);
     o.path_dropout = 1.0;
