@@ -48,6 +48,35 @@ static int ex_double(const char *arg, const char *name, double lo, double hi, do
     return 1;
 }
 
+/* The learner options both examples accept: returns 1 and sets *ok when
+ * option a (with value v) is one of them, 0 when it is not. */
+static int ex_learner_option(const char *a, const char *v, mnas_learner_options *o, int *ok)
+{
+    long long n = 0;
+    if (!strcmp(a, "--meta-batch")) {
+        *ok = ex_int(v, a, 1, 100000, &n);
+        o->meta_batch = (int)n;
+    } else if (!strcmp(a, "--inner-steps")) {
+        *ok = ex_int(v, a, 0, 1000, &n);
+        o->inner_steps = (int)n;
+    } else if (!strcmp(a, "--inner-lr")) {
+        *ok = ex_double(v, a, 0, 100, &o->inner_lr);
+    } else if (!strcmp(a, "--outer-lr")) {
+        *ok = ex_double(v, a, 0, 100, &o->outer_lr);
+    } else if (!strcmp(a, "--arch-lr")) {
+        *ok = ex_double(v, a, 0, 100, &o->arch_lr);
+    } else if (!strcmp(a, "--threads")) {
+        *ok = ex_int(v, a, 1, 256, &n);
+        o->threads = (int)n;
+    } else if (!strcmp(a, "--seed")) {
+        *ok = ex_int(v, a, 0, INT64_MAX, &n);
+        o->seed = (uint64_t)n;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 static void ex_hms(double s, char *buf, size_t n)
 {
     if (!isfinite(s) || s < 0) s = 0;

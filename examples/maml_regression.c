@@ -31,7 +31,6 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long long n;
         int ok = 1;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
@@ -46,24 +45,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "error: unknown option or missing value: %s\n", a);
             usage(stderr);
             return 2;
+        } else if (ex_learner_option(a, v, &o, &ok)) {
+            /* handled */
         } else if (!strcmp(a, "--iterations")) {
             ok = ex_int(v, a, 0, 100000000, &iterations);
-        } else if (!strcmp(a, "--meta-batch")) {
-            ok = ex_int(v, a, 1, 100000, &n);
-            o.meta_batch = (int)n;
-        } else if (!strcmp(a, "--inner-steps")) {
-            ok = ex_int(v, a, 0, 1000, &n);
-            o.inner_steps = (int)n;
-        } else if (!strcmp(a, "--inner-lr")) {
-            ok = ex_double(v, a, 0, 100, &o.inner_lr);
-        } else if (!strcmp(a, "--outer-lr")) {
-            ok = ex_double(v, a, 0, 100, &o.outer_lr);
-        } else if (!strcmp(a, "--threads")) {
-            ok = ex_int(v, a, 1, 256, &n);
-            o.threads = (int)n;
-        } else if (!strcmp(a, "--seed")) {
-            ok = ex_int(v, a, 0, INT64_MAX, &n);
-            o.seed = (uint64_t)n;
         } else if (!strcmp(a, "--test-tasks")) {
             ok = ex_int(v, a, 1, 1000000, &test_tasks);
         } else if (!strcmp(a, "--test-seed")) {

@@ -160,7 +160,6 @@ int main(int argc, char **argv)
     int want[MAX_METHODS] = { 0 }, any = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long long n;
         int ok = 1;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
@@ -169,6 +168,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "error: unknown option or missing value: %s\n", a);
             usage(stderr);
             return 2;
+        } else if (ex_learner_option(a, v, &base, &ok)) {
+            /* handled */
         } else if (!strcmp(a, "--method")) {
             int found = 0;
             for (int k = 0; k < MAX_METHODS; k++)
@@ -187,21 +188,6 @@ int main(int argc, char **argv)
             ok = ex_int(v, a, 0, 100000000, &eval_iterations);
         } else if (!strcmp(a, "--maml-iterations")) {
             ok = ex_int(v, a, 0, 100000000, &maml_iterations);
-        } else if (!strcmp(a, "--meta-batch")) {
-            ok = ex_int(v, a, 1, 100000, &n);
-            base.meta_batch = (int)n;
-        } else if (!strcmp(a, "--inner-lr")) {
-            ok = ex_double(v, a, 0, 100, &base.inner_lr);
-        } else if (!strcmp(a, "--outer-lr")) {
-            ok = ex_double(v, a, 0, 100, &base.outer_lr);
-        } else if (!strcmp(a, "--arch-lr")) {
-            ok = ex_double(v, a, 0, 100, &base.arch_lr);
-        } else if (!strcmp(a, "--threads")) {
-            ok = ex_int(v, a, 1, 256, &n);
-            base.threads = (int)n;
-        } else if (!strcmp(a, "--seed")) {
-            ok = ex_int(v, a, 0, INT64_MAX, &n);
-            base.seed = (uint64_t)n;
         } else if (!strcmp(a, "--test-tasks")) {
             ok = ex_int(v, a, 1, 1000000, &test_tasks);
         } else if (!strcmp(a, "--out")) {
