@@ -463,6 +463,23 @@ START_TEST(bad_input_is_reported_not_fatal)
     mnas_tensor *pair[2] = { a, b };
     ck_assert_ptr_null(mnas_concat(tp, 2, pair, 0));
     ck_assert_ptr_null(mnas_transpose(tp, mnas_sum(tp, a)));
+    /* axpy does not broadcast; mix needs in-range weight indices and equal shapes */
+    mnas_tape_clear_error(tp);
+    ck_assert_ptr_null(mnas_axpy(tp, 2.0, a, b));
+    ck_assert_int_eq(mnas_tape_status(tp), MNAS_E_SHAPE);
+    ck_assert_ptr_null(mnas_axpy(tp, NAN, a, c));
+    mnas_tape_clear_error(tp);
+    int64_t good_idx[2] = { 0, 11 }, far_idx[2] = { 0, 12 };
+    mnas_tensor *ys[2] = { a, c }, *mixed[2] = { a, b };
+    ck_assert_ptr_nonnull(mnas_mix(tp, c, 2, ys, good_idx));
+    ck_assert_ptr_null(mnas_mix(tp, c, 2, ys, far_idx));
+    ck_assert_ptr_nonnull(strstr(mnas_tape_last_error(tp), "index 12"));
+    mnas_tape_clear_error(tp);
+    ck_assert_ptr_null(mnas_mix(tp, c, 2, mixed, good_idx));
+    ck_assert_int_eq(mnas_tape_status(tp), MNAS_E_SHAPE);
+    mnas_tape_clear_error(tp);
+    ck_assert_ptr_null(mnas_mix(tp, c, 0, ys, good_idx));
+    ck_assert_int_eq(mnas_tape_status(tp), MNAS_E_INVALID);
     ck_assert_ptr_null(mnas_tape_tensor(tp, 5, s3, NULL));
     /* the objects are still usable afterwards */
     mnas_tape_clear_error(tp);

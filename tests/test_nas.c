@@ -170,6 +170,13 @@ START_TEST(child_equals_supernet_under_onehot)
         mnas_genotype_free(g);
         mnas_tensor_free(logits);
     }
+    /* a genotype of another node count does not decode to this supernet */
+    mnas_genotype *two = mnas_genotype_parse(ctx, s, "linear@0,skip@1;skip@0,linear@2");
+    ck_assert_ptr_nonnull(two);
+    ck_assert_ptr_null(mnas_child_create(net, two));
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "nodes"));
+    ck_assert_ptr_null(mnas_child_create(net, NULL));
+    mnas_genotype_free(two);
     mnas_tensor_free(x);
     mnas_params_free(p);
     mnas_supernet_free(net);
