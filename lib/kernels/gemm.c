@@ -124,6 +124,140 @@ static void gemv_row(int ta, int tb, int64_t N, int64_t K, real alpha, const rea
     }
 }
 
+/* ---- AVX-512 small products (float build, x86-64, GCC) -------------------
+ *
+ * The few-shot shapes (10 x 50 x 50 and its transposes, ~430 products per
+ * M-NAS task) spend more time in BLIS's packing and set-up than in
+ * arithmetic. This kernel keeps a 4 x 64 block of C in 16 registers and
+ * reads op(B) in place when it is stored by rows (op = no transpose); a
+ * transposed B is packed once into K x NP by 8 x 8 register transposes.
+ * Every element of C sums its K products in order k = 0..K-1 with fused
+ * multiply-adds, so the result depends only on the shape: the same on every
+ * call and every thread of an AVX-512 machine. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !(defined(MNAS_REAL_IS_DOUBLE) && MNAS_REAL_IS_DOUBLE)
+#define MNAS_GEMM512 1
+#include <immintrin.h>
+
+#define T512 __attribute__((target("avx512f")))
+#define T512_INLINE static inline __attribute__((always_inline, target("avx512f")))
+
+/* rows x (16 * NV) block of C. A(r, k) = A[r * sai + k * sak]; row k of
+ * op(B) starts at B + k * ldb; lanes past ncols are neither read nor
+ * written (masked). */
+T512_INLINE void blk512(int rows, int NV, int64_t K, const float *A, int64_t sai, int64_t sak, const float *B,
+                        int64_t ldb, int64_t ncols, float alpha, float beta, float *C, int64_t ldc)
+{
+    __mmask16 mk[4];
+    for (int v = 0; v < 4; v++) {
+        int64_t left = ncols - 16 * v;
+        mk[v] = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1u);
+    }
+    __m512 acc[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        __m512 b[4];
+        for (int v = 0; v < NV; v++) b[v] = _mm512_maskz_loadu_ps(mk[v], B + k * ldb + 16 * v);
+        for (int r = 0; r < rows; r++) {
+            __m512 a = _mm512_set1_ps(A[r * sai + k * sak]);
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+        }
+    }
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < NV; v++) {
+            float *c = C + r * ldc + 16 * v;
+            __m512 o = _mm512_mul_ps(va, acc[r][v]);
+            if (beta != 0) o = _mm512_add_ps(o, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(mk[v], c)));
+            _mm512_mask_storeu_ps(c, mk[v], o);
+        }
+}
+
+/* Bp[k * NP + j] = B[j * ldb + k] for j < N, k < K: 8 x 8 tiles through
+ * registers, scalar edges. */
+T512_INLINE void pack_transposed(int64_t N, int64_t K, const float *B, int64_t ldb, float *Bp, int64_t NP)
+{
+    int64_t j8 = N / 8 * 8, k8 = K / 8 * 8;
+    for (int64_t j = 0; j < j8; j += 8)
+        for (int64_t k = 0; k < k8; k += 8) {
+            const float *b = B + j * ldb + k;
+            __m256 r0 = _mm256_loadu_ps(b), r1 = _mm256_loadu_ps(b + ldb), r2 = _mm256_loadu_ps(b + 2 * ldb),
+                   r3 = _mm256_loadu_ps(b + 3 * ldb), r4 = _mm256_loadu_ps(b + 4 * ldb),
+                   r5 = _mm256_loadu_ps(b + 5 * ldb), r6 = _mm256_loadu_ps(b + 6 * ldb),
+                   r7 = _mm256_loadu_ps(b + 7 * ldb);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *o = Bp + k * NP + j;
+            _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(o + NP, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(o + 2 * NP, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(o + 3 * NP, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(o + 4 * NP, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(o + 5 * NP, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(o + 6 * NP, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(o + 7 * NP, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+    for (int64_t j = 0; j < N; j++)
+        for (int64_t k = j < j8 ? k8 : 0; k < K; k++) Bp[k * NP + j] = B[j * ldb + k];
+}
+
+enum { PACK512 = 8192 };
+
+static int gemm512_fits(int tb, int64_t M, int64_t N, int64_t K)
+{
+    /* Measured against BLIS (bench_ops, the few-shot shapes): this kernel
+     * wins up to about 64 x 64 x 64; BLIS's blocking wins beyond. */
+    if (M * N * K > 300000 || M > 256) return 0;
+    return !tb || K * ((N + 15) / 16 * 16) <= PACK512;
+}
+
+T512 static void gemm512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    float Bp[PACK512] __attribute__((aligned(64)));
+    if (tb) {
+        int64_t NP = (N + 15) / 16 * 16;
+        pack_transposed(N, K, B, ldb, Bp, NP);
+        B = Bp;
+        ldb = NP;
+    }
+    const int64_t sak = ta ? lda : 1, sai = ta ? 1 : lda; /* A(i,k) = A[i*sai + k*sak] */
+    for (int64_t j0 = 0; j0 < N; j0 += 64) {
+        int64_t ncols = N - j0;
+        int nv = ncols >= 64 ? 4 : (int)((ncols + 15) / 16);
+        for (int64_t i0 = 0; i0 < M; i0 += 4) {
+            int rows = M - i0 < 4 ? (int)(M - i0) : 4;
+            const float *Ai = A + i0 * sai;
+            float *Ci = C + i0 * ldc + j0;
+            const float *Bj = B + j0;
+#define BLK(R, V) blk512(R, V, K, Ai, sai, sak, Bj, ldb, ncols, alpha, beta, Ci, ldc)
+#define BLK_ROWS(V)                                                                                                  \
+    switch (rows) {                                                                                                  \
+    case 4: BLK(4, V); break;                                                                                        \
+    case 3: BLK(3, V); break;                                                                                        \
+    case 2: BLK(2, V); break;                                                                                        \
+    default: BLK(1, V); break;                                                                                       \
+    }
+            switch (nv) {
+            case 4: BLK_ROWS(4); break;
+            case 3: BLK_ROWS(3); break;
+            case 2: BLK_ROWS(2); break;
+            default: BLK_ROWS(1); break;
+            }
+#undef BLK_ROWS
+#undef BLK
+        }
+    }
+}
+#endif /* MNAS_GEMM512 */
+
 void mnas__k_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, const real *A,
                   int64_t lda, const real *B, int64_t ldb, real beta, real *C, int64_t ldc)
 {
@@ -145,6 +279,12 @@ void mnas__k_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, c
         gemv_row(ta, tb, N, K, alpha, A, lda, B, ldb, C);
         return;
     }
+#ifdef MNAS_GEMM512
+    if (K > 0 && __builtin_cpu_supports("avx512f") && gemm512_fits(tb, M, N, K)) {
+        gemm512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#endif
     if (K > 0 && K * NP <= SMALL_PACK && (K <= 8 || M <= 2)) {
         gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
