@@ -106,9 +106,7 @@ static mnas_status mix_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_bac
             if (!da) return tp->status;
             memset(da->data, 0, (size_t)da->size * sizeof(mnas_real));
             for (size_t k = 0; k < K; k++) {
-                const mnas_real *y = n->in[k + 1]->data;
-                double s = 0;
-                for (int64_t i = 0; i < g->size; i++) s += (double)g->data[i] * y[i];
+                double s = mnas__k_dot(g->size, g->data, n->in[k + 1]->data);
                 da->data[n->idx[k]] += (mnas_real)s;
             }
             if ((st = mnas__bw_accumulate(tp, bc, n, 0, da)) != MNAS_OK) return st;

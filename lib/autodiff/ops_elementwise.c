@@ -205,8 +205,7 @@ mnas_tensor *mnas__mix_dalpha(mnas_tape *tp, const mnas_tensor *like, mnas_tenso
     if (!ins) return NULL;
     memset(out->data, 0, (size_t)out->size * sizeof(mnas_real));
     for (size_t k = 0; k < n; k++) {
-        double s = 0;
-        for (int64_t i = 0; i < g->size; i++) s += (double)g->data[i] * ys[k]->data[i];
+        double s = mnas__k_dot(g->size, g->data, ys[k]->data);
         out->data[idx[k]] += (mnas_real)s;
     }
     ins[0] = g;

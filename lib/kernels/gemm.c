@@ -212,7 +212,10 @@ enum { PACK512 = 8192 };
 
 static int gemm512_fits(int tb, int64_t M, int64_t N, int64_t K)
 {
-    /* Measured against BLIS (bench_ops, the few-shot shapes): this kernel
+    /* A few rows times a B stored by rows (the modulator's [1, 24051] x
+     * [24051, 32] backward) stream B once at full speed, whatever its size. */
+    if (!tb && M <= 4) return 1;
+    /* Otherwise measured against BLIS (the few-shot shapes): this kernel
      * wins up to about 64 x 64 x 64; BLIS's blocking wins beyond. */
     if (M * N * K > 300000 || M > 256) return 0;
     return !tb || K * ((N + 15) / 16 * 16) <= PACK512;
@@ -275,16 +278,16 @@ void mnas__k_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, c
         }
         return;
     }
-    if (M == 1 && K > 0 && beta == 0) {
-        gemv_row(ta, tb, N, K, alpha, A, lda, B, ldb, C);
-        return;
-    }
 #ifdef MNAS_GEMM512
     if (K > 0 && __builtin_cpu_supports("avx512f") && gemm512_fits(tb, M, N, K)) {
         gemm512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
 #endif
+    if (M == 1 && K > 0 && beta == 0) {
+        gemv_row(ta, tb, N, K, alpha, A, lda, B, ldb, C);
+        return;
+    }
     if (K > 0 && K * NP <= SMALL_PACK && (K <= 8 || M <= 2)) {
         gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;

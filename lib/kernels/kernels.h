@@ -54,6 +54,8 @@ void mnas__k_sum_to(const real *x, const int64_t xs[4], real *y, const int64_t y
 void mnas__k_broadcast(const real *x, const int64_t xs[4], real *y, const int64_t ys[4]);
 /* Sum of n values, accumulated in double. */
 double mnas__k_sum(int64_t n, const real *x);
+/* sum_i a[i] * b[i], accumulated in double in a fixed order. */
+double mnas__k_dot(int64_t n, const real *a, const real *b);
 
 /* Row-wise (last axis of length cols) softmax / log-softmax. */
 void mnas__k_softmax(int64_t rows, int64_t cols, const real *x, real *y);

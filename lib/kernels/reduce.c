@@ -20,6 +20,19 @@ double mnas__k_sum(int64_t n, const real *x)
 }
 
 MNAS_CLONES
+double mnas__k_dot(int64_t n, const real *a, const real *b)
+{
+    /* Eight partial sums in double (they vectorise), folded in a fixed
+     * order: the same bits on every call. */
+    double s[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int q = 0; q < 8; q++) s[q] += (double)a[i + q] * (double)b[i + q];
+    for (; i < n; i++) s[0] += (double)a[i] * (double)b[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+MNAS_CLONES
 void mnas__k_sum_to(const real *x, const int64_t xs[4], real *y, const int64_t ys[4], double *acc)
 {
     int64_t ny = ys[0] * ys[1] * ys[2] * ys[3];
