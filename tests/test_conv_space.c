@@ -396,7 +396,7 @@ START_TEST(genotype_pair_malformed)
           "reduce cell, node 0, pair 1 (offset 63): unknown op 'conv_7x7'" },
         { "normal: skip_connect@0,sep_conv_3x3@1 | reduce: skip_connect@0,sep_conv_3x3@1 | x", "found '|'" },
         { "skip_connect@0,sep_conv_3x3@1 | skip_connect@0,sep_conv_3x3@1", "found '|' in a single cell" },
-        { "normal skip_connect@0,sep_conv_3x3@1", "unexpected" },
+        { "normal skip_connect@0,sep_conv_3x3@1", "unknown op 'normal'" },
         { "normal:: skip_connect@0,sep_conv_3x3@1 | reduce: skip_connect@0,sep_conv_3x3@1", "expected an op name" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
