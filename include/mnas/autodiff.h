@@ -156,6 +156,38 @@ MNAS_API mnas_tensor *mnas_mse(mnas_tape *tape, mnas_tensor *pred, mnas_tensor *
 MNAS_API mnas_tensor *mnas_batch_norm(mnas_tape *tape, mnas_tensor *x, mnas_tensor *gamma,
                                       mnas_tensor *beta, double eps);
 
+/* ---- convolution and pooling ------------------------------------------
+ * Images are [N, C, H, W]. A k_h x k_w window with stride s, zero padding p
+ * and dilation d gives OH = (H + 2p - d(k_h - 1) - 1) / s + 1 rows of
+ * outputs, OW likewise; an OH or OW below 1 is an error (MNAS_E_SHAPE).
+ * Kernel, stride and dilation must be >= 1 and padding >= 0. */
+
+/* im2col: x [N, C, H, W] -> columns [N, C*kh*kw, OH*OW]; row (c*kh + i)*kw
+ * + j of image n holds x[n, c, oh*s - p + i*d, ow*s - p + j*d] at column
+ * oh*OW + ow (0 where that cell is padding). */
+MNAS_API mnas_tensor *mnas_unfold(mnas_tape *tape, mnas_tensor *x, int kh, int kw, int stride, int padding,
+                                  int dilation);
+/* col2im, the adjoint of unfold: columns [N, channels*kh*kw, OH*OW] summed
+ * back into [N, channels, height, width] (overlapping windows add up;
+ * padding cells are dropped). */
+MNAS_API mnas_tensor *mnas_fold(mnas_tape *tape, mnas_tensor *cols, int64_t channels, int64_t height,
+                                int64_t width, int kh, int kw, int stride, int padding, int dilation);
+/* 2-D convolution (cross-correlation): x [N, C, H, W], w [O, C/groups, kh,
+ * kw], b [O] or NULL -> [N, O, OH, OW]. groups must divide C and O; the
+ * input channels of group k feed its O/groups output channels only.
+ * groups == C == O is depthwise (direct loops); otherwise im2col + GEMM. */
+MNAS_API mnas_tensor *mnas_conv2d(mnas_tape *tape, mnas_tensor *x, mnas_tensor *w, mnas_tensor *b, int stride,
+                                  int padding, int dilation, int groups);
+/* kernel x kernel windows of x [N, C, H, W] -> [N, C, OH, OW] (dilation 1;
+ * padding < kernel, so every window holds an input cell). Max: padding
+ * cells never win; the first maximum in row-major window order wins a tie
+ * and receives the gradient. Avg: the mean over the window's non-padding
+ * cells (count_include_pad = false). */
+MNAS_API mnas_tensor *mnas_max_pool2d(mnas_tape *tape, mnas_tensor *x, int kernel, int stride, int padding);
+MNAS_API mnas_tensor *mnas_avg_pool2d(mnas_tape *tape, mnas_tensor *x, int kernel, int stride, int padding);
+/* [N, C, H, W] -> [N, C]: the mean over H and W. */
+MNAS_API mnas_tensor *mnas_global_avg_pool(mnas_tape *tape, mnas_tensor *x);
+
 /* ---- gradient checking ------------------------------------------------ */
 
 /* The function under test: builds a scalar from inputs on tape, or returns

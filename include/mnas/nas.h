@@ -10,7 +10,11 @@
  * (after the softmax) given to every forward, so one supernet serves
  * per-task architectures (M-NAS), a shared one (M-NAS-Shared) and one-hot
  * decoded ones. The MLP cell's output is the mean of its intermediate
- * nodes. */
+ * nodes; a conv cell (DARTS) preprocesses its two inputs to C channels and
+ * outputs the channel concatenation of its nodes. The conv supernet has a
+ * normal and a reduction cell and takes one stacked alpha of
+ * [2 * edges, ops]: rows 0..edges-1 for the normal cell, then the reduction
+ * cell's (docs/nas.md). */
 #ifndef MNAS_NAS_H
 #define MNAS_NAS_H
 
@@ -45,6 +49,10 @@ typedef mnas_tensor *(*mnas_op_forward_fn)(void *user, mnas_tape *tape, mnas_ten
 /* suffix: 1..15 characters [A-Za-z0-9_], unique within the op. */
 MNAS_API mnas_status mnas_param_decl_add(mnas_param_decl *decl, const char *suffix, int ndim, const int64_t *shape,
                                          mnas_init init, double arg);
+/* The stride (1 or 2) of the edges the op is being declared for: a
+ * reduction cell declares every op once per stride, so an op may need
+ * parameters at stride 2 only (DARTS's skip_connect: factorized reduce). */
+MNAS_API int mnas_param_decl_stride(const mnas_param_decl *decl);
 
 MNAS_API mnas_search_space *mnas_search_space_create(mnas_ctx *ctx);
 MNAS_API void mnas_search_space_free(mnas_search_space *space);
@@ -63,6 +71,23 @@ MNAS_API int mnas_search_space_op_is_zero(const mnas_search_space *space, size_t
 /* The paper's MLP space: "linear" (Linear-ReLU-BN, BN with batch statistics),
  * "skip" (identity) and "zero". */
 MNAS_API mnas_search_space *mnas_search_space_mlp(mnas_ctx *ctx);
+/* The DARTS conv space, in this order: none, max_pool_3x3, avg_pool_3x3,
+ * skip_connect, sep_conv_3x3, sep_conv_5x5, dil_conv_3x3, dil_conv_5x5 (on
+ * [N, C, H, W] states, width = C; stride 2 halves H and W, rounding up;
+ * every BN uses batch statistics and has no affine parameters; see
+ * docs/nas.md). skip_connect at stride 2 is the factorized reduce and
+ * needs an even C. */
+MNAS_API mnas_search_space *mnas_search_space_darts(mnas_ctx *ctx);
+
+/* One op on its own, outside a cell: its parameters for an edge of width
+ * at stride (1 or 2), added to p named prefix + suffix (returns the index
+ * of the first, or the set's count when the op has none; -1 on error), how
+ * many there are (-1 on error), and its forward. */
+MNAS_API int mnas_search_space_add_op_params(const mnas_search_space *space, size_t op, int64_t width, int stride,
+                                             mnas_params *p, const char *prefix, int group);
+MNAS_API int mnas_search_space_op_num_params(const mnas_search_space *space, size_t op, int64_t width, int stride);
+MNAS_API mnas_tensor *mnas_search_space_op_forward(const mnas_search_space *space, size_t op, mnas_tape *tape,
+                                                   mnas_tensor *x, mnas_tensor *const *params, int stride);
 
 /* ---- cells and supernets -------------------------------------------------- */
 
@@ -70,14 +95,29 @@ typedef struct mnas_cell mnas_cell;
 
 /* An MLP cell of width features per state. The space must outlive it. */
 MNAS_API mnas_cell *mnas_cell_create_mlp(const mnas_search_space *space, int n_nodes, int64_t width);
+/* A DARTS conv cell of C = channels per state: inputs s0 [N, c_prev_prev,
+ * H0, W0] and s1 [N, c_prev, H, W], each preprocessed to C channels
+ * (ReLU - 1x1 conv - BN; for s0 the factorized reduce instead when
+ * reduction_prev, which needs an even C and H0, W0 that halve to H, W);
+ * output [N, n_nodes * C, H', W'] with H' = H, or ceil(H/2) in a reduction
+ * cell, whose edges from the two inputs have stride 2. */
+MNAS_API mnas_cell *mnas_cell_create_conv(const mnas_search_space *space, int n_nodes, int64_t c_prev_prev,
+                                          int64_t c_prev, int64_t channels, int reduction, int reduction_prev);
 MNAS_API void mnas_cell_free(mnas_cell *cell);
 MNAS_API int mnas_cell_num_nodes(const mnas_cell *cell);
 MNAS_API size_t mnas_cell_num_edges(const mnas_cell *cell);
 MNAS_API const mnas_search_space *mnas_cell_space(const mnas_cell *cell);
+/* 1 for a conv cell, 0 for an MLP cell; 1 for a reduction cell. */
+MNAS_API int mnas_cell_is_conv(const mnas_cell *cell);
+MNAS_API int mnas_cell_is_reduction(const mnas_cell *cell);
+/* Features (MLP) or channels (conv: n_nodes * C) of the cell's output. */
+MNAS_API int64_t mnas_cell_out_width(const mnas_cell *cell);
 /* Edge number of (node j, input state i), or -1. */
 MNAS_API int mnas_cell_edge(const mnas_cell *cell, int node, int input);
 /* Add every edge's every op's parameters to p, named
- * prefix + "e<edge>.<op>.<suffix>". Returns the first index or -1. */
+ * prefix + "e<edge>.<op>.<suffix>" (a conv cell's preprocessing comes
+ * first: "pre0.w" or, after a reduction, "pre0.w1" and "pre0.w2"; then
+ * "pre1.w"). Returns the first index or -1. */
 MNAS_API int mnas_cell_add_params(const mnas_cell *cell, mnas_params *p, const char *prefix, int group);
 MNAS_API size_t mnas_cell_num_params(const mnas_cell *cell);
 /* The cell on input states s0, s1; w holds mnas_cell_num_params tensors in
@@ -102,22 +142,53 @@ MNAS_API size_t mnas_supernet_num_params(const mnas_supernet *net);
 MNAS_API mnas_tensor *mnas_supernet_forward(const mnas_supernet *net, mnas_tape *tape, mnas_tensor *x,
                                             mnas_tensor *const *w, mnas_tensor *alpha);
 
+/* The paper's conv supernet (DARTS with one normal and one reduction cell):
+ * stem 3x3 conv (in_channels -> 3C, no bias) - BN, a normal cell of C
+ * channels, a reduction cell of 2C channels, global average pooling, head
+ * Linear(2C * n_nodes -> n_classes). x is [N, in_channels, H, W], any
+ * H, W >= 1; the output is [N, n_classes] logits. mnas_supernet_forward
+ * takes the stacked alpha [2 * edges, ops]: rows 0..edges-1 weigh the
+ * normal cell, rows edges..2*edges-1 the reduction cell. Parameters:
+ * "stem.w", "stem.bn_g", "stem.bn_b", "normal.<cell's>", "reduce.<cell's>",
+ * "head.w", "head.b". */
+MNAS_API mnas_supernet *mnas_supernet_create_conv(const mnas_search_space *space, int64_t in_channels,
+                                                  int64_t channels, int n_nodes, int64_t n_classes);
+/* 1 for the conv supernet, 0 for the MLP one. */
+MNAS_API int mnas_supernet_is_conv(const mnas_supernet *net);
+/* Number of cells (MLP 1, conv 2) and cell k (the conv one: 0 normal,
+ * 1 reduction); mnas_supernet_cell is cell 0. */
+MNAS_API int mnas_supernet_num_cells(const mnas_supernet *net);
+MNAS_API const mnas_cell *mnas_supernet_cell_at(const mnas_supernet *net, int k);
+/* Rows of the alpha the forward takes: the sum of the cells' edges. */
+MNAS_API size_t mnas_supernet_alpha_rows(const mnas_supernet *net);
+
 /* ---- genotypes ------------------------------------------------------------ */
 
-/* A discrete cell: for every node, 2 (input state, op) pairs. A genotype
- * refers to its search space, which must outlive it. */
+/* A discrete cell: for every node, 2 (input state, op) pairs; or a pair of
+ * them (normal, reduce) for the conv supernet. A genotype refers to its
+ * search space, which must outlive it. The single-cell accessors
+ * (num_nodes, input, op) read the normal cell of a pair. */
 typedef struct mnas_genotype mnas_genotype;
 
 /* Per node the 2 strongest incoming edges (edge strength: its largest
  * non-zero-op weight), each with its strongest non-zero op. alpha is
  * [edges, ops] for cell. Ties go to the lower index. */
 MNAS_API mnas_genotype *mnas_genotype_derive(const mnas_cell *cell, const mnas_tensor *alpha);
+/* The genotype of a supernet's alpha ([alpha_rows, ops]): one cell for the
+ * MLP supernet, a (normal, reduce) pair for the conv one. */
+MNAS_API mnas_genotype *mnas_genotype_derive_supernet(const mnas_supernet *net, const mnas_tensor *alpha);
+/* A pair from two single-cell genotypes of one space and node count, and
+ * a copy of part k (0 normal, 1 reduce) of a pair as a single cell. */
+MNAS_API mnas_genotype *mnas_genotype_make_pair(const mnas_genotype *normal, const mnas_genotype *reduce);
+MNAS_API mnas_genotype *mnas_genotype_part(const mnas_genotype *g, int k);
+/* 1 for a single cell, 2 for a pair; -1 for NULL. */
+MNAS_API int mnas_genotype_num_cells(const mnas_genotype *g);
 /* Text form: nodes separated by ';', each "op@input,op@input" with input
  * the state index (0, 1: cell inputs; k >= 2: node k-2), e.g.
  * "linear@0,skip@1;skip@0,linear@2;linear@1,skip@3". Whitespace around
- * tokens is ignored. Parsing validates op names against space and inputs
- * against the node; a malformed string fails with MNAS_E_FORMAT and a
- * message saying where. */
+ * tokens is ignored. A pair reads "normal: <cell> | reduce: <cell>".
+ * Parsing validates op names against space and inputs against the node; a
+ * malformed string fails with MNAS_E_FORMAT and a message saying where. */
 MNAS_API mnas_genotype *mnas_genotype_parse(mnas_ctx *ctx, const mnas_search_space *space, const char *text);
 MNAS_API void mnas_genotype_free(mnas_genotype *g);
 MNAS_API mnas_genotype *mnas_genotype_copy(const mnas_genotype *g);
@@ -125,23 +196,31 @@ MNAS_API int mnas_genotype_num_nodes(const mnas_genotype *g);
 /* Pair k (0 or 1) of node j: its input state and op index; -1 on bad index. */
 MNAS_API int mnas_genotype_input(const mnas_genotype *g, int node, int k);
 MNAS_API int mnas_genotype_op(const mnas_genotype *g, int node, int k);
-/* 1 if equal as cells (each node's two pairs compared as a set), 0 if not. */
+/* 1 if equal as cells (each node's two pairs compared as a set; a pair
+ * equals only a pair), 0 if not. */
 MNAS_API int mnas_genotype_equal(const mnas_genotype *a, const mnas_genotype *b);
 /* Writes the text form into buf (capacity cap, always NUL-terminated when
  * cap > 0); returns the length the full text needs (excluding the NUL), so
  * a call with cap 0 sizes the buffer. -1 on error. */
 MNAS_API int64_t mnas_genotype_to_string(const mnas_genotype *g, char *buf, size_t cap);
 /* Graphviz DOT of the cell (inputs c_{k-2}, c_{k-1}, nodes 0..n-1, output
- * c_{k}), same buffer convention. */
+ * c_{k}), same buffer convention; a pair draws two clusters. */
 MNAS_API int64_t mnas_genotype_to_dot(const mnas_genotype *g, const char *title, char *buf, size_t cap);
 /* Fill alpha_out ([edges, ops] of cell, row-major) with the one-hot weights
- * of the genotype: 1 at each chosen (edge, op), 0 elsewhere. */
+ * of the genotype: 1 at each chosen (edge, op), 0 elsewhere. A pair uses
+ * its reduce part for a reduction cell, its normal part otherwise. */
 MNAS_API mnas_status mnas_genotype_onehot(const mnas_genotype *g, const mnas_cell *cell, mnas_real *alpha_out);
+/* The same for a supernet's whole alpha ([alpha_rows, ops]); the conv
+ * supernet needs a pair, the MLP one a single cell. */
+MNAS_API mnas_status mnas_genotype_onehot_supernet(const mnas_genotype *g, const mnas_supernet *net,
+                                                   mnas_real *alpha_out);
 
 /* ---- child networks -------------------------------------------------------- */
 
 /* A stand-alone network decoded from a genotype: the supernet's stem and
- * head, and per node only its two chosen ops. Its parameters carry the same
+ * head (and a conv cell's preprocessing), and per node only its two chosen
+ * ops; a conv supernet needs a pair genotype. The supernet must outlive
+ * the child. Its parameters carry the same
  * names as the supernet's corresponding ones, so values can be copied over
  * by name (mnas_params_copy_matching), and then its forward equals the
  * supernet's forward under the genotype's one-hot alpha. */

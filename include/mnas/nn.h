@@ -125,6 +125,28 @@ MNAS_API size_t mnas_mlp_num_params(const mnas_mlp *m);
 MNAS_API mnas_tensor *mnas_mlp_forward(const mnas_mlp *m, mnas_tape *tape, mnas_tensor *x,
                                        mnas_tensor *const *w);
 
+/* The paper's MAML baseline for images (Finn et al. 2017): 4 blocks of 3x3
+ * conv (padding 1, with bias) - BN (batch statistics) - ReLU - 2x2 max-pool
+ * (stride 2), then Linear to n_classes. x is [N, in_channels, height,
+ * width]; height and width must be >= 16 (four halvings, rounding down, leave
+ * >= 1 pixel); the head reads filters * (height/16) * (width/16) features.
+ * filters 0 means 32 (MiniImagenet's choice; Omniglot's is 64).
+ * Parameters: "b<i>.w" [filters, c_in, 3, 3], "b<i>.b", "b<i>.bn_g",
+ * "b<i>.bn_b" [filters] for i = 0..3, then "head.w", "head.b". */
+typedef struct mnas_convnet mnas_convnet;
+
+MNAS_API mnas_convnet *mnas_convnet_create(mnas_ctx *ctx, int64_t in_channels, int64_t height, int64_t width,
+                                           int64_t filters, int64_t n_classes);
+MNAS_API void mnas_convnet_free(mnas_convnet *net);
+MNAS_API int mnas_convnet_add_params(const mnas_convnet *net, mnas_params *p, const char *prefix, int group);
+MNAS_API size_t mnas_convnet_num_params(const mnas_convnet *net);
+/* The number of filters per block (32 when created with 0). */
+MNAS_API int64_t mnas_convnet_filters(const mnas_convnet *net);
+/* Logits [N, n_classes] for x [N, in_channels, height, width]; w holds
+ * mnas_convnet_num_params tensors in parameter order. */
+MNAS_API mnas_tensor *mnas_convnet_forward(const mnas_convnet *net, mnas_tape *tape, mnas_tensor *x,
+                                           mnas_tensor *const *w);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,8 @@ typedef enum mnas_opcode {
     OP_GATHER_ROWS, OP_SCATTER_ROWS,
     OP_SOFTMAX, OP_LOG_SOFTMAX, OP_BATCH_NORM, OP_BN_DX, OP_BN_DGAMMA,
     OP_CUSTOM,
+    OP_UNFOLD, OP_FOLD, OP_CONV2D, OP_CONV2D_DX, OP_CONV2D_DW,
+    OP_AVG_POOL, OP_AVG_POOL_ADJ, OP_POOL_GATHER, OP_POOL_SCATTER,
     OP_COUNT
 } mnas_opcode;
 
@@ -141,6 +143,8 @@ mnas_tensor *mnas__mix_dalpha(mnas_tape *tp, const mnas_tensor *like, mnas_tenso
 mnas_status mnas__bnb_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
 mnas_status mnas__bng_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
 mnas_status mnas__bn_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
+/* The backward rules of the convolution and pooling ops (ops_conv.c). */
+mnas_status mnas__conv_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
 /* Is this backward pass recording (create_graph)? */
 int mnas__bw_create_graph(const mnas_backward_ctx *bc);
 mnas_status mnas__bw_accumulate(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k,

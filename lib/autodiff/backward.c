@@ -258,6 +258,15 @@ mnas_status mnas__vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward
     case OP_BN_DX: return mnas__bnb_vjp(tp, n, g, bc);
     case OP_BN_DGAMMA: return mnas__bng_vjp(tp, n, g, bc);
     case OP_CUSTOM: return n->custom->vjp(tp, n, g, bc, n->state);
+    case OP_UNFOLD:
+    case OP_FOLD:
+    case OP_CONV2D:
+    case OP_CONV2D_DX:
+    case OP_CONV2D_DW:
+    case OP_AVG_POOL:
+    case OP_AVG_POOL_ADJ:
+    case OP_POOL_GATHER:
+    case OP_POOL_SCATTER: return mnas__conv_vjp(tp, n, g, bc);
     case OP_COUNT: break;
     }
     return mnas__tape_error(tp, MNAS_E_INTERNAL, "mnas_grad: no backward rule for op %d", (int)n->op);

@@ -93,4 +93,44 @@ void mnas__k_bn_double_backward(int64_t outer, int64_t C, int64_t inner, const r
                                 const real *gamma, const real *mean, const real *rstd, const real *u, const real *vg,
                                 real *ddx, real *ddg, real *dgam);
 
+/* ---- convolution and pooling (conv.c) ----------------------------------
+ * The geometry of a 2-D window op over x [N, C, H, W] (row-major): output
+ * [N, O, OH, OW] with OH = (H + 2 pad - dil (kh - 1) - 1) / stride + 1 (OW
+ * alike), zero padding. Weights of a convolution are [O, C / groups, kh,
+ * kw]; a pool has O = groups = C. The callers validate every field. */
+typedef struct mnas_kconv {
+    int64_t N, C, H, W;
+    int64_t O, groups;
+    int64_t kh, kw, stride, pad, dil;
+    int64_t OH, OW;
+} mnas_kconv;
+
+/* One image: x [C, H, W] -> cols [C kh kw, OH OW] (im2col), and the adjoint
+ * that adds cols back into x (col2im, accumulating). */
+void mnas__k_unfold(const mnas_kconv *g, const real *x, real *cols);
+void mnas__k_fold_add(const mnas_kconv *g, const real *cols, real *x);
+/* Elements of scratch the three convolution kernels below need (one
+ * image's columns; 0 for the depthwise and 1x1 paths). */
+int64_t mnas__k_conv_scratch(const mnas_kconv *g);
+/* Is this the depthwise case (groups == C == O) that has direct loops? */
+int mnas__k_conv_depthwise(const mnas_kconv *g);
+/* y [N, O, OH, OW] = conv(x, w) + b (b may be NULL). */
+void mnas__k_conv2d(const mnas_kconv *g, const real *x, const real *w, const real *b, real *y, real *scratch);
+/* dx [N, C, H, W] = the adjoint of conv(., w) applied to gy (transposed conv). */
+void mnas__k_conv2d_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx, real *scratch);
+/* dw [O, C/groups, kh, kw] = sum over the batch of gy (x) windows of x. */
+void mnas__k_conv2d_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw, real *scratch);
+
+/* Max over each kh x kw window (padding never wins); idx (may be NULL)
+ * receives the flat index into x of each output's maximum (first on ties). */
+void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx);
+/* Mean over the non-padding cells of each window, and its adjoint (dx is
+ * overwritten). */
+void mnas__k_avg_pool(const mnas_kconv *g, const real *x, real *y);
+void mnas__k_avg_pool_adj(const mnas_kconv *g, const real *gy, real *dx);
+/* y[i] = x[idx[i]] for n outputs; and its adjoint x[idx[i]] += y[i] into a
+ * zeroed x of size nx. */
+void mnas__k_gather_at(int64_t n, const int64_t *idx, const real *x, real *y);
+void mnas__k_scatter_at(int64_t n, const int64_t *idx, const real *y, int64_t nx, real *x);
+
 #endif /* MNAS_KERNELS_H */

@@ -121,10 +121,13 @@ int mnas_search_space_find_op(const mnas_search_space *s, const char *name)
     return -1;
 }
 
-mnas_status mnas__op_declare(const mnas_search_space *s, size_t op, int64_t width, mnas_param_decl *d)
+int mnas_param_decl_stride(const mnas_param_decl *d) { return d ? d->stride : 0; }
+
+mnas_status mnas__op_declare(const mnas_search_space *s, size_t op, int64_t width, int stride, mnas_param_decl *d)
 {
     memset(d, 0, sizeof *d);
     d->ctx = s->ctx;
+    d->stride = stride;
     const mnas__op_entry *e = &s->ops[op];
     if (!e->declare) return MNAS_OK;
     mnas_status st = e->declare(e->user, width, d);
@@ -162,6 +165,97 @@ int mnas__check_op_weights(mnas_tape *tp, const char *fn, const mnas_param_decl 
         }
     }
     return 1;
+}
+
+/* ---- one op on its own ------------------------------------------------- */
+
+static int op_args_ok(const mnas_search_space *s, size_t op, int64_t width, int stride, const char *fn)
+{
+    if (op >= s->n) {
+        mnas__error(s->ctx, MNAS_E_INVALID, "%s: op %zu out of range (%zu ops)", fn, op, s->n);
+        return 0;
+    }
+    if (width < 1 || width > 65536) {
+        mnas__error(s->ctx, MNAS_E_INVALID, "%s: width %lld (1..65536)", fn, (long long)width);
+        return 0;
+    }
+    if (stride != 1 && stride != 2) {
+        mnas__error(s->ctx, MNAS_E_INVALID, "%s: stride %d (1 or 2)", fn, stride);
+        return 0;
+    }
+    return 1;
+}
+
+int mnas_search_space_op_num_params(const mnas_search_space *s, size_t op, int64_t width, int stride)
+{
+    if (!s || !op_args_ok(s, op, width, stride, "mnas_search_space_op_num_params")) return -1;
+    mnas_param_decl d;
+    if (mnas__op_declare(s, op, width, stride, &d) != MNAS_OK) return -1;
+    return d.n;
+}
+
+int mnas_search_space_add_op_params(const mnas_search_space *s, size_t op, int64_t width, int stride, mnas_params *p,
+                                    const char *prefix, int group)
+{
+    const char *fn = "mnas_search_space_add_op_params";
+    if (!s) return -1;
+    if (!p) {
+        mnas__error(s->ctx, MNAS_E_INVALID, "%s: the parameter set is NULL", fn);
+        return -1;
+    }
+    if (!op_args_ok(s, op, width, stride, fn)) return -1;
+    if (!prefix) prefix = "";
+    if (strlen(prefix) > 40) {
+        mnas__error(s->ctx, MNAS_E_INVALID, "%s: prefix longer than 40 characters", fn);
+        return -1;
+    }
+    mnas_param_decl d;
+    if (mnas__op_declare(s, op, width, stride, &d) != MNAS_OK) return -1;
+    size_t first = mnas_params_count(p);
+    char name[96];
+    for (int i = 0; i < d.n; i++) {
+        snprintf(name, sizeof name, "%s%s", prefix, d.p[i].suffix);
+        if (mnas_params_add(p, name, d.p[i].ndim, d.p[i].shape, d.p[i].init, d.p[i].arg, group) < 0) {
+            mnas__params_truncate(p, first);
+            return -1;
+        }
+    }
+    return (int)first;
+}
+
+mnas_tensor *mnas_search_space_op_forward(const mnas_search_space *s, size_t op, mnas_tape *tp, mnas_tensor *x,
+                                          mnas_tensor *const *w, int stride)
+{
+    const char *fn = "mnas_search_space_op_forward";
+    if (!s || !mnas__tape_ok(tp)) return NULL;
+    if (!mnas__input_ok(tp, fn, "x", x)) return NULL;
+    if (op >= s->n || s->ops[op].is_zero) {
+        mnas__tape_error(tp, MNAS_E_INVALID, "%s: op %zu is %s", fn, op,
+                         op >= s->n ? "out of range" : "a zero op, which has no forward");
+        return NULL;
+    }
+    if (stride != 1 && stride != 2) {
+        mnas__tape_error(tp, MNAS_E_INVALID, "%s: stride %d (1 or 2)", fn, stride);
+        return NULL;
+    }
+    if (x->ndim < 2) {
+        mnas__tape_error(tp, MNAS_E_SHAPE, "%s: x must be [N, width, ...]", fn);
+        return NULL;
+    }
+    mnas_param_decl d;
+    if (mnas__op_declare(s, op, x->shape[1], stride, &d) != MNAS_OK) {
+        mnas__tape_error(tp, MNAS_E_INVALID, "%s: %s", fn, mnas_ctx_last_error(s->ctx));
+        return NULL;
+    }
+    if (d.n > 0 && !w) {
+        mnas__tape_error(tp, MNAS_E_INVALID, "%s: weights are NULL", fn);
+        return NULL;
+    }
+    if (!mnas__check_op_weights(tp, fn, &d, w)) return NULL;
+    const mnas__op_entry *e = &s->ops[op];
+    mnas_tensor *y = e->forward(e->user, tp, x, w, stride);
+    if (!y && !tp->status) mnas__tape_error(tp, MNAS_E_INVALID, "%s: op \"%s\" failed", fn, e->name);
+    return y;
 }
 
 /* ---- the MLP space ------------------------------------------------------- */

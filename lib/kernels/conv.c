@@ -1,0 +1,361 @@
+/* Convolution and pooling loops: im2col / col2im, convolution as one GEMM
+ * per image and group (BLIS), direct loops for depthwise convolution, and
+ * max / average pooling with their adjoints. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+/* The outputs o in [0, n_out) whose input coordinate o * s + off lies in
+ * [0, n_in), as [*lo, *hi). Every other output of that kernel tap reads
+ * padding. */
+static void span(int64_t off, int64_t s, int64_t n_in, int64_t n_out, int64_t *lo, int64_t *hi)
+{
+    int64_t a = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t b = n_in - 1 - off < 0 ? 0 : (n_in - 1 - off) / s + 1;
+    if (a > n_out) a = n_out;
+    if (b > n_out) b = n_out;
+    if (b < a) b = a;
+    *lo = a;
+    *hi = b;
+}
+
+/* 1x1 kernel, stride 1, no padding: an image already is its column matrix. */
+static int pointwise(const mnas_kconv *g)
+{
+    return g->kh == 1 && g->kw == 1 && g->stride == 1 && g->pad == 0;
+}
+
+int mnas__k_conv_depthwise(const mnas_kconv *g) { return g->groups == g->C && g->O == g->C; }
+
+int64_t mnas__k_conv_scratch(const mnas_kconv *g)
+{
+    if (mnas__k_conv_depthwise(g) || pointwise(g)) return 0;
+    return g->C * g->kh * g->kw * g->OH * g->OW;
+}
+
+MNAS_CLONES
+void mnas__k_unfold(const mnas_kconv *g, const real *x, real *cols)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, L = OH * OW;
+    real *row = cols;
+    for (int64_t c = 0; c < g->C; c++) {
+        const real *xc = x + c * H * W;
+        for (int64_t i = 0; i < g->kh; i++) {
+            int64_t offh = i * g->dil - g->pad, h0, h1;
+            span(offh, s, H, OH, &h0, &h1);
+            for (int64_t j = 0; j < g->kw; j++, row += L) {
+                int64_t offw = j * g->dil - g->pad, w0, w1;
+                span(offw, s, W, OW, &w0, &w1);
+                memset(row, 0, (size_t)(h0 * OW) * sizeof(real));
+                for (int64_t oh = h0; oh < h1; oh++) {
+                    real *r = row + oh * OW;
+                    const real *xr = xc + (oh * s + offh) * W;
+                    for (int64_t ow = 0; ow < w0; ow++) r[ow] = 0;
+                    if (s == 1) {
+                        memcpy(r + w0, xr + w0 + offw, (size_t)(w1 - w0) * sizeof(real));
+                    } else {
+                        for (int64_t ow = w0; ow < w1; ow++) r[ow] = xr[ow * s + offw];
+                    }
+                    for (int64_t ow = w1; ow < OW; ow++) r[ow] = 0;
+                }
+                memset(row + h1 * OW, 0, (size_t)((OH - h1) * OW) * sizeof(real));
+            }
+        }
+    }
+}
+
+MNAS_CLONES
+void mnas__k_fold_add(const mnas_kconv *g, const real *cols, real *x)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, L = OH * OW;
+    const real *row = cols;
+    for (int64_t c = 0; c < g->C; c++) {
+        real *xc = x + c * H * W;
+        for (int64_t i = 0; i < g->kh; i++) {
+            int64_t offh = i * g->dil - g->pad, h0, h1;
+            span(offh, s, H, OH, &h0, &h1);
+            for (int64_t j = 0; j < g->kw; j++, row += L) {
+                int64_t offw = j * g->dil - g->pad, w0, w1;
+                span(offw, s, W, OW, &w0, &w1);
+                for (int64_t oh = h0; oh < h1; oh++) {
+                    const real *r = row + oh * OW;
+                    real *xr = xc + (oh * s + offh) * W;
+                    if (s == 1) {
+                        for (int64_t ow = w0; ow < w1; ow++) xr[ow + offw] += r[ow];
+                    } else {
+                        for (int64_t ow = w0; ow < w1; ow++) xr[ow * s + offw] += r[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---- depthwise: one kh x kw filter per channel, direct loops ------------ */
+
+MNAS_CLONES
+static void dw_forward(const mnas_kconv *g, const real *x, const real *w, const real *b, real *y)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, C = g->C;
+    const int64_t L = OH * OW, kk = g->kh * g->kw;
+    for (int64_t nc = 0; nc < g->N * C; nc++) {
+        int64_t c = nc % C;
+        const real *xp = x + nc * H * W, *wc = w + c * kk;
+        real *yp = y + nc * L;
+        real b0 = b ? b[c] : 0;
+        for (int64_t o = 0; o < L; o++) yp[o] = b0;
+        for (int64_t i = 0; i < g->kh; i++) {
+            int64_t offh = i * g->dil - g->pad, h0, h1;
+            span(offh, s, H, OH, &h0, &h1);
+            for (int64_t j = 0; j < g->kw; j++) {
+                int64_t offw = j * g->dil - g->pad, w0, w1;
+                span(offw, s, W, OW, &w0, &w1);
+                real wv = wc[i * g->kw + j];
+                for (int64_t oh = h0; oh < h1; oh++) {
+                    const real *xr = xp + (oh * s + offh) * W;
+                    real *yr = yp + oh * OW;
+                    if (s == 1) {
+                        for (int64_t ow = w0; ow < w1; ow++) yr[ow] += wv * xr[ow + offw];
+                    } else {
+                        for (int64_t ow = w0; ow < w1; ow++) yr[ow] += wv * xr[ow * s + offw];
+                    }
+                }
+            }
+        }
+    }
+}
+
+MNAS_CLONES
+static void dw_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, C = g->C;
+    const int64_t L = OH * OW, kk = g->kh * g->kw;
+    memset(dx, 0, (size_t)(g->N * C * H * W) * sizeof(real));
+    for (int64_t nc = 0; nc < g->N * C; nc++) {
+        int64_t c = nc % C;
+        const real *gp = gy + nc * L, *wc = w + c * kk;
+        real *dp = dx + nc * H * W;
+        for (int64_t i = 0; i < g->kh; i++) {
+            int64_t offh = i * g->dil - g->pad, h0, h1;
+            span(offh, s, H, OH, &h0, &h1);
+            for (int64_t j = 0; j < g->kw; j++) {
+                int64_t offw = j * g->dil - g->pad, w0, w1;
+                span(offw, s, W, OW, &w0, &w1);
+                real wv = wc[i * g->kw + j];
+                for (int64_t oh = h0; oh < h1; oh++) {
+                    const real *gr = gp + oh * OW;
+                    real *dr = dp + (oh * s + offh) * W;
+                    if (s == 1) {
+                        for (int64_t ow = w0; ow < w1; ow++) dr[ow + offw] += wv * gr[ow];
+                    } else {
+                        for (int64_t ow = w0; ow < w1; ow++) dr[ow * s + offw] += wv * gr[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* sum_k a[k] b[k * sb] in 8 fixed lanes (vectorisable, same bits everywhere). */
+MNAS_CLONES
+static real dot_lanes(int64_t n, const real *a, const real *b, int64_t sb)
+{
+    real acc[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    int64_t k = 0;
+    if (sb == 1)
+        for (; k + 8 <= n; k += 8)
+            for (int q = 0; q < 8; q++) acc[q] += a[k + q] * b[k + q];
+    for (; k < n; k++) acc[0] += a[k] * b[k * sb];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+static void dw_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, C = g->C;
+    const int64_t L = OH * OW, kk = g->kh * g->kw;
+    memset(dw, 0, (size_t)(C * kk) * sizeof(real));
+    for (int64_t nc = 0; nc < g->N * C; nc++) {
+        int64_t c = nc % C;
+        const real *xp = x + nc * H * W, *gp = gy + nc * L;
+        real *wc = dw + c * kk;
+        for (int64_t i = 0; i < g->kh; i++) {
+            int64_t offh = i * g->dil - g->pad, h0, h1;
+            span(offh, s, H, OH, &h0, &h1);
+            for (int64_t j = 0; j < g->kw; j++) {
+                int64_t offw = j * g->dil - g->pad, w0, w1;
+                span(offw, s, W, OW, &w0, &w1);
+                real acc = 0;
+                for (int64_t oh = h0; oh < h1; oh++) {
+                    const real *xr = xp + (oh * s + offh) * W + w0 * s + offw;
+                    acc += dot_lanes(w1 - w0, gp + oh * OW + w0, xr, s);
+                }
+                wc[i * g->kw + j] += acc;
+            }
+        }
+    }
+}
+
+/* ---- general (grouped) convolution: im2col + one GEMM per image and group */
+
+void mnas__k_conv2d(const mnas_kconv *g, const real *x, const real *w, const real *b, real *y, real *scratch)
+{
+    if (mnas__k_conv_depthwise(g)) {
+        dw_forward(g, x, w, b, y);
+        return;
+    }
+    const int64_t L = g->OH * g->OW, G = g->groups, Og = g->O / G;
+    const int64_t Ck = g->C / G * g->kh * g->kw, HW = g->H * g->W;
+    int pw = pointwise(g);
+    for (int64_t n = 0; n < g->N; n++) {
+        const real *cols = x + n * g->C * HW;
+        if (!pw) {
+            mnas__k_unfold(g, cols, scratch);
+            cols = scratch;
+        }
+        real *yn = y + n * g->O * L;
+        if (b)
+            for (int64_t o = 0; o < g->O; o++)
+                for (int64_t l = 0; l < L; l++) yn[o * L + l] = b[o];
+        for (int64_t k = 0; k < G; k++)
+            mnas__k_gemm(0, 0, Og, L, Ck, 1, w + k * Og * Ck, Ck, cols + k * Ck * L, L, b ? 1 : 0,
+                         yn + k * Og * L, L);
+    }
+}
+
+void mnas__k_conv2d_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx, real *scratch)
+{
+    if (mnas__k_conv_depthwise(g)) {
+        dw_dx(g, gy, w, dx);
+        return;
+    }
+    const int64_t L = g->OH * g->OW, G = g->groups, Og = g->O / G;
+    const int64_t Ck = g->C / G * g->kh * g->kw, HW = g->H * g->W;
+    int pw = pointwise(g);
+    for (int64_t n = 0; n < g->N; n++) {
+        real *dxn = dx + n * g->C * HW;
+        real *cols = pw ? dxn : scratch;
+        const real *gn = gy + n * g->O * L;
+        for (int64_t k = 0; k < G; k++)
+            mnas__k_gemm(1, 0, Ck, L, Og, 1, w + k * Og * Ck, Ck, gn + k * Og * L, L, 0, cols + k * Ck * L, L);
+        if (!pw) {
+            memset(dxn, 0, (size_t)(g->C * HW) * sizeof(real));
+            mnas__k_fold_add(g, cols, dxn);
+        }
+    }
+}
+
+void mnas__k_conv2d_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw, real *scratch)
+{
+    if (mnas__k_conv_depthwise(g)) {
+        dw_dw(g, x, gy, dw);
+        return;
+    }
+    const int64_t L = g->OH * g->OW, G = g->groups, Og = g->O / G;
+    const int64_t Ck = g->C / G * g->kh * g->kw, HW = g->H * g->W;
+    int pw = pointwise(g);
+    for (int64_t n = 0; n < g->N; n++) {
+        const real *cols = x + n * g->C * HW;
+        if (!pw) {
+            mnas__k_unfold(g, cols, scratch);
+            cols = scratch;
+        }
+        const real *gn = gy + n * g->O * L;
+        for (int64_t k = 0; k < G; k++)
+            mnas__k_gemm(0, 1, Og, Ck, L, 1, gn + k * Og * L, L, cols + k * Ck * L, L, n ? 1 : 0, dw + k * Og * Ck,
+                         Ck);
+    }
+}
+
+/* ---- pooling (dilation 1) ---------------------------------------------- */
+
+/* The input rows (or columns) [*lo, *hi) of window o: clipped to the image. */
+static void window(int64_t o, int64_t s, int64_t pad, int64_t k, int64_t n_in, int64_t *lo, int64_t *hi)
+{
+    int64_t a = o * s - pad, b = a + k;
+    *lo = a < 0 ? 0 : a;
+    *hi = b > n_in ? n_in : b;
+}
+
+void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
+    for (int64_t nc = 0; nc < g->N * g->C; nc++) {
+        const real *xp = x + nc * H * W;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t h0, h1;
+            window(oh, g->stride, g->pad, g->kh, H, &h0, &h1);
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t w0, w1;
+                window(ow, g->stride, g->pad, g->kw, W, &w0, &w1);
+                /* Every window holds a real cell (pad < kernel is checked). */
+                int64_t bi = h0 * W + w0;
+                real best = xp[bi];
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) {
+                        real v = xp[ih * W + iw];
+                        /* Strictly greater: the first maximum wins ties; a
+                         * NaN wins over numbers so it propagates. */
+                        if (v > best || (isnan(v) && !isnan(best))) {
+                            best = v;
+                            bi = ih * W + iw;
+                        }
+                    }
+                int64_t o = (nc * OH + oh) * OW + ow;
+                y[o] = best;
+                if (idx) idx[o] = nc * H * W + bi;
+            }
+        }
+    }
+}
+
+void mnas__k_avg_pool(const mnas_kconv *g, const real *x, real *y)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
+    for (int64_t nc = 0; nc < g->N * g->C; nc++) {
+        const real *xp = x + nc * H * W;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t h0, h1;
+            window(oh, g->stride, g->pad, g->kh, H, &h0, &h1);
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t w0, w1;
+                window(ow, g->stride, g->pad, g->kw, W, &w0, &w1);
+                real s = 0;
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) s += xp[ih * W + iw];
+                y[(nc * OH + oh) * OW + ow] = s / (real)((h1 - h0) * (w1 - w0));
+            }
+        }
+    }
+}
+
+void mnas__k_avg_pool_adj(const mnas_kconv *g, const real *gy, real *dx)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
+    memset(dx, 0, (size_t)(g->N * g->C * H * W) * sizeof(real));
+    for (int64_t nc = 0; nc < g->N * g->C; nc++) {
+        real *dp = dx + nc * H * W;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t h0, h1;
+            window(oh, g->stride, g->pad, g->kh, H, &h0, &h1);
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t w0, w1;
+                window(ow, g->stride, g->pad, g->kw, W, &w0, &w1);
+                real v = gy[(nc * OH + oh) * OW + ow] / (real)((h1 - h0) * (w1 - w0));
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) dp[ih * W + iw] += v;
+            }
+        }
+    }
+}
+
+void mnas__k_gather_at(int64_t n, const int64_t *idx, const real *x, real *y)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = x[idx[i]];
+}
+
+void mnas__k_scatter_at(int64_t n, const int64_t *idx, const real *y, int64_t nx, real *x)
+{
+    memset(x, 0, (size_t)nx * sizeof(real));
+    for (int64_t i = 0; i < n; i++) x[idx[i]] += y[i];
+}

@@ -1,0 +1,293 @@
+/* Finite-difference checks, in double precision, of the convolution and
+ * pooling ops (and of the existing ops the conv search space leans on on
+ * [N, C, H, W] tensors: channel concat, 4-D batch-norm): first order (the
+ * gradient) and second order (the gradient of v·grad, through the recorded
+ * backward pass). Linked with the double build of the library (mnas_f64).
+ *
+ * As in test_f64_gradcheck.c, each op's output y is reduced to a scalar by
+ * f = Σ w1⊙y + Σ w2⊙y² with fixed random weights, so the second derivative
+ * of even a linear op is not zero. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mnas/mnas.h>
+
+_Static_assert(sizeof(mnas_real) == sizeof(double), "this test needs the double build");
+
+enum { INIT_NORMAL, INIT_POSITIVE, INIT_AWAY_FROM_ZERO, INIT_DISTINCT };
+
+#define MAXIN 5
+
+typedef mnas_tensor *(*op_fn)(mnas_tape *tp, mnas_tensor *const *in);
+
+typedef struct {
+    const char *name;
+    int nin;
+    int ndim[MAXIN];
+    int64_t shape[MAXIN][4];
+    int init[MAXIN];
+    op_fn op;
+} op_case;
+
+/* ---- the ops under test ---------------------------------------------- */
+
+static mnas_tensor *f_unfold_3x3_p1(mnas_tape *t, mnas_tensor *const *in) { return mnas_unfold(t, in[0], 3, 3, 1, 1, 1); }
+static mnas_tensor *f_unfold_2x3_s2_p1_d2(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_unfold(t, in[0], 2, 3, 2, 1, 2);
+}
+static mnas_tensor *f_fold_3x3_p1(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_fold(t, in[0], 2, 5, 4, 3, 3, 1, 1, 1);
+}
+static mnas_tensor *f_fold_2x3_s2_p1(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_fold(t, in[0], 2, 5, 6, 2, 3, 2, 1, 1);
+}
+static mnas_tensor *f_fold_3x3_d2_p2(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_fold(t, in[0], 1, 5, 5, 3, 3, 1, 2, 2);
+}
+static mnas_tensor *f_conv(mnas_tape *t, mnas_tensor *const *in) { return mnas_conv2d(t, in[0], in[1], in[2], 1, 0, 1, 1); }
+static mnas_tensor *f_conv_s2_p1(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], in[2], 2, 1, 1, 1);
+}
+static mnas_tensor *f_conv_p2_nob(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], NULL, 1, 2, 1, 1);
+}
+static mnas_tensor *f_conv_d2_p2(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], in[2], 1, 2, 2, 1);
+}
+static mnas_tensor *f_conv_g2_p1(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], in[2], 1, 1, 1, 2);
+}
+static mnas_tensor *f_conv_g2_nob(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], NULL, 2, 1, 1, 2);
+}
+static mnas_tensor *f_dw_p1(mnas_tape *t, mnas_tensor *const *in) { return mnas_conv2d(t, in[0], in[1], in[2], 1, 1, 1, 3); }
+static mnas_tensor *f_dw_s2_d2_p2(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], NULL, 2, 2, 2, 3);
+}
+static mnas_tensor *f_dw_5x5_p2(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], NULL, 1, 2, 1, 3);
+}
+static mnas_tensor *f_dw_2x3_s2(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], in[2], 2, 1, 1, 2);
+}
+static mnas_tensor *f_conv_1x1(mnas_tape *t, mnas_tensor *const *in) { return mnas_conv2d(t, in[0], in[1], in[2], 1, 0, 1, 1); }
+static mnas_tensor *f_conv_1x1_g2(mnas_tape *t, mnas_tensor *const *in) { return mnas_conv2d(t, in[0], in[1], NULL, 1, 0, 1, 2); }
+static mnas_tensor *f_conv_1x1_s2(mnas_tape *t, mnas_tensor *const *in) { return mnas_conv2d(t, in[0], in[1], NULL, 2, 0, 1, 1); }
+static mnas_tensor *f_conv_2x3_p1(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], in[2], 1, 1, 1, 1);
+}
+static mnas_tensor *f_conv_mult2(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], in[2], 1, 1, 1, 2); /* groups == C, O == 2C */
+}
+static mnas_tensor *f_max_3_s1_p1(mnas_tape *t, mnas_tensor *const *in) { return mnas_max_pool2d(t, in[0], 3, 1, 1); }
+static mnas_tensor *f_max_2_s2(mnas_tape *t, mnas_tensor *const *in) { return mnas_max_pool2d(t, in[0], 2, 2, 0); }
+static mnas_tensor *f_max_3_s2_p1(mnas_tape *t, mnas_tensor *const *in) { return mnas_max_pool2d(t, in[0], 3, 2, 1); }
+static mnas_tensor *f_avg_3_s1_p1(mnas_tape *t, mnas_tensor *const *in) { return mnas_avg_pool2d(t, in[0], 3, 1, 1); }
+static mnas_tensor *f_avg_2_s2(mnas_tape *t, mnas_tensor *const *in) { return mnas_avg_pool2d(t, in[0], 2, 2, 0); }
+static mnas_tensor *f_avg_3_s2_p1(mnas_tape *t, mnas_tensor *const *in) { return mnas_avg_pool2d(t, in[0], 3, 2, 1); }
+static mnas_tensor *f_gap(mnas_tape *t, mnas_tensor *const *in) { return mnas_global_avg_pool(t, in[0]); }
+static mnas_tensor *f_concat1(mnas_tape *t, mnas_tensor *const *in) { return mnas_concat(t, 3, in, 1); }
+static mnas_tensor *f_bn4d(mnas_tape *t, mnas_tensor *const *in) { return mnas_batch_norm(t, in[0], in[1], in[2], 1e-5); }
+static mnas_tensor *f_bn4d_plain(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_batch_norm(t, in[0], NULL, NULL, 1e-3);
+}
+/* DARTS's sep_conv / dil_conv unit: ReLU -> depthwise -> 1x1 -> BN. */
+static mnas_tensor *f_sep_chain(mnas_tape *t, mnas_tensor *const *in)
+{
+    mnas_tensor *h = mnas_conv2d(t, mnas_relu(t, in[0]), in[1], NULL, 1, 1, 1, 3);
+    h = mnas_conv2d(t, h, in[2], NULL, 1, 0, 1, 1);
+    return mnas_batch_norm(t, h, in[3], in[4], 1e-5);
+}
+static mnas_tensor *f_dil_chain(mnas_tape *t, mnas_tensor *const *in)
+{
+    mnas_tensor *h = mnas_conv2d(t, mnas_relu(t, in[0]), in[1], NULL, 1, 2, 2, 3);
+    h = mnas_conv2d(t, h, in[2], NULL, 1, 0, 1, 1);
+    return mnas_batch_norm(t, h, in[3], in[4], 1e-5);
+}
+/* A small image classifier head: conv -> max-pool -> avg-pool -> global
+ * pool -> linear; a composite of every op here. */
+static mnas_tensor *f_conv_net(mnas_tape *t, mnas_tensor *const *in)
+{
+    mnas_tensor *h = mnas_tanh(t, mnas_conv2d(t, in[0], in[1], in[2], 1, 1, 1, 1));
+    h = mnas_avg_pool2d(t, mnas_max_pool2d(t, h, 2, 2, 0), 3, 1, 1);
+    return mnas_linear(t, mnas_global_avg_pool(t, h), in[3], NULL);
+}
+
+#define S1(a) { a, 1, 1, 1 }
+#define S3(a, b, c) { a, b, c, 1 }
+#define S4(a, b, c, d) { a, b, c, d }
+#define S2(a, b) { a, b, 1, 1 }
+#define N INIT_NORMAL
+#define Z INIT_AWAY_FROM_ZERO
+#define D INIT_DISTINCT
+
+static const op_case cases[] = {
+    { "unfold 3x3 pad 1", 1, { 4 }, { S4(2, 3, 5, 4) }, { N }, f_unfold_3x3_p1 },
+    { "unfold 2x3 stride 2 pad 1 dilation 2", 1, { 4 }, { S4(2, 2, 7, 6) }, { N }, f_unfold_2x3_s2_p1_d2 },
+    { "fold 3x3 pad 1", 1, { 3 }, { S3(2, 18, 20) }, { N }, f_fold_3x3_p1 },
+    { "fold 2x3 stride 2 pad 1", 1, { 3 }, { S3(2, 12, 9) }, { N }, f_fold_2x3_s2_p1 },
+    { "fold 3x3 dilation 2 pad 2", 1, { 3 }, { S3(1, 9, 25) }, { N }, f_fold_3x3_d2_p2 },
+    { "conv2d plain", 3, { 4, 4, 1 }, { S4(2, 3, 5, 5), S4(4, 3, 3, 3), S1(4) }, { N, N, N }, f_conv },
+    { "conv2d stride 2 pad 1", 3, { 4, 4, 1 }, { S4(2, 3, 6, 5), S4(4, 3, 3, 3), S1(4) }, { N, N, N }, f_conv_s2_p1 },
+    { "conv2d pad 2 no bias", 2, { 4, 4 }, { S4(1, 2, 4, 5), S4(3, 2, 3, 3) }, { N, N }, f_conv_p2_nob },
+    { "conv2d dilation 2 pad 2", 3, { 4, 4, 1 }, { S4(2, 2, 6, 6), S4(3, 2, 3, 3), S1(3) }, { N, N, N }, f_conv_d2_p2 },
+    { "conv2d groups 2 pad 1", 3, { 4, 4, 1 }, { S4(2, 4, 5, 5), S4(6, 2, 3, 3), S1(6) }, { N, N, N }, f_conv_g2_p1 },
+    { "conv2d groups 2 stride 2 no bias", 2, { 4, 4 }, { S4(2, 4, 5, 6), S4(4, 2, 3, 2) }, { N, N }, f_conv_g2_nob },
+    { "conv2d depthwise pad 1", 3, { 4, 4, 1 }, { S4(2, 3, 5, 6), S4(3, 1, 3, 3), S1(3) }, { N, N, N }, f_dw_p1 },
+    { "conv2d depthwise stride 2 dilation 2 pad 2", 2, { 4, 4 }, { S4(2, 3, 7, 7), S4(3, 1, 3, 3) }, { N, N },
+      f_dw_s2_d2_p2 },
+    { "conv2d depthwise 5x5 pad 2", 2, { 4, 4 }, { S4(1, 3, 6, 5), S4(3, 1, 5, 5) }, { N, N }, f_dw_5x5_p2 },
+    { "conv2d depthwise 2x3 stride 2 pad 1", 3, { 4, 4, 1 }, { S4(2, 2, 5, 6), S4(2, 1, 2, 3), S1(2) }, { N, N, N },
+      f_dw_2x3_s2 },
+    { "conv2d 1x1", 3, { 4, 4, 1 }, { S4(2, 4, 3, 3), S4(5, 4, 1, 1), S1(5) }, { N, N, N }, f_conv_1x1 },
+    { "conv2d 1x1 groups 2", 2, { 4, 4 }, { S4(2, 4, 3, 2), S4(4, 2, 1, 1) }, { N, N }, f_conv_1x1_g2 },
+    { "conv2d 1x1 stride 2", 2, { 4, 4 }, { S4(1, 3, 5, 5), S4(2, 3, 1, 1) }, { N, N }, f_conv_1x1_s2 },
+    { "conv2d 2x3 kernel pad 1 non-square image", 3, { 4, 4, 1 }, { S4(2, 2, 4, 6), S4(3, 2, 2, 3), S1(3) },
+      { N, N, N }, f_conv_2x3_p1 },
+    { "conv2d groups == C, O == 2C", 3, { 4, 4, 1 }, { S4(1, 2, 4, 4), S4(4, 1, 3, 3), S1(4) }, { N, N, N },
+      f_conv_mult2 },
+    { "max_pool2d 3 stride 1 pad 1", 1, { 4 }, { S4(2, 2, 5, 5) }, { D }, f_max_3_s1_p1 },
+    { "max_pool2d 2 stride 2", 1, { 4 }, { S4(2, 2, 6, 5) }, { D }, f_max_2_s2 },
+    { "max_pool2d 3 stride 2 pad 1", 1, { 4 }, { S4(1, 3, 7, 6) }, { D }, f_max_3_s2_p1 },
+    { "avg_pool2d 3 stride 1 pad 1", 1, { 4 }, { S4(2, 2, 5, 5) }, { N }, f_avg_3_s1_p1 },
+    { "avg_pool2d 2 stride 2", 1, { 4 }, { S4(2, 2, 6, 5) }, { N }, f_avg_2_s2 },
+    { "avg_pool2d 3 stride 2 pad 1", 1, { 4 }, { S4(1, 3, 7, 6) }, { N }, f_avg_3_s2_p1 },
+    { "global_avg_pool", 1, { 4 }, { S4(2, 3, 4, 5) }, { N }, f_gap },
+    { "concat axis 1 NCHW", 3, { 4, 4, 4 }, { S4(2, 1, 3, 3), S4(2, 2, 3, 3), S4(2, 3, 3, 3) }, { N, N, N },
+      f_concat1 },
+    { "batch_norm NCHW", 3, { 4, 1, 1 }, { S4(3, 2, 3, 4), S1(2), S1(2) }, { N, N, N }, f_bn4d },
+    { "batch_norm NCHW no affine", 1, { 4 }, { S4(2, 3, 2, 3) }, { N }, f_bn4d_plain },
+    { "sep_conv chain relu-depthwise-1x1-bn", 5, { 4, 4, 4, 1, 1 },
+      { S4(2, 3, 5, 5), S4(3, 1, 3, 3), S4(4, 3, 1, 1), S1(4), S1(4) }, { Z, N, N, N, N }, f_sep_chain },
+    { "dil_conv chain relu-depthwise(d2)-1x1-bn", 5, { 4, 4, 4, 1, 1 },
+      { S4(2, 3, 6, 6), S4(3, 1, 3, 3), S4(4, 3, 1, 1), S1(4), S1(4) }, { Z, N, N, N, N }, f_dil_chain },
+    { "conv-tanh-maxpool-avgpool-gap-linear", 4, { 4, 4, 1, 2 },
+      { S4(2, 2, 6, 6), S4(3, 2, 3, 3), S1(3), S2(2, 3) }, { N, N, N, N }, f_conv_net },
+};
+#define NCASES ((int)(sizeof cases / sizeof cases[0]))
+
+/* ---- harness ---------------------------------------------------------- */
+
+typedef struct {
+    const op_case *c;
+    mnas_tensor *w1, *w2;
+} harness;
+
+static mnas_tensor *reduce_fn(mnas_tape *tp, mnas_tensor *const *in, void *user)
+{
+    harness *h = user;
+    mnas_tensor *y = h->c->op(tp, in);
+    if (!y) return NULL;
+    mnas_tensor *a = mnas_sum(tp, mnas_mul(tp, y, h->w1));
+    mnas_tensor *b = mnas_sum(tp, mnas_mul(tp, mnas_square(tp, y), h->w2));
+    return mnas_add(tp, a, b);
+}
+
+static int cmp_val(const void *a, const void *b, void *d)
+{
+    const mnas_real *v = d;
+    mnas_real x = v[*(const int64_t *)a], y = v[*(const int64_t *)b];
+    return (x > y) - (x < y);
+}
+
+/* Replace the values by their ranks spaced 0.05 apart (same order): every
+ * window's maximum then beats the runner-up by far more than the
+ * finite-difference step, so no perturbation moves an argmax. */
+static void make_distinct(mnas_real *d, int64_t n)
+{
+    int64_t *ix = malloc((size_t)n * sizeof *ix);
+    ck_assert_ptr_nonnull(ix);
+    for (int64_t i = 0; i < n; i++) ix[i] = i;
+    /* insertion sort by value (small tensors) */
+    for (int64_t i = 1; i < n; i++)
+        for (int64_t j = i; j > 0 && cmp_val(&ix[j - 1], &ix[j], d) > 0; j--) {
+            int64_t t = ix[j];
+            ix[j] = ix[j - 1];
+            ix[j - 1] = t;
+        }
+    for (int64_t r = 0; r < n; r++) d[ix[r]] = 0.05 * (double)(r - n / 2);
+    free(ix);
+}
+
+static void run_case(int i, int order)
+{
+    const op_case *c = &cases[i];
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    mnas_ctx_seed(ctx, 5000u + (uint64_t)i);
+    mnas_tensor *in[MAXIN] = { NULL };
+    for (int k = 0; k < c->nin; k++) {
+        in[k] = mnas_tensor_randn(ctx, c->ndim[k], c->shape[k], 0.0, 1.0);
+        ck_assert_ptr_nonnull(in[k]);
+        mnas_real *d = mnas_tensor_data(in[k]);
+        int64_t n = mnas_tensor_size(in[k]);
+        for (int64_t j = 0; j < n; j++) {
+            if (c->init[k] == INIT_POSITIVE) d[j] = 0.5 + fabs(d[j]);
+            if (c->init[k] == INIT_AWAY_FROM_ZERO) d[j] = (d[j] < 0 ? -0.2 : 0.2) + d[j];
+        }
+        if (c->init[k] == INIT_DISTINCT) make_distinct(d, n);
+        ck_assert_int_eq(mnas_tensor_set_requires_grad(in[k], 1), MNAS_OK);
+    }
+    mnas_tape *tp;
+    ck_assert_int_eq(mnas_tape_create(ctx, &tp), MNAS_OK);
+    mnas_tensor *y = c->op(tp, in);
+    ck_assert_msg(y != NULL, "%s: forward failed: %s", c->name, mnas_tape_last_error(tp));
+    int64_t ys[4];
+    ck_assert_int_eq(mnas_tensor_shape(y, ys), MNAS_OK);
+    harness h = { c, mnas_tensor_randn(ctx, mnas_tensor_ndim(y), ys, 0.0, 1.0),
+                  mnas_tensor_randn(ctx, mnas_tensor_ndim(y), ys, 0.0, 0.5) };
+    mnas_tape_free(tp);
+    ck_assert_ptr_nonnull(h.w1);
+    ck_assert_ptr_nonnull(h.w2);
+
+    mnas_gradcheck_options o = MNAS_GRADCHECK_OPTIONS_INIT;
+    o.order = order;
+    double worst = -1;
+    mnas_status st = mnas_gradcheck(ctx, reduce_fn, &h, (size_t)c->nin, in, &o, &worst);
+    ck_assert_msg(st == MNAS_OK, "%s, order %d: %s", c->name, order, mnas_ctx_last_error(ctx));
+    ck_assert(worst >= 0.0 && worst <= 1.0);
+
+    mnas_tensor_free(h.w1);
+    mnas_tensor_free(h.w2);
+    for (int k = 0; k < c->nin; k++) mnas_tensor_free(in[k]);
+    mnas_ctx_free(ctx);
+}
+
+START_TEST(op_first_order) { run_case(_i, 1); }
+END_TEST
+
+START_TEST(op_second_order) { run_case(_i, 2); }
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("conv_f64");
+    TCase *ops = tcase_create("ops");
+    tcase_set_timeout(ops, 600);
+    tcase_add_loop_test(ops, op_first_order, 0, NCASES);
+    tcase_add_loop_test(ops, op_second_order, 0, NCASES);
+    suite_add_tcase(s, ops);
+    SRunner *r = srunner_create(s);
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed == 0 ? 0 : 1;
+}
