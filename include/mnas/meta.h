@@ -164,11 +164,26 @@ typedef struct mnas_learner_options {
     mnas_rnn_kind encoder;   /* default MNAS_RNN_GRU */
     mnas_modulation modulation; /* default MNAS_MODULATE_ELEMENT */
     double modulator_bias;   /* initial FC bias of the modulator (default 3: tau ~ 0.95) */
+    /* Few-shot image classification (N-way): classes > 0 selects it. Tasks
+     * then hold images x [n, in_channels, image_size, image_size] and labels
+     * y [n, 1] (class indices 0..classes-1 stored as reals); the loss is the
+     * cross-entropy. MAML uses the paper's 4-block conv network (filters per
+     * block), the M-NAS variants the DARTS supernet (stem, one normal and one
+     * reduction cell of `channels` channels, `nodes` nodes: DARTS uses 4),
+     * and the encoder reads the flattened image with the one-hot label. The
+     * regression fields hidden, layers, in_features and out_features are
+     * then unused. */
+    int classes;             /* 0: regression with the MSE (default) */
+    int in_channels;         /* default 1 */
+    int image_size;          /* height = width (default 28) */
+    int filters;             /* conv MAML baseline, per block (default 32) */
+    int channels;            /* conv supernet C (default 16) */
 } mnas_learner_options;
 
 #define MNAS_LEARNER_OPTIONS_INIT                                                                          \
     { sizeof(mnas_learner_options), MNAS_METHOD_MAML, 25, 5, 0.001, 0.001, MNAS_INNER_SECOND_ORDER, 1, 0u,  \
-      0.0, 50, 5, 1, 1, 1e-4, 0.01, 0.1, 3, 32, 32, 64, MNAS_RNN_GRU, MNAS_MODULATE_ELEMENT, 3.0 }
+      0.0, 50, 5, 1, 1, 1e-4, 0.01, 0.1, 3, 32, 32, 64, MNAS_RNN_GRU, MNAS_MODULATE_ELEMENT, 3.0, 0, 1, 28,  \
+      32, 16 }
 
 typedef struct mnas_learner mnas_learner;
 
@@ -207,11 +222,18 @@ typedef int (*mnas_progress_fn)(void *user, int64_t iteration, int64_t total, do
 MNAS_API mnas_status mnas_learner_train(mnas_learner *l, mnas_task_source source, void *source_user,
                                         int64_t iterations, mnas_progress_fn progress, void *progress_user);
 
-/* Query MSE-style losses of every task of set, before (mse_before[i], with
- * the meta-weights) and after adaptation (mse_after[i]); steps < 0 uses the
- * training inner_steps. Either output may be NULL. Runs on the worker pool. */
+/* Query losses of every task of set (the MSE, or the cross-entropy of a
+ * classification learner), before (loss_before[i], with the meta-weights)
+ * and after adaptation (loss_after[i]); steps < 0 uses the training
+ * inner_steps. Either output may be NULL. Runs on the worker pool. */
 MNAS_API mnas_status mnas_learner_evaluate(mnas_learner *l, const mnas_task_set *set, int steps,
                                            double *loss_before, double *loss_after);
+/* Classification accuracy (fraction of query images whose largest logit is
+ * their label) of every task of set, before and after adaptation; the same
+ * adaptation as mnas_learner_evaluate. Classification learners only
+ * (classes > 0): MNAS_E_STATE otherwise. Either output may be NULL. */
+MNAS_API mnas_status mnas_learner_evaluate_accuracy(mnas_learner *l, const mnas_task_set *set, int steps,
+                                                    double *acc_before, double *acc_after);
 
 /* Enter the architecture-evaluation phase (paper, "Architectures
  * Evaluation"). M-NAS-Shared fixes the genotype derived from its shared

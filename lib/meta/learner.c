@@ -22,7 +22,9 @@ typedef struct {
 struct mnas_learner {
     mnas_ctx *ctx;
     mnas_learner_options o;
-    mnas_mlp *mlp;              /* MAML's network */
+    mnas_mlp *mlp;              /* MAML's network: regression ... */
+    mnas_convnet *cnet;         /* ... or image classification */
+    int classify;               /* classes > 0: cross-entropy on labels */
     mnas_search_space *space;   /* M-NAS variants: the one-shot model ... */
     mnas_supernet *net;
     mnas_task_encoder *enc;     /* ... the task encoder ... */
@@ -114,6 +116,17 @@ static mnas_status check_options(mnas_ctx *ctx, const mnas_learner_options *o)
         return mnas__error(ctx, MNAS_E_INVALID,
                            "%s: network hidden %d (1..4096), layers %d (1..64), in %d and out %d (1..4096)", fn,
                            o->hidden, o->layers, o->in_features, o->out_features);
+    if (o->classes < 0 || o->classes > 1000)
+        return mnas__error(ctx, MNAS_E_INVALID, "%s: classes %d is outside 0..1000", fn, o->classes);
+    if (o->classes > 0 && (o->in_channels < 1 || o->in_channels > 64 || o->image_size < 1 || o->image_size > 1024 ||
+                           o->filters < 0 || o->filters > 1024 || o->channels < 1 || o->channels > 1024))
+        return mnas__error(ctx, MNAS_E_INVALID,
+                           "%s: images need in_channels 1..64, image_size 1..1024, filters 0..1024 and channels "
+                           "1..1024 (got %d, %d, %d, %d)",
+                           fn, o->in_channels, o->image_size, o->filters, o->channels);
+    if (o->classes > 0 && o->method == MNAS_METHOD_MAML && o->image_size < 16)
+        return mnas__error(ctx, MNAS_E_INVALID, "%s: the conv MAML network needs image_size >= 16 (got %d)", fn,
+                           o->image_size);
     return MNAS_OK;
 }
 
@@ -126,6 +139,7 @@ void mnas_learner_free(mnas_learner *l)
     mnas_optim_free(l->opt);
     mnas_params_free(l->params);
     mnas_mlp_free(l->mlp);
+    mnas_convnet_free(l->cnet);
     mnas_modulator_free(l->mod);
     mnas_controller_free(l->ctl);
     mnas_task_encoder_free(l->enc);
@@ -159,6 +173,12 @@ static mnas_status build_model(mnas_learner *l)
     const mnas_learner_options *o = &l->o;
     mnas_ctx *ctx = l->ctx;
     mnas_params *p = l->params;
+    if (o->method == MNAS_METHOD_MAML && l->classify) {
+        l->cnet = mnas_convnet_create(ctx, o->in_channels, o->image_size, o->image_size, o->filters, o->classes);
+        if (!l->cnet) return MNAS_E_INVALID;
+        l->s_net = add_span(p, mnas_convnet_add_params(l->cnet, p, "net.", 0));
+        return l->s_net.count ? MNAS_OK : MNAS_E_INVALID;
+    }
     if (o->method == MNAS_METHOD_MAML) {
         int64_t dims[65];
         dims[0] = o->in_features;
@@ -169,15 +189,19 @@ static mnas_status build_model(mnas_learner *l)
         l->s_net = add_span(p, mnas_mlp_add_params(l->mlp, p, "net.", 0));
         return l->s_net.count ? MNAS_OK : MNAS_E_INVALID;
     }
-    l->space = mnas_search_space_mlp(ctx);
+    l->space = l->classify ? mnas_search_space_darts(ctx) : mnas_search_space_mlp(ctx);
     if (!l->space) return MNAS_E_NOMEM;
-    l->net = mnas_supernet_create_mlp(l->space, o->in_features, o->hidden, o->nodes, o->out_features);
+    l->net = l->classify ? mnas_supernet_create_conv(l->space, o->in_channels, o->channels, o->nodes, o->classes)
+                         : mnas_supernet_create_mlp(l->space, o->in_features, o->hidden, o->nodes, o->out_features);
     if (!l->net) return MNAS_E_INVALID;
     l->s_net = add_span(p, mnas_supernet_add_params(l->net, p, "net.", 0));
     if (!l->s_net.count) return MNAS_E_INVALID;
-    l->edges = mnas_cell_num_edges(mnas_supernet_cell(l->net));
+    l->edges = mnas_supernet_alpha_rows(l->net);
     l->ops = mnas_search_space_num_ops(l->space);
-    l->enc = mnas_task_encoder_create(ctx, o->in_features, o->out_features, o->f_dim, o->z_dim, o->encoder);
+    /* Images reach the encoder flattened, with one-hot labels. */
+    int64_t xf = l->classify ? (int64_t)o->in_channels * o->image_size * o->image_size : o->in_features;
+    int64_t yf = l->classify ? o->classes : o->out_features;
+    l->enc = mnas_task_encoder_create(ctx, xf, yf, o->f_dim, o->z_dim, o->encoder);
     if (!l->enc) return MNAS_E_INVALID;
     l->s_enc = add_span(p, mnas_task_encoder_add_params(l->enc, p, "enc.", 0));
     if (!l->s_enc.count) return MNAS_E_INVALID;
@@ -226,6 +250,7 @@ mnas_learner *mnas_learner_create(mnas_ctx *ctx, const mnas_learner_options *opt
     }
     l->ctx = ctx;
     l->o = o;
+    l->classify = o.classes > 0;
     l->nthreads = o.threads;
     l->params = mnas_params_create(ctx);
     l->alpha_idx = -1;
@@ -321,27 +346,78 @@ static mnas_status ensure_slots(mnas_learner *l, size_t n, int training)
 typedef struct {
     const mnas_learner *l;
     mnas_tensor *x, *y;
+    const int32_t *labels; /* classification: y as class indices */
 } support_data;
+
+static mnas_tensor *predict(const mnas_learner *l, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w,
+                            mnas_tensor *alpha)
+{
+    if (l->cnet) return mnas_convnet_forward(l->cnet, tp, x, w);
+    return l->mlp ? mnas_mlp_forward(l->mlp, tp, x, w) : mnas_supernet_forward(l->net, tp, x, w, alpha);
+}
+
+/* The task loss of the model's output: the MSE against y, or the
+ * cross-entropy against the labels. */
+static mnas_tensor *task_loss(const mnas_learner *l, mnas_tape *tp, mnas_tensor *out, mnas_tensor *y,
+                              const int32_t *labels)
+{
+    if (!out) return NULL;
+    return l->classify ? mnas_cross_entropy(tp, out, (size_t)mnas_tensor_dim(y, 0), labels) : mnas_mse(tp, out, y);
+}
 
 /* The support loss of the inner loop; extra[0] is alpha for the supernet. */
 static mnas_tensor *support_loss(mnas_tape *tp, mnas_tensor *const *w, mnas_tensor *const *extra, void *user)
 {
     support_data *d = user;
-    return mnas_mse(tp, d->l->mlp ? mnas_mlp_forward(d->l->mlp, tp, d->x, w)
-                                  : mnas_supernet_forward(d->l->net, tp, d->x, w, extra[0]),
-                    d->y);
+    return task_loss(d->l, tp, predict(d->l, tp, d->x, w, d->l->net ? extra[0] : NULL), d->y, d->labels);
 }
 
-static mnas_tensor *predict(const mnas_learner *l, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w,
-                            mnas_tensor *alpha)
+/* A classification task's labels (y [n, 1]) as int32 in the tape's arena;
+ * NULL for regression (or with the tape's error set). */
+static const int32_t *labels_of(const mnas_learner *l, mnas_tape *tp, const mnas_tensor *y)
 {
-    return l->mlp ? mnas_mlp_forward(l->mlp, tp, x, w) : mnas_supernet_forward(l->net, tp, x, w, alpha);
+    if (!l->classify) return NULL;
+    int64_t n = mnas_tensor_dim(y, 0);
+    int32_t *lab = mnas__tape_scratch(tp, "mnas_learner", (size_t)n * sizeof *lab);
+    if (!lab) return NULL;
+    const mnas_real *v = mnas_tensor_cdata(y);
+    for (int64_t i = 0; i < n; i++) lab[i] = (int32_t)v[i];
+    return lab;
+}
+
+/* Images [n, C, S, S] with labels [n, 1] holding integers 0..classes-1. */
+static mnas_status check_image_task(const mnas_learner *l, mnas_tensor *const xs[4], size_t j, char *msg)
+{
+    const mnas_learner_options *o = &l->o;
+    for (int k = 0; k < 4; k += 2) {
+        mnas_tensor *x = xs[k], *y = xs[k + 1];
+        if (!x || !y || mnas_tensor_ndim(x) != 4 || mnas_tensor_dim(x, 1) != o->in_channels ||
+            mnas_tensor_dim(x, 2) != o->image_size || mnas_tensor_dim(x, 3) != o->image_size ||
+            mnas_tensor_ndim(y) != 2 || mnas_tensor_dim(y, 1) != 1 || mnas_tensor_dim(y, 0) != mnas_tensor_dim(x, 0)) {
+            snprintf(msg, TASK_MSG, "task %zu: expected images x [n, %d, %d, %d] and labels y [n, 1]", j,
+                     o->in_channels, o->image_size, o->image_size);
+            return MNAS_E_SHAPE;
+        }
+        if (mnas_tensor_dim(x, 0) > 4096) {
+            snprintf(msg, TASK_MSG, "task %zu: more than 4096 images in a set", j);
+            return MNAS_E_SHAPE;
+        }
+        const mnas_real *v = mnas_tensor_cdata(y);
+        for (int64_t i = 0; i < mnas_tensor_dim(y, 0); i++)
+            if (!(v[i] >= 0 && v[i] < (mnas_real)o->classes) || v[i] != (mnas_real)(int32_t)v[i]) {
+                snprintf(msg, TASK_MSG, "task %zu: label %g of %s image %lld is not a class index 0..%d", j,
+                         (double)v[i], k == 0 ? "support" : "query", (long long)i, o->classes - 1);
+                return MNAS_E_INVALID;
+            }
+    }
+    return MNAS_OK;
 }
 
 static mnas_status check_task(const mnas_learner *l, const mnas_task *t, size_t j, char *msg)
 {
     mnas_tensor *xs[4] = { mnas_task_support_x(t), mnas_task_support_y(t), mnas_task_query_x(t),
                            mnas_task_query_y(t) };
+    if (l->classify) return check_image_task(l, xs, j, msg);
     for (int k = 0; k < 4; k++)
         if (!xs[k] || mnas_tensor_ndim(xs[k]) != 2 ||
             mnas_tensor_dim(xs[k], 1) != (k % 2 == 0 ? l->o.in_features : l->o.out_features)) {
@@ -359,11 +435,10 @@ static mnas_status check_task(const mnas_learner *l, const mnas_task *t, size_t 
 /* The genotype's one-hot alpha for a soft alpha, as a constant tape tensor. */
 static mnas_tensor *onehot_of(const mnas_learner *l, mnas_tape *tp, mnas_tensor *alpha)
 {
-    const mnas_cell *cell = mnas_supernet_cell(l->net);
-    mnas_genotype *g = mnas_genotype_derive(cell, alpha);
+    mnas_genotype *g = mnas_genotype_derive_supernet(l->net, alpha);
     int64_t sh[2] = { (int64_t)l->edges, (int64_t)l->ops };
     mnas_tensor *oh = g ? mnas_tape_tensor(tp, 2, sh, NULL) : NULL;
-    if (oh && mnas_genotype_onehot(g, cell, oh->data) != MNAS_OK) oh = NULL;
+    if (oh && mnas_genotype_onehot_supernet(g, l->net, oh->data) != MNAS_OK) oh = NULL;
     mnas_genotype_free(g);
     if (!oh && !tp->status) mnas__tape_error(tp, MNAS_E_INVALID, "deriving the genotype failed: %s", mnas_ctx_last_error(l->ctx));
     return oh;
@@ -381,7 +456,7 @@ static mnas_status prepare(const mnas_learner *l, mnas_tape *tp, const mnas_task
     *alpha = NULL;
     *recon = NULL;
     if (u_out) *u_out = NULL;
-    if (l->mlp) {
+    if (!l->net) { /* MAML */
         memcpy(w0, W + l->s_net.first, l->s_net.count * sizeof *w0);
         return MNAS_OK;
     }
@@ -398,6 +473,17 @@ static mnas_status prepare(const mnas_learner *l, mnas_tape *tp, const mnas_task
         int64_t tmp = perm[i];
         perm[i] = perm[k];
         perm[k] = tmp;
+    }
+    if (l->classify) {
+        /* Images reach the encoder flattened, labels one-hot. */
+        int64_t xs[2] = { K, mnas_tensor_size(sx) / (K > 0 ? K : 1) }, ys[2] = { K, l->o.classes };
+        mnas_tensor *oh = mnas_tape_tensor(tp, 2, ys, NULL);
+        sx = mnas_reshape(tp, sx, 2, xs);
+        if (!oh || !sx) return tp->status ? tp->status : MNAS_E_INTERNAL;
+        const mnas_real *lab = mnas_tensor_cdata(sy);
+        memset(oh->data, 0, (size_t)oh->size * sizeof(mnas_real));
+        for (int64_t i = 0; i < K; i++) oh->data[i * l->o.classes + (int64_t)lab[i]] = 1;
+        sy = oh;
     }
     mnas_tensor *z;
     mnas_status st = mnas_task_encoder_forward(l->enc, tp, sx, sy, W + l->s_enc.first, perm, &z, recon);
@@ -451,6 +537,7 @@ typedef struct {
     int steps;
     uint64_t stream0;
     double *before, *after; /* evaluation outputs */
+    double *acc_before, *acc_after;
 } job_data;
 
 static void record_failure(mnas_learner *l, size_t j, mnas_tape *tp, mnas_status st)
@@ -471,14 +558,17 @@ static mnas_status task_gradient(mnas_learner *l, mnas_tape *tp, const mnas_task
     if (st != MNAS_OK) return st;
     mnas_tensor *u = NULL, *z = NULL;
     if ((st = prepare(l, tp, t, stream, 1, w0, &alpha, &recon, &u, &z)) != MNAS_OK) return st;
-    support_data sd = { l, mnas_task_support_x(t), mnas_task_support_y(t) };
+    mnas_tensor *sy = mnas_task_support_y(t), *qy = mnas_task_query_y(t);
+    const int32_t *slab = labels_of(l, tp, sy), *qlab = labels_of(l, tp, qy);
+    if (l->classify && (!slab || !qlab)) return tp->status ? tp->status : MNAS_E_NOMEM;
+    support_data sd = { l, mnas_task_support_x(t), sy, slab };
     mnas_inner_options io = MNAS_INNER_OPTIONS_INIT;
     io.steps = l->o.inner_steps;
     io.lr = l->o.inner_lr;
     io.mode = l->o.inner_mode;
     if ((st = mnas_inner_loop(tp, support_loss, &sd, l->s_net.count, w0, alpha ? 1 : 0, &alpha, &io, fast)) != MNAS_OK)
         return st;
-    mnas_tensor *q = mnas_mse(tp, predict(l, tp, mnas_task_query_x(t), fast, alpha), mnas_task_query_y(t));
+    mnas_tensor *q = task_loss(l, tp, predict(l, tp, mnas_task_query_x(t), fast, alpha), qy, qlab);
     if (!q) return tp->status ? tp->status : MNAS_E_INTERNAL;
     double loss = (double)q->data[0];
     if (recon && l->o.beta > 0) q = mnas_add(tp, q, mnas_scale(tp, recon, l->o.beta));
@@ -607,7 +697,7 @@ static mnas_status run_batch(mnas_learner *l, const char *fn, const mnas_task *c
     if (st != MNAS_OK) return st;
     for (size_t j = 0; j < n; j++) l->task_msg[j][0] = '\0';
     job_data d = { l, tasks, source, source_user, (uint64_t)l->iteration * (uint64_t)n, 0,
-                   (uint64_t)l->iteration * (uint64_t)n, NULL, NULL };
+                   (uint64_t)l->iteration * (uint64_t)n, NULL, NULL, NULL, NULL };
     mnas__pool_run(l->pool, n, train_job, &d);
     for (size_t j = 0; j < n; j++)
         if (l->task_status[j] != MNAS_OK) {
@@ -658,34 +748,53 @@ mnas_status mnas_learner_train(mnas_learner *l, mnas_task_source source, void *s
 /* ---- evaluation and prediction ---------------------------------------- */
 
 /* Adapt to the support set and return the query loss before / after. */
+/* The query loss (and, with acc, the accuracy) of weights w. */
+static mnas_status query_eval(mnas_learner *l, mnas_tape *tp, const mnas_task *t, mnas_tensor *const *w,
+                              mnas_tensor *alpha, const int32_t *qlab, double *loss, double *acc)
+{
+    mnas_tensor *qy = mnas_task_query_y(t);
+    mnas_tape_no_grad_begin(tp);
+    mnas_tensor *out = predict(l, tp, mnas_task_query_x(t), w, alpha);
+    mnas_tensor *q = task_loss(l, tp, out, qy, qlab);
+    mnas_tape_no_grad_end(tp);
+    if (!q) return tp->status ? tp->status : MNAS_E_INTERNAL;
+    if (loss) *loss = (double)q->data[0];
+    if (acc) {
+        /* The first largest logit wins a tie. */
+        int64_t n = out->shape[0], c = out->shape[1], right = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const mnas_real *row = out->data + i * c;
+            int64_t best = 0;
+            for (int64_t k = 1; k < c; k++)
+                if (row[k] > row[best]) best = k;
+            right += best == qlab[i];
+        }
+        *acc = n ? (double)right / (double)n : 0.0;
+    }
+    return MNAS_OK;
+}
+
 static mnas_status adapt(mnas_learner *l, mnas_tape *tp, const mnas_task *t, uint64_t stream, int steps,
-                         mnas_tensor **fast, mnas_tensor **alpha_out, double *before, double *after)
+                         mnas_tensor **fast, mnas_tensor **alpha_out, double *before, double *after,
+                         double *acc_before, double *acc_after)
 {
     mnas_tensor *w0[MAX_P], *alpha, *recon;
     mnas_status st = prepare(l, tp, t, stream, 0, w0, &alpha, &recon, NULL, NULL);
     if (st != MNAS_OK) return st;
-    mnas_tensor *qx = mnas_task_query_x(t), *qy = mnas_task_query_y(t);
-    if (before) {
-        mnas_tape_no_grad_begin(tp);
-        mnas_tensor *q = mnas_mse(tp, predict(l, tp, qx, w0, alpha), qy);
-        mnas_tape_no_grad_end(tp);
-        if (!q) return tp->status ? tp->status : MNAS_E_INTERNAL;
-        *before = (double)q->data[0];
-    }
-    support_data sd = { l, mnas_task_support_x(t), mnas_task_support_y(t) };
+    mnas_tensor *sy = mnas_task_support_y(t);
+    const int32_t *slab = labels_of(l, tp, sy), *qlab = labels_of(l, tp, mnas_task_query_y(t));
+    if (l->classify && (!slab || !qlab)) return tp->status ? tp->status : MNAS_E_NOMEM;
+    if ((before || acc_before) && (st = query_eval(l, tp, t, w0, alpha, qlab, before, acc_before)) != MNAS_OK)
+        return st;
+    support_data sd = { l, mnas_task_support_x(t), sy, slab };
     mnas_inner_options io = MNAS_INNER_OPTIONS_INIT;
     io.steps = steps;
     io.lr = l->o.inner_lr;
     io.mode = MNAS_INNER_FIRST_ORDER; /* no meta-gradient needed */
     if ((st = mnas_inner_loop(tp, support_loss, &sd, l->s_net.count, w0, alpha ? 1 : 0, &alpha, &io, fast)) != MNAS_OK)
         return st;
-    if (after) {
-        mnas_tape_no_grad_begin(tp);
-        mnas_tensor *q = mnas_mse(tp, predict(l, tp, qx, fast, alpha), qy);
-        mnas_tape_no_grad_end(tp);
-        if (!q) return tp->status ? tp->status : MNAS_E_INTERNAL;
-        *after = (double)q->data[0];
-    }
+    if ((after || acc_after) && (st = query_eval(l, tp, t, fast, alpha, qlab, after, acc_after)) != MNAS_OK)
+        return st;
     if (alpha_out) *alpha_out = alpha;
     return MNAS_OK;
 }
@@ -706,14 +815,14 @@ static void eval_job(void *user, size_t j, int worker)
     }
     mnas_tensor *fast[MAX_P];
     st = adapt(l, tp, d->tasks[j], EVAL_STREAM + j, d->steps, fast, NULL, d->before ? &d->before[j] : NULL,
-               d->after ? &d->after[j] : NULL);
+               d->after ? &d->after[j] : NULL, d->acc_before ? &d->acc_before[j] : NULL,
+               d->acc_after ? &d->acc_after[j] : NULL);
     if (st != MNAS_OK) record_failure(l, j, tp, st);
 }
 
-mnas_status mnas_learner_evaluate(mnas_learner *l, const mnas_task_set *set, int steps, double *before, double *after)
+static mnas_status evaluate(mnas_learner *l, const char *fn, const mnas_task_set *set, int steps, double *before,
+                           double *after, double *acc_before, double *acc_after)
 {
-    const char *fn = "mnas_learner_evaluate";
-    if (!l) return MNAS_E_INVALID;
     size_t n = mnas_task_set_size(set);
     if (!set || n == 0) return mnas__error(l->ctx, MNAS_E_INVALID, "%s: the task set is empty or NULL", fn);
     if (steps < 0) steps = l->o.inner_steps;
@@ -723,13 +832,28 @@ mnas_status mnas_learner_evaluate(mnas_learner *l, const mnas_task_set *set, int
     const mnas_task **tasks = mnas__calloc(l->ctx, n, sizeof *tasks);
     if (!tasks) return mnas__error(l->ctx, MNAS_E_NOMEM, "%s: cannot allocate", fn);
     for (size_t j = 0; j < n; j++) tasks[j] = mnas_task_set_get(set, j);
-    job_data d = { l, tasks, NULL, NULL, 0, steps, 0, before, after };
+    job_data d = { l, tasks, NULL, NULL, 0, steps, 0, before, after, acc_before, acc_after };
     mnas__pool_run(l->pool, n, eval_job, &d);
     mnas__free(l->ctx, tasks);
     for (size_t j = 0; j < n; j++)
         if (l->task_status[j] != MNAS_OK)
             return mnas__error(l->ctx, l->task_status[j], "%s: %s", fn, l->task_msg[j]);
     return MNAS_OK;
+}
+
+mnas_status mnas_learner_evaluate(mnas_learner *l, const mnas_task_set *set, int steps, double *before, double *after)
+{
+    if (!l) return MNAS_E_INVALID;
+    return evaluate(l, "mnas_learner_evaluate", set, steps, before, after, NULL, NULL);
+}
+
+mnas_status mnas_learner_evaluate_accuracy(mnas_learner *l, const mnas_task_set *set, int steps, double *acc_before,
+                                           double *acc_after)
+{
+    const char *fn = "mnas_learner_evaluate_accuracy";
+    if (!l) return MNAS_E_INVALID;
+    if (!l->classify) return mnas__error(l->ctx, MNAS_E_STATE, "%s: the learner does regression, not classification", fn);
+    return evaluate(l, fn, set, steps, NULL, NULL, acc_before, acc_after);
 }
 
 mnas_status mnas_learner_adapt_predict(mnas_learner *l, const mnas_task *task, int steps, size_t n, const mnas_real *x,
@@ -739,8 +863,8 @@ mnas_status mnas_learner_adapt_predict(mnas_learner *l, const mnas_task *task, i
     if (!l) return MNAS_E_INVALID;
     if (!task || !x || !y || n == 0 || n > 1000000)
         return mnas__error(l->ctx, MNAS_E_INVALID, "%s: need a task and 1..1000000 inputs", fn);
-    if (l->o.in_features != 1)
-        return mnas__error(l->ctx, MNAS_E_UNSUPPORTED, "%s: only for models with one input feature", fn);
+    if (l->classify || l->o.in_features != 1)
+        return mnas__error(l->ctx, MNAS_E_UNSUPPORTED, "%s: only for regression models with one input feature", fn);
     if (steps < 0) steps = l->o.inner_steps;
     if (steps > 1000) return mnas__error(l->ctx, MNAS_E_INVALID, "%s: %d steps (0..1000)", fn, steps);
     if (l->P > MAX_P) return mnas__error(l->ctx, MNAS_E_UNSUPPORTED, "%s: too many parameter tensors", fn);
@@ -750,7 +874,7 @@ mnas_status mnas_learner_adapt_predict(mnas_learner *l, const mnas_task *task, i
     mnas_tape *tp = l->tapes[0];
     mnas_tape_reset(tp);
     mnas_tensor *fast[MAX_P], *alpha = NULL;
-    if ((st = adapt(l, tp, task, EVAL_STREAM, steps, fast, &alpha, NULL, NULL)) != MNAS_OK)
+    if ((st = adapt(l, tp, task, EVAL_STREAM, steps, fast, &alpha, NULL, NULL, NULL, NULL)) != MNAS_OK)
         return mnas__error(l->ctx, st, "%s: %s", fn, tp->msg);
     int64_t xs[2] = { (int64_t)n, 1 };
     mnas_tape_no_grad_begin(tp);
@@ -768,7 +892,7 @@ mnas_status mnas_learner_discretize(mnas_learner *l, int reinit)
 {
     const char *fn = "mnas_learner_discretize";
     if (!l) return MNAS_E_INVALID;
-    if (l->mlp) return mnas__error(l->ctx, MNAS_E_STATE, "%s: MAML has no architecture to discretise", fn);
+    if (!l->net) return mnas__error(l->ctx, MNAS_E_STATE, "%s: MAML has no architecture to discretise", fn);
     if (l->discrete) return mnas__error(l->ctx, MNAS_E_STATE, "%s: already discrete", fn);
     if (l->alpha_idx >= 0) {
         mnas_tape *tp = l->tapes[0];
@@ -807,7 +931,7 @@ mnas_genotype *mnas_learner_genotype(mnas_learner *l, const mnas_task *task)
 {
     const char *fn = "mnas_learner_genotype";
     if (!l) return NULL;
-    if (l->mlp) {
+    if (!l->net) {
         mnas__error(l->ctx, MNAS_E_STATE, "%s: MAML has no architecture", fn);
         return NULL;
     }
@@ -834,7 +958,7 @@ mnas_genotype *mnas_learner_genotype(mnas_learner *l, const mnas_task *task)
         mnas_tensor *w0[MAX_P], *recon;
         if (prepare(l, tp, task, EVAL_STREAM, 0, w0, &a, &recon, NULL, NULL) != MNAS_OK) a = NULL;
     }
-    mnas_genotype *g = a ? mnas_genotype_derive(mnas_supernet_cell(l->net), a) : NULL;
+    mnas_genotype *g = a ? mnas_genotype_derive_supernet(l->net, a) : NULL;
     if (!a) mnas__error(l->ctx, tp->status ? tp->status : MNAS_E_INTERNAL, "%s: %s", fn, tp->msg);
     mnas_tape_reset(tp);
     return g;

@@ -1,0 +1,385 @@
+/* Few-shot image classification (the paper's Tables 2 and 3): N-way K-shot
+ * tasks from one or several image datasets (PNG class folders or IDX files;
+ * several datasets = one dataset per task, the paper's "Multi-datasets"),
+ * meta-trained with MAML's 4-block conv network or with the M-NAS variants
+ * on the DARTS supernet (one normal + one reduction cell), then evaluated
+ * on tasks of held-out classes: accuracy +- 95 % CI per dataset and
+ * averaged (Table-2 layout), and the searched normal/reduction genotypes
+ * (text and Graphviz DOT).
+ *
+ *   fewshot_images --dataset build/datasets/glyphs \
+ *                  --dataset build/datasets/fashion-mnist --method all
+ *
+ * A dataset folder holding train-images-idx3-ubyte[.gz] and
+ * train-labels-idx1-ubyte[.gz] is read as IDX, any other folder as PNG
+ * class folders. Classes are split into train / val / test by fraction
+ * (--train-fraction, --val-fraction, --split-seed); training draws from the
+ * train classes, evaluation from the test classes. */
+#include <sys/stat.h>
+
+#include "example_util.h"
+
+#define MAX_DATASETS 8
+
+typedef struct {
+    const char *path;
+    char name[64];
+    mnas_image_dataset *all, *train, *test;
+    mnas_fewshot_sampler *test_sampler;
+    mnas_task_set *test_set;
+} dataset;
+
+typedef struct {
+    mnas_ctx *ctx;
+    mnas_fewshot_sampler *sampler;
+    uint64_t seed;
+} image_source;
+
+static mnas_task *image_task(void *user, uint64_t index)
+{
+    image_source *s = user;
+    return mnas_fewshot_task(s->ctx, s->sampler, s->seed, index);
+}
+
+static int file_exists(const char *dir, const char *name, char *out, size_t cap)
+{
+    struct stat st;
+    snprintf(out, cap, "%s/%s.gz", dir, name);
+    if (stat(out, &st) == 0) return 1;
+    snprintf(out, cap, "%s/%s", dir, name);
+    return stat(out, &st) == 0;
+}
+
+static int load_dataset(mnas_ctx *ctx, dataset *d, int size, int channels, const char *out_dir)
+{
+    char img[4096], lab[4096], cache[4096];
+    const char *base = strrchr(d->path, '/');
+    base = base && base[1] ? base + 1 : d->path;
+    snprintf(d->name, sizeof d->name, "%s", base);
+    mnas_image_load_options lo = MNAS_IMAGE_LOAD_OPTIONS_INIT;
+    lo.channels = channels;
+    lo.height = lo.width = size;
+    if (file_exists(d->path, "train-images-idx3-ubyte", img, sizeof img) &&
+        file_exists(d->path, "train-labels-idx1-ubyte", lab, sizeof lab)) {
+        d->all = mnas_image_dataset_load_idx(ctx, img, lab, &lo);
+    } else {
+        snprintf(cache, sizeof cache, "%s/cache-%s-%dx%dx%d.bin", out_dir, d->name, channels, size, size);
+        lo.cache_path = cache;
+        d->all = mnas_image_dataset_load_folder(ctx, d->path, &lo);
+    }
+    if (!d->all) {
+        fprintf(stderr, "error: dataset %s: %s\n", d->path, mnas_ctx_last_error(ctx));
+        return 0;
+    }
+    return 1;
+}
+
+typedef struct {
+    mnas_method method;
+    double mean[MAX_DATASETS + 1], ci[MAX_DATASETS + 1];
+    double train_seconds;
+    int64_t iterations;
+} result;
+
+/* Train until the iteration or time budget is spent. */
+typedef struct {
+    ex_progress p;
+    double deadline;
+} timed_progress;
+
+static int timed_cb(void *user, int64_t it, int64_t total, double loss)
+{
+    timed_progress *t = user;
+    ex_progress_cb(&t->p, it, total, loss);
+    return t->deadline > 0 && ex_now() > t->deadline;
+}
+
+static int usage(void)
+{
+    fprintf(stderr,
+            "usage: fewshot_images --dataset DIR [--dataset DIR ...] [--method mnas|mnas-shared|mnas-nm|maml|all]\n"
+            "       [--way 5] [--shot 1] [--query 15] [--image-size 28] [--channels 1]\n"
+            "       [--iterations 1000] [--minutes 0] [--eval-iterations 0] [--eval-tasks 600]\n"
+            "       [--eval-steps 10] [--supernet-channels 8] [--nodes 4] [--filters 32]\n"
+            "       [--first-order] [--train-fraction 0.64] [--val-fraction 0.16] [--split-seed 1]\n"
+            "       [--out DIR] [--meta-batch 4] [--inner-steps 5] [--inner-lr 0.01] [--outer-lr 0.001]\n"
+            "       [--arch-lr 1e-4] [--threads 2] [--seed 1]\n");
+    return 2;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "warning: cannot write %s\n", path);
+        return;
+    }
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Print the genotype of the first test task of each dataset (the shared
+ * one for M-NAS-Shared) and write it as DOT. */
+static void report_genotypes(mnas_ctx *ctx, mnas_learner *l, mnas_method m, dataset *ds, int nds, const char *out_dir)
+{
+    char *buf = malloc(1 << 16);
+    if (!buf) return;
+    for (int k = 0; k < nds; k++) {
+        mnas_genotype *g = mnas_learner_genotype(l, mnas_task_set_get(ds[k].test_set, 0));
+        if (!g) {
+            fprintf(stderr, "warning: genotype: %s\n", mnas_ctx_last_error(ctx));
+            continue;
+        }
+        if (mnas_genotype_to_string(g, buf, 1 << 16) >= 0)
+            printf("  %-12s genotype (%s): %s\n", mnas_method_name(m),
+                   m == MNAS_METHOD_MNAS_SHARED ? "shared" : ds[k].name, buf);
+        char title[128], path[4096];
+        snprintf(title, sizeof title, "%s, %s", mnas_method_name(m), ds[k].name);
+        if (mnas_genotype_to_dot(g, title, buf, 1 << 16) >= 0) {
+            snprintf(path, sizeof path, "%s/genotype-%s-%s.dot", out_dir, mnas_method_name(m), ds[k].name);
+            write_text(path, buf);
+        }
+        mnas_genotype_free(g);
+        if (m == MNAS_METHOD_MNAS_SHARED) break;
+    }
+    free(buf);
+}
+
+int main(int argc, char **argv)
+{
+    mnas_learner_options base = MNAS_LEARNER_OPTIONS_INIT;
+    base.meta_batch = 4;
+    base.inner_lr = 0.01; /* the paper's inner learning rate for images */
+    base.threads = 2;
+    base.seed = 1;
+    base.nodes = 4; /* DARTS */
+    base.channels = 8;
+    base.classes = 5;
+    base.image_size = 28;
+    const char *paths[MAX_DATASETS];
+    int nds = 0, methods[4] = { 0, 0, 0, 0 }, any_method = 0, first_order = 0;
+    long long way = 5, shot = 1, query = 15, size = 28, channels = 1, iterations = 1000, eval_iterations = 0;
+    long long eval_tasks = 600, eval_steps = 10, split_seed = 1, n;
+    double minutes = 0, train_fraction = 0.64, val_fraction = 0.16;
+    const char *out_dir = "fewshot-out";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int ok = 1;
+        if (!strcmp(a, "--first-order")) {
+            first_order = 1;
+            continue;
+        }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage();
+        if (!v) {
+            fprintf(stderr, "error: %s needs a value\n", a);
+            return usage();
+        }
+        i++;
+        if (ex_learner_option(a, v, &base, &ok)) {
+        } else if (!strcmp(a, "--dataset")) {
+            if (nds == MAX_DATASETS) {
+                fprintf(stderr, "error: at most %d datasets\n", MAX_DATASETS);
+                return 2;
+            }
+            paths[nds++] = v;
+        } else if (!strcmp(a, "--method")) {
+            int k = !strcmp(v, "maml") ? 0 : !strcmp(v, "mnas") ? 1 : !strcmp(v, "mnas-shared") ? 2
+                    : !strcmp(v, "mnas-nm") ? 3 : !strcmp(v, "all") ? 4 : -1;
+            if (k < 0) {
+                fprintf(stderr, "error: unknown method %s\n", v);
+                return usage();
+            }
+            for (int m = 0; m < 4; m++)
+                if (k == 4 || k == m) methods[m] = 1;
+            any_method = 1;
+        } else if (!strcmp(a, "--way")) {
+            ok = ex_int(v, a, 2, 100, &way);
+        } else if (!strcmp(a, "--shot")) {
+            ok = ex_int(v, a, 1, 100, &shot);
+        } else if (!strcmp(a, "--query")) {
+            ok = ex_int(v, a, 1, 100, &query);
+        } else if (!strcmp(a, "--image-size")) {
+            ok = ex_int(v, a, 4, 256, &size);
+        } else if (!strcmp(a, "--channels")) {
+            ok = ex_int(v, a, 1, 3, &channels) && (channels == 1 || channels == 3);
+            if (!ok) fprintf(stderr, "error: --channels is 1 or 3\n");
+        } else if (!strcmp(a, "--iterations")) {
+            ok = ex_int(v, a, 0, 100000000, &iterations);
+        } else if (!strcmp(a, "--minutes")) {
+            ok = ex_double(v, a, 0, 100000, &minutes);
+        } else if (!strcmp(a, "--eval-iterations")) {
+            ok = ex_int(v, a, 0, 100000000, &eval_iterations);
+        } else if (!strcmp(a, "--eval-tasks")) {
+            ok = ex_int(v, a, 2, 1000000, &eval_tasks);
+        } else if (!strcmp(a, "--eval-steps")) {
+            ok = ex_int(v, a, 0, 1000, &eval_steps);
+        } else if (!strcmp(a, "--supernet-channels")) {
+            ok = ex_int(v, a, 2, 1024, &n);
+            base.channels = (int)n;
+        } else if (!strcmp(a, "--nodes")) {
+            ok = ex_int(v, a, 1, 8, &n);
+            base.nodes = (int)n;
+        } else if (!strcmp(a, "--filters")) {
+            ok = ex_int(v, a, 1, 1024, &n);
+            base.filters = (int)n;
+        } else if (!strcmp(a, "--train-fraction")) {
+            ok = ex_double(v, a, 0, 1, &train_fraction);
+        } else if (!strcmp(a, "--val-fraction")) {
+            ok = ex_double(v, a, 0, 1, &val_fraction);
+        } else if (!strcmp(a, "--split-seed")) {
+            ok = ex_int(v, a, 0, INT64_MAX, &split_seed);
+        } else if (!strcmp(a, "--out")) {
+            out_dir = v;
+        } else {
+            fprintf(stderr, "error: unknown option %s\n", a);
+            return usage();
+        }
+        if (!ok) return 2;
+    }
+    if (!nds) {
+        fprintf(stderr, "error: give at least one --dataset (see docs/data.md: sh scripts/bootstrap.sh datasets)\n");
+        return usage();
+    }
+    if (!any_method) methods[0] = methods[1] = 1;
+    if (train_fraction + val_fraction >= 1) {
+        fprintf(stderr, "error: --train-fraction + --val-fraction must leave classes for the test split\n");
+        return 2;
+    }
+    base.classes = (int)way;
+    base.in_channels = (int)channels;
+    base.image_size = (int)size;
+    if (first_order) base.inner_mode = MNAS_INNER_FIRST_ORDER;
+    mkdir(out_dir, 0777);
+
+    mnas_ctx *ctx;
+    if (mnas_ctx_create(&ctx, NULL) != MNAS_OK) return 1;
+    dataset ds[MAX_DATASETS];
+    memset(ds, 0, sizeof ds);
+    mnas_fewshot_options fo = MNAS_FEWSHOT_OPTIONS_INIT;
+    fo.way = (int)way;
+    fo.shot = (int)shot;
+    fo.query = (int)query;
+    const mnas_image_dataset *train_sets[MAX_DATASETS];
+    int rc = 1;
+    mnas_fewshot_sampler *train_sampler = NULL;
+    result res[4];
+    int nres = 0;
+    double t_load = ex_now();
+    for (int k = 0; k < nds; k++) {
+        ds[k].path = paths[k];
+        if (!load_dataset(ctx, &ds[k], (int)size, (int)channels, out_dir)) goto done;
+        mnas_image_split_options so = MNAS_IMAGE_SPLIT_OPTIONS_INIT;
+        so.train_fraction = train_fraction;
+        so.val_fraction = val_fraction;
+        so.seed = (uint64_t)split_seed;
+        if (mnas_image_dataset_split(ds[k].all, &so, &ds[k].train, NULL, &ds[k].test) != MNAS_OK) {
+            fprintf(stderr, "error: splitting %s: %s\n", ds[k].path, mnas_ctx_last_error(ctx));
+            goto done;
+        }
+        train_sets[k] = ds[k].train;
+        ds[k].test_sampler = mnas_fewshot_sampler_create(ctx, (const mnas_image_dataset *const *)&ds[k].test, 1, &fo);
+        ds[k].test_set = ds[k].test_sampler ? mnas_fewshot_test_set(ctx, ds[k].test_sampler, 0x7e57, (size_t)eval_tasks)
+                                            : NULL;
+        if (!ds[k].test_set) {
+            fprintf(stderr, "error: test tasks of %s: %s\n", ds[k].path, mnas_ctx_last_error(ctx));
+            goto done;
+        }
+        printf("dataset %-14s %5zu classes (%zu train, %zu test), %zu images%s\n", ds[k].name,
+               mnas_image_dataset_num_classes(ds[k].all), mnas_image_dataset_num_classes(ds[k].train),
+               mnas_image_dataset_num_classes(ds[k].test), mnas_image_dataset_num_images(ds[k].all),
+               mnas_image_dataset_from_cache(ds[k].all) ? " (decoded cache)" : "");
+    }
+    printf("loaded in %.1f s; %lld-way %lld-shot, %lld queries per class, %lldx%lld images, %lld channel(s)\n",
+           ex_now() - t_load, way, shot, query, size, size, channels);
+    train_sampler = mnas_fewshot_sampler_create(ctx, train_sets, (size_t)nds, &fo);
+    if (!train_sampler) {
+        fprintf(stderr, "error: %s\n", mnas_ctx_last_error(ctx));
+        goto done;
+    }
+    for (int m = 0; m < 4; m++) {
+        if (!methods[m]) continue;
+        static const mnas_method order[4] = { MNAS_METHOD_MAML, MNAS_METHOD_MNAS, MNAS_METHOD_MNAS_SHARED,
+                                              MNAS_METHOD_MNAS_NM };
+        mnas_learner_options o = base;
+        o.method = order[m];
+        mnas_learner *l = mnas_learner_create(ctx, &o);
+        if (!l) {
+            fprintf(stderr, "error: %s: %s\n", mnas_method_name(o.method), mnas_ctx_last_error(ctx));
+            goto done;
+        }
+        printf("\n%s: %lld meta-parameters, meta-batch %d, %d inner steps (%s), inner lr %g\n",
+               mnas_method_name(o.method), (long long)mnas_params_numel(mnas_learner_params(l)), o.meta_batch,
+               o.inner_steps, first_order ? "first order" : "second order", o.inner_lr);
+        image_source src = { ctx, train_sampler, o.seed ^ 0x5eed };
+        timed_progress tp;
+        int64_t total = minutes > 0 ? 100000000 : iterations;
+        ex_progress_init(&tp.p, mnas_method_name(o.method), minutes > 0 ? 1000000 : total, o.meta_batch);
+        if (minutes > 0) tp.p.every = 25;
+        double t0 = ex_now();
+        tp.deadline = minutes > 0 ? t0 + 60 * minutes : 0;
+        mnas_status st = mnas_learner_train(l, image_task, &src, total, timed_cb, &tp);
+        if (st == MNAS_OK && eval_iterations > 0 && o.method != MNAS_METHOD_MAML) {
+            /* The architecture-evaluation phase (paper, "Architectures Evaluation"). */
+            st = mnas_learner_discretize(l, 0);
+            ex_progress_init(&tp.p, "  discrete", eval_iterations, o.meta_batch);
+            tp.deadline = 0;
+            if (st == MNAS_OK) st = mnas_learner_train(l, image_task, &src, eval_iterations, timed_cb, &tp);
+        }
+        if (st != MNAS_OK) {
+            fprintf(stderr, "error: training %s: %s\n", mnas_method_name(o.method), mnas_ctx_last_error(ctx));
+            mnas_learner_free(l);
+            goto done;
+        }
+        result *r = &res[nres++];
+        r->method = o.method;
+        r->train_seconds = ex_now() - t0;
+        r->iterations = mnas_learner_iteration(l);
+        printf("%s: %lld meta-updates in %.1f s\n", mnas_method_name(o.method), (long long)r->iterations,
+               r->train_seconds);
+        double *acc = malloc((size_t)eval_tasks * sizeof *acc), *all = malloc((size_t)(eval_tasks * nds) * sizeof *all);
+        for (int k = 0; k < nds && acc && all; k++) {
+            if (mnas_learner_evaluate_accuracy(l, ds[k].test_set, (int)eval_steps, NULL, acc) != MNAS_OK) {
+                fprintf(stderr, "error: evaluating on %s: %s\n", ds[k].name, mnas_ctx_last_error(ctx));
+                free(acc);
+                free(all);
+                mnas_learner_free(l);
+                goto done;
+            }
+            mnas_mean_ci95(acc, (size_t)eval_tasks, &r->mean[k], &r->ci[k]);
+            memcpy(all + k * eval_tasks, acc, (size_t)eval_tasks * sizeof *acc);
+        }
+        if (acc && all) mnas_mean_ci95(all, (size_t)(eval_tasks * nds), &r->mean[nds], &r->ci[nds]);
+        free(acc);
+        free(all);
+        if (o.method != MNAS_METHOD_MAML) report_genotypes(ctx, l, o.method, ds, nds, out_dir);
+        mnas_learner_free(l);
+    }
+    /* Table-2 layout: accuracy (%) +- 95 % CI over the test tasks. */
+    printf("\n%lld-way %lld-shot accuracy (%%) +- 95%% CI over %lld test tasks per dataset (%lld adaptation steps)\n",
+           way, shot, eval_tasks, eval_steps);
+    printf("| Model | ");
+    for (int k = 0; k < nds; k++) printf("%s | ", ds[k].name);
+    printf("Averaged | meta-updates | training time |\n| --- | ");
+    for (int k = 0; k <= nds; k++) printf("--- | ");
+    printf("--- | --- |\n");
+    for (int i = 0; i < nres; i++) {
+        char t[32];
+        ex_hms(res[i].train_seconds, t, sizeof t);
+        printf("| %s | ", mnas_method_name(res[i].method));
+        for (int k = 0; k <= nds; k++) printf("%.2f +- %.2f | ", 100 * res[i].mean[k], 100 * res[i].ci[k]);
+        printf("%lld | %s |\n", (long long)res[i].iterations, t);
+    }
+    printf("genotype DOT files are in %s/\n", out_dir);
+    rc = 0;
+done:
+    mnas_fewshot_sampler_free(train_sampler);
+    for (int k = 0; k < nds; k++) {
+        mnas_task_set_free(ds[k].test_set);
+        mnas_fewshot_sampler_free(ds[k].test_sampler);
+        mnas_image_dataset_free(ds[k].test);
+        mnas_image_dataset_free(ds[k].train);
+        mnas_image_dataset_free(ds[k].all);
+    }
+    mnas_ctx_free(ctx);
+    return rc;
+}
