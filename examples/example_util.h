@@ -129,7 +129,7 @@ static int ex_progress_cb(void *user, int64_t it, int64_t total, double loss)
 
 /* Per-family mean and CI of values[i] for the tasks of set; [4] is the
  * average over all tasks (equal-sized families: the mean of the family means). */
-static void ex_family_stats(const mnas_task_set *set, const double *values, double mean[5], double ci[5])
+static inline void ex_family_stats(const mnas_task_set *set, const double *values, double mean[5], double ci[5])
 {
     size_t n = mnas_task_set_size(set);
     double *buf = malloc(n * sizeof *buf);
@@ -150,7 +150,7 @@ typedef struct {
     uint64_t seed;
 } ex_source;
 
-static mnas_task *ex_regression_source(void *user, uint64_t index)
+static inline mnas_task *ex_regression_source(void *user, uint64_t index)
 {
     ex_source *s = user;
     return mnas_regression_task(s->ctx, &s->ro, s->seed, index, -1);
