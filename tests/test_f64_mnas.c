@@ -2,7 +2,10 @@
  * steps from modulated weights, plus beta * L_r — differentiated by the
  * learner, against central finite differences in double precision, with
  * respect to every parameter: meta-weights, encoder, controller (or shared
- * alpha) and modulator. Tiny configuration: 2 inner steps, widths of 3-4. */
+ * alpha) and modulator. Tiny configuration: 2 inner steps, widths of 3-4.
+ * The same for few-shot image classification (cross-entropy): the DARTS
+ * supernet on 5x5 images (2 channels, 1 node per cell) and MAML's conv
+ * network (16x16 images, 2 filters). */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,7 +18,31 @@ _Static_assert(sizeof(mnas_real) == sizeof(double), "this test needs the double 
 static const mnas_method methods[] = { MNAS_METHOD_MNAS, MNAS_METHOD_MNAS_SHARED, MNAS_METHOD_MNAS_NM,
                                        MNAS_METHOD_MAML };
 
-static void check_method(int mi, mnas_inner_mode mode, mnas_modulation modulation, mnas_rnn_kind rnn)
+/* A 3-way task of random s x s images: 1 support and 2 query images per class. */
+static mnas_task *image_task(mnas_ctx *ctx, int s)
+{
+    mnas_rng *r = mnas_rng_create(ctx, 99, 1);
+    ck_assert_ptr_nonnull(r);
+    int64_t xs[4] = { 3, 1, s, s }, xq[4] = { 6, 1, s, s }, ys[2] = { 3, 1 }, yq[2] = { 6, 1 };
+    mnas_tensor *sx = mnas_tensor_zeros(ctx, 4, xs), *qx = mnas_tensor_zeros(ctx, 4, xq);
+    mnas_tensor *sy = mnas_tensor_zeros(ctx, 2, ys), *qy = mnas_tensor_zeros(ctx, 2, yq);
+    ck_assert(sx && qx && sy && qy);
+    mnas_real *d = mnas_tensor_data(sx);
+    for (int64_t i = 0; i < mnas_tensor_size(sx); i++) d[i] = (mnas_real)mnas_rng_uniform(r);
+    d = mnas_tensor_data(qx);
+    for (int64_t i = 0; i < mnas_tensor_size(qx); i++) d[i] = (mnas_real)mnas_rng_uniform(r);
+    for (int i = 0; i < 3; i++) mnas_tensor_data(sy)[i] = (mnas_real)i;
+    for (int i = 0; i < 6; i++) mnas_tensor_data(qy)[i] = (mnas_real)(i % 3);
+    mnas_task *t = mnas_task_create(ctx, sx, sy, qx, qy, 0);
+    mnas_tensor_free(sx);
+    mnas_tensor_free(qx);
+    mnas_tensor_free(sy);
+    mnas_tensor_free(qy);
+    mnas_rng_free(r);
+    return t;
+}
+
+static void check_method_on(int mi, mnas_inner_mode mode, mnas_modulation modulation, mnas_rnn_kind rnn, int images)
 {
     mnas_ctx *ctx;
     ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
@@ -36,12 +63,20 @@ static void check_method(int mi, mnas_inner_mode mode, mnas_modulation modulatio
     o.encoder = rnn;
     o.modulation = modulation;
     o.modulator_bias = 0.5;
+    if (images) {
+        o.classes = 3;
+        o.in_channels = 1;
+        o.image_size = o.method == MNAS_METHOD_MAML ? 16 : 5;
+        o.filters = 2;
+        o.channels = 2;
+        o.nodes = 1;
+    }
     mnas_learner *l = mnas_learner_create(ctx, &o);
     ck_assert_msg(l != NULL, "%s", mnas_ctx_last_error(ctx));
     mnas_regression_options ro = MNAS_REGRESSION_OPTIONS_INIT;
     ro.k_shot = 4;
     ro.k_query = 5;
-    mnas_task *t = mnas_regression_task(ctx, &ro, 3, 1, -1);
+    mnas_task *t = images ? image_task(ctx, o.image_size) : mnas_regression_task(ctx, &ro, 3, 1, -1);
     ck_assert_ptr_nonnull(t);
     const uint64_t stream = 12345;
     mnas_params *p = mnas_learner_params(l);
@@ -60,7 +95,8 @@ static void check_method(int mi, mnas_inner_mode mode, mnas_modulation modulatio
         mnas_real *d = mnas_tensor_data(w);
         int64_t n = mnas_tensor_size(w);
         /* Every element of small tensors; a fixed spread of large ones. */
-        int64_t stride = n > 40 ? n / 40 : 1;
+        int64_t cap = images ? 6 : 40;
+        int64_t stride = n > cap ? n / cap : 1;
         for (int64_t j = 0; j < n; j += stride) {
             double a = mnas_tensor_data(g)[j];
             double v = d[j], h = 1e-6, fp, fm;
@@ -95,6 +131,14 @@ static void check_method(int mi, mnas_inner_mode mode, mnas_modulation modulatio
     mnas_ctx_free(ctx);
 }
 
+static void check_method(int mi, mnas_inner_mode mode, mnas_modulation modulation, mnas_rnn_kind rnn)
+{
+    check_method_on(mi, mode, modulation, rnn, 0);
+}
+
+START_TEST(eq9_gradient_images) { check_method_on(_i, MNAS_INNER_SECOND_ORDER, MNAS_MODULATE_ELEMENT, MNAS_RNN_GRU, 1); }
+END_TEST
+
 START_TEST(eq9_gradient_second_order) { check_method(_i, MNAS_INNER_SECOND_ORDER, MNAS_MODULATE_ELEMENT, MNAS_RNN_GRU); }
 END_TEST
 
@@ -108,6 +152,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, eq9_gradient_second_order, 0, 4);
     tcase_add_loop_test(tc, eq9_gradient_recompute, 0, 4);
+    tcase_add_loop_test(tc, eq9_gradient_images, 0, 4);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
