@@ -5,6 +5,7 @@ accuracy."""
 
 import array
 import gzip
+import math
 import os
 import struct
 import tempfile
@@ -183,6 +184,32 @@ class ImageTest(unittest.TestCase):
             mnas.FewShotSampler(self.ctx, a, way=9)
         a.close()  # the sampler depends on it: closed too
         self.assertTrue(s.closed)
+
+    def test_image_learner(self):
+        # 6 classes of 16x16 patterns plus noise; 3-way 1-shot tasks.
+        import random
+        rnd = random.Random(5)
+        data = array.array("f")
+        for c in range(6):
+            pattern = [0.1 if rnd.random() < 0.5 else 0.9 for _ in range(256)]
+            for _ in range(4):
+                data.extend(p + 0.3 * (rnd.random() - 0.5) for p in pattern)
+        ds = mnas.ImageDataset.create(self.ctx, [4] * 6, data, (1, 16, 16))
+        s = mnas.FewShotSampler(self.ctx, ds, way=3, shot=1, query=2)
+        learner = mnas.Learner(self.ctx, "maml", classes=3, image_size=16, filters=4, meta_batch=3,
+                               inner_steps=1, inner_lr=0.1, outer_lr=0.01, seed=2)
+        ts = s.test_set(seed=8, n_tasks=6)
+        before, after = learner.evaluate_accuracy(ts, steps=1)
+        self.assertEqual(len(after), 6)
+        self.assertTrue(all(0.0 <= a <= 1.0 for a in before + after))
+        losses = learner.train(3, tasks=lambda i: s.task(11, i))
+        self.assertEqual(len(losses), 3)
+        self.assertTrue(all(math.isfinite(x) for x in losses))
+        regression = mnas.Learner(self.ctx, "maml")
+        with self.assertRaises(mnas.StateError):
+            regression.evaluate_accuracy(mnas.regression_test_set(self.ctx, 1, 1))
+        with self.assertRaises(mnas.InvalidArgument):
+            mnas.Learner(self.ctx, "maml", classes=3, image_size=8)
 
     def test_accuracy(self):
         logits = self.ctx.tensor([[1, 2], [3, 0], [0, 1]])

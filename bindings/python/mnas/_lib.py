@@ -289,6 +289,7 @@ FUNCTIONS = [
     ("mnas_learner_task_objective", [H, H, c_uint64, DP, c_int], ST),
     ("mnas_learner_train", [H, TASK_SOURCE_FN, c_void_p, c_int64, PROGRESS_FN, c_void_p], ST),
     ("mnas_learner_evaluate", [H, H, c_int, DP, DP], ST),
+    ("mnas_learner_evaluate_accuracy", [H, H, c_int, DP, DP], ST),
     ("mnas_learner_discretize", [H, c_int], ST),
     ("mnas_learner_is_discrete", [H], c_int),
     ("mnas_learner_genotype", [H, H], H),

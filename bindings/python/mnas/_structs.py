@@ -137,6 +137,12 @@ class LearnerOptions(_Options):
         ("encoder", c_int),        # mnas_rnn_kind
         ("modulation", c_int),     # mnas_modulation
         ("modulator_bias", c_double),
+        # few-shot image classification (classes > 0)
+        ("classes", c_int),
+        ("in_channels", c_int),
+        ("image_size", c_int),
+        ("filters", c_int),
+        ("channels", c_int),
     ]
     # MNAS_LEARNER_OPTIONS_INIT
     _defaults = (("method", 0), ("meta_batch", 25), ("inner_steps", 5), ("inner_lr", 0.001),
@@ -144,7 +150,8 @@ class LearnerOptions(_Options):
                  ("clip_norm", 0.0), ("hidden", 50), ("layers", 5), ("in_features", 1),
                  ("out_features", 1), ("arch_lr", 1e-4), ("beta", 0.01), ("path_dropout", 0.1),
                  ("nodes", 3), ("z_dim", 32), ("f_dim", 32), ("controller_hidden", 64),
-                 ("encoder", 0), ("modulation", 0), ("modulator_bias", 3.0))
+                 ("encoder", 0), ("modulation", 0), ("modulator_bias", 3.0), ("classes", 0),
+                 ("in_channels", 1), ("image_size", 28), ("filters", 32), ("channels", 16))
 
 
 class ImageLoadOptions(_Options):

@@ -374,13 +374,17 @@ class Learner(Handle):
     out_features=1; for the M-NAS methods also arch_lr=1e-4, beta=0.01,
     path_dropout=0.1, nodes=3, z_dim=32, f_dim=32, controller_hidden=64,
     encoder="gru" ("lstm"), modulation="element" ("channel"),
-    modulator_bias=3.0."""
+    modulator_bias=3.0; few-shot image classification (classes > 0, images
+    [n, in_channels, image_size, image_size], labels [n, 1]): classes=0,
+    in_channels=1, image_size=28, filters=32 (MAML's conv network),
+    channels=16 (the DARTS supernet's C; nodes=4 is DARTS's cell)."""
 
     __slots__ = ("_ctx", "_opts", "_params")
     _kind = "learner"
 
     _INT_OPTS = ("meta_batch", "inner_steps", "threads", "hidden", "layers", "in_features",
-                 "out_features", "nodes", "z_dim", "f_dim", "controller_hidden")
+                 "out_features", "nodes", "z_dim", "f_dim", "controller_hidden", "classes",
+                 "in_channels", "image_size", "filters", "channels")
     _FLOAT_OPTS = ("inner_lr", "outer_lr", "clip_norm", "arch_lr", "beta", "path_dropout",
                    "modulator_bias")
 
@@ -612,6 +616,25 @@ class Learner(Handle):
         self._ctx._check(st, "mnas_learner_evaluate")
         return Evaluation(test_set.families(), before, after,
                           label=self.method if label is None else label)
+
+    def evaluate_accuracy(self, test_set, steps=None):
+        """Few-shot classification accuracy of every task of ``test_set``
+        before and after adaptation (``steps`` SGD steps; default the
+        training inner_steps): a pair of lists of floats in [0, 1].
+        Classification learners only (``classes > 0``)."""
+        lp = self._p()
+        if not isinstance(test_set, TaskSet):
+            raise ArgumentTypeError("test_set must be an mnas.TaskSet")
+        n = len(test_set)
+        if n == 0:
+            raise InvalidArgument("the test set is empty")
+        before = (c_double * n)()
+        after = (c_double * n)()
+        st_steps = -1 if steps is None else as_int(steps, "steps", 0, 1000)
+        self._ctx.clear_error()
+        st = C.mnas_learner_evaluate_accuracy(lp, test_set._p(), st_steps, before, after)
+        self._ctx._check(st, "mnas_learner_evaluate_accuracy")
+        return list(before), list(after)
 
     def adapt_predict(self, task, x, steps=None):
         """Adapt to ``task``'s support set, then predict at the inputs ``x``
