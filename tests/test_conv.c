@@ -331,6 +331,32 @@ START_TEST(avg_pool_excludes_padding)
 }
 END_TEST
 
+/* -inf everywhere still routes each gradient to one cell of its window (the
+ * first), and a NaN propagates to every window that holds it. */
+START_TEST(max_pool_special_values)
+{
+    int64_t s[4] = { 1, 1, 3, 3 };
+    mnas_real v[9];
+    for (int i = 0; i < 9; i++) v[i] = -INFINITY;
+    mnas_tensor *x = mnas_tensor_from_data(ctx, 4, s, v);
+    mnas_tensor_set_requires_grad(x, 1);
+    mnas_tensor *y = mnas_max_pool2d(tp, x, 2, 1, 0);
+    ck_assert_ptr_nonnull(y);
+    for (int i = 0; i < 4; i++) ck_assert(isinf(D(y)[i]) && D(y)[i] < 0);
+    mnas_tensor *g[1];
+    ck_assert_int_eq(mnas_grad(tp, mnas_sum(tp, y), 1, &x, g, 0), MNAS_OK);
+    /* windows start at (0,0), (0,1), (1,0), (1,1): their first cells */
+    const mnas_real want[9] = { 1, 1, 0, 1, 1, 0, 0, 0, 0 };
+    for (int i = 0; i < 9; i++) ck_assert_float_eq(D(g[0])[i], want[i]);
+    mnas_tensor_data(x)[4] = NAN;
+    mnas_tensor_data(x)[0] = 1;
+    y = mnas_max_pool2d(tp, x, 2, 1, 0);
+    ck_assert_ptr_nonnull(y);
+    for (int i = 0; i < 4; i++) ck_assert(isnan(D(y)[i]));
+    mnas_tensor_free(x);
+}
+END_TEST
+
 START_TEST(global_avg_pool_values)
 {
     mnas_tensor *x = randn(4, 2, 3, 4, 5);
@@ -479,6 +505,7 @@ int main(void)
     tcase_add_loop_test(fw, unfold_fold_adjoint, 0, NCONV);
     tcase_add_loop_test(fw, pools_match_direct_loops, 0, NPOOL);
     tcase_add_test(fw, avg_pool_excludes_padding);
+    tcase_add_test(fw, max_pool_special_values);
     tcase_add_test(fw, global_avg_pool_values);
     suite_add_tcase(s, fw);
     TCase *bad = tcase_create("bad_input");
