@@ -16,6 +16,16 @@
  *      2*N*I*O flops, against raw BLIS doing the same 3 GEMMs alone and with
  *      the same extra loops (bias, sum, ones, bias gradient).
  *
+ *   4. convolution and pooling on a DARTS-sized batch [5, 16, 28, 28]:
+ *      conv2d 3x3 (16 -> 16, pad 1; im2col + BLIS GEMM), 1x1 (16 -> 16),
+ *      depthwise 3x3 and depthwise 5x5 with dilation 2 (direct loops), each
+ *      forward in a no-grad scope and forward + backward (gradients of
+ *      sum(y) with respect to x, w, b); GFLOP/s count 2*N*O*OH*OW*(C/groups)
+ *      *kh*kw flops per pass, three passes for forward + backward. Also a
+ *      plain direct-loop 3x3 convolution for comparison, and max / average
+ *      pooling 3x3 (stride 1, pad 1) forward and forward + backward, in
+ *      input elements per second.
+ *
  * Before timing a shape, libmnas's values and gradients are checked against
  * the raw BLIS results.
  *
@@ -29,6 +39,7 @@
  *   --large N    edge of the large linear shape (default 1024)
  *   --only-add   only the small-op benchmark (for profilers)
  *   --no-large   skip the large linear shape
+ *   --only-conv  only the convolution and pooling benchmark (4.)
  *   --help
  */
 #include <blis.h>
@@ -639,21 +650,141 @@ static void raw_tiny(void *vs, long reps)
     }
 }
 
+/* ------------------------------------------------- 4. convolution, pooling */
+
+enum { K_CONV, K_MAXPOOL, K_AVGPOOL };
+
+typedef struct {
+    mnas_tape *tape;
+    mnas_tensor *x, *w, *b;
+    int kind, stride, pad, dil, groups, backward;
+} conv_state;
+
+static void conv_reps(void *vs, long reps)
+{
+    conv_state *s = vs;
+    for (long r = 0; r < reps; r++) {
+        if (!s->backward) mnas_tape_no_grad_begin(s->tape);
+        mnas_tensor *y = s->kind == K_CONV      ? mnas_conv2d(s->tape, s->x, s->w, s->b, s->stride, s->pad, s->dil, s->groups)
+                         : s->kind == K_MAXPOOL ? mnas_max_pool2d(s->tape, s->x, 3, 1, 1)
+                                                : mnas_avg_pool2d(s->tape, s->x, 3, 1, 1);
+        if (!s->backward) mnas_tape_no_grad_end(s->tape);
+        if (!y) die_tape(s->tape, "conv forward");
+        if (s->backward) {
+            mnas_tensor *ins[3] = { s->x, s->w, s->b }, *g[3];
+            size_t n = s->kind == K_CONV ? (s->b ? 3 : 2) : 1;
+            if (mnas_grad(s->tape, mnas_sum(s->tape, y), n, ins, g, 0) != MNAS_OK) die_tape(s->tape, "conv backward");
+        }
+        CLOBBER();
+        mnas_tape_reset(s->tape);
+    }
+}
+
+/* The textbook 7-deep loop nest, for scale (no padding checks hoisted). */
+typedef struct {
+    const float *x, *w;
+    float *y;
+    int64_t N, C, H, W, O, k, pad;
+} naive_state;
+
+NOINLINE static void naive_conv(void *vs, long reps)
+{
+    naive_state *s = vs;
+    for (long r = 0; r < reps; r++) {
+        for (int64_t n = 0; n < s->N; n++)
+            for (int64_t o = 0; o < s->O; o++)
+                for (int64_t oh = 0; oh < s->H; oh++)
+                    for (int64_t ow = 0; ow < s->W; ow++) {
+                        float acc = 0;
+                        for (int64_t c = 0; c < s->C; c++)
+                            for (int64_t i = 0; i < s->k; i++)
+                                for (int64_t j = 0; j < s->k; j++) {
+                                    int64_t h = oh - s->pad + i, w = ow - s->pad + j;
+                                    if (h >= 0 && h < s->H && w >= 0 && w < s->W)
+                                        acc += s->w[((o * s->C + c) * s->k + i) * s->k + j] *
+                                               s->x[((n * s->C + c) * s->H + h) * s->W + w];
+                                }
+                        s->y[((n * s->O + o) * s->H + oh) * s->W + ow] = acc;
+                    }
+        CLOBBER();
+    }
+}
+
+static void bench_conv_case(const char *name, int64_t O, int64_t Cg, int k, int pad, int dil, int groups)
+{
+    const int64_t N = 5, C = 16, H = 28, W = 28;
+    int64_t xs[4] = { N, C, H, W }, ws[4] = { O, Cg, k, k }, bs[1] = { O };
+    conv_state s = { NULL, param(4, xs, 1), param(4, ws, 1), param(1, bs, 1), K_CONV, 1, pad, dil, groups, 0 };
+    if (mnas_tape_create(g_ctx, &s.tape) != MNAS_OK) die_ctx("mnas_tape_create");
+    int64_t OH = (H + 2 * pad - dil * (k - 1) - 1) + 1, OW = (W + 2 * pad - dil * (k - 1) - 1) + 1;
+    double flops = 2.0 * (double)(N * O * OH * OW * Cg * k * k);
+    double t_f = bench_best(conv_reps, &s, NULL, NULL);
+    s.backward = 1;
+    double t_fb = bench_best(conv_reps, &s, NULL, NULL);
+    printf("%-34s fwd %9.1f us %6.2f GFLOP/s | fwd+bwd %9.1f us %6.2f GFLOP/s\n", name, t_f * 1e6,
+           flops / t_f * 1e-9, t_fb * 1e6, 3 * flops / t_fb * 1e-9);
+    mnas_tape_free(s.tape);
+    mnas_tensor_free(s.x);
+    mnas_tensor_free(s.w);
+    mnas_tensor_free(s.b);
+}
+
+static void bench_pool_case(const char *name, int kind)
+{
+    int64_t xs[4] = { 5, 16, 28, 28 };
+    conv_state s = { NULL, param(4, xs, 1), NULL, NULL, kind, 1, 1, 1, 1, 0 };
+    if (mnas_tape_create(g_ctx, &s.tape) != MNAS_OK) die_ctx("mnas_tape_create");
+    double n = (double)mnas_tensor_size(s.x);
+    double t_f = bench_best(conv_reps, &s, NULL, NULL);
+    s.backward = 1;
+    double t_fb = bench_best(conv_reps, &s, NULL, NULL);
+    printf("%-34s fwd %9.1f us %6.0f Melem/s | fwd+bwd %9.1f us %6.0f Melem/s\n", name, t_f * 1e6, n / t_f * 1e-6,
+           t_fb * 1e6, n / t_fb * 1e-6);
+    mnas_tape_free(s.tape);
+    mnas_tensor_free(s.x);
+}
+
+static void bench_conv(void)
+{
+    printf("== 4. convolution and pooling, x [5, 16, 28, 28] (same padding)\n");
+    bench_conv_case("conv2d 3x3 16->16 (im2col+GEMM)", 16, 16, 3, 1, 1, 1);
+    bench_conv_case("conv2d 1x1 16->16 (GEMM)", 16, 16, 1, 0, 1, 1);
+    bench_conv_case("depthwise 3x3 (direct)", 16, 1, 3, 1, 1, 16);
+    bench_conv_case("depthwise 5x5 dilation 2 (direct)", 16, 1, 5, 4, 2, 16);
+    bench_conv_case("conv2d 3x3 groups 4 (im2col+GEMM)", 16, 4, 3, 1, 1, 4);
+    {
+        const int64_t N = 5, C = 16, H = 28, W = 28, O = 16;
+        float *x = falloc((size_t)(N * C * H * W)), *w = falloc((size_t)(O * C * 9)), *y = falloc((size_t)(N * O * H * W));
+        for (int64_t i = 0; i < N * C * H * W; i++) x[i] = (float)((i * 7919) % 200) / 100.0f - 1.0f;
+        for (int64_t i = 0; i < O * C * 9; i++) w[i] = (float)((i * 104729) % 200) / 100.0f - 1.0f;
+        naive_state ns = { x, w, y, N, C, H, W, O, 3, 1 };
+        double t = bench_best(naive_conv, &ns, NULL, NULL);
+        double flops = 2.0 * (double)(N * O * H * W * C * 9);
+        printf("%-34s fwd %9.1f us %6.2f GFLOP/s\n", "plain loops conv 3x3 16->16", t * 1e6, flops / t * 1e-9);
+        free(x);
+        free(w);
+        free(y);
+    }
+    bench_pool_case("max_pool2d 3x3 stride 1 pad 1", K_MAXPOOL);
+    bench_pool_case("avg_pool2d 3x3 stride 1 pad 1", K_AVGPOOL);
+}
+
 /* -------------------------------------------------------------------- main */
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: bench_ops [--quick] [--large N] [--only-add] [--no-large]\n"
+    fprintf(f, "usage: bench_ops [--quick] [--large N] [--only-add] [--no-large] [--only-conv]\n"
                "  --quick     short runs (smoke test)\n"
                "  --large N   edge of the large linear shape (default 1024)\n"
                "  --only-add  run the small-op benchmark (1.) only, e.g. under a profiler\n"
-               "  --no-large  skip the large linear shape\n");
+               "  --no-large  skip the large linear shape\n"
+               "  --only-conv run the convolution and pooling benchmark (4.) only\n");
 }
 
 int main(int argc, char **argv)
 {
     long large = 1024;
-    int only_add = 0, no_large = 0;
+    int only_add = 0, no_large = 0, only_conv = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             g_target = 0.01;
@@ -669,6 +800,8 @@ int main(int argc, char **argv)
             only_add = 1;
         } else if (strcmp(argv[i], "--no-large") == 0) {
             no_large = 1;
+        } else if (strcmp(argv[i], "--only-conv") == 0) {
+            only_conv = 1;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 0;
@@ -691,6 +824,12 @@ int main(int argc, char **argv)
            bli_info_get_version_str(), bli_arch_string(bli_arch_query_id()), g_target < 0.3 ? "quick" : "full",
            g_target, g_runs);
 
+    if (only_conv) {
+        bench_conv();
+        mnas_ctx_free(g_ctx);
+        return 0;
+    }
+
     bench_small_add();
 
     if (!only_add) {
@@ -700,6 +839,7 @@ int main(int argc, char **argv)
         printf("raw bli_sgemm 1x1x1 (fixed call overhead):      %8.1f ns/call\n", t_tiny * 1e9);
         bench_linear_shape(SMALL_N, SMALL_F, SMALL_F);
         if (!no_large) bench_linear_shape(large, large, large);
+        bench_conv();
     }
 
     mnas_ctx_free(g_ctx);

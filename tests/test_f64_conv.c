@@ -277,6 +277,78 @@ END_TEST
 START_TEST(op_second_order) { run_case(_i, 2); }
 END_TEST
 
+/* ---- MAML through a conv net -------------------------------------------
+ * One second-order SGD step on a support loss of a small DARTS-like conv
+ * net (relu -> depthwise 3x3 -> 1x1 -> batch-norm -> max-pool -> global
+ * pool -> linear), then the query loss: its gradient with respect to the
+ * meta-weights needs the conv ops' second derivatives (Eq. (8) inside
+ * Eq. (9)), and the order-2 check of it their third. */
+
+enum { P_DW, P_PW, P_GAMMA, P_BETA, P_FC, NP };
+
+typedef struct {
+    mnas_tensor *xs, *ys, *xq, *yq;
+    double lr;
+} maml_data;
+
+static mnas_tensor *net(mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w)
+{
+    mnas_tensor *h = mnas_conv2d(tp, mnas_relu(tp, x), w[P_DW], NULL, 1, 1, 1, 2);
+    h = mnas_batch_norm(tp, mnas_conv2d(tp, h, w[P_PW], NULL, 1, 0, 1, 1), w[P_GAMMA], w[P_BETA], 1e-5);
+    h = mnas_global_avg_pool(tp, mnas_max_pool2d(tp, h, 2, 2, 0));
+    return mnas_linear(tp, h, w[P_FC], NULL);
+}
+
+static mnas_tensor *maml_objective(mnas_tape *tp, mnas_tensor *const *params, void *user)
+{
+    maml_data *d = user;
+    mnas_tensor *fast[NP], *g[NP];
+    for (int k = 0; k < NP; k++) fast[k] = params[k];
+    mnas_tensor *loss = mnas_mse(tp, net(tp, d->xs, fast), d->ys);
+    if (!loss || mnas_grad(tp, loss, NP, fast, g, 1) != MNAS_OK) return NULL;
+    for (int k = 0; k < NP; k++) fast[k] = mnas_axpy(tp, -d->lr, g[k], fast[k]);
+    return mnas_mse(tp, net(tp, d->xq, fast), d->yq);
+}
+
+START_TEST(maml_conv_net_meta_gradient)
+{
+    mnas_ctx *ctx;
+    mnas_ctx_options co = MNAS_CTX_OPTIONS_INIT;
+    co.seed = 11;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, &co), MNAS_OK);
+    int64_t sx[4] = { 3, 2, 4, 4 }, sy[2] = { 3, 1 }, sdw[4] = { 2, 1, 3, 3 }, spw[4] = { 3, 2, 1, 1 }, s3[1] = { 3 },
+            sfc[2] = { 1, 3 };
+    maml_data d = { mnas_tensor_randn(ctx, 4, sx, 0, 1), mnas_tensor_randn(ctx, 2, sy, 0, 1),
+                    mnas_tensor_randn(ctx, 4, sx, 0, 1), mnas_tensor_randn(ctx, 2, sy, 0, 1), 0.1 };
+    /* Keep the inputs away from the ReLU kink and free of max-pool ties. */
+    mnas_tensor *xs2[2] = { d.xs, d.xq };
+    for (int t = 0; t < 2; t++) {
+        mnas_real *v = mnas_tensor_data(xs2[t]);
+        for (int64_t i = 0; i < mnas_tensor_size(xs2[t]); i++) v[i] += v[i] < 0 ? -0.2 : 0.2;
+    }
+    mnas_tensor *p[NP] = { mnas_tensor_randn(ctx, 4, sdw, 0, 0.5), mnas_tensor_randn(ctx, 4, spw, 0, 0.5),
+                           mnas_tensor_randn(ctx, 1, s3, 1, 0.2), mnas_tensor_randn(ctx, 1, s3, 0, 0.2),
+                           mnas_tensor_randn(ctx, 2, sfc, 0, 0.5) };
+    for (int k = 0; k < NP; k++) {
+        ck_assert_ptr_nonnull(p[k]);
+        mnas_tensor_set_requires_grad(p[k], 1);
+    }
+    double worst;
+    mnas_status st = mnas_gradcheck(ctx, maml_objective, &d, NP, p, NULL, &worst);
+    ck_assert_msg(st == MNAS_OK, "meta-gradient: %s", mnas_ctx_last_error(ctx));
+    mnas_gradcheck_options o = MNAS_GRADCHECK_OPTIONS_INIT;
+    o.order = 2;
+    st = mnas_gradcheck(ctx, maml_objective, &d, NP, p, &o, &worst);
+    ck_assert_msg(st == MNAS_OK, "order 2 of the meta-objective: %s", mnas_ctx_last_error(ctx));
+    for (int k = 0; k < NP; k++) mnas_tensor_free(p[k]);
+    mnas_tensor_free(d.xs);
+    mnas_tensor_free(d.ys);
+    mnas_tensor_free(d.xq);
+    mnas_tensor_free(d.yq);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("conv_f64");
@@ -285,6 +357,10 @@ int main(void)
     tcase_add_loop_test(ops, op_first_order, 0, NCASES);
     tcase_add_loop_test(ops, op_second_order, 0, NCASES);
     suite_add_tcase(s, ops);
+    TCase *maml = tcase_create("maml");
+    tcase_set_timeout(maml, 600);
+    tcase_add_test(maml, maml_conv_net_meta_gradient);
+    suite_add_tcase(s, maml);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
     int failed = srunner_ntests_failed(r);

@@ -188,8 +188,9 @@ static mnas_tensor *avg_op(mnas_tape *tp, mnas_tensor *x, const mnas_kconv *g)
     const char *fn = "mnas_avg_pool2d";
     int64_t shape[4] = { g->N, g->C, g->OH, g->OW };
     mnas_tensor *out = mnas__tape_new(tp, fn, 4, shape);
-    if (!out) return NULL;
-    mnas__k_avg_pool(g, x->data, out->data);
+    real *scratch = out ? mnas__tape_scratch(tp, fn, (size_t)mnas__k_pool_scratch(g) * sizeof(real)) : NULL;
+    if (!scratch) return NULL;
+    mnas__k_avg_pool(g, x->data, out->data, scratch);
     return finish(tp, fn, OP_AVG_POOL, out, 1, &x, g);
 }
 
@@ -198,8 +199,9 @@ static mnas_tensor *avg_adj_op(mnas_tape *tp, mnas_tensor *gy, const mnas_kconv 
     const char *fn = "mnas_avg_pool2d backward";
     int64_t shape[4] = { g->N, g->C, g->H, g->W };
     mnas_tensor *out = mnas__tape_new(tp, fn, 4, shape);
-    if (!out) return NULL;
-    mnas__k_avg_pool_adj(g, gy->data, out->data);
+    real *scratch = out ? mnas__tape_scratch(tp, fn, (size_t)mnas__k_pool_scratch(g) * sizeof(real)) : NULL;
+    if (!scratch) return NULL;
+    mnas__k_avg_pool_adj(g, gy->data, out->data, scratch);
     return finish(tp, fn, OP_AVG_POOL_ADJ, out, 1, &gy, g);
 }
 

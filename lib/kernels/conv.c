@@ -267,83 +267,119 @@ void mnas__k_conv2d_dw(const mnas_kconv *g, const real *x, const real *gy, real 
     }
 }
 
-/* ---- pooling (dilation 1) ---------------------------------------------- */
+/* ---- pooling (dilation 1) ----------------------------------------------
+ * Tap by tap like the depthwise loops: for window cell (i, j), a contiguous
+ * run of output row op= input row. Each output still sees its window's
+ * cells in row-major order, so the first maximum wins a tie. */
 
-/* The input rows (or columns) [*lo, *hi) of window o: clipped to the image. */
-static void window(int64_t o, int64_t s, int64_t pad, int64_t k, int64_t n_in, int64_t *lo, int64_t *hi)
+/* Non-padding cells of each output's window (the same for every plane). */
+static void window_counts(const mnas_kconv *g, real *cnt)
 {
-    int64_t a = o * s - pad, b = a + k;
-    *lo = a < 0 ? 0 : a;
-    *hi = b > n_in ? n_in : b;
+    for (int64_t oh = 0; oh < g->OH; oh++) {
+        int64_t a = oh * g->stride - g->pad, b = a + g->kh;
+        int64_t rows = (b > g->H ? g->H : b) - (a < 0 ? 0 : a);
+        for (int64_t ow = 0; ow < g->OW; ow++) {
+            int64_t c = ow * g->stride - g->pad, d = c + g->kw;
+            cnt[oh * g->OW + ow] = (real)(rows * ((d > g->W ? g->W : d) - (c < 0 ? 0 : c)));
+        }
+    }
 }
 
+int64_t mnas__k_pool_scratch(const mnas_kconv *g) { return 2 * g->OH * g->OW; }
+
+MNAS_CLONES
 void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx)
 {
-    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, L = OH * OW;
     for (int64_t nc = 0; nc < g->N * g->C; nc++) {
         const real *xp = x + nc * H * W;
-        for (int64_t oh = 0; oh < OH; oh++) {
-            int64_t h0, h1;
-            window(oh, g->stride, g->pad, g->kh, H, &h0, &h1);
-            for (int64_t ow = 0; ow < OW; ow++) {
-                int64_t w0, w1;
-                window(ow, g->stride, g->pad, g->kw, W, &w0, &w1);
-                /* Every window holds a real cell (pad < kernel is checked). */
-                int64_t bi = h0 * W + w0;
-                real best = xp[bi];
-                for (int64_t ih = h0; ih < h1; ih++)
-                    for (int64_t iw = w0; iw < w1; iw++) {
-                        real v = xp[ih * W + iw];
-                        /* Strictly greater: the first maximum wins ties; a
-                         * NaN wins over numbers so it propagates. */
-                        if (v > best || (isnan(v) && !isnan(best))) {
-                            best = v;
-                            bi = ih * W + iw;
+        real *yp = y + nc * L;
+        int64_t *ip = idx ? idx + nc * L : NULL;
+        for (int64_t o = 0; o < L; o++) yp[o] = -INFINITY;
+        if (ip)
+            for (int64_t o = 0; o < L; o++) ip[o] = -1;
+        for (int64_t i = 0; i < g->kh; i++) {
+            int64_t offh = i - g->pad, h0, h1;
+            span(offh, s, H, OH, &h0, &h1);
+            for (int64_t j = 0; j < g->kw; j++) {
+                int64_t offw = j - g->pad, w0, w1;
+                span(offw, s, W, OW, &w0, &w1);
+                for (int64_t oh = h0; oh < h1; oh++) {
+                    int64_t row = (oh * s + offh) * W;
+                    const real *xr = xp + row;
+                    real *yr = yp + oh * OW;
+                    if (!ip) {
+                        /* A NaN wins over numbers, so it propagates. */
+                        for (int64_t ow = w0; ow < w1; ow++) {
+                            real v = xr[ow * s + offw], b = yr[ow];
+                            /* branch-free, so it vectorises: v != v is isnan */
+                            int take = (v > b) | ((v != v) & (b == b));
+                            yr[ow] = take ? v : b;
+                        }
+                    } else {
+                        int64_t *ir = ip + oh * OW, base = nc * H * W + row + offw;
+                        for (int64_t ow = w0; ow < w1; ow++) {
+                            real v = xr[ow * s + offw], b = yr[ow];
+                            int take = (v > b) | (ir[ow] < 0) | ((v != v) & (b == b));
+                            yr[ow] = take ? v : b;
+                            ir[ow] = take ? base + ow * s : ir[ow];
                         }
                     }
-                int64_t o = (nc * OH + oh) * OW + ow;
-                y[o] = best;
-                if (idx) idx[o] = nc * H * W + bi;
+                }
             }
         }
     }
 }
 
-void mnas__k_avg_pool(const mnas_kconv *g, const real *x, real *y)
+MNAS_CLONES
+void mnas__k_avg_pool(const mnas_kconv *g, const real *x, real *y, real *scratch)
 {
-    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, L = OH * OW;
+    real *cnt = scratch;
+    window_counts(g, cnt);
     for (int64_t nc = 0; nc < g->N * g->C; nc++) {
         const real *xp = x + nc * H * W;
-        for (int64_t oh = 0; oh < OH; oh++) {
-            int64_t h0, h1;
-            window(oh, g->stride, g->pad, g->kh, H, &h0, &h1);
-            for (int64_t ow = 0; ow < OW; ow++) {
-                int64_t w0, w1;
-                window(ow, g->stride, g->pad, g->kw, W, &w0, &w1);
-                real s = 0;
-                for (int64_t ih = h0; ih < h1; ih++)
-                    for (int64_t iw = w0; iw < w1; iw++) s += xp[ih * W + iw];
-                y[(nc * OH + oh) * OW + ow] = s / (real)((h1 - h0) * (w1 - w0));
+        real *yp = y + nc * L;
+        for (int64_t o = 0; o < L; o++) yp[o] = 0;
+        for (int64_t i = 0; i < g->kh; i++) {
+            int64_t offh = i - g->pad, h0, h1;
+            span(offh, s, H, OH, &h0, &h1);
+            for (int64_t j = 0; j < g->kw; j++) {
+                int64_t offw = j - g->pad, w0, w1;
+                span(offw, s, W, OW, &w0, &w1);
+                for (int64_t oh = h0; oh < h1; oh++) {
+                    const real *xr = xp + (oh * s + offh) * W;
+                    real *yr = yp + oh * OW;
+                    for (int64_t ow = w0; ow < w1; ow++) yr[ow] += xr[ow * s + offw];
+                }
             }
         }
+        for (int64_t o = 0; o < L; o++) yp[o] /= cnt[o];
     }
 }
 
-void mnas__k_avg_pool_adj(const mnas_kconv *g, const real *gy, real *dx)
+MNAS_CLONES
+void mnas__k_avg_pool_adj(const mnas_kconv *g, const real *gy, real *dx, real *scratch)
 {
-    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, L = OH * OW;
+    real *cnt = scratch, *v = scratch + L;
+    window_counts(g, cnt);
     memset(dx, 0, (size_t)(g->N * g->C * H * W) * sizeof(real));
     for (int64_t nc = 0; nc < g->N * g->C; nc++) {
         real *dp = dx + nc * H * W;
-        for (int64_t oh = 0; oh < OH; oh++) {
-            int64_t h0, h1;
-            window(oh, g->stride, g->pad, g->kh, H, &h0, &h1);
-            for (int64_t ow = 0; ow < OW; ow++) {
-                int64_t w0, w1;
-                window(ow, g->stride, g->pad, g->kw, W, &w0, &w1);
-                real v = gy[(nc * OH + oh) * OW + ow] / (real)((h1 - h0) * (w1 - w0));
-                for (int64_t ih = h0; ih < h1; ih++)
-                    for (int64_t iw = w0; iw < w1; iw++) dp[ih * W + iw] += v;
+        const real *gp = gy + nc * L;
+        for (int64_t o = 0; o < L; o++) v[o] = gp[o] / cnt[o];
+        for (int64_t i = 0; i < g->kh; i++) {
+            int64_t offh = i - g->pad, h0, h1;
+            span(offh, s, H, OH, &h0, &h1);
+            for (int64_t j = 0; j < g->kw; j++) {
+                int64_t offw = j - g->pad, w0, w1;
+                span(offw, s, W, OW, &w0, &w1);
+                for (int64_t oh = h0; oh < h1; oh++) {
+                    const real *vr = v + oh * OW;
+                    real *dr = dp + (oh * s + offh) * W;
+                    for (int64_t ow = w0; ow < w1; ow++) dr[ow * s + offw] += vr[ow];
+                }
             }
         }
     }

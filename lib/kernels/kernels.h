@@ -125,9 +125,10 @@ void mnas__k_conv2d_dw(const mnas_kconv *g, const real *x, const real *gy, real 
  * receives the flat index into x of each output's maximum (first on ties). */
 void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx);
 /* Mean over the non-padding cells of each window, and its adjoint (dx is
- * overwritten). */
-void mnas__k_avg_pool(const mnas_kconv *g, const real *x, real *y);
-void mnas__k_avg_pool_adj(const mnas_kconv *g, const real *gy, real *dx);
+ * overwritten); scratch holds mnas__k_pool_scratch(g) elements. */
+int64_t mnas__k_pool_scratch(const mnas_kconv *g);
+void mnas__k_avg_pool(const mnas_kconv *g, const real *x, real *y, real *scratch);
+void mnas__k_avg_pool_adj(const mnas_kconv *g, const real *gy, real *dx, real *scratch);
 /* y[i] = x[idx[i]] for n outputs; and its adjoint x[idx[i]] += y[i] into a
  * zeroed x of size nx. */
 void mnas__k_gather_at(int64_t n, const int64_t *idx, const real *x, real *y);

@@ -716,8 +716,8 @@ mnas_genotype *mnas_genotype_parse(mnas_ctx *ctx, const mnas_search_space *space
             }
         }
         if (n_nodes[0] != n_nodes[1]) {
-            fail(&p, p.pos, "the normal cell has %d nodes, the reduce cell %d: they must match", n_nodes[0],
-                 n_nodes[1]);
+            mnas__error(ctx, MNAS_E_FORMAT, "%s: the normal cell has %d nodes, the reduce cell %d: they must match", fn,
+                        n_nodes[0], n_nodes[1]);
             return NULL;
         }
     } else {

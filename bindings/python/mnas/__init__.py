@@ -26,7 +26,7 @@ from .core import (LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_WARN, Context, Rng, statu
                    version_number)
 from .tensors import Tensor, active_tape, tensor, zeros
 from .autodiff import Tape, gradcheck
-from .nn import MLP, SGD, Adam, Module, Optimizer, Params
+from .nn import MLP, SGD, Adam, ConvNet, Module, Optimizer, Params
 from .data import (FAMILIES, FewShotSampler, ImageDataset, Task, TaskSet, accuracy, family_name,
                    mean_ci95, regression_task, regression_test_set)
 from .nas import Cell, Child, Genotype, SearchSpace, Supernet
@@ -44,7 +44,7 @@ __all__ = [
     "LibraryVersionError",
     "Context", "Rng", "LOG_ERROR", "LOG_WARN", "LOG_INFO", "LOG_DEBUG",
     "Tensor", "tensor", "zeros", "active_tape", "Tape", "gradcheck",
-    "Params", "Optimizer", "Adam", "SGD", "Module", "MLP",
+    "Params", "Optimizer", "Adam", "SGD", "Module", "MLP", "ConvNet",
     "SearchSpace", "Cell", "Supernet", "Genotype", "Child",
     "Task", "TaskSet", "FAMILIES", "family_name", "regression_task", "regression_test_set",
     "mean_ci95", "ImageDataset", "FewShotSampler", "accuracy", "Figure", "color", "plot_regression",

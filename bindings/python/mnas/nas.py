@@ -4,8 +4,11 @@ print, compare, Graphviz DOT, one-hot) and the child networks they decode to.
 Modules are functional like ``mnas.MLP``: ``cell.add_params(params)``, then
 ``cell(tape, s0, s1, weights, alpha)`` with alpha an [edges, ops] tensor.
 Registering ops implemented in Python is not bound (the library would call
-them from its worker threads); the built-in MLP space is
-``SearchSpace.mlp(ctx)``.
+them from its worker threads); the built-in spaces are ``SearchSpace.mlp(ctx)``
+and ``SearchSpace.darts(ctx)`` (the 8 DARTS conv ops). The conv supernet
+(``Supernet.conv``) takes one stacked alpha of [2 * edges, ops]: the normal
+cell's rows, then the reduction cell's; its genotypes are (normal, reduce)
+pairs printed as "normal: ... | reduce: ...".
 """
 
 import ctypes
@@ -15,7 +18,7 @@ from ._handle import Handle, as_int
 from ._lib import C, decode
 from .core import check_ctx
 from .errors import ArgumentTypeError
-from .nn import Module, _name, check_tape
+from .nn import Module, Params, _name, check_tape, weight_array
 from .tensors import Tensor
 
 
@@ -64,6 +67,53 @@ class SearchSpace(Handle):
         """The op names in registry order."""
         return [self.op_name(k) for k in range(len(self))]
 
+    @classmethod
+    def darts(cls, ctx):
+        """The DARTS conv space: none, max_pool_3x3, avg_pool_3x3,
+        skip_connect, sep_conv_3x3, sep_conv_5x5, dil_conv_3x3,
+        dil_conv_5x5."""
+        p = check_ctx(ctx)
+        s = cls.__new__(cls)
+        ctx.clear_error()
+        s._init(ctx, C.mnas_search_space_darts(p), "mnas_search_space_darts")
+        return s
+
+    def op_num_params(self, op, width, stride=1):
+        """How many parameters op has on an edge of width at stride."""
+        self.op_name(op)
+        self._ctx.clear_error()
+        n = C.mnas_search_space_op_num_params(self._p(), op, as_int(width, "width"),
+                                              as_int(stride, "stride", -(1 << 31), (1 << 31) - 1))
+        if n < 0:
+            self._ctx._fail("mnas_search_space_op_num_params")
+        return n
+
+    def op_add_params(self, op, width, stride, params, prefix="", group=0):
+        """Add op's parameters for an edge of width at stride to params
+        (named prefix + suffix); returns the index of the first."""
+        self.op_name(op)
+        if not isinstance(params, Params):
+            raise ArgumentTypeError("params must be an mnas.Params")
+        self._ctx.clear_error()
+        i = C.mnas_search_space_add_op_params(self._p(), op, as_int(width, "width"),
+                                              as_int(stride, "stride", -(1 << 31), (1 << 31) - 1),
+                                              params._p(), _name(prefix, "prefix"),
+                                              as_int(group, "group", -(1 << 31), (1 << 31) - 1))
+        if i < 0:
+            self._ctx._fail("mnas_search_space_add_op_params")
+        return i
+
+    def op_forward(self, tape, op, x, weights, stride=1):
+        """One op on x ([N, C, H, W] for the conv ops) with its weights."""
+        self.op_name(op)
+        tp = check_tape(tape)
+        if not isinstance(x, Tensor):
+            raise ArgumentTypeError("x must be an mnas.Tensor")
+        n = self.op_num_params(op, x.shape[1], stride)
+        arr = weight_array(tape, weights, n, "op %s" % self.op_name(op))
+        return tape._done(C.mnas_search_space_op_forward(
+            self._p(), op, tp, tape._arg(x), arr, as_int(stride, "stride", -(1 << 31), (1 << 31) - 1)))
+
     def find_op(self, name):
         """Index of the op called name, or -1."""
         return C.mnas_search_space_find_op(self._p(), _name(name))
@@ -81,7 +131,9 @@ def _check_space(space):
 
 class Cell(Module):
     """An MLP cell: 2 input states, ``n_nodes`` intermediate nodes, every
-    state ``width`` features (``Cell(space, n_nodes, width)``)."""
+    state ``width`` features (``Cell(space, n_nodes, width)``); or a DARTS
+    conv cell (``Cell.conv(space, n_nodes, c_prev_prev, c_prev, channels,
+    reduction, reduction_prev)``)."""
 
     __slots__ = ("_space",)
     _kind = "cell"
@@ -98,6 +150,38 @@ class Cell(Module):
             ctx._fail("mnas_cell_create_mlp")
         self._space = space
         self._init_module(ctx, r, C.mnas_cell_free, space)
+
+    @classmethod
+    def conv(cls, space, n_nodes, c_prev_prev, c_prev, channels, reduction=False,
+             reduction_prev=False):
+        """A DARTS conv cell of ``channels`` per state; inputs of c_prev_prev
+        and c_prev channels; output n_nodes * channels channels."""
+        sp = _check_space(space)
+        ctx = space._ctx
+        ctx.clear_error()
+        r = C.mnas_cell_create_conv(sp, as_int(n_nodes, "n_nodes", -(1 << 31), (1 << 31) - 1),
+                                    as_int(c_prev_prev, "c_prev_prev"), as_int(c_prev, "c_prev"),
+                                    as_int(channels, "channels"), 1 if reduction else 0,
+                                    1 if reduction_prev else 0)
+        if not r:
+            ctx._fail("mnas_cell_create_conv")
+        c = cls.__new__(cls)
+        c._space = space
+        c._init_module(ctx, r, C.mnas_cell_free, space)
+        return c
+
+    @property
+    def is_conv(self):
+        return bool(C.mnas_cell_is_conv(self._p()))
+
+    @property
+    def is_reduction(self):
+        return bool(C.mnas_cell_is_reduction(self._p()))
+
+    @property
+    def out_width(self):
+        """Features (MLP) or channels (conv: n_nodes * channels) of the output."""
+        return C.mnas_cell_out_width(self._p())
 
     @classmethod
     def _borrowed(cls, owner, space, ptr):
@@ -143,7 +227,7 @@ class Supernet(Module):
     cell, head Linear(width -> out): ``Supernet(space, in_features, width,
     n_nodes, out_features)``; ``net(tape, x, weights, alpha)``."""
 
-    __slots__ = ("_space", "_cell")
+    __slots__ = ("_space", "_cells")
     _kind = "supernet"
     _c_add_params = "mnas_supernet_add_params"
     _c_num_params = "mnas_supernet_num_params"
@@ -158,20 +242,61 @@ class Supernet(Module):
         if not r:
             ctx._fail("mnas_supernet_create_mlp")
         self._space = space
-        self._cell = None
+        self._cells = None
         self._init_module(ctx, r, C.mnas_supernet_free, space)
+
+    @classmethod
+    def conv(cls, space, in_channels=1, channels=16, n_nodes=4, n_classes=5):
+        """The paper's conv supernet: stem 3x3 conv (-> 3C) - BN, a normal
+        cell of C channels, a reduction cell of 2C, global average pooling,
+        Linear head. ``net(tape, x, weights, alpha)`` with x [N,
+        in_channels, H, W] and alpha [2 * edges, ops] (normal rows first)."""
+        sp = _check_space(space)
+        ctx = space._ctx
+        ctx.clear_error()
+        r = C.mnas_supernet_create_conv(sp, as_int(in_channels, "in_channels"),
+                                        as_int(channels, "channels"),
+                                        as_int(n_nodes, "n_nodes", -(1 << 31), (1 << 31) - 1),
+                                        as_int(n_classes, "n_classes"))
+        if not r:
+            ctx._fail("mnas_supernet_create_conv")
+        n = cls.__new__(cls)
+        n._space = space
+        n._cells = None
+        n._init_module(ctx, r, C.mnas_supernet_free, space)
+        return n
 
     @property
     def space(self):
         return self._space
 
     @property
-    def cell(self):
-        """The supernet's cell (owned by the supernet)."""
+    def is_conv(self):
+        return bool(C.mnas_supernet_is_conv(self._p()))
+
+    @property
+    def cells(self):
+        """The supernet's cells (owned by it): [cell] for the MLP one,
+        [normal, reduction] for the conv one."""
         p = self._p()
-        if self._cell is None or self._cell._ptr is None:
-            self._cell = Cell._borrowed(self, self._space, C.mnas_supernet_cell(p))
-        return self._cell
+        if self._cells is None or any(c._ptr is None for c in self._cells):
+            self._cells = [Cell._borrowed(self, self._space, C.mnas_supernet_cell_at(p, k))
+                           for k in range(C.mnas_supernet_num_cells(p))]
+        return list(self._cells)
+
+    @property
+    def cell(self):
+        """The supernet's (first) cell (owned by the supernet)."""
+        return self.cells[0]
+
+    @property
+    def alpha_rows(self):
+        return C.mnas_supernet_alpha_rows(self._p())
+
+    @property
+    def alpha_shape(self):
+        """(rows, ops) of the alpha the forward takes."""
+        return (self.alpha_rows, len(self._space))
 
     def forward(self, tape, x, weights, alpha):
         np_ = self._p()
@@ -202,23 +327,55 @@ class Genotype(Handle):
         g._setup(ptr, C.mnas_genotype_free, parent)
         # Genotypes are immutable: a hash consistent with ==, which compares
         # each node's two pairs as a set.
-        g._key = tuple(frozenset(node) for node in g.nodes)
+        g._key = tuple(tuple(frozenset(node) for node in cell) for cell in g.cells)
         return g
 
     @classmethod
     def derive(cls, cell, alpha):
         """Per node the 2 strongest incoming edges, each with its strongest
-        non-zero op (alpha: [edges, ops] tensor)."""
-        if not isinstance(cell, Cell):
-            raise ArgumentTypeError("cell must be an mnas.Cell")
+        non-zero op (alpha: [edges, ops] tensor). cell may be a Supernet:
+        alpha is then its whole [alpha_rows, ops] and the conv supernet
+        gives a (normal, reduce) pair."""
+        if not isinstance(cell, (Cell, Supernet)):
+            raise ArgumentTypeError("cell must be an mnas.Cell or mnas.Supernet")
         if not isinstance(alpha, Tensor):
             raise ArgumentTypeError("alpha must be an mnas.Tensor")
         ctx = cell._ctx
         ctx.clear_error()
-        r = C.mnas_genotype_derive(cell._p(), alpha._live())
+        if isinstance(cell, Supernet):
+            r = C.mnas_genotype_derive_supernet(cell._p(), alpha._live())
+            what = "mnas_genotype_derive_supernet"
+        else:
+            r = C.mnas_genotype_derive(cell._p(), alpha._live())
+            what = "mnas_genotype_derive"
         if not r:
-            ctx._fail("mnas_genotype_derive")
+            ctx._fail(what)
         return cls._wrap(ctx, r, cell._space)
+
+    @classmethod
+    def pair(cls, normal, reduce):
+        """A (normal, reduce) pair from two single-cell genotypes."""
+        if not isinstance(normal, Genotype) or not isinstance(reduce, Genotype):
+            raise ArgumentTypeError("normal and reduce must be mnas.Genotype objects")
+        ctx = normal._ctx
+        ctx.clear_error()
+        r = C.mnas_genotype_make_pair(normal._p(), reduce._p())
+        if not r:
+            ctx._fail("mnas_genotype_make_pair")
+        return cls._wrap(ctx, r, normal._parent)
+
+    @property
+    def num_cells(self):
+        """1 for a single cell, 2 for a (normal, reduce) pair."""
+        return C.mnas_genotype_num_cells(self._p())
+
+    def part(self, k):
+        """Cell k of a pair (0 normal, 1 reduce) as a single-cell genotype."""
+        self._ctx.clear_error()
+        r = C.mnas_genotype_part(self._p(), as_int(k, "k", -(1 << 31), (1 << 31) - 1))
+        if not r:
+            self._ctx._fail("mnas_genotype_part")
+        return Genotype._wrap(self._ctx, r, self._parent)
 
     @classmethod
     def parse(cls, space, text):
@@ -281,17 +438,30 @@ class Genotype(Handle):
             return "<mnas.Genotype closed>"
         return "<mnas.Genotype %s>" % self.to_string()
 
-    @property
-    def nodes(self):
-        """[((op name, input), (op name, input)), ...] per node."""
+    @staticmethod
+    def _parse_nodes(text):
         out = []
-        for node in self.to_string().split(";"):
+        for node in text.split(";"):
             pairs = []
             for pair in node.split(","):
                 op, _, inp = pair.strip().partition("@")
                 pairs.append((op.strip(), int(inp)))
             out.append(tuple(pairs))
         return out
+
+    @property
+    def cells(self):
+        """Per cell (one, or normal and reduce) its nodes as in ``nodes``."""
+        text = self.to_string()
+        if "|" not in text:
+            return [self._parse_nodes(text)]
+        return [self._parse_nodes(part.strip().partition(":")[2]) for part in text.split("|")]
+
+    @property
+    def nodes(self):
+        """[((op name, input), (op name, input)), ...] per node (of the
+        normal cell for a pair)."""
+        return self.cells[0]
 
     def __eq__(self, other):
         if not isinstance(other, Genotype):
@@ -303,15 +473,19 @@ class Genotype(Handle):
 
     def onehot(self, cell):
         """The one-hot alpha ([edges, ops] persistent tensor) of this
-        genotype for cell."""
-        if not isinstance(cell, Cell):
-            raise ArgumentTypeError("cell must be an mnas.Cell")
+        genotype for cell; for a Supernet its whole [alpha_rows, ops]."""
+        if not isinstance(cell, (Cell, Supernet)):
+            raise ArgumentTypeError("cell must be an mnas.Cell or mnas.Supernet")
         shape = cell.alpha_shape
         buf = array.array("f", bytes(4 * shape[0] * shape[1]))
         addr, _ = buf.buffer_info()
         self._ctx.clear_error()
-        st = C.mnas_genotype_onehot(self._p(), cell._p(), addr)
-        self._ctx._check(st, "mnas_genotype_onehot")
+        if isinstance(cell, Supernet):
+            st = C.mnas_genotype_onehot_supernet(self._p(), cell._p(), addr)
+            self._ctx._check(st, "mnas_genotype_onehot_supernet")
+        else:
+            st = C.mnas_genotype_onehot(self._p(), cell._p(), addr)
+            self._ctx._check(st, "mnas_genotype_onehot")
         return self._ctx.tensor(buf, shape)
 
 

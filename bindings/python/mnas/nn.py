@@ -359,3 +359,40 @@ class MLP(Module):
         return tape._done(C.mnas_mlp_forward(mp, tp, tape._arg(x), arr))
 
     __call__ = forward
+
+
+class ConvNet(Module):
+    """The paper's MAML baseline for images: 4 blocks of 3x3 conv - BN
+    (batch statistics) - ReLU - 2x2 max-pool, then a Linear head:
+    ``ConvNet(ctx, in_channels, height, width, filters=32, n_classes=5)``
+    (64 filters is Omniglot's choice). Images are [N, in_channels, height,
+    width] with height, width >= 16; ``net(tape, x, weights)`` gives
+    [N, n_classes] logits."""
+
+    __slots__ = ("in_channels", "height", "width", "n_classes")
+    _kind = "conv net"
+    _c_add_params = "mnas_convnet_add_params"
+    _c_num_params = "mnas_convnet_num_params"
+
+    def __init__(self, ctx, in_channels, height, width, filters=32, n_classes=5):
+        p = check_ctx(ctx)
+        ctx.clear_error()
+        r = C.mnas_convnet_create(p, as_int(in_channels, "in_channels"), as_int(height, "height"),
+                                  as_int(width, "width"), as_int(filters, "filters"),
+                                  as_int(n_classes, "n_classes"))
+        if not r:
+            ctx._fail("mnas_convnet_create")
+        self.in_channels, self.height, self.width, self.n_classes = in_channels, height, width, n_classes
+        self._init_module(ctx, r, C.mnas_convnet_free, ctx)
+
+    @property
+    def filters(self):
+        return C.mnas_convnet_filters(self._p())
+
+    def forward(self, tape, x, weights):
+        mp = self._p()
+        tp = check_tape(tape)
+        arr = self._weights(tape, weights)
+        return tape._done(C.mnas_convnet_forward(mp, tp, tape._arg(x), arr))
+
+    __call__ = forward
