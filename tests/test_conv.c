@@ -143,6 +143,9 @@ static const conv_cfg conv_cfgs[] = {
     { 2, 16, 8, 8, 16, 3, 3, 1, 1, 1, 16, 0 }, /* depthwise, more channels */
     { 1, 1, 1, 1, 2, 1, 1, 1, 0, 1, 1, 1 },  /* 1x1 image */
     { 1, 2, 3, 3, 2, 3, 3, 1, 0, 1, 1, 1 },  /* kernel == image: 1x1 output */
+    { 1, 2, 5, 5, 2, 3, 3, 1, 38, 40, 2, 1 }, /* depthwise, stride 1, padded plane too big: direct loops */
+    { 2, 3, 6, 7, 3, 3, 3, 1, 0, 1, 3, 1 },  /* depthwise, stride 1, no padding */
+    { 1, 2, 6, 5, 2, 2, 3, 1, 1, 2, 2, 1 },  /* depthwise 2x3, dilation 2, stride 1 */
 };
 #define NCONV ((int)(sizeof conv_cfgs / sizeof conv_cfgs[0]))
 
