@@ -240,12 +240,27 @@ static void flat_forward(const mnas_kconv *g, const real *x, const real *w, cons
         pad_plane(g, x + nc * H * W, xp);
         real b0 = b ? b[c] : 0;
         for (int64_t o = 0; o < n; o++) yb[o] = b0;
-        for (int64_t i = 0; i < g->kh; i++)
-            for (int64_t j = 0; j < g->kw; j++) {
-                const real *xs = xp + i * d * Wp + j * d;
-                real wv = wc[i * g->kw + j];
-                for (int64_t o = 0; o < n; o++) yb[o] += wv * xs[o];
+        /* Taps three (or two) at a time: one load and store of yb per
+         * group, and still added one after the other in tap order. */
+        for (int64_t t = 0; t < kk;) {
+            const real *xa = xp + (t / g->kw) * d * Wp + (t % g->kw) * d;
+            real wa = wc[t];
+            if (t + 3 <= kk) {
+                const real *xb = xp + ((t + 1) / g->kw) * d * Wp + ((t + 1) % g->kw) * d;
+                const real *xc = xp + ((t + 2) / g->kw) * d * Wp + ((t + 2) % g->kw) * d;
+                real wb = wc[t + 1], wcc = wc[t + 2];
+                for (int64_t o = 0; o < n; o++) yb[o] = ((yb[o] + wa * xa[o]) + wb * xb[o]) + wcc * xc[o];
+                t += 3;
+            } else if (t + 2 <= kk) {
+                const real *xb = xp + ((t + 1) / g->kw) * d * Wp + ((t + 1) % g->kw) * d;
+                real wb = wc[t + 1];
+                for (int64_t o = 0; o < n; o++) yb[o] = (yb[o] + wa * xa[o]) + wb * xb[o];
+                t += 2;
+            } else {
+                for (int64_t o = 0; o < n; o++) yb[o] += wa * xa[o];
+                t += 1;
             }
+        }
         real *yp = y + nc * OH * OW;
         for (int64_t oh = 0; oh < OH; oh++) memcpy(yp + oh * OW, yb + oh * Wp, (size_t)OW * sizeof(real));
     }
