@@ -7,8 +7,7 @@
 #include "kernels/kernels.h"
 
 /* [N, F] inputs (inner 1): walk rows in memory order with one accumulator
- * per feature, which the compiler vectorises; same sums in the same order
- * as the per-channel loops below. */
+ * per feature, which the compiler vectorises. */
 enum { ROW_MAX = 512 }; /* per-channel scratch on the stack: keep it small for embedders' threads */
 
 /* Per-feature mean and 1/sqrt(var + eps) of [N, C] rows, in double. */
@@ -70,6 +69,81 @@ static void bn_backward_rows(int64_t N, int64_t C, const real *x, const real *g,
         }
 }
 
+/* [outer, C, inner] inputs with inner > 1 (NCHW): a channel's values are
+ * `outer` runs of `inner` contiguous values. Its sums go to 8 double lanes
+ * (element i of a run to lane i mod 8, the tail of a run to lane 0), which
+ * vectorise, folded in a fixed order: the same bits on every call. */
+#define INL static inline __attribute__((always_inline))
+
+INL double fold8(const double s[8]) { return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])); }
+
+INL void lanes_sum(double s[8], const real *p, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int q = 0; q < 8; q++) s[q] += (double)p[i + q];
+    for (; i < n; i++) s[0] += (double)p[i];
+}
+
+INL void lanes_sqdev(double s[8], const real *p, int64_t n, double mu)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int q = 0; q < 8; q++) {
+            double d = (double)p[i + q] - mu;
+            s[q] += d * d;
+        }
+    for (; i < n; i++) {
+        double d = (double)p[i] - mu;
+        s[0] += d * d;
+    }
+}
+
+/* s += g, t += g * xh with xh = (x - mu) r */
+INL void lanes_g_gxh(double s[8], double t[8], const real *x, const real *g, int64_t n, double mu, double r)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int q = 0; q < 8; q++) {
+            double gv = (double)g[i + q];
+            s[q] += gv;
+            t[q] += gv * (((double)x[i + q] - mu) * r);
+        }
+    for (; i < n; i++) {
+        s[0] += (double)g[i];
+        t[0] += (double)g[i] * (((double)x[i] - mu) * r);
+    }
+}
+
+/* s += u (g - a - xh b) */
+INL void lanes_D(double s[8], const real *x, const real *g, const real *u, int64_t n, double mu, double r, double a,
+                 double b)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int q = 0; q < 8; q++) {
+            double xh = ((double)x[i + q] - mu) * r;
+            s[q] += (double)u[i + q] * ((double)g[i + q] - a - xh * b);
+        }
+    for (; i < n; i++) {
+        double xh = ((double)x[i] - mu) * r;
+        s[0] += (double)u[i] * ((double)g[i] - a - xh * b);
+    }
+}
+
+/* Mean and 1/sqrt(var + eps) of channel c. */
+INL void channel_moments(int64_t outer, int64_t C, int64_t inner, const real *x, int64_t c, double eps, double *mu,
+                         double *r)
+{
+    double s[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, v[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    const double m = (double)(outer * inner);
+    for (int64_t o = 0; o < outer; o++) lanes_sum(s, x + (o * C + c) * inner, inner);
+    *mu = fold8(s) / m;
+    for (int64_t o = 0; o < outer; o++) lanes_sqdev(v, x + (o * C + c) * inner, inner, *mu);
+    *r = 1.0 / sqrt(fold8(v) / m + eps);
+}
+
+MNAS_CLONES
 void mnas__k_bn_forward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *gamma, const real *beta,
                         double eps, real *y, real *mean, real *rstd)
 {
@@ -77,22 +151,9 @@ void mnas__k_bn_forward(int64_t outer, int64_t C, int64_t inner, const real *x, 
         bn_forward_rows(outer, C, x, gamma, beta, eps, y, mean, rstd);
         return;
     }
-    double m = (double)(outer * inner);
     for (int64_t c = 0; c < C; c++) {
-        double s = 0;
-        for (int64_t o = 0; o < outer; o++) {
-            const real *p = x + (o * C + c) * inner;
-            for (int64_t i = 0; i < inner; i++) s += p[i];
-        }
-        double mu = s / m, v = 0;
-        for (int64_t o = 0; o < outer; o++) {
-            const real *p = x + (o * C + c) * inner;
-            for (int64_t i = 0; i < inner; i++) {
-                double d = (double)p[i] - mu;
-                v += d * d;
-            }
-        }
-        double r = 1.0 / sqrt(v / m + eps);
+        double mu, r;
+        channel_moments(outer, C, inner, x, c, eps, &mu, &r);
         mean[c] = (real)mu;
         rstd[c] = (real)r;
         double gk = gamma ? (double)gamma[c] : 1.0, bk = beta ? (double)beta[c] : 0.0;
@@ -104,6 +165,7 @@ void mnas__k_bn_forward(int64_t outer, int64_t C, int64_t inner, const real *x, 
     }
 }
 
+MNAS_CLONES
 void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *g, const real *gamma,
                          const real *mean, const real *rstd, real *dx, real *dgamma, real *dbeta)
 {
@@ -114,14 +176,10 @@ void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x,
     double m = (double)(outer * inner);
     for (int64_t c = 0; c < C; c++) {
         double mu = mean[c], r = rstd[c];
-        double sg = 0, sgx = 0;
-        for (int64_t o = 0; o < outer; o++) {
-            const real *p = x + (o * C + c) * inner, *q = g + (o * C + c) * inner;
-            for (int64_t i = 0; i < inner; i++) {
-                sg += q[i];
-                sgx += (double)q[i] * (((double)p[i] - mu) * r);
-            }
-        }
+        double sgl[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, sgxl[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+        for (int64_t o = 0; o < outer; o++)
+            lanes_g_gxh(sgl, sgxl, x + (o * C + c) * inner, g + (o * C + c) * inner, inner, mu, r);
+        double sg = fold8(sgl), sgx = fold8(sgxl);
         if (dbeta) dbeta[c] = (real)sg;
         if (dgamma) dgamma[c] = (real)sgx;
         if (!dx) continue;
@@ -215,26 +273,18 @@ static void bn_double_backward_rows(int64_t N, int64_t C, const real *x, const r
     }
 }
 
+MNAS_CLONES
 void mnas__k_bn_stats(int64_t outer, int64_t C, int64_t inner, const real *x, double eps, real *mean, real *rstd)
 {
     if (inner == 1 && C <= ROW_MAX) {
         bn_stats_rows(outer, C, x, eps, mean, rstd);
         return;
     }
-    double m = (double)(outer * inner);
     for (int64_t c = 0; c < C; c++) {
-        double s = 0, v = 0;
-        for (int64_t o = 0; o < outer; o++) {
-            const real *p = x + (o * C + c) * inner;
-            for (int64_t i = 0; i < inner; i++) s += p[i];
-        }
-        double mu = s / m;
-        for (int64_t o = 0; o < outer; o++) {
-            const real *p = x + (o * C + c) * inner;
-            for (int64_t i = 0; i < inner; i++) v += ((double)p[i] - mu) * ((double)p[i] - mu);
-        }
+        double mu, r;
+        channel_moments(outer, C, inner, x, c, eps, &mu, &r);
         mean[c] = (real)mu;
-        rstd[c] = (real)(1.0 / sqrt(v / m + eps));
+        rstd[c] = (real)r;
     }
 }
 
@@ -247,6 +297,7 @@ void mnas__k_bn_stats(int64_t outer, int64_t C, int64_t inner, const real *x, do
  *   dS/dgamma = r D
  *   dS/dx = -gamma r^2 (xh D / m + b (u - ub - xh ux) + ux (g - a - xh b))
  *           + vg r (g - a - xh b)                                         */
+MNAS_CLONES
 void mnas__k_bn_double_backward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *g,
                                 const real *gamma, const real *mean, const real *rstd, const real *u, const real *vg,
                                 real *ddx, real *ddg, real *dgam)
@@ -258,30 +309,21 @@ void mnas__k_bn_double_backward(int64_t outer, int64_t C, int64_t inner, const r
     double m = (double)(outer * inner);
     for (int64_t c = 0; c < C; c++) {
         double mu = mean[c], r = rstd[c], gk = gamma ? (double)gamma[c] : 1.0, v = vg ? (double)vg[c] : 0.0;
-        double a = 0, b = 0, ub = 0, ux = 0;
-        for (int64_t o = 0; o < outer; o++)
-            for (int64_t i = 0; i < inner; i++) {
-                int64_t k = (o * C + c) * inner + i;
-                double xh = ((double)x[k] - mu) * r;
-                a += g[k];
-                b += (double)g[k] * xh;
-                if (u) {
-                    ub += u[k];
-                    ux += (double)u[k] * xh;
-                }
-            }
-        a /= m;
-        b /= m;
-        ub /= m;
-        ux /= m;
-        double D = 0;
+        double al[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, bl[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+        double ul[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, uxl[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+        double Dl[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+        for (int64_t o = 0; o < outer; o++) {
+            int64_t k0 = (o * C + c) * inner;
+            lanes_g_gxh(al, bl, x + k0, g + k0, inner, mu, r);
+            if (u) lanes_g_gxh(ul, uxl, x + k0, u + k0, inner, mu, r);
+        }
+        double a = fold8(al) / m, b = fold8(bl) / m, ub = fold8(ul) / m, ux = fold8(uxl) / m;
         if (u)
-            for (int64_t o = 0; o < outer; o++)
-                for (int64_t i = 0; i < inner; i++) {
-                    int64_t k = (o * C + c) * inner + i;
-                    double xh = ((double)x[k] - mu) * r;
-                    D += (double)u[k] * ((double)g[k] - a - xh * b);
-                }
+            for (int64_t o = 0; o < outer; o++) {
+                int64_t k0 = (o * C + c) * inner;
+                lanes_D(Dl, x + k0, g + k0, u + k0, inner, mu, r, a, b);
+            }
+        double D = fold8(Dl);
         if (dgam) dgam[c] = (real)(u ? r * D : 0.0);
         for (int64_t o = 0; o < outer; o++)
             for (int64_t i = 0; i < inner; i++) {
