@@ -143,6 +143,9 @@ static const conv_cfg conv_cfgs[] = {
     { 2, 16, 8, 8, 16, 3, 3, 1, 1, 1, 16, 0 }, /* depthwise, more channels */
     { 1, 1, 1, 1, 2, 1, 1, 1, 0, 1, 1, 1 },  /* 1x1 image */
     { 1, 2, 3, 3, 2, 3, 3, 1, 0, 1, 1, 1 },  /* kernel == image: 1x1 output */
+    { 1, 2, 5, 5, 2, 3, 3, 1, 38, 40, 2, 1 }, /* depthwise, stride 1, padded plane too big: direct loops */
+    { 2, 3, 6, 7, 3, 3, 3, 1, 0, 1, 3, 1 },  /* depthwise, stride 1, no padding */
+    { 1, 2, 6, 5, 2, 2, 3, 1, 1, 2, 2, 1 },  /* depthwise 2x3, dilation 2, stride 1 */
 };
 #define NCONV ((int)(sizeof conv_cfgs / sizeof conv_cfgs[0]))
 
@@ -371,6 +374,36 @@ START_TEST(global_avg_pool_values)
 }
 END_TEST
 
+/* A training step of a small conv net (second-order, as the inner loop
+ * does) reaches a steady state: after a reset the tape's arenas are reused
+ * and nothing more is reserved. */
+START_TEST(steady_state_memory)
+{
+    mnas_tensor *x = randn(4, 4, 3, 10, 10), *w1 = randn(4, 8, 3, 3, 3), *dw = randn(4, 8, 1, 3, 3),
+                *pw = randn(4, 8, 8, 1, 1), *b = randn(1, 8, 1, 1, 1);
+    mnas_tensor *p[4] = { w1, dw, pw, b };
+    for (int k = 0; k < 4; k++) mnas_tensor_set_requires_grad(p[k], 1);
+    size_t reserved[5];
+    for (int it = 0; it < 5; it++) {
+        mnas_tape_reset(tp);
+        mnas_tensor *h = mnas_relu(tp, mnas_conv2d(tp, x, w1, b, 1, 1, 1, 1));
+        h = mnas_conv2d(tp, mnas_conv2d(tp, h, dw, NULL, 2, 2, 2, 8), pw, NULL, 1, 0, 1, 1);
+        h = mnas_avg_pool2d(tp, mnas_max_pool2d(tp, h, 3, 1, 1), 3, 2, 1);
+        mnas_tensor *loss = mnas_mean(tp, mnas_square(tp, mnas_global_avg_pool(tp, h)));
+        mnas_tensor *g[4];
+        ck_assert_int_eq(mnas_grad(tp, loss, 4, p, g, 1), MNAS_OK);
+        mnas_tensor *gn = mnas_sum(tp, mnas_square(tp, g[0]));
+        for (int k = 1; k < 4; k++) gn = mnas_add(tp, gn, mnas_sum(tp, mnas_square(tp, g[k])));
+        mnas_tensor *gg[4];
+        ck_assert_int_eq(mnas_grad(tp, gn, 4, p, gg, 0), MNAS_OK);
+        reserved[it] = mnas_tape_bytes_reserved(tp);
+    }
+    ck_assert_uint_eq(reserved[2], reserved[4]);
+    for (int k = 0; k < 4; k++) mnas_tensor_free(p[k]);
+    mnas_tensor_free(x);
+}
+END_TEST
+
 /* ---- bad input ------------------------------------------------------- */
 
 static void expect_error(mnas_tensor *r, mnas_status st, const char *needle)
@@ -507,6 +540,7 @@ int main(void)
     tcase_add_test(fw, avg_pool_excludes_padding);
     tcase_add_test(fw, max_pool_special_values);
     tcase_add_test(fw, global_avg_pool_values);
+    tcase_add_test(fw, steady_state_memory);
     suite_add_tcase(s, fw);
     TCase *bad = tcase_create("bad_input");
     tcase_add_checked_fixture(bad, setup, teardown);

@@ -85,6 +85,14 @@ static mnas_tensor *f_dw_2x3_s2(mnas_tape *t, mnas_tensor *const *in)
 {
     return mnas_conv2d(t, in[0], in[1], in[2], 2, 1, 1, 2);
 }
+static mnas_tensor *f_dw_2x3_d2(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], in[2], 1, 1, 2, 2);
+}
+static mnas_tensor *f_dw_far(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], NULL, 1, 38, 40, 2); /* stride 1, direct loops */
+}
 static mnas_tensor *f_conv_1x1(mnas_tape *t, mnas_tensor *const *in) { return mnas_conv2d(t, in[0], in[1], in[2], 1, 0, 1, 1); }
 static mnas_tensor *f_conv_1x1_g2(mnas_tape *t, mnas_tensor *const *in) { return mnas_conv2d(t, in[0], in[1], NULL, 1, 0, 1, 2); }
 static mnas_tensor *f_conv_1x1_s2(mnas_tape *t, mnas_tensor *const *in) { return mnas_conv2d(t, in[0], in[1], NULL, 2, 0, 1, 1); }
@@ -157,6 +165,10 @@ static const op_case cases[] = {
     { "conv2d depthwise 5x5 pad 2", 2, { 4, 4 }, { S4(1, 3, 6, 5), S4(3, 1, 5, 5) }, { N, N }, f_dw_5x5_p2 },
     { "conv2d depthwise 2x3 stride 2 pad 1", 3, { 4, 4, 1 }, { S4(2, 2, 5, 6), S4(2, 1, 2, 3), S1(2) }, { N, N, N },
       f_dw_2x3_s2 },
+    { "conv2d depthwise 2x3 dilation 2 stride 1", 3, { 4, 4, 1 }, { S4(2, 2, 6, 5), S4(2, 1, 2, 3), S1(2) },
+      { N, N, N }, f_dw_2x3_d2 },
+    { "conv2d depthwise stride 1 huge padding and dilation", 2, { 4, 4 }, { S4(1, 2, 5, 5), S4(2, 1, 3, 3) }, { N, N },
+      f_dw_far },
     { "conv2d 1x1", 3, { 4, 4, 1 }, { S4(2, 4, 3, 3), S4(5, 4, 1, 1), S1(5) }, { N, N, N }, f_conv_1x1 },
     { "conv2d 1x1 groups 2", 2, { 4, 4 }, { S4(2, 4, 3, 2), S4(4, 2, 1, 1) }, { N, N }, f_conv_1x1_g2 },
     { "conv2d 1x1 stride 2", 2, { 4, 4 }, { S4(1, 3, 5, 5), S4(2, 3, 1, 1) }, { N, N }, f_conv_1x1_s2 },

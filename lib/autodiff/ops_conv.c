@@ -95,14 +95,15 @@ static int need_4d(mnas_tape *tp, const char *fn, const char *arg, const mnas_te
 static mnas_tensor *finish(mnas_tape *tp, const char *fn, int op, mnas_tensor *out, size_t n, mnas_tensor *const *ins,
                            const mnas_kconv *g)
 {
+    mnas_kconv *k = NULL;
+    if (mnas__should_record(tp, n, ins)) {
+        /* before recording: a node never exists without its geometry */
+        if (!(k = mnas__tape_scratch(tp, fn, sizeof *k))) return NULL;
+        *k = *g;
+    }
     mnas_node *node;
     if (!mnas__finish(tp, fn, op, out, n, ins, &node)) return NULL;
-    if (node) {
-        mnas_kconv *k = mnas__tape_scratch(tp, fn, sizeof *k);
-        if (!k) return NULL;
-        *k = *g;
-        node->state = k;
-    }
+    if (node) node->state = k;
     return out;
 }
 

@@ -28,10 +28,42 @@ static int pointwise(const mnas_kconv *g)
 
 int mnas__k_conv_depthwise(const mnas_kconv *g) { return g->groups == g->C && g->O == g->C; }
 
+/* Depthwise with stride 1 runs on zero-padded planes of width Wp = W + 2p:
+ * every kernel tap is then one constant offset into the padded plane, and
+ * each tap's work is a single flat, vectorisable loop over OH rows of Wp
+ * columns (the d (kw - 1) columns past OW of each row are computed and
+ * dropped). Scratch: the padded plane and the Wp-wide output rows. Skipped
+ * when padding or dilation would make that buffer much larger than the
+ * image (the direct loops need none). */
+static int64_t flat_scratch(const mnas_kconv *g)
+{
+    if (!mnas__k_conv_depthwise(g) || g->stride != 1) return 0;
+    int64_t Hp = g->H + 2 * g->pad, Wp = g->W + 2 * g->pad, a, b;
+    if (__builtin_mul_overflow(Hp, Wp, &a) || __builtin_mul_overflow(g->OH, Wp, &b)) return 0;
+    if (a > 4 * (g->H * g->W + g->OH * g->OW) + 4096) return 0;
+    return a + b;
+}
+
 int64_t mnas__k_conv_scratch(const mnas_kconv *g)
 {
-    if (mnas__k_conv_depthwise(g) || pointwise(g)) return 0;
+    if (mnas__k_conv_depthwise(g)) return flat_scratch(g);
+    if (pointwise(g)) return 0;
     return g->C * g->kh * g->kw * g->OH * g->OW;
+}
+
+/* The padded plane: rows of Wp with p zero cells around x's H x W. */
+static void pad_plane(const mnas_kconv *g, const real *x, real *xp)
+{
+    const int64_t Wp = g->W + 2 * g->pad, p = g->pad;
+    memset(xp, 0, (size_t)(p * Wp + p) * sizeof(real));
+    for (int64_t h = 0; h < g->H; h++) {
+        real *r = xp + (h + p) * Wp + p;
+        memcpy(r, x + h * g->W, (size_t)g->W * sizeof(real));
+        /* right border of this row and left border of the next */
+        memset(r + g->W, 0, (size_t)(2 * p) * sizeof(real));
+    }
+    int64_t done = (g->H + p) * Wp + p, total = (g->H + 2 * p) * Wp;
+    if (total > done) memset(xp + done, 0, (size_t)(total - done) * sizeof(real));
 }
 
 MNAS_CLONES
@@ -196,12 +228,101 @@ static void dw_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw)
     }
 }
 
+MNAS_CLONES
+static void flat_forward(const mnas_kconv *g, const real *x, const real *w, const real *b, real *y, real *scratch)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, C = g->C, d = g->dil;
+    const int64_t Wp = W + 2 * g->pad, kk = g->kh * g->kw, n = (OH - 1) * Wp + OW;
+    real *xp = scratch, *yb = scratch + (H + 2 * g->pad) * Wp;
+    for (int64_t nc = 0; nc < g->N * C; nc++) {
+        int64_t c = nc % C;
+        const real *wc = w + c * kk;
+        pad_plane(g, x + nc * H * W, xp);
+        real b0 = b ? b[c] : 0;
+        for (int64_t o = 0; o < n; o++) yb[o] = b0;
+        /* Taps three (or two) at a time: one load and store of yb per
+         * group, and still added one after the other in tap order. */
+        for (int64_t t = 0; t < kk;) {
+            const real *xa = xp + (t / g->kw) * d * Wp + (t % g->kw) * d;
+            real wa = wc[t];
+            if (t + 3 <= kk) {
+                const real *xb = xp + ((t + 1) / g->kw) * d * Wp + ((t + 1) % g->kw) * d;
+                const real *xc = xp + ((t + 2) / g->kw) * d * Wp + ((t + 2) % g->kw) * d;
+                real wb = wc[t + 1], wcc = wc[t + 2];
+                for (int64_t o = 0; o < n; o++) yb[o] = ((yb[o] + wa * xa[o]) + wb * xb[o]) + wcc * xc[o];
+                t += 3;
+            } else if (t + 2 <= kk) {
+                const real *xb = xp + ((t + 1) / g->kw) * d * Wp + ((t + 1) % g->kw) * d;
+                real wb = wc[t + 1];
+                for (int64_t o = 0; o < n; o++) yb[o] = (yb[o] + wa * xa[o]) + wb * xb[o];
+                t += 2;
+            } else {
+                for (int64_t o = 0; o < n; o++) yb[o] += wa * xa[o];
+                t += 1;
+            }
+        }
+        real *yp = y + nc * OH * OW;
+        for (int64_t oh = 0; oh < OH; oh++) memcpy(yp + oh * OW, yb + oh * Wp, (size_t)OW * sizeof(real));
+    }
+}
+
+/* The Wp-wide rows of g's plane, zero past column OW. */
+static void widen_plane(const mnas_kconv *g, const real *gp, real *gb)
+{
+    const int64_t Wp = g->W + 2 * g->pad, OW = g->OW;
+    for (int64_t oh = 0; oh < g->OH; oh++) {
+        memcpy(gb + oh * Wp, gp + oh * OW, (size_t)OW * sizeof(real));
+        if (oh + 1 < g->OH) memset(gb + oh * Wp + OW, 0, (size_t)(Wp - OW) * sizeof(real));
+    }
+}
+
+MNAS_CLONES
+static void flat_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx, real *scratch)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, C = g->C, d = g->dil, p = g->pad;
+    const int64_t Wp = W + 2 * p, Hp = H + 2 * p, kk = g->kh * g->kw, n = (OH - 1) * Wp + OW;
+    real *dp = scratch, *gb = scratch + Hp * Wp;
+    for (int64_t nc = 0; nc < g->N * C; nc++) {
+        int64_t c = nc % C;
+        const real *wc = w + c * kk;
+        widen_plane(g, gy + nc * OH * OW, gb);
+        memset(dp, 0, (size_t)(Hp * Wp) * sizeof(real));
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++) {
+                real *ds = dp + i * d * Wp + j * d;
+                real wv = wc[i * g->kw + j];
+                for (int64_t o = 0; o < n; o++) ds[o] += wv * gb[o];
+            }
+        real *xo = dx + nc * H * W;
+        for (int64_t h = 0; h < H; h++) memcpy(xo + h * W, dp + (h + p) * Wp + p, (size_t)W * sizeof(real));
+    }
+}
+
+static void flat_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw, real *scratch)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, C = g->C, d = g->dil;
+    const int64_t Wp = W + 2 * g->pad, kk = g->kh * g->kw, n = (OH - 1) * Wp + OW;
+    real *xp = scratch, *gb = scratch + (H + 2 * g->pad) * Wp;
+    memset(dw, 0, (size_t)(C * kk) * sizeof(real));
+    for (int64_t nc = 0; nc < g->N * C; nc++) {
+        int64_t c = nc % C;
+        pad_plane(g, x + nc * H * W, xp);
+        widen_plane(g, gy + nc * OH * OW, gb);
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++)
+                dw[c * kk + i * g->kw + j] += dot_lanes(n, gb, xp + i * d * Wp + j * d, 1);
+    }
+}
+
 /* ---- general (grouped) convolution: im2col + one GEMM per image and group */
 
 void mnas__k_conv2d(const mnas_kconv *g, const real *x, const real *w, const real *b, real *y, real *scratch)
 {
     if (mnas__k_conv_depthwise(g)) {
-        dw_forward(g, x, w, b, y);
+        if (flat_scratch(g))
+            flat_forward(g, x, w, b, y, scratch);
+        else
+            dw_forward(g, x, w, b, y);
         return;
     }
     const int64_t L = g->OH * g->OW, G = g->groups, Og = g->O / G;
@@ -226,7 +347,10 @@ void mnas__k_conv2d(const mnas_kconv *g, const real *x, const real *w, const rea
 void mnas__k_conv2d_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx, real *scratch)
 {
     if (mnas__k_conv_depthwise(g)) {
-        dw_dx(g, gy, w, dx);
+        if (flat_scratch(g))
+            flat_dx(g, gy, w, dx, scratch);
+        else
+            dw_dx(g, gy, w, dx);
         return;
     }
     const int64_t L = g->OH * g->OW, G = g->groups, Og = g->O / G;
@@ -248,7 +372,10 @@ void mnas__k_conv2d_dx(const mnas_kconv *g, const real *gy, const real *w, real 
 void mnas__k_conv2d_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw, real *scratch)
 {
     if (mnas__k_conv_depthwise(g)) {
-        dw_dw(g, x, gy, dw);
+        if (flat_scratch(g))
+            flat_dw(g, x, gy, dw, scratch);
+        else
+            dw_dw(g, x, gy, dw);
         return;
     }
     const int64_t L = g->OH * g->OW, G = g->groups, Og = g->O / G;

@@ -107,8 +107,9 @@ typedef struct mnas_kconv {
  * that adds cols back into x (col2im, accumulating). */
 void mnas__k_unfold(const mnas_kconv *g, const real *x, real *cols);
 void mnas__k_fold_add(const mnas_kconv *g, const real *cols, real *x);
-/* Elements of scratch the three convolution kernels below need (one
- * image's columns; 0 for the depthwise and 1x1 paths). */
+/* Elements of scratch the three convolution kernels below need: one
+ * image's columns; for depthwise with stride 1 a padded plane; 0 for 1x1
+ * and the other depthwise cases. */
 int64_t mnas__k_conv_scratch(const mnas_kconv *g);
 /* Is this the depthwise case (groups == C == O) that has direct loops? */
 int mnas__k_conv_depthwise(const mnas_kconv *g);
