@@ -437,19 +437,34 @@ void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx)
                     real *yr = yp + oh * OW;
                     if (!ip) {
                         /* A NaN wins over numbers, so it propagates. */
-                        for (int64_t ow = w0; ow < w1; ow++) {
-                            real v = xr[ow * s + offw], b = yr[ow];
-                            /* branch-free, so it vectorises: v != v is isnan */
-                            int take = (v > b) | ((v != v) & (b == b));
-                            yr[ow] = take ? v : b;
+                        /* branch-free, so it vectorises: v != v is isnan */
+                        if (s == 1) {
+                            for (int64_t ow = w0; ow < w1; ow++) {
+                                real v = xr[ow + offw], b = yr[ow];
+                                yr[ow] = (v > b) | ((v != v) & (b == b)) ? v : b;
+                            }
+                        } else {
+                            for (int64_t ow = w0; ow < w1; ow++) {
+                                real v = xr[ow * s + offw], b = yr[ow];
+                                yr[ow] = (v > b) | ((v != v) & (b == b)) ? v : b;
+                            }
                         }
                     } else {
                         int64_t *ir = ip + oh * OW, base = nc * H * W + row + offw;
-                        for (int64_t ow = w0; ow < w1; ow++) {
-                            real v = xr[ow * s + offw], b = yr[ow];
-                            int take = (v > b) | (ir[ow] < 0) | ((v != v) & (b == b));
-                            yr[ow] = take ? v : b;
-                            ir[ow] = take ? base + ow * s : ir[ow];
+                        if (s == 1) {
+                            for (int64_t ow = w0; ow < w1; ow++) {
+                                real v = xr[ow + offw], b = yr[ow];
+                                int take = (v > b) | (ir[ow] < 0) | ((v != v) & (b == b));
+                                yr[ow] = take ? v : b;
+                                ir[ow] = take ? base + ow : ir[ow];
+                            }
+                        } else {
+                            for (int64_t ow = w0; ow < w1; ow++) {
+                                real v = xr[ow * s + offw], b = yr[ow];
+                                int take = (v > b) | (ir[ow] < 0) | ((v != v) & (b == b));
+                                yr[ow] = take ? v : b;
+                                ir[ow] = take ? base + ow * s : ir[ow];
+                            }
                         }
                     }
                 }
@@ -477,7 +492,11 @@ void mnas__k_avg_pool(const mnas_kconv *g, const real *x, real *y, real *scratch
                 for (int64_t oh = h0; oh < h1; oh++) {
                     const real *xr = xp + (oh * s + offh) * W;
                     real *yr = yp + oh * OW;
-                    for (int64_t ow = w0; ow < w1; ow++) yr[ow] += xr[ow * s + offw];
+                    if (s == 1) {
+                        for (int64_t ow = w0; ow < w1; ow++) yr[ow] += xr[ow + offw];
+                    } else {
+                        for (int64_t ow = w0; ow < w1; ow++) yr[ow] += xr[ow * s + offw];
+                    }
                 }
             }
         }
@@ -505,7 +524,11 @@ void mnas__k_avg_pool_adj(const mnas_kconv *g, const real *gy, real *dx, real *s
                 for (int64_t oh = h0; oh < h1; oh++) {
                     const real *vr = v + oh * OW;
                     real *dr = dp + (oh * s + offh) * W;
-                    for (int64_t ow = w0; ow < w1; ow++) dr[ow * s + offw] += vr[ow];
+                    if (s == 1) {
+                        for (int64_t ow = w0; ow < w1; ow++) dr[ow + offw] += vr[ow];
+                    } else {
+                        for (int64_t ow = w0; ow < w1; ow++) dr[ow * s + offw] += vr[ow];
+                    }
                 }
             }
         }
