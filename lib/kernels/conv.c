@@ -41,7 +41,8 @@ static int64_t flat_scratch(const mnas_kconv *g)
     int64_t Hp = g->H + 2 * g->pad, Wp = g->W + 2 * g->pad, a, b;
     if (__builtin_mul_overflow(Hp, Wp, &a) || __builtin_mul_overflow(g->OH, Wp, &b)) return 0;
     if (a > 4 * (g->H * g->W + g->OH * g->OW) + 4096) return 0;
-    return a + b;
+    (void)b;
+    return 3 * a; /* the transposed pass: the padded plane and g shifted by up to one plane */
 }
 
 int64_t mnas__k_conv_scratch(const mnas_kconv *g)
@@ -276,23 +277,44 @@ static void widen_plane(const mnas_kconv *g, const real *gp, real *gb)
     }
 }
 
+/* The transposed pass as a gather, so taps combine like the forward's:
+ * dp[q] = sum_t w_t gx[q - off_t] over the padded plane, where gx is g's
+ * Wp-wide rows after lead = max off_t zeros (and zeros after). Each cell
+ * still receives its taps in order. */
 MNAS_CLONES
 static void flat_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx, real *scratch)
 {
     const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, C = g->C, d = g->dil, p = g->pad;
     const int64_t Wp = W + 2 * p, Hp = H + 2 * p, kk = g->kh * g->kw, n = (OH - 1) * Wp + OW;
-    real *dp = scratch, *gb = scratch + Hp * Wp;
+    const int64_t lead = (g->kh - 1) * d * Wp + (g->kw - 1) * d;
+    const int64_t q0 = p * Wp + p, q1 = (p + H - 1) * Wp + p + W; /* the cells kept */
+    real *dp = scratch, *gx = scratch + Hp * Wp;
     for (int64_t nc = 0; nc < g->N * C; nc++) {
         int64_t c = nc % C;
         const real *wc = w + c * kk;
-        widen_plane(g, gy + nc * OH * OW, gb);
-        memset(dp, 0, (size_t)(Hp * Wp) * sizeof(real));
-        for (int64_t i = 0; i < g->kh; i++)
-            for (int64_t j = 0; j < g->kw; j++) {
-                real *ds = dp + i * d * Wp + j * d;
-                real wv = wc[i * g->kw + j];
-                for (int64_t o = 0; o < n; o++) ds[o] += wv * gb[o];
+        memset(gx, 0, (size_t)lead * sizeof(real));
+        widen_plane(g, gy + nc * OH * OW, gx + lead);
+        memset(gx + lead + n, 0, (size_t)(Hp * Wp - n) * sizeof(real));
+        for (int64_t q = q0; q < q1; q++) dp[q] = 0;
+        for (int64_t t = 0; t < kk;) {
+            const real *ga = gx + lead - ((t / g->kw) * d * Wp + (t % g->kw) * d);
+            real wa = wc[t];
+            if (t + 3 <= kk) {
+                const real *gb = gx + lead - (((t + 1) / g->kw) * d * Wp + ((t + 1) % g->kw) * d);
+                const real *gc = gx + lead - (((t + 2) / g->kw) * d * Wp + ((t + 2) % g->kw) * d);
+                real wb = wc[t + 1], wcc = wc[t + 2];
+                for (int64_t q = q0; q < q1; q++) dp[q] = ((dp[q] + wa * ga[q]) + wb * gb[q]) + wcc * gc[q];
+                t += 3;
+            } else if (t + 2 <= kk) {
+                const real *gb = gx + lead - (((t + 1) / g->kw) * d * Wp + ((t + 1) % g->kw) * d);
+                real wb = wc[t + 1];
+                for (int64_t q = q0; q < q1; q++) dp[q] = (dp[q] + wa * ga[q]) + wb * gb[q];
+                t += 2;
+            } else {
+                for (int64_t q = q0; q < q1; q++) dp[q] += wa * ga[q];
+                t += 1;
             }
+        }
         real *xo = dx + nc * H * W;
         for (int64_t h = 0; h < H; h++) memcpy(xo + h * W, dp + (h + p) * Wp + p, (size_t)W * sizeof(real));
     }
