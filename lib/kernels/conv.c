@@ -32,17 +32,16 @@ int mnas__k_conv_depthwise(const mnas_kconv *g) { return g->groups == g->C && g-
  * every kernel tap is then one constant offset into the padded plane, and
  * each tap's work is a single flat, vectorisable loop over OH rows of Wp
  * columns (the d (kw - 1) columns past OW of each row are computed and
- * dropped). Scratch: the padded plane and the Wp-wide output rows. Skipped
- * when padding or dilation would make that buffer much larger than the
- * image (the direct loops need none). */
+ * dropped). Scratch: the padded plane, then the Wp-wide rows of the output
+ * or of g (after up to one plane of zeros in the transposed pass): at most
+ * three planes. Skipped when padding or dilation would make a plane much
+ * larger than the image (the direct loops need no scratch). */
 static int64_t flat_scratch(const mnas_kconv *g)
 {
     if (!mnas__k_conv_depthwise(g) || g->stride != 1) return 0;
-    int64_t Hp = g->H + 2 * g->pad, Wp = g->W + 2 * g->pad, a, b;
-    if (__builtin_mul_overflow(Hp, Wp, &a) || __builtin_mul_overflow(g->OH, Wp, &b)) return 0;
-    if (a > 4 * (g->H * g->W + g->OH * g->OW) + 4096) return 0;
-    (void)b;
-    return 3 * a; /* the transposed pass: the padded plane and g shifted by up to one plane */
+    int64_t Hp = g->H + 2 * g->pad, Wp = g->W + 2 * g->pad, a;
+    if (__builtin_mul_overflow(Hp, Wp, &a) || a > 4 * (g->H * g->W + g->OH * g->OW) + 4096) return 0;
+    return 3 * a;
 }
 
 int64_t mnas__k_conv_scratch(const mnas_kconv *g)
@@ -86,7 +85,7 @@ void mnas__k_unfold(const mnas_kconv *g, const real *x, real *cols)
                     const real *xr = xc + (oh * s + offh) * W;
                     for (int64_t ow = 0; ow < w0; ow++) r[ow] = 0;
                     if (s == 1) {
-                        memcpy(r + w0, xr + w0 + offw, (size_t)(w1 - w0) * sizeof(real));
+                        memcpy(r + w0, xr + (w0 + offw), (size_t)(w1 - w0) * sizeof(real));
                     } else {
                         for (int64_t ow = w0; ow < w1; ow++) r[ow] = xr[ow * s + offw];
                     }
@@ -220,7 +219,7 @@ static void dw_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw)
                 span(offw, s, W, OW, &w0, &w1);
                 real acc = 0;
                 for (int64_t oh = h0; oh < h1; oh++) {
-                    const real *xr = xp + (oh * s + offh) * W + w0 * s + offw;
+                    const real *xr = xp + ((oh * s + offh) * W + w0 * s + offw);
                     acc += dot_lanes(w1 - w0, gp + oh * OW + w0, xr, s);
                 }
                 wc[i * g->kw + j] += acc;
