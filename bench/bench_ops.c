@@ -665,9 +665,13 @@ static void conv_reps(void *vs, long reps)
     conv_state *s = vs;
     for (long r = 0; r < reps; r++) {
         if (!s->backward) mnas_tape_no_grad_begin(s->tape);
-        mnas_tensor *y = s->kind == K_CONV      ? mnas_conv2d(s->tape, s->x, s->w, s->b, s->stride, s->pad, s->dil, s->groups)
-                         : s->kind == K_MAXPOOL ? mnas_max_pool2d(s->tape, s->x, 3, 1, 1)
-                                                : mnas_avg_pool2d(s->tape, s->x, 3, 1, 1);
+        mnas_tensor *y;
+        if (s->kind == K_CONV)
+            y = mnas_conv2d(s->tape, s->x, s->w, s->b, s->stride, s->pad, s->dil, s->groups);
+        else if (s->kind == K_MAXPOOL)
+            y = mnas_max_pool2d(s->tape, s->x, 3, 1, 1);
+        else
+            y = mnas_avg_pool2d(s->tape, s->x, 3, 1, 1);
         if (!s->backward) mnas_tape_no_grad_end(s->tape);
         if (!y) die_tape(s->tape, "conv forward");
         if (s->backward) {
@@ -754,7 +758,8 @@ static void bench_conv(void)
     bench_conv_case("conv2d 3x3 groups 4 (im2col+GEMM)", 16, 4, 3, 1, 1, 4);
     {
         const int64_t N = 5, C = 16, H = 28, W = 28, O = 16;
-        float *x = falloc((size_t)(N * C * H * W)), *w = falloc((size_t)(O * C * 9)), *y = falloc((size_t)(N * O * H * W));
+        float *x = falloc((size_t)(N * C * H * W)), *w = falloc((size_t)(O * C * 9));
+        float *y = falloc((size_t)(N * O * H * W));
         for (int64_t i = 0; i < N * C * H * W; i++) x[i] = (float)((i * 7919) % 200) / 100.0f - 1.0f;
         for (int64_t i = 0; i < O * C * 9; i++) w[i] = (float)((i * 104729) % 200) / 100.0f - 1.0f;
         naive_state ns = { x, w, y, N, C, H, W, O, 3, 1 };

@@ -289,7 +289,8 @@ START_TEST(pools_match_direct_loops)
                 for (int i = 0; i < c->k; i++)
                     for (int j = 0; j < c->k; j++) {
                         int64_t h = oh * c->s - c->p + i, w = ow * c->s - c->p + j;
-                        if (h >= 0 && h < c->H && w >= 0 && w < c->W) davg[(nc * c->H + h) * c->W + w] += Rr[o] / (double)cnt;
+                        if (h >= 0 && h < c->H && w >= 0 && w < c->W)
+                            davg[(nc * c->H + h) * c->W + w] += Rr[o] / (double)cnt;
                     }
             }
     mnas_tensor *g[1];

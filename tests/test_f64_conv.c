@@ -34,7 +34,10 @@ typedef struct {
 
 /* ---- the ops under test ---------------------------------------------- */
 
-static mnas_tensor *f_unfold_3x3_p1(mnas_tape *t, mnas_tensor *const *in) { return mnas_unfold(t, in[0], 3, 3, 1, 1, 1); }
+static mnas_tensor *f_unfold_3x3_p1(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_unfold(t, in[0], 3, 3, 1, 1, 1);
+}
 static mnas_tensor *f_unfold_2x3_s2_p1_d2(mnas_tape *t, mnas_tensor *const *in)
 {
     return mnas_unfold(t, in[0], 2, 3, 2, 1, 2);
@@ -51,7 +54,10 @@ static mnas_tensor *f_fold_3x3_d2_p2(mnas_tape *t, mnas_tensor *const *in)
 {
     return mnas_fold(t, in[0], 1, 5, 5, 3, 3, 1, 2, 2);
 }
-static mnas_tensor *f_conv(mnas_tape *t, mnas_tensor *const *in) { return mnas_conv2d(t, in[0], in[1], in[2], 1, 0, 1, 1); }
+static mnas_tensor *f_conv(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], in[2], 1, 0, 1, 1);
+}
 static mnas_tensor *f_conv_s2_p1(mnas_tape *t, mnas_tensor *const *in)
 {
     return mnas_conv2d(t, in[0], in[1], in[2], 2, 1, 1, 1);
@@ -72,7 +78,10 @@ static mnas_tensor *f_conv_g2_nob(mnas_tape *t, mnas_tensor *const *in)
 {
     return mnas_conv2d(t, in[0], in[1], NULL, 2, 1, 1, 2);
 }
-static mnas_tensor *f_dw_p1(mnas_tape *t, mnas_tensor *const *in) { return mnas_conv2d(t, in[0], in[1], in[2], 1, 1, 1, 3); }
+static mnas_tensor *f_dw_p1(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], in[2], 1, 1, 1, 3);
+}
 static mnas_tensor *f_dw_s2_d2_p2(mnas_tape *t, mnas_tensor *const *in)
 {
     return mnas_conv2d(t, in[0], in[1], NULL, 2, 2, 2, 3);
@@ -93,9 +102,18 @@ static mnas_tensor *f_dw_far(mnas_tape *t, mnas_tensor *const *in)
 {
     return mnas_conv2d(t, in[0], in[1], NULL, 1, 38, 40, 2); /* stride 1, direct loops */
 }
-static mnas_tensor *f_conv_1x1(mnas_tape *t, mnas_tensor *const *in) { return mnas_conv2d(t, in[0], in[1], in[2], 1, 0, 1, 1); }
-static mnas_tensor *f_conv_1x1_g2(mnas_tape *t, mnas_tensor *const *in) { return mnas_conv2d(t, in[0], in[1], NULL, 1, 0, 1, 2); }
-static mnas_tensor *f_conv_1x1_s2(mnas_tape *t, mnas_tensor *const *in) { return mnas_conv2d(t, in[0], in[1], NULL, 2, 0, 1, 1); }
+static mnas_tensor *f_conv_1x1(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], in[2], 1, 0, 1, 1);
+}
+static mnas_tensor *f_conv_1x1_g2(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], NULL, 1, 0, 1, 2);
+}
+static mnas_tensor *f_conv_1x1_s2(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], NULL, 2, 0, 1, 1);
+}
 static mnas_tensor *f_conv_2x3_p1(mnas_tape *t, mnas_tensor *const *in)
 {
     return mnas_conv2d(t, in[0], in[1], in[2], 1, 1, 1, 1);
@@ -112,7 +130,10 @@ static mnas_tensor *f_avg_2_s2(mnas_tape *t, mnas_tensor *const *in) { return mn
 static mnas_tensor *f_avg_3_s2_p1(mnas_tape *t, mnas_tensor *const *in) { return mnas_avg_pool2d(t, in[0], 3, 2, 1); }
 static mnas_tensor *f_gap(mnas_tape *t, mnas_tensor *const *in) { return mnas_global_avg_pool(t, in[0]); }
 static mnas_tensor *f_concat1(mnas_tape *t, mnas_tensor *const *in) { return mnas_concat(t, 3, in, 1); }
-static mnas_tensor *f_bn4d(mnas_tape *t, mnas_tensor *const *in) { return mnas_batch_norm(t, in[0], in[1], in[2], 1e-5); }
+static mnas_tensor *f_bn4d(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_batch_norm(t, in[0], in[1], in[2], 1e-5);
+}
 static mnas_tensor *f_bn4d_plain(mnas_tape *t, mnas_tensor *const *in)
 {
     return mnas_batch_norm(t, in[0], NULL, NULL, 1e-3);

@@ -1,7 +1,8 @@
 /* Finite-difference checks, in double precision, of the DARTS conv search
  * space: each op as a whole (stride 1 and 2) with respect to its input and
  * parameters, a small conv cell with respect to alpha and every weight
- * (normal, reduction, and after a reduction), and the conv MAML baseline;
+ * (normal, reduction, and after a reduction), the conv supernet with
+ * respect to its input and stacked alpha, and the conv MAML baseline;
  * first order (the gradient) and second order (the gradient of v·grad,
  * through the recorded backward pass, as MAML's meta-gradient needs).
  * Linked with the double build of the library (mnas_f64).
@@ -37,6 +38,7 @@ struct harness {
     mnas_tensor *w1, *w2;
     const mnas_params *shapes; /* cells: the parameters the flat weights stand for */
     mnas_tensor *const *fixed; /* cells under valgrind: s0, s1, flat weights, not checked */
+    const mnas_supernet *snet;
 };
 
 static mnas_tensor *reduce_fn(mnas_tape *tp, mnas_tensor *const *in, void *user)
@@ -119,7 +121,7 @@ static void op_case(int i, int order)
     ck_assert_int_ge(mnas_search_space_add_op_params(sp, op, 4, stride, p, "", 0), 0);
     size_t n_w = mnas_params_count(p);
     for (size_t k = 0; k < n_w; k++) in[1 + k] = mnas_params_get(p, k);
-    harness h = { run_op, sp, op, stride, NULL, NULL, n_w, NULL, NULL, NULL, NULL };
+    harness h = { run_op, sp, op, stride, NULL, NULL, n_w, NULL, NULL, NULL, NULL, NULL };
     char what[64];
     snprintf(what, sizeof what, "%s at stride %d", mnas_search_space_op_name(sp, op), stride);
     check(ctx, &h, 1 + n_w, in, order, what);
@@ -187,7 +189,7 @@ static void cell_case(int i, int order)
     }
     in[3] = mnas_tensor_randn(ctx, 2, as, 0, 1);
     for (int k = 0; k < 4; k++) ck_assert_int_eq(mnas_tensor_set_requires_grad(in[k], 1), MNAS_OK);
-    harness h = { run_cell, sp, 0, 1, cell, NULL, n_w, NULL, NULL, p, NULL };
+    harness h = { run_cell, sp, 0, 1, cell, NULL, n_w, NULL, NULL, p, NULL, NULL };
     static const char *const kind[3] = { "normal cell", "reduction cell", "cell after a reduction" };
     if (getenv("MNAS_TEST_UNDER_VALGRIND")) {
         h.fixed = in;
@@ -206,6 +208,44 @@ START_TEST(cell_first_order) { cell_case(_i, 1); }
 END_TEST
 
 START_TEST(cell_second_order) { cell_case(_i, 2); }
+END_TEST
+
+/* ---- the conv supernet and its stacked alpha ---------------------------------- */
+
+static mnas_tensor *run_supernet(const harness *h, mnas_tape *tp, mnas_tensor *const *in)
+{
+    /* in: x, alpha [2 * edges, ops] (softmaxed per row); weights fixed */
+    return mnas_supernet_forward(h->snet, tp, in[0], mnas_params_tensors(h->shapes), mnas_softmax(tp, in[1]));
+}
+
+/* Both cells read their rows of one alpha: the reduction cell's rows start
+ * at the normal cell's edge count. */
+static void supernet_case(int order)
+{
+    mnas_ctx *ctx = new_ctx(9500u);
+    mnas_search_space *sp = mnas_search_space_darts(ctx);
+    mnas_supernet *net = mnas_supernet_create_conv(sp, 1, 2, 2, 3);
+    ck_assert_ptr_nonnull(net);
+    mnas_params *p = mnas_params_create(ctx);
+    ck_assert_int_eq(mnas_supernet_add_params(net, p, "", 0), 0);
+    int64_t xs[4] = { 2, 1, 6, 6 }, as[2] = { (int64_t)mnas_supernet_alpha_rows(net), 8 };
+    ck_assert_int_eq(as[0], 10);
+    mnas_tensor *in[2] = { mnas_tensor_randn(ctx, 4, xs, 0, 1), mnas_tensor_randn(ctx, 2, as, 0, 1) };
+    for (int k = 0; k < 2; k++) ck_assert_int_eq(mnas_tensor_set_requires_grad(in[k], 1), MNAS_OK);
+    harness h = { run_supernet, sp, 0, 1, NULL, NULL, 0, NULL, NULL, p, NULL, NULL };
+    h.snet = net;
+    check(ctx, &h, 2, in, order, "conv supernet (x, stacked alpha)");
+    for (int k = 0; k < 2; k++) mnas_tensor_free(in[k]);
+    mnas_params_free(p);
+    mnas_supernet_free(net);
+    mnas_search_space_free(sp);
+    mnas_ctx_free(ctx);
+}
+
+START_TEST(supernet_first_order) { supernet_case(1); }
+END_TEST
+
+START_TEST(supernet_second_order) { supernet_case(2); }
 END_TEST
 
 /* ---- the conv MAML baseline -------------------------------------------------- */
@@ -227,7 +267,7 @@ static void convnet_case(int order)
     in[0] = mnas_tensor_randn(ctx, 4, xs, 0, 1);
     ck_assert_int_eq(mnas_tensor_set_requires_grad(in[0], 1), MNAS_OK);
     for (size_t k = 0; k < 18; k++) in[1 + k] = mnas_params_get(p, k);
-    harness h = { run_convnet, NULL, 0, 1, NULL, net, 18, NULL, NULL, NULL, NULL };
+    harness h = { run_convnet, NULL, 0, 1, NULL, net, 18, NULL, NULL, NULL, NULL, NULL };
     check(ctx, &h, 19, in, order, "conv MAML net");
     mnas_tensor_free(in[0]);
     mnas_params_free(p);
@@ -254,8 +294,10 @@ int main(void)
     tcase_add_loop_test(cells, cell_first_order, 0, 3);
     tcase_add_loop_test(cells, cell_second_order, 0, 3);
     suite_add_tcase(s, cells);
-    TCase *nets = tcase_create("convnet");
+    TCase *nets = tcase_create("networks");
     tcase_set_timeout(nets, 600);
+    tcase_add_test(nets, supernet_first_order);
+    tcase_add_test(nets, supernet_second_order);
     tcase_add_test(nets, convnet_first_order);
     tcase_add_test(nets, convnet_second_order);
     suite_add_tcase(s, nets);

@@ -50,8 +50,8 @@ static int geometry(mnas_tape *tp, const char *fn, int64_t N, int64_t C, int64_t
     }
     /* H, W <= 2^40 and padding < 2^31: no overflow in the padded extents. */
     int64_t ph = H + 2 * (int64_t)padding, pw = W + 2 * (int64_t)padding, eh, ew;
-    if (__builtin_mul_overflow(kh - 1, (int64_t)dilation, &eh) || __builtin_mul_overflow(kw - 1, (int64_t)dilation, &ew) ||
-        eh >= ph || ew >= pw) {
+    if (__builtin_mul_overflow(kh - 1, (int64_t)dilation, &eh) ||
+        __builtin_mul_overflow(kw - 1, (int64_t)dilation, &ew) || eh >= ph || ew >= pw) {
         mnas__tape_error(tp, MNAS_E_SHAPE,
                          "%s: output size is not positive: a %lld x %lld kernel with dilation %d does not fit "
                          "the %lld x %lld input padded by %d",

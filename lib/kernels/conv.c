@@ -32,16 +32,16 @@ int mnas__k_conv_depthwise(const mnas_kconv *g) { return g->groups == g->C && g-
  * every kernel tap is then one constant offset into the padded plane, and
  * each tap's work is a single flat, vectorisable loop over OH rows of Wp
  * columns (the d (kw - 1) columns past OW of each row are computed and
- * dropped). Scratch: the padded plane and the Wp-wide output rows. Skipped
- * when padding or dilation would make that buffer much larger than the
- * image (the direct loops need none). */
+ * dropped). Scratch: the padded plane, then the Wp-wide rows of the output
+ * or of g (after up to one plane of zeros in the transposed pass): at most
+ * three planes. Skipped when padding or dilation would make a plane much
+ * larger than the image (the direct loops need no scratch). */
 static int64_t flat_scratch(const mnas_kconv *g)
 {
     if (!mnas__k_conv_depthwise(g) || g->stride != 1) return 0;
-    int64_t Hp = g->H + 2 * g->pad, Wp = g->W + 2 * g->pad, a, b;
-    if (__builtin_mul_overflow(Hp, Wp, &a) || __builtin_mul_overflow(g->OH, Wp, &b)) return 0;
-    if (a > 4 * (g->H * g->W + g->OH * g->OW) + 4096) return 0;
-    return a + b;
+    int64_t Hp = g->H + 2 * g->pad, Wp = g->W + 2 * g->pad, a;
+    if (__builtin_mul_overflow(Hp, Wp, &a) || a > 4 * (g->H * g->W + g->OH * g->OW) + 4096) return 0;
+    return 3 * a;
 }
 
 int64_t mnas__k_conv_scratch(const mnas_kconv *g)
@@ -85,7 +85,7 @@ void mnas__k_unfold(const mnas_kconv *g, const real *x, real *cols)
                     const real *xr = xc + (oh * s + offh) * W;
                     for (int64_t ow = 0; ow < w0; ow++) r[ow] = 0;
                     if (s == 1) {
-                        memcpy(r + w0, xr + w0 + offw, (size_t)(w1 - w0) * sizeof(real));
+                        memcpy(r + w0, xr + (w0 + offw), (size_t)(w1 - w0) * sizeof(real));
                     } else {
                         for (int64_t ow = w0; ow < w1; ow++) r[ow] = xr[ow * s + offw];
                     }
@@ -219,7 +219,7 @@ static void dw_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw)
                 span(offw, s, W, OW, &w0, &w1);
                 real acc = 0;
                 for (int64_t oh = h0; oh < h1; oh++) {
-                    const real *xr = xp + (oh * s + offh) * W + w0 * s + offw;
+                    const real *xr = xp + ((oh * s + offh) * W + w0 * s + offw);
                     acc += dot_lanes(w1 - w0, gp + oh * OW + w0, xr, s);
                 }
                 wc[i * g->kw + j] += acc;
@@ -276,23 +276,44 @@ static void widen_plane(const mnas_kconv *g, const real *gp, real *gb)
     }
 }
 
+/* The transposed pass as a gather, so taps combine like the forward's:
+ * dp[q] = sum_t w_t gx[q - off_t] over the padded plane, where gx is g's
+ * Wp-wide rows after lead = max off_t zeros (and zeros after). Each cell
+ * still receives its taps in order. */
 MNAS_CLONES
 static void flat_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx, real *scratch)
 {
     const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, C = g->C, d = g->dil, p = g->pad;
     const int64_t Wp = W + 2 * p, Hp = H + 2 * p, kk = g->kh * g->kw, n = (OH - 1) * Wp + OW;
-    real *dp = scratch, *gb = scratch + Hp * Wp;
+    const int64_t lead = (g->kh - 1) * d * Wp + (g->kw - 1) * d;
+    const int64_t q0 = p * Wp + p, q1 = (p + H - 1) * Wp + p + W; /* the cells kept */
+    real *dp = scratch, *gx = scratch + Hp * Wp;
     for (int64_t nc = 0; nc < g->N * C; nc++) {
         int64_t c = nc % C;
         const real *wc = w + c * kk;
-        widen_plane(g, gy + nc * OH * OW, gb);
-        memset(dp, 0, (size_t)(Hp * Wp) * sizeof(real));
-        for (int64_t i = 0; i < g->kh; i++)
-            for (int64_t j = 0; j < g->kw; j++) {
-                real *ds = dp + i * d * Wp + j * d;
-                real wv = wc[i * g->kw + j];
-                for (int64_t o = 0; o < n; o++) ds[o] += wv * gb[o];
+        memset(gx, 0, (size_t)lead * sizeof(real));
+        widen_plane(g, gy + nc * OH * OW, gx + lead);
+        memset(gx + lead + n, 0, (size_t)(Hp * Wp - n) * sizeof(real));
+        for (int64_t q = q0; q < q1; q++) dp[q] = 0;
+        for (int64_t t = 0; t < kk;) {
+            const real *ga = gx + lead - ((t / g->kw) * d * Wp + (t % g->kw) * d);
+            real wa = wc[t];
+            if (t + 3 <= kk) {
+                const real *gb = gx + lead - (((t + 1) / g->kw) * d * Wp + ((t + 1) % g->kw) * d);
+                const real *gc = gx + lead - (((t + 2) / g->kw) * d * Wp + ((t + 2) % g->kw) * d);
+                real wb = wc[t + 1], wcc = wc[t + 2];
+                for (int64_t q = q0; q < q1; q++) dp[q] = ((dp[q] + wa * ga[q]) + wb * gb[q]) + wcc * gc[q];
+                t += 3;
+            } else if (t + 2 <= kk) {
+                const real *gb = gx + lead - (((t + 1) / g->kw) * d * Wp + ((t + 1) % g->kw) * d);
+                real wb = wc[t + 1];
+                for (int64_t q = q0; q < q1; q++) dp[q] = (dp[q] + wa * ga[q]) + wb * gb[q];
+                t += 2;
+            } else {
+                for (int64_t q = q0; q < q1; q++) dp[q] += wa * ga[q];
+                t += 1;
             }
+        }
         real *xo = dx + nc * H * W;
         for (int64_t h = 0; h < H; h++) memcpy(xo + h * W, dp + (h + p) * Wp + p, (size_t)W * sizeof(real));
     }
@@ -437,19 +458,34 @@ void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx)
                     real *yr = yp + oh * OW;
                     if (!ip) {
                         /* A NaN wins over numbers, so it propagates. */
-                        for (int64_t ow = w0; ow < w1; ow++) {
-                            real v = xr[ow * s + offw], b = yr[ow];
-                            /* branch-free, so it vectorises: v != v is isnan */
-                            int take = (v > b) | ((v != v) & (b == b));
-                            yr[ow] = take ? v : b;
+                        /* branch-free, so it vectorises: v != v is isnan */
+                        if (s == 1) {
+                            for (int64_t ow = w0; ow < w1; ow++) {
+                                real v = xr[ow + offw], b = yr[ow];
+                                yr[ow] = (v > b) | ((v != v) & (b == b)) ? v : b;
+                            }
+                        } else {
+                            for (int64_t ow = w0; ow < w1; ow++) {
+                                real v = xr[ow * s + offw], b = yr[ow];
+                                yr[ow] = (v > b) | ((v != v) & (b == b)) ? v : b;
+                            }
                         }
                     } else {
                         int64_t *ir = ip + oh * OW, base = nc * H * W + row + offw;
-                        for (int64_t ow = w0; ow < w1; ow++) {
-                            real v = xr[ow * s + offw], b = yr[ow];
-                            int take = (v > b) | (ir[ow] < 0) | ((v != v) & (b == b));
-                            yr[ow] = take ? v : b;
-                            ir[ow] = take ? base + ow * s : ir[ow];
+                        if (s == 1) {
+                            for (int64_t ow = w0; ow < w1; ow++) {
+                                real v = xr[ow + offw], b = yr[ow];
+                                int take = (v > b) | (ir[ow] < 0) | ((v != v) & (b == b));
+                                yr[ow] = take ? v : b;
+                                ir[ow] = take ? base + ow : ir[ow];
+                            }
+                        } else {
+                            for (int64_t ow = w0; ow < w1; ow++) {
+                                real v = xr[ow * s + offw], b = yr[ow];
+                                int take = (v > b) | (ir[ow] < 0) | ((v != v) & (b == b));
+                                yr[ow] = take ? v : b;
+                                ir[ow] = take ? base + ow * s : ir[ow];
+                            }
                         }
                     }
                 }
@@ -477,7 +513,11 @@ void mnas__k_avg_pool(const mnas_kconv *g, const real *x, real *y, real *scratch
                 for (int64_t oh = h0; oh < h1; oh++) {
                     const real *xr = xp + (oh * s + offh) * W;
                     real *yr = yp + oh * OW;
-                    for (int64_t ow = w0; ow < w1; ow++) yr[ow] += xr[ow * s + offw];
+                    if (s == 1) {
+                        for (int64_t ow = w0; ow < w1; ow++) yr[ow] += xr[ow + offw];
+                    } else {
+                        for (int64_t ow = w0; ow < w1; ow++) yr[ow] += xr[ow * s + offw];
+                    }
                 }
             }
         }
@@ -505,7 +545,11 @@ void mnas__k_avg_pool_adj(const mnas_kconv *g, const real *gy, real *dx, real *s
                 for (int64_t oh = h0; oh < h1; oh++) {
                     const real *vr = v + oh * OW;
                     real *dr = dp + (oh * s + offh) * W;
-                    for (int64_t ow = w0; ow < w1; ow++) dr[ow * s + offw] += vr[ow];
+                    if (s == 1) {
+                        for (int64_t ow = w0; ow < w1; ow++) dr[ow + offw] += vr[ow];
+                    } else {
+                        for (int64_t ow = w0; ow < w1; ow++) dr[ow * s + offw] += vr[ow];
+                    }
                 }
             }
         }
