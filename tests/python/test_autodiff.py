@@ -52,6 +52,26 @@ class TestGradients(unittest.TestCase):
         self.assertEqual(gb.tolist(), [2, 2])
         self.assertEqual(gx.tolist(), [[3, 1, -0.5], [3, 1, -0.5]])
 
+    def test_conv_and_pool_ops(self):
+        tp = self.tape
+        # a 1x1x3x3 image; a 2x2 kernel of ones sums each window
+        x = self.ctx.tensor([[[[1, 2, 3], [4, 5, 6], [7, 8, 9]]]], requires_grad=True)
+        w = self.ctx.tensor([[[[1, 1], [1, 1]]]], requires_grad=True)
+        y = tp.conv2d(x, w)
+        self.assertEqual(y.tolist(), [[[[12, 16], [24, 28]]]])
+        gx, gw = tp.grad(tp.sum(y), [x, w])
+        self.assertEqual(gx.tolist(), [[[[1, 2, 1], [2, 4, 2], [1, 2, 1]]]])
+        self.assertEqual(gw.tolist(), [[[[12, 16], [24, 28]]]])
+        self.assertEqual(tp.max_pool2d(x, 2).tolist(), [[[[5, 6], [8, 9]]]])
+        # padding is excluded from the average: the corner window has 1 cell
+        self.assertEqual(tp.avg_pool2d(x, 3, stride=2, padding=1).tolist(), [[[[3, 4], [6, 7]]]])
+        self.assertEqual(tp.global_avg_pool(x).tolist(), [[5]])
+        cols = tp.unfold(x, 2, 2)
+        self.assertEqual(cols.shape, (1, 4, 4))
+        self.assertEqual(tp.fold(cols, 1, 3, 3, 2, 2).tolist(), [[[[1, 4, 3], [8, 20, 12], [7, 16, 9]]]])
+        with self.assertRaises(mnas.ShapeError):
+            tp.conv2d(x, self.ctx.tensor([[[[1.0]]], [[[1.0]]]]), groups=2)
+
     def test_library_gradcheck_on_a_python_function(self):
         x = self.ctx.randn((3, 4))
         w = self.ctx.randn((2, 4))

@@ -132,6 +132,12 @@ FUNCTIONS = [
     ("mnas_cross_entropy", [H, H, c_size_t, POINTER(c_int32)], H),
     ("mnas_mse", [H, H, H], H),
     ("mnas_batch_norm", [H, H, H, H, c_double], H),
+    ("mnas_unfold", [H, H, c_int, c_int, c_int, c_int, c_int], H),
+    ("mnas_fold", [H, H, c_int64, c_int64, c_int64, c_int, c_int, c_int, c_int, c_int], H),
+    ("mnas_conv2d", [H, H, H, H, c_int, c_int, c_int, c_int], H),
+    ("mnas_max_pool2d", [H, H, c_int, c_int, c_int], H),
+    ("mnas_avg_pool2d", [H, H, c_int, c_int, c_int], H),
+    ("mnas_global_avg_pool", [H, H], H),
     ("mnas_gradcheck", [H, GRADCHECK_FN, c_void_p, c_size_t, HP,
                         POINTER(S.GradcheckOptions), DP], ST),
     # nn.h

@@ -438,6 +438,42 @@ class Tape(Handle):
         return self._done(C.mnas_batch_norm(self._p(), self._arg(x), self._opt(gamma),
                                             self._opt(beta), as_float(eps, "eps")))
 
+    # ---- convolution and pooling ([N, C, H, W] tensors) ----------------------
+
+    def unfold(self, x, kh, kw, stride=1, padding=0, dilation=1):
+        """im2col: x [N, C, H, W] -> columns [N, C*kh*kw, OH*OW] (zero padding)."""
+        return self._done(C.mnas_unfold(self._p(), self._arg(x), as_int(kh, "kh", *_INT32),
+                                        as_int(kw, "kw", *_INT32), as_int(stride, "stride", *_INT32),
+                                        as_int(padding, "padding", *_INT32), as_int(dilation, "dilation", *_INT32)))
+
+    def fold(self, cols, channels, height, width, kh, kw, stride=1, padding=0, dilation=1):
+        """The adjoint of unfold: columns summed back into [N, channels, height, width]."""
+        return self._done(C.mnas_fold(self._p(), self._arg(cols), as_int(channels, "channels"),
+                                      as_int(height, "height"), as_int(width, "width"),
+                                      as_int(kh, "kh", *_INT32), as_int(kw, "kw", *_INT32),
+                                      as_int(stride, "stride", *_INT32), as_int(padding, "padding", *_INT32),
+                                      as_int(dilation, "dilation", *_INT32)))
+
+    def conv2d(self, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+        """Cross-correlation of x [N, C, H, W] with w [O, C/groups, kh, kw], plus b [O]."""
+        return self._done(C.mnas_conv2d(self._p(), self._arg(x), self._arg(w), self._opt(b),
+                                        as_int(stride, "stride", *_INT32), as_int(padding, "padding", *_INT32),
+                                        as_int(dilation, "dilation", *_INT32), as_int(groups, "groups", *_INT32)))
+
+    def max_pool2d(self, x, kernel, stride=1, padding=0):
+        """Max over kernel x kernel windows (padding never wins)."""
+        return self._done(C.mnas_max_pool2d(self._p(), self._arg(x), as_int(kernel, "kernel", *_INT32),
+                                            as_int(stride, "stride", *_INT32), as_int(padding, "padding", *_INT32)))
+
+    def avg_pool2d(self, x, kernel, stride=1, padding=0):
+        """Mean over kernel x kernel windows, padding excluded from the count."""
+        return self._done(C.mnas_avg_pool2d(self._p(), self._arg(x), as_int(kernel, "kernel", *_INT32),
+                                            as_int(stride, "stride", *_INT32), as_int(padding, "padding", *_INT32)))
+
+    def global_avg_pool(self, x):
+        """[N, C, H, W] -> [N, C]: the mean over H and W."""
+        return self._done(C.mnas_global_avg_pool(self._p(), self._arg(x)))
+
 
 def gradcheck(ctx, f, inputs, order=1, eps=0.0, atol=0.0, rtol=0.0, seed=1):
     """Check the analytic gradient of ``f(tape, inputs) -> scalar tensor``
