@@ -85,13 +85,32 @@ typedef struct {
 typedef struct {
     ex_progress p;
     double deadline;
+    double last; /* time of the last progress line */
 } timed_progress;
 
 static int timed_cb(void *user, int64_t it, int64_t total, double loss)
 {
     timed_progress *t = user;
-    ex_progress_cb(&t->p, it, total, loss);
-    return t->deadline > 0 && ex_now() > t->deadline;
+    if (t->deadline <= 0) {
+        ex_progress_cb(&t->p, it, total, loss);
+        return 0;
+    }
+    /* A time budget: report the time left instead of an ETA. */
+    ex_progress *p = &t->p;
+    p->loss_avg = isnan(p->loss_avg) ? loss : 0.95 * p->loss_avg + 0.05 * loss;
+    double nowt = ex_now(), el = nowt - p->start;
+    int done = nowt > t->deadline;
+    if (done || p->tty || nowt - t->last >= 10) {
+        t->last = nowt;
+        char e[32], r[32];
+        ex_hms(el, e, sizeof e);
+        ex_hms(done ? 0 : t->deadline - nowt, r, sizeof r);
+        printf("%s%s: iteration %lld  loss %.4f  %.1f tasks/s  elapsed %s  left %s%s", p->tty ? "\r" : "", p->label,
+               (long long)it, p->loss_avg, (double)it * p->tasks_per_iter / (el > 0 ? el : 1e-9), e, r,
+               p->tty && !done ? "   " : "\n");
+        fflush(stdout);
+    }
+    return done;
 }
 
 static int usage(void)
@@ -313,8 +332,8 @@ int main(int argc, char **argv)
         image_source src = { ctx, train_sampler, o.seed ^ 0x5eed };
         timed_progress tp;
         int64_t total = minutes > 0 ? 100000000 : iterations;
-        ex_progress_init(&tp.p, mnas_method_name(o.method), minutes > 0 ? 1000000 : total, o.meta_batch);
-        if (minutes > 0) tp.p.every = 25;
+        ex_progress_init(&tp.p, mnas_method_name(o.method), total, o.meta_batch);
+        tp.last = 0;
         double t0 = ex_now();
         tp.deadline = minutes > 0 ? t0 + 60 * minutes : 0;
         mnas_status st = mnas_learner_train(l, image_task, &src, total, timed_cb, &tp);
