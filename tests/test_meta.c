@@ -508,6 +508,62 @@ START_TEST(mnas_variants_identical_across_threads)
 }
 END_TEST
 
+/* A meta-update's gradient (phases batched over the tasks: the modulator's
+ * FC forwards and backwards for the whole batch) equals the mean of the
+ * per-task gradients of mnas_learner_task_objective with the same streams. */
+START_TEST(batch_gradient_is_mean_of_task_gradients)
+{
+    static const mnas_method m[4] = { MNAS_METHOD_MNAS, MNAS_METHOD_MNAS_SHARED, MNAS_METHOD_MNAS_NM,
+                                      MNAS_METHOD_MAML };
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    mnas_learner_options o = tiny_mnas(m[_i], 2);
+    o.outer_lr = 0; /* the step leaves the parameters where they are */
+    o.arch_lr = 0;
+    mnas_learner *l = mnas_learner_create(ctx, &o);
+    ck_assert_ptr_nonnull(l);
+    mnas_params *p = mnas_learner_params(l);
+    mnas_regression_options ro = MNAS_REGRESSION_OPTIONS_INIT;
+    enum { NT = 3 };
+    mnas_task *t[NT];
+    for (int j = 0; j < NT; j++) ck_assert_ptr_nonnull(t[j] = mnas_regression_task(ctx, &ro, 77, (uint64_t)j, -1));
+    int64_t total = mnas_params_numel(p);
+    double *ref = calloc((size_t)total, sizeof *ref);
+    ck_assert_ptr_nonnull(ref);
+    double obj_sum = 0;
+    for (int j = 0; j < NT; j++) {
+        double f;
+        /* training's stream for task j of iteration 0 is j */
+        ck_assert_int_eq(mnas_learner_task_objective(l, t[j], (uint64_t)j, &f, 1), MNAS_OK);
+        obj_sum += f;
+        int64_t k = 0;
+        for (size_t i = 0; i < mnas_params_count(p); i++) {
+            mnas_tensor *g = mnas_params_grad(p, i);
+            for (int64_t q = 0; q < mnas_tensor_size(g); q++) ref[k++] += mnas_tensor_data(g)[q] / NT;
+        }
+    }
+    const mnas_task *ts[NT] = { t[0], t[1], t[2] };
+    double loss;
+    ck_assert_msg(mnas_learner_step(l, ts, NT, &loss) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    int64_t k = 0, nonzero = 0;
+    for (size_t i = 0; i < mnas_params_count(p); i++) {
+        mnas_tensor *g = mnas_params_grad(p, i);
+        for (int64_t q = 0; q < mnas_tensor_size(g); q++, k++) {
+            double a = mnas_tensor_data(g)[q];
+            /* float sums in another order, and the batch product's rounding */
+            ck_assert_msg(fabs(a - ref[k]) <= 1e-6 + 1e-4 * fabs(ref[k]), "%s: %s[%lld]: batch %.9g, per task %.9g",
+                          mnas_method_name(o.method), mnas_params_name(p, i), (long long)q, a, ref[k]);
+            nonzero += ref[k] != 0;
+        }
+    }
+    ck_assert_int_gt(nonzero, total / 4);
+    free(ref);
+    for (int j = 0; j < NT; j++) mnas_task_free(t[j]);
+    mnas_learner_free(l);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(mnas_phases_and_genotypes)
 {
     mnas_ctx *ctx;
@@ -601,6 +657,7 @@ int main(void)
     tcase_add_test(lt, adapt_predict_matches_evaluation);
     tcase_add_loop_test(lt, mnas_variants_identical_across_threads, 0, slow ? 1 : 3);
     tcase_add_test(lt, mnas_phases_and_genotypes);
+    tcase_add_loop_test(lt, batch_gradient_is_mean_of_task_gradients, 0, 4);
     suite_add_tcase(s, lt);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

@@ -50,6 +50,15 @@ struct mnas_learner {
     mnas_real *mod_u, *mod_z;
     int64_t mod_total, mod_zdim;
     size_t mod_slots;
+    /* The modulator's FC is also batched forwards and backwards: training
+     * first computes every task's z (phase 1), then U = Z W^T + b for the
+     * meta-batch in one product (mod_pre, [slots][total]); the tasks read
+     * their row of U (phase 2) and leave dL/du in mod_u; dZ = mod_u W in one
+     * product (mod_dz) is then pushed through each task's encoder (phase 3).
+     * The tasks of the batch live in btask across the phases. */
+    mnas_real *mod_pre, *mod_dz;
+    const mnas_task **btask;
+    mnas_task **bown;
     /* Per-task gradients (all but the modulator's FC weight), summed in
      * task order after the batch: goff[i] is parameter i's offset in a
      * task's row of red_total values. */
@@ -151,10 +160,18 @@ void mnas_learner_free(mnas_learner *l)
     mnas__free(l->ctx, l->task_msg);
     mnas__free(l->ctx, l->mod_u);
     mnas__free(l->ctx, l->mod_z);
+    mnas__free(l->ctx, l->mod_pre);
+    mnas__free(l->ctx, l->mod_dz);
+    mnas__free(l->ctx, l->btask);
+    mnas__free(l->ctx, l->bown);
     mnas__free(l->ctx, l->goff);
     mnas__free(l->ctx, l->task_grad);
     mnas__free(l->ctx, l);
 }
+
+/* The modulator's FC weight and bias: their gradients are formed for the
+ * whole meta-batch at once (mod_weight_grad), not per task. */
+static int is_mod_fc(const mnas_learner *l, size_t i) { return l->mod && (i == l->s_mod.first || i == l->s_mod.first + 1); }
 
 static span add_span(mnas_params *p, int first)
 {
@@ -268,7 +285,7 @@ mnas_learner *mnas_learner_create(mnas_ctx *ctx, const mnas_learner_options *opt
     if (!l->goff) goto nomem;
     for (size_t i = 0; i < l->P; i++) {
         l->goff[i] = l->red_total;
-        if (!(l->mod && i == l->s_mod.first)) l->red_total += (size_t)mnas_tensor_size(mnas_params_get(l->params, i));
+        if (!is_mod_fc(l, i)) l->red_total += (size_t)mnas_tensor_size(mnas_params_get(l->params, i));
     }
     mnas_optim_options oo = MNAS_OPTIM_OPTIONS_INIT;
     oo.kind = MNAS_OPTIM_ADAM;
@@ -310,15 +327,31 @@ static mnas_status ensure_slots(mnas_learner *l, size_t n, int training)
     if (training && l->mod && n > l->mod_slots) {
         mnas_real *mu = mnas__calloc(l->ctx, n * (size_t)l->mod_total, sizeof *mu);
         mnas_real *mz = mnas__calloc(l->ctx, n * (size_t)l->mod_zdim, sizeof *mz);
-        if (!mu || !mz) {
+        mnas_real *mp = mnas__calloc(l->ctx, n * (size_t)l->mod_total, sizeof *mp);
+        mnas_real *md = mnas__calloc(l->ctx, n * (size_t)l->mod_zdim, sizeof *md);
+        const mnas_task **bt = mnas__calloc(l->ctx, n, sizeof *bt);
+        mnas_task **bo = mnas__calloc(l->ctx, n, sizeof *bo);
+        if (!mu || !mz || !mp || !md || !bt || !bo) {
             mnas__free(l->ctx, mu);
             mnas__free(l->ctx, mz);
+            mnas__free(l->ctx, mp);
+            mnas__free(l->ctx, md);
+            mnas__free(l->ctx, bt);
+            mnas__free(l->ctx, bo);
             return mnas__error(l->ctx, MNAS_E_NOMEM, "mnas_learner: cannot allocate modulator buffers for %zu tasks", n);
         }
         mnas__free(l->ctx, l->mod_u);
         mnas__free(l->ctx, l->mod_z);
+        mnas__free(l->ctx, l->mod_pre);
+        mnas__free(l->ctx, l->mod_dz);
+        mnas__free(l->ctx, l->btask);
+        mnas__free(l->ctx, l->bown);
         l->mod_u = mu;
         l->mod_z = mz;
+        l->mod_pre = mp;
+        l->mod_dz = md;
+        l->btask = bt;
+        l->bown = bo;
         l->mod_slots = n;
     }
     if (n <= l->slots) return MNAS_OK;
@@ -444,32 +477,21 @@ static mnas_tensor *onehot_of(const mnas_learner *l, mnas_tape *tp, mnas_tensor 
     return oh;
 }
 
-/* Everything before the inner loop (Algorithm 1, lines 5-6): the task
- * representation z and L_r (Eq. (4)-(6)), the architecture alpha_i = A(z_i)
- * (or the shared one), and the modulated meta-weights tau_i * w (Eq. (7)).
- * w0 receives the network's starting weights. */
-static mnas_status prepare(const mnas_learner *l, mnas_tape *tp, const mnas_task *t, uint64_t stream, int training,
-                           mnas_tensor **w0, mnas_tensor **alpha, mnas_tensor **recon, mnas_tensor **u_out,
-                           mnas_tensor **z_out)
+/* The task representation z and L_r (Eq. (4)-(6)) of task t. r receives the
+ * per-task generator after the support permutation was drawn (prepare goes
+ * on with it), so every phase of a task sees the same permutation and
+ * dropout whichever thread runs it. */
+static mnas_status encode(const mnas_learner *l, mnas_tape *tp, const mnas_task *t, uint64_t stream, struct mnas_rng *r,
+                          mnas_tensor **z, mnas_tensor **recon)
 {
     mnas_tensor *const *W = mnas_params_tensors(l->params);
-    *alpha = NULL;
-    *recon = NULL;
-    if (u_out) *u_out = NULL;
-    if (!l->net) { /* MAML */
-        memcpy(w0, W + l->s_net.first, l->s_net.count * sizeof *w0);
-        return MNAS_OK;
-    }
-    /* The per-task generator: the same permutation and dropout whichever
-     * thread runs the task. */
-    struct mnas_rng r;
-    mnas__rng_seed(&r, l->o.seed ^ 0x6d6e617354736b73ull, stream);
+    mnas__rng_seed(r, l->o.seed ^ 0x6d6e617354736b73ull, stream);
     mnas_tensor *sx = mnas_task_support_x(t), *sy = mnas_task_support_y(t);
     int64_t K = mnas_tensor_dim(sx, 0);
     int64_t perm[4096];
     for (int64_t i = 0; i < K; i++) perm[i] = i;
     for (int64_t i = K - 1; i > 0; i--) {
-        int64_t k = (int64_t)mnas_rng_below(&r, (uint64_t)i + 1);
+        int64_t k = (int64_t)mnas_rng_below(r, (uint64_t)i + 1);
         int64_t tmp = perm[i];
         perm[i] = perm[k];
         perm[k] = tmp;
@@ -485,8 +507,70 @@ static mnas_status prepare(const mnas_learner *l, mnas_tape *tp, const mnas_task
         for (int64_t i = 0; i < K; i++) oh->data[i * l->o.classes + (int64_t)lab[i]] = 1;
         sy = oh;
     }
+    return mnas_task_encoder_forward(l->enc, tp, sx, sy, W + l->s_enc.first, perm, z, recon);
+}
+
+/* u = W z + b of the modulator, read from the meta-batch's product U
+ * (phase 2 of training): an op of z whose value is the row u_pre and whose
+ * backward stores dL/du in u_grad and sends nothing to z (phase 3 does,
+ * for the whole batch). First-order gradients only. */
+typedef struct {
+    mnas_real *u_grad;
+    int64_t total;
+} pre_u_state;
+
+static mnas_status pre_u_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc, void *state)
+{
+    (void)node;
+    pre_u_state *s = state;
+    if (mnas__bw_create_graph(bc))
+        return mnas__tape_error(tp, MNAS_E_UNSUPPORTED, "the batched modulator has first-order gradients only");
+    memcpy(s->u_grad, g->data, (size_t)s->total * sizeof(mnas_real));
+    return MNAS_OK;
+}
+
+static const mnas__custom_op pre_u_op = { "modulator_batched_fc", pre_u_vjp };
+
+static mnas_tensor *pre_u(const mnas_learner *l, mnas_tape *tp, mnas_tensor *z, const mnas_real *u_pre,
+                          mnas_real *u_grad)
+{
+    const char *fn = "mnas_learner";
+    int64_t sh[2] = { 1, l->mod_total };
+    mnas_tensor *u = mnas__tape_new(tp, fn, 2, sh);
+    pre_u_state *s = mnas__tape_scratch(tp, fn, sizeof *s);
+    if (!u || !s) return NULL;
+    memcpy(u->data, u_pre, (size_t)l->mod_total * sizeof(mnas_real));
+    s->u_grad = u_grad;
+    s->total = l->mod_total;
+    mnas_node *node;
+    if (!mnas__finish(tp, fn, OP_CUSTOM, u, 1, &z, &node)) return NULL;
+    if (node) {
+        node->custom = &pre_u_op;
+        node->state = s;
+    }
+    return u;
+}
+
+/* Everything before the inner loop (Algorithm 1, lines 5-6): the task
+ * representation z and L_r (Eq. (4)-(6)), the architecture alpha_i = A(z_i)
+ * (or the shared one), and the modulated meta-weights tau_i * w (Eq. (7)).
+ * w0 receives the network's starting weights. With u_pre (training) the
+ * modulator's FC output comes from the batch product, and dL/du goes to
+ * u_grad. */
+static mnas_status prepare(const mnas_learner *l, mnas_tape *tp, const mnas_task *t, uint64_t stream, int training,
+                           mnas_tensor **w0, mnas_tensor **alpha, mnas_tensor **recon, const mnas_real *u_pre,
+                           mnas_real *u_grad)
+{
+    mnas_tensor *const *W = mnas_params_tensors(l->params);
+    *alpha = NULL;
+    *recon = NULL;
+    if (!l->net) { /* MAML */
+        memcpy(w0, W + l->s_net.first, l->s_net.count * sizeof *w0);
+        return MNAS_OK;
+    }
+    struct mnas_rng r;
     mnas_tensor *z;
-    mnas_status st = mnas_task_encoder_forward(l->enc, tp, sx, sy, W + l->s_enc.first, perm, &z, recon);
+    mnas_status st = encode(l, tp, t, stream, &r, &z, recon);
     if (st != MNAS_OK) return st;
     mnas_tensor *a;
     if (l->alpha_idx >= 0) {
@@ -522,8 +606,12 @@ static mnas_status prepare(const mnas_learner *l, mnas_tape *tp, const mnas_task
         if (!a) return tp->status;
     }
     *alpha = a;
-    if (z_out) *z_out = z;
-    if (l->mod) return mnas__modulator_forward_u(l->mod, tp, z, W + l->s_mod.first, W + l->s_net.first, w0, u_out);
+    if (l->mod && u_pre) {
+        mnas_tensor *u = pre_u(l, tp, z, u_pre, u_grad);
+        if (!u) return tp->status ? tp->status : MNAS_E_INTERNAL;
+        return mnas__modulator_apply(l->mod, tp, u, W + l->s_net.first, w0);
+    }
+    if (l->mod) return mnas_modulator_forward(l->mod, tp, z, W + l->s_mod.first, W + l->s_net.first, w0);
     memcpy(w0, W + l->s_net.first, l->s_net.count * sizeof *w0);
     return MNAS_OK;
 }
@@ -556,8 +644,10 @@ static mnas_status task_gradient(mnas_learner *l, mnas_tape *tp, const mnas_task
     mnas_tensor *w0[MAX_P], *fast[MAX_P], *alpha, *recon;
     mnas_status st = check_task(l, t, j, l->task_msg[j]);
     if (st != MNAS_OK) return st;
-    mnas_tensor *u = NULL, *z = NULL;
-    if ((st = prepare(l, tp, t, stream, 1, w0, &alpha, &recon, &u, &z)) != MNAS_OK) return st;
+    mnas_real *u_grad = l->mod ? l->mod_u + j * (size_t)l->mod_total : NULL;
+    if (u_grad) memset(u_grad, 0, (size_t)l->mod_total * sizeof(mnas_real));
+    const mnas_real *u_pre = l->mod ? l->mod_pre + j * (size_t)l->mod_total : NULL;
+    if ((st = prepare(l, tp, t, stream, 1, w0, &alpha, &recon, u_pre, u_grad)) != MNAS_OK) return st;
     mnas_tensor *sy = mnas_task_support_y(t), *qy = mnas_task_query_y(t);
     const int32_t *slab = labels_of(l, tp, sy), *qlab = labels_of(l, tp, qy);
     if (l->classify && (!slab || !qlab)) return tp->status ? tp->status : MNAS_E_NOMEM;
@@ -580,16 +670,73 @@ static mnas_status task_gradient(mnas_learner *l, mnas_tape *tp, const mnas_task
         mnas_tensor *ins[MAX_P];
         memcpy(ins, mnas_params_tensors(l->params), l->P * sizeof *ins);
         size_t wm = l->s_mod.first;
-        if (l->mod) ins[wm] = u; /* see mnas_learner.mod_u */
+        /* The FC's weight and bias are not in this graph (see pre_u): ask
+         * for a small stand-in instead of zeros of their size. */
+        if (l->mod) ins[wm] = ins[wm + 1] = ins[l->s_enc.first];
         if ((st = mnas_grad(tp, q, l->P, ins, g, 0)) != MNAS_OK) return st;
-        if (l->mod) {
-            memcpy(l->mod_u + j * (size_t)l->mod_total, g[wm]->data, (size_t)l->mod_total * sizeof(mnas_real));
-            memcpy(l->mod_z + j * (size_t)l->mod_zdim, z->data, (size_t)l->mod_zdim * sizeof(mnas_real));
-            g[wm] = NULL;
-        }
+        if (l->mod) g[wm] = g[wm + 1] = NULL;
     }
     *loss_out = loss;
     return MNAS_OK;
+}
+
+/* Phase 1 of training with a modulator: draw task j and compute its z. */
+static void encode_job(void *user, size_t j, int worker)
+{
+    job_data *d = user;
+    mnas_learner *l = d->l;
+    mnas_tape *tp = l->tapes[worker];
+    mnas_tape_reset(tp);
+    l->task_status[j] = MNAS_OK;
+    l->bown[j] = NULL;
+    const mnas_task *t = d->tasks ? d->tasks[j] : (l->bown[j] = d->source(d->source_user, d->source_base + j));
+    l->btask[j] = t;
+    mnas_status st;
+    if (!t) {
+        st = MNAS_E_INVALID;
+        snprintf(l->task_msg[j], TASK_MSG, "task %zu: the task source gave no task %llu", j,
+                 (unsigned long long)(d->source_base + j));
+    } else if ((st = check_task(l, t, j, l->task_msg[j])) == MNAS_OK) {
+        struct mnas_rng r;
+        mnas_tensor *z, *recon;
+        mnas_tape_no_grad_begin(tp);
+        st = encode(l, tp, t, d->stream0 + j, &r, &z, &recon);
+        mnas_tape_no_grad_end(tp);
+        if (st == MNAS_OK)
+            memcpy(l->mod_z + j * (size_t)l->mod_zdim, z->data, (size_t)l->mod_zdim * sizeof(mnas_real));
+    }
+    if (st != MNAS_OK && !l->task_msg[j][0]) record_failure(l, j, tp, st);
+    if (st != MNAS_OK) l->task_status[j] = st;
+    mnas_tape_reset(tp);
+}
+
+/* Phase 3: the modulator's share of the encoder's gradient, dz = dL/du W
+ * (row j of mod_dz), through task j's encoder, added to its gradient row. */
+static void encoder_dz_job(void *user, size_t j, int worker)
+{
+    job_data *d = user;
+    mnas_learner *l = d->l;
+    mnas_tape *tp = l->tapes[worker];
+    mnas_tape_reset(tp);
+    struct mnas_rng r;
+    mnas_tensor *z, *recon, *g[MAX_P];
+    mnas_status st = encode(l, tp, l->btask[j], d->stream0 + j, &r, &z, &recon);
+    if (st == MNAS_OK) {
+        int64_t sh[2] = { 1, l->mod_zdim };
+        mnas_tensor *dz = mnas_tape_tensor(tp, 2, sh, l->mod_dz + j * (size_t)l->mod_zdim);
+        mnas_tensor *s = mnas_sum(tp, mnas_mul(tp, z, dz));
+        mnas_tensor *const *W = mnas_params_tensors(l->params);
+        st = s ? mnas_grad(tp, s, l->s_enc.count, W + l->s_enc.first, g, 0) : (tp->status ? tp->status : MNAS_E_NOMEM);
+    }
+    if (st == MNAS_OK) {
+        mnas_real *row = l->task_grad + j * l->red_total;
+        for (size_t i = 0; i < l->s_enc.count; i++)
+            mnas__k_add_scaled(g[i]->size, 1, g[i]->data, row + l->goff[l->s_enc.first + i]);
+    } else {
+        l->task_status[j] = st;
+        record_failure(l, j, tp, st);
+    }
+    mnas_tape_reset(tp);
 }
 
 static void train_job(void *user, size_t j, int worker)
@@ -601,9 +748,11 @@ static void train_job(void *user, size_t j, int worker)
     l->task_status[j] = MNAS_OK;
     mnas_tensor *g[MAX_P];
     double loss = 0;
-    /* Training draws its tasks here, on the workers, in parallel. */
+    /* Training draws its tasks here, on the workers, in parallel (or
+     * phase 1 did). */
     mnas_task *own = NULL;
-    const mnas_task *t = d->tasks ? d->tasks[j] : (own = d->source(d->source_user, d->source_base + j));
+    const mnas_task *t = l->mod ? l->btask[j]
+                                : d->tasks ? d->tasks[j] : (own = d->source(d->source_user, d->source_base + j));
     mnas_status st;
     if (!t) {
         st = MNAS_E_INVALID;
@@ -630,7 +779,7 @@ static void reduce_job(void *user, size_t i, int worker)
 {
     (void)worker;
     mnas_learner *l = user;
-    if (l->mod && i == l->s_mod.first) return; /* formed by mod_weight_grad */
+    if (is_mod_fc(l, i)) return; /* formed by mod_weight_grad */
     mnas_tensor *gb = mnas_params_grad(l->params, i);
     mnas_real *dst = mnas_tensor_data(gb);
     int64_t sz = mnas_tensor_size(gb);
@@ -645,6 +794,35 @@ static void mod_weight_grad(mnas_learner *l, size_t n)
     mnas_real *gw = mnas_tensor_data(mnas_params_grad(l->params, l->s_mod.first));
     mnas__k_gemm(1, 0, l->mod_total, l->mod_zdim, (int64_t)n, 1, l->mod_u, l->mod_total, l->mod_z, l->mod_zdim, 0, gw,
                  l->mod_zdim);
+    /* and the bias's: the sum of the rows, in task order */
+    mnas_real *gb = mnas_tensor_data(mnas_params_grad(l->params, l->s_mod.first + 1));
+    memcpy(gb, l->mod_u, (size_t)l->mod_total * sizeof(mnas_real));
+    for (size_t j = 1; j < n; j++) mnas__k_add_scaled(l->mod_total, 1, l->mod_u + j * (size_t)l->mod_total, gb);
+}
+
+/* U = Z W^T + b for tasks 0..n-1 (after phase 1). */
+static void mod_forward_batch(mnas_learner *l, size_t n)
+{
+    mnas_tensor *const *W = mnas_params_tensors(l->params);
+    const mnas_real *w = mnas_tensor_cdata(W[l->s_mod.first]), *b = mnas_tensor_cdata(W[l->s_mod.first + 1]);
+    mnas__k_gemm(0, 1, (int64_t)n, l->mod_total, l->mod_zdim, 1, l->mod_z, l->mod_zdim, w, l->mod_zdim, 0, l->mod_pre,
+                 l->mod_total);
+    for (size_t j = 0; j < n; j++) mnas__k_add_scaled(l->mod_total, 1, b, l->mod_pre + j * (size_t)l->mod_total);
+}
+
+/* dZ = dL/dU W for tasks 0..n-1 (after phase 2). */
+static void mod_backward_batch(mnas_learner *l, size_t n)
+{
+    const mnas_real *w = mnas_tensor_cdata(mnas_params_get(l->params, l->s_mod.first));
+    mnas__k_gemm(0, 0, (int64_t)n, l->mod_zdim, l->mod_total, 1, l->mod_u, l->mod_total, w, l->mod_zdim, 0, l->mod_dz,
+                 l->mod_zdim);
+}
+
+static int batch_failed(const mnas_learner *l, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        if (l->task_status[j] != MNAS_OK) return 1;
+    return 0;
 }
 
 mnas_status mnas_learner_task_objective(mnas_learner *l, const mnas_task *task, uint64_t stream, double *objective,
@@ -654,11 +832,20 @@ mnas_status mnas_learner_task_objective(mnas_learner *l, const mnas_task *task, 
     if (!l) return MNAS_E_INVALID;
     if (!task || !objective) return mnas__error(l->ctx, MNAS_E_INVALID, "%s: task and objective must not be NULL", fn);
     if (l->P > MAX_P) return mnas__error(l->ctx, MNAS_E_UNSUPPORTED, "%s: too many parameter tensors", fn);
-    mnas_status st = ensure_slots(l, 1, want_grad);
+    /* The same phases as training (see mnas_learner.mod_pre), for one task. */
+    mnas_status st = ensure_slots(l, 1, want_grad || l->mod);
     if (st != MNAS_OK) return st;
     mnas_tape *tp = l->tapes[0];
     mnas_tape_reset(tp);
     l->task_msg[0][0] = '\0';
+    l->task_status[0] = MNAS_OK;
+    const mnas_task *one[1] = { task };
+    job_data d = { l, one, NULL, NULL, 0, 0, stream, NULL, NULL, NULL, NULL };
+    if (l->mod) {
+        encode_job(&d, 0, 0);
+        if (l->task_status[0] != MNAS_OK) return mnas__error(l->ctx, l->task_status[0], "%s: %s", fn, l->task_msg[0]);
+        mod_forward_batch(l, 1);
+    }
     mnas_tensor *g[MAX_P];
     double loss;
     st = task_gradient(l, tp, task, 0, stream, want_grad ? g : NULL, &loss, objective);
@@ -668,7 +855,16 @@ mnas_status mnas_learner_task_objective(mnas_learner *l, const mnas_task *task, 
     }
     if (want_grad) {
         for (size_t i = 0; i < l->P; i++)
-            if (g[i]) mnas_tensor_assign(mnas_params_grad(l->params, i), g[i]);
+            if (g[i]) memcpy(l->task_grad + l->goff[i], g[i]->data, (size_t)g[i]->size * sizeof(mnas_real));
+        mnas_tape_reset(tp);
+        if (l->mod) {
+            mod_backward_batch(l, 1);
+            encoder_dz_job(&d, 0, 0);
+            if (l->task_status[0] != MNAS_OK)
+                return mnas__error(l->ctx, l->task_status[0], "%s: %s", fn, l->task_msg[0]);
+        }
+        l->red_n = 1;
+        for (size_t i = 0; i < l->P; i++) reduce_job(l, i, 0);
         mod_weight_grad(l, 1);
     }
     mnas_tape_reset(tp);
@@ -698,7 +894,24 @@ static mnas_status run_batch(mnas_learner *l, const char *fn, const mnas_task *c
     for (size_t j = 0; j < n; j++) l->task_msg[j][0] = '\0';
     job_data d = { l, tasks, source, source_user, (uint64_t)l->iteration * (uint64_t)n, 0,
                    (uint64_t)l->iteration * (uint64_t)n, NULL, NULL, NULL, NULL };
-    mnas__pool_run(l->pool, n, train_job, &d);
+    if (l->mod) {
+        /* The three phases (see mnas_learner.mod_pre). */
+        mnas__pool_run(l->pool, n, encode_job, &d);
+        if (!batch_failed(l, n)) {
+            mod_forward_batch(l, n);
+            mnas__pool_run(l->pool, n, train_job, &d);
+        }
+        if (!batch_failed(l, n)) {
+            mod_backward_batch(l, n);
+            mnas__pool_run(l->pool, n, encoder_dz_job, &d);
+        }
+        for (size_t j = 0; j < n; j++) {
+            mnas_task_free(l->bown[j]);
+            l->bown[j] = NULL;
+        }
+    } else {
+        mnas__pool_run(l->pool, n, train_job, &d);
+    }
     for (size_t j = 0; j < n; j++)
         if (l->task_status[j] != MNAS_OK) {
             mnas_params_zero_grad(l->params);

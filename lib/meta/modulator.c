@@ -163,6 +163,20 @@ mnas_status mnas__modulator_forward_u(const mnas_modulator *m, mnas_tape *tp, mn
         return mnas__tape_error(tp, MNAS_E_SHAPE, "%s: the FC bias is %s, the modulator needs [%lld]", fn,
                                 mnas__shape_str(a, sizeof a, w[M_B]->ndim, w[M_B]->shape), (long long)m->total);
     }
+    mnas_tensor *u = mnas_linear(tp, z, w[M_W], w[M_B]); /* [1, total] */
+    if (!u) FAIL();
+    if (u_out) *u_out = u;
+#undef FAIL
+    return mnas__modulator_apply(m, tp, u, targets, out);
+}
+
+mnas_status mnas__modulator_apply(const mnas_modulator *m, mnas_tape *tp, mnas_tensor *u, mnas_tensor *const *targets,
+                                  mnas_tensor **out)
+{
+    const char *fn = "mnas_modulator_forward";
+#define FAIL() return tp->status != MNAS_OK ? tp->status : MNAS_E_INVALID
+    if (!u || u->size != m->total) return mnas__tape_error(tp, MNAS_E_SHAPE, "%s: u does not have %lld values", fn,
+                                                          (long long)m->total);
     if (!targets) return mnas__tape_error(tp, MNAS_E_INVALID, "%s: targets are NULL", fn);
     for (size_t i = 0; i < m->n; i++) {
         if (!mnas__input_ok(tp, fn, "a target", targets[i])) FAIL();
@@ -179,10 +193,8 @@ mnas_status mnas__modulator_forward_u(const mnas_modulator *m, mnas_tape *tp, mn
     mnas_tensor **res = mnas__tape_scratch(tp, fn, m->n * sizeof *res);
     if (!res) FAIL();
 
-    mnas_tensor *u = mnas_linear(tp, z, w[M_W], w[M_B]); /* [1, total] */
     mnas_tensor *tau = mnas_sigmoid(tp, u);
     if (!tau) FAIL();
-    if (u_out) *u_out = u;
     for (size_t i = 0; i < m->n; i++) {
         const mod_target *t = &m->t[i];
         mnas_tensor *ti = t->len == m->total ? tau : mnas_slice(tp, tau, 1, t->off, t->len);
