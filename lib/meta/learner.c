@@ -680,6 +680,20 @@ static mnas_status task_gradient(mnas_learner *l, mnas_tape *tp, const mnas_task
     return MNAS_OK;
 }
 
+/* Task j of the batch: given, or drawn from the source (then *own is set
+ * and the caller frees it). NULL with the task's message set if the source
+ * gave none. Training draws its tasks on the workers, in parallel. */
+static const mnas_task *batch_task(mnas_learner *l, const job_data *d, size_t j, mnas_task **own)
+{
+    *own = NULL;
+    if (d->tasks) return d->tasks[j];
+    const mnas_task *t = *own = d->source(d->source_user, d->source_base + j);
+    if (!t)
+        snprintf(l->task_msg[j], TASK_MSG, "task %zu: the task source gave no task %llu", j,
+                 (unsigned long long)(d->source_base + j));
+    return t;
+}
+
 /* Phase 1 of training with a modulator: draw task j and compute its z. */
 static void encode_job(void *user, size_t j, int worker)
 {
@@ -688,15 +702,9 @@ static void encode_job(void *user, size_t j, int worker)
     mnas_tape *tp = l->tapes[worker];
     mnas_tape_reset(tp);
     l->task_status[j] = MNAS_OK;
-    l->bown[j] = NULL;
-    const mnas_task *t = d->tasks ? d->tasks[j] : (l->bown[j] = d->source(d->source_user, d->source_base + j));
-    l->btask[j] = t;
-    mnas_status st;
-    if (!t) {
-        st = MNAS_E_INVALID;
-        snprintf(l->task_msg[j], TASK_MSG, "task %zu: the task source gave no task %llu", j,
-                 (unsigned long long)(d->source_base + j));
-    } else if ((st = check_task(l, t, j, l->task_msg[j])) == MNAS_OK) {
+    const mnas_task *t = l->btask[j] = batch_task(l, d, j, &l->bown[j]);
+    mnas_status st = MNAS_E_INVALID;
+    if (t && (st = check_task(l, t, j, l->task_msg[j])) == MNAS_OK) {
         struct mnas_rng r;
         mnas_tensor *z, *recon;
         mnas_tape_no_grad_begin(tp);
@@ -748,19 +756,10 @@ static void train_job(void *user, size_t j, int worker)
     l->task_status[j] = MNAS_OK;
     mnas_tensor *g[MAX_P];
     double loss = 0;
-    /* Training draws its tasks here, on the workers, in parallel (or
-     * phase 1 did). */
+    /* With a modulator, phase 1 drew the task. */
     mnas_task *own = NULL;
-    const mnas_task *t = l->mod ? l->btask[j]
-                                : d->tasks ? d->tasks[j] : (own = d->source(d->source_user, d->source_base + j));
-    mnas_status st;
-    if (!t) {
-        st = MNAS_E_INVALID;
-        snprintf(l->task_msg[j], TASK_MSG, "task %zu: the task source gave no task %llu", j,
-                 (unsigned long long)(d->source_base + j));
-    } else {
-        st = task_gradient(l, tp, t, j, d->stream0 + j, g, &loss, NULL);
-    }
+    const mnas_task *t = l->mod ? l->btask[j] : batch_task(l, d, j, &own);
+    mnas_status st = t ? task_gradient(l, tp, t, j, d->stream0 + j, g, &loss, NULL) : MNAS_E_INVALID;
     if (st != MNAS_OK && !l->task_msg[j][0]) record_failure(l, j, tp, st);
     if (st != MNAS_OK) l->task_status[j] = st;
     if (st == MNAS_OK) {

@@ -602,18 +602,7 @@ class Learner(Handle):
         """Query losses of every task of ``test_set`` before and after
         adaptation (``steps`` SGD steps; default the training inner_steps).
         Returns an Evaluation (``print(result)`` shows the Table-1 layout)."""
-        lp = self._p()
-        if not isinstance(test_set, TaskSet):
-            raise ArgumentTypeError("test_set must be an mnas.TaskSet")
-        n = len(test_set)
-        if n == 0:
-            raise InvalidArgument("the test set is empty")
-        before = (c_double * n)()
-        after = (c_double * n)()
-        st_steps = -1 if steps is None else as_int(steps, "steps", 0, 1000)
-        self._ctx.clear_error()
-        st = C.mnas_learner_evaluate(lp, test_set._p(), st_steps, before, after)
-        self._ctx._check(st, "mnas_learner_evaluate")
+        before, after = self._per_task(C.mnas_learner_evaluate, "mnas_learner_evaluate", test_set, steps)
         return Evaluation(test_set.families(), before, after,
                           label=self.method if label is None else label)
 
@@ -622,6 +611,13 @@ class Learner(Handle):
         before and after adaptation (``steps`` SGD steps; default the
         training inner_steps): a pair of lists of floats in [0, 1].
         Classification learners only (``classes > 0``)."""
+        before, after = self._per_task(C.mnas_learner_evaluate_accuracy, "mnas_learner_evaluate_accuracy",
+                                       test_set, steps)
+        return list(before), list(after)
+
+    def _per_task(self, fn, name, test_set, steps):
+        """Call ``fn(learner, set, steps, before, after)``: two arrays of a
+        double per task of ``test_set``."""
         lp = self._p()
         if not isinstance(test_set, TaskSet):
             raise ArgumentTypeError("test_set must be an mnas.TaskSet")
@@ -632,9 +628,9 @@ class Learner(Handle):
         after = (c_double * n)()
         st_steps = -1 if steps is None else as_int(steps, "steps", 0, 1000)
         self._ctx.clear_error()
-        st = C.mnas_learner_evaluate_accuracy(lp, test_set._p(), st_steps, before, after)
-        self._ctx._check(st, "mnas_learner_evaluate_accuracy")
-        return list(before), list(after)
+        st = fn(lp, test_set._p(), st_steps, before, after)
+        self._ctx._check(st, name)
+        return before, after
 
     def adapt_predict(self, task, x, steps=None):
         """Adapt to ``task``'s support set, then predict at the inputs ``x``
