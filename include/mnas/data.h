@@ -89,6 +89,154 @@ MNAS_API size_t mnas_task_set_size(const mnas_task_set *set);
 MNAS_API const mnas_task *mnas_task_set_get(const mnas_task_set *set, size_t i);
 MNAS_API void mnas_task_set_free(mnas_task_set *set);
 
+/* ---- image datasets (few-shot classification) --------------------------
+ *
+ * An image dataset holds every image as float32 [C, H, W] with values in
+ * [0, 1], grouped by class; classes have names. Datasets are immutable once
+ * loaded, so several threads may read one at a time (samplers do).
+ * docs/data.md describes the layouts, conversions, resizing and the cache. */
+
+typedef struct mnas_image_dataset mnas_image_dataset;
+
+typedef enum mnas_image_resize {
+    MNAS_RESIZE_AREA = 0,    /* box filter: each output pixel averages the source area it covers */
+    MNAS_RESIZE_BILINEAR = 1 /* bilinear on pixel centres (half-pixel convention), edges clamped */
+} mnas_image_resize;
+
+typedef enum mnas_image_alpha {
+    MNAS_ALPHA_WHITE = 0,    /* composite on white: v = a * v + (1 - a) */
+    MNAS_ALPHA_DROP = 1      /* ignore the alpha channel */
+} mnas_image_alpha;
+
+typedef struct mnas_image_load_options {
+    size_t struct_size;
+    int channels;            /* 1 (grey) or 3 (RGB); 0: those of the first image (default) */
+    int height, width;       /* both > 0: resize every image; both 0: keep sizes (all must agree) */
+    int resize;              /* mnas_image_resize (default MNAS_RESIZE_AREA) */
+    int alpha;               /* mnas_image_alpha (default MNAS_ALPHA_WHITE) */
+    const char *cache_path;  /* decoded cache file for class folders, or NULL (default) */
+} mnas_image_load_options;
+
+#define MNAS_IMAGE_LOAD_OPTIONS_INIT \
+    { sizeof(mnas_image_load_options), 0, 0, 0, MNAS_RESIZE_AREA, MNAS_ALPHA_WHITE, NULL }
+
+/* Class folders: path/<class>/<image>.png (MiniImagenet, Omniglot). Every
+ * sub-folder of path is a class and every regular file inside it an image
+ * (names starting with '.' are skipped, and so are plain files directly in
+ * path); classes and files are taken in byte order of their names. PNG of
+ * every colour type and bit depth is read through libpng. With
+ * opts->cache_path, the decoded images are kept in that file and read from
+ * it on a later load of the same listing with the same options. */
+MNAS_API mnas_image_dataset *mnas_image_dataset_load_folder(mnas_ctx *ctx, const char *path,
+                                                            const mnas_image_load_options *opts);
+/* IDX files (MNIST, Fashion-MNIST): unsigned-byte images [n, rows, cols] and
+ * labels [n], each plain or gzip-compressed. Classes are the label values
+ * present, in increasing order, named by their decimal value. cache_path
+ * is not used. */
+MNAS_API mnas_image_dataset *mnas_image_dataset_load_idx(mnas_ctx *ctx, const char *images_path,
+                                                         const char *labels_path,
+                                                         const mnas_image_load_options *opts);
+/* A dataset from caller pixels: n_classes classes with counts[c] images
+ * each, data = every image [C, H, W] in class order; names may be NULL
+ * ("0", "1", ...). Values must be finite. */
+MNAS_API mnas_image_dataset *mnas_image_dataset_create(mnas_ctx *ctx, size_t n_classes,
+                                                       const size_t *counts,
+                                                       const char *const *names, int channels,
+                                                       int height, int width, const mnas_real *data);
+MNAS_API void mnas_image_dataset_free(mnas_image_dataset *ds);
+
+MNAS_API size_t mnas_image_dataset_num_classes(const mnas_image_dataset *ds);
+MNAS_API size_t mnas_image_dataset_num_images(const mnas_image_dataset *ds);
+/* Images of class cls (0 if cls is out of range). */
+MNAS_API size_t mnas_image_dataset_class_size(const mnas_image_dataset *ds, size_t cls);
+/* NULL if cls is out of range; valid until the dataset is freed. */
+MNAS_API const char *mnas_image_dataset_class_name(const mnas_image_dataset *ds, size_t cls);
+/* The class index of a name, or -1. */
+MNAS_API int64_t mnas_image_dataset_find_class(const mnas_image_dataset *ds, const char *name);
+/* shape = { C, H, W }. */
+MNAS_API mnas_status mnas_image_dataset_shape(const mnas_image_dataset *ds, int64_t shape[3]);
+/* Copy image i of class cls into out (room for C * H * W values). */
+MNAS_API mnas_status mnas_image_dataset_copy_image(const mnas_image_dataset *ds, size_t cls, size_t i,
+                                                   mnas_real *out, size_t out_len);
+/* 1 if the dataset was read from its decoded cache, 0 if it was decoded. */
+MNAS_API int mnas_image_dataset_from_cache(const mnas_image_dataset *ds);
+/* A new dataset of the classes classes[0..n) (in that order), copied. */
+MNAS_API mnas_image_dataset *mnas_image_dataset_subset(const mnas_image_dataset *ds,
+                                                       const size_t *classes, size_t n);
+
+/* Class splits. With list files (any of the three paths set), each set holds
+ * the classes named in its file (one name per line; blank lines and lines
+ * starting with '#' are skipped; an unknown or repeated name is an error).
+ * Otherwise the classes are split by fraction: a Fisher-Yates shuffle of the
+ * class indices with mnas_rng_create(ctx, seed, 0) (i from n-1 down to 1,
+ * j = mnas_rng_below(rng, i + 1)), then the first round(train_fraction * n)
+ * shuffled classes go to train, the next round(val_fraction * n) to val,
+ * the rest to test; each set keeps the dataset's class order. */
+typedef struct mnas_image_split_options {
+    size_t struct_size;
+    double train_fraction;   /* default 0.64 (MiniImagenet's 64/16/20 classes) */
+    double val_fraction;     /* default 0.16 */
+    uint64_t seed;           /* default 0 */
+    const char *train_list;  /* class-list files, or NULL (default) */
+    const char *val_list;
+    const char *test_list;
+} mnas_image_split_options;
+
+#define MNAS_IMAGE_SPLIT_OPTIONS_INIT \
+    { sizeof(mnas_image_split_options), 0.64, 0.16, 0u, NULL, NULL, NULL }
+
+/* Any of train, val, test may be NULL (that set is not made); a set that is
+ * asked for must get at least one class. On failure all outputs are NULL. */
+MNAS_API mnas_status mnas_image_dataset_split(const mnas_image_dataset *ds,
+                                              const mnas_image_split_options *opts,
+                                              mnas_image_dataset **train, mnas_image_dataset **val,
+                                              mnas_image_dataset **test);
+
+/* ---- N-way K-shot tasks --------------------------------------------------
+ *
+ * A sampler over one dataset, or a mixture (the paper's "Multi-datasets":
+ * one dataset drawn uniformly per task; all must have the same image
+ * shape). Task (seed, index) is a pure function of its arguments: support x
+ * [way * shot, C, H, W], query x [way * query, C, H, W], y [n, 1] holding
+ * the class index 0..way-1 as a float, family = the dataset's index in the
+ * mixture. Draw order (docs/data.md), with rng = mnas_rng_create(ctx, seed,
+ * index): the dataset; way distinct classes among the dataset's classes
+ * with at least shot + query images (label = draw order); per class, shot +
+ * query distinct images (the first shot are support); then a shuffle of
+ * the support rows and one of the query rows. The sampler only reads the
+ * datasets, which must outlive it; tasks may be drawn from several threads
+ * at once. */
+typedef struct mnas_fewshot_sampler mnas_fewshot_sampler;
+
+typedef struct mnas_fewshot_options {
+    size_t struct_size;
+    int way;    /* classes per task, N (default 5) */
+    int shot;   /* support images per class, K (default 1) */
+    int query;  /* query images per class, Q (default 15) */
+} mnas_fewshot_options;
+
+#define MNAS_FEWSHOT_OPTIONS_INIT { sizeof(mnas_fewshot_options), 5, 1, 15 }
+
+MNAS_API mnas_fewshot_sampler *mnas_fewshot_sampler_create(mnas_ctx *ctx,
+                                                           const mnas_image_dataset *const *datasets,
+                                                           size_t n_datasets,
+                                                           const mnas_fewshot_options *opts);
+MNAS_API void mnas_fewshot_sampler_free(mnas_fewshot_sampler *sampler);
+MNAS_API size_t mnas_fewshot_sampler_num_datasets(const mnas_fewshot_sampler *sampler);
+/* way, shot, query of the sampler (any pointer may be NULL). */
+MNAS_API mnas_status mnas_fewshot_sampler_sizes(const mnas_fewshot_sampler *sampler, int *way,
+                                                int *shot, int *query);
+MNAS_API mnas_task *mnas_fewshot_task(mnas_ctx *ctx, const mnas_fewshot_sampler *sampler,
+                                      uint64_t seed, uint64_t index);
+/* A fixed test set: tasks 0..n_tasks-1 of the stream seed. */
+MNAS_API mnas_task_set *mnas_fewshot_test_set(mnas_ctx *ctx, const mnas_fewshot_sampler *sampler,
+                                              uint64_t seed, size_t n_tasks);
+/* Fraction of rows of logits [n, classes] whose arg-max (first on ties)
+ * equals labels [n, 1] (class indices stored as floats, as in the y tensors
+ * of few-shot tasks). */
+MNAS_API mnas_status mnas_accuracy(const mnas_tensor *logits, const mnas_tensor *labels,
+                                   double *accuracy);
+
 /* ---- statistics -------------------------------------------------------- */
 
 /* Mean and 95 % confidence half-width (1.96 * sample sd / sqrt(n)) of n

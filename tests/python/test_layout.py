@@ -25,6 +25,9 @@ LP64 = {
     "mnas_gradcheck_options": (48, [0, 8, 16, 24, 32, 40]),
     "mnas_optim_options": (64, [0, 8, 16, 24, 32, 40, 48, 56]),
     "mnas_regression_options": (24, [0, 8, 12, 16]),
+    "mnas_image_load_options": (40, [0, 8, 12, 16, 20, 24, 32]),
+    "mnas_image_split_options": (56, [0, 8, 16, 24, 32, 40, 48]),
+    "mnas_fewshot_options": (24, [0, 8, 12, 16]),
     "mnas_inner_options": (32, [0, 8, 16, 24]),
     "mnas_learner_options": (
         136, [0, 8, 12, 16, 24, 32, 40, 44, 48, 56, 64, 68, 72, 76,

@@ -27,8 +27,8 @@ from .core import (LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_WARN, Context, Rng, statu
 from .tensors import Tensor, active_tape, tensor, zeros
 from .autodiff import Tape, gradcheck
 from .nn import MLP, SGD, Adam, Module, Optimizer, Params
-from .data import (FAMILIES, Task, TaskSet, family_name, mean_ci95, regression_task,
-                   regression_test_set)
+from .data import (FAMILIES, FewShotSampler, ImageDataset, Task, TaskSet, accuracy, family_name,
+                   mean_ci95, regression_task, regression_test_set)
 from .nas import Cell, Child, Genotype, SearchSpace, Supernet
 from .figures import Figure, color, plot_regression
 from .meta import (Controller, Evaluation, Learner, METHODS, Modulator, TaskEncoder, inner_loop,
@@ -47,7 +47,7 @@ __all__ = [
     "Params", "Optimizer", "Adam", "SGD", "Module", "MLP",
     "SearchSpace", "Cell", "Supernet", "Genotype", "Child",
     "Task", "TaskSet", "FAMILIES", "family_name", "regression_task", "regression_test_set",
-    "mean_ci95", "Figure", "color", "plot_regression",
+    "mean_ci95", "ImageDataset", "FewShotSampler", "accuracy", "Figure", "color", "plot_regression",
     "TaskEncoder", "Controller", "Modulator",
     "Learner", "Evaluation", "METHODS", "method_name", "inner_loop", "results_table",
 ]

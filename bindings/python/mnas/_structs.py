@@ -147,12 +147,57 @@ class LearnerOptions(_Options):
                  ("encoder", 0), ("modulation", 0), ("modulator_bias", 3.0))
 
 
+class ImageLoadOptions(_Options):
+    """mnas_image_load_options (data.h)."""
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("channels", c_int),
+        ("height", c_int),
+        ("width", c_int),
+        ("resize", c_int),         # mnas_image_resize
+        ("alpha", c_int),          # mnas_image_alpha
+        ("cache_path", c_void_p),  # const char * (the caller keeps the bytes alive)
+    ]
+    # MNAS_IMAGE_LOAD_OPTIONS_INIT
+    _defaults = (("channels", 0), ("height", 0), ("width", 0), ("resize", 0), ("alpha", 0))
+
+
+class ImageSplitOptions(_Options):
+    """mnas_image_split_options (data.h)."""
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("train_fraction", c_double),
+        ("val_fraction", c_double),
+        ("seed", c_uint64),
+        ("train_list", c_void_p),  # const char *
+        ("val_list", c_void_p),
+        ("test_list", c_void_p),
+    ]
+    # MNAS_IMAGE_SPLIT_OPTIONS_INIT
+    _defaults = (("train_fraction", 0.64), ("val_fraction", 0.16), ("seed", 0))
+
+
+class FewshotOptions(_Options):
+    """mnas_fewshot_options (data.h)."""
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("way", c_int),
+        ("shot", c_int),
+        ("query", c_int),
+    ]
+    # MNAS_FEWSHOT_OPTIONS_INIT
+    _defaults = (("way", 5), ("shot", 1), ("query", 15))
+
+
 # C struct name -> Python mirror (for the layout test and for readers).
 ALL = {
     "mnas_ctx_options": CtxOptions,
     "mnas_gradcheck_options": GradcheckOptions,
     "mnas_optim_options": OptimOptions,
     "mnas_regression_options": RegressionOptions,
+    "mnas_image_load_options": ImageLoadOptions,
+    "mnas_image_split_options": ImageSplitOptions,
+    "mnas_fewshot_options": FewshotOptions,
     "mnas_inner_options": InnerOptions,
     "mnas_learner_options": LearnerOptions,
 }

@@ -1,16 +1,19 @@
 """The data layer: few-shot tasks, the paper's toy-regression families and
-test sets, and mean +- 95 % confidence intervals."""
+test sets, image datasets (PNG class folders, IDX) with N-way K-shot task
+samplers, accuracy, and mean +- 95 % confidence intervals."""
 
 import ctypes
 import math
-from ctypes import c_double
+import os
+import weakref
+from ctypes import c_double, c_int, c_int64, c_void_p
 
 from ._handle import Handle, as_float, as_int, as_u64
 from ._lib import C, decode
-from ._structs import RegressionOptions
+from ._structs import FewshotOptions, ImageLoadOptions, ImageSplitOptions, RegressionOptions
 from .core import check_ctx
 from .errors import ArgumentTypeError, InvalidArgument, MismatchError, NumericError, StateError, make_error
-from .tensors import Tensor
+from .tensors import Tensor, float_buffer
 
 FAMILY_SINUSOID, FAMILY_LINEAR, FAMILY_QUADRATIC, FAMILY_HARMONICS = range(4)
 REGRESSION_FAMILIES = 4
@@ -285,3 +288,324 @@ def _nan_ci(values):
         return mean_ci95(values)
     except NumericError:
         return math.nan, math.nan
+
+
+# ---- image datasets and N-way K-shot tasks ----------------------------------
+
+RESIZE_AREA, RESIZE_BILINEAR = 0, 1
+ALPHA_WHITE, ALPHA_DROP = 0, 1
+_RESIZE = {"area": RESIZE_AREA, "bilinear": RESIZE_BILINEAR}
+_ALPHA = {"white": ALPHA_WHITE, "drop": ALPHA_DROP}
+
+
+def _enum(value, table, what):
+    if isinstance(value, str):
+        try:
+            return table[value.lower()]
+        except KeyError:
+            raise InvalidArgument("unknown %s %r (%s)" % (what, value, ", ".join(table))) from None
+    return as_int(value, what, -(1 << 31), (1 << 31) - 1)
+
+
+def _path(p, what):
+    if isinstance(p, bytes):
+        return p
+    try:
+        return os.fsencode(p)
+    except TypeError:
+        raise ArgumentTypeError("%s must be a path (str, bytes or os.PathLike)" % what) from None
+
+
+def _load_options(channels, size, resize, alpha, cache):
+    if size is None:
+        h = w = 0
+    else:
+        try:
+            h, w = size
+        except (TypeError, ValueError):
+            raise ArgumentTypeError("size must be (height, width) or None") from None
+    o = ImageLoadOptions.new(channels=as_int(channels, "channels", -(1 << 31), (1 << 31) - 1),
+                             height=as_int(h, "height", -(1 << 31), (1 << 31) - 1),
+                             width=as_int(w, "width", -(1 << 31), (1 << 31) - 1),
+                             resize=_enum(resize, _RESIZE, "resize"),
+                             alpha=_enum(alpha, _ALPHA, "alpha"))
+    keep = None
+    if cache is not None:
+        keep = ctypes.c_char_p(_path(cache, "cache"))
+        o.cache_path = ctypes.cast(keep, c_void_p).value
+    return o, keep
+
+
+class ImageDataset(Handle):
+    """Images as float32 [C, H, W] in [0, 1], grouped by named class.
+
+    Made by ``ImageDataset.load_folder`` (class folders of PNG files),
+    ``ImageDataset.load_idx`` (MNIST-style IDX, plain or gzip),
+    ``ImageDataset.create`` (caller pixels), ``subset`` and ``split``.
+    ``len(ds)`` is the number of classes."""
+
+    __slots__ = ("_ctx", "_samplers")
+    _kind = "image dataset"
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("use ImageDataset.load_folder, load_idx or create")
+
+    @classmethod
+    def _wrap(cls, ctx, ptr):
+        d = cls.__new__(cls)
+        d._ctx = ctx
+        d._samplers = weakref.WeakSet()
+        d._setup(ptr, C.mnas_image_dataset_free, ctx)
+        return d
+
+    @classmethod
+    def load_folder(cls, ctx, path, channels=0, size=None, resize="area", alpha="white", cache=None):
+        """Class folders: ``path/<class>/<image>.png``. ``channels`` 1 or 3
+        (0: as the first image); ``size=(height, width)`` resizes every
+        image (``resize`` "area" or "bilinear"); ``alpha`` "white"
+        (composite on white) or "drop"; ``cache`` a file for the decoded
+        images (reused while the folder and options are unchanged)."""
+        p = check_ctx(ctx)
+        opts, keep = _load_options(channels, size, resize, alpha, cache)
+        ctx.clear_error()
+        r = C.mnas_image_dataset_load_folder(p, _path(path, "path"), ctypes.byref(opts))
+        del keep
+        if not r:
+            ctx._fail("mnas_image_dataset_load_folder")
+        return cls._wrap(ctx, r)
+
+    @classmethod
+    def load_idx(cls, ctx, images, labels, channels=0, size=None, resize="area", alpha="white"):
+        """IDX image and label files (MNIST, Fashion-MNIST), plain or gzip."""
+        p = check_ctx(ctx)
+        opts, _ = _load_options(channels, size, resize, alpha, None)
+        ctx.clear_error()
+        r = C.mnas_image_dataset_load_idx(p, _path(images, "images"), _path(labels, "labels"),
+                                          ctypes.byref(opts))
+        if not r:
+            ctx._fail("mnas_image_dataset_load_idx")
+        return cls._wrap(ctx, r)
+
+    @classmethod
+    def create(cls, ctx, counts, data, shape, names=None):
+        """From caller pixels: ``counts[c]`` images per class, ``data`` every
+        image [C, H, W] in class order (a float32 buffer or nested lists),
+        ``shape`` = (C, H, W), ``names`` optional class names."""
+        p = check_ctx(ctx)
+        counts = [as_int(c, "count", 0, (1 << 63) - 1) for c in counts]
+        c, h, w = (as_int(v, "shape extent", 1, (1 << 31) - 1) for v in shape)
+        total = sum(counts)
+        keep, addr, _ = float_buffer(data, (total * c * h * w,) if total else None)
+        n = len(counts)
+        carr = (ctypes.c_size_t * max(n, 1))(*counts)
+        name_arr = None
+        if names is not None:
+            names = [_path(s, "name") for s in names]
+            if len(names) != n:
+                raise InvalidArgument("%d names for %d classes" % (len(names), n))
+            name_arr = (ctypes.c_char_p * max(n, 1))(*names)
+        ctx.clear_error()
+        r = C.mnas_image_dataset_create(p, n, carr, name_arr, c, h, w, addr)
+        del keep
+        if not r:
+            ctx._fail("mnas_image_dataset_create")
+        return cls._wrap(ctx, r)
+
+    def close(self):
+        # A sampler reads the dataset's pixels: it goes first.
+        if self._ptr is not None:
+            for s in list(self._samplers):
+                s.close()
+        Handle.close(self)
+
+    @property
+    def ctx(self):
+        return self._ctx
+
+    def __len__(self):
+        return C.mnas_image_dataset_num_classes(self._p())
+
+    @property
+    def num_classes(self):
+        return len(self)
+
+    @property
+    def num_images(self):
+        return C.mnas_image_dataset_num_images(self._p())
+
+    @property
+    def shape(self):
+        """(C, H, W) of every image."""
+        out = (c_int64 * 3)()
+        self._ctx._check(C.mnas_image_dataset_shape(self._p(), out), "mnas_image_dataset_shape")
+        return tuple(out)
+
+    @property
+    def class_names(self):
+        p = self._p()
+        return [decode(C.mnas_image_dataset_class_name(p, i)) for i in range(len(self))]
+
+    def class_size(self, cls):
+        """Images of class ``cls`` (an index or a name)."""
+        return C.mnas_image_dataset_class_size(self._p(), self._class(cls))
+
+    def find_class(self, name):
+        """Index of a class name, or -1."""
+        return C.mnas_image_dataset_find_class(self._p(), _path(name, "name"))
+
+    def _class(self, cls):
+        if isinstance(cls, (str, bytes)):
+            k = self.find_class(cls)
+            if k < 0:
+                raise InvalidArgument("no class named %r" % (cls,))
+            return k
+        k = as_int(cls, "class")
+        n = len(self)
+        if not 0 <= k < n:
+            raise IndexError("class %d out of range (%d classes)" % (k, n))
+        return k
+
+    def image(self, cls, i):
+        """Image ``i`` of class ``cls`` as a new Tensor [C, H, W]."""
+        k = self._class(cls)
+        shape = self.shape
+        t = Tensor.zeros(self._ctx, shape)
+        self._ctx.clear_error()
+        st = C.mnas_image_dataset_copy_image(self._p(), k, as_int(i, "image", 0), t._addr(),
+                                             shape[0] * shape[1] * shape[2])
+        if st != 0:
+            t.close()
+            self._ctx._fail("mnas_image_dataset_copy_image", st)
+        return t
+
+    @property
+    def from_cache(self):
+        """True if the images were read from the decoded cache."""
+        return bool(C.mnas_image_dataset_from_cache(self._p()))
+
+    def subset(self, classes):
+        """A new dataset of the given classes (indices or names), in that order."""
+        idx = [self._class(c) for c in classes]
+        if not idx:
+            raise InvalidArgument("subset of no classes")
+        arr = (ctypes.c_size_t * len(idx))(*idx)
+        self._ctx.clear_error()
+        r = C.mnas_image_dataset_subset(self._p(), arr, len(idx))
+        if not r:
+            self._ctx._fail("mnas_image_dataset_subset")
+        return ImageDataset._wrap(self._ctx, r)
+
+    def split(self, train=0.64, val=0.16, seed=0, lists=None, want=("train", "val", "test")):
+        """Class split into (train, val, test) datasets (None for a set not
+        in ``want``). By fraction with ``seed`` (same seed, same split), or
+        from ``lists`` = {"train": path, "val": path, "test": path} of
+        class-list files."""
+        opts = ImageSplitOptions.new(train_fraction=as_float(train, "train"),
+                                     val_fraction=as_float(val, "val"), seed=as_u64(seed, "seed"))
+        keep = []
+        for key in (lists or {}):
+            if key not in ("train", "val", "test"):
+                raise InvalidArgument("unknown list %r (train, val, test)" % (key,))
+            b = ctypes.c_char_p(_path(lists[key], key + " list"))
+            keep.append(b)
+            setattr(opts, key + "_list", ctypes.cast(b, c_void_p).value)
+        for w in want:
+            if w not in ("train", "val", "test"):
+                raise InvalidArgument("unknown set %r (train, val, test)" % (w,))
+        outs = [c_void_p() for _ in range(3)]
+        refs = [ctypes.byref(o) if name in want else None
+                for o, name in zip(outs, ("train", "val", "test"))]
+        self._ctx.clear_error()
+        st = C.mnas_image_dataset_split(self._p(), ctypes.byref(opts), *refs)
+        del keep
+        if st != 0:
+            self._ctx._fail("mnas_image_dataset_split", st)
+        return tuple(ImageDataset._wrap(self._ctx, o.value) if o.value else None for o in outs)
+
+    def __repr__(self):
+        if self._ptr is None:
+            return "<mnas.ImageDataset closed>"
+        return "<mnas.ImageDataset %d classes, %d images of %r>" % (len(self), self.num_images,
+                                                                   self.shape)
+
+
+class FewShotSampler(Handle):
+    """N-way K-shot tasks from one dataset or a mixture (one dataset drawn
+    per task; the task's ``family`` is its index). ``task(seed, index)`` is
+    a pure function of its arguments: support x [way*shot, C, H, W], query
+    x [way*query, C, H, W], y [n, 1] holding the class index 0..way-1."""
+
+    __slots__ = ("_ctx", "_datasets")
+    _kind = "few-shot sampler"
+
+    def __init__(self, ctx, datasets, way=5, shot=1, query=15):
+        p = check_ctx(ctx)
+        if isinstance(datasets, ImageDataset):
+            datasets = [datasets]
+        datasets = list(datasets)
+        for d in datasets:
+            if not isinstance(d, ImageDataset):
+                raise ArgumentTypeError("datasets must be mnas.ImageDataset objects")
+            if d._ctx is not ctx:
+                raise MismatchError("a dataset comes from another context")
+        ptrs = (c_void_p * max(len(datasets), 1))(*[d._p() for d in datasets])
+        opts = FewshotOptions.new(way=as_int(way, "way", -(1 << 31), (1 << 31) - 1),
+                                  shot=as_int(shot, "shot", -(1 << 31), (1 << 31) - 1),
+                                  query=as_int(query, "query", -(1 << 31), (1 << 31) - 1))
+        ctx.clear_error()
+        r = C.mnas_fewshot_sampler_create(p, ptrs, len(datasets), ctypes.byref(opts))
+        if not r:
+            ctx._fail("mnas_fewshot_sampler_create")
+        self._ctx = ctx
+        self._datasets = tuple(datasets)
+        self._setup(r, C.mnas_fewshot_sampler_free, ctx, *datasets)
+        for d in datasets:
+            d._samplers.add(self)
+
+    @property
+    def ctx(self):
+        return self._ctx
+
+    @property
+    def datasets(self):
+        return self._datasets
+
+    @property
+    def sizes(self):
+        """(way, shot, query)."""
+        w, s, q = c_int(), c_int(), c_int()
+        self._ctx._check(C.mnas_fewshot_sampler_sizes(self._p(), ctypes.byref(w), ctypes.byref(s),
+                                                      ctypes.byref(q)))
+        return w.value, s.value, q.value
+
+    def task(self, seed, index):
+        p = self._p()
+        self._ctx.clear_error()
+        r = C.mnas_fewshot_task(self._ctx._p(), p, as_u64(seed, "seed"), as_u64(index, "index"))
+        if not r:
+            self._ctx._fail("mnas_fewshot_task")
+        return Task._wrap(self._ctx, r)
+
+    def test_set(self, seed, n_tasks):
+        """Tasks 0..n_tasks-1 of the stream ``seed``, as a TaskSet."""
+        p = self._p()
+        self._ctx.clear_error()
+        r = C.mnas_fewshot_test_set(self._ctx._p(), p, as_u64(seed, "seed"), as_u64(n_tasks, "n_tasks"))
+        if not r:
+            self._ctx._fail("mnas_fewshot_test_set")
+        s = TaskSet.__new__(TaskSet)
+        s._init(self._ctx, r)
+        return s
+
+
+def accuracy(logits, labels):
+    """Fraction of rows of ``logits`` [n, classes] whose arg-max equals the
+    class index in ``labels`` [n, 1]."""
+    if not isinstance(logits, Tensor) or not isinstance(labels, Tensor):
+        raise ArgumentTypeError("logits and labels must be mnas.Tensor objects")
+    out = c_double()
+    lp = logits._live()
+    st = C.mnas_accuracy(lp, labels._live(), ctypes.byref(out))
+    if st != 0:
+        logits._ctx._fail("mnas_accuracy", st)
+    return out.value
