@@ -328,6 +328,12 @@ START_TEST(params_round_trip_and_mismatch)
     ck_assert_int_eq(mnas_learner_load(l, "/nonexistent/dir/x.ckpt"), MNAS_E_IO);
     ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "/nonexistent/dir/x.ckpt"));
     ck_assert_int_eq(mnas_learner_load(l, tmpdir), MNAS_E_IO); /* a folder */
+    char fifo[512];
+    tmp_path(fifo, sizeof fifo, "fifo");
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    ck_assert_int_eq(mnas_learner_load(l, fifo), MNAS_E_IO); /* neither blocks nor reads */
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "not a regular file"));
+    unlink(fifo);
     ck_assert_int_eq(mnas_learner_save(l, "/nonexistent/dir/x.ckpt"), MNAS_E_IO);
     mnas_learner_options oo = MNAS_LEARNER_OPTIONS_INIT;
     ck_assert_int_eq(mnas_learner_checkpoint_options(NULL, path, &oo), MNAS_E_INVALID);

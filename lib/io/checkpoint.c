@@ -438,7 +438,8 @@ static mnas_status read_file(mnas_ctx *ctx, const char *fn, const char *path, ui
     char why[128];
     *out = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO at path must not block the open; regular files ignore it. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return mnas__error(ctx, MNAS_E_IO, "%s: cannot open '%s': %s", fn, path, errno_text(errno, why, sizeof why));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
