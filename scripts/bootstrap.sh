@@ -4,10 +4,12 @@
 #   sh scripts/bootstrap.sh deps          install the missing Debian packages
 #   sh scripts/bootstrap.sh demo [ARGS]   deps, build (default preset), run the M-NAS demo
 #   sh scripts/bootstrap.sh test          deps, ci preset (-Werror, valgrind), asan preset
+#   sh scripts/bootstrap.sh datasets [ARGS]  Fashion-MNIST + rendered glyphs into
+#                                         $XDG_CACHE_HOME/mnas-datasets or build/datasets
 set -eu
 
 usage() {
-    echo "usage: sh scripts/bootstrap.sh demo [demo arguments...] | test | deps" >&2
+    echo "usage: sh scripts/bootstrap.sh demo [demo arguments...] | test | deps | datasets [--out DIR]" >&2
     exit 2
 }
 
@@ -49,7 +51,12 @@ deps() {
         say "all build dependencies are installed"
         return 0
     fi
+    apt_install "$missing"
+}
 
+# Install the Debian packages named in $1 (as root, or through sudo).
+apt_install() {
+    missing=$1
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         if command -v sudo >/dev/null 2>&1; then
@@ -64,6 +71,18 @@ deps() {
     $sudo apt-get update
     # shellcheck disable=SC2086  # one word per package
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
+}
+
+# The real datasets of the few-shot image experiments (docs/data.md), built
+# outside git from Debian packages: Fashion-MNIST (IDX) and rendered glyphs.
+datasets() {
+    ds_missing=""
+    for pkg in dataset-fashion-mnist python3-pil fonts-dejavu-core fonts-freefont-ttf \
+               fonts-liberation2 fonts-noto-core; do
+        pkg_installed "$pkg" || ds_missing="$ds_missing $pkg"
+    done
+    [ -z "$ds_missing" ] || apt_install "$ds_missing"
+    /usr/bin/python3 scripts/build_datasets.py "$@"
 }
 
 configure_and_build() {
@@ -152,5 +171,6 @@ case "$mode" in
     deps) deps ;;
     test) test_all ;;
     demo) demo "$@" ;;
+    datasets) datasets "$@" ;;
     *) usage ;;
 esac

@@ -864,17 +864,18 @@ END_TEST
 static mnas_image_dataset *synthetic(mnas_ctx *ctx, size_t n_classes, size_t per_class, float tag)
 {
     const int C = 1, H = 2, W = 3;
-    size_t *counts = malloc(n_classes * sizeof *counts);
-    float *data = malloc(sizeof *data * n_classes * per_class * (size_t)(C * H * W));
-    char **names = malloc(n_classes * sizeof *names);
+    size_t *counts = calloc(n_classes, sizeof *counts);
+    char **names = calloc(n_classes, sizeof *names);
+    ck_assert(counts && names);
+    size_t total = 0;
     for (size_t c = 0; c < n_classes; c++) {
         counts[c] = per_class + (c % 3);
-        names[c] = malloc(16);
-        snprintf(names[c], 16, "class%03zu", c);
+        total += counts[c];
+        names[c] = calloc(1, 32);
+        snprintf(names[c], 32, "class%03u", (unsigned)c);
     }
-    size_t total = 0;
-    for (size_t c = 0; c < n_classes; c++) total += counts[c];
-    data = realloc(data, sizeof *data * total * (size_t)(C * H * W));
+    float *data = calloc(total * (size_t)(C * H * W), sizeof *data);
+    ck_assert_ptr_nonnull(data);
     size_t k = 0;
     for (size_t c = 0; c < n_classes; c++)
         for (size_t j = 0; j < counts[c]; j++)

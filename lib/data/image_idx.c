@@ -181,7 +181,7 @@ mnas_image_dataset *mnas_image_dataset_load_idx(mnas_ctx *ctx, const char *image
     size_t s = 0;
     for (int v = 0; v < 256; v++) {
         if (!count[v]) continue;
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "%d", v);
         size_t c = cls_of[v];
         ds->names[c] = mnas__strdup(ctx, name);
