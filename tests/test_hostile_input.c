@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <mnas/mnas.h>
@@ -289,6 +290,50 @@ START_TEST(checkpoint_records_with_impossible_sizes)
 }
 END_TEST
 
+static void chunk(uint8_t *b, size_t *pos, const char *type, const uint8_t *data, uint32_t n)
+{
+    for (int i = 3; i >= 0; i--) b[(*pos)++] = (uint8_t)(n >> (8 * i));
+    size_t start = *pos;
+    memcpy(b + *pos, type, 4);
+    *pos += 4;
+    if (n) memcpy(b + *pos, data, n);
+    *pos += n;
+    uint32_t c = crc32_ref(b + start, 4 + (size_t)n);
+    for (int i = 3; i >= 0; i--) b[(*pos)++] = (uint8_t)(c >> (8 * i));
+}
+
+/* A 100-byte PNG whose header claims 60000 x 60000 RGBA pixels is refused
+ * before the decoder sizes its buffers from it (found by fuzz_png). */
+START_TEST(png_header_claiming_huge_image)
+{
+    mnas_ctx *ctx = new_ctx();
+    char dir[128], cls[160], file[192];
+    snprintf(dir, sizeof dir, "/tmp/mnas-hostile-png-%ld", (long)getpid());
+    snprintf(cls, sizeof cls, "%s/a", dir);
+    snprintf(file, sizeof file, "%s/x.png", cls);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    ck_assert_int_eq(mkdir(cls, 0700), 0);
+    uint8_t b[256];
+    size_t pos = 8;
+    memcpy(b, "\x89PNG\r\n\x1a\n", 8);
+    const uint8_t ihdr[13] = { 0, 0, 0xea, 0x60, 0, 0, 0xea, 0x60, 8, 6, 0, 0, 0 };
+    chunk(b, &pos, "IHDR", ihdr, 13);
+    const uint8_t idat[11] = { 0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01, 0 };
+    chunk(b, &pos, "IDAT", idat, 10);
+    chunk(b, &pos, "IEND", NULL, 0);
+    FILE *f = fopen(file, "wb");
+    ck_assert_ptr_nonnull(f);
+    fwrite(b, 1, pos, f);
+    fclose(f);
+    ck_assert_ptr_null(mnas_image_dataset_load_folder(ctx, dir, NULL));
+    ck_assert_msg(strstr(mnas_ctx_last_error(ctx), "more than") != NULL, "%s", mnas_ctx_last_error(ctx));
+    unlink(file);
+    rmdir(cls);
+    rmdir(dir);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("hostile_input");
@@ -297,6 +342,7 @@ int main(void)
     tcase_add_test(tc, out_of_range_options);
     tcase_add_test(tc, oversized_and_malformed_texts);
     tcase_add_test(tc, checkpoint_records_with_impossible_sizes);
+    tcase_add_test(tc, png_header_claiming_huge_image);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
