@@ -179,7 +179,8 @@ START_TEST(crc_matches_reference)
 }
 END_TEST
 
-static const mnas_method methods[3] = { MNAS_METHOD_MAML, MNAS_METHOD_MNAS, MNAS_METHOD_MNAS_SHARED };
+static const mnas_method methods[4] = { MNAS_METHOD_MAML, MNAS_METHOD_MNAS, MNAS_METHOD_MNAS_SHARED,
+                                        MNAS_METHOD_MNAS_NM };
 
 /* N straight vs N/2, save, load into a fresh learner (fresh context, other
  * thread count), N/2 more: identical bits. M-NAS variants switch to the
@@ -187,8 +188,8 @@ static const mnas_method methods[3] = { MNAS_METHOD_MAML, MNAS_METHOD_MNAS, MNAS
  * carried too. */
 START_TEST(exact_resume_in_process)
 {
-    mnas_method m = methods[_i % 3];
-    int threads_a = 1 + (_i / 3) % 2, threads_b = 3 - threads_a;
+    mnas_method m = methods[_i % 4];
+    int threads_a = 1 + (_i / 4) % 2, threads_b = 3 - threads_a;
     const int64_t N = 6, half = 3, sw = m == MNAS_METHOD_MAML ? -1 : 2;
     mnas_ctx *ctx = new_ctx();
     src_data sd = { ctx, MNAS_REGRESSION_OPTIONS_INIT, 4, -1 };
@@ -637,7 +638,7 @@ int main(int argc, char **argv)
     suite_add_tcase(s, tc);
     TCase *tr = tcase_create("resume");
     tcase_set_timeout(tr, 600);
-    tcase_add_loop_test(tr, exact_resume_in_process, 0, slow ? 3 : 6);
+    tcase_add_loop_test(tr, exact_resume_in_process, 0, slow ? 4 : 8);
     tcase_add_loop_test(tr, exact_resume_new_process, 0, slow ? 1 : 4);
     tcase_add_loop_test(tr, divergence_stops_and_keeps_last_good, 0, 2);
     suite_add_tcase(s, tr);
