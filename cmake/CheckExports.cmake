@@ -1,5 +1,6 @@
 # CheckExports.cmake — fail unless every symbol that LIBRARY defines in its
-# dynamic symbol table starts with mnas_ (run as a ctest with cmake -P).
+# dynamic symbol table starts with mnas_ and not with the library-internal
+# mnas__ (run as a ctest with cmake -P).
 #   cmake -DNM=/usr/bin/nm -DLIBRARY=libmnas.so -P CheckExports.cmake
 
 if(NOT NM OR NOT LIBRARY)
@@ -24,7 +25,9 @@ foreach(line IN LISTS lines)
     continue()
   endif()
   set(symbol "${CMAKE_MATCH_1}")
-  if(symbol MATCHES "^mnas_")
+  if(symbol MATCHES "^mnas__")
+    list(APPEND bad "${symbol}")  # library-internal prefix
+  elseif(symbol MATCHES "^mnas_")
     math(EXPR count "${count} + 1")
   elseif(NOT symbol MATCHES "^(_init|_fini)$")
     list(APPEND bad "${symbol}")

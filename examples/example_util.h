@@ -77,6 +77,65 @@ static int ex_learner_option(const char *a, const char *v, mnas_learner_options 
     return 1;
 }
 
+/* Checkpoint options both examples accept: --save PATH, --save-every N,
+ * --resume PATH. */
+typedef struct {
+    const char *save;   /* NULL: no checkpoints */
+    long long every;    /* iterations between checkpoints (0: start and end only) */
+    const char *resume; /* NULL: start afresh */
+} ex_ckpt;
+
+#define EX_CKPT_USAGE                                                                                  \
+    "  --save PATH         write a checkpoint (atomically) at the start, every --save-every\n"          \
+    "                      iterations and at the end; training stops on NaN/Inf, keeping the last one\n" \
+    "  --save-every N      iterations between checkpoints (default 0: start and end only)\n"           \
+    "  --resume PATH       continue from a checkpoint (its options replace the learner options;\n"     \
+    "                      --iterations stays the total, so the remainder is trained)\n"
+
+static int ex_checkpoint_option(const char *a, const char *v, ex_ckpt *c, int *ok)
+{
+    if (!strcmp(a, "--save")) {
+        c->save = v;
+    } else if (!strcmp(a, "--resume")) {
+        c->resume = v;
+    } else if (!strcmp(a, "--save-every")) {
+        *ok = ex_int(v, a, 0, INT64_MAX, &c->every);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* path with ".suffix" appended (suffix NULL: path itself). */
+static inline const char *ex_ckpt_path(const char *path, const char *suffix, char *buf, size_t cap)
+{
+    if (!path || !suffix) return path;
+    snprintf(buf, cap, "%s.%s", path, suffix);
+    return buf;
+}
+
+/* Options of the learner to resume: the checkpoint's, with threads from o.
+ * Returns 0 (message printed) on failure. */
+static int ex_resume_options(mnas_ctx *ctx, const char *path, mnas_learner_options *o)
+{
+    mnas_learner_options r = MNAS_LEARNER_OPTIONS_INIT;
+    if (mnas_learner_checkpoint_options(ctx, path, &r) != MNAS_OK) {
+        fprintf(stderr, "error: %s\n", mnas_ctx_last_error(ctx));
+        return 0;
+    }
+    r.threads = o->threads;
+    *o = r;
+    return 1;
+}
+
+/* Train n more iterations, with checkpoints at save (if not NULL). */
+static mnas_status ex_train(mnas_learner *l, mnas_task_source source, void *user, long long n, const char *save,
+                            long long every, mnas_progress_fn progress, void *progress_user)
+{
+    if (save) return mnas_learner_train_checkpointed(l, source, user, n, save, every, progress, progress_user);
+    return mnas_learner_train(l, source, user, n, progress, progress_user);
+}
+
 static void ex_hms(double s, char *buf, size_t n)
 {
     if (!isfinite(s) || s < 0) s = 0;

@@ -19,7 +19,8 @@ static void usage(FILE *f)
             "  --seed N           seed of initialisation and training tasks (default 1)\n"
             "  --test-tasks N     test tasks per family (default 1000)\n"
             "  --test-seed N      seed of the fixed test set (default 1000003)\n"
-            "  --shots N          support points per task (default 10)\n");
+            "  --shots N          support points per task (default 10)\n"
+            EX_CKPT_USAGE);
 }
 
 int main(int argc, char **argv)
@@ -28,6 +29,7 @@ int main(int argc, char **argv)
     o.threads = 2;
     o.seed = 1;
     long long iterations = 2000, test_tasks = 1000, test_seed = 1000003, shots = 10;
+    ex_ckpt ck = { NULL, 0, NULL };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -45,7 +47,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "error: unknown option or missing value: %s\n", a);
             usage(stderr);
             return 2;
-        } else if (ex_learner_option(a, v, &o, &ok)) {
+        } else if (ex_learner_option(a, v, &o, &ok) || ex_checkpoint_option(a, v, &ck, &ok)) {
             /* handled */
         } else if (!strcmp(a, "--iterations")) {
             ok = ex_int(v, a, 0, 100000000, &iterations);
@@ -70,12 +72,19 @@ int main(int argc, char **argv)
     mnas_learner *l = NULL;
     mnas_task_set *test = NULL;
     double *before = NULL, *after = NULL;
+    if (ck.resume && !ex_resume_options(ctx, ck.resume, &o)) goto fail;
     ex_source src = { ctx, MNAS_REGRESSION_OPTIONS_INIT, o.seed };
     src.ro.k_shot = (int)shots;
     src.ro.k_query = (int)shots;
     l = mnas_learner_create(ctx, &o);
     test = mnas_regression_test_set(ctx, &src.ro, (uint64_t)test_seed, (size_t)test_tasks);
     if (!l || !test) goto fail;
+    if (ck.resume) {
+        if (mnas_learner_load(l, ck.resume) != MNAS_OK) goto fail;
+        printf("resumed from %s at iteration %lld\n", ck.resume, (long long)mnas_learner_iteration(l));
+    }
+    long long todo = iterations - mnas_learner_iteration(l);
+    if (todo < 0) todo = 0;
     printf("MAML on toy regression: %d-shot, %lld iterations x %d tasks, inner %d x %g (%s), %d threads, seed %llu\n",
            (int)shots, iterations, o.meta_batch, o.inner_steps, o.inner_lr,
            o.inner_mode == MNAS_INNER_FIRST_ORDER ? "first order"
@@ -83,8 +92,8 @@ int main(int argc, char **argv)
                                                   : "second order",
            o.threads, (unsigned long long)o.seed);
     ex_progress pr;
-    ex_progress_init(&pr, "meta-train", iterations, o.meta_batch);
-    if (mnas_learner_train(l, ex_regression_source, &src, iterations, ex_progress_cb, &pr) != MNAS_OK) goto fail;
+    ex_progress_init(&pr, "meta-train", todo, o.meta_batch);
+    if (ex_train(l, ex_regression_source, &src, todo, ck.save, ck.every, ex_progress_cb, &pr) != MNAS_OK) goto fail;
     double train_s = ex_now() - pr.start;
     size_t n = mnas_task_set_size(test);
     before = malloc(n * sizeof *before);

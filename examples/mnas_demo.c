@@ -30,7 +30,10 @@ static void usage(FILE *f)
             "  --threads N         worker threads (default 2)\n"
             "  --seed N            seed (default 1)\n"
             "  --test-tasks N      test tasks per family (default 1000, as the paper)\n"
-            "  --out DIR           where figures and DOT files go (default mnas-demo-out)\n");
+            "  --out DIR           where figures and DOT files go (default mnas-demo-out)\n"
+            EX_CKPT_USAGE
+            "                      (one file per method: PATH.mnas, PATH.mnas-shared, PATH.mnas-nm, PATH.maml;\n"
+            "                      --iterations, --eval-iterations and --maml-iterations stay the totals)\n");
 }
 
 static const struct {
@@ -157,6 +160,7 @@ int main(int argc, char **argv)
     base.seed = 1;
     long long iterations = 1500, eval_iterations = 500, maml_iterations = 8000, test_tasks = 1000;
     const char *out = "mnas-demo-out";
+    ex_ckpt ck = { NULL, 0, NULL };
     int want[MAX_METHODS] = { 0 }, any = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -168,7 +172,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "error: unknown option or missing value: %s\n", a);
             usage(stderr);
             return 2;
-        } else if (ex_learner_option(a, v, &base, &ok)) {
+        } else if (ex_learner_option(a, v, &base, &ok) || ex_checkpoint_option(a, v, &ck, &ok)) {
             /* handled */
         } else if (!strcmp(a, "--method")) {
             int found = 0;
@@ -237,22 +241,42 @@ int main(int argc, char **argv)
         r->k = k;
         mnas_learner_options o = base;
         o.method = known[k].method;
+        char save_buf[1024], resume_buf[1024];
+        const char *save = ex_ckpt_path(ck.save, known[k].flag, save_buf, sizeof save_buf);
+        const char *resume = ex_ckpt_path(ck.resume, known[k].flag, resume_buf, sizeof resume_buf);
+        if (resume && access(resume, F_OK) != 0) {
+            printf("%s: no checkpoint %s, starting afresh\n", mnas_method_name(o.method), resume);
+            resume = NULL;
+        }
+        if (resume && !ex_resume_options(ctx, resume, &o)) goto fail;
         mnas_learner *l = mnas_learner_create(ctx, &o);
         if (!l) goto fail;
+        if (resume) {
+            if (mnas_learner_load(l, resume) != MNAS_OK) goto fail_l;
+            printf("%s: resumed from %s at iteration %lld%s\n", mnas_method_name(o.method), resume,
+                   (long long)mnas_learner_iteration(l), mnas_learner_is_discrete(l) ? " (evaluation phase)" : "");
+        }
         double t0 = ex_now();
         int is_maml = o.method == MNAS_METHOD_MAML;
         char label[64];
         snprintf(label, sizeof label, "%s %s", mnas_method_name(o.method), is_maml ? "meta-train" : "search");
         ex_progress pr;
         long long its = is_maml ? maml_iterations : iterations;
-        ex_progress_init(&pr, label, its, o.meta_batch);
-        if (its && mnas_learner_train(l, ex_regression_source, &src, its, ex_progress_cb, &pr) != MNAS_OK) goto fail_l;
+        /* Iteration counts are totals: a resumed run trains what is left. */
+        long long done = (long long)mnas_learner_iteration(l);
+        long long todo = mnas_learner_is_discrete(l) ? 0 : (its > done ? its - done : 0);
+        ex_progress_init(&pr, label, todo, o.meta_batch);
+        if (todo && ex_train(l, ex_regression_source, &src, todo, save, ck.every, ex_progress_cb, &pr) != MNAS_OK)
+            goto fail_l;
         if (!is_maml) {
-            if (mnas_learner_discretize(l, 0) != MNAS_OK) goto fail_l;
+            if (!mnas_learner_is_discrete(l) && mnas_learner_discretize(l, 0) != MNAS_OK) goto fail_l;
+            done = (long long)mnas_learner_iteration(l);
+            long long etodo = its + eval_iterations > done ? its + eval_iterations - done : 0;
             snprintf(label, sizeof label, "%s evaluation phase", mnas_method_name(o.method));
-            ex_progress_init(&pr, label, eval_iterations, o.meta_batch);
-            if (eval_iterations && mnas_learner_train(l, ex_regression_source, &src, eval_iterations, ex_progress_cb, &pr) != MNAS_OK)
+            ex_progress_init(&pr, label, etodo, o.meta_batch);
+            if (etodo && ex_train(l, ex_regression_source, &src, etodo, save, ck.every, ex_progress_cb, &pr) != MNAS_OK)
                 goto fail_l;
+            if (save && !etodo && mnas_learner_save(l, save) != MNAS_OK) goto fail_l;
             if (!tally_genotypes(l, test, r)) goto fail_l;
         }
         r->seconds = ex_now() - t0;

@@ -1,5 +1,6 @@
-/* libmnas — io layer: PNG figures (line and scatter plots on a grid of
- * panels), used by the examples to draw the paper's Figure 3. */
+/* libmnas — io layer: checkpoints of learners and parameter sets (exact
+ * resume, divergence guard), and PNG figures (line and scatter plots on a
+ * grid of panels), used by the examples to draw the paper's Figure 3. */
 #ifndef MNAS_IO_H
 #define MNAS_IO_H
 
@@ -7,10 +8,70 @@
 #include <stdint.h>
 
 #include <mnas/core.h>
+#include <mnas/meta.h>
+#include <mnas/nn.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* ---- checkpoints ----------------------------------------------------------
+ *
+ * A checkpoint holds everything needed to continue training exactly: the
+ * learner's options, every parameter (by name, with its shape), the
+ * optimiser state (Adam moments and step count), the iteration counter, the
+ * architecture-evaluation phase (and M-NAS-Shared's fixed one-hot alpha)
+ * and the context RNG's state. Training N iterations straight, or N/2,
+ * save, load in a new process and N/2 more, gives bit-identical parameters
+ * (with any number of threads). The byte-level format (magic, format
+ * version, endianness marker, named and shaped records, a CRC-32 per record
+ * and over the whole file) is in docs/checkpoints.md.
+ *
+ * Writes are atomic: the file is written to "<path>.tmp" in the same folder,
+ * flushed to disk (fsync), renamed over path, and the folder is synced; a
+ * crash leaves either the old file or the new one. Loads read and validate
+ * the whole file (every CRC, shape, name, option and value) before anything
+ * changes: a corrupt, truncated, foreign, version-mismatched or
+ * incompatible file gives MNAS_E_FORMAT, MNAS_E_MISMATCH (the file does not
+ * fit the object), MNAS_E_NUMERIC (non-finite values) or MNAS_E_IO with a
+ * message naming the problem, and leaves the object exactly as it was. */
+
+/* The format version this library writes and reads. */
+#define MNAS_CHECKPOINT_FORMAT_VERSION 1
+
+/* Save the learner's complete training state to path. */
+MNAS_API mnas_status mnas_learner_save(const mnas_learner *l, const char *path);
+
+/* Restore a state saved by mnas_learner_save. The learner must have been
+ * created with the same options (all but threads, which never change
+ * results); a difference gives MNAS_E_MISMATCH naming the option. The
+ * context RNG's state is restored too. */
+MNAS_API mnas_status mnas_learner_load(mnas_learner *l, const char *path);
+
+/* The options a checkpoint was written with, so that a new process can
+ * create a matching learner (set threads as you like) and load into it.
+ * opts must be initialised (MNAS_LEARNER_OPTIONS_INIT): its struct_size
+ * says how much of it is written. The file is fully validated first. */
+MNAS_API mnas_status mnas_learner_checkpoint_options(mnas_ctx *ctx, const char *path,
+                                                     mnas_learner_options *opts);
+
+/* Save / load a parameter set (values only). Loading needs the same names
+ * with the same shapes (in any order) and finite values. */
+MNAS_API mnas_status mnas_params_save(const mnas_params *p, const char *path);
+MNAS_API mnas_status mnas_params_load(mnas_params *p, const char *path);
+
+/* mnas_learner_train with checkpoints and a divergence guard. The starting
+ * state is saved to path first, then every `every` iterations (0: only at
+ * the end) and after the last one. A NaN or Inf loss, gradient or parameter
+ * stops training with MNAS_E_NUMERIC and a message naming the iteration;
+ * the checkpoint on disk is the last good one saved, and the learner is
+ * left at its last good state (the failing update is not applied; if the
+ * parameters themselves turned non-finite, the checkpoint is loaded back).
+ * progress as for mnas_learner_train. */
+MNAS_API mnas_status mnas_learner_train_checkpointed(mnas_learner *l, mnas_task_source source,
+                                                     void *source_user, int64_t iterations,
+                                                     const char *path, int64_t every,
+                                                     mnas_progress_fn progress, void *progress_user);
 
 /* ---- figures ------------------------------------------------------------
  *

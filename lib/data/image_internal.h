@@ -7,6 +7,11 @@
 
 #define MNAS_IMAGE_DATASET_MAGIC 0x6d6e4944u /* "mnID" */
 #define MNAS_IMAGE_MAX_SIDE 65536
+/* Most pixels of one decoded image (e.g. 8192 x 4096): the decoder's
+ * buffers are sized from the header before any image data is read, so
+ * without this a 100-byte PNG claiming 65536 x 65536 pixels asks for tens
+ * of gigabytes (found by fuzz_png). */
+#define MNAS_IMAGE_MAX_PIXELS ((uint64_t)1 << 25)
 #define MNAS_IMAGE_MAX_CLASSES 10000000u
 
 struct mnas_image_dataset {

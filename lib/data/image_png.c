@@ -77,6 +77,11 @@ static int decode_body(png_job *job, png_structp png, png_infop info, mnas__raw_
     int bytes = png_get_bit_depth(png, info) == 16 ? 2 : 1;
     size_t rowbytes = png_get_rowbytes(png, info);
     if (c < 1 || c > 4 || rowbytes != (size_t)w * (size_t)c * (size_t)bytes) png_error(png, "unexpected row layout");
+    if ((uint64_t)w * h > MNAS_IMAGE_MAX_PIXELS) {
+        snprintf(job->message, sizeof job->message, "%ux%u pixels is more than the %llu pixels libmnas decodes",
+                 (unsigned)w, (unsigned)h, (unsigned long long)MNAS_IMAGE_MAX_PIXELS);
+        return -3;
+    }
     job->pixels = mnas__alloc(job->ctx, rowbytes * h);
     job->rows = mnas__alloc(job->ctx, sizeof *job->rows * h);
     job->out = mnas__alloc(job->ctx, sizeof(float) * (size_t)c * w * h);
@@ -127,6 +132,8 @@ mnas_status mnas__png_decode(mnas_ctx *ctx, const char *fn, const char *name, co
             st = mnas__error(ctx, MNAS_E_FORMAT, "%s: %s is a corrupt or truncated PNG: %s", fn, name, job->message);
         else if (r == -2)
             st = mnas__error(ctx, MNAS_E_NOMEM, "%s: %s: %s", fn, name, job->message);
+        else if (r == -3)
+            st = mnas__error(ctx, MNAS_E_FORMAT, "%s: %s: %s", fn, name, job->message);
     }
     png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
     mnas__free(ctx, job->pixels);

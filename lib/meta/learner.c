@@ -1175,3 +1175,29 @@ mnas_genotype *mnas_learner_genotype(mnas_learner *l, const mnas_task *task)
     mnas_tape_reset(tp);
     return g;
 }
+
+/* ---- checkpoint access (lib/io/checkpoint.c) ------------------------------ */
+
+mnas_ctx *mnas__learner_ctx(const mnas_learner *l) { return l->ctx; }
+const mnas_learner_options *mnas__learner_options(const mnas_learner *l) { return &l->o; }
+mnas_optim *mnas__learner_optim(const mnas_learner *l) { return l->opt; }
+
+int mnas__learner_phase(const mnas_learner *l, const mnas_real **fixed_alpha, size_t *edges, size_t *ops)
+{
+    *fixed_alpha = l->fixed_alpha;
+    *edges = l->edges;
+    *ops = l->ops;
+    return l->discrete;
+}
+
+int mnas__learner_has_shared_alpha(const mnas_learner *l) { return l->alpha_idx >= 0; }
+
+void mnas__learner_restore(mnas_learner *l, int64_t iteration, int discrete, mnas_real *fixed_alpha)
+{
+    l->iteration = iteration;
+    l->discrete = discrete;
+    if (fixed_alpha != l->fixed_alpha) {
+        mnas__free(l->ctx, l->fixed_alpha);
+        l->fixed_alpha = fixed_alpha;
+    }
+}

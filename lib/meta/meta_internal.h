@@ -14,4 +14,16 @@ mnas_status mnas__modulator_forward_u(const mnas_modulator *m, mnas_tape *tp, mn
 mnas_status mnas__modulator_apply(const mnas_modulator *m, mnas_tape *tp, mnas_tensor *u, mnas_tensor *const *targets,
                                   mnas_tensor **out);
 
+/* Checkpoint access to the learner's state (lib/io/checkpoint.c). */
+mnas_ctx *mnas__learner_ctx(const mnas_learner *l);
+const mnas_learner_options *mnas__learner_options(const mnas_learner *l);
+mnas_optim *mnas__learner_optim(const mnas_learner *l);
+/* The architecture-evaluation flag; *fixed_alpha is M-NAS-Shared's one-hot
+ * [edges, ops] alpha in that phase (else NULL); edges = ops = 0 for MAML. */
+int mnas__learner_phase(const mnas_learner *l, const mnas_real **fixed_alpha, size_t *edges, size_t *ops);
+int mnas__learner_has_shared_alpha(const mnas_learner *l);
+/* Commit a loaded state; takes ownership of fixed_alpha (context
+ * allocator, or NULL). Cannot fail. */
+void mnas__learner_restore(mnas_learner *l, int64_t iteration, int discrete, mnas_real *fixed_alpha);
+
 #endif /* MNAS_META_INTERNAL_H */

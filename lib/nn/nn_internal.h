@@ -25,4 +25,13 @@ typedef struct {
 int mnas__params_add_module(mnas_params *p, mnas_ctx *ctx, const char *fn, const char *prefix, size_t n,
                             const mnas__pspec *spec, int group);
 
+/* Optimiser state for checkpoints: kind, step count, and per parameter the
+ * first moment / momentum m[i] and (Adam) second moment v[i] (NULL for
+ * SGD), each the size of parameter i; n parameters. */
+void mnas__optim_state(const mnas_optim *o, mnas_optim_kind *kind, int64_t *steps, size_t *n, mnas_real *const **m,
+                       mnas_real *const **v);
+/* Overwrite the step count (the moments are written through the pointers
+ * mnas__optim_state gives). */
+void mnas__optim_set_steps(mnas_optim *o, int64_t steps);
+
 #endif /* MNAS_NN_INTERNAL_H */

@@ -148,3 +148,17 @@ mnas_status mnas_optim_step(mnas_optim *op)
     }
     return MNAS_OK;
 }
+
+/* ---- checkpoint access ---------------------------------------------------- */
+
+void mnas__optim_state(const mnas_optim *op, mnas_optim_kind *kind, int64_t *steps, size_t *n, mnas_real *const **m,
+                       mnas_real *const **v)
+{
+    *kind = op->o.kind;
+    *steps = op->steps;
+    *n = op->n;
+    *m = op->m;
+    *v = op->v;
+}
+
+void mnas__optim_set_steps(mnas_optim *op, int64_t steps) { op->steps = steps; }

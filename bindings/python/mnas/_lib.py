@@ -324,6 +324,14 @@ FUNCTIONS = [
     ("mnas_learner_is_discrete", [H], c_int),
     ("mnas_learner_genotype", [H, H], H),
     ("mnas_learner_adapt_predict", [H, H, c_int, c_size_t, DATA, DATA], ST),
+    # io.h: checkpoints
+    ("mnas_learner_save", [H, c_char_p], ST),
+    ("mnas_learner_load", [H, c_char_p], ST),
+    ("mnas_learner_checkpoint_options", [H, c_char_p, POINTER(S.LearnerOptions)], ST),
+    ("mnas_params_save", [H, c_char_p], ST),
+    ("mnas_params_load", [H, c_char_p], ST),
+    ("mnas_learner_train_checkpointed",
+     [H, TASK_SOURCE_FN, c_void_p, c_int64, c_char_p, c_int64, PROGRESS_FN, c_void_p], ST),
 ]
 
 

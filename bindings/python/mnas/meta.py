@@ -8,6 +8,7 @@ which answers ``Unsupported`` until the search core lands.
 
 import ctypes
 import math
+import os
 import sys
 import time
 from ctypes import c_double, c_void_p
@@ -415,6 +416,43 @@ class Learner(Handle):
         self._params = None
         self._setup(r, C.mnas_learner_free, ctx)
 
+    @classmethod
+    def from_checkpoint(cls, ctx, path, threads=None):
+        """A learner with the options a checkpoint was written with (threads
+        as given, else as saved), with the checkpoint loaded: training goes
+        on exactly where it stopped."""
+        p = check_ctx(ctx)
+        o = LearnerOptions.new()
+        ctx.clear_error()
+        ctx._check(C.mnas_learner_checkpoint_options(p, os.fsencode(path), ctypes.byref(o)),
+                   "mnas_learner_checkpoint_options")
+        if threads is not None:
+            o.threads = as_int(threads, "threads", 1, 256)
+        s = cls.__new__(cls)
+        ctx.clear_error()
+        r = C.mnas_learner_create(p, ctypes.byref(o))
+        if not r:
+            ctx._fail("mnas_learner_create")
+        s._ctx = ctx
+        s._opts = o
+        s._params = None
+        s._setup(r, C.mnas_learner_free, ctx)
+        s.load(path)
+        return s
+
+    def save(self, path):
+        """Write a checkpoint of the complete training state (atomically:
+        the old file or the new one; format in docs/checkpoints.md)."""
+        self._ctx.clear_error()
+        self._ctx._check(C.mnas_learner_save(self._p(), os.fsencode(path)), "mnas_learner_save")
+
+    def load(self, path):
+        """Restore a checkpoint written by save. The whole file is validated
+        first: a damaged, foreign or mismatched file raises (FormatError,
+        MismatchError, NumericError, FileError) and changes nothing."""
+        self._ctx.clear_error()
+        self._ctx._check(C.mnas_learner_load(self._p(), os.fsencode(path)), "mnas_learner_load")
+
     @property
     def ctx(self):
         return self._ctx
@@ -527,7 +565,7 @@ class Learner(Handle):
         return r
 
     def train(self, iterations, tasks=None, *, seed=None, progress=False, k_shot=10, k_query=10,
-              families=None):
+              families=None, checkpoint=None, every=0):
         """``iterations`` meta-updates; returns the loss of each.
 
         Tasks come from ``tasks(index) -> Task`` (the learner takes each
@@ -538,7 +576,13 @@ class Learner(Handle):
         stream. ``progress``: True prints a progress line, a callable
         ``progress(iteration, total, loss)`` is called after every update
         (return True to stop early). Exceptions raised by ``tasks`` or
-        ``progress`` (also KeyboardInterrupt) stop training and propagate."""
+        ``progress`` (also KeyboardInterrupt) stop training and propagate.
+
+        ``checkpoint``: a path; the state is saved there at the start, every
+        ``every`` iterations (0: only at the end) and at the end, and a
+        NaN/Inf loss, gradient or parameter stops training (NumericError
+        naming the iteration) with the last good checkpoint kept and the
+        learner at its last good state."""
         lp = self._p()
         iterations = as_int(iterations, "iterations", 0)
         ctx = self._ctx
@@ -592,7 +636,11 @@ class Learner(Handle):
         src_cb = _lib.TASK_SOURCE_FN(source)
         prog_cb = _lib.PROGRESS_FN(on_progress)
         ctx.clear_error()
-        st = C.mnas_learner_train(lp, src_cb, None, iterations, prog_cb, None)
+        if checkpoint is None:
+            st = C.mnas_learner_train(lp, src_cb, None, iterations, prog_cb, None)
+        else:
+            st = C.mnas_learner_train_checkpointed(lp, src_cb, None, iterations, os.fsencode(checkpoint),
+                                                   as_int(every, "every", 0), prog_cb, None)
         if errors:
             raise errors[0]
         ctx._check(st, "mnas_learner_train")

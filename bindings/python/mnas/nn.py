@@ -3,6 +3,7 @@ buffers), the SGD/Adam optimisers, and the MLP used functionally
 (``mlp(tape, x, weights)`` with any weights of the right shapes)."""
 
 import ctypes
+import os
 from ctypes import c_int64, c_void_p
 
 from ._handle import Handle, as_float, as_int, as_shape
@@ -49,6 +50,17 @@ class Params(Handle):
         self._values = []
         self._grads = []
         self._setup(r, C.mnas_params_free, ctx)
+
+    def save(self, path):
+        """Write the values to a checkpoint file (atomically)."""
+        self._ctx.clear_error()
+        self._ctx._check(C.mnas_params_save(self._p(), os.fsencode(path)), "mnas_params_save")
+
+    def load(self, path):
+        """Read values saved by save: the same names with the same shapes
+        (any order), all finite, or nothing changes and an error is raised."""
+        self._ctx.clear_error()
+        self._ctx._check(C.mnas_params_load(self._p(), os.fsencode(path)), "mnas_params_load")
 
     @classmethod
     def _borrowed(cls, owner, ctx, ptr):

@@ -1,0 +1,115 @@
+"""Checkpoints through the binding: save/load, exact resume via
+Learner.from_checkpoint, damaged and mismatched files, the divergence
+guard of train(checkpoint=...), parameter sets."""
+
+import os
+import shutil
+import tempfile
+import unittest
+
+from mnas_test_util import mnas
+
+OPTS = dict(seed=8, meta_batch=3, inner_steps=2, hidden=6, layers=3, inner_lr=0.01, outer_lr=0.01)
+
+
+def values(learner):
+    return [learner.params[i].tolist() for i in range(len(learner.params))]
+
+
+class TestCheckpoint(unittest.TestCase):
+    def setUp(self):
+        self.ctx = mnas.Context()
+        self.dir = tempfile.mkdtemp(prefix="mnas-py-ckpt-")
+
+    def tearDown(self):
+        self.ctx.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def test_exact_resume(self):
+        for method in ("maml", "mnas"):
+            straight = mnas.Learner(self.ctx, method, **OPTS)
+            straight.train(4)
+            first = mnas.Learner(self.ctx, method, **OPTS)
+            first.train(2)
+            first.save(self.path("half.ckpt"))
+            ctx2 = mnas.Context()
+            second = mnas.Learner.from_checkpoint(ctx2, self.path("half.ckpt"), threads=2)
+            self.assertEqual(second.iteration, 2)
+            self.assertEqual(second.options["threads"], 2)
+            self.assertEqual(second.options["hidden"], 6)
+            second.train(2)
+            self.assertEqual(values(second), values(straight), method)
+            second.close()
+            ctx2.close()
+
+    def test_damaged_and_mismatched_files(self):
+        a = mnas.Learner(self.ctx, "maml", **OPTS)
+        a.train(1)
+        a.save(self.path("a.ckpt"))
+        b = mnas.Learner(self.ctx, "maml", **OPTS)
+        before = values(b)
+        with open(self.path("a.ckpt"), "rb") as f:
+            data = f.read()
+        with open(self.path("cut.ckpt"), "wb") as f:
+            f.write(data[:len(data) // 2])
+        with self.assertRaises(mnas.FormatError) as cm:
+            b.load(self.path("cut.ckpt"))
+        self.assertIn("truncated", str(cm.exception))
+        flipped = bytearray(data)
+        flipped[len(data) // 3] ^= 0x10
+        with open(self.path("flip.ckpt"), "wb") as f:
+            f.write(flipped)
+        with self.assertRaises(mnas.FormatError):
+            b.load(self.path("flip.ckpt"))
+        with self.assertRaises(mnas.FileError):
+            b.load(self.path("missing.ckpt"))
+        other = mnas.Learner(self.ctx, "maml", **dict(OPTS, outer_lr=0.5))
+        with self.assertRaises(mnas.MismatchError) as cm:
+            other.load(self.path("a.ckpt"))
+        self.assertIn("outer_lr", str(cm.exception))
+        self.assertEqual(values(b), before)
+        self.assertEqual(b.iteration, 0)
+        b.load(self.path("a.ckpt"))
+        self.assertEqual(values(b), values(a))
+        self.assertEqual(b.iteration, 1)
+
+    def test_divergence_guard(self):
+        path = self.path("guard.ckpt")
+
+        def tasks(index):
+            t = mnas.regression_task(self.ctx, 4, index)
+            if index >= 3 * 3:  # iteration 3 on
+                y = t.query_y.tolist()
+                y[0][0] = 1e30  # finite, but its squared error overflows float
+                return mnas.Task(self.ctx, t.support_x, t.support_y, t.query_x,
+                                 mnas.tensor(self.ctx, y), t.family)
+            return t
+
+        l = mnas.Learner(self.ctx, "maml", **OPTS)
+        with self.assertRaises(mnas.NumericError) as cm:
+            l.train(6, tasks, checkpoint=path, every=2)
+        self.assertIn("iteration 3", str(cm.exception))
+        self.assertEqual(l.iteration, 3)
+        back = mnas.Learner(self.ctx, "maml", **OPTS)
+        back.load(path)
+        self.assertEqual(back.iteration, 2)
+
+    def test_params(self):
+        p = mnas.Params(self.ctx)
+        p.add("w", (2, 3), init="normal", arg=1.0)
+        p.save(self.path("p.ckpt"))
+        q = mnas.Params(self.ctx)
+        q.add("w", (2, 3))
+        q.load(self.path("p.ckpt"))
+        self.assertEqual(q[0].tolist(), p[0].tolist())
+        r = mnas.Params(self.ctx)
+        r.add("w", (3, 2))
+        with self.assertRaises(mnas.MismatchError):
+            r.load(self.path("p.ckpt"))
+
+
+if __name__ == "__main__":
+    unittest.main()
