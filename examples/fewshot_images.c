@@ -122,7 +122,9 @@ static int usage(void)
             "       [--eval-steps 10] [--supernet-channels 8] [--nodes 4] [--filters 32]\n"
             "       [--first-order] [--train-fraction 0.64] [--val-fraction 0.16] [--split-seed 1]\n"
             "       [--out DIR] [--meta-batch 4] [--inner-steps 5] [--inner-lr 0.01] [--outer-lr 0.001]\n"
-            "       [--arch-lr 1e-4] [--threads 2] [--seed 1]\n");
+            "       [--arch-lr 1e-4] [--threads 2] [--seed 1] [--save PATH] [--save-every N] [--resume PATH]\n"
+            EX_CKPT_USAGE
+            "  (with several methods, each has its own file: PATH.<method>)\n");
     return 2;
 }
 
@@ -181,6 +183,7 @@ int main(int argc, char **argv)
     long long eval_tasks = 600, eval_steps = 10, split_seed = 1, n;
     double minutes = 0, train_fraction = 0.64, val_fraction = 0.16;
     const char *out_dir = "fewshot-out";
+    ex_ckpt ck = { NULL, 0, NULL };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = 1;
@@ -194,7 +197,7 @@ int main(int argc, char **argv)
             return usage();
         }
         i++;
-        if (ex_learner_option(a, v, &base, &ok)) {
+        if (ex_learner_option(a, v, &base, &ok) || ex_checkpoint_option(a, v, &ck, &ok)) {
         } else if (!strcmp(a, "--dataset")) {
             if (nds == MAX_DATASETS) {
                 fprintf(stderr, "error: at most %d datasets\n", MAX_DATASETS);
@@ -319,30 +322,50 @@ int main(int argc, char **argv)
         if (!methods[m]) continue;
         static const mnas_method order[4] = { MNAS_METHOD_MAML, MNAS_METHOD_MNAS, MNAS_METHOD_MNAS_SHARED,
                                               MNAS_METHOD_MNAS_NM };
+        static const char *const flag[4] = { "maml", "mnas", "mnas-shared", "mnas-nm" };
         mnas_learner_options o = base;
         o.method = order[m];
+        int several = methods[0] + methods[1] + methods[2] + methods[3] > 1;
+        char save_buf[4096], resume_buf[4096];
+        const char *save = ex_ckpt_path(ck.save, several ? flag[m] : NULL, save_buf, sizeof save_buf);
+        const char *resume = ex_ckpt_path(ck.resume, several ? flag[m] : NULL, resume_buf, sizeof resume_buf);
+        if (resume && access(resume, F_OK) != 0) {
+            printf("%s: no checkpoint %s, starting afresh\n", mnas_method_name(o.method), resume);
+            resume = NULL;
+        }
+        if (resume && !ex_resume_options(ctx, resume, &o)) goto done;
         mnas_learner *l = mnas_learner_create(ctx, &o);
         if (!l) {
             fprintf(stderr, "error: %s: %s\n", mnas_method_name(o.method), mnas_ctx_last_error(ctx));
             goto done;
         }
+        if (resume && mnas_learner_load(l, resume) != MNAS_OK) {
+            fprintf(stderr, "error: resuming %s: %s\n", mnas_method_name(o.method), mnas_ctx_last_error(ctx));
+            mnas_learner_free(l);
+            goto done;
+        }
+        if (resume)
+            printf("%s: resumed from %s at iteration %lld\n", mnas_method_name(o.method), resume,
+                   (long long)mnas_learner_iteration(l));
         printf("\n%s: %lld meta-parameters, meta-batch %d, %d inner steps (%s), inner lr %g\n",
                mnas_method_name(o.method), (long long)mnas_params_numel(mnas_learner_params(l)), o.meta_batch,
                o.inner_steps, first_order ? "first order" : "second order", o.inner_lr);
         image_source src = { ctx, train_sampler, o.seed ^ 0x5eed };
         timed_progress tp;
-        int64_t total = minutes > 0 ? 100000000 : iterations;
+        /* --iterations is a total: a resumed run trains what is left. */
+        int64_t total = minutes > 0 ? 100000000 : iterations - mnas_learner_iteration(l);
+        if (total < 0) total = 0;
         ex_progress_init(&tp.p, mnas_method_name(o.method), total, o.meta_batch);
         tp.last = 0;
         double t0 = ex_now();
         tp.deadline = minutes > 0 ? t0 + 60 * minutes : 0;
-        mnas_status st = mnas_learner_train(l, image_task, &src, total, timed_cb, &tp);
+        mnas_status st = total ? ex_train(l, image_task, &src, total, save, ck.every, timed_cb, &tp) : MNAS_OK;
         if (st == MNAS_OK && eval_iterations > 0 && o.method != MNAS_METHOD_MAML) {
             /* The architecture-evaluation phase (paper, "Architectures Evaluation"). */
-            st = mnas_learner_discretize(l, 0);
+            if (!mnas_learner_is_discrete(l)) st = mnas_learner_discretize(l, 0);
             ex_progress_init(&tp.p, "  discrete", eval_iterations, o.meta_batch);
             tp.deadline = 0;
-            if (st == MNAS_OK) st = mnas_learner_train(l, image_task, &src, eval_iterations, timed_cb, &tp);
+            if (st == MNAS_OK) st = ex_train(l, image_task, &src, eval_iterations, save, ck.every, timed_cb, &tp);
         }
         if (st != MNAS_OK) {
             fprintf(stderr, "error: training %s: %s\n", mnas_method_name(o.method), mnas_ctx_last_error(ctx));

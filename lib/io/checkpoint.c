@@ -565,7 +565,8 @@ static const opt_field opt_fields[] = {
     OF_I(inner_mode), OF_R(clip_norm), OF_I(hidden),        OF_I(layers),     OF_I(in_features),
     OF_I(out_features), OF_R(arch_lr), OF_R(beta),          OF_R(path_dropout), OF_I(nodes),
     OF_I(z_dim),     OF_I(f_dim),      OF_I(controller_hidden), OF_I(encoder), OF_I(modulation),
-    OF_R(modulator_bias),
+    OF_R(modulator_bias), OF_I(classes), OF_I(in_channels), OF_I(image_size), OF_I(filters),
+    OF_I(channels),
 };
 #define N_OPT_FIELDS (sizeof opt_fields / sizeof opt_fields[0])
 
