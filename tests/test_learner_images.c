@@ -206,6 +206,52 @@ START_TEST(architecture_phase_and_genotypes)
 }
 END_TEST
 
+/* The memory-saving inner loop (recompute) gives the gradient of the
+ * second-order one on the DARTS supernet, whose 4-node cells have more than
+ * 255 parameter tensors. */
+START_TEST(recompute_matches_second_order)
+{
+    fixture f;
+    mnas_learner_options o = small_options(MNAS_METHOD_MNAS, 1);
+    o.nodes = 4;
+    fx_init(&f, o.image_size, 4);
+    mnas_task *t = source(&f, 3);
+    ck_assert_ptr_nonnull(t);
+    double obj[2];
+    mnas_real *g[2] = { NULL, NULL };
+    size_t total = 0, tensors = 0;
+    for (int k = 0; k < 2; k++) {
+        o.inner_mode = k ? MNAS_INNER_RECOMPUTE : MNAS_INNER_SECOND_ORDER;
+        mnas_learner *l = mnas_learner_create(f.ctx, &o);
+        ck_assert_ptr_nonnull(l);
+        ck_assert_msg(mnas_learner_task_objective(l, t, 5, &obj[k], 1) == MNAS_OK, "%s", mnas_ctx_last_error(f.ctx));
+        mnas_params *p = mnas_learner_params(l);
+        tensors = mnas_params_count(p);
+        total = (size_t)mnas_params_numel(p);
+        g[k] = malloc(total * sizeof(mnas_real));
+        ck_assert_ptr_nonnull(g[k]);
+        size_t q = 0;
+        for (size_t i = 0; i < tensors; i++) {
+            mnas_tensor *gi = mnas_params_grad(p, i);
+            memcpy(g[k] + q, mnas_tensor_data(gi), (size_t)mnas_tensor_size(gi) * sizeof(mnas_real));
+            q += (size_t)mnas_tensor_size(gi);
+        }
+        mnas_learner_free(l);
+    }
+    ck_assert_uint_gt(tensors, 255);
+    ck_assert(obj[0] == obj[1]); /* the same forward computation */
+    double gmax = 0;
+    for (size_t q = 0; q < total; q++) gmax = fmax(gmax, fabs(g[0][q]));
+    for (size_t q = 0; q < total; q++)
+        ck_assert_msg(fabs(g[0][q] - g[1][q]) <= 1e-4 * gmax + 1e-4 * fabs(g[0][q]), "element %zu: %g vs %g", q,
+                      (double)g[0][q], (double)g[1][q]);
+    free(g[0]);
+    free(g[1]);
+    mnas_task_free(t);
+    fx_free(&f);
+}
+END_TEST
+
 /* A task from caller tensors: n images of s x s with the given labels. */
 static mnas_task *custom_task(mnas_ctx *ctx, int n, int s, const mnas_real *labels, int ndim_y)
 {
@@ -300,6 +346,7 @@ int main(void)
     tcase_add_loop_test(tc, threads_give_identical_bits, slow ? 1 : 0, slow ? 2 : 4);
     tcase_add_loop_test(tc, architecture_phase_and_genotypes, 1, 4);
     tcase_add_test(tc, bad_input_is_refused);
+    tcase_add_test(tc, recompute_matches_second_order);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

@@ -79,7 +79,8 @@ static mnas_status recompute_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g,
     mnas_real **ebar = mnas__tape_scratch(tp, fn, (ne + 1) * sizeof *ebar);
     int *want_e = mnas__tape_scratch(tp, fn, (ne + 1) * sizeof *want_e);
     mnas_tensor **w = mnas__tape_scratch(tp, fn, (n + ne + 1) * sizeof *w);
-    mnas_tensor **gr = mnas__tape_scratch(tp, fn, (n + ne + 1) * sizeof *gr);
+    /* gr, then room for the grad call's inputs (ins below) */
+    mnas_tensor **gr = mnas__tape_scratch(tp, fn, 2 * (n + ne + 1) * sizeof *gr);
     if (!aux || !abar || !ebar || !want_e || !w || !gr) return tp->status;
     memcpy(abar, g->data, (size_t)s->total * sizeof(mnas_real));
     for (size_t j = 0; j < ne; j++) {
@@ -110,7 +111,7 @@ static mnas_status recompute_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g,
             dot = dot ? mnas_add(aux, dot, term) : term;
         }
         /* Gradients with respect to the weights and the extras we need. */
-        mnas_tensor *ins[256];
+        mnas_tensor **ins = gr + n + ne + 1; /* scratch, past gr's n + ne entries */
         size_t k = 0;
         for (size_t i = 0; i < n; i++) ins[k++] = w[i];
         for (size_t j = 0; j < ne; j++)
@@ -152,7 +153,6 @@ static mnas_status recompute_forward(mnas_tape *tp, mnas_loss_fn loss, void *use
                                      size_t ne, mnas_tensor *const *extra, int steps, double lr, mnas_tensor **w_out)
 {
     const char *fn = "mnas_inner_loop";
-    if (n + ne > 255) return mnas__tape_error(tp, MNAS_E_INVALID, "%s: at most 255 weights and extras in recompute mode", fn);
     recompute_state *s = mnas__tape_scratch(tp, fn, sizeof *s);
     if (!s) return tp->status;
     memset(s, 0, sizeof *s);
