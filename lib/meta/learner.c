@@ -325,10 +325,13 @@ static mnas_status ensure_slots(mnas_learner *l, size_t n, int training)
         l->grad_slots = n;
     }
     if (training && l->mod && n > l->mod_slots) {
-        mnas_real *mu = mnas__calloc(l->ctx, n * (size_t)l->mod_total, sizeof *mu);
-        mnas_real *mz = mnas__calloc(l->ctx, n * (size_t)l->mod_zdim, sizeof *mz);
-        mnas_real *mp = mnas__calloc(l->ctx, n * (size_t)l->mod_total, sizeof *mp);
-        mnas_real *md = mnas__calloc(l->ctx, n * (size_t)l->mod_zdim, sizeof *md);
+        /* These are BLIS operands; its edge-case kernels were seen (valgrind)
+         * to read a vector past the end of a small C, so each gets a pad. */
+        enum { PAD = 16 };
+        mnas_real *mu = mnas__calloc(l->ctx, n * (size_t)l->mod_total + PAD, sizeof *mu);
+        mnas_real *mz = mnas__calloc(l->ctx, n * (size_t)l->mod_zdim + PAD, sizeof *mz);
+        mnas_real *mp = mnas__calloc(l->ctx, n * (size_t)l->mod_total + PAD, sizeof *mp);
+        mnas_real *md = mnas__calloc(l->ctx, n * (size_t)l->mod_zdim + PAD, sizeof *md);
         const mnas_task **bt = mnas__calloc(l->ctx, n, sizeof *bt);
         mnas_task **bo = mnas__calloc(l->ctx, n, sizeof *bo);
         if (!mu || !mz || !mp || !md || !bt || !bo) {
