@@ -833,11 +833,11 @@ static mnas_status open_ckpt(mnas_ctx *ctx, const char *fn, const char *path, ui
     return st;
 }
 
-mnas_status mnas_learner_load(mnas_learner *l, const char *path)
+/* Read and check the file at path, then hand it to apply (which validates
+ * its contents before changing obj). */
+static mnas_status load_file(mnas_ctx *ctx, const char *fn, const char *path,
+                             mnas_status (*apply)(void *obj, const mnas__ckpt *c, const char *what), void *obj)
 {
-    const char *fn = "mnas_learner_load";
-    if (!l) return MNAS_E_INVALID;
-    mnas_ctx *ctx = mnas__learner_ctx(l);
     if (!path || !*path) return mnas__error(ctx, MNAS_E_INVALID, "%s: path is NULL or empty", fn);
     uint8_t *buf;
     mnas__ckpt c;
@@ -845,10 +845,21 @@ mnas_status mnas_learner_load(mnas_learner *l, const char *path)
     if (st != MNAS_OK) return st;
     char what[160];
     snprintf(what, sizeof what, "%s: '%s'", fn, path);
-    st = mnas__learner_load_parsed(l, &c, what);
+    st = apply(obj, &c, what);
     mnas__ckpt_release(&c);
     mnas__free(ctx, buf);
     return st;
+}
+
+static mnas_status apply_learner(void *obj, const mnas__ckpt *c, const char *what)
+{
+    return mnas__learner_load_parsed(obj, c, what);
+}
+
+mnas_status mnas_learner_load(mnas_learner *l, const char *path)
+{
+    if (!l) return MNAS_E_INVALID;
+    return load_file(mnas__learner_ctx(l), "mnas_learner_load", path, apply_learner, l);
 }
 
 mnas_status mnas_learner_checkpoint_options(mnas_ctx *ctx, const char *path, mnas_learner_options *opts)
@@ -925,22 +936,15 @@ mnas_status mnas__params_load_parsed(mnas_params *p, const mnas__ckpt *c, const 
     return MNAS_OK;
 }
 
+static mnas_status apply_params(void *obj, const mnas__ckpt *c, const char *what)
+{
+    return mnas__params_load_parsed(obj, c, what);
+}
+
 mnas_status mnas_params_load(mnas_params *p, const char *path)
 {
-    const char *fn = "mnas_params_load";
     if (!p) return MNAS_E_INVALID;
-    mnas_ctx *ctx = mnas__params_ctx(p);
-    if (!path || !*path) return mnas__error(ctx, MNAS_E_INVALID, "%s: path is NULL or empty", fn);
-    uint8_t *buf;
-    mnas__ckpt c;
-    mnas_status st = open_ckpt(ctx, fn, path, &buf, &c);
-    if (st != MNAS_OK) return st;
-    char what[160];
-    snprintf(what, sizeof what, "%s: '%s'", fn, path);
-    st = mnas__params_load_parsed(p, &c, what);
-    mnas__ckpt_release(&c);
-    mnas__free(ctx, buf);
-    return st;
+    return load_file(mnas__params_ctx(p), "mnas_params_load", path, apply_params, p);
 }
 
 /* ---- training with checkpoints and a divergence guard ------------------------------ */
