@@ -310,69 +310,68 @@ fail:
 mnas_params *mnas_learner_params(const mnas_learner *l) { return l ? l->params : NULL; }
 int64_t mnas_learner_iteration(const mnas_learner *l) { return l ? l->iteration : 0; }
 
+/* k zeroed blocks of count[i] elements of esize[i] bytes, all or none. */
+static int alloc_blocks(mnas_ctx *ctx, size_t k, const size_t *count, const size_t *esize, void **out)
+{
+    for (size_t i = 0; i < k; i++) {
+        size_t bytes;
+        out[i] = mnas__mul_ok(count[i], esize[i], &bytes) ? mnas__calloc(ctx, 1, bytes) : NULL;
+        if (!out[i]) {
+            while (i--) mnas__free(ctx, out[i]);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Per-task buffers for n tasks; the modulator's u/z rows only when
  * training needs them (evaluation sets can be thousands of tasks). */
 static mnas_status ensure_slots(mnas_learner *l, size_t n, int training)
 {
+    void *b[6];
     if (training && n > l->grad_slots) {
-        size_t bytes;
-        if (!mnas__mul_ok(n, l->red_total * sizeof(mnas_real), &bytes))
-            return mnas__error(l->ctx, MNAS_E_NOMEM, "mnas_learner: gradients of %zu tasks overflow", n);
-        mnas_real *tg = mnas__alloc(l->ctx, bytes);
-        if (!tg) return mnas__error(l->ctx, MNAS_E_NOMEM, "mnas_learner: cannot allocate gradients of %zu tasks", n);
+        size_t cnt[1] = { l->red_total }, sz[1] = { sizeof(mnas_real) };
+        if (!mnas__mul_ok(n, cnt[0], &cnt[0]) || !alloc_blocks(l->ctx, 1, cnt, sz, b))
+            return mnas__error(l->ctx, MNAS_E_NOMEM, "mnas_learner: cannot allocate gradients of %zu tasks", n);
         mnas__free(l->ctx, l->task_grad);
-        l->task_grad = tg;
+        l->task_grad = b[0];
         l->grad_slots = n;
     }
     if (training && l->mod && n > l->mod_slots) {
-        /* These are BLIS operands; its edge-case kernels were seen (valgrind)
-         * to read a vector past the end of a small C, so each gets a pad. */
+        /* The first four are BLIS operands; its edge-case kernels were seen
+         * (valgrind) to read a vector past the end of a small C, so each
+         * gets a pad. */
         enum { PAD = 16 };
-        mnas_real *mu = mnas__calloc(l->ctx, n * (size_t)l->mod_total + PAD, sizeof *mu);
-        mnas_real *mz = mnas__calloc(l->ctx, n * (size_t)l->mod_zdim + PAD, sizeof *mz);
-        mnas_real *mp = mnas__calloc(l->ctx, n * (size_t)l->mod_total + PAD, sizeof *mp);
-        mnas_real *md = mnas__calloc(l->ctx, n * (size_t)l->mod_zdim + PAD, sizeof *md);
-        const mnas_task **bt = mnas__calloc(l->ctx, n, sizeof *bt);
-        mnas_task **bo = mnas__calloc(l->ctx, n, sizeof *bo);
-        if (!mu || !mz || !mp || !md || !bt || !bo) {
-            mnas__free(l->ctx, mu);
-            mnas__free(l->ctx, mz);
-            mnas__free(l->ctx, mp);
-            mnas__free(l->ctx, md);
-            mnas__free(l->ctx, bt);
-            mnas__free(l->ctx, bo);
+        size_t T = n * (size_t)l->mod_total + PAD, Z = n * (size_t)l->mod_zdim + PAD;
+        size_t cnt[6] = { T, Z, T, Z, n, n };
+        size_t sz[6] = { sizeof(mnas_real), sizeof(mnas_real), sizeof(mnas_real), sizeof(mnas_real),
+                         sizeof(const mnas_task *), sizeof(mnas_task *) };
+        if (!alloc_blocks(l->ctx, 6, cnt, sz, b))
             return mnas__error(l->ctx, MNAS_E_NOMEM, "mnas_learner: cannot allocate modulator buffers for %zu tasks", n);
-        }
         mnas__free(l->ctx, l->mod_u);
         mnas__free(l->ctx, l->mod_z);
         mnas__free(l->ctx, l->mod_pre);
         mnas__free(l->ctx, l->mod_dz);
         mnas__free(l->ctx, l->btask);
         mnas__free(l->ctx, l->bown);
-        l->mod_u = mu;
-        l->mod_z = mz;
-        l->mod_pre = mp;
-        l->mod_dz = md;
-        l->btask = bt;
-        l->bown = bo;
+        l->mod_u = b[0];
+        l->mod_z = b[1];
+        l->mod_pre = b[2];
+        l->mod_dz = b[3];
+        l->btask = b[4];
+        l->bown = b[5];
         l->mod_slots = n;
     }
     if (n <= l->slots) return MNAS_OK;
-    double *loss = mnas__calloc(l->ctx, n, sizeof *loss);
-    mnas_status *st = mnas__calloc(l->ctx, n, sizeof *st);
-    char(*msg)[TASK_MSG] = mnas__calloc(l->ctx, n, sizeof *msg);
-    if (!loss || !st || !msg) {
-        mnas__free(l->ctx, loss);
-        mnas__free(l->ctx, st);
-        mnas__free(l->ctx, msg);
+    size_t cnt[3] = { n, n, n }, sz[3] = { sizeof(double), sizeof(mnas_status), sizeof(char[TASK_MSG]) };
+    if (!alloc_blocks(l->ctx, 3, cnt, sz, b))
         return mnas__error(l->ctx, MNAS_E_NOMEM, "mnas_learner: cannot allocate buffers for %zu tasks", n);
-    }
     mnas__free(l->ctx, l->task_loss);
     mnas__free(l->ctx, l->task_status);
     mnas__free(l->ctx, l->task_msg);
-    l->task_loss = loss;
-    l->task_status = st;
-    l->task_msg = msg;
+    l->task_loss = b[0];
+    l->task_status = b[1];
+    l->task_msg = b[2];
     l->slots = n;
     return MNAS_OK;
 }
@@ -670,14 +669,15 @@ static mnas_status task_gradient(mnas_learner *l, mnas_tape *tp, const mnas_task
         return mnas__tape_error(tp, MNAS_E_NUMERIC, "the query loss is %g (objective %g)", loss, (double)q->data[0]);
     if (objective_out) *objective_out = (double)q->data[0];
     if (g) {
-        mnas_tensor *ins[MAX_P];
-        memcpy(ins, mnas_params_tensors(l->params), l->P * sizeof *ins);
-        size_t wm = l->s_mod.first;
-        /* The FC's weight and bias are not in this graph (see pre_u): ask
-         * for a small stand-in instead of zeros of their size. */
-        if (l->mod) ins[wm] = ins[wm + 1] = ins[l->s_enc.first];
-        if ((st = mnas_grad(tp, q, l->P, ins, g, 0)) != MNAS_OK) return st;
-        if (l->mod) g[wm] = g[wm + 1] = NULL;
+        /* Every parameter but the modulator's FC, which is not in this
+         * graph (see pre_u): its gradient is formed for the whole batch. */
+        mnas_tensor *ins[MAX_P], *gs[MAX_P], *const *W = mnas_params_tensors(l->params);
+        size_t k = 0;
+        for (size_t i = 0; i < l->P; i++)
+            if (!is_mod_fc(l, i)) ins[k++] = W[i];
+        if ((st = mnas_grad(tp, q, k, ins, gs, 0)) != MNAS_OK) return st;
+        k = 0;
+        for (size_t i = 0; i < l->P; i++) g[i] = is_mod_fc(l, i) ? NULL : gs[k++];
     }
     *loss_out = loss;
     return MNAS_OK;

@@ -132,12 +132,6 @@ int mnas_modulator_add_params(const mnas_modulator *m, mnas_params *p, const cha
 mnas_status mnas_modulator_forward(const mnas_modulator *m, mnas_tape *tp, mnas_tensor *z, mnas_tensor *const *w,
                                    mnas_tensor *const *targets, mnas_tensor **out)
 {
-    return mnas__modulator_forward_u(m, tp, z, w, targets, out, NULL);
-}
-
-mnas_status mnas__modulator_forward_u(const mnas_modulator *m, mnas_tape *tp, mnas_tensor *z, mnas_tensor *const *w,
-                                      mnas_tensor *const *targets, mnas_tensor **out, mnas_tensor **u_out)
-{
     const char *fn = "mnas_modulator_forward";
     if (!mnas__tape_ok(tp))
         return m ? mnas__error(m->ctx, MNAS_E_INVALID, "%s: the tape is not valid", fn) : MNAS_E_INVALID;
@@ -165,7 +159,6 @@ mnas_status mnas__modulator_forward_u(const mnas_modulator *m, mnas_tape *tp, mn
     }
     mnas_tensor *u = mnas_linear(tp, z, w[M_W], w[M_B]); /* [1, total] */
     if (!u) FAIL();
-    if (u_out) *u_out = u;
 #undef FAIL
     return mnas__modulator_apply(m, tp, u, targets, out);
 }
