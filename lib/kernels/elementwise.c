@@ -4,10 +4,11 @@
 
 #include "kernels/kernels.h"
 
+/* libm's function for the working precision: RF(exp) is exp or expf. */
 #if defined(MNAS_REAL_IS_DOUBLE) && MNAS_REAL_IS_DOUBLE
-#define RSQRT(x) sqrt(x)
+#define RF(fn) fn
 #else
-#define RSQRT(x) sqrtf(x)
+#define RF(fn) fn##f
 #endif
 
 static void strides_of(const int64_t s[4], int64_t st[4])
@@ -123,7 +124,7 @@ void mnas__k_adam(int64_t n, real *restrict w, const real *restrict g, real *res
         real vj = rb2 * v[j] + rb2c * (gj * gj);
         m[j] = mj;
         v[j] = vj;
-        w[j] = w[j] - rstep * mj / (RSQRT(vj * rinv_c2) + reps);
+        w[j] = w[j] - rstep * mj / (RF(sqrt)(vj * rinv_c2) + reps);
     }
 }
 
@@ -138,12 +139,6 @@ void mnas__k_axpy(int64_t n, real alpha, const real *restrict x, const real *res
 {
     for (int64_t i = 0; i < n; i++) y[i] = alpha * x[i] + y0[i];
 }
-
-#if defined(MNAS_REAL_IS_DOUBLE) && MNAS_REAL_IS_DOUBLE
-#define RF(fn) fn
-#else
-#define RF(fn) fn##f
-#endif
 
 #if !(defined(MNAS_REAL_IS_DOUBLE) && MNAS_REAL_IS_DOUBLE)
 /* The logistic function on 8 floats at once (GNU vectors: one AVX register,
