@@ -191,6 +191,35 @@ START_TEST(matmul_shape_sweep)
 }
 END_TEST
 
+/* Long, skinny products (the batched modulator's shapes, scaled down): a
+ * transposed B wider than one pack panel, a K longer than one chunk, and
+ * many rows, with ragged tails; exact as in the sweep above (sums of at
+ * most 700 multiples of 1/32 below 1). */
+START_TEST(matmul_long_skinny)
+{
+    static const int shapes[][3] = { { 25, 600, 32 }, { 25, 32, 700 }, { 601, 32, 25 }, { 7, 1000, 100 },
+                                     { 130, 40, 300 }, { 3, 48, 513 } };
+    static double ref[601 * 32 > 7 * 1000 ? 601 * 32 : 7 * 1000];
+    for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++)
+        for (int t = 0; t < 4; t++) {
+            int M = shapes[q][0], N = shapes[q][1], K = shapes[q][2], ta = t & 1, tb = t >> 1;
+            ck_assert((size_t)M * (size_t)N <= sizeof ref / sizeof ref[0]);
+            mnas_tape_reset(tp);
+            int64_t as[2] = { ta ? K : M, ta ? M : K }, bs[2] = { tb ? N : K, tb ? K : N };
+            mnas_tensor *a = mnas_tape_tensor(tp, 2, as, NULL), *b = mnas_tape_tensor(tp, 2, bs, NULL);
+            mnas_real *pa = mnas_tensor_data(a), *pb = mnas_tensor_data(b);
+            for (int i = 0; i < M * K; i++) pa[i] = (mnas_real)((i * 7 % 13) - 6) / 4;
+            for (int i = 0; i < K * N; i++) pb[i] = (mnas_real)((i * 5 % 11) - 5) / 8;
+            mnas_tensor *c = mnas_matmul(tp, a, b, ta, tb);
+            ck_assert_ptr_nonnull(c);
+            ref_gemm(ta, tb, M, N, K, pa, pb, ref);
+            for (int i = 0; i < M * N; i++)
+                ck_assert_msg(D(c)[i] == ref[i], "M%d N%d K%d ta%d tb%d at %d: %g vs %g", M, N, K, ta, tb, i,
+                              (double)D(c)[i], ref[i]);
+        }
+}
+END_TEST
+
 START_TEST(reduction_and_shape_values)
 {
     int64_t s3[3] = { 2, 3, 4 };
@@ -571,6 +600,7 @@ int main(void)
     tcase_add_test(tc, unary_values);
     tcase_add_test(tc, matmul_and_linear_values);
     tcase_add_test(tc, matmul_shape_sweep);
+    tcase_add_test(tc, matmul_long_skinny);
     tcase_add_test(tc, reduction_and_shape_values);
     tcase_add_test(tc, softmax_losses_batchnorm_values);
     suite_add_tcase(s, tc);

@@ -787,19 +787,23 @@ static void reduce_job(void *user, size_t i, int worker)
     int64_t sz = mnas_tensor_size(gb);
     memcpy(dst, l->task_grad + l->goff[i], (size_t)sz * sizeof(mnas_real));
     for (size_t j = 1; j < l->red_n; j++) mnas__k_add_scaled(sz, 1, l->task_grad + j * l->red_total + l->goff[i], dst);
+    if (l->red_n > 1) mnas__k_unary(K_SCALE, sz, dst, dst, 1.0 / (double)l->red_n); /* the mean */
 }
 
-/* The modulator's FC weight gradient for tasks 0..n-1: U^T Z, one product. */
+/* The modulator's FC weight gradient, averaged over tasks 0..n-1:
+ * U^T Z / n, one product. */
 static void mod_weight_grad(mnas_learner *l, size_t n)
 {
     if (!l->mod) return;
+    mnas_real inv = (mnas_real)(1.0 / (double)n);
     mnas_real *gw = mnas_tensor_data(mnas_params_grad(l->params, l->s_mod.first));
-    mnas__k_gemm(1, 0, l->mod_total, l->mod_zdim, (int64_t)n, 1, l->mod_u, l->mod_total, l->mod_z, l->mod_zdim, 0, gw,
-                 l->mod_zdim);
-    /* and the bias's: the sum of the rows, in task order */
+    mnas__k_gemm(1, 0, l->mod_total, l->mod_zdim, (int64_t)n, inv, l->mod_u, l->mod_total, l->mod_z, l->mod_zdim, 0,
+                 gw, l->mod_zdim);
+    /* and the bias's: the mean of the rows, summed in task order */
     mnas_real *gb = mnas_tensor_data(mnas_params_grad(l->params, l->s_mod.first + 1));
     memcpy(gb, l->mod_u, (size_t)l->mod_total * sizeof(mnas_real));
     for (size_t j = 1; j < n; j++) mnas__k_add_scaled(l->mod_total, 1, l->mod_u + j * (size_t)l->mod_total, gb);
+    if (n > 1) mnas__k_unary(K_SCALE, l->mod_total, gb, gb, 1.0 / (double)n);
 }
 
 /* U = Z W^T + b for tasks 0..n-1 (after phase 1). */
@@ -929,12 +933,6 @@ static mnas_status run_batch(mnas_learner *l, const char *fn, const mnas_task *c
     mod_weight_grad(l, n);
     double mean_loss = 0;
     for (size_t j = 0; j < n; j++) mean_loss += l->task_loss[j];
-    mnas_real inv = (mnas_real)(1.0 / (double)n);
-    for (size_t i = 0; i < l->P; i++) {
-        mnas_tensor *gb = mnas_params_grad(l->params, i);
-        mnas_real *dst = mnas_tensor_data(gb);
-        for (int64_t k = 0; k < mnas_tensor_size(gb); k++) dst[k] *= inv;
-    }
     mean_loss /= (double)n;
     if ((st = mnas_optim_step(l->opt)) != MNAS_OK)
         return mnas__error(l->ctx, st, "%s: iteration %lld: %s", fn, (long long)l->iteration, mnas_ctx_last_error(l->ctx));

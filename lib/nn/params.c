@@ -6,6 +6,7 @@
 
 #include <float.h>
 
+#include "kernels/kernels.h"
 #include "nn/nn_internal.h"
 
 #include "tensor/tensor_internal.h"
@@ -291,7 +292,7 @@ double mnas_params_grad_norm(const mnas_params *p)
     double s = 0;
     for (size_t i = 0; p && i < p->n; i++) {
         const mnas_real *d = p->items[i].grad->data;
-        for (int64_t j = 0; j < p->items[i].grad->size; j++) s += (double)d[j] * d[j];
+        s += mnas__k_dot(p->items[i].grad->size, d, d);
     }
     return sqrt(s);
 }
