@@ -42,31 +42,37 @@ static void bn_forward_rows(int64_t N, int64_t C, const real *x, const real *gam
         for (int64_t c = 0; c < C; c++) y[o * C + c] = (real)(((double)x[o * C + c] - s[c]) * a[c] + b[c]);
 }
 
+/* The [N, F] backward and double backward run in the working precision
+ * (float in the library, double in the test build), which vectorises
+ * twice as wide as double: their sums run over the N rows of a few-shot
+ * batch, and mean and rstd come from the forward's double moments. */
 MNAS_CLONES
 static void bn_backward_rows(int64_t N, int64_t C, const real *x, const real *g, const real *gamma, const real *mean,
                              const real *rstd, real *dx, real *dgamma, real *dbeta)
 {
-    double sg[ROW_MAX], sgx[ROW_MAX], k[ROW_MAX];
+    real sg[ROW_MAX], sgx[ROW_MAX], k[ROW_MAX];
     for (int64_t c = 0; c < C; c++) sg[c] = sgx[c] = 0;
-    for (int64_t o = 0; o < N; o++)
+    for (int64_t o = 0; o < N; o++) {
+        const real *xo = x + o * C, *go = g + o * C;
         for (int64_t c = 0; c < C; c++) {
-            double q = g[o * C + c];
-            sg[c] += q;
-            sgx[c] += q * (((double)x[o * C + c] - (double)mean[c]) * (double)rstd[c]);
+            sg[c] += go[c];
+            sgx[c] += go[c] * ((xo[c] - mean[c]) * rstd[c]);
         }
+    }
+    const real inv = (real)(1.0 / (double)N);
     for (int64_t c = 0; c < C; c++) {
-        if (dbeta) dbeta[c] = (real)sg[c];
-        if (dgamma) dgamma[c] = (real)sgx[c];
-        k[c] = (gamma ? (double)gamma[c] : 1.0) * (double)rstd[c];
-        sg[c] /= (double)N;
-        sgx[c] /= (double)N;
+        if (dbeta) dbeta[c] = sg[c];
+        if (dgamma) dgamma[c] = sgx[c];
+        k[c] = (gamma ? gamma[c] : 1) * rstd[c];
+        sg[c] *= inv;
+        sgx[c] *= inv;
     }
     if (!dx) return;
-    for (int64_t o = 0; o < N; o++)
-        for (int64_t c = 0; c < C; c++) {
-            double xh = ((double)x[o * C + c] - (double)mean[c]) * (double)rstd[c];
-            dx[o * C + c] = (real)(k[c] * ((double)g[o * C + c] - sg[c] - xh * sgx[c]));
-        }
+    for (int64_t o = 0; o < N; o++) {
+        const real *xo = x + o * C, *go = g + o * C;
+        real *d = dx + o * C;
+        for (int64_t c = 0; c < C; c++) d[c] = k[c] * (go[c] - sg[c] - ((xo[c] - mean[c]) * rstd[c]) * sgx[c]);
+    }
 }
 
 /* [outer, C, inner] inputs with inner > 1 (NCHW): a channel's values are
@@ -208,51 +214,58 @@ static void bn_stats_rows(int64_t N, int64_t C, const real *x, double eps, real 
     }
 }
 
-/* Row-major version of the double backward below for [N, F] inputs. */
+/* Row-major version of the double backward below for [N, F] inputs, in
+ * the working precision (see bn_backward_rows); every loop over the
+ * features is branch-free so it vectorises. */
 MNAS_CLONES
 static void bn_double_backward_rows(int64_t N, int64_t C, const real *x, const real *g, const real *gamma,
                                     const real *mean, const real *rstd, const real *u, const real *vg, real *ddx,
                                     real *ddg, real *dgam)
 {
-    double a[ROW_MAX], b[ROW_MAX], ub[ROW_MAX], ux[ROW_MAX], D[ROW_MAX];
-    const double m = (double)N;
+    real a[ROW_MAX], b[ROW_MAX], ub[ROW_MAX], ux[ROW_MAX], D[ROW_MAX];
+    const real inv = (real)(1.0 / (double)N), m = (real)N;
     for (int64_t c = 0; c < C; c++) a[c] = b[c] = ub[c] = ux[c] = D[c] = 0;
-    for (int64_t o = 0; o < N; o++)
+    for (int64_t o = 0; o < N; o++) {
+        const real *xo = x + o * C, *go = g + o * C;
         for (int64_t c = 0; c < C; c++) {
-            int64_t k = o * C + c;
-            double xh = ((double)x[k] - (double)mean[c]) * (double)rstd[c];
-            a[c] += g[k];
-            b[c] += (double)g[k] * xh;
-            if (u) {
-                ub[c] += u[k];
-                ux[c] += (double)u[k] * xh;
+            real xh = (xo[c] - mean[c]) * rstd[c];
+            a[c] += go[c];
+            b[c] += go[c] * xh;
+        }
+    }
+    for (int64_t c = 0; c < C; c++) {
+        a[c] *= inv;
+        b[c] *= inv;
+    }
+    if (u) {
+        for (int64_t o = 0; o < N; o++) {
+            const real *xo = x + o * C, *uo = u + o * C;
+            for (int64_t c = 0; c < C; c++) {
+                ub[c] += uo[c];
+                ux[c] += uo[c] * ((xo[c] - mean[c]) * rstd[c]);
             }
         }
-    for (int64_t c = 0; c < C; c++) {
-        a[c] /= m;
-        b[c] /= m;
-        ub[c] /= m;
-        ux[c] /= m;
-    }
-    if (u)
-        for (int64_t o = 0; o < N; o++)
+        for (int64_t c = 0; c < C; c++) {
+            ub[c] *= inv;
+            ux[c] *= inv;
+        }
+        for (int64_t o = 0; o < N; o++) {
+            const real *xo = x + o * C, *go = g + o * C, *uo = u + o * C;
             for (int64_t c = 0; c < C; c++) {
-                int64_t k = o * C + c;
-                double xh = ((double)x[k] - (double)mean[c]) * (double)rstd[c];
-                D[c] += (double)u[k] * ((double)g[k] - a[c] - xh * b[c]);
+                real xh = (xo[c] - mean[c]) * rstd[c];
+                D[c] += uo[c] * (go[c] - a[c] - xh * b[c]);
             }
+        }
+    }
     if (dgam)
-        for (int64_t c = 0; c < C; c++) dgam[c] = (real)(u ? (double)rstd[c] * D[c] : 0.0);
+        for (int64_t c = 0; c < C; c++) dgam[c] = rstd[c] * D[c];
     /* Per channel, ddx = A1 u + A2 g + A3 xh + A4 and ddg = B1 u + B2 xh + B3
      * (the formulas below, expanded), so the element loop is a few
      * multiply-adds. */
-    double A1[ROW_MAX], A2[ROW_MAX], A3[ROW_MAX], A4[ROW_MAX], B1[ROW_MAX], B2[ROW_MAX], B3[ROW_MAX], mu[ROW_MAX],
-        rs[ROW_MAX];
+    real A1[ROW_MAX], A2[ROW_MAX], A3[ROW_MAX], A4[ROW_MAX], B1[ROW_MAX], B2[ROW_MAX], B3[ROW_MAX];
     for (int64_t c = 0; c < C; c++) {
-        double r = rstd[c], gk = gamma ? (double)gamma[c] : 1.0, v = vg ? (double)vg[c] : 0.0;
-        double k2 = gk * r * r;
-        mu[c] = mean[c];
-        rs[c] = r;
+        real r = rstd[c], gk = gamma ? gamma[c] : 1, v = vg ? vg[c] : 0;
+        real k2 = gk * r * r;
         A1[c] = -k2 * b[c];
         A2[c] = -k2 * ux[c] + v * r;
         A3[c] = -k2 * (D[c] / m - 2 * b[c] * ux[c]) - v * r * b[c];
@@ -263,12 +276,20 @@ static void bn_double_backward_rows(int64_t N, int64_t C, const real *x, const r
     }
     for (int64_t o = 0; o < N; o++) {
         const real *xo = x + o * C, *go = g + o * C, *uo = u ? u + o * C : NULL;
-        real *dxo = ddx ? ddx + o * C : NULL, *dgo = ddg ? ddg + o * C : NULL;
-        for (int64_t c = 0; c < C; c++) {
-            double xh = ((double)xo[c] - mu[c]) * rs[c];
-            double uu = uo ? (double)uo[c] : 0.0;
-            if (dxo) dxo[c] = (real)(A1[c] * uu + A2[c] * (double)go[c] + A3[c] * xh + A4[c]);
-            if (dgo) dgo[c] = (real)(B1[c] * uu + B2[c] * xh + B3[c]);
+        if (ddx) {
+            real *d = ddx + o * C;
+            if (uo)
+                for (int64_t c = 0; c < C; c++)
+                    d[c] = A1[c] * uo[c] + A2[c] * go[c] + A3[c] * ((xo[c] - mean[c]) * rstd[c]) + A4[c];
+            else
+                for (int64_t c = 0; c < C; c++) d[c] = A2[c] * go[c] + A3[c] * ((xo[c] - mean[c]) * rstd[c]) + A4[c];
+        }
+        if (ddg) {
+            real *d = ddg + o * C;
+            if (uo)
+                for (int64_t c = 0; c < C; c++) d[c] = B1[c] * uo[c] + B2[c] * ((xo[c] - mean[c]) * rstd[c]) + B3[c];
+            else
+                for (int64_t c = 0; c < C; c++) d[c] = B2[c] * ((xo[c] - mean[c]) * rstd[c]) + B3[c];
         }
     }
 }
