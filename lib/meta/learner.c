@@ -709,9 +709,9 @@ static void encode_job(void *user, size_t j, int worker)
     mnas_status st = MNAS_E_INVALID;
     if (t && (st = check_task(l, t, j, l->task_msg[j])) == MNAS_OK) {
         struct mnas_rng r;
-        mnas_tensor *z, *recon;
+        mnas_tensor *z;
         mnas_tape_no_grad_begin(tp);
-        st = encode(l, tp, t, d->stream0 + j, &r, &z, &recon);
+        st = encode(l, tp, t, d->stream0 + j, &r, &z, NULL); /* z only: no decoder */
         mnas_tape_no_grad_end(tp);
         if (st == MNAS_OK)
             memcpy(l->mod_z + j * (size_t)l->mod_zdim, z->data, (size_t)l->mod_zdim * sizeof(mnas_real));
@@ -730,8 +730,8 @@ static void encoder_dz_job(void *user, size_t j, int worker)
     mnas_tape *tp = l->tapes[worker];
     mnas_tape_reset(tp);
     struct mnas_rng r;
-    mnas_tensor *z, *recon, *g[MAX_P];
-    mnas_status st = encode(l, tp, l->btask[j], d->stream0 + j, &r, &z, &recon);
+    mnas_tensor *z, *g[MAX_P];
+    mnas_status st = encode(l, tp, l->btask[j], d->stream0 + j, &r, &z, NULL); /* L_r's share came in phase 2 */
     if (st == MNAS_OK) {
         int64_t sh[2] = { 1, l->mod_zdim };
         mnas_tensor *dz = mnas_tape_tensor(tp, 2, sh, l->mod_dz + j * (size_t)l->mod_zdim);
@@ -790,38 +790,90 @@ static void reduce_job(void *user, size_t i, int worker)
     if (l->red_n > 1) mnas__k_unary(K_SCALE, sz, dst, dst, 1.0 / (double)l->red_n); /* the mean */
 }
 
-/* The modulator's FC weight gradient, averaged over tasks 0..n-1:
- * U^T Z / n, one product. */
+/* The modulator's three batched products, cut into pieces the pool's
+ * workers share: U = Z W^T + b and dZ = dL/dU W by columns,
+ * and the FC's gradient (dL/dU)^T Z / n, with its bias's, by rows of W.
+ * The pieces are fixed by the shapes alone and every element is one
+ * product call's, so the bits do not depend on the number of threads. */
+enum { MOD_PIECES = 8, MOD_DZ_COLS = 16 };
+
+typedef struct mod_job {
+    mnas_learner *l;
+    size_t n;
+} mod_job;
+
+static void mod_piece(int64_t total, size_t k, int64_t *lo, int64_t *len)
+{
+    int64_t step = (total + MOD_PIECES - 1) / MOD_PIECES;
+    *lo = (int64_t)k * step < total ? (int64_t)k * step : total;
+    *len = total - *lo < step ? total - *lo : step;
+}
+
+/* U = Z W^T + b for tasks 0..n-1 (after phase 1), columns of piece k. */
+static void mod_forward_job(void *user, size_t k, int worker)
+{
+    (void)worker;
+    const mod_job *mj = user;
+    mnas_learner *l = mj->l;
+    int64_t j0, nc, T = l->mod_total, Zd = l->mod_zdim;
+    mod_piece(T, k, &j0, &nc);
+    if (nc <= 0) return;
+    mnas_tensor *const *W = mnas_params_tensors(l->params);
+    const mnas_real *w = mnas_tensor_cdata(W[l->s_mod.first]), *b = mnas_tensor_cdata(W[l->s_mod.first + 1]);
+    mnas__k_gemm(0, 1, (int64_t)mj->n, nc, Zd, 1, l->mod_z, Zd, w + j0 * Zd, Zd, 0, l->mod_pre + j0, T);
+    for (size_t j = 0; j < mj->n; j++) mnas__k_add_scaled(nc, 1, b + j0, l->mod_pre + j * (size_t)T + j0);
+}
+
+/* dZ = dL/dU W for tasks 0..n-1 (after phase 2), columns 16k.. of it (a
+ * piece reads all of dL/dU and its share of W's rows). */
+static void mod_backward_job(void *user, size_t k, int worker)
+{
+    (void)worker;
+    const mod_job *mj = user;
+    mnas_learner *l = mj->l;
+    int64_t T = l->mod_total, Zd = l->mod_zdim, c0 = (int64_t)k * MOD_DZ_COLS;
+    int64_t nc = Zd - c0 < MOD_DZ_COLS ? Zd - c0 : MOD_DZ_COLS;
+    const mnas_real *w = mnas_tensor_cdata(mnas_params_get(l->params, l->s_mod.first));
+    mnas__k_gemm(0, 0, (int64_t)mj->n, nc, T, 1, l->mod_u, T, w + c0, Zd, 0, l->mod_dz + c0, Zd);
+}
+
+/* The FC's gradient, the mean over tasks 0..n-1, rows of piece k of W (and
+ * the same entries of b: the rows of dL/dU summed in task order). */
+static void mod_grad_job(void *user, size_t k, int worker)
+{
+    (void)worker;
+    const mod_job *mj = user;
+    mnas_learner *l = mj->l;
+    int64_t r0, nr, T = l->mod_total, Zd = l->mod_zdim;
+    mod_piece(T, k, &r0, &nr);
+    if (nr <= 0) return;
+    size_t n = mj->n;
+    mnas_real inv = (mnas_real)(1.0 / (double)n);
+    mnas_real *gw = mnas_tensor_data(mnas_params_grad(l->params, l->s_mod.first));
+    mnas__k_gemm(1, 0, nr, Zd, (int64_t)n, inv, l->mod_u + r0, T, l->mod_z, Zd, 0, gw + r0 * Zd, Zd);
+    mnas_real *gb = mnas_tensor_data(mnas_params_grad(l->params, l->s_mod.first + 1)) + r0;
+    memcpy(gb, l->mod_u + r0, (size_t)nr * sizeof(mnas_real));
+    for (size_t j = 1; j < n; j++) mnas__k_add_scaled(nr, 1, l->mod_u + j * (size_t)T + r0, gb);
+    if (n > 1) mnas__k_unary(K_SCALE, nr, gb, gb, 1.0 / (double)n);
+}
+
 static void mod_weight_grad(mnas_learner *l, size_t n)
 {
     if (!l->mod) return;
-    mnas_real inv = (mnas_real)(1.0 / (double)n);
-    mnas_real *gw = mnas_tensor_data(mnas_params_grad(l->params, l->s_mod.first));
-    mnas__k_gemm(1, 0, l->mod_total, l->mod_zdim, (int64_t)n, inv, l->mod_u, l->mod_total, l->mod_z, l->mod_zdim, 0,
-                 gw, l->mod_zdim);
-    /* and the bias's: the mean of the rows, summed in task order */
-    mnas_real *gb = mnas_tensor_data(mnas_params_grad(l->params, l->s_mod.first + 1));
-    memcpy(gb, l->mod_u, (size_t)l->mod_total * sizeof(mnas_real));
-    for (size_t j = 1; j < n; j++) mnas__k_add_scaled(l->mod_total, 1, l->mod_u + j * (size_t)l->mod_total, gb);
-    if (n > 1) mnas__k_unary(K_SCALE, l->mod_total, gb, gb, 1.0 / (double)n);
+    mod_job mj = { l, n };
+    mnas__pool_run(l->pool, MOD_PIECES, mod_grad_job, &mj);
 }
 
-/* U = Z W^T + b for tasks 0..n-1 (after phase 1). */
 static void mod_forward_batch(mnas_learner *l, size_t n)
 {
-    mnas_tensor *const *W = mnas_params_tensors(l->params);
-    const mnas_real *w = mnas_tensor_cdata(W[l->s_mod.first]), *b = mnas_tensor_cdata(W[l->s_mod.first + 1]);
-    mnas__k_gemm(0, 1, (int64_t)n, l->mod_total, l->mod_zdim, 1, l->mod_z, l->mod_zdim, w, l->mod_zdim, 0, l->mod_pre,
-                 l->mod_total);
-    for (size_t j = 0; j < n; j++) mnas__k_add_scaled(l->mod_total, 1, b, l->mod_pre + j * (size_t)l->mod_total);
+    mod_job mj = { l, n };
+    mnas__pool_run(l->pool, MOD_PIECES, mod_forward_job, &mj);
 }
 
-/* dZ = dL/dU W for tasks 0..n-1 (after phase 2). */
 static void mod_backward_batch(mnas_learner *l, size_t n)
 {
-    const mnas_real *w = mnas_tensor_cdata(mnas_params_get(l->params, l->s_mod.first));
-    mnas__k_gemm(0, 0, (int64_t)n, l->mod_zdim, l->mod_total, 1, l->mod_u, l->mod_total, w, l->mod_zdim, 0, l->mod_dz,
-                 l->mod_zdim);
+    mod_job mj = { l, n };
+    mnas__pool_run(l->pool, (size_t)((l->mod_zdim + MOD_DZ_COLS - 1) / MOD_DZ_COLS), mod_backward_job, &mj);
 }
 
 static int batch_failed(const mnas_learner *l, size_t n)
