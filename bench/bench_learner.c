@@ -9,7 +9,11 @@
  * queries per class on 28 x 28 grey images (a synthetic dataset made in
  * the process), meta-batch 4, 5 second-order steps with inner lr 0.01:
  * MAML's 4-block conv network (32 filters) and the M-NAS variants on the
- * DARTS supernet (one normal + one reduction cell, 4 nodes, 8 channels). */
+ * DARTS supernet (one normal + one reduction cell, 4 nodes, 8 channels).
+ *
+ * --seconds S: time each run for S seconds (default 3; --quick: 0.3).
+ * --threads N: only the N-thread runs (1 or 2), e.g. to run two builds
+ * side by side, one per core, so both see the same machine. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,10 +209,22 @@ static int in_child(int (*fn)(int, mnas_inner_mode, double), int threads, mnas_i
 int main(int argc, char **argv)
 {
     double seconds = 3.0;
-    int only = -1;
+    int only = -1, threads = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
             seconds = 0.3;
+        } else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
+            seconds = atof(argv[++i]);
+            if (!(seconds > 0 && seconds <= 3600)) {
+                fprintf(stderr, "--seconds: 0 < s <= 3600\n");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            threads = atoi(argv[++i]);
+            if (threads < 1 || threads > 2) {
+                fprintf(stderr, "--threads: 1 or 2\n");
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--images")) {
             images = 1;
         } else if (!strcmp(argv[i], "--method") && i + 1 < argc) {
@@ -223,7 +239,8 @@ int main(int argc, char **argv)
                 return 2;
             }
         } else {
-            fprintf(stderr, "usage: bench_learner [--quick] [--images] [--method maml|mnas|mnas-shared|mnas-nm]\n");
+            fprintf(stderr, "usage: bench_learner [--quick] [--seconds S] [--threads 1|2] [--images] "
+                            "[--method maml|mnas|mnas-shared|mnas-nm]\n");
             return 2;
         }
     }
@@ -237,13 +254,14 @@ int main(int argc, char **argv)
     for (int k = 0; k < 4; k++) {
         if (only >= 0 && (int)all[k] != only) continue;
         bench_method = all[k];
-        rc |= in_child(throughput, 1, MNAS_INNER_SECOND_ORDER, seconds);
-        rc |= in_child(throughput, 2, MNAS_INNER_SECOND_ORDER, seconds);
+        if (threads != 2) rc |= in_child(throughput, 1, MNAS_INNER_SECOND_ORDER, seconds);
+        if (threads != 1) rc |= in_child(throughput, 2, MNAS_INNER_SECOND_ORDER, seconds);
+        if (threads) continue; /* just the asked-for count: no recompute runs */
         if (all[k] == MNAS_METHOD_MAML && !images) rc |= in_child(throughput, 1, MNAS_INNER_RECOMPUTE, seconds);
         /* The supernet's second-order tape is large on images: the
          * memory-saving mode, for comparison. */
         if (all[k] == MNAS_METHOD_MNAS && images) rc |= in_child(throughput, 1, MNAS_INNER_RECOMPUTE, seconds);
     }
-    if (!images && (only < 0 || only == MNAS_METHOD_MAML)) rc |= memory_sweep();
+    if (!images && !threads && (only < 0 || only == MNAS_METHOD_MAML)) rc |= memory_sweep();
     return rc;
 }

@@ -57,7 +57,9 @@ struct mnas_tape {
     uint32_t epoch; /* tensors compare their creation epoch with this */
     uint32_t magic;
     mnas_ctx *ctx;
-    mnas_arena data;   /* tensor data, nodes and backward scratch */
+    mnas_arena data;   /* tensor data and backward scratch */
+    mnas_arena nodemem; /* the nodes, packed apart from the data: the
+                           backward pass walks them in reverse */
     mnas_arena hdr[2]; /* tensor headers, alternating by epoch parity so a
                           handle from the previous recording is still seen
                           as stale after a reset */

@@ -34,6 +34,7 @@ mnas_status mnas_tape_create(mnas_ctx *ctx, mnas_tape **out)
     tp->ctx = ctx;
     tp->epoch = 1;
     mnas__arena_init(&tp->data, ctx, (size_t)1 << 20);
+    mnas__arena_init(&tp->nodemem, ctx, (size_t)64 << 10);
     mnas__arena_init(&tp->hdr[0], ctx, (size_t)64 << 10);
     mnas__arena_init(&tp->hdr[1], ctx, (size_t)64 << 10);
     mnas__k_gemm_init();
@@ -48,6 +49,7 @@ void mnas_tape_free(mnas_tape *tp)
     tp->magic = 0;
     tp->epoch++; /* best effort: handles into freed memory are not checkable */
     mnas__arena_release(&tp->data);
+    mnas__arena_release(&tp->nodemem);
     mnas__arena_release(&tp->hdr[0]);
     mnas__arena_release(&tp->hdr[1]);
     mnas__free(ctx, tp->nodes);
@@ -70,6 +72,7 @@ void mnas_tape_reset(mnas_tape *tp)
     tp->epoch++;
     if (tp->epoch == 0) tp->epoch = 2; /* skip 0, keep the parity alternating */
     mnas__arena_reset(&tp->data);
+    mnas__arena_reset(&tp->nodemem);
     mnas__arena_reset(&tp->hdr[tp->epoch & 1]);
     tp->nnodes = 0;
     tp->leaf_keys = NULL;
@@ -105,7 +108,7 @@ size_t mnas_tape_num_nodes(const mnas_tape *tp) { return tp && tp->magic == MNAS
 size_t mnas_tape_bytes_reserved(const mnas_tape *tp)
 {
     if (!tp || tp->magic != MNAS_TAPE_MAGIC) return 0;
-    return tp->data.reserved + tp->hdr[0].reserved + tp->hdr[1].reserved +
+    return tp->data.reserved + tp->nodemem.reserved + tp->hdr[0].reserved + tp->hdr[1].reserved +
            tp->nodes_cap * sizeof(mnas_node *) + mnas_tape_bytes_reserved(tp->aux);
 }
 
@@ -311,7 +314,7 @@ static mnas_node *new_node(mnas_tape *tp, const char *fn, int op, mnas_tensor *o
         tp->nodes = nn;
         tp->nodes_cap = cap;
     }
-    mnas_node *n = mnas__arena_alloc(&tp->data, sizeof *n);
+    mnas_node *n = mnas__arena_alloc(&tp->nodemem, sizeof *n);
     if (!n) {
         mnas__tape_error(tp, MNAS_E_NOMEM, "%s: cannot allocate a node", fn);
         return NULL;
