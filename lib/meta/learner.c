@@ -11,6 +11,7 @@
 
 #include "autodiff/autodiff_internal.h"
 #include "meta/meta_internal.h"
+#include "nn/nn_internal.h"
 
 #define TASK_MSG (MNAS_MSG_MAX + 32)
 
@@ -986,7 +987,7 @@ static mnas_status run_batch(mnas_learner *l, const char *fn, const mnas_task *c
     double mean_loss = 0;
     for (size_t j = 0; j < n; j++) mean_loss += l->task_loss[j];
     mean_loss /= (double)n;
-    if ((st = mnas_optim_step(l->opt)) != MNAS_OK)
+    if ((st = mnas__optim_step_pool(l->opt, l->pool)) != MNAS_OK)
         return mnas__error(l->ctx, st, "%s: iteration %lld: %s", fn, (long long)l->iteration, mnas_ctx_last_error(l->ctx));
     l->iteration++;
     if (loss_out) *loss_out = mean_loss;

@@ -4,6 +4,8 @@
 
 #include <mnas/nn.h>
 
+#include "core/core_internal.h"
+
 /* The context a parameter set was made with. */
 mnas_ctx *mnas__params_ctx(const mnas_params *p);
 /* Drop the parameters from index count on (undoing a partial add). */
@@ -33,5 +35,8 @@ void mnas__optim_state(const mnas_optim *o, mnas_optim_kind *kind, int64_t *step
 /* Overwrite the step count (the moments are written through the pointers
  * mnas__optim_state gives). */
 void mnas__optim_set_steps(mnas_optim *o, int64_t steps);
+/* mnas_optim_step with the update cut into fixed chunks that the pool's
+ * workers share (pool NULL: in the calling thread); the same bits either way. */
+mnas_status mnas__optim_step_pool(mnas_optim *o, mnas_pool *pool);
 
 #endif /* MNAS_NN_INTERNAL_H */

@@ -103,7 +103,58 @@ mnas_status mnas_optim_set_group_lr(mnas_optim *op, int group, double lr)
 
 int64_t mnas_optim_steps(const mnas_optim *op) { return op ? op->steps : 0; }
 
-mnas_status mnas_optim_step(mnas_optim *op)
+/* One step's constants, shared by the chunks of the update. */
+typedef struct {
+    mnas_optim *op;
+    double clip, b1, b2, c1, c2;
+} step_job;
+
+enum { STEP_CHUNK = 1 << 16 }; /* elements per chunk of the pooled update */
+
+/* Elements [lo, lo + len) of parameter i. Each element's update reads only
+ * its own gradient and moments, so chunking changes no bits. */
+static void update_range(const step_job *sj, size_t i, int64_t lo, int64_t len)
+{
+    mnas_optim *op = sj->op;
+    mnas_params *p = op->params;
+    mnas_tensor *w = mnas_params_get(p, i);
+    const mnas_real *g = mnas_params_grad(p, i)->data + lo;
+    double lr = op->group_lr[mnas_params_group(p, i)];
+    mnas_real *d = w->data + lo, *m = op->m[i] + lo, *v = op->v[i] + lo;
+    if (op->o.kind == MNAS_OPTIM_SGD) {
+        double mu = op->o.momentum;
+        for (int64_t j = 0; j < len; j++) {
+            double gj = sj->clip * g[j];
+            if (mu > 0) {
+                m[j] = (mnas_real)(mu * m[j] + gj);
+                gj = m[j];
+            }
+            d[j] = (mnas_real)(d[j] - lr * gj);
+        }
+    } else {
+        mnas__k_adam(len, d, g, m, v, sj->clip, sj->b1, sj->b2, lr / sj->c1, sj->c2, op->o.eps);
+    }
+}
+
+/* Pool job k: chunk k of the parameters laid end to end in STEP_CHUNK
+ * pieces per parameter (a parameter's last piece may be shorter). */
+static void update_job(void *user, size_t k, int worker)
+{
+    (void)worker;
+    const step_job *sj = user;
+    mnas_params *p = sj->op->params;
+    for (size_t i = 0; i < sj->op->n; i++) {
+        int64_t size = mnas_params_get(p, i)->size, pieces = (size + STEP_CHUNK - 1) / STEP_CHUNK;
+        if ((int64_t)k < pieces) {
+            int64_t lo = (int64_t)k * STEP_CHUNK;
+            update_range(sj, i, lo, size - lo < STEP_CHUNK ? size - lo : STEP_CHUNK);
+            return;
+        }
+        k -= (size_t)pieces;
+    }
+}
+
+mnas_status mnas__optim_step_pool(mnas_optim *op, mnas_pool *pool)
 {
     const char *fn = "mnas_optim_step";
     if (!op) return MNAS_E_INVALID;
@@ -122,32 +173,23 @@ mnas_status mnas_optim_step(mnas_optim *op)
         }
         return mnas__error(op->ctx, MNAS_E_NUMERIC, "%s: the gradient norm overflows; nothing was updated", fn);
     }
-    double clip = 1.0;
-    if (op->o.clip_norm > 0 && norm > op->o.clip_norm) clip = op->o.clip_norm / norm;
+    step_job sj = { op, 1.0, op->o.beta1, op->o.beta2, 0, 0 };
+    if (op->o.clip_norm > 0 && norm > op->o.clip_norm) sj.clip = op->o.clip_norm / norm;
     op->steps++;
-    double b1 = op->o.beta1, b2 = op->o.beta2;
-    double c1 = 1.0 - pow(b1, (double)op->steps), c2 = 1.0 - pow(b2, (double)op->steps);
-    for (size_t i = 0; i < op->n; i++) {
-        mnas_tensor *w = mnas_params_get(p, i);
-        const mnas_real *g = mnas_params_grad(p, i)->data;
-        double lr = op->group_lr[mnas_params_group(p, i)];
-        mnas_real *d = w->data, *m = op->m[i], *v = op->v[i];
-        if (op->o.kind == MNAS_OPTIM_SGD) {
-            double mu = op->o.momentum;
-            for (int64_t j = 0; j < w->size; j++) {
-                double gj = clip * g[j];
-                if (mu > 0) {
-                    m[j] = (mnas_real)(mu * m[j] + gj);
-                    gj = m[j];
-                }
-                d[j] = (mnas_real)(d[j] - lr * gj);
-            }
-        } else {
-            mnas__k_adam(w->size, d, g, m, v, clip, b1, b2, lr / c1, c2, op->o.eps);
-        }
+    sj.c1 = 1.0 - pow(sj.b1, (double)op->steps);
+    sj.c2 = 1.0 - pow(sj.b2, (double)op->steps);
+    if (pool) {
+        size_t jobs = 0;
+        for (size_t i = 0; i < op->n; i++)
+            jobs += (size_t)((mnas_params_get(p, i)->size + STEP_CHUNK - 1) / STEP_CHUNK);
+        mnas__pool_run(pool, jobs, update_job, &sj);
+    } else {
+        for (size_t i = 0; i < op->n; i++) update_range(&sj, i, 0, mnas_params_get(p, i)->size);
     }
     return MNAS_OK;
 }
+
+mnas_status mnas_optim_step(mnas_optim *op) { return mnas__optim_step_pool(op, NULL); }
 
 /* ---- checkpoint access ---------------------------------------------------- */
 
