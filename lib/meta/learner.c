@@ -513,47 +513,6 @@ static mnas_status encode(const mnas_learner *l, mnas_tape *tp, const mnas_task 
     return mnas_task_encoder_forward(l->enc, tp, sx, sy, W + l->s_enc.first, perm, z, recon);
 }
 
-/* u = W z + b of the modulator, read from the meta-batch's product U
- * (phase 2 of training): an op of z whose value is the row u_pre and whose
- * backward stores dL/du in u_grad and sends nothing to z (phase 3 does,
- * for the whole batch). First-order gradients only. */
-typedef struct {
-    mnas_real *u_grad;
-    int64_t total;
-} pre_u_state;
-
-static mnas_status pre_u_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc, void *state)
-{
-    (void)node;
-    pre_u_state *s = state;
-    if (mnas__bw_create_graph(bc))
-        return mnas__tape_error(tp, MNAS_E_UNSUPPORTED, "the batched modulator has first-order gradients only");
-    memcpy(s->u_grad, g->data, (size_t)s->total * sizeof(mnas_real));
-    return MNAS_OK;
-}
-
-static const mnas__custom_op pre_u_op = { "modulator_batched_fc", pre_u_vjp };
-
-static mnas_tensor *pre_u(const mnas_learner *l, mnas_tape *tp, mnas_tensor *z, const mnas_real *u_pre,
-                          mnas_real *u_grad)
-{
-    const char *fn = "mnas_learner";
-    int64_t sh[2] = { 1, l->mod_total };
-    mnas_tensor *u = mnas__tape_new(tp, fn, 2, sh);
-    pre_u_state *s = mnas__tape_scratch(tp, fn, sizeof *s);
-    if (!u || !s) return NULL;
-    memcpy(u->data, u_pre, (size_t)l->mod_total * sizeof(mnas_real));
-    s->u_grad = u_grad;
-    s->total = l->mod_total;
-    mnas_node *node;
-    if (!mnas__finish(tp, fn, OP_CUSTOM, u, 1, &z, &node)) return NULL;
-    if (node) {
-        node->custom = &pre_u_op;
-        node->state = s;
-    }
-    return u;
-}
-
 /* Everything before the inner loop (Algorithm 1, lines 5-6): the task
  * representation z and L_r (Eq. (4)-(6)), the architecture alpha_i = A(z_i)
  * (or the shared one), and the modulated meta-weights tau_i * w (Eq. (7)).
@@ -609,11 +568,10 @@ static mnas_status prepare(const mnas_learner *l, mnas_tape *tp, const mnas_task
         if (!a) return tp->status;
     }
     *alpha = a;
-    if (l->mod && u_pre) {
-        mnas_tensor *u = pre_u(l, tp, z, u_pre, u_grad);
-        if (!u) return tp->status ? tp->status : MNAS_E_INTERNAL;
-        return mnas__modulator_apply(l->mod, tp, u, W + l->s_net.first, w0);
-    }
+    /* u = W z + b comes from the meta-batch's product U (phase 2): the
+     * modulated weights are ops of the meta-weights alone, and dL/du goes to
+     * u_grad for phase 3 (first-order gradients only). */
+    if (l->mod && u_pre) return mnas__modulator_apply_row(l->mod, tp, u_pre, u_grad, W + l->s_net.first, w0);
     if (l->mod) return mnas_modulator_forward(l->mod, tp, z, W + l->s_mod.first, W + l->s_net.first, w0);
     memcpy(w0, W + l->s_net.first, l->s_net.count * sizeof *w0);
     return MNAS_OK;

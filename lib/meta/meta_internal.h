@@ -10,6 +10,14 @@
 mnas_status mnas__modulator_apply(const mnas_modulator *m, mnas_tape *tp, mnas_tensor *u, mnas_tensor *const *targets,
                                   mnas_tensor **out);
 
+/* The learner's training path, fused and first order only: the targets
+ * modulated by tau = sigmoid(u) for a row u of values computed outside the
+ * tape (the batched FC), one recorded op per target, whose backward (when
+ * the target's gradient is asked for) writes dL/du into the target's slice
+ * of u_grad (zeroed here) and sends tau * g to the target. */
+mnas_status mnas__modulator_apply_row(const mnas_modulator *m, mnas_tape *tp, const mnas_real *u, mnas_real *u_grad,
+                                      mnas_tensor *const *targets, mnas_tensor **out);
+
 /* Checkpoint access to the learner's state (lib/io/checkpoint.c). */
 mnas_ctx *mnas__learner_ctx(const mnas_learner *l);
 const mnas_learner_options *mnas__learner_options(const mnas_learner *l);

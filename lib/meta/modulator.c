@@ -163,6 +163,29 @@ mnas_status mnas_modulator_forward(const mnas_modulator *m, mnas_tape *tp, mnas_
     return mnas__modulator_apply(m, tp, u, targets, out);
 }
 
+/* The targets must be the ones the modulator was made for. */
+static int targets_ok(const mnas_modulator *m, mnas_tape *tp, const char *fn, mnas_tensor *const *targets)
+{
+    if (!targets) {
+        mnas__tape_error(tp, MNAS_E_INVALID, "%s: targets are NULL", fn);
+        return 0;
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        if (!mnas__input_ok(tp, fn, "a target", targets[i])) return 0;
+        const mnas_tensor *t = targets[i];
+        int same = t->ndim == m->t[i].ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == m->t[i].shape[d];
+        if (!same) {
+            char a[MNAS_SHAPE_BUF], b[MNAS_SHAPE_BUF];
+            mnas__tape_error(tp, MNAS_E_SHAPE, "%s: target %zu is %s, the modulator was made for %s", fn, i,
+                             mnas__shape_str(a, sizeof a, t->ndim, t->shape),
+                             mnas__shape_str(b, sizeof b, m->t[i].ndim, m->t[i].shape));
+            return 0;
+        }
+    }
+    return 1;
+}
+
 mnas_status mnas__modulator_apply(const mnas_modulator *m, mnas_tape *tp, mnas_tensor *u, mnas_tensor *const *targets,
                                   mnas_tensor **out)
 {
@@ -170,19 +193,7 @@ mnas_status mnas__modulator_apply(const mnas_modulator *m, mnas_tape *tp, mnas_t
 #define FAIL() return tp->status != MNAS_OK ? tp->status : MNAS_E_INVALID
     if (!u || u->size != m->total) return mnas__tape_error(tp, MNAS_E_SHAPE, "%s: u does not have %lld values", fn,
                                                           (long long)m->total);
-    if (!targets) return mnas__tape_error(tp, MNAS_E_INVALID, "%s: targets are NULL", fn);
-    for (size_t i = 0; i < m->n; i++) {
-        if (!mnas__input_ok(tp, fn, "a target", targets[i])) FAIL();
-        const mnas_tensor *t = targets[i];
-        int same = t->ndim == m->t[i].ndim;
-        for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == m->t[i].shape[d];
-        if (!same) {
-            char a[MNAS_SHAPE_BUF], b[MNAS_SHAPE_BUF];
-            return mnas__tape_error(tp, MNAS_E_SHAPE, "%s: target %zu is %s, the modulator was made for %s", fn, i,
-                                    mnas__shape_str(a, sizeof a, t->ndim, t->shape),
-                                    mnas__shape_str(b, sizeof b, m->t[i].ndim, m->t[i].shape));
-        }
-    }
+    if (!targets_ok(m, tp, fn, targets)) FAIL();
     mnas_tensor **res = mnas__tape_scratch(tp, fn, m->n * sizeof *res);
     if (!res) FAIL();
 
@@ -196,6 +207,86 @@ mnas_status mnas__modulator_apply(const mnas_modulator *m, mnas_tape *tp, mnas_t
             s[d] = m->mode == MNAS_MODULATE_ELEMENT || d == 0 ? t->shape[d] : 1;
         res[i] = mnas_mul(tp, mnas_reshape(tp, ti, t->ndim, s), targets[i]);
         if (!res[i]) FAIL();
+    }
+#undef FAIL
+    memcpy(out, res, m->n * sizeof *out);
+    return MNAS_OK;
+}
+
+/* ---- the learner's batched training path ---------------------------------- */
+
+/* One target: its slice of u and of dL/du, as rows x inner (element mode:
+ * inner 1; channel mode: a tau per first-axis row). */
+typedef struct {
+    const mnas_real *u;
+    mnas_real *u_grad;
+    int64_t rows, inner;
+} row_state;
+
+static mnas_status row_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc, void *state)
+{
+    const char *fn = "mnas_grad";
+    const row_state *s = state;
+    /* The inner loop's passes, which ask for the modulated weights, stop
+     * here; the meta-gradient asks for the meta-weights and gets dL/du too. */
+    if (!mnas__bw_wants(bc, node, 0)) return MNAS_OK;
+    if (mnas__bw_create_graph(bc))
+        return mnas__tape_error(tp, MNAS_E_UNSUPPORTED, "the batched modulator has first-order gradients only");
+    const mnas_tensor *w = node->in[0];
+    mnas_real *tau = mnas__tape_scratch(tp, fn, (size_t)s->rows * sizeof *tau);
+    if (!tau) return tp->status;
+    mnas__k_unary(K_SIGMOID, s->rows, s->u, tau, 0);
+    const mnas_real *gd = g->data, *wd = w->data;
+    /* dL/du = (sum over a row of g w) tau (1 - tau) */
+    if (s->inner == 1)
+        for (int64_t r = 0; r < s->rows; r++) s->u_grad[r] = gd[r] * wd[r] * (tau[r] * (1 - tau[r]));
+    else
+        for (int64_t r = 0; r < s->rows; r++)
+            s->u_grad[r] = (mnas_real)mnas__k_dot(s->inner, gd + r * s->inner, wd + r * s->inner) *
+                           (tau[r] * (1 - tau[r]));
+    /* dL/dw = g tau */
+    mnas_tensor *dw = mnas__tape_new_like(tp, fn, w);
+    if (!dw) return tp->status;
+    for (int64_t r = 0; r < s->rows; r++)
+        for (int64_t i = 0; i < s->inner; i++) dw->data[r * s->inner + i] = gd[r * s->inner + i] * tau[r];
+    return mnas__bw_accumulate(tp, bc, node, 0, dw);
+}
+
+static const mnas__custom_op row_op = { "modulate_row", row_vjp };
+
+mnas_status mnas__modulator_apply_row(const mnas_modulator *m, mnas_tape *tp, const mnas_real *u, mnas_real *u_grad,
+                                      mnas_tensor *const *targets, mnas_tensor **out)
+{
+    const char *fn = "mnas_modulator_forward";
+#define FAIL() return tp->status != MNAS_OK ? tp->status : MNAS_E_INVALID
+    if (!targets_ok(m, tp, fn, targets)) FAIL();
+    mnas_tensor **res = mnas__tape_scratch(tp, fn, m->n * sizeof *res);
+    mnas_real *tau = mnas__tape_scratch(tp, fn, (size_t)m->total * sizeof *tau);
+    row_state *st = mnas__tape_scratch(tp, fn, m->n * sizeof *st);
+    if (!res || !tau || !st) FAIL();
+    /* A target no gradient reaches keeps zeros in its slice. */
+    memset(u_grad, 0, (size_t)m->total * sizeof *u_grad);
+    mnas__k_unary(K_SIGMOID, m->total, u, tau, 0);
+    for (size_t i = 0; i < m->n; i++) {
+        const mnas_tensor *w = targets[i];
+        row_state *si = &st[i];
+        si->u = u + m->t[i].off;
+        si->u_grad = u_grad + m->t[i].off;
+        si->rows = m->t[i].len;
+        si->inner = w->size / si->rows;
+        const mnas_real *ti = tau + m->t[i].off;
+        mnas_tensor *y = mnas__tape_new(tp, fn, w->ndim, w->shape);
+        if (!y) FAIL();
+        /* tau * w, as mnas_mul of the reshaped slice of tau computes it */
+        for (int64_t r = 0; r < si->rows; r++)
+            for (int64_t k = 0; k < si->inner; k++) y->data[r * si->inner + k] = ti[r] * w->data[r * si->inner + k];
+        mnas_node *node;
+        if (!mnas__finish(tp, fn, OP_CUSTOM, y, 1, &targets[i], &node)) FAIL();
+        if (node) {
+            node->custom = &row_op;
+            node->state = si;
+        }
+        res[i] = y;
     }
 #undef FAIL
     memcpy(out, res, m->n * sizeof *out);
