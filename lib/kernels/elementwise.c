@@ -140,6 +140,15 @@ void mnas__k_axpy(int64_t n, real alpha, const real *restrict x, const real *res
     for (int64_t i = 0; i < n; i++) y[i] = alpha * x[i] + y0[i];
 }
 
+MNAS_CLONES
+void mnas__k_modulate_backward(int64_t n, const real *restrict g, const real *restrict w, const real *restrict tau,
+                               real *restrict du, real *restrict dw)
+{
+    for (int64_t i = 0; i < n; i++) du[i] = g[i] * w[i] * (tau[i] * (1 - tau[i]));
+    if (dw)
+        for (int64_t i = 0; i < n; i++) dw[i] = g[i] * tau[i];
+}
+
 #if !(defined(MNAS_REAL_IS_DOUBLE) && MNAS_REAL_IS_DOUBLE)
 /* The logistic function on 8 floats at once (GNU vectors: one AVX register,
  * two SSE ones), because libm's expf is a call per element and the

@@ -40,6 +40,9 @@ void mnas__k_binary_flat(mnas_kbinop op, int64_t n, real *out, const real *a, co
 void mnas__k_add_scaled(int64_t n, real alpha, const real *x, real *y);
 /* y[i] = alpha * x[i] + y0[i] */
 void mnas__k_axpy(int64_t n, real alpha, const real *x, const real *y0, real *y);
+/* The modulator's backward per element: du = g w tau (1 - tau), dw = g tau
+ * (dw may be NULL). */
+void mnas__k_modulate_backward(int64_t n, const real *g, const real *w, const real *tau, real *du, real *dw);
 
 typedef enum {
     K_NEG, K_SCALE, K_ADDC, K_RELU, K_STEP, K_SIGMOID, K_TANH, K_EXP, K_LOG, K_SQRT, K_POW, K_SQUARE

@@ -215,10 +215,10 @@ mnas_status mnas__modulator_apply(const mnas_modulator *m, mnas_tape *tp, mnas_t
 
 /* ---- the learner's batched training path ---------------------------------- */
 
-/* One target: its slice of u and of dL/du, as rows x inner (element mode:
- * inner 1; channel mode: a tau per first-axis row). */
+/* One target: its slice of tau = sigmoid(u) and of dL/du, as rows x inner
+ * (element mode: inner 1; channel mode: a tau per first-axis row). */
 typedef struct {
-    const mnas_real *u;
+    const mnas_real *tau;
     mnas_real *u_grad;
     int64_t rows, inner;
 } row_state;
@@ -233,22 +233,19 @@ static mnas_status row_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_
     if (mnas__bw_create_graph(bc))
         return mnas__tape_error(tp, MNAS_E_UNSUPPORTED, "the batched modulator has first-order gradients only");
     const mnas_tensor *w = node->in[0];
-    mnas_real *tau = mnas__tape_scratch(tp, fn, (size_t)s->rows * sizeof *tau);
-    if (!tau) return tp->status;
-    mnas__k_unary(K_SIGMOID, s->rows, s->u, tau, 0);
-    const mnas_real *gd = g->data, *wd = w->data;
-    /* dL/du = (sum over a row of g w) tau (1 - tau) */
-    if (s->inner == 1)
-        for (int64_t r = 0; r < s->rows; r++) s->u_grad[r] = gd[r] * wd[r] * (tau[r] * (1 - tau[r]));
-    else
-        for (int64_t r = 0; r < s->rows; r++)
-            s->u_grad[r] = (mnas_real)mnas__k_dot(s->inner, gd + r * s->inner, wd + r * s->inner) *
-                           (tau[r] * (1 - tau[r]));
-    /* dL/dw = g tau */
+    const mnas_real *tau = s->tau, *gd = g->data, *wd = w->data;
     mnas_tensor *dw = mnas__tape_new_like(tp, fn, w);
     if (!dw) return tp->status;
-    for (int64_t r = 0; r < s->rows; r++)
-        for (int64_t i = 0; i < s->inner; i++) dw->data[r * s->inner + i] = gd[r * s->inner + i] * tau[r];
+    if (s->inner == 1) {
+        mnas__k_modulate_backward(s->rows, gd, wd, tau, s->u_grad, dw->data);
+    } else {
+        /* dL/du = (sum over a row of g w) tau (1 - tau), dL/dw = g tau */
+        for (int64_t r = 0; r < s->rows; r++) {
+            const mnas_real *gr = gd + r * s->inner;
+            s->u_grad[r] = (mnas_real)mnas__k_dot(s->inner, gr, wd + r * s->inner) * (tau[r] * (1 - tau[r]));
+            mnas__k_unary(K_SCALE, s->inner, gr, dw->data + r * s->inner, (double)tau[r]);
+        }
+    }
     return mnas__bw_accumulate(tp, bc, node, 0, dw);
 }
 
@@ -270,7 +267,7 @@ mnas_status mnas__modulator_apply_row(const mnas_modulator *m, mnas_tape *tp, co
     for (size_t i = 0; i < m->n; i++) {
         const mnas_tensor *w = targets[i];
         row_state *si = &st[i];
-        si->u = u + m->t[i].off;
+        si->tau = tau + m->t[i].off;
         si->u_grad = u_grad + m->t[i].off;
         si->rows = m->t[i].len;
         si->inner = w->size / si->rows;
@@ -278,8 +275,11 @@ mnas_status mnas__modulator_apply_row(const mnas_modulator *m, mnas_tape *tp, co
         mnas_tensor *y = mnas__tape_new(tp, fn, w->ndim, w->shape);
         if (!y) FAIL();
         /* tau * w, as mnas_mul of the reshaped slice of tau computes it */
-        for (int64_t r = 0; r < si->rows; r++)
-            for (int64_t k = 0; k < si->inner; k++) y->data[r * si->inner + k] = ti[r] * w->data[r * si->inner + k];
+        if (si->inner == 1)
+            mnas__k_binary_flat(K_MUL, si->rows, y->data, ti, w->data);
+        else
+            for (int64_t r = 0; r < si->rows; r++)
+                mnas__k_unary(K_SCALE, si->inner, w->data + r * si->inner, y->data + r * si->inner, (double)ti[r]);
         mnas_node *node;
         if (!mnas__finish(tp, fn, OP_CUSTOM, y, 1, &targets[i], &node)) FAIL();
         if (node) {
