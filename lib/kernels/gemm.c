@@ -139,8 +139,8 @@ static void gemv_row(int ta, int tb, int64_t N, int64_t K, real alpha, const rea
 #define MNAS_GEMM512 1
 #include <immintrin.h>
 
-#define T512 __attribute__((target("avx512f")))
-#define T512_INLINE static inline __attribute__((always_inline, target("avx512f")))
+#define T512 __attribute__((target("avx512f,avx512vl")))
+#define T512_INLINE static inline __attribute__((always_inline, target("avx512f,avx512vl")))
 
 /* rows x (16 * NV) block of C. A(r, k) = A[r * sai + k * sak]; row k of
  * op(B) starts at B + k * ldb; lanes past ncols are neither read nor
@@ -174,18 +174,27 @@ T512_INLINE void blk512(int rows, int NV, int64_t K, const float *A, int64_t sai
         }
 }
 
-/* Bp[k * NP + j] = B[j * ldb + k] for j < N, k < K: 8 x 8 tiles through
- * registers, scalar edges. */
+/* Bp[k * NP + j] = B[j * ldb + k] for j < N, k < K, and 0 for N <= j <
+ * 8 * ceil(N / 8) (NP >= that): 8 x 8 tiles through registers; the ragged
+ * edges are tiles too, with masked loads (nothing past row N or column K
+ * of B is read) and only the rows below K stored. */
 T512_INLINE void pack_transposed(int64_t N, int64_t K, const float *B, int64_t ldb, float *Bp, int64_t NP)
 {
-    int64_t j8 = N / 8 * 8, k8 = K / 8 * 8;
-    for (int64_t j = 0; j < j8; j += 8)
-        for (int64_t k = 0; k < k8; k += 8) {
-            const float *b = B + j * ldb + k;
-            __m256 r0 = _mm256_loadu_ps(b), r1 = _mm256_loadu_ps(b + ldb), r2 = _mm256_loadu_ps(b + 2 * ldb),
-                   r3 = _mm256_loadu_ps(b + 3 * ldb), r4 = _mm256_loadu_ps(b + 4 * ldb),
-                   r5 = _mm256_loadu_ps(b + 5 * ldb), r6 = _mm256_loadu_ps(b + 6 * ldb),
-                   r7 = _mm256_loadu_ps(b + 7 * ldb);
+    static const float zero8[8] = { 0 };
+    for (int64_t j = 0; j < N; j += 8) {
+        const float *row[8];
+        int64_t inc[8];
+        for (int r = 0; r < 8; r++) {
+            row[r] = j + r < N ? B + (j + r) * ldb : zero8;
+            inc[r] = j + r < N ? 1 : 0; /* a missing row reads zeros, in place */
+        }
+        for (int64_t k = 0; k < K; k += 8) {
+            int kk = K - k >= 8 ? 8 : (int)(K - k);
+            __mmask8 mk = (__mmask8)((1u << kk) - 1u);
+            __m256 r0 = _mm256_maskz_loadu_ps(mk, row[0] + k * inc[0]), r1 = _mm256_maskz_loadu_ps(mk, row[1] + k * inc[1]),
+                   r2 = _mm256_maskz_loadu_ps(mk, row[2] + k * inc[2]), r3 = _mm256_maskz_loadu_ps(mk, row[3] + k * inc[3]),
+                   r4 = _mm256_maskz_loadu_ps(mk, row[4] + k * inc[4]), r5 = _mm256_maskz_loadu_ps(mk, row[5] + k * inc[5]),
+                   r6 = _mm256_maskz_loadu_ps(mk, row[6] + k * inc[6]), r7 = _mm256_maskz_loadu_ps(mk, row[7] + k * inc[7]);
             __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
             __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
             __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
@@ -194,18 +203,14 @@ T512_INLINE void pack_transposed(int64_t N, int64_t K, const float *B, int64_t l
             __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
             __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
             __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-            float *o = Bp + k * NP + j;
-            _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u4, 0x20));
-            _mm256_storeu_ps(o + NP, _mm256_permute2f128_ps(u1, u5, 0x20));
-            _mm256_storeu_ps(o + 2 * NP, _mm256_permute2f128_ps(u2, u6, 0x20));
-            _mm256_storeu_ps(o + 3 * NP, _mm256_permute2f128_ps(u3, u7, 0x20));
-            _mm256_storeu_ps(o + 4 * NP, _mm256_permute2f128_ps(u0, u4, 0x31));
-            _mm256_storeu_ps(o + 5 * NP, _mm256_permute2f128_ps(u1, u5, 0x31));
-            _mm256_storeu_ps(o + 6 * NP, _mm256_permute2f128_ps(u2, u6, 0x31));
-            _mm256_storeu_ps(o + 7 * NP, _mm256_permute2f128_ps(u3, u7, 0x31));
+            __m256 o[8] = { _mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                            _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                            _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                            _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31) };
+            float *out = Bp + k * NP + j;
+            for (int q = 0; q < kk; q++) _mm256_storeu_ps(out + q * NP, o[q]);
         }
-    for (int64_t j = 0; j < N; j++)
-        for (int64_t k = j < j8 ? k8 : 0; k < K; k++) Bp[k * NP + j] = B[j * ldb + k];
+    }
 }
 
 enum { PACK512 = 8192 };
@@ -308,11 +313,12 @@ void mnas__k_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, c
         return;
     }
 #ifdef MNAS_GEMM512
-    if (K > 0 && __builtin_cpu_supports("avx512f") && gemm512_fits(tb, M, N, K)) {
+    const int have512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+    if (K > 0 && have512 && gemm512_fits(tb, M, N, K)) {
         gemm512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    if (K > 0 && __builtin_cpu_supports("avx512f") && gemm512_skinny(tb, M, N, K)) {
+    if (K > 0 && have512 && gemm512_skinny(tb, M, N, K)) {
         gemm512_pieces(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
