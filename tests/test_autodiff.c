@@ -161,6 +161,26 @@ START_TEST(matmul_and_linear_values)
 }
 END_TEST
 
+/* op(A) [M, K] times op(B) [K, N] through mnas_matmul against the
+ * reference, ref holding at least M * N doubles. The inputs are exact binary
+ * fractions (multiples of 1/32 below 1 in the products): products and their
+ * sums are exact in float for the sizes used here, so equality is required. */
+static void check_exact_matmul(int M, int N, int K, int ta, int tb, double *ref)
+{
+    mnas_tape_reset(tp);
+    int64_t as[2] = { ta ? K : M, ta ? M : K }, bs[2] = { tb ? N : K, tb ? K : N };
+    mnas_tensor *a = mnas_tape_tensor(tp, 2, as, NULL), *b = mnas_tape_tensor(tp, 2, bs, NULL);
+    mnas_real *pa = mnas_tensor_data(a), *pb = mnas_tensor_data(b);
+    for (int i = 0; i < M * K; i++) pa[i] = (mnas_real)((i * 7 % 13) - 6) / 4;
+    for (int i = 0; i < K * N; i++) pb[i] = (mnas_real)((i * 5 % 11) - 5) / 8;
+    mnas_tensor *c = mnas_matmul(tp, a, b, ta, tb);
+    ck_assert_ptr_nonnull(c);
+    ref_gemm(ta, tb, M, N, K, pa, pb, ref);
+    for (int i = 0; i < M * N; i++)
+        ck_assert_msg(D(c)[i] == ref[i], "M%d N%d K%d ta%d tb%d at %d: %g vs %g", M, N, K, ta, tb, i, (double)D(c)[i],
+                      ref[i]);
+}
+
 /* Every GEMM path (matrix-vector, the small register-blocked kernel, BLIS)
  * against the reference, for all four transpose combinations. */
 START_TEST(matmul_shape_sweep)
@@ -171,23 +191,7 @@ START_TEST(matmul_shape_sweep)
     for (int mi = 0; mi < ne; mi++)
         for (int ni = 0; ni < ne; ni++)
             for (int ki = 0; ki < ne; ki++)
-                for (int t = 0; t < 4; t++) {
-                    int M = ext[mi], N = ext[ni], K = ext[ki], ta = t & 1, tb = t >> 1;
-                    mnas_tape_reset(tp);
-                    int64_t as[2] = { ta ? K : M, ta ? M : K }, bs[2] = { tb ? N : K, tb ? K : N };
-                    mnas_tensor *a = mnas_tape_tensor(tp, 2, as, NULL), *b = mnas_tape_tensor(tp, 2, bs, NULL);
-                    mnas_real *pa = mnas_tensor_data(a), *pb = mnas_tensor_data(b);
-                    for (int i = 0; i < M * K; i++) pa[i] = (mnas_real)((i * 7 % 13) - 6) / 4;
-                    for (int i = 0; i < K * N; i++) pb[i] = (mnas_real)((i * 5 % 11) - 5) / 8;
-                    mnas_tensor *c = mnas_matmul(tp, a, b, ta, tb);
-                    ck_assert_ptr_nonnull(c);
-                    ref_gemm(ta, tb, M, N, K, pa, pb, ref);
-                    /* the inputs are exact binary fractions: products and their
-                     * sums are exact in float up to these sizes */
-                    for (int i = 0; i < M * N; i++)
-                        ck_assert_msg(D(c)[i] == ref[i], "M%d N%d K%d ta%d tb%d at %d: %g vs %g", M, N, K, ta, tb, i,
-                                      (double)D(c)[i], ref[i]);
-                }
+                for (int t = 0; t < 4; t++) check_exact_matmul(ext[mi], ext[ni], ext[ki], t & 1, t >> 1, ref);
 }
 END_TEST
 
@@ -202,20 +206,9 @@ START_TEST(matmul_long_skinny)
     static double ref[601 * 32 > 7 * 1000 ? 601 * 32 : 7 * 1000];
     for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++)
         for (int t = 0; t < 4; t++) {
-            int M = shapes[q][0], N = shapes[q][1], K = shapes[q][2], ta = t & 1, tb = t >> 1;
+            int M = shapes[q][0], N = shapes[q][1], K = shapes[q][2];
             ck_assert((size_t)M * (size_t)N <= sizeof ref / sizeof ref[0]);
-            mnas_tape_reset(tp);
-            int64_t as[2] = { ta ? K : M, ta ? M : K }, bs[2] = { tb ? N : K, tb ? K : N };
-            mnas_tensor *a = mnas_tape_tensor(tp, 2, as, NULL), *b = mnas_tape_tensor(tp, 2, bs, NULL);
-            mnas_real *pa = mnas_tensor_data(a), *pb = mnas_tensor_data(b);
-            for (int i = 0; i < M * K; i++) pa[i] = (mnas_real)((i * 7 % 13) - 6) / 4;
-            for (int i = 0; i < K * N; i++) pb[i] = (mnas_real)((i * 5 % 11) - 5) / 8;
-            mnas_tensor *c = mnas_matmul(tp, a, b, ta, tb);
-            ck_assert_ptr_nonnull(c);
-            ref_gemm(ta, tb, M, N, K, pa, pb, ref);
-            for (int i = 0; i < M * N; i++)
-                ck_assert_msg(D(c)[i] == ref[i], "M%d N%d K%d ta%d tb%d at %d: %g vs %g", M, N, K, ta, tb, i,
-                              (double)D(c)[i], ref[i]);
+            check_exact_matmul(M, N, K, t & 1, t >> 1, ref);
         }
 }
 END_TEST
