@@ -65,6 +65,8 @@ static int ex_learner_option(const char *a, const char *v, mnas_learner_options 
         *ok = ex_double(v, a, 0, 100, &o->outer_lr);
     } else if (!strcmp(a, "--arch-lr")) {
         *ok = ex_double(v, a, 0, 100, &o->arch_lr);
+    } else if (!strcmp(a, "--path-dropout")) {
+        *ok = ex_double(v, a, 0, 0.95, &o->path_dropout);
     } else if (!strcmp(a, "--threads")) {
         *ok = ex_int(v, a, 1, 256, &n);
         o->threads = (int)n;
@@ -184,6 +186,38 @@ static int ex_progress_cb(void *user, int64_t it, int64_t total, double loss)
         fflush(stdout);
     }
     return 0;
+}
+
+/* A learning-rate schedule over one training phase, iterations [begin, end)
+ * of the learner's counter: the rates stay at outer / arch until the last
+ * `decay` fraction of the phase, then fall to 0 along a half cosine. The
+ * rate of the update after `done` updates is a function of `done` alone, so
+ * a resumed run continues the same schedule. Wraps a progress callback. */
+typedef struct {
+    mnas_learner *l;
+    double outer, arch, decay;
+    long long begin, end;
+    mnas_progress_fn inner;
+    void *inner_user;
+} ex_schedule;
+
+static inline mnas_status ex_schedule_apply(const ex_schedule *s)
+{
+    long long done = (long long)mnas_learner_iteration(s->l);
+    long long len = s->end - s->begin, d0 = s->end - (long long)(s->decay * (double)len + 0.5);
+    double f = 1;
+    if (done >= d0 && s->end > d0) {
+        double u = (double)(done - d0) / (double)(s->end - d0);
+        f = u >= 1 ? 0 : 0.5 * (1 + cos(3.14159265358979323846 * u));
+    }
+    return mnas_learner_set_lr(s->l, s->outer * f, s->arch * f);
+}
+
+static inline int ex_schedule_cb(void *user, int64_t it, int64_t total, double loss)
+{
+    const ex_schedule *s = user;
+    if (ex_schedule_apply(s) != MNAS_OK) return 1;
+    return s->inner ? s->inner(s->inner_user, it, total, loss) : 0;
 }
 
 /* Per-family mean and CI of values[i] for the tasks of set; [4] is the

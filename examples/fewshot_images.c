@@ -122,7 +122,8 @@ static int usage(void)
             "       [--eval-steps 10] [--supernet-channels 8] [--nodes 4] [--filters 32]\n"
             "       [--first-order] [--train-fraction 0.64] [--val-fraction 0.16] [--split-seed 1]\n"
             "       [--out DIR] [--meta-batch 4] [--inner-steps 5] [--inner-lr 0.01] [--outer-lr 0.001]\n"
-            "       [--arch-lr 1e-4] [--threads 2] [--seed 1] [--save PATH] [--save-every N] [--resume PATH]\n"
+            "       [--arch-lr 1e-4] [--path-dropout 0.1] [--threads 2] [--seed 1]\n"
+            "       [--save PATH] [--save-every N] [--resume PATH]\n"
             EX_CKPT_USAGE
             "  (with several methods, each has its own file: PATH.<method>)\n");
     return 2;

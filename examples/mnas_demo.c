@@ -23,10 +23,15 @@ static void usage(FILE *f)
             "  --iterations N      search meta-updates of each M-NAS variant (default 1500)\n"
             "  --eval-iterations N architecture-evaluation meta-updates after the search (default 500)\n"
             "  --maml-iterations N MAML meta-updates (default 8000)\n"
+            "  --maml-outer-lr X   MAML's Adam step size (default: --outer-lr)\n"
+            "  --lr-decay F        in the last fraction F of each training phase (MAML's training, the\n"
+            "                      search, the evaluation phase) the Adam step sizes fall to 0 along a\n"
+            "                      half cosine (default 0: constant)\n"
             "  --meta-batch N      tasks per meta-update (default 25)\n"
             "  --inner-lr X        adaptation step size (default 0.001, the paper's)\n"
             "  --outer-lr X        Adam step size of weights, encoder, modulator (default 0.001)\n"
             "  --arch-lr X         Adam step size of controller / shared alpha (default 1e-4)\n"
+            "  --path-dropout P    probability of dropping each alpha entry while searching (default 0.1)\n"
             "  --threads N         worker threads (default 2)\n"
             "  --seed N            seed (default 1)\n"
             "  --test-tasks N      test tasks per family (default 1000, as the paper)\n"
@@ -159,6 +164,8 @@ int main(int argc, char **argv)
     base.threads = 2;
     base.seed = 1;
     long long iterations = 1500, eval_iterations = 500, maml_iterations = 8000, test_tasks = 1000;
+    double maml_outer_lr = -1; /* < 0: the same as --outer-lr */
+    double lr_decay = 0;
     const char *out = "mnas-demo-out";
     ex_ckpt ck = { NULL, 0, NULL };
     int want[MAX_METHODS] = { 0 }, any = 0;
@@ -192,6 +199,10 @@ int main(int argc, char **argv)
             ok = ex_int(v, a, 0, 100000000, &eval_iterations);
         } else if (!strcmp(a, "--maml-iterations")) {
             ok = ex_int(v, a, 0, 100000000, &maml_iterations);
+        } else if (!strcmp(a, "--maml-outer-lr")) {
+            ok = ex_double(v, a, 0, 100, &maml_outer_lr);
+        } else if (!strcmp(a, "--lr-decay")) {
+            ok = ex_double(v, a, 0, 1, &lr_decay);
         } else if (!strcmp(a, "--test-tasks")) {
             ok = ex_int(v, a, 1, 1000000, &test_tasks);
         } else if (!strcmp(a, "--out")) {
@@ -230,9 +241,10 @@ int main(int argc, char **argv)
     mnas_real gx[GRID];
     for (int i = 0; i < GRID; i++) grid[i] = -5.0 + 10.0 * i / (GRID - 1), gx[i] = (mnas_real)grid[i];
 
-    printf("libmnas %s: toy regression, %d-shot, meta-batch %d, inner %d x %g, %d threads, seed %llu, %lld test "
-           "tasks per family\n",
-           mnas_version_string(), src.ro.k_shot, base.meta_batch, base.inner_steps, base.inner_lr, base.threads,
+    printf("libmnas %s: toy regression, %d-shot, meta-batch %d, inner %d x %g, outer lr %g (MAML %g), arch lr %g, "
+           "lr decay %g, %d threads, seed %llu, %lld test tasks per family\n",
+           mnas_version_string(), src.ro.k_shot, base.meta_batch, base.inner_steps, base.inner_lr, base.outer_lr,
+           maml_outer_lr >= 0 ? maml_outer_lr : base.outer_lr, base.arch_lr, lr_decay, base.threads,
            (unsigned long long)base.seed, test_tasks);
     for (int k = 0; k < MAX_METHODS; k++) {
         if (!want[k]) continue;
@@ -241,6 +253,7 @@ int main(int argc, char **argv)
         r->k = k;
         mnas_learner_options o = base;
         o.method = known[k].method;
+        if (o.method == MNAS_METHOD_MAML && maml_outer_lr >= 0) o.outer_lr = maml_outer_lr;
         char save_buf[1024], resume_buf[1024];
         const char *save = ex_ckpt_path(ck.save, known[k].flag, save_buf, sizeof save_buf);
         const char *resume = ex_ckpt_path(ck.resume, known[k].flag, resume_buf, sizeof resume_buf);
@@ -266,7 +279,14 @@ int main(int argc, char **argv)
         long long done = (long long)mnas_learner_iteration(l);
         long long todo = mnas_learner_is_discrete(l) ? 0 : (its > done ? its - done : 0);
         ex_progress_init(&pr, label, todo, o.meta_batch);
-        if (todo && ex_train(l, ex_regression_source, &src, todo, save, ck.every, ex_progress_cb, &pr) != MNAS_OK)
+        /* The schedule's rates are the command line's (a checkpoint holds
+         * the decayed rate it was written at). */
+        ex_schedule sch = { l, is_maml && maml_outer_lr >= 0 ? maml_outer_lr : base.outer_lr, base.arch_lr, lr_decay,
+                            0, its, ex_progress_cb, &pr };
+        mnas_progress_fn cb = lr_decay > 0 ? ex_schedule_cb : ex_progress_cb;
+        void *cb_user = lr_decay > 0 ? (void *)&sch : (void *)&pr;
+        if (todo && lr_decay > 0 && ex_schedule_apply(&sch) != MNAS_OK) goto fail_l;
+        if (todo && ex_train(l, ex_regression_source, &src, todo, save, ck.every, cb, cb_user) != MNAS_OK)
             goto fail_l;
         if (!is_maml) {
             if (!mnas_learner_is_discrete(l) && mnas_learner_discretize(l, 0) != MNAS_OK) goto fail_l;
@@ -274,7 +294,10 @@ int main(int argc, char **argv)
             long long etodo = its + eval_iterations > done ? its + eval_iterations - done : 0;
             snprintf(label, sizeof label, "%s evaluation phase", mnas_method_name(o.method));
             ex_progress_init(&pr, label, etodo, o.meta_batch);
-            if (etodo && ex_train(l, ex_regression_source, &src, etodo, save, ck.every, ex_progress_cb, &pr) != MNAS_OK)
+            sch.begin = its;
+            sch.end = its + eval_iterations;
+            if (etodo && lr_decay > 0 && ex_schedule_apply(&sch) != MNAS_OK) goto fail_l;
+            if (etodo && ex_train(l, ex_regression_source, &src, etodo, save, ck.every, cb, cb_user) != MNAS_OK)
                 goto fail_l;
             if (save && !etodo && mnas_learner_save(l, save) != MNAS_OK) goto fail_l;
             if (!tally_genotypes(l, test, r)) goto fail_l;

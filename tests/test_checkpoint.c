@@ -536,12 +536,13 @@ START_TEST(foreign_and_mismatched_files)
     const char *text = "this is not a checkpoint, it is a long enough text file to pass the size check";
     cf_expect_fail(&f, (const uint8_t *)text, strlen(text), MNAS_E_FORMAT, "bad magic", "text");
     free(buf);
-    /* A learner with other options: the message names the option. */
+    /* A learner with other options: the message names the option (the
+     * Adam rates are state, not options: learning_rates_are_state). */
     mnas_learner_options o2 = f.o;
-    o2.outer_lr = 0.02;
+    o2.inner_lr = 0.02;
     mnas_learner *other = mnas_learner_create(f.ctx, &o2);
     ck_assert_int_eq(mnas_learner_load(other, f.path), MNAS_E_MISMATCH);
-    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(f.ctx), "outer_lr"));
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(f.ctx), "inner_lr"));
     mnas_learner_free(other);
     o2 = f.o;
     o2.method = MNAS_METHOD_MNAS;
@@ -566,6 +567,65 @@ START_TEST(foreign_and_mismatched_files)
     ck_assert_int_eq(mnas_learner_load(f.l, f.path), MNAS_OK);
     ck_assert_int_eq(mnas_learner_is_discrete(f.l), 1);
     cf_free(&f);
+}
+END_TEST
+
+/* mnas_learner_set_lr: bad rates are refused and change nothing; rate 0
+ * freezes the parameters; the rates in force are checkpoint state, so a
+ * learner created with other rates loads the file, takes its rates and
+ * continues bit for bit, and mnas_learner_checkpoint_options reports them. */
+START_TEST(learning_rates_are_state)
+{
+    static const mnas_method methods[] = { MNAS_METHOD_MNAS, MNAS_METHOD_MAML };
+    static mnas_real before[CAP], after[CAP];
+    for (int mi = 0; mi < 2; mi++) {
+        mnas_ctx *ctx = new_ctx();
+        src_data sd = { ctx, MNAS_REGRESSION_OPTIONS_INIT, 8, -1 };
+        mnas_learner_options o = tiny(methods[mi], 1);
+        mnas_learner *a = mnas_learner_create(ctx, &o), *b = mnas_learner_create(ctx, &o);
+        ck_assert_ptr_nonnull(a);
+        ck_assert_ptr_nonnull(b);
+        ck_assert_int_eq(mnas_learner_set_lr(NULL, 0.1, 0.1), MNAS_E_INVALID);
+        static const double bad[][2] = { { NAN, 1e-4 }, { 0.01, -1 }, { INFINITY, 0 }, { 2e6, 0 }, { 0.01, NAN } };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            ck_assert_int_eq(mnas_learner_set_lr(a, bad[i][0], bad[i][1]), MNAS_E_INVALID);
+            ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "mnas_learner_set_lr"));
+        }
+        train_to(a, &sd, 2, -1);
+        train_to(b, &sd, 2, -1);
+        ck_assert_msg(same_params(a, b), "a refused rate changed the learner");
+        /* Rate 0: the step counts but moves nothing. */
+        ck_assert_int_eq(mnas_learner_set_lr(a, 0, 0), MNAS_OK);
+        size_t n = flatten(a, before, CAP);
+        train_to(a, &sd, 3, -1);
+        ck_assert_uint_eq(flatten(a, after, CAP), n);
+        ck_assert_int_eq(memcmp(before, after, n * sizeof *before), 0);
+        ck_assert_int_eq(mnas_learner_iteration(a), 3);
+        /* Other rates, saved; a learner made with the original rates loads
+         * the file and follows a exactly. */
+        ck_assert_int_eq(mnas_learner_set_lr(a, 0.003, 2e-5), MNAS_OK);
+        char path[512];
+        tmp_path(path, sizeof path, "rates.ckpt");
+        ck_assert_msg(mnas_learner_save(a, path) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+        mnas_learner_options r = MNAS_LEARNER_OPTIONS_INIT;
+        ck_assert_int_eq(mnas_learner_checkpoint_options(ctx, path, &r), MNAS_OK);
+        ck_assert(r.outer_lr == 0.003 && r.arch_lr == 2e-5);
+        mnas_learner *c = mnas_learner_create(ctx, &o), *d = mnas_learner_create(ctx, &o);
+        ck_assert_msg(mnas_learner_load(c, path) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+        ck_assert_msg(mnas_learner_load(d, path) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+        ck_assert_int_eq(mnas_learner_set_lr(d, o.outer_lr, o.arch_lr), MNAS_OK);
+        train_to(a, &sd, 5, -1);
+        train_to(c, &sd, 5, -1);
+        train_to(d, &sd, 5, -1);
+        ck_assert_msg(same_params(a, c), "the loaded learner did not continue with the checkpoint's rates");
+        ck_assert_msg(!same_params(a, d), "the rates made no difference");
+        mnas_learner_free(a);
+        mnas_learner_free(b);
+        mnas_learner_free(c);
+        mnas_learner_free(d);
+        remove(path);
+        mnas_ctx_free(ctx);
+    }
 }
 END_TEST
 
@@ -635,6 +695,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, truncation_at_every_length);
     tcase_add_test(tc, every_flipped_byte_is_detected);
     tcase_add_test(tc, foreign_and_mismatched_files);
+    tcase_add_test(tc, learning_rates_are_state);
     suite_add_tcase(s, tc);
     TCase *tr = tcase_create("resume");
     tcase_set_timeout(tr, 600);

@@ -44,12 +44,15 @@ MNAS_API mnas_status mnas_learner_save(const mnas_learner *l, const char *path);
 
 /* Restore a state saved by mnas_learner_save. The learner must have been
  * created with the same options (all but threads, which never change
- * results); a difference gives MNAS_E_MISMATCH naming the option. The
- * context RNG's state is restored too. */
+ * results, and the Adam rates outer_lr and arch_lr, which are state: the
+ * file's are restored); a difference gives MNAS_E_MISMATCH naming the
+ * option. The context RNG's state is restored too. */
 MNAS_API mnas_status mnas_learner_load(mnas_learner *l, const char *path);
 
 /* The options a checkpoint was written with, so that a new process can
  * create a matching learner (set threads as you like) and load into it.
+ * outer_lr and arch_lr are the rates in force when it was written (see
+ * mnas_learner_set_lr); loading does not compare them but restores them.
  * opts must be initialised (MNAS_LEARNER_OPTIONS_INIT): its struct_size
  * says how much of it is written. The file is fully validated first. */
 MNAS_API mnas_status mnas_learner_checkpoint_options(mnas_ctx *ctx, const char *path,

@@ -194,6 +194,16 @@ MNAS_API void mnas_learner_free(mnas_learner *l);
 MNAS_API mnas_params *mnas_learner_params(const mnas_learner *l);
 MNAS_API int64_t mnas_learner_iteration(const mnas_learner *l);
 
+/* Change the Adam step sizes from the next meta-update on (also from
+ * inside a progress callback), for schedules such as a decay at the end of
+ * training: outer_lr for the meta-weights,
+ * encoder and modulator, arch_lr for the controller or the shared alpha
+ * (MAML has none: pass any valid value). The optimiser's moments are kept.
+ * Both must be finite and in [0, 1e6], else MNAS_E_INVALID and nothing
+ * changes. The rates become the learner's options: checkpoints record the
+ * rates in force, and mnas_learner_checkpoint_options returns them. */
+MNAS_API mnas_status mnas_learner_set_lr(mnas_learner *l, double outer_lr, double arch_lr);
+
 /* One meta-update on n tasks (n >= 1): the mean over tasks of the query
  * loss after adaptation. *loss (may be NULL) receives that mean. On failure
  * (bad task, non-finite loss or gradient) nothing changes. */

@@ -683,13 +683,26 @@ mnas_status mnas_learner_save(const mnas_learner *l, const char *path)
     return st;
 }
 
-static mnas_status compare_options(const mnas__ckpt *c, const char *what, const mnas_learner_options *mine)
+/* The checkpoint's options must equal the learner's, except the Adam rates
+ * (mnas_learner_set_lr changes them during training): those are state, and
+ * *lr receives them (outer, arch), checked finite and in [0, 1e6]. */
+static mnas_status compare_options(const mnas__ckpt *c, const char *what, const mnas_learner_options *mine,
+                                   double lr[2])
 {
     mnas_learner_options f;
     mnas_status st = read_options(c, what, &f);
     if (st != MNAS_OK) return st;
+    lr[0] = f.outer_lr;
+    lr[1] = f.arch_lr;
+    for (int k = 0; k < 2; k++)
+        if (!isfinite(lr[k]) || lr[k] < 0 || lr[k] > 1e6)
+            return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: %s = %g is not a valid learning rate", what,
+                               k ? "arch_lr" : "outer_lr", lr[k]);
     for (size_t i = 0; i < N_OPT_FIELDS; i++) {
         const opt_field *o = &opt_fields[i];
+        if (o->offset == offsetof(mnas_learner_options, outer_lr) ||
+            o->offset == offsetof(mnas_learner_options, arch_lr))
+            continue;
         if (o->is_real) {
             double a, b;
             memcpy(&a, (const char *)&f + o->offset, sizeof a);
@@ -715,7 +728,8 @@ mnas_status mnas__learner_load_parsed(mnas_learner *l, const mnas__ckpt *c, cons
     mnas_ctx *ctx = mnas__learner_ctx(l);
     mnas_status st = need_kind(c, what, KIND_LEARNER);
     if (st != MNAS_OK) return st;
-    if ((st = compare_options(c, what, mnas__learner_options(l))) != MNAS_OK) return st;
+    double lr[2];
+    if ((st = compare_options(c, what, mnas__learner_options(l), lr)) != MNAS_OK) return st;
     int64_t iteration, discrete, okind, steps, count;
     if ((st = need_i64(c, what, "state.iteration", &iteration)) != MNAS_OK ||
         (st = need_i64(c, what, "state.discrete", &discrete)) != MNAS_OK ||
@@ -813,6 +827,7 @@ mnas_status mnas__learner_load_parsed(mnas_learner *l, const mnas__ckpt *c, cons
     mnas_params_zero_grad(p);
     mnas__optim_set_steps(mnas__learner_optim(l), steps);
     mnas__learner_restore(l, iteration, (int)discrete, fixed);
+    (void)mnas_learner_set_lr(l, lr[0], lr[1]); /* validated above */
     (void)mnas_rng_set_state(mnas_ctx_rng(ctx), rs);
     return MNAS_OK;
 }

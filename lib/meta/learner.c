@@ -309,6 +309,21 @@ fail:
 }
 
 mnas_params *mnas_learner_params(const mnas_learner *l) { return l ? l->params : NULL; }
+
+mnas_status mnas_learner_set_lr(mnas_learner *l, double outer_lr, double arch_lr)
+{
+    if (!l) return MNAS_E_INVALID;
+    if (!in_range(outer_lr, 0, 1e6) || !in_range(arch_lr, 0, 1e6))
+        return mnas__error(l->ctx, MNAS_E_INVALID,
+                           "mnas_learner_set_lr: outer_lr %g and arch_lr %g must be finite and in [0, 1e6]", outer_lr,
+                           arch_lr);
+    /* Valid groups and rates: these cannot fail. */
+    (void)mnas_optim_set_group_lr(l->opt, 0, outer_lr);
+    (void)mnas_optim_set_group_lr(l->opt, 1, arch_lr);
+    l->o.outer_lr = outer_lr;
+    l->o.arch_lr = arch_lr;
+    return MNAS_OK;
+}
 int64_t mnas_learner_iteration(const mnas_learner *l) { return l ? l->iteration : 0; }
 
 /* k zeroed blocks of count[i] elements of esize[i] bytes, all or none. */

@@ -45,6 +45,27 @@ class TestCheckpoint(unittest.TestCase):
             second.close()
             ctx2.close()
 
+    def test_set_lr(self):
+        a = mnas.Learner(self.ctx, "mnas", **OPTS)
+        for bad in [(float("nan"), 1e-4), (0.01, -1.0), (float("inf"), 0.0)]:
+            with self.assertRaises(mnas.InvalidArgument) as cm:
+                a.set_lr(*bad)
+            self.assertIn("mnas_learner_set_lr", str(cm.exception))
+        with self.assertRaises(mnas.ArgumentTypeError):
+            a.set_lr("fast", 0.1)
+        a.train(1)
+        a.set_lr(0.0, 0.0)
+        frozen = values(a)
+        a.train(1)
+        self.assertEqual(values(a), frozen)
+        a.set_lr(0.002, 1e-5)
+        a.save(self.path("rates.ckpt"))
+        b = mnas.Learner(self.ctx, "mnas", **OPTS)  # other rates: still loads, takes the file's
+        b.load(self.path("rates.ckpt"))
+        a.train(2)
+        b.train(2)
+        self.assertEqual(values(a), values(b))
+
     def test_damaged_and_mismatched_files(self):
         a = mnas.Learner(self.ctx, "maml", **OPTS)
         a.train(1)
@@ -66,10 +87,10 @@ class TestCheckpoint(unittest.TestCase):
             b.load(self.path("flip.ckpt"))
         with self.assertRaises(mnas.FileError):
             b.load(self.path("missing.ckpt"))
-        other = mnas.Learner(self.ctx, "maml", **dict(OPTS, outer_lr=0.5))
+        other = mnas.Learner(self.ctx, "maml", **dict(OPTS, inner_lr=0.5))
         with self.assertRaises(mnas.MismatchError) as cm:
             other.load(self.path("a.ckpt"))
-        self.assertIn("outer_lr", str(cm.exception))
+        self.assertIn("inner_lr", str(cm.exception))
         self.assertEqual(values(b), before)
         self.assertEqual(b.iteration, 0)
         b.load(self.path("a.ckpt"))

@@ -321,6 +321,7 @@ FUNCTIONS = [
     ("mnas_learner_evaluate", [H, H, c_int, DP, DP], ST),
     ("mnas_learner_evaluate_accuracy", [H, H, c_int, DP, DP], ST),
     ("mnas_learner_discretize", [H, c_int], ST),
+    ("mnas_learner_set_lr", [H, c_double, c_double], ST),
     ("mnas_learner_is_discrete", [H], c_int),
     ("mnas_learner_genotype", [H, H], H),
     ("mnas_learner_adapt_predict", [H, H, c_int, c_size_t, DATA, DATA], ST),

@@ -518,6 +518,14 @@ class Learner(Handle):
         self._ctx._check(st, "mnas_learner_task_objective")
         return out.value
 
+    def set_lr(self, outer_lr, arch_lr):
+        """Change the Adam step sizes from the next meta-update on (the
+        meta-weights, encoder and modulator; the controller or shared alpha).
+        Checkpoints record the rates in force and loading restores them."""
+        self._ctx.clear_error()
+        st = C.mnas_learner_set_lr(self._p(), as_float(outer_lr, "outer_lr"), as_float(arch_lr, "arch_lr"))
+        self._ctx._check(st, "mnas_learner_set_lr")
+
     def discretize(self, reinit=False):
         """Enter the architecture-evaluation phase (M-NAS methods; MAML:
         StateError)."""

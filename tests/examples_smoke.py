@@ -1,0 +1,125 @@
+#!/usr/bin/python3
+"""Smoke test of the example programs (ctest `examples_smoke`).
+
+Runs examples/mnas_demo and examples/maml_regression on tiny budgets and
+checks what a user relies on: the Table-1 layout with one row per requested
+method and finite numbers, the figure (a PNG of the documented size) and the
+genotype DOT files, bit-identical tables with 1 and 2 threads and on a rerun
+(same seed), and a clean refusal (exit status 2, a message naming the
+option) of bad options.
+
+usage: examples_smoke.py MNAS_DEMO MAML_REGRESSION
+"""
+import math
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+
+DEMO, MAML = sys.argv[1], sys.argv[2]
+FAMILIES = 4
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what)
+
+
+def run(args, expect=0):
+    p = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    check(p.returncode == expect,
+          "%s exited %d, expected %d\nstderr: %s" % (" ".join(args), p.returncode, expect, p.stderr[-2000:]))
+    return p
+
+
+def table(text, first_col_names):
+    """The Table-1 rows: name -> list of (mean, ci) for the families and the average."""
+    rows = {}
+    for line in text.splitlines():
+        for name in first_col_names:
+            if line.startswith(name + " ") and "+-" in line:
+                pairs = re.findall(r"(-?[0-9.]+(?:e[-+]?[0-9]+)?|nan|inf) \+- (-?[0-9.]+(?:e[-+]?[0-9]+)?|nan|inf)", line)
+                rows[name] = [(float(a), float(b)) for a, b in pairs]
+    return rows
+
+
+def png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", head[16:24])
+
+
+methods = ["M-NAS", "M-NAS-Shared", "M-NAS-NM", "MAML"]
+tiny = ["--iterations", "12", "--eval-iterations", "6", "--maml-iterations", "12", "--meta-batch", "5",
+        "--test-tasks", "8"]
+with tempfile.TemporaryDirectory() as tmp:
+    out1, out2 = os.path.join(tmp, "t1"), os.path.join(tmp, "t2")
+    p1 = run([DEMO] + tiny + ["--threads", "1", "--out", out1])
+    p2 = run([DEMO] + tiny + ["--threads", "2", "--out", out2])
+    t1, t2 = table(p1.stdout, methods), table(p2.stdout, methods)
+    check(sorted(t1) == sorted(methods), "mnas_demo prints one Table-1 row per method: %s" % sorted(t1))
+    for name, cells in t1.items():
+        check(len(cells) == FAMILIES + 1, "%s row has %d mean +- CI cells" % (name, len(cells)))
+        check(all(math.isfinite(m) and m >= 0 and math.isfinite(c) and c >= 0 for m, c in cells),
+              "%s row holds finite, non-negative numbers: %s" % (name, cells))
+    check(t1 == t2, "mnas_demo: Table 1 identical with 1 and 2 threads")
+    check(p1.stdout.count("distinct over the test tasks") == 2 and "shared: " in p1.stdout,
+          "mnas_demo lists the genotypes of M-NAS, M-NAS-NM and M-NAS-Shared")
+    for g in re.findall(r"(?:most frequent|shared): (\S+)", p1.stdout):
+        check(re.fullmatch(r"(?:[a-z_]+@\d+,[a-z_]+@\d+;){2}[a-z_]+@\d+,[a-z_]+@\d+", g) is not None,
+              "genotype %r has 3 nodes of 2 op@input edges" % g)
+    check(png_size(os.path.join(out1, "figure3.png")) is not None, "figure3.png is a PNG")
+    for flag in ["mnas", "mnas-shared", "mnas-nm"]:
+        path = os.path.join(out1, "genotype-%s.dot" % flag)
+        ok = os.path.exists(path)
+        check(ok, "%s written" % path)
+        if ok:
+            with open(path) as f:
+                dot = f.read()
+            check(dot.startswith("digraph") and dot.rstrip().endswith("}") and dot.count("->") >= 6,
+                  "%s is a DOT digraph with the 6 chosen edges and more" % path)
+    # The same seed again: the same table, bit for bit.
+    p3 = run([DEMO] + tiny + ["--threads", "2", "--out", out2])
+    check(table(p3.stdout, methods) == t2, "mnas_demo: a rerun with the same seed prints the same table")
+    # One method only, and a different seed changes the numbers.
+    p4 = run([DEMO] + tiny + ["--method", "mnas", "--seed", "7", "--out", out2])
+    t4 = table(p4.stdout, methods)
+    check(sorted(t4) == ["M-NAS"], "--method mnas prints only M-NAS: %s" % sorted(t4))
+    check(t4.get("M-NAS") != t1.get("M-NAS"), "--seed changes the M-NAS row")
+    # --maml-outer-lr applies to MAML only.
+    p5 = run([DEMO] + tiny + ["--maml-outer-lr", "0.01", "--out", out2])
+    t5 = table(p5.stdout, methods)
+    check(t5.get("MAML") != t1.get("MAML") and all(t5.get(m) == t1.get(m) for m in methods[:3]),
+          "--maml-outer-lr changes the MAML row and nothing else")
+    # --lr-decay changes the training of every method.
+    p6 = run([DEMO] + tiny + ["--lr-decay", "0.5", "--out", out2])
+    t6 = table(p6.stdout, methods)
+    check(sorted(t6) == sorted(methods) and all(t6[m] != t1[m] for m in methods),
+          "--lr-decay 0.5 changes every row")
+
+    for bad, needle in [(["--method", "darts"], "darts"), (["--iterations", "-3"], "--iterations"),
+                        (["--path-dropout", "1.5"], "--path-dropout"), (["--inner-lr", "nan"], "--inner-lr"),
+                        (["--maml-outer-lr", "x"], "--maml-outer-lr"), (["--lr-decay", "2"], "--lr-decay"), (["--no-such-option", "1"], "--no-such-option"),
+                        (["--threads"], "--threads")]:
+        p = run([DEMO] + bad + ["--out", out2], expect=2)
+        check(needle in p.stderr, "mnas_demo %s: the message names %s: %r" % (bad, needle, p.stderr[:200]))
+    check("usage: mnas_demo" in run([DEMO, "--help"]).stdout, "mnas_demo --help prints the usage")
+
+    m1 = run([MAML, "--iterations", "10", "--meta-batch", "5", "--test-tasks", "8", "--threads", "1"])
+    m2 = run([MAML, "--iterations", "10", "--meta-batch", "5", "--test-tasks", "8", "--threads", "2"])
+    tm1, tm2 = table(m1.stdout, ["MAML"]), table(m2.stdout, ["MAML"])
+    check(len(tm1.get("MAML", [])) == FAMILIES + 1, "maml_regression prints a MAML row: %r" % m1.stdout[-500:])
+    check(tm1 == tm2, "maml_regression: Table 1 identical with 1 and 2 threads")
+    p = run([MAML, "--shots", "0"], expect=2)
+    check("--shots" in p.stderr, "maml_regression --shots 0 is refused with a message: %r" % p.stderr[:200])
+
+if failures:
+    print("%d failure(s)" % len(failures))
+    sys.exit(1)
+print("examples_smoke: all checks passed")
