@@ -629,6 +629,53 @@ START_TEST(learning_rates_are_state)
 }
 END_TEST
 
+/* Rewrite the scalar f64 record `name` of a checkpoint image to v, with its
+ * record CRC and the file's CRC made valid again (docs/checkpoints.md). */
+static void set_f64_record(uint8_t *buf, size_t len, const char *name, double v)
+{
+    size_t n = strlen(name);
+    for (size_t i = 2; i + n + 22 <= len; i++) {
+        if (memcmp(buf + i, name, n) != 0 || buf[i - 2] != (uint8_t)n || buf[i - 1] != 0) continue;
+        uint8_t *rec = buf + i - 2, *p = buf + i + n;
+        ck_assert_int_eq(p[0], 2); /* f64 */
+        ck_assert_int_eq(p[1], 0); /* scalar */
+        memcpy(p + 10, &v, 8);     /* after type, ndim and the payload size */
+        uint32_t c = crc32_ref(rec, (size_t)(p + 18 - rec));
+        for (int k = 0; k < 4; k++) p[18 + k] = (uint8_t)(c >> (8 * k));
+        reseal(buf, len);
+        return;
+    }
+    ck_abort_msg("record %s not found", name);
+}
+
+/* The rates a file holds are validated like the rest before anything is
+ * restored: a resealed file with a negative, NaN, infinite or huge rate is
+ * refused, naming the rate; a valid other rate loads. */
+START_TEST(invalid_rates_in_a_file_are_refused)
+{
+    corrupt_fx f;
+    cf_init(&f, MNAS_METHOD_MNAS);
+    uint8_t *buf = malloc(f.len);
+    static const char *const names[] = { "config.outer_lr", "config.arch_lr" };
+    const double bad[] = { -1e-3, NAN, INFINITY, 1e7 };
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            memcpy(buf, f.good, f.len);
+            set_f64_record(buf, f.len, names[k], bad[i]);
+            cf_expect_fail(&f, buf, f.len, MNAS_E_FORMAT, names[k] + 7, names[k]);
+        }
+    memcpy(buf, f.good, f.len);
+    set_f64_record(buf, f.len, "config.outer_lr", 0.25);
+    write_all(f.bad, buf, f.len);
+    ck_assert_msg(mnas_learner_load(f.l, f.bad) == MNAS_OK, "%s", mnas_ctx_last_error(f.ctx));
+    mnas_learner_options r = MNAS_LEARNER_OPTIONS_INIT;
+    ck_assert_int_eq(mnas_learner_checkpoint_options(f.ctx, f.bad, &r), MNAS_OK);
+    ck_assert(r.outer_lr == 0.25);
+    free(buf);
+    cf_free(&f);
+}
+END_TEST
+
 /* ---- divergence guard ------------------------------------------------------------- */
 
 START_TEST(divergence_stops_and_keeps_last_good)
@@ -696,6 +743,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, every_flipped_byte_is_detected);
     tcase_add_test(tc, foreign_and_mismatched_files);
     tcase_add_test(tc, learning_rates_are_state);
+    tcase_add_test(tc, invalid_rates_in_a_file_are_refused);
     suite_add_tcase(s, tc);
     TCase *tr = tcase_create("resume");
     tcase_set_timeout(tr, 600);

@@ -324,6 +324,7 @@ mnas_status mnas_learner_set_lr(mnas_learner *l, double outer_lr, double arch_lr
     l->o.arch_lr = arch_lr;
     return MNAS_OK;
 }
+
 int64_t mnas_learner_iteration(const mnas_learner *l) { return l ? l->iteration : 0; }
 
 /* k zeroed blocks of count[i] elements of esize[i] bytes, all or none. */
