@@ -1,8 +1,9 @@
 /* Finite-difference checks, in double precision, of the convolution and
  * pooling ops (and of the existing ops the conv search space leans on on
- * [N, C, H, W] tensors: channel concat, 4-D batch-norm): first order (the
- * gradient) and second order (the gradient of v·grad, through the recorded
- * backward pass). Linked with the double build of the library (mnas_f64).
+ * [N, C, H, W] tensors: channel concat, 4-D batch-norm): orders 1 to 3 (the
+ * gradient, the gradient of v·grad, the gradient of w·grad(v·grad)), each
+ * with the last pass recorded and not, alone and in seeded random
+ * compositions. Linked with the double build of the library (mnas_f64).
  *
  * As in test_f64_gradcheck.c, each op's output y is reduced to a scalar by
  * f = Σ w1⊙y + Σ w2⊙y² with fixed random weights, so the second derivative
@@ -260,8 +261,11 @@ static void make_distinct(mnas_real *d, int64_t n)
     free(ix);
 }
 
-static void run_case(int i, int order)
+static void run_case(int i, int order, int record_last)
 {
+    /* Valgrind checks memory, not numbers: orders 1 and 2 exercise every
+     * rule's allocations; order 3 runs natively only. */
+    if (order == 3 && getenv("MNAS_TEST_UNDER_VALGRIND")) return;
     const op_case *c = &cases[i];
     mnas_ctx *ctx;
     ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
@@ -293,9 +297,11 @@ static void run_case(int i, int order)
 
     mnas_gradcheck_options o = MNAS_GRADCHECK_OPTIONS_INIT;
     o.order = order;
+    o.record_last = record_last;
     double worst = -1;
     mnas_status st = mnas_gradcheck(ctx, reduce_fn, &h, (size_t)c->nin, in, &o, &worst);
-    ck_assert_msg(st == MNAS_OK, "%s, order %d: %s", c->name, order, mnas_ctx_last_error(ctx));
+    ck_assert_msg(st == MNAS_OK, "%s, order %d%s: %s", c->name, order, record_last ? ", last pass recorded" : "",
+                  mnas_ctx_last_error(ctx));
     ck_assert(worst >= 0.0 && worst <= 1.0);
 
     mnas_tensor_free(h.w1);
@@ -304,10 +310,143 @@ static void run_case(int i, int order)
     mnas_ctx_free(ctx);
 }
 
-START_TEST(op_first_order) { run_case(_i, 1); }
+/* Loop index: case * 6 + mode, mode = (order - 1) * 2 + record_last. */
+START_TEST(op_orders_1_to_3) { run_case(_i / 6, 1 + (_i % 6) / 2, _i % 2); }
 END_TEST
 
-START_TEST(op_second_order) { run_case(_i, 2); }
+/* ---- random compositions ----------------------------------------------
+ * Seeded random chains of 3-8 conv-space ops over [2, 2, 5, 5] images, each
+ * op reading one or two earlier values, so every op's incoming gradient
+ * depends on its inputs. Inputs: x, y [2, 2, 5, 5]; a 3x3 kernel K
+ * [2, 2, 3, 3]; a depthwise kernel D [2, 1, 3, 3]; a 1x1 kernel P
+ * [2, 2, 1, 1]; gamma, beta [2]. Max-pool sees continuous random data, so
+ * at these seeds no window's two largest values lie within the
+ * finite-difference step of each other (a tie would show as a failure). */
+
+enum { C_CONV, C_CONV_S1_D2, C_DW, C_PW, C_MAX, C_AVG, C_BN, C_BN_AFFINE, C_RELU, C_TANH, C_MUL, C_ADD,
+       C_CONCAT_SLICE, C_UNFOLD_FOLD, C_GAP_BCAST, C_SEP, C_NOPS };
+enum { CGRAPH_MAX = 8, CGRAPHS = 30 };
+
+typedef struct {
+    int nops;
+    int op[CGRAPH_MAX], a[CGRAPH_MAX], b[CGRAPH_MAX];
+} cgraph;
+
+static uint64_t lcg(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return *s >> 33;
+}
+
+static cgraph make_cgraph(int g)
+{
+    uint64_t st = 0xc0dull + (uint64_t)g * 104729u;
+    cgraph gr;
+    gr.nops = 3 + (int)(lcg(&st) % 6);
+    for (int k = 0; k < gr.nops; k++) {
+        int nvals = 2 + k;
+        gr.op[k] = (int)(lcg(&st) % C_NOPS);
+        gr.a[k] = nvals - 1 - (int)(lcg(&st) % (unsigned)(nvals < 3 ? nvals : 3));
+        gr.b[k] = (int)(lcg(&st) % (unsigned)nvals);
+    }
+    return gr;
+}
+
+static mnas_tensor *cgraph_op(mnas_tape *t, int op, mnas_tensor *x, mnas_tensor *y, mnas_tensor *const *in)
+{
+    mnas_tensor *K = in[2], *D = in[3], *P = in[4], *gamma = in[5], *beta = in[6];
+    switch (op) {
+    case C_CONV: return mnas_conv2d(t, x, K, beta, 1, 1, 1, 1);
+    case C_CONV_S1_D2: return mnas_conv2d(t, x, K, NULL, 1, 2, 2, 1);
+    case C_DW: return mnas_conv2d(t, x, D, NULL, 1, 1, 1, 2);
+    case C_PW: return mnas_conv2d(t, x, P, NULL, 1, 0, 1, 1);
+    case C_MAX: return mnas_max_pool2d(t, x, 3, 1, 1);
+    case C_AVG: return mnas_avg_pool2d(t, x, 3, 1, 1);
+    case C_BN: return mnas_batch_norm(t, x, NULL, NULL, 1e-3);
+    case C_BN_AFFINE: return mnas_batch_norm(t, x, gamma, beta, 1e-3);
+    case C_RELU: return mnas_relu(t, mnas_add_scalar(t, x, 0.03));
+    case C_TANH: return mnas_tanh(t, x);
+    case C_MUL: return mnas_mul(t, x, y);
+    case C_ADD: return mnas_add(t, x, y);
+    case C_CONCAT_SLICE: {
+        mnas_tensor *xy[2] = { x, y };
+        return mnas_slice(t, mnas_concat(t, 2, xy, 1), 1, 1, 2);
+    }
+    case C_UNFOLD_FOLD: return mnas_fold(t, mnas_unfold(t, x, 3, 3, 1, 1, 1), 2, 5, 5, 3, 3, 1, 1, 1);
+    case C_GAP_BCAST: {
+        int64_t s[4] = { 2, 2, 1, 1 };
+        return mnas_mul(t, x, mnas_reshape(t, mnas_global_avg_pool(t, y), 4, s));
+    }
+    case C_SEP: /* DARTS's sep_conv stage */
+        return mnas_batch_norm(t, mnas_conv2d(t, mnas_conv2d(t, mnas_relu(t, x), D, NULL, 1, 1, 1, 2), P, NULL, 1, 0, 1, 1),
+                               gamma, beta, 1e-5);
+    }
+    return NULL;
+}
+
+typedef struct {
+    cgraph g;
+    mnas_tensor *w1, *w2;
+} cgraph_harness;
+
+static mnas_tensor *cgraph_fn(mnas_tape *t, mnas_tensor *const *in, void *user)
+{
+    cgraph_harness *h = user;
+    mnas_tensor *val[2 + CGRAPH_MAX] = { in[0], in[1] };
+    for (int k = 0; k < h->g.nops; k++) val[2 + k] = cgraph_op(t, h->g.op[k], val[h->g.a[k]], val[h->g.b[k]], in);
+    mnas_tensor *y = val[1 + h->g.nops];
+    return mnas_add(t, mnas_sum(t, mnas_mul(t, y, h->w1)), mnas_sum(t, mnas_mul(t, mnas_square(t, y), h->w2)));
+}
+
+static void run_cgraph(int i, int order, int record_last)
+{
+    /* Valgrind checks memory, not numbers: orders 1 and 2 exercise every
+     * rule's allocations; order 3 runs natively only. */
+    if (order == 3 && getenv("MNAS_TEST_UNDER_VALGRIND")) return;
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    mnas_ctx_seed(ctx, 8000u + (uint64_t)i);
+    int64_t sx[4] = { 2, 2, 5, 5 }, sk[4] = { 2, 2, 3, 3 }, sd[4] = { 2, 1, 3, 3 }, sp[4] = { 2, 2, 1, 1 }, s2[1] = { 2 };
+    mnas_tensor *in[7] = { mnas_tensor_randn(ctx, 4, sx, 0, 1),   mnas_tensor_randn(ctx, 4, sx, 0, 1),
+                           mnas_tensor_randn(ctx, 4, sk, 0, 0.4), mnas_tensor_randn(ctx, 4, sd, 0, 0.5),
+                           mnas_tensor_randn(ctx, 4, sp, 0, 0.7), mnas_tensor_randn(ctx, 1, s2, 1, 0.3),
+                           mnas_tensor_randn(ctx, 1, s2, 0, 0.3) };
+    for (int k = 0; k < 7; k++) {
+        ck_assert_ptr_nonnull(in[k]);
+        ck_assert_int_eq(mnas_tensor_set_requires_grad(in[k], 1), MNAS_OK);
+    }
+    cgraph_harness h = { make_cgraph(i), mnas_tensor_randn(ctx, 4, sx, 0, 1), mnas_tensor_randn(ctx, 4, sx, 0, 0.5) };
+    mnas_gradcheck_options o = MNAS_GRADCHECK_OPTIONS_INIT;
+    o.order = order;
+    o.record_last = record_last;
+    double worst = -1;
+    mnas_status st = mnas_gradcheck(ctx, cgraph_fn, &h, 7, in, &o, &worst);
+    char ops[128] = "";
+    for (int k = 0; k < h.g.nops; k++) {
+        size_t len = strlen(ops);
+        snprintf(ops + len, sizeof ops - len, "%s%d", k ? "," : "", h.g.op[k]);
+    }
+    ck_assert_msg(st == MNAS_OK, "conv graph %d (ops %s), order %d%s: %s", i, ops, order,
+                  record_last ? ", last pass recorded" : "", mnas_ctx_last_error(ctx));
+    ck_assert(worst >= 0.0 && worst <= 1.0);
+    mnas_tensor_free(h.w1);
+    mnas_tensor_free(h.w2);
+    for (int k = 0; k < 7; k++) mnas_tensor_free(in[k]);
+    mnas_ctx_free(ctx);
+}
+
+START_TEST(random_graphs_orders_1_to_3) { run_cgraph(_i / 6, 1 + (_i % 6) / 2, _i % 2); }
+END_TEST
+
+START_TEST(random_graphs_cover_every_op)
+{
+    int seen[C_NOPS] = { 0 };
+    for (int g = 0; g < CGRAPHS; g++) {
+        cgraph gr = make_cgraph(g);
+        for (int k = 0; k < gr.nops; k++) seen[gr.op[k]]++;
+    }
+    for (int op = 0; op < C_NOPS; op++) ck_assert_msg(seen[op] > 0, "op %d never drawn", op);
+}
 END_TEST
 
 /* ---- MAML through a conv net -------------------------------------------
@@ -373,6 +512,9 @@ START_TEST(maml_conv_net_meta_gradient)
     o.order = 2;
     st = mnas_gradcheck(ctx, maml_objective, &d, NP, p, &o, &worst);
     ck_assert_msg(st == MNAS_OK, "order 2 of the meta-objective: %s", mnas_ctx_last_error(ctx));
+    o.record_last = 1; /* every pass recorded: the fourth derivative of the net */
+    st = mnas_gradcheck(ctx, maml_objective, &d, NP, p, &o, &worst);
+    ck_assert_msg(st == MNAS_OK, "order 2 of the meta-objective, recorded: %s", mnas_ctx_last_error(ctx));
     for (int k = 0; k < NP; k++) mnas_tensor_free(p[k]);
     mnas_tensor_free(d.xs);
     mnas_tensor_free(d.ys);
@@ -387,9 +529,13 @@ int main(void)
     Suite *s = suite_create("conv_f64");
     TCase *ops = tcase_create("ops");
     tcase_set_timeout(ops, 600);
-    tcase_add_loop_test(ops, op_first_order, 0, NCASES);
-    tcase_add_loop_test(ops, op_second_order, 0, NCASES);
+    tcase_add_loop_test(ops, op_orders_1_to_3, 0, 6 * NCASES);
     suite_add_tcase(s, ops);
+    TCase *graphs = tcase_create("graphs");
+    tcase_set_timeout(graphs, 600);
+    tcase_add_loop_test(graphs, random_graphs_orders_1_to_3, 0, 6 * CGRAPHS);
+    tcase_add_test(graphs, random_graphs_cover_every_op);
+    suite_add_tcase(s, graphs);
     TCase *maml = tcase_create("maml");
     tcase_set_timeout(maml, 600);
     tcase_add_test(maml, maml_conv_net_meta_gradient);

@@ -1,7 +1,11 @@
 /* Finite-difference checks, in double precision, of every differentiable op:
- * first order (the gradient) and second order (the gradient of v·grad, i.e.
- * Hessian-vector products through the recorded backward pass). Linked with
- * the double build of the library (mnas_f64).
+ * first order (the gradient), second order (the gradient of v·grad, i.e.
+ * Hessian-vector products through the recorded backward pass) and third
+ * order (the gradient of w·grad(v·grad)), each with the last, checked pass
+ * recorded and not recorded — the two run different backward rules (the
+ * recorded form of a fused op's backward, or its fused kernel). Ops are
+ * checked alone and inside seeded random compositions. Linked with the
+ * double build of the library (mnas_f64).
  *
  * Each op's output y is reduced to a scalar by f = Σ w1⊙y + Σ w2⊙y², with
  * fixed random weights, so that no gradient is trivially constant (a plain
@@ -9,6 +13,7 @@
  * not zero. */
 #include <check.h>
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -205,8 +210,11 @@ static mnas_tensor *reduce_fn(mnas_tape *tp, mnas_tensor *const *in, void *user)
     return mnas_add(tp, a, b);
 }
 
-static void run_case(int i, int order)
+static void run_case(int i, int order, int record_last)
 {
+    /* Valgrind checks memory, not numbers: orders 1 and 2 exercise every
+     * rule's allocations; order 3 runs natively only. */
+    if (order == 3 && getenv("MNAS_TEST_UNDER_VALGRIND")) return;
     const op_case *c = &cases[i];
     mnas_ctx *ctx;
     ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
@@ -237,9 +245,11 @@ static void run_case(int i, int order)
 
     mnas_gradcheck_options o = MNAS_GRADCHECK_OPTIONS_INIT;
     o.order = order;
+    o.record_last = record_last;
     double worst = -1;
     mnas_status st = mnas_gradcheck(ctx, reduce_fn, &h, (size_t)c->nin, in, &o, &worst);
-    ck_assert_msg(st == MNAS_OK, "%s, order %d: %s", c->name, order, mnas_ctx_last_error(ctx));
+    ck_assert_msg(st == MNAS_OK, "%s, order %d%s: %s", c->name, order, record_last ? ", last pass recorded" : "",
+                  mnas_ctx_last_error(ctx));
     ck_assert(worst >= 0.0 && worst <= 1.0);
 
     mnas_tensor_free(h.w1);
@@ -248,18 +258,17 @@ static void run_case(int i, int order)
     mnas_ctx_free(ctx);
 }
 
-START_TEST(op_first_order) { run_case(_i, 1); }
+/* Loop index: case * 6 + mode, mode = (order - 1) * 2 + record_last. */
+START_TEST(op_orders_1_to_3) { run_case(_i / 6, 1 + (_i % 6) / 2, _i % 2); }
 END_TEST
 
-START_TEST(op_second_order) { run_case(_i, 2); }
-END_TEST
-
-/* The checker itself must catch a wrong gradient: x ⊙ detach(x) has true
- * gradient 2x but the tape sees only x. */
+/* The checker itself must catch a wrong derivative of every order: the
+ * tape sees x² ⊙ detach(x) as c·x² with c constant, while the function is x³
+ * (derivatives 2cx vs 3x², 2c vs 6x, 0 vs 6). */
 static mnas_tensor *wrong_fn(mnas_tape *tp, mnas_tensor *const *in, void *user)
 {
     (void)user;
-    return mnas_sum(tp, mnas_mul(tp, in[0], mnas_detach(tp, in[0])));
+    return mnas_sum(tp, mnas_mul(tp, mnas_square(tp, in[0]), mnas_detach(tp, in[0])));
 }
 
 START_TEST(checker_detects_wrong_gradient)
@@ -270,22 +279,224 @@ START_TEST(checker_detects_wrong_gradient)
     mnas_tensor *x = mnas_tensor_randn(ctx, 1, s, 1.0, 1.0);
     mnas_tensor_set_requires_grad(x, 1);
     double worst;
-    for (int order = 1; order <= 2; order++) {
+    for (int mode = 0; mode < 6; mode++) {
         mnas_gradcheck_options o = MNAS_GRADCHECK_OPTIONS_INIT;
-        o.order = order;
+        o.order = 1 + mode / 2;
+        o.record_last = mode % 2;
         ck_assert_int_eq(mnas_gradcheck(ctx, wrong_fn, NULL, 1, &x, &o, &worst), MNAS_E_NUMERIC);
         ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "analytic"));
     }
     /* Bad options are refused with a message, not run. */
     mnas_gradcheck_options o = MNAS_GRADCHECK_OPTIONS_INIT;
-    o.order = 3;
+    o.order = 4;
     ck_assert_int_eq(mnas_gradcheck(ctx, wrong_fn, NULL, 1, &x, &o, &worst), MNAS_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "order 4"));
+    o.order = 1;
+    o.record_last = 2;
+    ck_assert_int_eq(mnas_gradcheck(ctx, wrong_fn, NULL, 1, &x, &o, &worst), MNAS_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "record_last"));
+    o.record_last = 0;
     o.order = 1;
     o.eps = -1;
     ck_assert_int_eq(mnas_gradcheck(ctx, wrong_fn, NULL, 1, &x, &o, &worst), MNAS_E_INVALID);
     mnas_tensor_set_requires_grad(x, 0);
     ck_assert_int_eq(mnas_gradcheck(ctx, wrong_fn, NULL, 1, &x, NULL, &worst), MNAS_E_INVALID);
     mnas_tensor_free(x);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
+/* ---- random compositions ----------------------------------------------
+ * Seeded random graphs of 3-8 ops over [4, 3] tensors: each op reads one or
+ * two earlier values (or parameters), so gradients reach an op through
+ * several paths and its incoming gradient depends on its own inputs — the
+ * situation a single op reduced by Σ w ⊙ y² only partly exercises. Inputs:
+ * a, b [4, 3]; W [3, 3]; gamma, beta [3]; alpha [2, 2] for mix. */
+
+enum { G_NEG, G_SCALE, G_ADD_SCALAR, G_RELU, G_SIGMOID, G_TANH, G_EXP_TANH, G_LOG, G_SQRT, G_POW, G_SQUARE,
+       G_SOFTMAX, G_LOG_SOFTMAX, G_BN, G_BN_AFFINE, G_MATMUL, G_LINEAR, G_TRANSPOSE2, G_ADD, G_SUB, G_MUL, G_DIV,
+       G_MIX, G_CONCAT_SLICE, G_GATHER, G_PAD_SLICE, G_SUM_TO, G_AXPY, G_NOPS };
+enum { GRAPH_MAX = 8, GRAPHS = 100 };
+
+typedef struct {
+    int nops;
+    int op[GRAPH_MAX], a[GRAPH_MAX], b[GRAPH_MAX]; /* operands: indices into the value list */
+} graph;
+
+static uint64_t lcg(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return *s >> 33;
+}
+
+static graph make_graph(int g)
+{
+    uint64_t st = 0x5eedull + (uint64_t)g * 7919u;
+    graph gr;
+    gr.nops = 3 + (int)(lcg(&st) % 6);
+    for (int k = 0; k < gr.nops; k++) {
+        int nvals = 2 + k; /* a, b, then one value per op */
+        gr.op[k] = (int)(lcg(&st) % G_NOPS);
+        /* Lean on recent values so the graph is deep, not a fan. */
+        gr.a[k] = nvals - 1 - (int)(lcg(&st) % (unsigned)(nvals < 3 ? nvals : 3));
+        gr.b[k] = (int)(lcg(&st) % (unsigned)nvals);
+    }
+    return gr;
+}
+
+static mnas_tensor *positive(mnas_tape *t, mnas_tensor *x) { return mnas_add_scalar(t, mnas_square(t, x), 0.5); }
+
+static mnas_tensor *graph_op(mnas_tape *t, int op, mnas_tensor *x, mnas_tensor *y, mnas_tensor *const *in)
+{
+    mnas_tensor *W = in[2], *gamma = in[3], *beta = in[4], *alpha = in[5];
+    switch (op) {
+    case G_NEG: return mnas_neg(t, x);
+    case G_SCALE: return mnas_scale(t, x, -1.3);
+    case G_ADD_SCALAR: return mnas_add_scalar(t, x, 0.4);
+    case G_RELU: return mnas_relu(t, mnas_add_scalar(t, x, 0.05));
+    case G_SIGMOID: return mnas_sigmoid(t, x);
+    case G_TANH: return mnas_tanh(t, x);
+    case G_EXP_TANH: return mnas_exp(t, mnas_tanh(t, x));
+    case G_LOG: return mnas_log(t, positive(t, x));
+    case G_SQRT: return mnas_sqrt(t, positive(t, x));
+    case G_POW: return mnas_pow(t, positive(t, x), 1.7);
+    case G_SQUARE: return mnas_square(t, x);
+    case G_SOFTMAX: return mnas_softmax(t, x);
+    case G_LOG_SOFTMAX: return mnas_log_softmax(t, x);
+    case G_BN: return mnas_batch_norm(t, x, NULL, NULL, 1e-3);
+    case G_BN_AFFINE: return mnas_batch_norm(t, x, gamma, beta, 1e-3);
+    case G_MATMUL: return mnas_matmul(t, x, W, 0, 1);
+    case G_LINEAR: return mnas_linear(t, x, W, beta);
+    case G_TRANSPOSE2: return mnas_transpose(t, mnas_matmul(t, W, x, 0, 1));
+    case G_ADD: return mnas_add(t, x, y);
+    case G_SUB: return mnas_sub(t, x, y);
+    case G_MUL: return mnas_mul(t, x, y);
+    case G_DIV: return mnas_div(t, x, positive(t, y));
+    case G_MIX: {
+        const int64_t idx[2] = { 1, 2 };
+        mnas_tensor *ys[2] = { x, y };
+        return mnas_mix(t, alpha, 2, ys, idx);
+    }
+    case G_CONCAT_SLICE: {
+        mnas_tensor *xy[2] = { x, y };
+        return mnas_slice(t, mnas_concat(t, 2, xy, 1), 1, 2, 3);
+    }
+    case G_GATHER: {
+        const int64_t idx[4] = { 3, 0, 0, 2 };
+        return mnas_add(t, mnas_gather_rows(t, x, 4, idx), y);
+    }
+    case G_PAD_SLICE: return mnas_slice(t, mnas_pad_axis(t, mnas_mul(t, x, y), 0, 1, 6), 0, 0, 4);
+    case G_SUM_TO: {
+        int64_t row[2] = { 1, 3 };
+        return mnas_mul(t, x, mnas_sum_to(t, y, 2, row));
+    }
+    case G_AXPY: return mnas_axpy(t, 0.6, x, y);
+    }
+    return NULL;
+}
+
+typedef struct {
+    graph g;
+    mnas_tensor *w1, *w2;
+} graph_harness;
+
+static mnas_tensor *graph_fn(mnas_tape *t, mnas_tensor *const *in, void *user)
+{
+    graph_harness *h = user;
+    mnas_tensor *val[2 + GRAPH_MAX] = { in[0], in[1] };
+    for (int k = 0; k < h->g.nops; k++) val[2 + k] = graph_op(t, h->g.op[k], val[h->g.a[k]], val[h->g.b[k]], in);
+    mnas_tensor *y = val[1 + h->g.nops];
+    return mnas_add(t, mnas_sum(t, mnas_mul(t, y, h->w1)), mnas_sum(t, mnas_mul(t, mnas_square(t, y), h->w2)));
+}
+
+static void run_graph(int i, int order, int record_last)
+{
+    /* Valgrind checks memory, not numbers: orders 1 and 2 exercise every
+     * rule's allocations; order 3 runs natively only. */
+    if (order == 3 && getenv("MNAS_TEST_UNDER_VALGRIND")) return;
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    mnas_ctx_seed(ctx, 9000u + (uint64_t)i);
+    int64_t s43[2] = { 4, 3 }, s33[2] = { 3, 3 }, s3[1] = { 3 }, s22[2] = { 2, 2 };
+    mnas_tensor *in[6] = { mnas_tensor_randn(ctx, 2, s43, 0, 1), mnas_tensor_randn(ctx, 2, s43, 0, 1),
+                           mnas_tensor_randn(ctx, 2, s33, 0, 0.6), mnas_tensor_randn(ctx, 1, s3, 1, 0.3),
+                           mnas_tensor_randn(ctx, 1, s3, 0, 0.3), mnas_tensor_randn(ctx, 2, s22, 0, 1) };
+    for (int k = 0; k < 6; k++) {
+        ck_assert_ptr_nonnull(in[k]);
+        ck_assert_int_eq(mnas_tensor_set_requires_grad(in[k], 1), MNAS_OK);
+    }
+    graph_harness h = { make_graph(i), mnas_tensor_randn(ctx, 2, s43, 0, 1), mnas_tensor_randn(ctx, 2, s43, 0, 0.5) };
+    mnas_gradcheck_options o = MNAS_GRADCHECK_OPTIONS_INIT;
+    o.order = order;
+    o.record_last = record_last;
+    double worst = -1;
+    mnas_status st = mnas_gradcheck(ctx, graph_fn, &h, 6, in, &o, &worst);
+    char ops[128] = "";
+    for (int k = 0; k < h.g.nops; k++) {
+        size_t len = strlen(ops);
+        snprintf(ops + len, sizeof ops - len, "%s%d", k ? "," : "", h.g.op[k]);
+    }
+    ck_assert_msg(st == MNAS_OK, "graph %d (ops %s), order %d%s: %s", i, ops, order,
+                  record_last ? ", last pass recorded" : "", mnas_ctx_last_error(ctx));
+    ck_assert(worst >= 0.0 && worst <= 1.0);
+    mnas_tensor_free(h.w1);
+    mnas_tensor_free(h.w2);
+    for (int k = 0; k < 6; k++) mnas_tensor_free(in[k]);
+    mnas_ctx_free(ctx);
+}
+
+START_TEST(random_graphs_orders_1_to_3) { run_graph(_i / 6, 1 + (_i % 6) / 2, _i % 2); }
+END_TEST
+
+/* The generator must reach every op, or some op is never composed. */
+START_TEST(random_graphs_cover_every_op)
+{
+    int seen[G_NOPS] = { 0 };
+    for (int g = 0; g < GRAPHS; g++) {
+        graph gr = make_graph(g);
+        ck_assert(gr.nops >= 3 && gr.nops <= GRAPH_MAX);
+        for (int k = 0; k < gr.nops; k++) seen[gr.op[k]]++;
+    }
+    for (int op = 0; op < G_NOPS; op++) ck_assert_msg(seen[op] > 0, "op %d never drawn", op);
+}
+END_TEST
+
+/* ---- the case that exposed the recorded batch-norm rule -------------------
+ * f = Σ c ⊙ bn(x)², x = [0.5, -1, 2]ᵀ (one feature, batch statistics),
+ * c = [1, 2, 3]ᵀ, v = e0: the gradient of <df/dx, v> with respect to x. The
+ * incoming gradient of batch-norm (2 c ⊙ bn(x)) depends on x, which the
+ * recorded rule once followed twice. Reference values from the closed form
+ * (and PyTorch in float64). */
+START_TEST(batch_norm_hvp_with_x_dependent_cotangent)
+{
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    int64_t s[2] = { 3, 1 };
+    const mnas_real xv[3] = { 0.5, -1, 2 }, cv[3] = { 1, 2, 3 }, ev[3] = { 1, 0, 0 };
+    const double want[3] = { -0.888868, 0.222216, 0.666652 };
+    mnas_tensor *x = mnas_tensor_from_data(ctx, 2, s, xv);
+    mnas_tensor *c = mnas_tensor_from_data(ctx, 2, s, cv);
+    mnas_tensor *v = mnas_tensor_from_data(ctx, 2, s, ev);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_int_eq(mnas_tensor_set_requires_grad(x, 1), MNAS_OK);
+    for (int rec = 0; rec <= 1; rec++) {
+        mnas_tape *tp;
+        ck_assert_int_eq(mnas_tape_create(ctx, &tp), MNAS_OK);
+        mnas_tensor *y = mnas_batch_norm(tp, x, NULL, NULL, 1e-5);
+        mnas_tensor *f = mnas_sum(tp, mnas_mul(tp, c, mnas_square(tp, y)));
+        mnas_tensor *g, *h;
+        ck_assert_int_eq(mnas_grad(tp, f, 1, &x, &g, 1), MNAS_OK);
+        ck_assert_int_eq(mnas_grad(tp, mnas_sum(tp, mnas_mul(tp, g, v)), 1, &x, &h, rec), MNAS_OK);
+        for (int i = 0; i < 3; i++)
+            ck_assert_msg(fabs(mnas_tensor_data(h)[i] - want[i]) < 2e-6, "last pass %s: element %d is %.9g, want %.6f",
+                          rec ? "recorded" : "not recorded", i, mnas_tensor_data(h)[i], want[i]);
+        mnas_tape_free(tp);
+    }
+    mnas_tensor_free(x);
+    mnas_tensor_free(c);
+    mnas_tensor_free(v);
     mnas_ctx_free(ctx);
 }
 END_TEST
@@ -399,6 +610,10 @@ START_TEST(maml_two_steps_second_order_meta_gradient)
     o.order = 2;
     st = mnas_gradcheck(ctx, maml_objective, &d, NP, p, &o, &worst);
     ck_assert_msg(st == MNAS_OK, "order 2: %s", mnas_ctx_last_error(ctx));
+    /* Every pass recorded: batch-norm's recorded rules at the fourth order. */
+    o.record_last = 1;
+    st = mnas_gradcheck(ctx, maml_objective, &d, NP, p, &o, &worst);
+    ck_assert_msg(st == MNAS_OK, "order 2, last pass recorded: %s", mnas_ctx_last_error(ctx));
     maml_teardown(ctx, &d, p);
 }
 END_TEST
@@ -452,10 +667,15 @@ int main(void)
     Suite *s = suite_create("gradcheck_f64");
     TCase *ops = tcase_create("ops");
     tcase_set_timeout(ops, 600);
-    tcase_add_loop_test(ops, op_first_order, 0, NCASES);
-    tcase_add_loop_test(ops, op_second_order, 0, NCASES);
+    tcase_add_loop_test(ops, op_orders_1_to_3, 0, 6 * NCASES);
     tcase_add_test(ops, checker_detects_wrong_gradient);
+    tcase_add_test(ops, batch_norm_hvp_with_x_dependent_cotangent);
     suite_add_tcase(s, ops);
+    TCase *graphs = tcase_create("graphs");
+    tcase_set_timeout(graphs, 600);
+    tcase_add_loop_test(graphs, random_graphs_orders_1_to_3, 0, 6 * GRAPHS);
+    tcase_add_test(graphs, random_graphs_cover_every_op);
+    suite_add_tcase(s, graphs);
     TCase *maml = tcase_create("maml");
     tcase_set_timeout(maml, 600);
     tcase_add_test(maml, maml_two_steps_second_order_meta_gradient);

@@ -197,14 +197,19 @@ typedef mnas_tensor *(*mnas_gradcheck_fn)(mnas_tape *tape, mnas_tensor *const *i
 
 typedef struct mnas_gradcheck_options {
     size_t struct_size;
-    int order;      /* 1: gradient; 2: gradient of v·grad (Hessian-vector) */
+    int order;      /* 1: gradient; 2: gradient of v·grad (Hessian-vector);
+                       3: gradient of w·grad(v·grad) */
     double eps;     /* finite-difference step; 0: default for the precision */
     double atol;    /* 0: default for the precision */
     double rtol;    /* 0: default for the precision */
-    uint64_t seed;  /* for the random direction v of order 2 */
+    uint64_t seed;  /* for the random directions v and w of orders 2 and 3 */
+    /* Appended in 0.2. 1: the last, checked gradient pass is recorded too
+     * (create_graph), so the recorded form of every backward rule on the
+     * path is the one under test; 0: it is not (the fused kernels are). */
+    int record_last;
 } mnas_gradcheck_options;
 
-#define MNAS_GRADCHECK_OPTIONS_INIT { sizeof(mnas_gradcheck_options), 1, 0.0, 0.0, 0.0, 1u }
+#define MNAS_GRADCHECK_OPTIONS_INIT { sizeof(mnas_gradcheck_options), 1, 0.0, 0.0, 0.0, 1u, 0 }
 
 /* Compare analytic gradients of f with respect to the persistent inputs
  * (each must require a gradient) against central finite differences,

@@ -132,11 +132,6 @@ static inline void mnas__pad4s(int ndim, const int64_t *shape, int64_t s[4])
 mnas_status mnas__vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
 /* Does input k of node need a gradient in this backward pass? */
 int mnas__bw_wants(mnas_backward_ctx *bc, mnas_node *node, int k);
-/* mnas_grad that treats block (may be NULL) as a constant: no gradient
- * flows through it. Backward rules that differentiate a composite form of
- * their op use it to keep the cotangent out of the derivative. */
-mnas_status mnas__grad_blocked(mnas_tape *tp, mnas_tensor *y, size_t n, mnas_tensor *const *inputs,
-                               mnas_tensor **grads, int create_graph, const mnas_tensor *block);
 /* The alpha-gradient of mnas_mix as an op of its own: a tensor shaped like
  * like with like.flat[idx_k] += <g, ys[k]>. */
 mnas_tensor *mnas__mix_dalpha(mnas_tape *tp, const mnas_tensor *like, mnas_tensor *g, size_t n,

@@ -281,12 +281,6 @@ static mnas_tensor *filled(mnas_tape *tp, const mnas_tensor *like, mnas_real v)
 mnas_status mnas_grad(mnas_tape *tp, mnas_tensor *y, size_t n, mnas_tensor *const *inputs, mnas_tensor **grads,
                       int create_graph)
 {
-    return mnas__grad_blocked(tp, y, n, inputs, grads, create_graph, NULL);
-}
-
-mnas_status mnas__grad_blocked(mnas_tape *tp, mnas_tensor *y, size_t n, mnas_tensor *const *inputs,
-                               mnas_tensor **grads, int create_graph, const mnas_tensor *block)
-{
     const char *fn = "mnas_grad";
     if (!mnas__tape_ok(tp)) return MNAS_E_INVALID;
     if (n > 0 && (!inputs || !grads)) return mnas__tape_error(tp, MNAS_E_INVALID, "%s: inputs or grads is NULL", fn);
@@ -322,14 +316,9 @@ mnas_status mnas__grad_blocked(mnas_tape *tp, mnas_tensor *y, size_t n, mnas_ten
                 if (in->index < lo) lo = in->index;
             }
         }
-        /* A blocked tensor is a constant here: nothing flows into it, so
-         * nothing that depends on the inputs only through it is needed. */
-        mnas_node *bn = block ? mnas__find_node(tp, block) : NULL;
-        uint32_t blocked = bn && bn->index <= T ? bn->index : UINT32_MAX;
         /* Forward sweep: a node is needed if it depends on a needed node.
          * Nothing before the earliest input can be. */
         for (uint32_t i = lo; i <= T; i++) {
-            if (i == blocked) continue;
             if (bc.needed[i]) continue;
             mnas_node *nd = tp->nodes[i];
             for (int k = 0; k < nd->nin; k++)

@@ -1,5 +1,6 @@
-/* Finite-difference gradient checking, first order and second order
- * (Hessian-vector products), with every difference taken in double. */
+/* Finite-difference gradient checking of orders 1 to 3 (gradients,
+ * Hessian-vector products, and the gradient of w·(H v)), with every
+ * difference taken in double. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,13 +28,34 @@ typedef struct {
     void *user;
     size_t n;
     mnas_tensor *const *inputs;
-    mnas_tensor **v; /* directions for order 2 (persistent) */
+    mnas_tensor **v; /* directions for orders 2 and 3 (persistent) */
+    mnas_tensor **w; /* second directions for order 3 (persistent) */
     int order;
+    int record_last; /* the differentiated pass itself is recorded */
 } gc_state;
 
+/* *h = sum_k <dir_k, grad_k y>, with the gradient recorded. */
+static mnas_status directional(gc_state *s, mnas_tensor *y, mnas_tensor *const *dir, const char *what,
+                               mnas_tensor **h)
+{
+    mnas_tape *tp = s->tp;
+    mnas_tensor *grads[64];
+    mnas_status st = mnas_grad(tp, y, s->n, s->inputs, grads, 1);
+    if (st != MNAS_OK) return mnas__error(s->ctx, st, "mnas_gradcheck: %s grad failed: %s", what, tp->msg);
+    *h = NULL;
+    for (size_t k = 0; k < s->n; k++) {
+        mnas_tensor *term = mnas_sum(tp, mnas_mul(tp, grads[k], dir[k]));
+        *h = *h ? mnas_add(tp, *h, term) : term;
+    }
+    if (!*h)
+        return mnas__error(s->ctx, tp->status ? tp->status : MNAS_E_INTERNAL,
+                           "mnas_gradcheck: building the %s product failed: %s", what, tp->msg);
+    return MNAS_OK;
+}
+
 /* Value of the checked scalar at the current inputs: f for order 1,
- * h = sum_k <v_k, grad_k f> for order 2. Optionally its gradient into g
- * (concatenated doubles). */
+ * h = sum_k <v_k, grad_k f> for order 2, sum_k <w_k, grad_k h> for order 3.
+ * Optionally its gradient into g (concatenated doubles). */
 static mnas_status evaluate(gc_state *s, double *value, double *g)
 {
     mnas_tape *tp = s->tp;
@@ -45,20 +67,11 @@ static mnas_status evaluate(gc_state *s, double *value, double *g)
     mnas_tensor *target = y;
     mnas_tensor *grads[64];
     mnas_status st;
-    if (s->order == 2) {
-        if ((st = mnas_grad(tp, y, s->n, s->inputs, grads, 1)) != MNAS_OK)
-            return mnas__error(s->ctx, st, "mnas_gradcheck: first-order grad failed: %s", tp->msg);
-        mnas_tensor *h = NULL;
-        for (size_t k = 0; k < s->n; k++) {
-            mnas_tensor *term = mnas_sum(tp, mnas_mul(tp, grads[k], s->v[k]));
-            h = h ? mnas_add(tp, h, term) : term;
-        }
-        if (!h) return mnas__error(s->ctx, tp->status, "mnas_gradcheck: building v.grad failed: %s", tp->msg);
-        target = h;
-    }
+    if (s->order >= 2 && (st = directional(s, target, s->v, "first-order", &target)) != MNAS_OK) return st;
+    if (s->order == 3 && (st = directional(s, target, s->w, "second-order", &target)) != MNAS_OK) return st;
     *value = (double)target->data[0];
     if (!g) return MNAS_OK;
-    if ((st = mnas_grad(tp, target, s->n, s->inputs, grads, 0)) != MNAS_OK)
+    if ((st = mnas_grad(tp, target, s->n, s->inputs, grads, s->record_last)) != MNAS_OK)
         return mnas__error(s->ctx, st, "mnas_gradcheck: grad failed: %s", tp->msg);
     size_t off = 0;
     for (size_t k = 0; k < s->n; k++) {
@@ -82,7 +95,9 @@ mnas_status mnas_gradcheck(mnas_ctx *ctx, mnas_gradcheck_fn f, void *user, size_
             return mnas__error(ctx, MNAS_E_INVALID, "%s: options struct_size %zu is not valid", fn, opts->struct_size);
         memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
     }
-    if (o.order != 1 && o.order != 2) return mnas__error(ctx, MNAS_E_INVALID, "%s: order %d (1 or 2)", fn, o.order);
+    if (o.order < 1 || o.order > 3) return mnas__error(ctx, MNAS_E_INVALID, "%s: order %d (1, 2 or 3)", fn, o.order);
+    if (o.record_last != 0 && o.record_last != 1)
+        return mnas__error(ctx, MNAS_E_INVALID, "%s: record_last %d (0 or 1)", fn, o.record_last);
     if (o.eps == 0) o.eps = DEF_EPS;
     if (o.atol == 0) o.atol = DEF_ATOL;
     if (o.rtol == 0) o.rtol = DEF_RTOL;
@@ -98,23 +113,26 @@ mnas_status mnas_gradcheck(mnas_ctx *ctx, mnas_gradcheck_fn f, void *user, size_
         total += (size_t)t->size;
     }
 
-    gc_state s = { ctx, NULL, f, user, n, inputs, NULL, o.order };
+    gc_state s = { ctx, NULL, f, user, n, inputs, NULL, NULL, o.order, o.record_last };
     mnas_status st = mnas_tape_create(ctx, &s.tp);
     if (st != MNAS_OK) return st;
     double *analytic = mnas__calloc(ctx, total, sizeof(double));
-    mnas_tensor *vbuf[64] = { 0 };
+    mnas_tensor *vbuf[128] = { 0 };
     if (!analytic) {
         st = mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate %zu doubles", fn, total);
         goto done;
     }
-    if (o.order == 2) {
+    if (o.order >= 2) {
+        /* v and then w, drawn from one stream: w does not change v. */
         mnas_rng *r = mnas_rng_create(ctx, o.seed, 0x9c);
         if (!r) {
             st = MNAS_E_NOMEM;
             goto done;
         }
-        for (size_t k = 0; k < n; k++) {
-            vbuf[k] = mnas_tensor_randn_rng(ctx, r, inputs[k]->ndim, inputs[k]->shape, 0.0, 1.0);
+        size_t ndir = o.order == 3 ? 2 * n : n;
+        for (size_t k = 0; k < ndir; k++) {
+            const mnas_tensor *in = inputs[k % n];
+            vbuf[k] = mnas_tensor_randn_rng(ctx, r, in->ndim, in->shape, 0.0, 1.0);
             if (!vbuf[k]) {
                 mnas_rng_free(r);
                 st = MNAS_E_NOMEM;
@@ -123,6 +141,7 @@ mnas_status mnas_gradcheck(mnas_ctx *ctx, mnas_gradcheck_fn f, void *user, size_
         }
         mnas_rng_free(r);
         s.v = vbuf;
+        if (o.order == 3) s.w = vbuf + n;
     }
     double f0;
     if ((st = evaluate(&s, &f0, analytic)) != MNAS_OK) goto done;
@@ -158,7 +177,7 @@ mnas_status mnas_gradcheck(mnas_ctx *ctx, mnas_gradcheck_fn f, void *user, size_
     }
     if (max_err) *max_err = worst;
 done:
-    for (size_t k = 0; k < n; k++) mnas_tensor_free(vbuf[k]);
+    for (size_t k = 0; k < 2 * n; k++) mnas_tensor_free(vbuf[k]);
     mnas__free(ctx, analytic);
     mnas_tape_free(s.tp);
     return st;

@@ -192,10 +192,29 @@ static mnas_tensor *xhat_composite(mnas_tape *tp, mnas_tensor *x, double eps, mn
     return mnas_mul(tp, xc, rstd);
 }
 
-/* A recorded backward rule from the op's composite form: differentiate
- * sum(composite * u) with the cotangent u held constant. */
+/* A recorded backward rule from the op's composite form, in two halves.
+ *
+ * composite_inputs gives each input the pass wants a fresh identity node (a
+ * same-shape view); the caller builds the composite from those, and
+ * vjp_via_composite differentiates sum(composite * u) with respect to them.
+ * The views make every result a partial derivative: the incoming gradient g
+ * of a backward op usually depends on x itself (anything nonlinear after
+ * batch-norm), and differentiating with respect to x directly would follow
+ * that dependence too and count the path through g twice — once here and
+ * once when g's own gradient flows back to x. The views come after
+ * everything else on the tape, so the inner pass walks only the composite. */
+static int composite_inputs(mnas_tape *tp, mnas_node *n, mnas_backward_ctx *bc, mnas_tensor **view)
+{
+    for (int i = 0; i < n->nin; i++) {
+        mnas_tensor *x = n->in[i];
+        view[i] = x;
+        if (x && mnas__bw_wants(bc, n, i) && !(view[i] = mnas_reshape(tp, x, x->ndim, x->shape))) return 0;
+    }
+    return 1;
+}
+
 static mnas_status vjp_via_composite(mnas_tape *tp, mnas_node *n, mnas_tensor *u, mnas_backward_ctx *bc,
-                                     mnas_tensor *composite)
+                                     mnas_tensor *const *view, mnas_tensor *composite)
 {
     if (!composite) return tp->status ? tp->status : MNAS_E_INTERNAL;
     mnas_tensor *sum = mnas_sum(tp, mnas_mul(tp, composite, u));
@@ -205,10 +224,10 @@ static mnas_status vjp_via_composite(mnas_tape *tp, mnas_node *n, mnas_tensor *u
     size_t k = 0;
     for (int i = 0; i < n->nin; i++)
         if (n->in[i] && mnas__bw_wants(bc, n, i)) {
-            ins[k] = n->in[i];
+            ins[k] = view[i];
             which[k++] = i;
         }
-    mnas_status st = mnas__grad_blocked(tp, sum, k, ins, gr, 1, u);
+    mnas_status st = mnas_grad(tp, sum, k, ins, gr, 1);
     for (size_t i = 0; st == MNAS_OK && i < k; i++) st = mnas__bw_accumulate(tp, bc, n, which[i], gr[i]);
     return st;
 }
@@ -220,14 +239,17 @@ mnas_status mnas__bnb_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *u, mnas_back
     int64_t outer, C, inner, s[4];
     bn_layout(x, &outer, &C, &inner, s);
     if (mnas__bw_create_graph(bc)) {
+        mnas_tensor *v[3];
+        if (!composite_inputs(tp, n, bc, v)) return tp->status;
         mnas_tensor *rstd;
-        mnas_tensor *xh = xhat_composite(tp, x, n->p, &rstd);
+        mnas_tensor *xh = xhat_composite(tp, v[0], n->p, &rstd);
         int nd = x->ndim;
         double inv_m = 1.0 / (double)(outer * inner);
-        mnas_tensor *gh = gamma ? mnas_mul(tp, g, mnas_reshape(tp, gamma, nd, s)) : g;
+        mnas_tensor *gh = gamma ? mnas_mul(tp, v[1], mnas_reshape(tp, v[2], nd, s)) : v[1];
         mnas_tensor *a = mnas_scale(tp, mnas_sum_to(tp, gh, nd, s), inv_m);
         mnas_tensor *b = mnas_scale(tp, mnas_sum_to(tp, mnas_mul(tp, gh, xh), nd, s), inv_m);
-        return vjp_via_composite(tp, n, u, bc, mnas_mul(tp, mnas_sub(tp, mnas_sub(tp, gh, a), mnas_mul(tp, xh, b)), rstd));
+        return vjp_via_composite(tp, n, u, bc, v,
+                                 mnas_mul(tp, mnas_sub(tp, mnas_sub(tp, gh, a), mnas_mul(tp, xh, b)), rstd));
     }
     const mnas_real *st = n->state;
     int wx = mnas__bw_wants(bc, n, 0), wg = mnas__bw_wants(bc, n, 1), wgam = gamma && mnas__bw_wants(bc, n, 2);
@@ -250,9 +272,12 @@ mnas_status mnas__bng_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *v, mnas_back
     int64_t outer, C, inner, s[4];
     bn_layout(x, &outer, &C, &inner, s);
     if (mnas__bw_create_graph(bc)) {
-        mnas_tensor *xh = xhat_composite(tp, x, n->p, NULL);
+        mnas_tensor *in[3];
+        if (!composite_inputs(tp, n, bc, in)) return tp->status;
+        mnas_tensor *xh = xhat_composite(tp, in[0], n->p, NULL);
         int64_t c1[1] = { C };
-        return vjp_via_composite(tp, n, v, bc, mnas_reshape(tp, mnas_sum_to(tp, mnas_mul(tp, g, xh), x->ndim, s), 1, c1));
+        return vjp_via_composite(tp, n, v, bc, in,
+                                 mnas_reshape(tp, mnas_sum_to(tp, mnas_mul(tp, in[1], xh), x->ndim, s), 1, c1));
     }
     const mnas_real *st = n->state;
     int wx = mnas__bw_wants(bc, n, 0), wg = mnas__bw_wants(bc, n, 1);

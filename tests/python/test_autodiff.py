@@ -89,6 +89,12 @@ class TestGradients(unittest.TestCase):
         err2 = mnas.gradcheck(self.ctx, f, [x, w], order=2)
         self.assertLessEqual(err1, 1.0)
         self.assertLessEqual(err2, 1.0)
+        # order 3 and a recorded last pass are accepted (float32: loose
+        # tolerances; the double-precision checks are in test_f64_*.c)
+        err3 = mnas.gradcheck(self.ctx, f, [x, w], order=3, record_last=True, atol=0.05, rtol=0.2)
+        self.assertLessEqual(err3, 1.0)
+        with self.assertRaises(mnas.InvalidArgument):
+            mnas.gradcheck(self.ctx, f, [x, w], order=4)
         self.assertGreater(len(calls), 10)
 
     def test_gradcheck_catches_a_wrong_gradient(self):

@@ -22,7 +22,7 @@ HEADER_DIR = os.path.join(REPO, "include")
 # LP64 (x86-64, aarch64 Linux): (sizeof, [offsets of the fields in order]).
 LP64 = {
     "mnas_ctx_options": (64, [0, 8, 16, 24, 32, 40, 48, 56]),
-    "mnas_gradcheck_options": (48, [0, 8, 16, 24, 32, 40]),
+    "mnas_gradcheck_options": (56, [0, 8, 16, 24, 32, 40, 48]),
     "mnas_optim_options": (64, [0, 8, 16, 24, 32, 40, 48, 56]),
     "mnas_regression_options": (24, [0, 8, 12, 16]),
     "mnas_image_load_options": (40, [0, 8, 12, 16, 20, 24, 32]),

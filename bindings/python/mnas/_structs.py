@@ -63,9 +63,10 @@ class GradcheckOptions(_Options):
         ("atol", c_double),
         ("rtol", c_double),
         ("seed", c_uint64),
+        ("record_last", c_int),
     ]
     # MNAS_GRADCHECK_OPTIONS_INIT
-    _defaults = (("order", 1), ("eps", 0.0), ("atol", 0.0), ("rtol", 0.0), ("seed", 1))
+    _defaults = (("order", 1), ("eps", 0.0), ("atol", 0.0), ("rtol", 0.0), ("seed", 1), ("record_last", 0))
 
 
 class OptimOptions(_Options):

@@ -475,9 +475,12 @@ class Tape(Handle):
         return self._done(C.mnas_global_avg_pool(self._p(), self._arg(x)))
 
 
-def gradcheck(ctx, f, inputs, order=1, eps=0.0, atol=0.0, rtol=0.0, seed=1):
+def gradcheck(ctx, f, inputs, order=1, eps=0.0, atol=0.0, rtol=0.0, seed=1, record_last=False):
     """Check the analytic gradient of ``f(tape, inputs) -> scalar tensor``
-    against central finite differences (order 2: a Hessian-vector product).
+    against central finite differences (order 2: the gradient of a
+    Hessian-vector product v·grad; order 3: of w·grad(v·grad)). With
+    ``record_last`` the checked gradient pass is itself recorded, so the
+    recorded form of every backward rule on the path is what is tested.
 
     ``inputs`` are persistent tensors that require gradients. Returns the
     largest error ratio (<= 1 passes); raises NumericError (with
@@ -507,9 +510,10 @@ def gradcheck(ctx, f, inputs, order=1, eps=0.0, atol=0.0, rtol=0.0, seed=1):
             tape.close()
 
     cb = _lib.GRADCHECK_FN(_cb)
-    opts = GradcheckOptions.new(order=as_int(order, "order", 1, 2), eps=as_float(eps, "eps"),
+    opts = GradcheckOptions.new(order=as_int(order, "order", 1, 3), eps=as_float(eps, "eps"),
                                 atol=as_float(atol, "atol"), rtol=as_float(rtol, "rtol"),
-                                seed=as_int(seed, "seed", 0, (1 << 64) - 1))
+                                seed=as_int(seed, "seed", 0, (1 << 64) - 1),
+                                record_last=1 if record_last else 0)
     arr = (c_void_p * max(len(ins), 1))(*[t._ptr for t in ins])
     err = c_double(0.0)
     ctx.clear_error()
