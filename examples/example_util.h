@@ -249,4 +249,70 @@ static inline mnas_task *ex_regression_source(void *user, uint64_t index)
     return mnas_regression_task(s->ctx, &s->ro, s->seed, index, -1);
 }
 
+
+/* The paper's Figure 6: a t-SNE map of the task representations z of up to
+ * per_group tasks of each group (family or dataset) of set, one colour per
+ * group, written to path. name(g) labels group g. Returns 1 on success. */
+static inline int ex_figure6(mnas_ctx *ctx, mnas_learner *l, const mnas_task_set *set, int groups, int per_group,
+                             const char *(*name)(int), const char *title, const char *path)
+{
+    size_t n = mnas_task_set_size(set), m = 0, dim = 0;
+    int *taken = calloc((size_t)groups, sizeof *taken);
+    size_t *pick = malloc(n * sizeof *pick);
+    double *z = NULL, *y = NULL, *px = NULL, *py = NULL;
+    int ok = taken && pick;
+    for (size_t i = 0; ok && i < n; i++) {
+        int g = mnas_task_family(mnas_task_set_get(set, i));
+        if (g >= 0 && g < groups && taken[g] < per_group) {
+            taken[g]++;
+            pick[m++] = i;
+        }
+    }
+    ok = ok && m >= 4;
+    for (size_t i = 0; ok && i < m; i++) {
+        size_t d;
+        double tmp[4096];
+        ok = mnas_learner_task_embedding(l, mnas_task_set_get(set, pick[i]), tmp, 4096, &d) == MNAS_OK;
+        if (ok && !z) {
+            dim = d;
+            ok = (z = malloc(m * d * sizeof *z)) != NULL;
+        }
+        if (ok) memcpy(z + i * dim, tmp, dim * sizeof *z);
+    }
+    ok = ok && (y = malloc(2 * m * sizeof *y)) && (px = malloc(m * sizeof *px)) && (py = malloc(m * sizeof *py));
+    double perp = (double)(m - 1) / 3.0 < 30.0 ? (double)(m - 1) / 3.0 : 30.0;
+    ok = ok && mnas_tsne(ctx, z, m, dim, perp, 1000, 1, y) == MNAS_OK;
+    mnas_figure *fig = ok ? mnas_figure_create(ctx, 900, 800, 1, 1) : NULL;
+    ok = fig != NULL;
+    double lo[2] = { INFINITY, INFINITY }, hi[2] = { -INFINITY, -INFINITY };
+    for (size_t i = 0; ok && i < 2 * m; i++) {
+        if (y[i] < lo[i % 2]) lo[i % 2] = y[i];
+        if (y[i] > hi[i % 2]) hi[i % 2] = y[i];
+    }
+    if (ok) {
+        double padx = 0.05 * (hi[0] - lo[0]) + 1e-9, pady = 0.05 * (hi[1] - lo[1]) + 1e-9;
+        ok = mnas_figure_panel_range(fig, 0, lo[0] - padx, hi[0] + padx, lo[1] - pady, hi[1] + pady) == MNAS_OK &&
+             mnas_figure_title(fig, 0, title) == MNAS_OK &&
+             mnas_figure_axis_labels(fig, 0, "t-SNE 1", "t-SNE 2") == MNAS_OK;
+    }
+    for (int g = 0; ok && g < groups; g++) {
+        size_t k = 0;
+        for (size_t i = 0; i < m; i++)
+            if (mnas_task_family(mnas_task_set_get(set, pick[i])) == g) {
+                px[k] = y[2 * i];
+                py[k++] = y[2 * i + 1];
+            }
+        if (k) ok = mnas_figure_points(fig, 0, px, py, k, mnas_figure_color((unsigned)g), 3.5, name(g)) == MNAS_OK;
+    }
+    ok = ok && mnas_figure_legend(fig, 0, 0) == MNAS_OK && mnas_figure_save_png(fig, path) == MNAS_OK;
+    mnas_figure_free(fig);
+    free(taken);
+    free(pick);
+    free(z);
+    free(y);
+    free(px);
+    free(py);
+    return ok;
+}
+
 #endif /* MNAS_EXAMPLE_UTIL_H */

@@ -308,6 +308,16 @@ int main(int argc, char **argv)
         ex_family_stats(test, before, r->mean_b, r->ci_b);
         for (int f = 0; f < MNAS_REGRESSION_FAMILIES; f++)
             if (predict_curve(l, mnas_task_set_get(test, (size_t)fig_task[f]), gx, r->pred[f]) != MNAS_OK) goto fail_l;
+        if (!is_maml) {
+            /* Figure 6: do tasks of one family get nearby representations? */
+            char path[1100], title[96];
+            snprintf(path, sizeof path, "%s/figure6-%s.png", out, known[k].flag);
+            snprintf(title, sizeof title, "%s: task representations z (t-SNE)", mnas_method_name(o.method));
+            if (!ex_figure6(ctx, l, test, MNAS_REGRESSION_FAMILIES, 150, mnas_regression_family_name, title, path))
+                goto fail_l;
+            printf("  wrote %s (Figure 6: t-SNE of z over %d test tasks per family)\n", path,
+                   test_tasks < 150 ? (int)test_tasks : 150);
+        }
         mnas_learner_free(l);
         nres++;
         continue;

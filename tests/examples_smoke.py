@@ -76,6 +76,12 @@ with tempfile.TemporaryDirectory() as tmp:
               "genotype %r has 3 nodes of 2 op@input edges" % g)
     check(png_size(os.path.join(out1, "figure3.png")) is not None, "figure3.png is a PNG")
     for flag in ["mnas", "mnas-shared", "mnas-nm"]:
+        f6 = os.path.join(out1, "figure6-%s.png" % flag)
+        check(png_size(f6) == (900, 800), "figure6-%s.png (t-SNE of z) is a 900x800 PNG" % flag)
+        with open(f6, "rb") as a, open(os.path.join(out2, "figure6-%s.png" % flag), "rb") as b:
+            check(a.read() == b.read(), "figure6-%s.png identical with 1 and 2 threads" % flag)
+    check(not os.path.exists(os.path.join(out1, "figure6-maml.png")), "MAML has no task encoder: no figure 6")
+    for flag in ["mnas", "mnas-shared", "mnas-nm"]:
         path = os.path.join(out1, "genotype-%s.dot" % flag)
         ok = os.path.exists(path)
         check(ok, "%s written" % path)

@@ -636,6 +636,49 @@ START_TEST(mnas_phases_and_genotypes)
 }
 END_TEST
 
+/* The task representation behind Figure 6: what the controller reads. */
+START_TEST(task_embedding_is_the_encoders_z)
+{
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    mnas_regression_options ro = MNAS_REGRESSION_OPTIONS_INIT;
+    mnas_task_set *set = mnas_regression_test_set(ctx, &ro, 9, 2);
+    mnas_learner_options o = tiny_mnas(MNAS_METHOD_MAML, 1);
+    mnas_learner *l = mnas_learner_create(ctx, &o);
+    double z[4096], z2[4096];
+    size_t d = 0;
+    ck_assert_int_eq(mnas_learner_task_embedding(l, mnas_task_set_get(set, 0), z, 4096, &d), MNAS_E_STATE);
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "no task encoder"));
+    mnas_learner_free(l);
+    for (int m = 0; m < 3; m++) {
+        mnas_method method = m == 0 ? MNAS_METHOD_MNAS : m == 1 ? MNAS_METHOD_MNAS_SHARED : MNAS_METHOD_MNAS_NM;
+        o = tiny_mnas(method, 1);
+        l = mnas_learner_create(ctx, &o);
+        ck_assert_ptr_nonnull(l);
+        ck_assert_int_eq(mnas_learner_task_embedding(l, mnas_task_set_get(set, 0), z, 4096, &d), MNAS_OK);
+        ck_assert_uint_eq(d, (size_t)o.z_dim);
+        /* the same task twice: the same z; another task: another z */
+        ck_assert_int_eq(mnas_learner_task_embedding(l, mnas_task_set_get(set, 0), z2, 4096, NULL), MNAS_OK);
+        ck_assert_int_eq(memcmp(z, z2, d * sizeof *z), 0);
+        ck_assert_int_eq(mnas_learner_task_embedding(l, mnas_task_set_get(set, 3), z2, 4096, NULL), MNAS_OK);
+        ck_assert_int_ne(memcmp(z, z2, d * sizeof *z), 0);
+        double norm = 0;
+        for (size_t k = 0; k < d; k++) {
+            ck_assert(isfinite(z[k]));
+            norm += z[k] * z[k];
+        }
+        ck_assert_double_gt(norm, 0);
+        /* too little room, no task, a task of the wrong shape */
+        ck_assert_int_eq(mnas_learner_task_embedding(l, mnas_task_set_get(set, 0), z, d - 1, NULL), MNAS_E_INVALID);
+        ck_assert_int_eq(mnas_learner_task_embedding(l, NULL, z, 4096, NULL), MNAS_E_INVALID);
+        ck_assert_int_eq(mnas_learner_task_embedding(NULL, mnas_task_set_get(set, 0), z, 4096, NULL), MNAS_E_INVALID);
+        mnas_learner_free(l);
+    }
+    mnas_task_set_free(set);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
 int main(void)
 {
     /* Under valgrind (about 50 times slower) the long training runs are
@@ -657,6 +700,7 @@ int main(void)
     tcase_add_test(lt, adapt_predict_matches_evaluation);
     tcase_add_loop_test(lt, mnas_variants_identical_across_threads, 0, slow ? 1 : 3);
     tcase_add_test(lt, mnas_phases_and_genotypes);
+    tcase_add_test(lt, task_embedding_is_the_encoders_z);
     tcase_add_loop_test(lt, batch_gradient_is_mean_of_task_gradients, 0, 4);
     suite_add_tcase(s, lt);
     SRunner *r = srunner_create(s);

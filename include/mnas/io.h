@@ -196,6 +196,23 @@ MNAS_API mnas_status mnas_figure_pixels(const mnas_figure *fig, const uint8_t **
  * temporary file; MNAS_E_NOMEM if libpng runs out of memory. */
 MNAS_API mnas_status mnas_figure_save_png(const mnas_figure *fig, const char *path);
 
+/* ---- 2-D maps of embeddings (the paper's Figure 6) --------------------------
+ *
+ * t-SNE (van der Maaten & Hinton, 2008) in its exact O(n²) form: x holds n
+ * points of dim doubles (row-major); y receives n points of 2 doubles,
+ * centred on the origin. Input distances are Gaussian affinities whose
+ * widths give each point the perplexity asked (1 <= perplexity <= (n - 1) /
+ * 3; 30 is usual), symmetrised; the map is fitted by gradient descent with
+ * momentum and per-coordinate gains, early exaggeration 12 for the first
+ * 250 iterations (1000 is usual). The start is drawn from seed, and the
+ * computation is serial in a fixed order: a seed gives the same map every
+ * time. n is 4..8192 (the method holds two n x n matrices of doubles);
+ * non-finite input gives MNAS_E_NUMERIC, bad sizes MNAS_E_INVALID, and y is
+ * left unchanged by any refusal (a map that diverged gives MNAS_E_NUMERIC
+ * with y zeroed). */
+MNAS_API mnas_status mnas_tsne(mnas_ctx *ctx, const double *x, size_t n, size_t dim, double perplexity,
+                               int iterations, uint64_t seed, double *y);
+
 #ifdef __cplusplus
 }
 #endif

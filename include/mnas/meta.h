@@ -259,6 +259,13 @@ MNAS_API int mnas_learner_is_discrete(const mnas_learner *l);
  * from the controller's alpha for the task's support set, M-NAS-Shared from
  * its shared alpha. NULL for MAML. The caller frees it. */
 MNAS_API mnas_genotype *mnas_learner_genotype(mnas_learner *l, const mnas_task *task);
+/* The task representation z (Eq. (4)-(5)) the learner computes for task's
+ * support set, as doubles into z[0..z_dim-1] (the support order drawn as
+ * in evaluation); *z_dim (may be NULL) receives z_dim. MNAS_E_STATE for
+ * MAML (no encoder), MNAS_E_INVALID when cap < z_dim. For maps of tasks
+ * (the paper's Figure 6, see mnas_tsne). */
+MNAS_API mnas_status mnas_learner_task_embedding(mnas_learner *l, const mnas_task *task, double *z, size_t cap,
+                                                 size_t *z_dim);
 
 /* Adapt to task's support set, then predict at n inputs x[0..n-1] (one
  * feature each; the model's outputs go to y, n * out_features values). */

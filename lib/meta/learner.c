@@ -1204,6 +1204,33 @@ mnas_genotype *mnas_learner_genotype(mnas_learner *l, const mnas_task *task)
     return g;
 }
 
+mnas_status mnas_learner_task_embedding(mnas_learner *l, const mnas_task *task, double *z, size_t cap,
+                                        size_t *z_dim)
+{
+    const char *fn = "mnas_learner_task_embedding";
+    if (!l) return MNAS_E_INVALID;
+    if (!l->enc) return mnas__error(l->ctx, MNAS_E_STATE, "%s: %s has no task encoder", fn, mnas_method_name(l->o.method));
+    if (!task || !z) return mnas__error(l->ctx, MNAS_E_INVALID, "%s: task or z is NULL", fn);
+    size_t d = (size_t)l->o.z_dim;
+    if (cap < d) return mnas__error(l->ctx, MNAS_E_INVALID, "%s: room for %zu values, z has %zu", fn, cap, d);
+    char msg[TASK_MSG];
+    if (check_task(l, task, 0, msg) != MNAS_OK) return mnas__error(l->ctx, MNAS_E_SHAPE, "%s: %s", fn, msg);
+    mnas_tape *tp = l->tapes[0];
+    mnas_tape_reset(tp);
+    struct mnas_rng r;
+    mnas_tensor *zt = NULL;
+    mnas_status st = encode(l, tp, task, EVAL_STREAM, &r, &zt, NULL);
+    if (st == MNAS_OK && zt) {
+        const mnas_real *zd = mnas_tensor_cdata(zt);
+        for (size_t k = 0; k < d; k++) z[k] = (double)zd[k];
+        if (z_dim) *z_dim = d;
+    } else {
+        st = mnas__error(l->ctx, st != MNAS_OK ? st : MNAS_E_INTERNAL, "%s: %s", fn, tp->msg);
+    }
+    mnas_tape_reset(tp);
+    return st;
+}
+
 /* ---- checkpoint access (lib/io/checkpoint.c) ------------------------------ */
 
 mnas_ctx *mnas__learner_ctx(const mnas_learner *l) { return l->ctx; }
