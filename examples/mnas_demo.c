@@ -34,7 +34,11 @@ static void usage(FILE *f)
             "  --path-dropout P    probability of dropping each alpha entry while searching (default 0.1)\n"
             "  --threads N         worker threads (default 2)\n"
             "  --seed N            seed (default 1)\n"
-            "  --test-tasks N      test tasks per family (default 1000, as the paper)\n"
+            "  --test-tasks N      test tasks per family (default 1000, as the paper); 0: no test\n"
+            "                      evaluation, table or figures (for tuning on validation tasks)\n"
+            "  --val-tasks N       validation tasks per family (default 0: none), drawn apart from\n"
+            "                      the training and test tasks; prints a validation table to choose\n"
+            "                      settings on (scripts/sweep.py), so test tasks are used once\n"
             "  --out DIR           where figures and DOT files go (default mnas-demo-out)\n"
             EX_CKPT_USAGE
             "                      (one file per method: PATH.mnas, PATH.mnas-shared, PATH.mnas-nm, PATH.maml;\n"
@@ -56,6 +60,7 @@ typedef struct {
     int k;                          /* index into known[] */
     double mean[5], ci[5];          /* after adaptation, per family + averaged */
     double mean_b[5], ci_b[5];      /* before adaptation */
+    double mean_v[5], ci_v[5];      /* validation tasks, after adaptation */
     double pred[MNAS_REGRESSION_FAMILIES][GRID];
     char genotype[512];             /* the shared or most frequent one */
     int distinct;                   /* distinct genotypes over the test tasks */
@@ -63,6 +68,24 @@ typedef struct {
 } result;
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The paper's Table-1 layout, of the test (or validation) results. */
+static void print_table(const char *title, long long tasks, const result *res, int nres, int validation)
+{
+    printf("\n%s: query MSE +- 95%% CI after adaptation, %lld %s tasks per family\n", title, tasks,
+           validation ? "validation" : "test");
+    printf("%-13s %-6s", "Model", "Archs.");
+    for (int f = 0; f < MNAS_REGRESSION_FAMILIES; f++) printf(" %-16s", mnas_regression_family_name(f));
+    printf(" %-16s %8s\n", "Averaged", "train s");
+    for (int i = 0; i < nres; i++) {
+        const result *r = &res[i];
+        const double *mean = validation ? r->mean_v : r->mean, *ci = validation ? r->ci_v : r->ci;
+        printf("%-13s %-6s", mnas_method_name(known[r->k].method),
+               known[r->k].method == MNAS_METHOD_MAML ? "5 FCs" : "Cell");
+        for (int f = 0; f <= MNAS_REGRESSION_FAMILIES; f++) printf(" %7.3f +- %-5.3f", mean[f], ci[f]);
+        printf(" %8.1f\n", r->seconds);
+    }
+}
 
 /* Distinct genotypes over the test set and the most frequent one. */
 static int tally_genotypes(mnas_learner *l, const mnas_task_set *test, result *r)
@@ -163,7 +186,7 @@ int main(int argc, char **argv)
     mnas_learner_options base = MNAS_LEARNER_OPTIONS_INIT;
     base.threads = 2;
     base.seed = 1;
-    long long iterations = 1500, eval_iterations = 500, maml_iterations = 8000, test_tasks = 1000;
+    long long iterations = 1500, eval_iterations = 500, maml_iterations = 8000, test_tasks = 1000, val_tasks = 0;
     double maml_outer_lr = -1; /* < 0: the same as --outer-lr */
     double lr_decay = 0;
     const char *out = "mnas-demo-out";
@@ -204,7 +227,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--lr-decay")) {
             ok = ex_double(v, a, 0, 1, &lr_decay);
         } else if (!strcmp(a, "--test-tasks")) {
-            ok = ex_int(v, a, 1, 1000000, &test_tasks);
+            ok = ex_int(v, a, 0, 1000000, &test_tasks);
+        } else if (!strcmp(a, "--val-tasks")) {
+            ok = ex_int(v, a, 0, 1000000, &val_tasks);
         } else if (!strcmp(a, "--out")) {
             out = v;
         } else {
@@ -228,11 +253,16 @@ int main(int argc, char **argv)
     static result res[MAX_METHODS];
     double *before = NULL, *after = NULL;
     ex_source src = { ctx, MNAS_REGRESSION_OPTIONS_INIT, base.seed };
-    mnas_task_set *test = mnas_regression_test_set(ctx, &src.ro, base.seed + 1000003, (size_t)test_tasks);
-    if (!test) goto fail;
-    size_t n = mnas_task_set_size(test);
-    before = malloc(n * sizeof *before);
-    after = malloc(n * sizeof *after);
+    /* Test and validation tasks come from streams of their own, apart from
+     * the training stream (seed, index) and from each other. */
+    mnas_task_set *test = NULL, *val = NULL;
+    if (test_tasks && !(test = mnas_regression_test_set(ctx, &src.ro, base.seed + 1000003, (size_t)test_tasks)))
+        goto fail;
+    if (val_tasks && !(val = mnas_regression_test_set(ctx, &src.ro, base.seed + 2000029, (size_t)val_tasks)))
+        goto fail;
+    size_t n = test ? mnas_task_set_size(test) : 0, nv = val ? mnas_task_set_size(val) : 0;
+    before = malloc((n > nv ? n : nv) * sizeof *before + 1);
+    after = malloc((n > nv ? n : nv) * sizeof *after + 1);
     if (!before || !after) goto fail;
     /* The figure shows the first test task of every family. */
     int fig_task[MNAS_REGRESSION_FAMILIES];
@@ -242,10 +272,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < GRID; i++) grid[i] = -5.0 + 10.0 * i / (GRID - 1), gx[i] = (mnas_real)grid[i];
 
     printf("libmnas %s: toy regression, %d-shot, meta-batch %d, inner %d x %g, outer lr %g (MAML %g), arch lr %g, "
-           "lr decay %g, %d threads, seed %llu, %lld test tasks per family\n",
+           "lr decay %g, %d threads, seed %llu, %lld test and %lld validation tasks per family\n",
            mnas_version_string(), src.ro.k_shot, base.meta_batch, base.inner_steps, base.inner_lr, base.outer_lr,
            maml_outer_lr >= 0 ? maml_outer_lr : base.outer_lr, base.arch_lr, lr_decay, base.threads,
-           (unsigned long long)base.seed, test_tasks);
+           (unsigned long long)base.seed, test_tasks, val_tasks);
     for (int k = 0; k < MAX_METHODS; k++) {
         if (!want[k]) continue;
         result *r = &res[nres];
@@ -300,9 +330,18 @@ int main(int argc, char **argv)
             if (etodo && ex_train(l, ex_regression_source, &src, etodo, save, ck.every, cb, cb_user) != MNAS_OK)
                 goto fail_l;
             if (save && !etodo && mnas_learner_save(l, save) != MNAS_OK) goto fail_l;
-            if (!tally_genotypes(l, test, r)) goto fail_l;
+            if (test && !tally_genotypes(l, test, r)) goto fail_l;
         }
         r->seconds = ex_now() - t0;
+        if (val) {
+            if (mnas_learner_evaluate(l, val, -1, NULL, after) != MNAS_OK) goto fail_l;
+            ex_family_stats(val, after, r->mean_v, r->ci_v);
+        }
+        if (!test) {
+            mnas_learner_free(l);
+            nres++;
+            continue;
+        }
         if (mnas_learner_evaluate(l, test, -1, before, after) != MNAS_OK) goto fail_l;
         ex_family_stats(test, after, r->mean, r->ci);
         ex_family_stats(test, before, r->mean_b, r->ci_b);
@@ -326,17 +365,12 @@ int main(int argc, char **argv)
         goto fail;
     }
 
-    printf("\nTable 1: query MSE +- 95%% CI after adaptation, %lld test tasks per family\n", test_tasks);
-    printf("%-13s %-6s", "Model", "Archs.");
-    for (int f = 0; f < MNAS_REGRESSION_FAMILIES; f++) printf(" %-16s", mnas_regression_family_name(f));
-    printf(" %-16s %8s\n", "Averaged", "train s");
-    for (int i = 0; i < nres; i++) {
-        const result *r = &res[i];
-        printf("%-13s %-6s", mnas_method_name(known[r->k].method),
-               known[r->k].method == MNAS_METHOD_MAML ? "5 FCs" : "Cell");
-        for (int f = 0; f <= MNAS_REGRESSION_FAMILIES; f++) printf(" %7.3f +- %-5.3f", r->mean[f], r->ci[f]);
-        printf(" %8.1f\n", r->seconds);
+    if (val) print_table("Validation", val_tasks, res, nres, 1);
+    if (!test) {
+        rc = 0;
+        goto fail;
     }
+    print_table("Table 1", test_tasks, res, nres, 0);
     printf("\nBefore adaptation (averaged): ");
     for (int i = 0; i < nres; i++)
         printf("%s %.3f +- %.3f%s", mnas_method_name(known[res[i].k].method), res[i].mean_b[4], res[i].ci_b[4],
@@ -361,6 +395,7 @@ fail:
     free(before);
     free(after);
     mnas_task_set_free(test);
+    mnas_task_set_free(val);
     mnas_ctx_free(ctx);
     return rc;
 }

@@ -117,6 +117,32 @@ with tempfile.TemporaryDirectory() as tmp:
         check(needle in p.stderr, "mnas_demo %s: the message names %s: %r" % (bad, needle, p.stderr[:200]))
     check("usage: mnas_demo" in run([DEMO, "--help"]).stdout, "mnas_demo --help prints the usage")
 
+    # Validation tasks: a table of their own, from a stream apart from the
+    # test tasks; with --test-tasks 0 the test set is never drawn.
+    pv = run([DEMO] + tiny + ["--val-tasks", "6", "--out", out2])
+    pv0 = run([DEMO] + tiny + ["--val-tasks", "6", "--test-tasks", "0", "--out", out2])
+    val_rows = lambda text: table(text.split("Validation:", 1)[1].split("Table 1:", 1)[0], methods)
+    check("Validation:" in pv.stdout and "Table 1:" in pv.stdout, "--val-tasks prints a validation table and Table 1")
+    check("Validation:" in pv0.stdout and "Table 1:" not in pv0.stdout and "Figure" not in pv0.stdout,
+          "--test-tasks 0 prints the validation table only, no test table or figures")
+    if "Validation:" in pv.stdout and "Validation:" in pv0.stdout:
+        v1, v0 = val_rows(pv.stdout), val_rows(pv0.stdout)
+        check(sorted(v1) == sorted(methods) and v1 == v0,
+              "validation rows are the same with and without a test evaluation")
+        check(v1 != table(pv.stdout.split("Table 1:", 1)[1], methods),
+              "validation and test tasks differ (their tables do)")
+
+    # The sweep driver: a 2-setting grid over 2 seeds, on validation tasks.
+    sweep = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts", "sweep.py")
+    ps = run([sys.executable, sweep, "--demo", DEMO, "--method", "mnas-nm", "--seeds", "1,2", "--val-tasks", "4",
+              "--set", "--outer-lr 0.001,0.01", "--", "--iterations", "6", "--eval-iterations", "2",
+              "--meta-batch", "3"])
+    srows = re.findall(r"^--outer-lr (\S+)\s+(\d+)\s+" + r"([0-9.]+) \+- ([0-9.]+|nan)", ps.stdout, re.M)
+    check(sorted(r[0] for r in srows) == ["0.001", "0.01"] and all(r[1] == "2" for r in srows),
+          "sweep.py: one row per setting, each over 2 seeds: %r" % ps.stdout[-600:])
+    pb = run([sys.executable, sweep, "--demo", DEMO, "--method", "mnas", "--seeds", "x"], expect=2)
+    check("--seeds" in pb.stderr, "sweep.py refuses bad seeds naming the option")
+
     m1 = run([MAML, "--iterations", "10", "--meta-batch", "5", "--test-tasks", "8", "--threads", "1"])
     m2 = run([MAML, "--iterations", "10", "--meta-batch", "5", "--test-tasks", "8", "--threads", "2"])
     tm1, tm2 = table(m1.stdout, ["MAML"]), table(m2.stdout, ["MAML"])
