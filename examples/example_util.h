@@ -73,11 +73,42 @@ static int ex_learner_option(const char *a, const char *v, mnas_learner_options 
     } else if (!strcmp(a, "--seed")) {
         *ok = ex_int(v, a, 0, INT64_MAX, &n);
         o->seed = (uint64_t)n;
+    } else if (!strcmp(a, "--clip-norm")) {
+        *ok = ex_double(v, a, 0, 1e9, &o->clip_norm);
+    } else if (!strcmp(a, "--beta")) {
+        *ok = ex_double(v, a, 0, 1e6, &o->beta);
+    } else if (!strcmp(a, "--modulator-bias")) {
+        *ok = ex_double(v, a, -100, 100, &o->modulator_bias);
+    } else if (!strcmp(a, "--nodes") || !strcmp(a, "--z-dim") || !strcmp(a, "--f-dim") ||
+               !strcmp(a, "--controller-hidden")) {
+        *ok = ex_int(v, a, 1, 4096, &n);
+        int *f = a[2] == 'n' ? &o->nodes : a[2] == 'z' ? &o->z_dim : a[2] == 'f' ? &o->f_dim : &o->controller_hidden;
+        *f = (int)n;
+    } else if (!strcmp(a, "--encoder")) {
+        *ok = !strcmp(v, "gru") || !strcmp(v, "lstm");
+        if (*ok) o->encoder = !strcmp(v, "gru") ? MNAS_RNN_GRU : MNAS_RNN_LSTM;
+        else fprintf(stderr, "error: --encoder %s: gru or lstm\n", v);
+    } else if (!strcmp(a, "--modulation")) {
+        *ok = !strcmp(v, "element") || !strcmp(v, "channel");
+        if (*ok) o->modulation = !strcmp(v, "element") ? MNAS_MODULATE_ELEMENT : MNAS_MODULATE_CHANNEL;
+        else fprintf(stderr, "error: --modulation %s: element or channel\n", v);
     } else {
         return 0;
     }
     return 1;
 }
+
+/* The usage lines of the learner options above that every example takes
+ * beyond its own list. */
+#define EX_MODEL_USAGE                                                                                       \
+    "  --nodes N           intermediate nodes of the searched cell (default 3; images 4)\n"                  \
+    "  --z-dim N, --f-dim N, --controller-hidden N\n"                                                        \
+    "                      task representation, pair embedding and controller sizes (32, 32, 64)\n"         \
+    "  --encoder gru|lstm  the task encoder's RNN (default gru)\n"                                           \
+    "  --modulation element|channel  one tau per weight or per output unit (default element)\n"             \
+    "  --modulator-bias X  initial bias of the modulator's FC (default 3: tau ~ 0.95)\n"                   \
+    "  --beta X            weight of the reconstruction loss L_r (default 0.01)\n"                          \
+    "  --clip-norm X       clip the meta-gradient's norm at X (default 0: off)\n"
 
 /* Checkpoint options both examples accept: --save PATH, --save-every N,
  * --resume PATH. */

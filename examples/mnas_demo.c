@@ -32,6 +32,7 @@ static void usage(FILE *f)
             "  --outer-lr X        Adam step size of weights, encoder, modulator (default 0.001)\n"
             "  --arch-lr X         Adam step size of controller / shared alpha (default 1e-4)\n"
             "  --path-dropout P    probability of dropping each alpha entry while searching (default 0.1)\n"
+            EX_MODEL_USAGE
             "  --threads N         worker threads (default 2)\n"
             "  --seed N            seed (default 1)\n"
             "  --test-tasks N      test tasks per family (default 1000, as the paper); 0: no test\n"
