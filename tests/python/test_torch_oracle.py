@@ -12,7 +12,8 @@ tests/test_f64_*.c). This test loads its shared form, libmnas_f64.so
 (target mnas_f64_shared; path in MNAS_F64_LIBRARY, else found under
 build/*/tests), through its own small ctypes layer (the package's `mnas`
 binding speaks float32 only), and compares with torch in float64 at a
-relative tolerance of 1e-8 of each result's scale. The per-op table runs
+tolerance of 1e-8 of the scale (1 + the largest
+reference entry; for derivatives, the largest of that order over all inputs). The per-op table runs
 a second time on the float32 library (MNAS_LIBRARY, else build/*/libmnas.so.0)
 against the same float64 torch reference, at a tolerance of 2e-3 of the
 scale (orders 0-2; third derivatives of float32 values are left to the double
