@@ -328,6 +328,59 @@ START_TEST(softmax_losses_batchnorm_values)
 }
 END_TEST
 
+/* A log-probability near 0 survives: log_softmax is (x - m) - log s, so the
+ * row's largest entry is exact and log s (6.1e-7 here) is not rounded away
+ * against m = 45 as it would be in x - (m + log s). */
+START_TEST(log_softmax_keeps_small_log_probabilities)
+{
+    mnas_real row[3] = { 45, 30, 30 };
+    int64_t s[2] = { 1, 3 };
+    int32_t label[1] = { 0 };
+    double ls = log1p(2 * exp(-15.0)); /* 6.1180e-7 */
+    mnas_tensor *x = mnas_tape_tensor(tp, 2, s, row);
+    mnas_tensor *lsm = mnas_log_softmax(tp, x);
+    ck_assert_ptr_nonnull(lsm);
+    ck_assert_msg(fabs(D(lsm)[0] + ls) <= 1e-6 * ls, "log_softmax[0] = %.9g, expected %.9g", (double)D(lsm)[0], -ls);
+    ASSERT_CLOSE(D(lsm)[1], -15 - ls, 2e-6);
+    ASSERT_CLOSE(D(lsm)[2], -15 - ls, 2e-6);
+    mnas_tensor *ce = mnas_cross_entropy(tp, x, 1, label);
+    ck_assert_ptr_nonnull(ce);
+    double v = mnas_tensor_item(ce);
+    ck_assert_msg(fabs(v - ls) <= 1e-6 * ls, "cross_entropy = %.9g, expected %.9g", v, ls);
+    /* the same with the maximum elsewhere, in a batch of two rows */
+    mnas_real rows[6] = { 30, 45, 30, 1, 2, 3 };
+    int64_t s2[2] = { 2, 3 };
+    int32_t labels[2] = { 1, 2 };
+    double ls2 = log1p(exp(-1.0) + exp(-2.0));
+    v = mnas_tensor_item(mnas_cross_entropy(tp, mnas_tape_tensor(tp, 2, s2, rows), 2, labels));
+    ck_assert_msg(fabs(v - (ls + ls2) / 2) <= 1e-6 * ls2, "cross_entropy = %.9g, expected %.9g", v, (ls + ls2) / 2);
+}
+END_TEST
+
+/* relu(NaN) is NaN, and so is its gradient, as for every other op; the
+ * other elements are untouched. */
+START_TEST(relu_propagates_nan)
+{
+    mnas_real d[4] = { NAN, -1, 2, 0 };
+    int64_t s[1] = { 4 };
+    mnas_tensor *x = mnas_tensor_from_data(ctx, 1, s, d);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_int_eq(mnas_tensor_set_requires_grad(x, 1), MNAS_OK);
+    mnas_tensor *y = mnas_relu(tp, x);
+    ck_assert_ptr_nonnull(y);
+    ck_assert(isnan(D(y)[0]));
+    ck_assert(D(y)[1] == 0 && D(y)[2] == 2 && D(y)[3] == 0);
+    /* d sum(3 * relu(x)) / dx = 3 * step(x): NaN, 0, 3, 0 (recorded or not) */
+    for (int create_graph = 0; create_graph <= 1; create_graph++) {
+        mnas_tensor *g = NULL;
+        ck_assert_int_eq(mnas_grad(tp, mnas_sum(tp, mnas_scale(tp, y, 3)), 1, &x, &g, create_graph), MNAS_OK);
+        ck_assert(isnan(D(g)[0]));
+        ck_assert(D(g)[1] == 0 && D(g)[2] == 3 && D(g)[3] == 0);
+    }
+    mnas_tensor_free(x);
+}
+END_TEST
+
 /* ---- tape semantics ---------------------------------------------------- */
 
 START_TEST(recording_and_no_grad)
@@ -596,6 +649,8 @@ int main(void)
     tcase_add_test(tc, matmul_long_skinny);
     tcase_add_test(tc, reduction_and_shape_values);
     tcase_add_test(tc, softmax_losses_batchnorm_values);
+    tcase_add_test(tc, log_softmax_keeps_small_log_probabilities);
+    tcase_add_test(tc, relu_propagates_nan);
     suite_add_tcase(s, tc);
     TCase *sem = tcase_create("semantics");
     tcase_add_checked_fixture(sem, setup, teardown);

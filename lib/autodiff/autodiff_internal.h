@@ -112,7 +112,7 @@ mnas_tensor *mnas__finish(mnas_tape *tp, const char *fn, int op, mnas_tensor *ou
 /* The node of x on this tape without creating one (NULL if none). */
 mnas_node *mnas__find_node(mnas_tape *tp, const mnas_tensor *x);
 
-/* 1 where x > 0 else 0, unrecorded (relu's derivative). */
+/* 1 where x > 0, NaN where x is NaN, else 0, unrecorded (relu's derivative). */
 mnas_tensor *mnas__step(mnas_tape *tp, mnas_tensor *x);
 
 /* Padded 4-D shape of t. */

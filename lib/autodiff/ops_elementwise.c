@@ -219,7 +219,8 @@ mnas_tensor *mnas__mix_dalpha(mnas_tape *tp, const mnas_tensor *like, mnas_tenso
     return out;
 }
 
-/* 1 where x > 0, else 0; never recorded (the derivative of a step is 0). */
+/* 1 where x > 0, NaN where x is NaN, else 0; never recorded (the derivative
+ * of a step is 0). */
 mnas_tensor *mnas__step(mnas_tape *tp, mnas_tensor *x)
 {
     mnas_tensor *out = mnas__tape_new_like(tp, "relu backward", x);

@@ -210,8 +210,9 @@ void mnas__k_unary(mnas_kunop op, int64_t n, const real *x, real *y, double p)
     case K_NEG: for (int64_t i = 0; i < n; i++) y[i] = -x[i]; break;
     case K_SCALE: for (int64_t i = 0; i < n; i++) y[i] = rp * x[i]; break;
     case K_ADDC: for (int64_t i = 0; i < n; i++) y[i] = x[i] + rp; break;
-    case K_RELU: for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0; break;
-    case K_STEP: for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? 1 : 0; break;
+    /* NaN propagates (x != x): relu(NaN) = NaN and its derivative is NaN. */
+    case K_RELU: for (int64_t i = 0; i < n; i++) y[i] = (x[i] > 0 || x[i] != x[i]) ? x[i] : 0; break;
+    case K_STEP: for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? 1 : (x[i] != x[i] ? x[i] : 0); break;
     case K_SIGMOID:
 #if defined(MNAS_REAL_IS_DOUBLE) && MNAS_REAL_IS_DOUBLE
         /* Split by sign so exp never overflows. */

@@ -119,8 +119,11 @@ void mnas__k_log_softmax(int64_t rows, int64_t cols, const real *x, real *y)
         for (int64_t c = 1; c < cols; c++) m = xr[c] > m ? xr[c] : m;
         double s = 0;
         for (int64_t c = 0; c < cols; c++) s += exp((double)(xr[c] - m));
-        real lse = m + (real)log(s);
-        for (int64_t c = 0; c < cols; c++) yr[c] = xr[c] - lse;
+        /* (x - m) - log s, not x - (m + log s): the shifted form is exact
+         * for the largest entry, so a log-probability near 0 (log s small
+         * next to m) is kept instead of being rounded away with m. */
+        real ls = (real)log(s);
+        for (int64_t c = 0; c < cols; c++) yr[c] = (xr[c] - m) - ls;
     }
 }
 

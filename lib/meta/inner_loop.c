@@ -192,10 +192,14 @@ static mnas_status recompute_forward(mnas_tape *tp, mnas_loss_fn loss, void *use
         if (st != MNAS_OK) return st;
         if ((st = mnas_grad(aux, L, n, w, gr, 0)) != MNAS_OK)
             return mnas__tape_error(tp, st, "%s: step %d: %s", fn, t, aux->msg);
+        /* The step mnas_axpy takes in the other modes, rounded the same way
+         * (alpha in mnas_real, product and sum each rounded), so every mode
+         * computes bit-identical fast weights. */
+        const mnas_real alpha = (mnas_real)-lr;
         for (size_t i = 0; i < n; i++) {
             mnas_real *c = cur + s->off[i];
             const mnas_real *h = gr[i]->data;
-            for (int64_t q = 0; q < gr[i]->size; q++) c[q] = (mnas_real)(c[q] - lr * h[q]);
+            for (int64_t q = 0; q < gr[i]->size; q++) c[q] = alpha * h[q] + c[q];
         }
     }
     mnas_tape_reset(aux);

@@ -278,6 +278,36 @@ class TestOps(unittest.TestCase):
         bn2 = tp.batch_norm(x, self.ctx.tensor([2.0, 2.0]), self.ctx.tensor([1.0, 1.0])).tolist()
         self.assertAlmostEqual(bn2[0][0], -1.0, places=3)
 
+    def test_log_softmax_keeps_small_log_probabilities(self):
+        # log(1 + 2 e^-15) = 6.1e-7: computed as (x - m) - log s it survives in
+        # float32; as x - (m + log s) it was rounded away against m = 45
+        tp = self.tape
+        small = math.log1p(2 * math.exp(-15.0))
+        logits = self.ctx.tensor([[45.0, 30.0, 30.0]])
+        ls = tp.log_softmax(logits).tolist()[0]
+        self.assertLess(abs(ls[0] + small), 1e-6 * small, ls)
+        self.assertAlmostEqual(ls[1], -15.0 - small, places=5)
+        ce = tp.cross_entropy(logits, [0]).item()
+        self.assertLess(abs(ce - small), 1e-6 * small, ce)
+        # and its gradient is softmax - onehot: -2 e^-15 / (1 + 2 e^-15), e^-15, e^-15
+        x = self.ctx.tensor([[45.0, 30.0, 30.0]], requires_grad=True)
+        g = tp.grad(tp.cross_entropy(x, [0]), x).tolist()[0]
+        e = math.exp(-15.0) / (1 + 2 * math.exp(-15.0))
+        # (the first is p0 - 1 with p0 rounded to float32 near 1: ~5 % of it)
+        for got, want, tol in zip(g, [-2 * e, e, e], [0.15, 1e-5, 1e-5]):
+            self.assertLess(abs(got - want), tol * e, g)
+
+    def test_relu_propagates_nan(self):
+        tp = self.tape
+        x = self.ctx.tensor([float("nan"), -1.0, 2.0], requires_grad=True)
+        y = tp.relu(x).tolist()
+        self.assertTrue(math.isnan(y[0]), y)
+        self.assertEqual(y[1:], [0.0, 2.0])
+        for create_graph in (False, True):
+            g = tp.grad(tp.sum(tp.scale(tp.relu(x), 3.0)), x, create_graph=create_graph).tolist()
+            self.assertTrue(math.isnan(g[0]), g)
+            self.assertEqual(g[1:], [0.0, 3.0])
+
     def test_tape_state(self):
         tp = self.tape
         x = self.ctx.tensor([1.0, 2.0], requires_grad=True)
