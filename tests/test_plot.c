@@ -1094,6 +1094,52 @@ static void count_free(void *user, void *p)
     free((header *)p - 1);
 }
 
+/* Figures go through the same atomic writer as checkpoints (io/atomic_file.c):
+ * a crash before the rename leaves the old file and a complete temporary. */
+START_TEST(png_shares_the_atomic_writer)
+{
+    mnas_ctx *ctx = new_ctx();
+    mnas_figure *f = sample_figure(ctx);
+    char *dir = temp_dir();
+    char *keep = join(dir, "keep.png"), *keep_tmp = join(dir, "keep.png.tmp");
+    FILE *fp = fopen(keep, "wb");
+    ck_assert_ptr_nonnull(fp);
+    fputs("old contents", fp);
+    fclose(fp);
+    setenv("MNAS_CHECKPOINT_TEST_CRASH", "before-rename", 1);
+    mnas_ctx_clear_error(ctx);
+    mnas_status st = mnas_figure_save_png(f, keep);
+    unsetenv("MNAS_CHECKPOINT_TEST_CRASH");
+    ck_assert_int_eq(st, MNAS_E_IO);
+    assert_msg(ctx, "simulated crash");
+    char buf[64] = {0};
+    fp = fopen(keep, "rb");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_uint_eq(fread(buf, 1, sizeof buf - 1, fp), strlen("old contents"));
+    fclose(fp);
+    int w, h;
+    uint8_t *back = read_png(keep_tmp, &w, &h);
+    ck_assert_ptr_nonnull(back);
+    ck_assert_int_eq(w, 180);
+    ck_assert_int_eq(h, 140);
+    free(back);
+    unlink(keep_tmp);
+    /* and without the simulated crash the new figure replaces the old file */
+    ck_assert_int_eq(mnas_figure_save_png(f, keep), MNAS_OK);
+    ck_assert(!exists(keep_tmp));
+    back = read_png(keep, &w, &h);
+    ck_assert_ptr_nonnull(back);
+    free(back);
+    unlink(keep);
+    rmdir(dir);
+    free(keep);
+    free(keep_tmp);
+    free(dir);
+    mnas_figure_free(f);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(allocation_failures)
 {
     char *dir = temp_dir();
@@ -1177,6 +1223,7 @@ static Suite *plot_suite(void)
     tc = tcase_create("png");
     tcase_add_test(tc, png_round_trip);
     tcase_add_test(tc, png_unwritable_paths);
+    tcase_add_test(tc, png_shares_the_atomic_writer);
     tcase_add_test(tc, allocation_failures);
     suite_add_tcase(s, tc);
     return s;

@@ -1,5 +1,5 @@
-/* Checkpoints: the record container (docs/checkpoints.md), atomic writes,
- * fully validating loads of learners and parameter sets, and training with
+/* Checkpoints: the record container (docs/checkpoints.md), atomic writes
+ * (io/atomic_file.c), fully validating loads of learners and parameter sets, and training with
  * periodic checkpoints and a divergence guard. */
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/atomic_file.h"
 #include "io/checkpoint_internal.h"
 #include "meta/meta_internal.h"
 #include "nn/nn_internal.h"
@@ -17,25 +18,6 @@
 
 #define KIND_LEARNER "mnas.learner"
 #define KIND_PARAMS "mnas.params"
-
-/* ---- CRC-32 --------------------------------------------------------------- */
-
-/* Half-byte table of the reflected polynomial 0xEDB88320. */
-static const uint32_t crc_nibble[16] = { 0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u,
-                                         0x4DB26158u, 0x5005713Cu, 0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu,
-                                         0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu };
-
-uint32_t mnas__crc32(uint32_t crc, const void *data, size_t n)
-{
-    const uint8_t *p = data;
-    crc = ~crc;
-    for (size_t i = 0; i < n; i++) {
-        crc ^= p[i];
-        crc = (crc >> 4) ^ crc_nibble[crc & 15u];
-        crc = (crc >> 4) ^ crc_nibble[crc & 15u];
-    }
-    return ~crc;
-}
 
 /* ---- little-endian helpers ------------------------------------------------- */
 
@@ -218,73 +200,6 @@ static void w_finish(writer *w)
     put_u32(t + 4, mnas__crc32(0, w->buf, w->len - 4));
 }
 
-static const char *errno_text(int e, char *buf, size_t cap)
-{
-    if (strerror_r(e, buf, cap) != 0) snprintf(buf, cap, "error %d", e);
-    return buf;
-}
-
-/* Write buf to "<path>.tmp", fsync, rename over path, fsync the folder.
- * MNAS_CHECKPOINT_TEST_CRASH=before-rename (tests only) stops after the
- * temporary file is complete, as a crash there would. */
-static mnas_status write_atomic(mnas_ctx *ctx, const char *fn, const char *path, const uint8_t *buf, size_t len)
-{
-    size_t plen = strlen(path);
-    if (plen > 4096) return mnas__error(ctx, MNAS_E_INVALID, "%s: path is longer than 4096 bytes", fn);
-    char *tmp = mnas__alloc(ctx, plen + 5);
-    if (!tmp) return mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate a file name", fn);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    char why[128];
-    mnas_status st = MNAS_OK;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        st = mnas__error(ctx, MNAS_E_IO, "%s: cannot create '%s': %s", fn, tmp, errno_text(errno, why, sizeof why));
-        mnas__free(ctx, tmp);
-        return st;
-    }
-    for (size_t off = 0; off < len && st == MNAS_OK;) {
-        ssize_t n = write(fd, buf + off, len - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0)
-            st = mnas__error(ctx, MNAS_E_IO, "%s: cannot write '%s': %s", fn, tmp,
-                             n < 0 ? errno_text(errno, why, sizeof why) : "no progress");
-        else
-            off += (size_t)n;
-    }
-    if (st == MNAS_OK && fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
-        st = mnas__error(ctx, MNAS_E_IO, "%s: cannot flush '%s' to disk: %s", fn, tmp, errno_text(errno, why, sizeof why));
-    if (close(fd) != 0 && st == MNAS_OK)
-        st = mnas__error(ctx, MNAS_E_IO, "%s: cannot close '%s': %s", fn, tmp, errno_text(errno, why, sizeof why));
-    if (st == MNAS_OK) {
-        const char *crash = getenv("MNAS_CHECKPOINT_TEST_CRASH");
-        if (crash && !strcmp(crash, "before-rename")) {
-            st = mnas__error(ctx, MNAS_E_IO, "%s: simulated crash before renaming '%s' (MNAS_CHECKPOINT_TEST_CRASH)",
-                             fn, tmp);
-            mnas__free(ctx, tmp);
-            return st; /* the temporary file stays, as after a real crash */
-        }
-    }
-    if (st == MNAS_OK && rename(tmp, path) != 0)
-        st = mnas__error(ctx, MNAS_E_IO, "%s: cannot rename '%s' to '%s': %s", fn, tmp, path,
-                         errno_text(errno, why, sizeof why));
-    if (st != MNAS_OK) {
-        unlink(tmp);
-    } else {
-        /* Make the rename itself durable: sync the folder's entry. */
-        char *slash = strrchr(tmp, '/');
-        if (slash == tmp) slash[1] = '\0';
-        else if (slash) *slash = '\0';
-        int dfd = open(slash ? tmp : ".", O_RDONLY | O_CLOEXEC);
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
-        }
-    }
-    mnas__free(ctx, tmp);
-    return st;
-}
-
 /* ---- parser ----------------------------------------------------------------- */
 
 static int name_printable(const uint8_t *s, size_t n)
@@ -440,7 +355,7 @@ static mnas_status read_file(mnas_ctx *ctx, const char *fn, const char *path, ui
     *len = 0;
     /* O_NONBLOCK: a FIFO at path must not block the open; regular files ignore it. */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return mnas__error(ctx, MNAS_E_IO, "%s: cannot open '%s': %s", fn, path, errno_text(errno, why, sizeof why));
+    if (fd < 0) return mnas__error(ctx, MNAS_E_IO, "%s: cannot open '%s': %s", fn, path, mnas__errno_text(errno, why, sizeof why));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
@@ -678,7 +593,7 @@ mnas_status mnas_learner_save(const mnas_learner *l, const char *path)
     w_finish(&w);
     mnas_status st = w.st;
     if (st != MNAS_OK) st = mnas__error(ctx, st, "%s: cannot allocate the checkpoint of '%s'", fn, path);
-    else st = write_atomic(ctx, fn, path, w.buf, w.len);
+    else st = mnas__atomic_write_buf(ctx, fn, path, w.buf, w.len);
     mnas__free(ctx, w.buf);
     return st;
 }
@@ -924,7 +839,7 @@ mnas_status mnas_params_save(const mnas_params *p, const char *path)
     w_finish(&w);
     mnas_status st = w.st;
     if (st != MNAS_OK) st = mnas__error(ctx, st, "%s: cannot allocate the checkpoint of '%s'", fn, path);
-    else st = write_atomic(ctx, fn, path, w.buf, w.len);
+    else st = mnas__atomic_write_buf(ctx, fn, path, w.buf, w.len);
     mnas__free(ctx, w.buf);
     return st;
 }

@@ -10,6 +10,7 @@
 #include <mnas/io.h>
 
 #include "core/core_internal.h"
+#include "io/atomic_file.h" /* mnas__crc32 */
 
 #define MNAS__CKPT_MAGIC "MNASCKPT"
 #define MNAS__CKPT_END "MEND"
@@ -50,9 +51,6 @@ typedef struct {
     uint32_t version;
 } mnas__ckpt;
 
-/* CRC-32 (IEEE 802.3, the polynomial of zlib and PNG) of n bytes,
- * continuing from crc (0 to start). */
-uint32_t mnas__crc32(uint32_t crc, const void *data, size_t n);
 
 /* Validate buf[0..len) completely (header, every record's bounds, shape and
  * CRC, the trailer and the whole-file CRC) and index its records. what

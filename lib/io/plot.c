@@ -2,7 +2,6 @@
  * points, titles and legends, rasterised in memory and written by libpng.
  * Enough plotting for the paper's Figure 3 without a plotting dependency. */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <png.h>
 #include <setjmp.h>
@@ -14,6 +13,7 @@
 #include <mnas/io.h>
 
 #include "core/core_internal.h"
+#include "io/atomic_file.h"
 
 /* From font.c: row `row` of the glyph of byte c, leftmost column in bit 4. */
 unsigned mnas__font_row(unsigned char c, int row);
@@ -1104,59 +1104,27 @@ static mnas_status png_encode(const mnas_figure *f, png_job *j)
     return MNAS_OK;
 }
 
-static const char *errno_text(int e, char *buf, size_t cap)
+/* Fills the temporary file of mnas__atomic_write with the PNG. */
+static mnas_status fill_png(void *user, mnas_ctx *ctx, const char *fn, const char *tmp, int fd)
 {
-    if (strerror_r(e, buf, cap) != 0) snprintf(buf, cap, "error %d", e);
-    return buf;
+    const mnas_figure *fig = user;
+    char why[128];
+    png_job job;
+    memset(&job, 0, sizeof job);
+    job.ctx = ctx;
+    job.fd = fd;
+    mnas_status st = png_encode(fig, &job);
+    if (st == MNAS_OK) return MNAS_OK;
+    if (job.write_errno)
+        return mnas__error(ctx, st, "%s: cannot write '%s': %s", fn, tmp,
+                           mnas__errno_text(job.write_errno, why, sizeof why));
+    return mnas__error(ctx, st, "%s: libpng failed on '%s': %s", fn, tmp, job.msg);
 }
 
 mnas_status mnas_figure_save_png(const mnas_figure *fig, const char *path)
 {
     static const char fn[] = "mnas_figure_save_png";
     if (!fig_ok(fig)) return MNAS_E_INVALID;
-    mnas_ctx *ctx = fig->ctx;
-    if (!path) return mnas__error(ctx, MNAS_E_INVALID, "%s: path is NULL", fn);
-    if (!*path) return mnas__error(ctx, MNAS_E_INVALID, "%s: path is empty", fn);
-    size_t len = strlen(path);
-    if (len > SIZE_MAX - 5) return mnas__error(ctx, MNAS_E_INVALID, "%s: path is too long", fn);
-    char *tmp = mnas__alloc(ctx, len + 5);
-    if (!tmp) return mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate a file name", fn);
-    memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp", 5);
-
-    char why[128];
-    /* O_NOFOLLOW: never write through a link someone left at the temporary name */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        int e = errno;
-        mnas_status r = mnas__error(ctx, MNAS_E_IO, "%s: cannot create '%s': %s", fn, tmp,
-                                    errno_text(e, why, sizeof why));
-        mnas__free(ctx, tmp);
-        return r;
-    }
-    png_job job;
-    memset(&job, 0, sizeof job);
-    job.ctx = ctx;
-    job.fd = fd;
-    mnas_status st = png_encode(fig, &job);
-    if (st != MNAS_OK) {
-        if (job.write_errno)
-            mnas__error(ctx, st, "%s: cannot write '%s': %s", fn, tmp,
-                        errno_text(job.write_errno, why, sizeof why));
-        else
-            mnas__error(ctx, st, "%s: libpng failed on '%s': %s", fn, tmp, job.msg);
-    } else if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
-        /* EINVAL/EROFS: the file cannot be synced (special file systems); the data is written */
-        st = mnas__error(ctx, MNAS_E_IO, "%s: cannot flush '%s' to disk: %s", fn, tmp,
-                         errno_text(errno, why, sizeof why));
-    }
-    if (close(fd) != 0 && st == MNAS_OK)
-        st = mnas__error(ctx, MNAS_E_IO, "%s: cannot close '%s': %s", fn, tmp,
-                         errno_text(errno, why, sizeof why));
-    if (st == MNAS_OK && rename(tmp, path) != 0)
-        st = mnas__error(ctx, MNAS_E_IO, "%s: cannot rename '%s' to '%s': %s", fn, tmp, path,
-                         errno_text(errno, why, sizeof why));
-    if (st != MNAS_OK) unlink(tmp);
-    mnas__free(ctx, tmp);
-    return st;
+    /* the cast: the fill callback takes void *, and only reads the figure */
+    return mnas__atomic_write(fig->ctx, fn, path, fill_png, (void *)fig);
 }
