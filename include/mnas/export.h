@@ -1,4 +1,5 @@
-/* libmnas — the export macro. Every public declaration carries MNAS_API; the
+/** @file
+ * @brief libmnas — the export macro. Every public declaration carries MNAS_API; the
  * library is built with hidden visibility, so only mnas_* symbols leave it. */
 #ifndef MNAS_EXPORT_H
 #define MNAS_EXPORT_H

@@ -1,4 +1,5 @@
-/* libmnas — meta layer: the inner loop (fast-weight adaptation, Eq. (2) and
+/** @file
+ * @brief libmnas — meta layer: the inner loop (fast-weight adaptation, Eq. (2) and
  * (8) of the paper) and the meta-learners built on it.
  *
  * The learner trains meta-weights so that a few SGD steps on a task's
@@ -23,35 +24,39 @@ extern "C" {
 
 /* ---- the inner loop ------------------------------------------------------ */
 
-/* A task loss: builds a scalar on tape from the weights being adapted and
+/** A task loss: builds a scalar on tape from the weights being adapted and
  * extra inputs the loss depends on (architecture weights, ...; NULL when
  * there are none). It must be deterministic and read its data from user
  * (persistent tensors). */
 typedef mnas_tensor *(*mnas_loss_fn)(mnas_tape *tape, mnas_tensor *const *weights, mnas_tensor *const *extra,
                                      void *user);
 
+/** How the inner loop differentiates through its SGD steps. */
 typedef enum mnas_inner_mode {
-    /* Differentiate through every step (create_graph): exact meta-gradient. */
+    /** Differentiate through every step (create_graph): exact meta-gradient. */
     MNAS_INNER_SECOND_ORDER = 0,
-    /* Inner gradients are constants (first-order MAML). */
+    /** Inner gradients are constants (first-order MAML). */
     MNAS_INNER_FIRST_ORDER = 1,
-    /* Exact like SECOND_ORDER, but keeps only each step's weights and
+    /** Exact like SECOND_ORDER, but keeps only each step's weights and
      * recomputes the step's graph during the backward pass, so memory does
      * not grow with the number of steps. The result can be differentiated
      * once (mnas_grad without create_graph). */
     MNAS_INNER_RECOMPUTE = 2
 } mnas_inner_mode;
 
+/** Options of mnas_inner_loop; initialise with MNAS_INNER_OPTIONS_INIT. */
 typedef struct mnas_inner_options {
+    /** sizeof(mnas_inner_options), set by the _INIT macro. */
     size_t struct_size;
-    int steps;            /* 0..1000 (default 5) */
-    double lr;            /* SGD step size, >= 0 (default 0.001, the paper's toy value) */
-    mnas_inner_mode mode; /* default MNAS_INNER_SECOND_ORDER */
+    int steps; /**< 0..1000 (default 5) */
+    double lr; /**< SGD step size, >= 0 (default 0.001, the paper's toy value) */
+    mnas_inner_mode mode; /**< default MNAS_INNER_SECOND_ORDER */
 } mnas_inner_options;
 
+/** Defaults: 5 steps of 0.001, second order. */
 #define MNAS_INNER_OPTIONS_INIT { sizeof(mnas_inner_options), 5, 0.001, MNAS_INNER_SECOND_ORDER }
 
-/* steps SGD steps w <- w - lr * d loss(w, extra) / d w from w0, recorded on
+/** steps SGD steps w <- w - lr * d loss(w, extra) / d w from w0, recorded on
  * tape so that w_out (n_weights tape tensors) is differentiable with respect
  * to w0 and extra. A non-finite inner loss fails with MNAS_E_NUMERIC. */
 MNAS_API mnas_status mnas_inner_loop(mnas_tape *tape, mnas_loss_fn loss, void *user, size_t n_weights,
@@ -70,19 +75,25 @@ MNAS_API mnas_status mnas_inner_loop(mnas_tape *tape, mnas_loss_fn loss, void *u
  * + W_hz h + b_hz), n = tanh(W_in x + b_in + r * (W_hn h + b_hn)),
  * h' = (1 - u) * n + u * h. LSTM: i, f, g, o gates, c' = f c + i g,
  * h' = o tanh(c'). */
+/** Recurrent cell of the task encoder. */
 typedef enum mnas_rnn_kind { MNAS_RNN_GRU = 0, MNAS_RNN_LSTM = 1 } mnas_rnn_kind;
 
+/** The task encoder of Eq. (4)-(6) (opaque): structure and shapes, weights in a parameter set. */
 typedef struct mnas_task_encoder mnas_task_encoder;
 
+/** A task encoder for pairs of x_features and y_features values; NULL on failure. */
 MNAS_API mnas_task_encoder *mnas_task_encoder_create(mnas_ctx *ctx, int64_t x_features, int64_t y_features,
                                                      int64_t f_dim, int64_t z_dim, mnas_rnn_kind kind);
+/** Free a task encoder. NULL is a no-op. */
 MNAS_API void mnas_task_encoder_free(mnas_task_encoder *e);
+/** Size of the task representation z. */
 MNAS_API int64_t mnas_task_encoder_z_dim(const mnas_task_encoder *e);
-/* Parameters named prefix + "f.w", "f.b", "enc.*", "dec.*". Returns the
+/** Parameters named prefix + "f.w", "f.b", "enc.*", "dec.*". Returns the
  * first index or -1. */
 MNAS_API int mnas_task_encoder_add_params(const mnas_task_encoder *e, mnas_params *p, const char *prefix, int group);
+/** Number of parameter tensors the encoder adds. */
 MNAS_API size_t mnas_task_encoder_num_params(const mnas_task_encoder *e);
-/* Encode the support set x [K, x_features], y [K, y_features]; perm is a
+/** Encode the support set x [K, x_features], y [K, y_features]; perm is a
  * permutation of 0..K-1 (the feeding order), or NULL for 0..K-1. *z gets
  * the [1, z_dim] representation and *recon (may be NULL) the scalar L_r,
  * both on tape and differentiable. */
@@ -95,14 +106,19 @@ MNAS_API mnas_status mnas_task_encoder_forward(const mnas_task_encoder *e, mnas_
  * The task-aware architecture controller of M-NAS: an MLP from z to
  * [edges, ops] logits (Linear(z_dim -> hidden) - ReLU - Linear(hidden ->
  * edges*ops)), softmax per edge. */
+/** The controller (opaque): an MLP from z to the architecture weights alpha. */
 typedef struct mnas_controller mnas_controller;
 
+/** A controller from z [1, z_dim] to alpha [edges, ops]; NULL on failure. */
 MNAS_API mnas_controller *mnas_controller_create(mnas_ctx *ctx, int64_t z_dim, int64_t hidden, int64_t edges,
                                                  int64_t ops);
+/** Free a controller. NULL is a no-op. */
 MNAS_API void mnas_controller_free(mnas_controller *c);
+/** Append the controller's parameters (named prefix + ...) to p; returns the first index or -1. */
 MNAS_API int mnas_controller_add_params(const mnas_controller *c, mnas_params *p, const char *prefix, int group);
+/** Number of parameter tensors the controller adds. */
 MNAS_API size_t mnas_controller_num_params(const mnas_controller *c);
-/* alpha [edges, ops] (rows sum to 1) from z [1, z_dim]. */
+/** alpha [edges, ops] (rows sum to 1) from z [1, z_dim]. */
 MNAS_API mnas_tensor *mnas_controller_forward(const mnas_controller *c, mnas_tape *tape, mnas_tensor *z,
                                               mnas_tensor *const *w);
 
@@ -113,22 +129,28 @@ MNAS_API mnas_tensor *mnas_controller_forward(const mnas_controller *c, mnas_tap
  * row (the first axis) of each weight tensor, broadcast over the rest. The
  * FC's bias starts at bias_init (sigmoid(bias_init) is the initial scale;
  * e.g. 3 gives 0.95), its weight at U[-1/sqrt(z_dim), 1/sqrt(z_dim)]. */
+/** Granularity of the modulation tau: one factor per element or per output channel. */
 typedef enum mnas_modulation { MNAS_MODULATE_ELEMENT = 0, MNAS_MODULATE_CHANNEL = 1 } mnas_modulation;
 
+/** The modulator of Eq. (7) (opaque): tau = sigmoid(FC(z)) scales the meta-weights. */
 typedef struct mnas_modulator mnas_modulator;
 
-/* Modulates n tensors of the given shapes (the meta-weights, in order). */
+/** Modulates n tensors of the given shapes (the meta-weights, in order). */
 MNAS_API mnas_modulator *mnas_modulator_create(mnas_ctx *ctx, int64_t z_dim, size_t n, mnas_tensor *const *targets,
                                                mnas_modulation mode, double bias_init);
+/** Free a modulator. NULL is a no-op. */
 MNAS_API void mnas_modulator_free(mnas_modulator *m);
+/** Append the modulator's parameters (named prefix + ...) to p; returns the first index or -1. */
 MNAS_API int mnas_modulator_add_params(const mnas_modulator *m, mnas_params *p, const char *prefix, int group);
+/** Number of parameter tensors the modulator adds. */
 MNAS_API size_t mnas_modulator_num_params(const mnas_modulator *m);
-/* out[i] = tau_i * targets[i] for the n tensors given (shapes as created). */
+/** out[i] = tau_i * targets[i] for the n tensors given (shapes as created). */
 MNAS_API mnas_status mnas_modulator_forward(const mnas_modulator *m, mnas_tape *tape, mnas_tensor *z,
                                             mnas_tensor *const *w, mnas_tensor *const *targets, mnas_tensor **out);
 
 /* ---- meta-learners ---------------------------------------------------------- */
 
+/** The meta-learning methods of the paper. */
 typedef enum mnas_method {
     MNAS_METHOD_MAML = 0,
     MNAS_METHOD_MNAS = 1,
@@ -136,35 +158,40 @@ typedef enum mnas_method {
     MNAS_METHOD_MNAS_NM = 3
 } mnas_method;
 
+/** Name of a method ("MAML", "M-NAS", ...), or "unknown" if out of range. */
 MNAS_API const char *mnas_method_name(mnas_method method);
 
+/** Options of mnas_learner_create; initialise with MNAS_LEARNER_OPTIONS_INIT. */
 typedef struct mnas_learner_options {
+    /** sizeof(mnas_learner_options), set by the _INIT macro. */
     size_t struct_size;
+    /** The method (default MNAS_METHOD_MAML). */
     mnas_method method;
-    int meta_batch;          /* tasks per meta-update (default 25) */
-    int inner_steps;         /* default 5 */
-    double inner_lr;         /* default 0.001 (toy regression; the paper uses 0.01 for images) */
-    double outer_lr;         /* Adam, default 0.001 */
+    int meta_batch; /**< tasks per meta-update (default 25) */
+    int inner_steps; /**< default 5 */
+    double inner_lr; /**< default 0.001 (toy regression; the paper uses 0.01 for images) */
+    double outer_lr; /**< Adam, default 0.001 */
+    /** default MNAS_INNER_SECOND_ORDER */
     mnas_inner_mode inner_mode;
-    int threads;             /* worker threads, 1..256 (default 1) */
-    uint64_t seed;           /* initialisation and every random choice */
-    double clip_norm;        /* > 0: clip the meta-gradient's norm (default 0: off) */
-    int hidden;              /* width of the baseline MLP (default 50) */
-    int layers;              /* Linear layers of the baseline MLP (default 5) */
-    int in_features;         /* default 1 */
-    int out_features;        /* default 1 */
-    /* M-NAS, M-NAS-Shared, M-NAS-NM (Eq. (9)) */
-    double arch_lr;          /* Adam step of the controller / shared alpha (default 1e-4) */
-    double beta;             /* weight of the reconstruction loss L_r (default 0.01) */
-    double path_dropout;     /* probability of dropping each alpha entry while training (default 0.1) */
-    int nodes;               /* intermediate nodes of the cell (default 3) */
-    int z_dim;               /* task representation size (default 32) */
-    int f_dim;               /* pair embedding size F (default 32) */
-    int controller_hidden;   /* default 64 */
-    mnas_rnn_kind encoder;   /* default MNAS_RNN_GRU */
-    mnas_modulation modulation; /* default MNAS_MODULATE_ELEMENT */
-    double modulator_bias;   /* initial FC bias of the modulator (default 3: tau ~ 0.95) */
-    /* Few-shot image classification (N-way): classes > 0 selects it. Tasks
+    int threads; /**< worker threads, 1..256 (default 1) */
+    uint64_t seed; /**< initialisation and every random choice */
+    double clip_norm; /**< > 0: clip the meta-gradient's norm (default 0: off) */
+    int hidden; /**< width of the baseline MLP (default 50) */
+    int layers; /**< Linear layers of the baseline MLP (default 5) */
+    int in_features; /**< default 1 */
+    int out_features; /**< default 1 */
+    /** M-NAS, M-NAS-Shared, M-NAS-NM (Eq. (9)) */
+    double arch_lr; /**< Adam step of the controller / shared alpha (default 1e-4) */
+    double beta; /**< weight of the reconstruction loss L_r (default 0.01) */
+    double path_dropout; /**< probability of dropping each alpha entry while training (default 0.1) */
+    int nodes; /**< intermediate nodes of the cell (default 3) */
+    int z_dim; /**< task representation size (default 32) */
+    int f_dim; /**< pair embedding size F (default 32) */
+    int controller_hidden; /**< default 64 */
+    mnas_rnn_kind encoder; /**< default MNAS_RNN_GRU */
+    mnas_modulation modulation; /**< default MNAS_MODULATE_ELEMENT */
+    double modulator_bias; /**< initial FC bias of the modulator (default 3: tau ~ 0.95) */
+    /** Few-shot image classification (N-way): classes > 0 selects it. Tasks
      * then hold images x [n, in_channels, image_size, image_size] and labels
      * y [n, 1] (class indices 0..classes-1 stored as reals); the loss is the
      * cross-entropy. MAML uses the paper's 4-block conv network (filters per
@@ -173,28 +200,33 @@ typedef struct mnas_learner_options {
      * and the encoder reads the flattened image with the one-hot label. The
      * regression fields hidden, layers, in_features and out_features are
      * then unused. */
-    int classes;             /* 0: regression with the MSE (default) */
-    int in_channels;         /* default 1 */
-    int image_size;          /* height = width (default 28) */
-    int filters;             /* conv MAML baseline, per block (default 32) */
-    int channels;            /* conv supernet C (default 16) */
+    int classes; /**< 0: regression with the MSE (default) */
+    int in_channels; /**< default 1 */
+    int image_size; /**< height = width (default 28) */
+    int filters; /**< conv MAML baseline, per block (default 32) */
+    int channels; /**< conv supernet C (default 16) */
 } mnas_learner_options;
 
+/** Defaults of mnas_learner_options (the paper's toy-regression settings). */
 #define MNAS_LEARNER_OPTIONS_INIT                                                                          \
     { sizeof(mnas_learner_options), MNAS_METHOD_MAML, 25, 5, 0.001, 0.001, MNAS_INNER_SECOND_ORDER, 1, 0u,  \
       0.0, 50, 5, 1, 1, 1e-4, 0.01, 0.1, 3, 32, 32, 64, MNAS_RNN_GRU, MNAS_MODULATE_ELEMENT, 3.0, 0, 1, 28,  \
       32, 16 }
 
+/** A meta-learner (opaque): one of the paper's methods with its parameters and optimisers. */
 typedef struct mnas_learner mnas_learner;
 
+/** A learner with the given options (NULL: defaults); NULL on failure. */
 MNAS_API mnas_learner *mnas_learner_create(mnas_ctx *ctx, const mnas_learner_options *opts);
+/** Free a learner. NULL is a no-op. */
 MNAS_API void mnas_learner_free(mnas_learner *l);
 
-/* The meta-parameters (owned by the learner). */
+/** The meta-parameters (owned by the learner). */
 MNAS_API mnas_params *mnas_learner_params(const mnas_learner *l);
+/** Number of meta-updates made so far. */
 MNAS_API int64_t mnas_learner_iteration(const mnas_learner *l);
 
-/* Change the Adam step sizes from the next meta-update on (also from
+/** Change the Adam step sizes from the next meta-update on (also from
  * inside a progress callback), for schedules such as a decay at the end of
  * training: outer_lr for the meta-weights,
  * encoder and modulator, arch_lr for the controller or the shared alpha
@@ -204,12 +236,12 @@ MNAS_API int64_t mnas_learner_iteration(const mnas_learner *l);
  * rates in force, and mnas_learner_checkpoint_options returns them. */
 MNAS_API mnas_status mnas_learner_set_lr(mnas_learner *l, double outer_lr, double arch_lr);
 
-/* One meta-update on n tasks (n >= 1): the mean over tasks of the query
+/** One meta-update on n tasks (n >= 1): the mean over tasks of the query
  * loss after adaptation. *loss (may be NULL) receives that mean. On failure
  * (bad task, non-finite loss or gradient) nothing changes. */
 MNAS_API mnas_status mnas_learner_step(mnas_learner *l, const mnas_task *const *tasks, size_t n, double *loss);
 
-/* The per-task meta-objective of Eq. (9) (Eq. (3) for MAML) as training
+/** The per-task meta-objective of Eq. (9) (Eq. (3) for MAML) as training
  * computes it: the query loss after adaptation plus beta * L_r, with the
  * per-task random choices (support order, path dropout) of stream. With
  * want_grad != 0 the parameters' gradient buffers are overwritten with its
@@ -217,35 +249,35 @@ MNAS_API mnas_status mnas_learner_step(mnas_learner *l, const mnas_task *const *
 MNAS_API mnas_status mnas_learner_task_objective(mnas_learner *l, const mnas_task *task, uint64_t stream,
                                                  double *objective, int want_grad);
 
-/* Where training tasks come from: task number index (0, 1, ...) of a
+/** Where training tasks come from: task number index (0, 1, ...) of a
  * stream. Called from worker threads, so it must be thread-safe; the
  * learner frees the tasks. */
 typedef mnas_task *(*mnas_task_source)(void *user, uint64_t index);
 
-/* Progress: called on the calling thread after every meta-update; return
+/** Progress: called on the calling thread after every meta-update; return
  * nonzero to stop early. */
 typedef int (*mnas_progress_fn)(void *user, int64_t iteration, int64_t total, double loss);
 
-/* iterations meta-updates; iteration i uses tasks i*meta_batch ..
+/** iterations meta-updates; iteration i uses tasks i*meta_batch to
  * (i+1)*meta_batch - 1 of the source, counted from the learner's current
  * iteration, so training resumed later continues the same stream. */
 MNAS_API mnas_status mnas_learner_train(mnas_learner *l, mnas_task_source source, void *source_user,
                                         int64_t iterations, mnas_progress_fn progress, void *progress_user);
 
-/* Query losses of every task of set (the MSE, or the cross-entropy of a
+/** Query losses of every task of set (the MSE, or the cross-entropy of a
  * classification learner), before (loss_before[i], with the meta-weights)
  * and after adaptation (loss_after[i]); steps < 0 uses the training
  * inner_steps. Either output may be NULL. Runs on the worker pool. */
 MNAS_API mnas_status mnas_learner_evaluate(mnas_learner *l, const mnas_task_set *set, int steps,
                                            double *loss_before, double *loss_after);
-/* Classification accuracy (fraction of query images whose largest logit is
+/** Classification accuracy (fraction of query images whose largest logit is
  * their label) of every task of set, before and after adaptation; the same
  * adaptation as mnas_learner_evaluate. Classification learners only
  * (classes > 0): MNAS_E_STATE otherwise. Either output may be NULL. */
 MNAS_API mnas_status mnas_learner_evaluate_accuracy(mnas_learner *l, const mnas_task_set *set, int steps,
                                                     double *acc_before, double *acc_after);
 
-/* Enter the architecture-evaluation phase (paper, "Architectures
+/** Enter the architecture-evaluation phase (paper, "Architectures
  * Evaluation"). M-NAS-Shared fixes the genotype derived from its shared
  * alpha; with reinit != 0 the meta-weights (and encoder, modulator) are drawn
  * afresh, as the paper retrains the searched model. M-NAS and M-NAS-NM
@@ -254,12 +286,13 @@ MNAS_API mnas_status mnas_learner_evaluate_accuracy(mnas_learner *l, const mnas_
  * backward treats it as the soft alpha, so the controller keeps learning.
  * MAML has no architecture: MNAS_E_STATE. */
 MNAS_API mnas_status mnas_learner_discretize(mnas_learner *l, int reinit);
+/** 1 if the learner's architecture has been discretised (STE fine-tuning), else 0 (also for NULL). */
 MNAS_API int mnas_learner_is_discrete(const mnas_learner *l);
-/* The genotype the learner uses for task: M-NAS and M-NAS-NM derive it
+/** The genotype the learner uses for task: M-NAS and M-NAS-NM derive it
  * from the controller's alpha for the task's support set, M-NAS-Shared from
  * its shared alpha. NULL for MAML. The caller frees it. */
 MNAS_API mnas_genotype *mnas_learner_genotype(mnas_learner *l, const mnas_task *task);
-/* The task representation z (Eq. (4)-(5)) the learner computes for task's
+/** The task representation z (Eq. (4)-(5)) the learner computes for task's
  * support set, as doubles into z[0..z_dim-1] (the support order drawn as
  * in evaluation); *z_dim (may be NULL) receives z_dim. MNAS_E_STATE for
  * MAML (no encoder), MNAS_E_INVALID when cap < z_dim. For maps of tasks
@@ -267,7 +300,7 @@ MNAS_API mnas_genotype *mnas_learner_genotype(mnas_learner *l, const mnas_task *
 MNAS_API mnas_status mnas_learner_task_embedding(mnas_learner *l, const mnas_task *task, double *z, size_t cap,
                                                  size_t *z_dim);
 
-/* Adapt to task's support set, then predict at n inputs x[0..n-1] (one
+/** Adapt to task's support set, then predict at n inputs x[0..n-1] (one
  * feature each; the model's outputs go to y, n * out_features values). */
 MNAS_API mnas_status mnas_learner_adapt_predict(mnas_learner *l, const mnas_task *task, int steps,
                                                 size_t n, const mnas_real *x, mnas_real *y);

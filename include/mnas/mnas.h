@@ -1,4 +1,5 @@
-/* libmnas — meta neural architecture search. One include for the whole API. */
+/** @file
+ * @brief libmnas — meta neural architecture search. One include for the whole API. */
 #ifndef MNAS_MNAS_H
 #define MNAS_MNAS_H
 
