@@ -821,6 +821,95 @@ END_TEST
 
 /* -------------------------------------------------------------- logging */
 
+/* A tracking allocator: remembers its live blocks, so a test can leave
+ * children alive at mnas_ctx_free and still release them afterwards. */
+typedef struct tracking_alloc {
+    void *blocks[4096];
+    int n;
+} tracking_alloc;
+
+static void *tracking_malloc(void *user, size_t size)
+{
+    tracking_alloc *t = user;
+    if (t->n == 4096) return NULL;
+    void *p = malloc(size);
+    if (p) t->blocks[t->n++] = p;
+    return p;
+}
+
+static void tracking_free(void *user, void *ptr)
+{
+    tracking_alloc *t = user;
+    for (int i = 0; i < t->n; i++)
+        if (t->blocks[i] == ptr) {
+            t->blocks[i] = t->blocks[--t->n];
+            break;
+        }
+    free(ptr);
+}
+
+START_TEST(ctx_live_counts_and_free_report)
+{
+    static tracking_alloc ta; /* large: not on the stack */
+    ta.n = 0;
+    log_sink s;
+    memset(&s, 0, sizeof s);
+    mnas_ctx_options o = MNAS_CTX_OPTIONS_INIT;
+    o.alloc = tracking_malloc;
+    o.free = tracking_free;
+    o.alloc_user = &ta;
+    o.log = sink_log;
+    o.log_user = &s;
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, &o), MNAS_OK);
+    ck_assert_int_eq(mnas_ctx_live_allocations(NULL), -1);
+    ck_assert_int_eq(mnas_ctx_live_tensors(NULL), -1);
+    ck_assert_int_eq(mnas_ctx_live_allocations(ctx), 0);
+    ck_assert_int_eq(mnas_ctx_live_tensors(ctx), 0);
+
+    int64_t shape[2] = { 3, 4 };
+    mnas_tensor *a = mnas_tensor_zeros(ctx, 2, shape);
+    mnas_tensor *b = mnas_tensor_copy(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(mnas_ctx_live_tensors(ctx), 2);
+    ck_assert_int_eq(mnas_ctx_live_allocations(ctx), 4); /* header and data each */
+    mnas_tape *tp = NULL;
+    ck_assert_int_eq(mnas_tape_create(ctx, &tp), MNAS_OK);
+    ck_assert_ptr_nonnull(mnas_add(tp, a, b));
+    ck_assert_int_eq(mnas_ctx_live_tensors(ctx), 2); /* tape tensors are not counted */
+    ck_assert_int_gt(mnas_ctx_live_allocations(ctx), 4);
+    mnas_tape_free(tp);
+    ck_assert_int_eq(mnas_ctx_live_allocations(ctx), 4);
+    mnas_tensor_free(b);
+    ck_assert_int_eq(mnas_ctx_live_tensors(ctx), 1);
+    ck_assert_int_eq(mnas_ctx_live_allocations(ctx), 2);
+    /* a failed constructor leaves nothing behind */
+    ck_assert_ptr_null(mnas_tensor_zeros(ctx, 2, (int64_t[]){ 0, 4 }));
+    ck_assert_int_eq(mnas_ctx_live_allocations(ctx), 2);
+
+    /* freeing the context with a live tensor reports it through the log */
+    int before = s.count;
+    mnas_ctx_free(ctx);
+    ck_assert_int_eq(s.count, before + 1);
+    ck_assert_int_eq(s.last_level, MNAS_LOG_ERROR);
+    ck_assert_msg(strstr(s.last, "mnas_ctx_free") && strstr(s.last, "2 allocation(s) still live") &&
+                      strstr(s.last, "1 of them persistent tensors"),
+                  "message: %s", s.last);
+    ck_assert_int_eq(ta.n, 2); /* the leaked tensor's two blocks, nothing else */
+    while (ta.n > 0) tracking_free(&ta, ta.blocks[0]);
+    (void)a;
+
+    /* a clean context says nothing when freed */
+    memset(&s, 0, sizeof s);
+    ck_assert_int_eq(mnas_ctx_create(&ctx, &o), MNAS_OK);
+    mnas_tensor *c = mnas_tensor_zeros(ctx, 2, shape);
+    mnas_tensor_free(c);
+    mnas_ctx_free(ctx);
+    ck_assert_int_eq(s.count, 0);
+    ck_assert_int_eq(ta.n, 0);
+}
+END_TEST
+
 START_TEST(log_levels)
 {
     log_sink s;
@@ -973,6 +1062,7 @@ static Suite *core_suite(void)
 
     tc = tcase_create("log");
     tcase_add_test(tc, log_levels);
+    tcase_add_test(tc, ctx_live_counts_and_free_report);
     tcase_add_test(tc, log_debug_sees_errors);
     tcase_add_test(tc, last_error_message);
     suite_add_tcase(s, tc);

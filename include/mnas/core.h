@@ -94,8 +94,10 @@ typedef struct mnas_ctx_options {
  * NULL and the status says why (there is no context to hold a message). */
 MNAS_API mnas_status mnas_ctx_create(mnas_ctx **out, const mnas_ctx_options *opts);
 
-/** Free a context. Every tensor and tape made from it must be freed first.
- * mnas_ctx_free(NULL) is a no-op. */
+/** Free a context. Every tensor and tape made from it must be freed first;
+ * if some are still live, the context logs an MNAS_LOG_ERROR message through
+ * its log callback saying how many (they are not freed, and using them
+ * afterwards is undefined). mnas_ctx_free(NULL) is a no-op. */
 MNAS_API void mnas_ctx_free(mnas_ctx *ctx);
 
 /** The message of the last failure on this context ("" if none). The pointer
@@ -105,6 +107,14 @@ MNAS_API void mnas_ctx_free(mnas_ctx *ctx);
 MNAS_API const char *mnas_ctx_last_error(const mnas_ctx *ctx);
 /** Reset the context's last error message to "". */
 MNAS_API void mnas_ctx_clear_error(mnas_ctx *ctx);
+
+/** Number of memory blocks the library holds from this context's allocator
+ * (every live object, tensor, tape arena chunk, ...); -1 if ctx is invalid.
+ * 0 once everything made from the context is freed: a leak check. */
+MNAS_API int64_t mnas_ctx_live_allocations(const mnas_ctx *ctx);
+/** Number of live persistent tensors made from this context (tape-owned
+ * tensors are not counted); -1 if ctx is invalid. */
+MNAS_API int64_t mnas_ctx_live_tensors(const mnas_ctx *ctx);
 
 /** Log through the context's callback (used by the library; open to
  * embedders so their messages share one sink). */

@@ -33,6 +33,10 @@ struct mnas_ctx {
     struct mnas_rng rng;
     pthread_mutex_t err_lock;
     char last_error[MNAS_MSG_MAX];
+    /* Live blocks from mnas__alloc and live persistent tensors, for
+     * mnas_ctx_free's report of leaked children (atomic: workers allocate). */
+    int64_t live_allocs;
+    int64_t live_tensors;
 };
 
 #if defined(__GNUC__)

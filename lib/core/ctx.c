@@ -1,5 +1,6 @@
 /* The context: allocator hooks, the log sink, the last error message and the
  * context's random number generator. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,9 +58,32 @@ mnas_status mnas_ctx_create(mnas_ctx **out, const mnas_ctx_options *opts)
     return MNAS_OK;
 }
 
+int64_t mnas_ctx_live_allocations(const mnas_ctx *ctx)
+{
+    if (!mnas__ctx_ok(ctx)) return -1;
+    return __atomic_load_n(&ctx->live_allocs, __ATOMIC_RELAXED);
+}
+
+int64_t mnas_ctx_live_tensors(const mnas_ctx *ctx)
+{
+    if (!mnas__ctx_ok(ctx)) return -1;
+    return __atomic_load_n(&ctx->live_tensors, __ATOMIC_RELAXED);
+}
+
 void mnas_ctx_free(mnas_ctx *ctx)
 {
     if (!mnas__ctx_ok(ctx)) return;
+    /* Children still alive are the caller's leak (or a use-after-free to
+     * come): say so through the log rather than silently. */
+    int64_t blocks = mnas_ctx_live_allocations(ctx), tensors = mnas_ctx_live_tensors(ctx);
+    if (blocks > 0) {
+        char msg[192];
+        snprintf(msg, sizeof msg,
+                 "mnas_ctx_free: %lld allocation(s) still live, %lld of them persistent tensors: free every "
+                 "tensor, tape and object made from the context first",
+                 (long long)blocks, (long long)tensors);
+        mnas_ctx_log(ctx, MNAS_LOG_ERROR, msg);
+    }
     ctx->magic = 0;
     pthread_mutex_destroy(&ctx->err_lock);
     mnas_free_fn f = ctx->free;
@@ -91,7 +115,9 @@ void mnas_ctx_log(mnas_ctx *ctx, mnas_log_level level, const char *message)
 void *mnas__alloc(mnas_ctx *ctx, size_t size)
 {
     if (size == 0) size = 1;
-    return ctx->alloc(ctx->alloc_user, size);
+    void *p = ctx->alloc(ctx->alloc_user, size);
+    if (p) __atomic_add_fetch(&ctx->live_allocs, 1, __ATOMIC_RELAXED);
+    return p;
 }
 
 void *mnas__calloc(mnas_ctx *ctx, size_t n, size_t size)
@@ -105,7 +131,9 @@ void *mnas__calloc(mnas_ctx *ctx, size_t n, size_t size)
 
 void mnas__free(mnas_ctx *ctx, void *p)
 {
-    if (p) ctx->free(ctx->alloc_user, p);
+    if (!p) return;
+    __atomic_sub_fetch(&ctx->live_allocs, 1, __ATOMIC_RELAXED);
+    ctx->free(ctx->alloc_user, p);
 }
 
 /* The hooks promise malloc alignment only; tensor data wants MNAS_ALIGN, so

@@ -79,6 +79,7 @@ static mnas_tensor *persistent_new(mnas_ctx *ctx, const char *fn, int ndim, cons
     t->ctx = ctx;
     t->owns_data = 1;
     mnas__tensor_set_shape(t, ndim, shape, size);
+    __atomic_add_fetch(&ctx->live_tensors, 1, __ATOMIC_RELAXED);
     return t;
 }
 
@@ -199,6 +200,7 @@ void mnas_tensor_free(mnas_tensor *t)
     if (!t || t->magic != MNAS_TENSOR_MAGIC || !t->owns_data) return;
     mnas_ctx *ctx = t->ctx;
     t->magic = MNAS_TENSOR_DEAD;
+    __atomic_sub_fetch(&ctx->live_tensors, 1, __ATOMIC_RELAXED);
     mnas__free_aligned(ctx, t->data);
     mnas__free(ctx, t);
 }
