@@ -124,3 +124,17 @@ class TestFinalisers(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestLiveCounts(unittest.TestCase):
+    def test_live_tensors_and_allocations(self):
+        ctx = mnas.Context(seed=1)
+        self.assertEqual(ctx.live_tensors, 0)
+        self.assertEqual(ctx.live_allocations, 0)
+        t = ctx.zeros([2, 3])
+        self.assertEqual(ctx.live_tensors, 1)
+        self.assertGreaterEqual(ctx.live_allocations, 2)
+        t.close()
+        self.assertEqual(ctx.live_tensors, 0)
+        self.assertEqual(ctx.live_allocations, 0)
+        ctx.close()

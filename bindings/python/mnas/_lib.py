@@ -58,6 +58,8 @@ FUNCTIONS = [
     ("mnas_ctx_free", [H], None),
     ("mnas_ctx_last_error", [H], c_char_p),
     ("mnas_ctx_clear_error", [H], None),
+    ("mnas_ctx_live_allocations", [H], c_int64),
+    ("mnas_ctx_live_tensors", [H], c_int64),
     ("mnas_ctx_log", [H, c_int, c_char_p], None),
     ("mnas_ctx_seed", [H, c_uint64], None),
     ("mnas_ctx_rng", [H], H),

@@ -89,6 +89,17 @@ class Context(Handle):
     def clear_error(self):
         C.mnas_ctx_clear_error(self._p())
 
+    @property
+    def live_allocations(self) -> int:
+        """Memory blocks the library holds from this context (0 once every
+        object made from it is freed)."""
+        return int(C.mnas_ctx_live_allocations(self._p()))
+
+    @property
+    def live_tensors(self) -> int:
+        """Live persistent tensors made from this context."""
+        return int(C.mnas_ctx_live_tensors(self._p()))
+
     def log(self, level, message):
         """Send a message through the context's log callback."""
         C.mnas_ctx_log(self._p(), _log_level(level), str(message).encode())
