@@ -14,6 +14,13 @@
 
 #include <mnas/mnas.h>
 
+/* --version: the program and the library it runs on, on stdout. */
+static inline int ex_version(const char *prog)
+{
+    printf("%s (libmnas %s, headers %s)\n", prog, mnas_version_string(), MNAS_VERSION_STRING);
+    return 0;
+}
+
 static double ex_now(void)
 {
     struct timespec t;
@@ -148,14 +155,12 @@ static inline const char *ex_ckpt_path(const char *path, const char *suffix, cha
 }
 
 /* Options of the learner to resume: the checkpoint's, with threads from o.
- * Returns 0 (message printed) on failure. */
+ * Returns 0 on failure with the message on the context (the caller prints
+ * it, once). */
 static int ex_resume_options(mnas_ctx *ctx, const char *path, mnas_learner_options *o)
 {
     mnas_learner_options r = MNAS_LEARNER_OPTIONS_INIT;
-    if (mnas_learner_checkpoint_options(ctx, path, &r) != MNAS_OK) {
-        fprintf(stderr, "error: %s\n", mnas_ctx_last_error(ctx));
-        return 0;
-    }
+    if (mnas_learner_checkpoint_options(ctx, path, &r) != MNAS_OK) return 0;
     r.threads = o->threads;
     *o = r;
     return 1;
@@ -176,7 +181,8 @@ static void ex_hms(double s, char *buf, size_t n)
     snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
 }
 
-/* Progress: a rewritten line on a terminal, periodic plain lines otherwise. */
+/* Progress on stderr, so stdout holds the results alone: a rewritten line
+ * on a terminal, periodic plain lines otherwise. */
 typedef struct {
     const char *label;
     double start;
@@ -190,7 +196,7 @@ static void ex_progress_init(ex_progress *p, const char *label, int64_t total, i
 {
     p->label = label;
     p->start = ex_now();
-    p->tty = isatty(STDOUT_FILENO);
+    p->tty = isatty(STDERR_FILENO);
     p->every = total / 20 > 0 ? total / 20 : 1;
     p->tasks_per_iter = tasks_per_iter;
     p->loss_avg = NAN;
@@ -207,14 +213,14 @@ static int ex_progress_cb(void *user, int64_t it, int64_t total, double loss)
     ex_hms(el, r, sizeof r);
     double tps = (double)it * p->tasks_per_iter / (el > 0 ? el : 1e-9);
     if (p->tty) {
-        printf("\r%s: iteration %lld/%lld  loss %.4f  %.0f tasks/s  elapsed %s  ETA %s   ", p->label, (long long)it,
+        fprintf(stderr, "\r%s: iteration %lld/%lld  loss %.4f  %.0f tasks/s  elapsed %s  ETA %s   ", p->label, (long long)it,
                (long long)total, p->loss_avg, tps, r, e);
-        if (it == total) printf("\n");
-        fflush(stdout);
+        if (it == total) fprintf(stderr, "\n");
+        fflush(stderr);
     } else if (it % p->every == 0 || it == total) {
-        printf("%s: iteration %lld/%lld  loss %.4f  %.0f tasks/s  elapsed %s  ETA %s\n", p->label, (long long)it,
+        fprintf(stderr, "%s: iteration %lld/%lld  loss %.4f  %.0f tasks/s  elapsed %s  ETA %s\n", p->label, (long long)it,
                (long long)total, p->loss_avg, tps, r, e);
-        fflush(stdout);
+        fflush(stderr);
     }
     return 0;
 }

@@ -105,28 +105,54 @@ static int timed_cb(void *user, int64_t it, int64_t total, double loss)
         char e[32], r[32];
         ex_hms(el, e, sizeof e);
         ex_hms(done ? 0 : t->deadline - nowt, r, sizeof r);
-        printf("%s%s: iteration %lld  loss %.4f  %.1f tasks/s  elapsed %s  left %s%s", p->tty ? "\r" : "", p->label,
+        fprintf(stderr, "%s%s: iteration %lld  loss %.4f  %.1f tasks/s  elapsed %s  left %s%s", p->tty ? "\r" : "", p->label,
                (long long)it, p->loss_avg, (double)it * p->tasks_per_iter / (el > 0 ? el : 1e-9), e, r,
                p->tty && !done ? "   " : "\n");
-        fflush(stdout);
+        fflush(stderr);
     }
     return done;
 }
 
-static int usage(void)
+static void usage(FILE *f)
 {
-    fprintf(stderr,
-            "usage: fewshot_images --dataset DIR [--dataset DIR ...] [--method mnas|mnas-shared|mnas-nm|maml|all]\n"
-            "       [--way 5] [--shot 1] [--query 15] [--image-size 28] [--channels 1]\n"
-            "       [--iterations 1000] [--minutes 0] [--eval-iterations 0] [--eval-tasks 600]\n"
-            "       [--eval-steps 10] [--supernet-channels 8] [--nodes 4] [--filters 32]\n"
-            "       [--first-order] [--train-fraction 0.64] [--val-fraction 0.16] [--split-seed 1]\n"
-            "       [--out DIR] [--meta-batch 4] [--inner-steps 5] [--inner-lr 0.01] [--outer-lr 0.001]\n"
-            "       [--arch-lr 1e-4] [--path-dropout 0.1] [--threads 2] [--seed 1]\n"
-            "       [--save PATH] [--save-every N] [--resume PATH]\n"
+    fprintf(f,
+            "usage: fewshot_images --dataset DIR [--dataset DIR ...] [options]\n"
+            "  --dataset DIR         a dataset: class folders of PNG images or IDX files (repeatable, up to 8;\n"
+            "                        several datasets: one drawn per task, the paper's Multi-datasets)\n"
+            "  --method M            mnas | mnas-shared | mnas-nm | maml | all (default all; repeatable)\n"
+            "  --way N               classes per task (default 5)\n"
+            "  --shot K              support images per class (default 1)\n"
+            "  --query Q             query images per class (default 15)\n"
+            "  --image-size S        images are resized to S x S (default 28)\n"
+            "  --channels C          1 (grey) or 3 (RGB) (default 1)\n"
+            "  --iterations N        meta-updates of each method (default 1000)\n"
+            "  --minutes M           time budget per method instead of --iterations (default 0: none)\n"
+            "  --eval-iterations N   architecture-evaluation meta-updates after an M-NAS search (default 0)\n"
+            "  --eval-tasks N        test tasks per dataset (default 600)\n"
+            "  --eval-steps N        adaptation steps on a test task (default 10)\n"
+            "  --supernet-channels C channels of the DARTS supernet cells (default 8)\n"
+            "  --nodes N             intermediate nodes per cell (default 4, as DARTS)\n"
+            "  --filters N           filters per block of MAML's 4-block conv network (default 32)\n"
+            "  --first-order         first-order inner loop (no second derivatives)\n"
+            "  --train-fraction F    fraction of each dataset's classes used for training (default 0.64)\n"
+            "  --val-fraction F      fraction held out for validation (default 0.16); the rest is the test split\n"
+            "  --split-seed N        seed of the class split (default 1)\n"
+            "  --out DIR             where genotype DOT files go (default fewshot-out; created when training starts)\n"
+            "  --meta-batch N        tasks per meta-update (default 4)\n"
+            "  --inner-steps N       adaptation SGD steps (default 5)\n"
+            "  --inner-lr X          adaptation step size (default 0.01, the paper's for images)\n"
+            "  --outer-lr X          Adam step size of the weights (default 0.001)\n"
+            "  --arch-lr X           Adam step size of controller / shared alpha (default 1e-4)\n"
+            "  --path-dropout P      probability of dropping each alpha entry while searching (default 0.1)\n"
+            "  --threads N           worker threads (default 2)\n"
+            "  --seed N              seed (default 1)\n"
+            "M-NAS model options:\n"
+            EX_MODEL_USAGE
             EX_CKPT_USAGE
-            "  (with several methods, each has its own file: PATH.<method>)\n");
-    return 2;
+            "                        (with several methods, each has its own file: PATH.<method>)\n"
+            "  --version             print the program's and the library's version\n"
+            "  --help, -h            this text\n"
+            "Results go to stdout, progress to stderr.\n");
 }
 
 static void write_text(const char *path, const char *text)
@@ -192,10 +218,14 @@ int main(int argc, char **argv)
             first_order = 1;
             continue;
         }
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage();
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--version")) return ex_version("fewshot_images");
         if (!v) {
             fprintf(stderr, "error: %s needs a value\n", a);
-            return usage();
+            return usage(stderr), 2;
         }
         i++;
         if (ex_learner_option(a, v, &base, &ok) || ex_checkpoint_option(a, v, &ck, &ok)) {
@@ -210,7 +240,7 @@ int main(int argc, char **argv)
                     : !strcmp(v, "mnas-nm") ? 3 : !strcmp(v, "all") ? 4 : -1;
             if (k < 0) {
                 fprintf(stderr, "error: unknown method %s\n", v);
-                return usage();
+                return usage(stderr), 2;
             }
             for (int m = 0; m < 4; m++)
                 if (k == 4 || k == m) methods[m] = 1;
@@ -255,13 +285,13 @@ int main(int argc, char **argv)
             out_dir = v;
         } else {
             fprintf(stderr, "error: unknown option %s\n", a);
-            return usage();
+            return usage(stderr), 2;
         }
         if (!ok) return 2;
     }
     if (!nds) {
         fprintf(stderr, "error: give at least one --dataset (see docs/data.md: sh scripts/bootstrap.sh datasets)\n");
-        return usage();
+        return usage(stderr), 2;
     }
     if (!any_method) methods[0] = methods[1] = 1;
     if (train_fraction + val_fraction >= 1) {
@@ -272,7 +302,6 @@ int main(int argc, char **argv)
     base.in_channels = (int)channels;
     base.image_size = (int)size;
     if (first_order) base.inner_mode = MNAS_INNER_FIRST_ORDER;
-    mkdir(out_dir, 0777);
 
     mnas_ctx *ctx;
     if (mnas_ctx_create(&ctx, NULL) != MNAS_OK) return 1;
@@ -284,6 +313,9 @@ int main(int argc, char **argv)
     fo.query = (int)query;
     const mnas_image_dataset *train_sets[MAX_DATASETS];
     int rc = 1;
+    /* The output folder (the decoded-image caches, the DOT files). A run that
+     * fails before writing anything there removes it again if it made it. */
+    int made_out = mkdir(out_dir, 0777) == 0;
     mnas_fewshot_sampler *train_sampler = NULL;
     result res[4];
     int nres = 0;
@@ -334,7 +366,10 @@ int main(int argc, char **argv)
             printf("%s: no checkpoint %s, starting afresh\n", mnas_method_name(o.method), resume);
             resume = NULL;
         }
-        if (resume && !ex_resume_options(ctx, resume, &o)) goto done;
+        if (resume && !ex_resume_options(ctx, resume, &o)) {
+            fprintf(stderr, "error: resuming %s: %s\n", mnas_method_name(o.method), mnas_ctx_last_error(ctx));
+            goto done;
+        }
         mnas_learner *l = mnas_learner_create(ctx, &o);
         if (!l) {
             fprintf(stderr, "error: %s: %s\n", mnas_method_name(o.method), mnas_ctx_last_error(ctx));
@@ -424,5 +459,6 @@ done:
         mnas_image_dataset_free(ds[k].all);
     }
     mnas_ctx_free(ctx);
+    if (rc && made_out) (void)rmdir(out_dir); /* only if still empty */
     return rc;
 }

@@ -20,7 +20,14 @@ static void usage(FILE *f)
             "  --test-tasks N     test tasks per family (default 1000)\n"
             "  --test-seed N      seed of the fixed test set (default 1000003)\n"
             "  --shots N          support points per task (default 10)\n"
-            EX_CKPT_USAGE);
+            "  --clip-norm X      clip the meta-gradient's norm at X (default 0: off)\n"
+            "  (the M-NAS options of mnas_demo, --arch-lr, --path-dropout, --beta, --nodes, --z-dim,\n"
+            "  --f-dim, --controller-hidden, --encoder, --modulation, --modulator-bias, are accepted\n"
+            "  and have no effect on MAML)\n"
+            EX_CKPT_USAGE
+            "  --version          print the program's and the library's version\n"
+            "  --help, -h         this text\n"
+            "Results go to stdout, progress to stderr.\n");
 }
 
 int main(int argc, char **argv)
@@ -37,6 +44,8 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
+        } else if (!strcmp(a, "--version")) {
+            return ex_version("maml_regression");
         } else if (!strcmp(a, "--first-order")) {
             o.inner_mode = MNAS_INNER_FIRST_ORDER;
             continue;

@@ -28,6 +28,7 @@ static void usage(FILE *f)
             "                      search, the evaluation phase) the Adam step sizes fall to 0 along a\n"
             "                      half cosine (default 0: constant)\n"
             "  --meta-batch N      tasks per meta-update (default 25)\n"
+            "  --inner-steps N     SGD steps of adaptation (default 5)\n"
             "  --inner-lr X        adaptation step size (default 0.001, the paper's)\n"
             "  --outer-lr X        Adam step size of weights, encoder, modulator (default 0.001)\n"
             "  --arch-lr X         Adam step size of controller / shared alpha (default 1e-4)\n"
@@ -43,7 +44,10 @@ static void usage(FILE *f)
             "  --out DIR           where figures and DOT files go (default mnas-demo-out)\n"
             EX_CKPT_USAGE
             "                      (one file per method: PATH.mnas, PATH.mnas-shared, PATH.mnas-nm, PATH.maml;\n"
-            "                      --iterations, --eval-iterations and --maml-iterations stay the totals)\n");
+            "                      --iterations, --eval-iterations and --maml-iterations stay the totals)\n"
+            "  --version           print the program's and the library's version\n"
+            "  --help, -h          this text\n"
+            "Results go to stdout, progress to stderr.\n");
 }
 
 static const struct {
@@ -199,6 +203,8 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
+        } else if (!strcmp(a, "--version")) {
+            return ex_version("mnas_demo");
         } else if (!v) {
             fprintf(stderr, "error: unknown option or missing value: %s\n", a);
             usage(stderr);
@@ -243,7 +249,10 @@ int main(int argc, char **argv)
     }
     if (!any)
         for (int k = 0; k < MAX_METHODS; k++) want[k] = 1;
-    if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+    /* A run that fails before writing anything to the output folder removes
+     * it again if it made it (rmdir: only if still empty). */
+    int made_out = mkdir(out, 0777) == 0;
+    if (!made_out && errno != EEXIST) {
         fprintf(stderr, "error: cannot create %s: %s\n", out, strerror(errno));
         return 1;
     }
@@ -398,6 +407,7 @@ fail:
     mnas_task_set_free(test);
     mnas_task_set_free(val);
     mnas_ctx_free(ctx);
+    if (rc && made_out) (void)rmdir(out); /* only if still empty */
     return rc;
 }
 

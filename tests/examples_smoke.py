@@ -19,6 +19,7 @@ import sys
 import tempfile
 
 DEMO, MAML = sys.argv[1], sys.argv[2]
+FEWSHOT = sys.argv[3] if len(sys.argv) > 3 else None
 FAMILIES = 4
 failures = []
 
@@ -150,6 +151,48 @@ with tempfile.TemporaryDirectory() as tmp:
     check(tm1 == tm2, "maml_regression: Table 1 identical with 1 and 2 threads")
     p = run([MAML, "--shots", "0"], expect=2)
     check("--shots" in p.stderr, "maml_regression --shots 0 is refused with a message: %r" % p.stderr[:200])
+
+# The small ends every example shares: --help on stdout with exit 0 and every
+# option explained, --version, progress on stderr (stdout holds the
+# results), no output folder left by a run that fails before training, and
+# a resume error printed once.
+OPTION = re.compile(r'"(--[a-z][a-z-]*)"')
+src_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples")
+with open(os.path.join(src_dir, "example_util.h")) as f:
+    util_opts = set(OPTION.findall(f.read()))
+for prog in [p for p in (DEMO, MAML, FEWSHOT) if p]:
+    name = os.path.basename(prog)
+    h = run([prog, "--help"])
+    check(h.stdout.startswith("usage: " + name) and h.stderr == "", "%s --help: usage on stdout only" % name)
+    with open(os.path.join(src_dir, name + ".c")) as f:
+        parsed = set(OPTION.findall(f.read())) | util_opts
+    missing = sorted(o for o in parsed if not re.search(re.escape(o) + r"\b", h.stdout))
+    check(not missing, "%s --help explains every option; missing: %r" % (name, missing))
+    v = run([prog, "--version"])
+    check(re.fullmatch(name + r" \(libmnas \d+\.\d+\.\d+, headers \d+\.\d+\.\d+\)\n", v.stdout) is not None,
+          "%s --version: %r" % (name, v.stdout))
+    run([prog, "--no-such-option", "1"], expect=2)
+
+with tempfile.TemporaryDirectory() as tmp:
+    bad = os.path.join(tmp, "bad.ckpt")
+    with open(bad, "wb") as f:
+        f.write(b"garbage!")
+    with open(bad + ".maml", "wb") as f:
+        f.write(b"garbage!")
+    out = os.path.join(tmp, "demo-out")
+    p = run([DEMO, "--method", "maml", "--resume", bad, "--out", out, "--maml-iterations", "2"], expect=1)
+    check(len(re.findall(r"^error:", p.stderr, re.M)) == 1, "mnas_demo: a bad --resume is reported once: %r" % p.stderr)
+    check(not os.path.exists(out), "mnas_demo: no output folder after a failure before training")
+    p = run([MAML, "--resume", bad, "--iterations", "2"], expect=1)
+    check(len(re.findall(r"^error:", p.stderr, re.M)) == 1, "maml_regression: a bad --resume is reported once: %r" % p.stderr)
+    p = run([MAML, "--iterations", "3", "--meta-batch", "2", "--test-tasks", "2", "--threads", "1"])
+    check("meta-train:" not in p.stdout and "meta-train: iteration 3/3" in p.stderr,
+          "maml_regression: progress on stderr, not stdout")
+    if FEWSHOT:
+        out = os.path.join(tmp, "fewshot-out")
+        p = run([FEWSHOT, "--dataset", os.path.join(tmp, "missing"), "--out", out], expect=1)
+        check(len(re.findall(r"^error:", p.stderr, re.M)) == 1, "fewshot_images: a missing dataset is reported once: %r" % p.stderr)
+        check(not os.path.exists(out), "fewshot_images: no output folder after a failure before training")
 
 if failures:
     print("%d failure(s)" % len(failures))
