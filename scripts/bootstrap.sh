@@ -43,7 +43,7 @@ deps() {
         exit 1
     fi
     missing=""
-    for pkg in cmake gcc make pkg-config libpng-dev zlib1g-dev check valgrind python3 python3-numpy abigail-tools; do
+    for pkg in cmake gcc make pkg-config libpng-dev zlib1g-dev check valgrind python3 python3-numpy abigail-tools doxygen; do
         pkg_installed "$pkg" || missing="$missing $pkg"
     done
     blis_installed || missing="$missing libblis-serial-dev"
