@@ -88,6 +88,17 @@ class TestErrors(unittest.TestCase):
         with self.assertRaises(mnas.InvalidArgument):
             mnas.regression_task(self.ctx, -1, 0)
 
+    def test_learner_options_are_named_keywords(self):
+        # a misspelt option or a positional one is refused by Python itself
+        with self.assertRaises(TypeError):
+            mnas.Learner(self.ctx, "maml", meta_btach=3)
+        with self.assertRaises(TypeError):
+            mnas.Learner(self.ctx, "maml", 3)
+        # None keeps the library's default; a set option reaches C
+        l = mnas.Learner(self.ctx, "maml", meta_batch=None, hidden=7, layers=2, seed=3)
+        self.assertEqual(l.params.numel, 1 * 7 + 7 + 7 + 7 + 7 * 1 + 1)
+        l.close()
+
     def test_numeric_errors(self):
         p = mnas.Params(self.ctx)
         p.add("w", (2,))

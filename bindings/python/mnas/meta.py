@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import time
+from typing import Optional
 from ctypes import c_double, c_void_p
 
 from . import _lib
@@ -388,8 +389,28 @@ class Learner(Handle):
                  "in_channels", "image_size", "filters", "channels")
     _FLOAT_OPTS = ("inner_lr", "outer_lr", "clip_norm", "arch_lr", "beta", "path_dropout",
                    "modulator_bias")
+    _OPTION_NAMES = frozenset(_INT_OPTS + _FLOAT_OPTS + ("seed", "inner_mode", "encoder", "modulation"))
 
-    def __init__(self, ctx, method="maml", **options):
+    def __init__(self, ctx, method: str = "maml", *,
+                 meta_batch: Optional[int] = None, inner_steps: Optional[int] = None,
+                 inner_lr: Optional[float] = None, outer_lr: Optional[float] = None,
+                 inner_mode: Optional[str] = None, threads: Optional[int] = None,
+                 seed: Optional[int] = None, clip_norm: Optional[float] = None,
+                 hidden: Optional[int] = None, layers: Optional[int] = None,
+                 in_features: Optional[int] = None, out_features: Optional[int] = None,
+                 arch_lr: Optional[float] = None, beta: Optional[float] = None,
+                 path_dropout: Optional[float] = None, nodes: Optional[int] = None,
+                 z_dim: Optional[int] = None, f_dim: Optional[int] = None,
+                 controller_hidden: Optional[int] = None, encoder: Optional[str] = None,
+                 modulation: Optional[str] = None, modulator_bias: Optional[float] = None,
+                 classes: Optional[int] = None, in_channels: Optional[int] = None,
+                 image_size: Optional[int] = None, filters: Optional[int] = None,
+                 channels: Optional[int] = None) -> None:
+        # Named keyword-only options (None: the library's default), so a
+        # misspelt option is a TypeError from Python itself and editors list
+        # them; the values are checked as before.
+        options = {k: v for k, v in locals().items()
+                   if k in self._OPTION_NAMES and v is not None}
         p = check_ctx(ctx)
         o = LearnerOptions.new(method=_method_id(method))
         for name, value in options.items():
