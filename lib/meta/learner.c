@@ -887,11 +887,15 @@ static mnas_status gather(mnas_learner *l, const char *fn, void *data, size_t un
     return MNAS_OK;
 }
 
-/* Every task's status and message, so that every process fails alike. */
+static int batch_failed(const mnas_learner *l, size_t n);
+
+/* Every task's status, and when one failed every task's message, so that
+ * every process fails alike (all see the same statuses, so all agree on
+ * gathering the messages). */
 static mnas_status gather_status(mnas_learner *l, const char *fn, size_t n)
 {
     mnas_status st = gather(l, fn, l->task_status, sizeof *l->task_status, n);
-    if (st == MNAS_OK) st = gather(l, fn, l->task_msg, sizeof *l->task_msg, n);
+    if (st == MNAS_OK && batch_failed(l, n)) st = gather(l, fn, l->task_msg, sizeof *l->task_msg, n);
     return st;
 }
 

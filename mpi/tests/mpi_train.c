@@ -11,6 +11,8 @@
  *   killed CKPT       checkpoint every update; the last rank kills itself
  *                     at update 3 (the job must end, not hang)
  *   checkpoint CKPT   CKPT loads into a fresh learner
+ *   commbench         time MPI_Allgatherv (in place) of 4 KiB .. 16 MiB:
+ *                     latency and seconds per byte, for docs/distributed.md
  * Exit status 0 when every check holds. */
 #include <inttypes.h>
 #include <math.h>
@@ -183,6 +185,27 @@ int main(int argc, char **argv)
         CHECK(l && mnas_learner_iteration(l) >= 1, "the checkpoint holds no update");
         if (rank == 0 && l) printf("checkpoint at iteration %lld\n", (long long)mnas_learner_iteration(l));
         mnas_learner_free(l);
+    } else if (!strcmp(mode, "commbench")) {
+        for (size_t total = 4096; total <= ((size_t)16 << 20); total *= 4) {
+            char *buf = calloc(total, 1);
+            int *cnt = calloc((size_t)np, sizeof *cnt), *dsp = calloc((size_t)np, sizeof *dsp);
+            CHECK(buf && cnt && dsp, "out of memory");
+            if (!buf || !cnt || !dsp) break;
+            for (int r = 0; r < np; r++) {
+                dsp[r] = (int)(total * (size_t)r / (size_t)np);
+                cnt[r] = (int)(total * (size_t)(r + 1) / (size_t)np) - dsp[r];
+            }
+            int reps = total < ((size_t)1 << 20) ? 200 : 20;
+            MPI_Barrier(MPI_COMM_WORLD);
+            double t0 = MPI_Wtime();
+            for (int k = 0; k < reps; k++)
+                MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, cnt, dsp, MPI_BYTE, MPI_COMM_WORLD);
+            double t = (MPI_Wtime() - t0) / reps;
+            if (rank == 0) printf("allgather %9zu bytes over %d ranks: %10.1f us  (%.3g s per byte)\n", total, np, 1e6 * t, t / (double)total);
+            free(buf);
+            free(cnt);
+            free(dsp);
+        }
     } else {
         CHECK(0, "unknown mode '%s'", mode);
     }
