@@ -13,7 +13,12 @@
  *
  * --seconds S: time each run for S seconds (default 3; --quick: 0.3).
  * --threads N: only the N-thread runs (1 or 2), e.g. to run two builds
- * side by side, one per core, so both see the same machine. */
+ * side by side, one per core, so both see the same machine.
+ *
+ * Built with libmnas_mpi and run under mpirun (docs/distributed.md): the
+ * meta-batch is split over the ranks, every run is made in-process (no
+ * child), rank 0 prints the job's throughput, and its CPU figure sums all
+ * ranks' CPU time. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +29,10 @@
 #include <unistd.h>
 
 #include <mnas/mnas.h>
+#ifdef MNAS_WITH_MPI
+#include <mnas/mpi.h>
+static mnas_mpi *mpi; /* set when run under mpirun */
+#endif
 
 static double now(void)
 {
@@ -109,6 +118,13 @@ static int throughput(int threads, mnas_inner_mode mode, double seconds)
     }
     mnas_learner *l = mnas_learner_create(ctx, &o);
     if (!l) return die(ctx);
+    int ranks = 1;
+#ifdef MNAS_WITH_MPI
+    if (mpi) {
+        if (mnas_mpi_distribute(mpi, l) != MNAS_OK) return die(ctx);
+        ranks = mnas_mpi_size(mpi);
+    }
+#endif
     if (mnas_learner_train(l, source, &sd, step, NULL, NULL) != MNAS_OK) return die(ctx);
     int64_t iters = 0;
     struct rusage ru0;
@@ -120,19 +136,38 @@ static int throughput(int threads, mnas_inner_mode mode, double seconds)
         if (mnas_learner_train(l, source, &sd, step, NULL, NULL) != MNAS_OK) return die(ctx);
         iters += step;
         t = now() - t0;
-    } while (t < seconds);
+        int more = t < seconds;
+#ifdef MNAS_WITH_MPI
+        if (mpi) MPI_Bcast(&more, 1, MPI_INT, 0, MPI_COMM_WORLD); /* rank 0's clock decides */
+#endif
+        if (!more) break;
+    } while (1);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     /* Tasks per second of CPU time (all threads): with 1 thread this stays
      * meaningful on a loaded machine, where wall-clock throughput does not. */
     double cpu = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
                  1e-6 * (double)ru.ru_stime.tv_usec - cpu0;
+    uint64_t gathers = 0, bytes = 0;
+    double comm = 0;
+#ifdef MNAS_WITH_MPI
+    if (mpi) {
+        double all = 0;
+        MPI_Reduce(&cpu, &all, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+        cpu = all;
+        mnas_mpi_stats(mpi, &gathers, &bytes, &comm);
+    }
+#endif
     char label[64];
     snprintf(label, sizeof label, "%s, 5 steps%s", mnas_method_name(o.method),
              mode == MNAS_INNER_RECOMPUTE ? ", recompute" : ", second order");
     printf("%-32s %d thread%s  %8.*f tasks/s  (%lld meta-updates in %.2f s; %6.*f tasks per CPU-second)  peak RSS %.1f MiB\n",
            label, threads, threads > 1 ? "s" : " ", images ? 2 : 0, (double)iters * o.meta_batch / t, (long long)iters,
            t, images ? 2 : 0, (double)iters * o.meta_batch / cpu, ru.ru_maxrss / 1024.0);
+    if (ranks > 1)
+        printf("  %d ranks: %llu allgathers, %.0f bytes received per meta-update by rank 0, %.3f s in allgathers "
+               "(waits included)\n",
+               ranks, (unsigned long long)gathers, (double)bytes / (double)(iters + step), comm);
     fflush(stdout);
     mnas_learner_free(l);
     mnas_fewshot_sampler_free(sd.sampler);
@@ -198,6 +233,9 @@ static int memory_sweep(void)
 static int in_child(int (*fn)(int, mnas_inner_mode, double), int threads, mnas_inner_mode mode, double seconds)
 {
     fflush(stdout);
+#ifdef MNAS_WITH_MPI
+    if (mpi) return fn(threads, mode, seconds); /* no fork under MPI */
+#endif
     pid_t pid = fork();
     if (pid < 0) return 1;
     if (pid == 0) _exit(fn(threads, mode, seconds));
@@ -244,6 +282,15 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+#ifdef MNAS_WITH_MPI
+    mnas_ctx *mctx = NULL;
+    if (getenv("OMPI_COMM_WORLD_SIZE")) {
+        if (mnas_ctx_create(&mctx, NULL) != MNAS_OK || !(mpi = mnas_mpi_create(mctx, &argc, &argv, MPI_COMM_WORLD)))
+            return mctx ? die(mctx) : 1;
+        if (mnas_mpi_rank(mpi) != 0 && !freopen("/dev/null", "w", stdout)) return 1;
+        if (!threads) threads = 1; /* the recompute runs and the memory sweep are one-process figures */
+    }
+#endif
     if (images)
         printf("libmnas %s, meta-training on 5-way 1-shot image tasks (28x28, 5 queries per class, meta-batch 4)\n",
                mnas_version_string());
@@ -263,5 +310,9 @@ int main(int argc, char **argv)
         if (all[k] == MNAS_METHOD_MNAS && images) rc |= in_child(throughput, 1, MNAS_INNER_RECOMPUTE, seconds);
     }
     if (!images && !threads && (only < 0 || only == MNAS_METHOD_MAML)) rc |= memory_sweep();
+#ifdef MNAS_WITH_MPI
+    mnas_mpi_free(mpi);
+    mnas_ctx_free(mctx);
+#endif
     return rc;
 }

@@ -3,8 +3,9 @@
 # whole test suite.
 #   sh scripts/bootstrap.sh deps          install the missing Debian packages
 #   sh scripts/bootstrap.sh demo [ARGS]   deps, build (default preset), run the M-NAS demo
-#   sh scripts/bootstrap.sh test          deps (+ python3-torch if it installs), ci preset
-#                                         (-Werror, valgrind), asan preset
+#   sh scripts/bootstrap.sh test          deps, Open MPI (+ python3-torch if it installs), ci
+#                                         preset (-Werror, valgrind, the MPI tests under
+#                                         mpirun --oversubscribe -np 1, 2 and 3), asan preset
 #   sh scripts/bootstrap.sh datasets [ARGS]  Fashion-MNIST + rendered glyphs into
 #                                         $XDG_CACHE_HOME/mnas-datasets or build/datasets
 set -eu
@@ -123,8 +124,19 @@ optional_test_deps() {
     done
 }
 
+# Open MPI for libmnas_mpi and its tests (label mpi: mpirun --oversubscribe
+# -np 1, 2 and 3; docs/distributed.md).
+mpi_test_deps() {
+    mpi_missing=""
+    for pkg in libopenmpi-dev openmpi-bin; do
+        pkg_installed "$pkg" || mpi_missing="$mpi_missing $pkg"
+    done
+    [ -z "$mpi_missing" ] || apt_install "$mpi_missing"
+}
+
 test_all() {
     deps
+    mpi_test_deps
     optional_test_deps
     mkdir -p build
     status=0

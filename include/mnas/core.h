@@ -107,6 +107,12 @@ MNAS_API void mnas_ctx_free(mnas_ctx *ctx);
 MNAS_API const char *mnas_ctx_last_error(const mnas_ctx *ctx);
 /** Reset the context's last error message to "". */
 MNAS_API void mnas_ctx_clear_error(mnas_ctx *ctx);
+/* Record a failure message on the context, for code outside the library
+ * that runs inside a library call (an engine's callbacks, for instance the
+ * allgather of mnas_distribution), so that the caller reads it through
+ * mnas_ctx_last_error. NULL message: the status's description. Returns
+ * status (MNAS_E_INTERNAL for MNAS_OK; MNAS_E_INVALID for a NULL ctx). */
+MNAS_API mnas_status mnas_ctx_set_error(mnas_ctx *ctx, mnas_status status, const char *message);
 
 /** Number of memory blocks the library holds from this context's allocator
  * (every live object, tensor, tape arena chunk, ...); -1 if ctx is invalid.

@@ -305,6 +305,41 @@ MNAS_API mnas_status mnas_learner_task_embedding(mnas_learner *l, const mnas_tas
 MNAS_API mnas_status mnas_learner_adapt_predict(mnas_learner *l, const mnas_task *task, int steps,
                                                 size_t n, const mnas_real *x, mnas_real *y);
 
+/* ---- distribution over processes (docs/distributed.md) ----------------------
+ * Data-parallel meta-training with any engine: process `rank` of `nprocs`
+ * computes the tasks mnas_learner_task_range gives it (with its own worker
+ * threads), and `allgather` makes every process hold every task's results
+ * (per-task gradients, losses, modulator rows, statuses), which each then
+ * sums in task order and applies the same update. The parameters are
+ * therefore bit-identical for any number of processes and threads.
+ * allgather(user, data, unit_bytes, offsets): data holds units of
+ * unit_bytes bytes; this process filled units offsets[rank] ..
+ * offsets[rank + 1] - 1; on return every process must hold all units
+ * 0 .. offsets[nprocs] - 1 (in place). Every process makes the same
+ * sequence of calls. A non-zero status (with a message set through
+ * mnas_ctx_set_error) fails the learner call. libmnas_mpi (mnas/mpi.h)
+ * binds it to MPI. Evaluation is split the same way. */
+typedef mnas_status (*mnas_allgather_fn)(void *user, void *data, size_t unit_bytes, const size_t *offsets);
+
+typedef struct mnas_distribution {
+    size_t struct_size;
+    int rank;                    /* 0 .. nprocs - 1 */
+    int nprocs;                  /* 1 .. 65536 */
+    mnas_allgather_fn allgather; /* required when nprocs > 1 */
+    void *user;
+} mnas_distribution;
+
+#define MNAS_DISTRIBUTION_INIT { sizeof(mnas_distribution), 0, 1, NULL, NULL }
+
+/* Distribute l's meta-training and evaluation (NULL: this process alone,
+ * the default). The struct is copied. */
+MNAS_API mnas_status mnas_learner_set_distribution(mnas_learner *l, const mnas_distribution *dist);
+/* The tasks first .. end - 1 of a batch of n that this process computes:
+ * [n r / p, n (r + 1) / p). */
+MNAS_API mnas_status mnas_learner_task_range(const mnas_learner *l, size_t n, size_t *first, size_t *end);
+/* This process's rank (0 without distribution). */
+MNAS_API int mnas_learner_rank(const mnas_learner *l);
+
 #ifdef __cplusplus
 }
 #endif

@@ -49,3 +49,11 @@ mnas_status mnas__error(mnas_ctx *ctx, mnas_status status, const char *fmt, ...)
     va_end(ap);
     return status;
 }
+
+mnas_status mnas_ctx_set_error(mnas_ctx *ctx, mnas_status status, const char *message)
+{
+    if (!mnas__ctx_ok(ctx)) return MNAS_E_INVALID;
+    if (status == MNAS_OK) status = MNAS_E_INTERNAL; /* a failure was meant */
+    mnas__set_message(ctx, message ? message : mnas_status_str(status));
+    return status;
+}

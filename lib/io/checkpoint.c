@@ -912,7 +912,10 @@ mnas_status mnas_learner_train_checkpointed(mnas_learner *l, mnas_task_source so
     if (iterations < 0 || every < 0)
         return mnas__error(ctx, MNAS_E_INVALID, "%s: iterations %lld and every %lld must be >= 0", fn,
                            (long long)iterations, (long long)every);
-    mnas_status st = mnas_learner_save(l, path);
+    /* Distributed (mnas_learner_set_distribution), every process holds the
+     * same state and rank 0 alone writes. */
+    int writer = mnas_learner_rank(l) == 0;
+    mnas_status st = writer ? mnas_learner_save(l, path) : MNAS_OK;
     if (st != MNAS_OK) return st;
     int64_t saved = mnas_learner_iteration(l);
     for (int64_t it = 0; it < iterations; it++) {
@@ -943,11 +946,12 @@ mnas_status mnas_learner_train_checkpointed(mnas_learner *l, mnas_task_source so
         }
         int last = it + 1 == iterations;
         if (last || (every > 0 && (it + 1) % every == 0)) {
-            if ((st = mnas_learner_save(l, path)) != MNAS_OK) return st;
+            if (writer && (st = mnas_learner_save(l, path)) != MNAS_OK) return st;
             saved = mnas_learner_iteration(l);
         }
         if (progress && progress(progress_user, it + 1, iterations, loss)) {
-            if (!last && saved != mnas_learner_iteration(l) && (st = mnas_learner_save(l, path)) != MNAS_OK) return st;
+            if (writer && !last && saved != mnas_learner_iteration(l) && (st = mnas_learner_save(l, path)) != MNAS_OK)
+                return st;
             break;
         }
     }

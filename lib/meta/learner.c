@@ -71,6 +71,10 @@ struct mnas_learner {
     mnas_status *task_status;
     char (*task_msg)[TASK_MSG];
     int64_t iteration;
+    /* Distribution over processes (mnas_learner_set_distribution): dist_off
+     * [nprocs + 1] holds the task ranges of the batch being gathered. */
+    mnas_distribution dist;
+    size_t *dist_off;
 };
 
 const char *mnas_method_name(mnas_method m)
@@ -167,6 +171,7 @@ void mnas_learner_free(mnas_learner *l)
     mnas__free(l->ctx, l->bown);
     mnas__free(l->ctx, l->goff);
     mnas__free(l->ctx, l->task_grad);
+    mnas__free(l->ctx, l->dist_off);
     mnas__free(l->ctx, l);
 }
 
@@ -272,6 +277,8 @@ mnas_learner *mnas_learner_create(mnas_ctx *ctx, const mnas_learner_options *opt
     l->nthreads = o.threads;
     l->params = mnas_params_create(ctx);
     l->alpha_idx = -1;
+    l->dist.rank = 0;
+    l->dist.nprocs = 1;
     if (!l->params) goto fail;
     if (build_model(l) != MNAS_OK) goto fail;
     /* Initialise from the learner's seed, not from whatever the context
@@ -603,6 +610,7 @@ typedef struct {
     uint64_t stream0;
     double *before, *after; /* evaluation outputs */
     double *acc_before, *acc_after;
+    size_t j0; /* this process's first task: pool index i is task j0 + i */
 } job_data;
 
 static void record_failure(mnas_learner *l, size_t j, mnas_tape *tp, mnas_status st)
@@ -673,9 +681,10 @@ static const mnas_task *batch_task(mnas_learner *l, const job_data *d, size_t j,
 }
 
 /* Phase 1 of training with a modulator: draw task j and compute its z. */
-static void encode_job(void *user, size_t j, int worker)
+static void encode_job(void *user, size_t i, int worker)
 {
     job_data *d = user;
+    size_t j = d->j0 + i;
     mnas_learner *l = d->l;
     mnas_tape *tp = l->tapes[worker];
     mnas_tape_reset(tp);
@@ -698,9 +707,10 @@ static void encode_job(void *user, size_t j, int worker)
 
 /* Phase 3: the modulator's share of the encoder's gradient, dz = dL/du W
  * (row j of mod_dz), through task j's encoder, added to its gradient row. */
-static void encoder_dz_job(void *user, size_t j, int worker)
+static void encoder_dz_job(void *user, size_t i, int worker)
 {
     job_data *d = user;
+    size_t j = d->j0 + i;
     mnas_learner *l = d->l;
     mnas_tape *tp = l->tapes[worker];
     mnas_tape_reset(tp);
@@ -725,9 +735,10 @@ static void encoder_dz_job(void *user, size_t j, int worker)
     mnas_tape_reset(tp);
 }
 
-static void train_job(void *user, size_t j, int worker)
+static void train_job(void *user, size_t i, int worker)
 {
     job_data *d = user;
+    size_t j = d->j0 + i;
     mnas_learner *l = d->l;
     mnas_tape *tp = l->tapes[worker];
     mnas_tape_reset(tp);
@@ -851,6 +862,77 @@ static void mod_backward_batch(mnas_learner *l, size_t n)
     mnas__pool_run(l->pool, (size_t)((l->mod_zdim + MOD_DZ_COLS - 1) / MOD_DZ_COLS), mod_backward_job, &mj);
 }
 
+/* ---- distribution ---------------------------------------------------------- */
+
+static void task_range(const mnas_learner *l, size_t n, int r, size_t *first, size_t *end)
+{
+    /* n <= 100000 tasks and nprocs <= 65536: no overflow. */
+    *first = n * (size_t)r / (size_t)l->dist.nprocs;
+    *end = n * (size_t)(r + 1) / (size_t)l->dist.nprocs;
+}
+
+/* Make every process hold all n units of data (unit bytes each). */
+static mnas_status gather(mnas_learner *l, const char *fn, void *data, size_t unit, size_t n)
+{
+    if (l->dist.nprocs <= 1) return MNAS_OK;
+    for (int r = 0; r <= l->dist.nprocs; r++) l->dist_off[r] = n * (size_t)r / (size_t)l->dist.nprocs;
+    mnas_ctx_clear_error(l->ctx);
+    mnas_status st = l->dist.allgather(l->dist.user, data, unit, l->dist_off);
+    if (st != MNAS_OK) {
+        char msg[MNAS_MSG_MAX];
+        snprintf(msg, sizeof msg, "%s", mnas_ctx_last_error(l->ctx));
+        return mnas__error(l->ctx, st, "%s: rank %d of %d: the allgather failed: %s", fn, l->dist.rank,
+                           l->dist.nprocs, msg[0] ? msg : mnas_status_str(st));
+    }
+    return MNAS_OK;
+}
+
+static int batch_failed(const mnas_learner *l, size_t n);
+
+/* Every task's status, and when one failed every task's message, so that
+ * every process fails alike (all see the same statuses, so all agree on
+ * gathering the messages). */
+static mnas_status gather_status(mnas_learner *l, const char *fn, size_t n)
+{
+    mnas_status st = gather(l, fn, l->task_status, sizeof *l->task_status, n);
+    if (st == MNAS_OK && batch_failed(l, n)) st = gather(l, fn, l->task_msg, sizeof *l->task_msg, n);
+    return st;
+}
+
+mnas_status mnas_learner_set_distribution(mnas_learner *l, const mnas_distribution *dist)
+{
+    const char *fn = "mnas_learner_set_distribution";
+    if (!l) return MNAS_E_INVALID;
+    mnas_distribution d = MNAS_DISTRIBUTION_INIT;
+    if (dist) {
+        if (dist->struct_size < sizeof(size_t) || dist->struct_size > 4 * sizeof d)
+            return mnas__error(l->ctx, MNAS_E_INVALID, "%s: struct_size %zu is not valid", fn, dist->struct_size);
+        memcpy(&d, dist, dist->struct_size < sizeof d ? dist->struct_size : sizeof d);
+        d.struct_size = sizeof d;
+    }
+    if (d.nprocs < 1 || d.nprocs > 65536 || d.rank < 0 || d.rank >= d.nprocs)
+        return mnas__error(l->ctx, MNAS_E_INVALID, "%s: rank %d of %d processes (need 0 <= rank < nprocs <= 65536)",
+                           fn, d.rank, d.nprocs);
+    if (d.nprocs > 1 && !d.allgather)
+        return mnas__error(l->ctx, MNAS_E_INVALID, "%s: %d processes need an allgather callback", fn, d.nprocs);
+    size_t *off = mnas__calloc(l->ctx, (size_t)d.nprocs + 1, sizeof *off);
+    if (!off) return mnas__error(l->ctx, MNAS_E_NOMEM, "%s: cannot allocate %d task ranges", fn, d.nprocs);
+    mnas__free(l->ctx, l->dist_off);
+    l->dist_off = off;
+    l->dist = d;
+    return MNAS_OK;
+}
+
+mnas_status mnas_learner_task_range(const mnas_learner *l, size_t n, size_t *first, size_t *end)
+{
+    if (!l) return MNAS_E_INVALID;
+    if (!first || !end) return mnas__error(l->ctx, MNAS_E_INVALID, "mnas_learner_task_range: NULL output");
+    task_range(l, n, l->dist.rank, first, end);
+    return MNAS_OK;
+}
+
+int mnas_learner_rank(const mnas_learner *l) { return l ? l->dist.rank : 0; }
+
 static int batch_failed(const mnas_learner *l, size_t n)
 {
     for (size_t j = 0; j < n; j++)
@@ -873,7 +955,7 @@ mnas_status mnas_learner_task_objective(mnas_learner *l, const mnas_task *task, 
     l->task_msg[0][0] = '\0';
     l->task_status[0] = MNAS_OK;
     const mnas_task *one[1] = { task };
-    job_data d = { l, one, NULL, NULL, 0, 0, stream, NULL, NULL, NULL, NULL };
+    job_data d = { l, one, NULL, NULL, 0, 0, stream, NULL, NULL, NULL, NULL, 0 };
     if (l->mod) {
         encode_job(&d, 0, 0);
         if (l->task_status[0] != MNAS_OK) return mnas__error(l->ctx, l->task_status[0], "%s: %s", fn, l->task_msg[0]);
@@ -924,26 +1006,48 @@ static mnas_status run_batch(mnas_learner *l, const char *fn, const mnas_task *c
     if (l->P > MAX_P) return mnas__error(l->ctx, MNAS_E_UNSUPPORTED, "%s: more than %d parameter tensors", fn, MAX_P);
     mnas_status st = ensure_slots(l, n, 1);
     if (st != MNAS_OK) return st;
-    for (size_t j = 0; j < n; j++) l->task_msg[j][0] = '\0';
+    size_t lo, hi;
+    task_range(l, n, l->dist.rank, &lo, &hi);
+    for (size_t j = 0; j < n; j++) {
+        l->task_msg[j][0] = '\0';
+        l->task_status[j] = MNAS_OK;
+    }
     job_data d = { l, tasks, source, source_user, (uint64_t)l->iteration * (uint64_t)n, 0,
-                   (uint64_t)l->iteration * (uint64_t)n, NULL, NULL, NULL, NULL };
+                   (uint64_t)l->iteration * (uint64_t)n, NULL, NULL, NULL, NULL, lo };
+    /* This process computes tasks lo..hi-1; each gather gives every process
+     * all tasks' results, so what follows a gather is what one process
+     * computing the whole batch does, bit for bit. Every process makes the
+     * same gathers whatever failed. */
     if (l->mod) {
         /* The three phases (see mnas_learner.mod_pre). */
-        mnas__pool_run(l->pool, n, encode_job, &d);
-        if (!batch_failed(l, n)) {
+        mnas__pool_run(l->pool, hi - lo, encode_job, &d);
+        if ((st = gather_status(l, fn, n)) == MNAS_OK)
+            st = gather(l, fn, l->mod_z, (size_t)l->mod_zdim * sizeof(mnas_real), n);
+        if (st == MNAS_OK && !batch_failed(l, n)) {
             mod_forward_batch(l, n);
-            mnas__pool_run(l->pool, n, train_job, &d);
+            mnas__pool_run(l->pool, hi - lo, train_job, &d);
         }
-        if (!batch_failed(l, n)) {
+        if (st == MNAS_OK && (st = gather_status(l, fn, n)) == MNAS_OK)
+            st = gather(l, fn, l->mod_u, (size_t)l->mod_total * sizeof(mnas_real), n);
+        if (st == MNAS_OK && !batch_failed(l, n)) {
             mod_backward_batch(l, n);
-            mnas__pool_run(l->pool, n, encoder_dz_job, &d);
+            mnas__pool_run(l->pool, hi - lo, encoder_dz_job, &d);
         }
-        for (size_t j = 0; j < n; j++) {
+        for (size_t j = lo; j < hi; j++) {
             mnas_task_free(l->bown[j]);
             l->bown[j] = NULL;
         }
     } else {
-        mnas__pool_run(l->pool, n, train_job, &d);
+        mnas__pool_run(l->pool, hi - lo, train_job, &d);
+    }
+    if (st == MNAS_OK) st = gather_status(l, fn, n);
+    if (st == MNAS_OK && !batch_failed(l, n)) {
+        if ((st = gather(l, fn, l->task_grad, l->red_total * sizeof(mnas_real), n)) == MNAS_OK)
+            st = gather(l, fn, l->task_loss, sizeof *l->task_loss, n);
+    }
+    if (st != MNAS_OK) {
+        mnas_params_zero_grad(l->params);
+        return st;
     }
     for (size_t j = 0; j < n; j++)
         if (l->task_status[j] != MNAS_OK) {
@@ -1041,9 +1145,10 @@ static mnas_status adapt(mnas_learner *l, mnas_tape *tp, const mnas_task *t, uin
 
 #define EVAL_STREAM ((uint64_t)1 << 62)
 
-static void eval_job(void *user, size_t j, int worker)
+static void eval_job(void *user, size_t i, int worker)
 {
     job_data *d = user;
+    size_t j = d->j0 + i;
     mnas_learner *l = d->l;
     mnas_tape *tp = l->tapes[worker];
     mnas_tape_reset(tp);
@@ -1072,9 +1177,18 @@ static mnas_status evaluate(mnas_learner *l, const char *fn, const mnas_task_set
     const mnas_task **tasks = mnas__calloc(l->ctx, n, sizeof *tasks);
     if (!tasks) return mnas__error(l->ctx, MNAS_E_NOMEM, "%s: cannot allocate", fn);
     for (size_t j = 0; j < n; j++) tasks[j] = mnas_task_set_get(set, j);
-    job_data d = { l, tasks, NULL, NULL, 0, steps, 0, before, after, acc_before, acc_after };
-    mnas__pool_run(l->pool, n, eval_job, &d);
+    size_t lo, hi;
+    task_range(l, n, l->dist.rank, &lo, &hi);
+    job_data d = { l, tasks, NULL, NULL, 0, steps, 0, before, after, acc_before, acc_after, lo };
+    for (size_t j = 0; j < n; j++) l->task_msg[j][0] = '\0';
+    mnas__pool_run(l->pool, hi - lo, eval_job, &d);
     mnas__free(l->ctx, tasks);
+    /* Evaluation is split across processes like training. */
+    st = gather_status(l, fn, n);
+    double *outs[4] = { before, after, acc_before, acc_after };
+    for (int k = 0; k < 4 && st == MNAS_OK; k++)
+        if (outs[k]) st = gather(l, fn, outs[k], sizeof(double), n);
+    if (st != MNAS_OK) return st;
     for (size_t j = 0; j < n; j++)
         if (l->task_status[j] != MNAS_OK)
             return mnas__error(l->ctx, l->task_status[j], "%s: %s", fn, l->task_msg[j]);
