@@ -119,7 +119,7 @@ static int usage(void)
             "usage: fewshot_images --dataset DIR [--dataset DIR ...] [--method mnas|mnas-shared|mnas-nm|maml|all]\n"
             "       [--way 5] [--shot 1] [--query 15] [--image-size 28] [--channels 1]\n"
             "       [--iterations 1000] [--minutes 0] [--eval-iterations 0] [--eval-tasks 600]\n"
-            "       [--eval-steps 10] [--supernet-channels 8] [--nodes 4] [--filters 32]\n"
+            "       [--eval-steps 10] [--supernet-channels 8] [--nodes 4] [--filters 32] [--sample-ops 0]\n"
             "       [--first-order] [--train-fraction 0.64] [--val-fraction 0.16] [--split-seed 1]\n"
             "       [--out DIR] [--meta-batch 4] [--inner-steps 5] [--inner-lr 0.01] [--outer-lr 0.001]\n"
             "       [--arch-lr 1e-4] [--path-dropout 0.1] [--threads 2] [--seed 1]\n"
@@ -242,6 +242,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--nodes")) {
             ok = ex_int(v, a, 1, 8, &n);
             base.nodes = (int)n;
+        } else if (!strcmp(a, "--sample-ops")) { /* k ops per mixed edge (docs/images.md); 0: all */
+            ok = ex_int(v, a, 0, 8, &n);
+            base.sample_ops = n;
         } else if (!strcmp(a, "--filters")) {
             ok = ex_int(v, a, 1, 1024, &n);
             base.filters = (int)n;
@@ -326,6 +329,7 @@ int main(int argc, char **argv)
         static const char *const flag[4] = { "maml", "mnas", "mnas-shared", "mnas-nm" };
         mnas_learner_options o = base;
         o.method = order[m];
+        if (o.method == MNAS_METHOD_MAML) o.sample_ops = 0; /* no mixed edges */
         int several = methods[0] + methods[1] + methods[2] + methods[3] > 1;
         char save_buf[4096], resume_buf[4096];
         const char *save = ex_ckpt_path(ck.save, several ? flag[m] : NULL, save_buf, sizeof save_buf);
