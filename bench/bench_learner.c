@@ -11,6 +11,16 @@
  * MAML's 4-block conv network (32 filters) and the M-NAS variants on the
  * DARTS supernet (one normal + one reduction cell, 4 nodes, 8 channels).
  *
+ * --paper: the paper's image scale instead (implies --images): 84 x 84
+ * RGB, C = 16, 4 nodes, 5-way 1-shot, 15 queries per class, meta-batch 4;
+ * the child's address space is capped at 16 GiB (--mem-limit G to change),
+ * so a run that does not fit fails with an out-of-memory status instead of
+ * swapping the machine.
+ * --sample-ops K: the learner option sample_ops (K ops per mixed edge).
+ * --recompute: only the memory-saving inner mode (MNAS_INNER_RECOMPUTE).
+ * Each line also gives seconds per meta-update and the peak RSS
+ * (getrusage ru_maxrss).
+ *
  * --seconds S: time each run for S seconds (default 3; --quick: 0.3).
  * --threads N: only the N-thread runs (1 or 2), e.g. to run two builds
  * side by side, one per core, so both see the same machine.
@@ -48,7 +58,12 @@ typedef struct {
     mnas_fewshot_sampler *sampler;
 } src_data;
 
-static int images; /* --images */
+static int images;        /* --images */
+static int paper;         /* --paper: 84x84 RGB, C = 16, 15 queries */
+static int64_t sample_ops; /* --sample-ops K */
+static double mem_limit_gib = 16;
+static int img_size(void) { return paper ? 84 : 28; }
+static int img_channels(void) { return paper ? 3 : 1; }
 
 static mnas_task *source(void *user, uint64_t index)
 {
@@ -57,10 +72,12 @@ static mnas_task *source(void *user, uint64_t index)
     return mnas_regression_task(s->ctx, &s->ro, 1, index, -1);
 }
 
-/* 20 classes of 28 x 28 images (a pattern per class plus noise). */
+/* 20 classes of 28 x 28 grey (--paper: 84 x 84 RGB) images (a pattern per
+ * class plus noise). */
 static int make_images(src_data *sd)
 {
-    enum { CLASSES = 20, PER = 20, PX = 28 * 28 };
+    enum { CLASSES = 20, PER = 20 };
+    const int PX = img_channels() * img_size() * img_size();
     size_t counts[CLASSES];
     mnas_real *data = malloc(sizeof(mnas_real) * CLASSES * PER * PX);
     mnas_rng *r = mnas_rng_create(sd->ctx, 1, 0);
@@ -77,10 +94,10 @@ static int make_images(src_data *sd)
                     (mnas_real)((double)((p * (c + 3)) % 17) / 17.0 + 0.2 * mnas_rng_uniform(r));
     }
     mnas_rng_free(r);
-    sd->ds = mnas_image_dataset_create(sd->ctx, CLASSES, counts, NULL, 1, 28, 28, data);
+    sd->ds = mnas_image_dataset_create(sd->ctx, CLASSES, counts, NULL, img_channels(), img_size(), img_size(), data);
     free(data);
     mnas_fewshot_options fo = MNAS_FEWSHOT_OPTIONS_INIT;
-    fo.query = 5;
+    fo.query = paper ? 15 : 5;
     const mnas_image_dataset *dss[1] = { sd->ds };
     sd->sampler = sd->ds ? mnas_fewshot_sampler_create(sd->ctx, dss, 1, &fo) : NULL;
     return sd->sampler != NULL;
@@ -104,17 +121,24 @@ static int throughput(int threads, mnas_inner_mode mode, double seconds)
     o.threads = threads;
     o.inner_mode = mode;
     o.seed = 1;
+    o.sample_ops = sample_ops;
     src_data sd = { ctx, MNAS_REGRESSION_OPTIONS_INIT, NULL, NULL };
     int step = 10;
     if (images) {
         o.classes = 5;
-        o.image_size = 28;
-        o.channels = 8;
+        o.image_size = img_size();
+        o.in_channels = img_channels();
+        o.channels = paper ? 16 : 8;
         o.nodes = 4;
         o.meta_batch = 4;
         o.inner_lr = 0.01;
         step = 1;
         if (!make_images(&sd)) return die(ctx);
+        if (paper) {
+            struct rlimit rl;
+            rl.rlim_cur = rl.rlim_max = (rlim_t)(mem_limit_gib * 1073741824.0);
+            setrlimit(RLIMIT_AS, &rl);
+        }
     }
     mnas_learner *l = mnas_learner_create(ctx, &o);
     if (!l) return die(ctx);
@@ -159,11 +183,14 @@ static int throughput(int threads, mnas_inner_mode mode, double seconds)
     }
 #endif
     char label[64];
-    snprintf(label, sizeof label, "%s, 5 steps%s", mnas_method_name(o.method),
-             mode == MNAS_INNER_RECOMPUTE ? ", recompute" : ", second order");
-    printf("%-32s %d thread%s  %8.*f tasks/s  (%lld meta-updates in %.2f s; %6.*f tasks per CPU-second)  peak RSS %.1f MiB\n",
-           label, threads, threads > 1 ? "s" : " ", images ? 2 : 0, (double)iters * o.meta_batch / t, (long long)iters,
-           t, images ? 2 : 0, (double)iters * o.meta_batch / cpu, ru.ru_maxrss / 1024.0);
+    snprintf(label, sizeof label, "%s, 5 steps%s%s", mnas_method_name(o.method),
+             mode == MNAS_INNER_RECOMPUTE ? ", recompute" : ", second order", sample_ops ? ", sampled" : "");
+    if (sample_ops) snprintf(label + strlen(label), sizeof label - strlen(label), " k=%lld", (long long)sample_ops);
+    printf("%-32s %d thread%s  %8.*f tasks/s  %7.2f s/meta-update  (%lld meta-updates in %.2f s; %6.*f tasks per "
+           "CPU-second)  peak RSS %.1f MiB\n",
+           label, threads, threads > 1 ? "s" : " ", images ? 2 : 0, (double)iters * o.meta_batch / t,
+           t / (double)iters, (long long)iters, t, images ? 2 : 0, (double)iters * o.meta_batch / cpu,
+           ru.ru_maxrss / 1024.0);
     if (ranks > 1)
         printf("  %d ranks: %llu allgathers, %.0f bytes received per meta-update by rank 0, %.3f s in allgathers "
                "(waits included)\n",
@@ -247,7 +274,7 @@ static int in_child(int (*fn)(int, mnas_inner_mode, double), int threads, mnas_i
 int main(int argc, char **argv)
 {
     double seconds = 3.0;
-    int only = -1, threads = 0;
+    int only = -1, threads = 0, recompute_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
             seconds = 0.3;
@@ -265,6 +292,22 @@ int main(int argc, char **argv)
             }
         } else if (!strcmp(argv[i], "--images")) {
             images = 1;
+        } else if (!strcmp(argv[i], "--paper")) {
+            images = paper = 1;
+        } else if (!strcmp(argv[i], "--recompute")) {
+            recompute_only = 1;
+        } else if (!strcmp(argv[i], "--sample-ops") && i + 1 < argc) {
+            sample_ops = atoll(argv[++i]);
+            if (sample_ops < 0 || sample_ops > 8) {
+                fprintf(stderr, "--sample-ops: 0..8\n");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--mem-limit") && i + 1 < argc) {
+            mem_limit_gib = atof(argv[++i]);
+            if (!(mem_limit_gib >= 1 && mem_limit_gib <= 1024)) {
+                fprintf(stderr, "--mem-limit: 1..1024 GiB\n");
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--method") && i + 1 < argc) {
             const char *m = argv[++i];
             only = !strcmp(m, "maml") ? MNAS_METHOD_MAML
@@ -277,7 +320,8 @@ int main(int argc, char **argv)
                 return 2;
             }
         } else {
-            fprintf(stderr, "usage: bench_learner [--quick] [--seconds S] [--threads 1|2] [--images] "
+            fprintf(stderr, "usage: bench_learner [--quick] [--seconds S] [--threads 1|2] [--images] [--paper] "
+                            "[--sample-ops K] [--recompute] [--mem-limit GIB] "
                             "[--method maml|mnas|mnas-shared|mnas-nm]\n");
             return 2;
         }
@@ -291,7 +335,11 @@ int main(int argc, char **argv)
         if (!threads) threads = 1; /* the recompute runs and the memory sweep are one-process figures */
     }
 #endif
-    if (images)
+    if (paper)
+        printf("libmnas %s, meta-training on 5-way 1-shot image tasks (84x84 RGB, C = 16, 15 queries per class, "
+               "meta-batch 4)\n",
+               mnas_version_string());
+    else if (images)
         printf("libmnas %s, meta-training on 5-way 1-shot image tasks (28x28, 5 queries per class, meta-batch 4)\n",
                mnas_version_string());
     else
@@ -301,9 +349,11 @@ int main(int argc, char **argv)
     for (int k = 0; k < 4; k++) {
         if (only >= 0 && (int)all[k] != only) continue;
         bench_method = all[k];
-        if (threads != 2) rc |= in_child(throughput, 1, MNAS_INNER_SECOND_ORDER, seconds);
-        if (threads != 1) rc |= in_child(throughput, 2, MNAS_INNER_SECOND_ORDER, seconds);
-        if (threads) continue; /* just the asked-for count: no recompute runs */
+        if (sample_ops && all[k] == MNAS_METHOD_MAML) continue; /* no mixed edges */
+        mnas_inner_mode mode = recompute_only ? MNAS_INNER_RECOMPUTE : MNAS_INNER_SECOND_ORDER;
+        if (threads != 2) rc |= in_child(throughput, 1, mode, seconds);
+        if (threads != 1) rc |= in_child(throughput, 2, mode, seconds);
+        if (threads || recompute_only) continue; /* just the asked-for runs */
         if (all[k] == MNAS_METHOD_MAML && !images) rc |= in_child(throughput, 1, MNAS_INNER_RECOMPUTE, seconds);
         /* The supernet's second-order tape is large on images: the
          * memory-saving mode, for comparison. */

@@ -205,13 +205,25 @@ typedef struct mnas_learner_options {
     int image_size; /**< height = width (default 28) */
     int filters; /**< conv MAML baseline, per block (default 32) */
     int channels; /**< conv supernet C (default 16) */
+    /** Sampled mixed edges (beyond the paper, as GDAS does; M-NAS variants
+     * only): 0 evaluates every op of every edge (the paper's supernet, the
+     * default). k >= 1: while training, each task draws k ops per edge by
+     * Gumbel top-k over the edge's alpha (from the task's random stream, so
+     * results do not depend on the number of threads); the forward uses only
+     * those ops, with their alpha renormalised over the k chosen (one-hot
+     * for k = 1), and the gradient reaches alpha as if it were the soft one
+     * (straight-through). Evaluation uses the k largest alpha entries,
+     * renormalised, without noise. k = the number of ops is the full
+     * supernet. 0..number of ops of the search space (8 for DARTS, 3 for the
+     * MLP space). See docs/images.md. */
+    int64_t sample_ops;
 } mnas_learner_options;
 
 /** Defaults of mnas_learner_options (the paper's toy-regression settings). */
 #define MNAS_LEARNER_OPTIONS_INIT                                                                          \
     { sizeof(mnas_learner_options), MNAS_METHOD_MAML, 25, 5, 0.001, 0.001, MNAS_INNER_SECOND_ORDER, 1, 0u,  \
       0.0, 50, 5, 1, 1, 1e-4, 0.01, 0.1, 3, 32, 32, 64, MNAS_RNN_GRU, MNAS_MODULATE_ELEMENT, 3.0, 0, 1, 28,  \
-      32, 16 }
+      32, 16, 0 }
 
 /** A meta-learner (opaque): one of the paper's methods with its parameters and optimisers. */
 typedef struct mnas_learner mnas_learner;

@@ -11,6 +11,7 @@
 
 #include "autodiff/autodiff_internal.h"
 #include "meta/meta_internal.h"
+#include "nas/nas_internal.h"
 #include "nn/nn_internal.h"
 
 #define TASK_MSG (MNAS_MSG_MAX + 32)
@@ -138,6 +139,9 @@ static mnas_status check_options(mnas_ctx *ctx, const mnas_learner_options *o)
                            "%s: images need in_channels 1..64, image_size 1..1024, filters 0..1024 and channels "
                            "1..1024 (got %d, %d, %d, %d)",
                            fn, o->in_channels, o->image_size, o->filters, o->channels);
+    if (o->sample_ops < 0 || (o->method == MNAS_METHOD_MAML && o->sample_ops != 0))
+        return mnas__error(ctx, MNAS_E_INVALID, "%s: sample_ops %lld must be >= 0 (and 0 for MAML, which has no "
+                           "mixed edges)", fn, (long long)o->sample_ops);
     if (o->classes > 0 && o->method == MNAS_METHOD_MAML && o->image_size < 16)
         return mnas__error(ctx, MNAS_E_INVALID, "%s: the conv MAML network needs image_size >= 16 (got %d)", fn,
                            o->image_size);
@@ -221,6 +225,9 @@ static mnas_status build_model(mnas_learner *l)
     if (!l->s_net.count) return MNAS_E_INVALID;
     l->edges = mnas_supernet_alpha_rows(l->net);
     l->ops = mnas_search_space_num_ops(l->space);
+    if (o->sample_ops > (int64_t)l->ops)
+        return mnas__error(ctx, MNAS_E_INVALID, "mnas_learner_create: sample_ops %lld is more than the %zu ops of the "
+                           "search space", (long long)o->sample_ops, l->ops);
     /* Images reach the encoder flattened, with one-hot labels. */
     int64_t xf = l->classify ? (int64_t)o->in_channels * o->image_size * o->image_size : o->in_features;
     int64_t yf = l->classify ? o->classes : o->out_features;
@@ -412,7 +419,14 @@ static mnas_tensor *predict(const mnas_learner *l, mnas_tape *tp, mnas_tensor *x
                             mnas_tensor *alpha)
 {
     if (l->cnet) return mnas_convnet_forward(l->cnet, tp, x, w);
-    return l->mlp ? mnas_mlp_forward(l->mlp, tp, x, w) : mnas_supernet_forward(l->net, tp, x, w, alpha);
+    if (l->mlp) return mnas_mlp_forward(l->mlp, tp, x, w);
+    /* Ops of alpha value exactly 0 (sampled out, dropped, or a softmax
+     * entry that underflowed) are skipped: the gradient such an entry would
+     * receive is multiplied by 0 on its way to the parameters (dropout's
+     * mask, softmax's own value) or is by definition not used (sampled
+     * edges). The discrete phase's straight-through alpha is the exception:
+     * its zeros pass their gradient on unchanged. */
+    return mnas__supernet_forward(l->net, tp, x, w, alpha, !l->discrete);
 }
 
 /* The task loss of the model's output: the MSE against y, or the
@@ -503,6 +517,50 @@ static mnas_tensor *onehot_of(const mnas_learner *l, mnas_tape *tp, mnas_tensor 
     return oh;
 }
 
+/* Sampled mixed edges (sample_ops = k, 0 < k < ops): per edge, the k ops of
+ * largest log(alpha) + Gumbel noise (training; the task's stream r) or of
+ * largest alpha (evaluation), ties to the lower index. Their weights are
+ * alpha renormalised over the k, the others exactly 0. Training returns
+ * alpha + (hard - alpha) with the shift constant (straight-through: the
+ * value is hard, the gradient reaches alpha unchanged); evaluation the hard
+ * weights as a constant. */
+static mnas_tensor *sample_edges(const mnas_learner *l, mnas_tape *tp, mnas_tensor *a, struct mnas_rng *r,
+                                 int training)
+{
+    size_t n = l->ops, k = (size_t)l->o.sample_ops;
+    mnas_tensor *hard = mnas_tape_tensor(tp, 2, a->shape, NULL);
+    double *score = mnas__tape_scratch(tp, "mnas_learner", n * sizeof *score);
+    unsigned char *pick = mnas__tape_scratch(tp, "mnas_learner", n);
+    if (!hard || !score || !pick) return NULL;
+    for (size_t e = 0; e < l->edges; e++) {
+        const mnas_real *p = a->data + e * n;
+        for (size_t o = 0; o < n; o++) {
+            double g = 0;
+            if (training) {
+                double u = mnas_rng_uniform(r);
+                if (u < 1e-300) u = 1e-300;
+                g = -log(-log(u));
+            }
+            score[o] = (p[o] > 0 ? log((double)p[o]) : -INFINITY) + g;
+            pick[o] = 0;
+        }
+        double sum = 0;
+        for (size_t j = 0; j < k; j++) {
+            size_t best = n;
+            for (size_t o = 0; o < n; o++)
+                if (!pick[o] && (best == n || score[o] > score[best])) best = o;
+            pick[best] = 1;
+            sum += (double)p[best];
+        }
+        for (size_t o = 0; o < n; o++) {
+            double h = !pick[o] ? 0 : sum > 0 ? (double)p[o] / sum : 1.0 / (double)k;
+            hard->data[e * n + o] = training ? (mnas_real)(h - (double)p[o]) : (mnas_real)h;
+        }
+    }
+    /* Training: hard holds the shift; a + (0 - a) is exactly +0. */
+    return training ? mnas_add(tp, a, hard) : hard;
+}
+
 /* The task representation z and L_r (Eq. (4)-(6)) of task t. r receives the
  * per-task generator after the support permutation was drawn (prepare goes
  * on with it), so every phase of a task sees the same permutation and
@@ -581,6 +639,8 @@ static mnas_status prepare(const mnas_learner *l, mnas_tape *tp, const mnas_task
             }
         }
     }
+    if (a && !l->discrete && l->o.sample_ops > 0 && (size_t)l->o.sample_ops < l->ops)
+        a = sample_edges(l, tp, a, &r, training);
     if (!a) return tp->status ? tp->status : MNAS_E_INTERNAL;
     if (training && !l->discrete && l->o.path_dropout > 0) {
         /* Path dropout on alpha (paper, "Task-Aware Architecture Generation"). */

@@ -228,7 +228,8 @@ int mnas__cell_preprocess(const mnas_cell *c, mnas_tape *tp, const char *fn, mna
 }
 
 mnas_tensor *mnas__cell_forward_rows(const mnas_cell *c, mnas_tape *tp, const char *fn, mnas_tensor *s0,
-                                     mnas_tensor *s1, mnas_tensor *const *w, mnas_tensor *alpha, size_t row0)
+                                     mnas_tensor *s1, mnas_tensor *const *w, mnas_tensor *alpha, size_t row0,
+                                     int skip_zero)
 {
     if (!mnas__input_ok(tp, fn, "s0", s0) || !mnas__input_ok(tp, fn, "s1", s1)) return NULL;
     if (c->kind == MNAS__CELL_MLP &&
@@ -244,9 +245,12 @@ mnas_tensor *mnas__cell_forward_rows(const mnas_cell *c, mnas_tape *tp, const ch
     states[1] = s1;
     if (c->kind == MNAS__CELL_CONV && !mnas__cell_preprocess(c, tp, fn, s0, s1, w, &states[0], &states[1]))
         return NULL;
-    /* A decoded (one-hot) alpha that needs no gradient lets us skip the ops
-     * it gives weight 0. */
-    int prune = !alpha->requires_grad;
+    /* An op whose mixing weight is exactly 0 is not evaluated (the active
+     * mask): always when alpha needs no gradient (a decoded one-hot alpha),
+     * and with skip_zero when the caller knows that the gradient reaching
+     * such an entry is not used (softmax, sampled or dropped entries: see
+     * docs/images.md for why the results are the same bits). */
+    int prune = skip_zero || !alpha->requires_grad;
     mnas_tensor *out = NULL;
     mnas_tensor *ys[18 * 64];
     int64_t idx[18 * 64];
@@ -309,5 +313,5 @@ mnas_tensor *mnas_cell_forward(const mnas_cell *c, mnas_tape *tp, mnas_tensor *s
         mnas__tape_error(tp, MNAS_E_SHAPE, "%s: alpha must be [%zu, %zu] (edges, ops)", fn, c->n_edges, c->n_ops);
         return NULL;
     }
-    return mnas__cell_forward_rows(c, tp, fn, s0, s1, w, alpha, 0);
+    return mnas__cell_forward_rows(c, tp, fn, s0, s1, w, alpha, 0, 0);
 }

@@ -74,9 +74,16 @@ const mnas_param_decl *mnas__edge_decl(const mnas_cell *c, size_t e, size_t o);
 int mnas__cell_preprocess(const mnas_cell *c, mnas_tape *tp, const char *fn, mnas_tensor *s0, mnas_tensor *s1,
                           mnas_tensor *const *w, mnas_tensor **p0, mnas_tensor **p1);
 /* The cell on alpha rows row0 .. row0 + edges - 1 of alpha (validated by
- * the caller); the public forward is this with row0 = 0. */
+ * the caller); the public forward is this with row0 = 0, skip_zero = 0.
+ * Ops whose alpha value is exactly 0 are not evaluated when alpha needs no
+ * gradient, or always with skip_zero (their alpha entries then get no
+ * gradient from this cell). */
 mnas_tensor *mnas__cell_forward_rows(const mnas_cell *c, mnas_tape *tp, const char *fn, mnas_tensor *s0,
-                                     mnas_tensor *s1, mnas_tensor *const *w, mnas_tensor *alpha, size_t row0);
+                                     mnas_tensor *s1, mnas_tensor *const *w, mnas_tensor *alpha, size_t row0,
+                                     int skip_zero);
+/* mnas_supernet_forward with the cells' skip_zero. */
+mnas_tensor *mnas__supernet_forward(const mnas_supernet *n, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w,
+                                    mnas_tensor *alpha, int skip_zero);
 /* Add a cell's parameters (no prefix length check). */
 int mnas__cell_add_params(const mnas_cell *c, mnas_params *p, const char *prefix, int group);
 /* The DARTS pieces shared by ops and cells: ReLU - conv(1x1) - BN and the

@@ -198,22 +198,28 @@ mnas_tensor *mnas__conv_stem(const mnas_supernet *n, mnas_tape *tp, const char *
 }
 
 static mnas_tensor *conv_forward(const mnas_supernet *n, mnas_tape *tp, const char *fn, mnas_tensor *x,
-                                 mnas_tensor *const *w, mnas_tensor *alpha)
+                                 mnas_tensor *const *w, mnas_tensor *alpha, int skip_zero)
 {
     size_t P = mnas_supernet_num_params(n);
     const mnas_cell *nc = n->cell[0], *rc = n->cell[1];
     if (!mnas__check_linear(tp, fn, w + P - 2, mnas_cell_out_width(rc), n->out)) return NULL;
     mnas_tensor *h = mnas__conv_stem(n, tp, fn, x, w);
     if (!h) return NULL;
-    mnas_tensor *c0 = mnas__cell_forward_rows(nc, tp, fn, h, h, w + 3, alpha, 0);
+    mnas_tensor *c0 = mnas__cell_forward_rows(nc, tp, fn, h, h, w + 3, alpha, 0, skip_zero);
     if (!c0) return NULL;
-    mnas_tensor *c1 = mnas__cell_forward_rows(rc, tp, fn, h, c0, w + 3 + nc->n_params, alpha, nc->n_edges);
+    mnas_tensor *c1 = mnas__cell_forward_rows(rc, tp, fn, h, c0, w + 3 + nc->n_params, alpha, nc->n_edges, skip_zero);
     if (!c1) return NULL;
     return mnas_linear(tp, mnas_global_avg_pool(tp, c1), w[P - 2], w[P - 1]);
 }
 
 mnas_tensor *mnas_supernet_forward(const mnas_supernet *n, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w,
                                    mnas_tensor *alpha)
+{
+    return mnas__supernet_forward(n, tp, x, w, alpha, 0);
+}
+
+mnas_tensor *mnas__supernet_forward(const mnas_supernet *n, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w,
+                                    mnas_tensor *alpha, int skip_zero)
 {
     const char *fn = "mnas_supernet_forward";
     if (!n || !mnas__tape_ok(tp)) return NULL;
@@ -230,12 +236,19 @@ mnas_tensor *mnas_supernet_forward(const mnas_supernet *n, mnas_tape *tp, mnas_t
                              fn, rows, ops, n->cell[0]->n_edges);
             return NULL;
         }
-        return conv_forward(n, tp, fn, x, w, alpha);
+        return conv_forward(n, tp, fn, x, w, alpha, skip_zero);
     }
     size_t P = mnas_supernet_num_params(n);
     if (!mnas__check_linear(tp, fn, w, n->in, n->width) || !mnas__check_linear(tp, fn, w + P - 2, n->width, n->out))
         return NULL;
     mnas_tensor *h = mnas_relu(tp, mnas_linear(tp, x, w[0], w[1]));
-    mnas_tensor *c = mnas_cell_forward(n->cell[0], tp, h, h, w + 2, alpha);
+    const mnas_cell *cell = n->cell[0];
+    if (!mnas__input_ok(tp, fn, "alpha", alpha)) return NULL;
+    if (alpha->ndim != 2 || alpha->shape[0] != (int64_t)cell->n_edges || alpha->shape[1] != (int64_t)cell->n_ops) {
+        mnas__tape_error(tp, MNAS_E_SHAPE, "%s: alpha must be [%zu, %zu] (edges, ops)", fn, cell->n_edges,
+                         cell->n_ops);
+        return NULL;
+    }
+    mnas_tensor *c = h ? mnas__cell_forward_rows(cell, tp, fn, h, h, w + 2, alpha, 0, skip_zero) : NULL;
     return mnas_linear(tp, c, w[P - 2], w[P - 1]);
 }

@@ -18,7 +18,7 @@ When a header appends a field, append it here (and to its defaults).
 """
 
 import ctypes
-from ctypes import c_double, c_int, c_size_t, c_uint, c_uint64, c_void_p
+from ctypes import c_double, c_int, c_int64, c_size_t, c_uint, c_uint64, c_void_p
 
 
 class _Options(ctypes.Structure):
@@ -144,6 +144,7 @@ class LearnerOptions(_Options):
         ("image_size", c_int),
         ("filters", c_int),
         ("channels", c_int),
+        ("sample_ops", c_int64),   # 0: full supernet; k: Gumbel top-k ops per edge
     ]
     # MNAS_LEARNER_OPTIONS_INIT
     _defaults = (("method", 0), ("meta_batch", 25), ("inner_steps", 5), ("inner_lr", 0.001),
@@ -152,7 +153,8 @@ class LearnerOptions(_Options):
                  ("out_features", 1), ("arch_lr", 1e-4), ("beta", 0.01), ("path_dropout", 0.1),
                  ("nodes", 3), ("z_dim", 32), ("f_dim", 32), ("controller_hidden", 64),
                  ("encoder", 0), ("modulation", 0), ("modulator_bias", 3.0), ("classes", 0),
-                 ("in_channels", 1), ("image_size", 28), ("filters", 32), ("channels", 16))
+                 ("in_channels", 1), ("image_size", 28), ("filters", 32), ("channels", 16),
+                 ("sample_ops", 0))
 
 
 class ImageLoadOptions(_Options):
