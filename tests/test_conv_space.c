@@ -108,6 +108,90 @@ START_TEST(op_shapes)
 }
 END_TEST
 
+/* The conv ops of an edge share the ReLU of its input: a second conv op on
+ * the same recorded state adds one node fewer than the first, a new state
+ * or a new recording gets its own ReLU, a persistent input is never shared,
+ * and the shared graph's gradient is the sum of the separate ones. */
+START_TEST(conv_ops_share_input_relu)
+{
+    const int dil3 = 6, dil5 = 7, sep3 = 4;
+    int64_t xs[4] = { 2, 4, 6, 6 };
+    mnas_real buf[2 * 4 * 6 * 6];
+    for (int i = 0; i < 2 * 4 * 36; i++) buf[i] = sin(0.37 * i + 0.1);
+    mnas_tensor *leaf = mnas_tensor_from_data(ctx, 4, xs, buf);
+    ck_assert_ptr_nonnull(leaf);
+    ck_assert_int_eq(mnas_tensor_set_requires_grad(leaf, 1), MNAS_OK);
+    mnas_params *p = mnas_params_create(ctx);
+    int i3 = mnas_search_space_add_op_params(sp, dil3, 4, 1, p, "a.", 0);
+    int i5 = mnas_search_space_add_op_params(sp, dil5, 4, 1, p, "b.", 0);
+    int is = mnas_search_space_add_op_params(sp, sep3, 4, 1, p, "c.", 0);
+    ck_assert(i3 >= 0 && i5 >= 0 && is >= 0);
+    mnas_tensor *const *w = mnas_params_tensors(p);
+
+    mnas_tape_reset(tp);
+    mnas_tensor *x = mnas_scale(tp, leaf, 1.0);
+    size_t n0 = mnas_tape_num_nodes(tp);
+    mnas_tensor *a = mnas_search_space_op_forward(sp, dil3, tp, x, w + i3, 1);
+    size_t n1 = mnas_tape_num_nodes(tp);
+    mnas_tensor *b = mnas_search_space_op_forward(sp, dil5, tp, x, w + i5, 1);
+    size_t n2 = mnas_tape_num_nodes(tp);
+    ck_assert(a && b);
+    ck_assert_uint_eq(n2 - n1, n1 - n0 - 1);
+    /* sep_conv shares its first ReLU, not its second one */
+    mnas_tensor *c = mnas_search_space_op_forward(sp, sep3, tp, x, w + is, 1);
+    size_t n3 = mnas_tape_num_nodes(tp);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_uint_eq(n3 - n2, 2 * (n1 - n0) - 1);
+    /* another state: its own ReLU (dil3's weights are now known leaves,
+     * so a full dil_conv adds the first call's nodes less its 2 leaves) */
+    mnas_tensor *x2 = mnas_scale(tp, leaf, 2.0);
+    size_t m0 = mnas_tape_num_nodes(tp);
+    ck_assert_ptr_nonnull(mnas_search_space_op_forward(sp, dil3, tp, x2, w + i3, 1));
+    size_t m1 = mnas_tape_num_nodes(tp);
+    ck_assert_uint_eq(m1 - m0, n1 - n0 - 2);
+    ck_assert_ptr_nonnull(mnas_search_space_op_forward(sp, dil3, tp, x2, w + i3, 1));
+    ck_assert_uint_eq(mnas_tape_num_nodes(tp) - m1, m1 - m0 - 1);
+    /* the shared graph's gradient: the three ops' own gradients summed */
+    mnas_tensor *y = mnas_add(tp, mnas_add(tp, mnas_sum(tp, a), mnas_sum(tp, b)), mnas_sum(tp, c));
+    mnas_tensor *g = NULL;
+    ck_assert_int_eq(mnas_grad(tp, y, 1, &leaf, &g, 0), MNAS_OK);
+    double *shared = malloc(sizeof(double) * 2 * 4 * 36), *sep = calloc(2 * 4 * 36, sizeof(double));
+    ck_assert(shared && sep);
+    for (int i = 0; i < 2 * 4 * 36; i++) shared[i] = mnas_tensor_data(g)[i];
+    const int ops[3] = { dil3, dil5, sep3 }, at[3] = { i3, i5, is };
+    for (int k = 0; k < 3; k++) {
+        mnas_tape_reset(tp);
+        mnas_tensor *xk = mnas_scale(tp, leaf, 1.0);
+        mnas_tensor *yk = mnas_sum(tp, mnas_search_space_op_forward(sp, ops[k], tp, xk, w + at[k], 1));
+        mnas_tensor *gk = NULL;
+        ck_assert_int_eq(mnas_grad(tp, yk, 1, &leaf, &gk, 0), MNAS_OK);
+        for (int i = 0; i < 2 * 4 * 36; i++) sep[i] += mnas_tensor_data(gk)[i];
+    }
+    double worst = 0, scale = 1e-3;
+    for (int i = 0; i < 2 * 4 * 36; i++) {
+        if (fabs(sep[i]) > scale) scale = fabs(sep[i]);
+        if (fabs(shared[i] - sep[i]) > worst) worst = fabs(shared[i] - sep[i]);
+    }
+    ck_assert_msg(worst <= 1e-4 * scale, "shared-ReLU gradient differs by %g (scale %g)", worst, scale);
+    /* a new recording does not reuse the old ReLU */
+    mnas_tape_reset(tp);
+    x = mnas_scale(tp, leaf, 1.0);
+    size_t r0 = mnas_tape_num_nodes(tp);
+    ck_assert_ptr_nonnull(mnas_search_space_op_forward(sp, dil3, tp, x, w + i3, 1));
+    ck_assert_uint_eq(mnas_tape_num_nodes(tp) - r0, n1 - n0);
+    /* a persistent input (which the caller may rewrite) is never shared */
+    mnas_tape_reset(tp);
+    ck_assert_ptr_nonnull(mnas_search_space_op_forward(sp, dil3, tp, leaf, w + i3, 1));
+    size_t q1 = mnas_tape_num_nodes(tp);
+    ck_assert_ptr_nonnull(mnas_search_space_op_forward(sp, dil3, tp, leaf, w + i3, 1));
+    ck_assert_uint_eq(mnas_tape_num_nodes(tp) - q1, m1 - m0);
+    free(shared);
+    free(sep);
+    mnas_params_free(p);
+    mnas_tensor_free(leaf);
+}
+END_TEST
+
 /* Normal cells keep H x W, reduction cells halve it; the output
  * concatenates the nodes; after a reduction, s0 is twice s1's size. */
 START_TEST(cell_shapes_and_params)
@@ -537,6 +621,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, registry_in_order);
     tcase_add_test(tc, op_shapes);
+    tcase_add_test(tc, conv_ops_share_input_relu);
     tcase_add_test(tc, cell_shapes_and_params);
     tcase_add_test(tc, supernet_layout);
     tcase_add_test(tc, genotype_pair_round_trip);

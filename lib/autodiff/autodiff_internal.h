@@ -73,10 +73,23 @@ struct mnas_tape {
     mnas_status status;
     char msg[MNAS_MSG_MAX];
     struct mnas_tape *aux; /* scratch tape for recomputation, made on demand */
+    /* mnas__relu_shared's last result: relu_y = relu(relu_x), both made by
+     * this tape in epoch relu_epoch under no-grad depth relu_no_grad. */
+    const mnas_tensor *relu_x;
+    mnas_tensor *relu_y;
+    uint32_t relu_epoch;
+    int relu_no_grad;
 };
 
 /* The tape's scratch tape (created on first use), or NULL with an error. */
 mnas_tape *mnas__tape_aux(mnas_tape *tp);
+
+/* relu(x), shared: when x is a tensor of this tape's current recording and
+ * the previous call had the same x (and the same no-grad depth), its result
+ * is returned again instead of a new tensor. The DARTS ops that all start
+ * with ReLU of an edge's input thus keep one ReLU (data, node, backward) per
+ * edge instead of one per op. Results are the same as mnas_relu's. */
+mnas_tensor *mnas__relu_shared(mnas_tape *tp, mnas_tensor *x);
 
 /* Record a failure on the tape (first one wins for status) and its context. */
 mnas_status mnas__tape_error(mnas_tape *tp, mnas_status st, const char *fmt, ...) MNAS_PRINTF(3, 4);

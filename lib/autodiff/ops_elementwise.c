@@ -115,6 +115,28 @@ mnas_tensor *mnas_add_scalar(mnas_tape *tp, mnas_tensor *x, double c)
     return unary(tp, "mnas_add_scalar", OP_ADD_SCALAR, K_ADDC, x, c);
 }
 mnas_tensor *mnas_relu(mnas_tape *tp, mnas_tensor *x) { return unary(tp, "mnas_relu", OP_RELU, K_RELU, x, 0); }
+
+/* Only tape tensors of the current epoch are remembered: a persistent x
+ * could be rewritten between calls, and an old epoch's pointers may have
+ * been reused. */
+mnas_tensor *mnas__relu_shared(mnas_tape *tp, mnas_tensor *x)
+{
+    if (!mnas__tape_ok(tp)) return NULL;
+    if (x && x == tp->relu_x && tp->relu_y && tp->relu_epoch == tp->epoch && tp->relu_no_grad == tp->no_grad &&
+        mnas__tensor_live(x) && x->tape == tp && mnas__tensor_live(tp->relu_y))
+        return tp->relu_y;
+    mnas_tensor *y = mnas_relu(tp, x);
+    if (y && x->tape == tp) {
+        tp->relu_x = x;
+        tp->relu_y = y;
+        tp->relu_epoch = tp->epoch;
+        tp->relu_no_grad = tp->no_grad;
+    } else {
+        tp->relu_x = NULL;
+        tp->relu_y = NULL;
+    }
+    return y;
+}
 mnas_tensor *mnas_sigmoid(mnas_tape *tp, mnas_tensor *x)
 {
     return unary(tp, "mnas_sigmoid", OP_SIGMOID, K_SIGMOID, x, 0);

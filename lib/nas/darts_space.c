@@ -88,26 +88,29 @@ static int conv_input_ok(mnas_tape *tp, mnas_tensor *x, const char *op)
     return 1;
 }
 
-/* ReLU - depthwise conv (k, stride, dilation) - 1x1 conv - BN. */
+/* ReLU - depthwise conv (k, stride, dilation) - 1x1 conv - BN. The ReLU of
+ * an op's input (first stage) is shared by the four conv ops of an edge,
+ * which read the same state: one ReLU's data and backward instead of four. */
 static mnas_tensor *dw_pw(mnas_tape *tp, mnas_tensor *x, mnas_tensor *dw, mnas_tensor *pw, int k, int stride,
-                          int dilation)
+                          int dilation, int first)
 {
     int pad = dilation * (k / 2);
-    mnas_tensor *y = mnas_conv2d(tp, mnas_relu(tp, x), dw, NULL, stride, pad, dilation, (int)x->shape[1]);
+    mnas_tensor *r = first ? mnas__relu_shared(tp, x) : mnas_relu(tp, x);
+    mnas_tensor *y = mnas_conv2d(tp, r, dw, NULL, stride, pad, dilation, (int)x->shape[1]);
     return bn(tp, mnas_conv2d(tp, y, pw, NULL, 1, 0, 1, 1));
 }
 
 static mnas_tensor *sep(mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w, int k, int stride, const char *name)
 {
     if (!conv_input_ok(tp, x, name)) return NULL;
-    mnas_tensor *y = dw_pw(tp, x, w[0], w[1], k, stride, 1);
-    return y ? dw_pw(tp, y, w[2], w[3], k, 1, 1) : NULL;
+    mnas_tensor *y = dw_pw(tp, x, w[0], w[1], k, stride, 1, 1);
+    return y ? dw_pw(tp, y, w[2], w[3], k, 1, 1, 0) : NULL;
 }
 
 static mnas_tensor *dil(mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w, int k, int stride, const char *name)
 {
     if (!conv_input_ok(tp, x, name)) return NULL;
-    return dw_pw(tp, x, w[0], w[1], k, stride, 2);
+    return dw_pw(tp, x, w[0], w[1], k, stride, 2, 1);
 }
 
 static mnas_tensor *sep3_forward(void *u, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w, int s)
