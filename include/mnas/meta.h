@@ -115,12 +115,25 @@ MNAS_API mnas_tensor *mnas_controller_forward(const mnas_controller *c, mnas_tap
  * e.g. 3 gives 0.95), its weight at U[-1/sqrt(z_dim), 1/sqrt(z_dim)]. */
 typedef enum mnas_modulation { MNAS_MODULATE_ELEMENT = 0, MNAS_MODULATE_CHANNEL = 1 } mnas_modulation;
 
+/* The squashing function f of tau = f(u), u = FC(z) (docs/meta.md,
+ * "Modulator forms"). SIGMOID is the paper's (tau in (0, 1)); TWO_SIGMOID
+ * is 2 sigmoid(u) and ONE_PLUS_TANH 1 + tanh(u) (both in (0, 2), tau = 1 at
+ * u = 0, so a modulator_bias of 0 starts at the identity; they can scale a
+ * weight up as well as down). */
+typedef enum mnas_modulator_form {
+    MNAS_MODULATOR_SIGMOID = 0,
+    MNAS_MODULATOR_TWO_SIGMOID = 1,
+    MNAS_MODULATOR_ONE_PLUS_TANH = 2
+} mnas_modulator_form;
+
 typedef struct mnas_modulator mnas_modulator;
 
 /* Modulates n tensors of the given shapes (the meta-weights, in order). */
 MNAS_API mnas_modulator *mnas_modulator_create(mnas_ctx *ctx, int64_t z_dim, size_t n, mnas_tensor *const *targets,
                                                mnas_modulation mode, double bias_init);
 MNAS_API void mnas_modulator_free(mnas_modulator *m);
+/* Select the form of f (default MNAS_MODULATOR_SIGMOID). */
+MNAS_API mnas_status mnas_modulator_set_form(mnas_modulator *m, mnas_modulator_form form);
 MNAS_API int mnas_modulator_add_params(const mnas_modulator *m, mnas_params *p, const char *prefix, int group);
 MNAS_API size_t mnas_modulator_num_params(const mnas_modulator *m);
 /* out[i] = tau_i * targets[i] for the n tensors given (shapes as created). */
@@ -178,12 +191,14 @@ typedef struct mnas_learner_options {
     int image_size;          /* height = width (default 28) */
     int filters;             /* conv MAML baseline, per block (default 32) */
     int channels;            /* conv supernet C (default 16) */
+    /* Research options (issue 17; docs/meta.md "Modulator forms"). */
+    mnas_modulator_form modulator_form; /* default MNAS_MODULATOR_SIGMOID (the paper's Eq. (7)) */
 } mnas_learner_options;
 
 #define MNAS_LEARNER_OPTIONS_INIT                                                                          \
     { sizeof(mnas_learner_options), MNAS_METHOD_MAML, 25, 5, 0.001, 0.001, MNAS_INNER_SECOND_ORDER, 1, 0u,  \
       0.0, 50, 5, 1, 1, 1e-4, 0.01, 0.1, 3, 32, 32, 64, MNAS_RNN_GRU, MNAS_MODULATE_ELEMENT, 3.0, 0, 1, 28,  \
-      32, 16 }
+      32, 16, MNAS_MODULATOR_SIGMOID }
 
 typedef struct mnas_learner mnas_learner;
 

@@ -144,6 +144,8 @@ class LearnerOptions(_Options):
         ("image_size", c_int),
         ("filters", c_int),
         ("channels", c_int),
+        # research options (issue 17)
+        ("modulator_form", c_int),  # mnas_modulator_form
     ]
     # MNAS_LEARNER_OPTIONS_INIT
     _defaults = (("method", 0), ("meta_batch", 25), ("inner_steps", 5), ("inner_lr", 0.001),
@@ -152,7 +154,8 @@ class LearnerOptions(_Options):
                  ("out_features", 1), ("arch_lr", 1e-4), ("beta", 0.01), ("path_dropout", 0.1),
                  ("nodes", 3), ("z_dim", 32), ("f_dim", 32), ("controller_hidden", 64),
                  ("encoder", 0), ("modulation", 0), ("modulator_bias", 3.0), ("classes", 0),
-                 ("in_channels", 1), ("image_size", 28), ("filters", 32), ("channels", 16))
+                 ("in_channels", 1), ("image_size", 28), ("filters", 32), ("channels", 16),
+                 ("modulator_form", 0))
 
 
 class ImageLoadOptions(_Options):

@@ -35,6 +35,9 @@ RNN_GRU, RNN_LSTM = 0, 1
 RNN_KINDS = {"gru": RNN_GRU, "lstm": RNN_LSTM}
 MODULATE_ELEMENT, MODULATE_CHANNEL = 0, 1
 MODULATIONS = {"element": MODULATE_ELEMENT, "channel": MODULATE_CHANNEL}
+MODULATOR_SIGMOID, MODULATOR_TWO_SIGMOID, MODULATOR_ONE_PLUS_TANH = range(3)
+MODULATOR_FORMS = {"sigmoid": MODULATOR_SIGMOID, "two_sigmoid": MODULATOR_TWO_SIGMOID,
+                   "one_plus_tanh": MODULATOR_ONE_PLUS_TANH}
 _INT = (-(1 << 31), (1 << 31) - 1)
 
 
@@ -209,7 +212,8 @@ class Controller(Module):
 
 class Modulator(Module):
     """tau = sigmoid(FC(z)) scaling meta-weights (Eq. (7)):
-    ``Modulator(ctx, z_dim, targets, mode="element", bias_init=3.0)``
+    ``Modulator(ctx, z_dim, targets, mode="element", bias_init=3.0, form="sigmoid")``
+    (form: "sigmoid", "two_sigmoid" = 2 sigmoid, "one_plus_tanh" = 1 + tanh)
     where targets are tensors with the shapes to modulate;
     ``mod(tape, z, weights, targets)`` returns tau_i * targets[i]."""
 
@@ -218,7 +222,7 @@ class Modulator(Module):
     _c_add_params = "mnas_modulator_add_params"
     _c_num_params = "mnas_modulator_num_params"
 
-    def __init__(self, ctx, z_dim, targets, mode="element", bias_init=3.0):
+    def __init__(self, ctx, z_dim, targets, mode="element", bias_init=3.0, form="sigmoid"):
         p = check_ctx(ctx)
         if isinstance(targets, Params):
             targets = targets.tensors()
@@ -236,6 +240,8 @@ class Modulator(Module):
             ctx._fail("mnas_modulator_create")
         self._targets = len(ptrs)
         self._init_module(ctx, r, C.mnas_modulator_free, ctx)
+        ctx._check(C.mnas_modulator_set_form(r, _choice(form, MODULATOR_FORMS, "modulator form")),
+                   "mnas_modulator_set_form")
 
     def forward(self, tape, z, weights, targets):
         mp = self._p()
@@ -375,7 +381,8 @@ class Learner(Handle):
     out_features=1; for the M-NAS methods also arch_lr=1e-4, beta=0.01,
     path_dropout=0.1, nodes=3, z_dim=32, f_dim=32, controller_hidden=64,
     encoder="gru" ("lstm"), modulation="element" ("channel"),
-    modulator_bias=3.0; few-shot image classification (classes > 0, images
+    modulator_bias=3.0, modulator_form="sigmoid" ("two_sigmoid",
+    "one_plus_tanh"); few-shot image classification (classes > 0, images
     [n, in_channels, image_size, image_size], labels [n, 1]): classes=0,
     in_channels=1, image_size=28, filters=32 (MAML's conv network),
     channels=16 (the DARTS supernet's C; nodes=4 is DARTS's cell)."""
@@ -405,6 +412,8 @@ class Learner(Handle):
                 o.encoder = _choice(value, RNN_KINDS, "encoder")
             elif name == "modulation":
                 o.modulation = _choice(value, MODULATIONS, "modulation")
+            elif name == "modulator_form":
+                o.modulator_form = _choice(value, MODULATOR_FORMS, "modulator_form")
             else:
                 raise ArgumentTypeError("Learner got an unknown option %r" % name)
         ctx.clear_error()
