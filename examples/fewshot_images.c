@@ -168,6 +168,39 @@ static void write_text(const char *path, const char *text)
     fclose(f);
 }
 
+/* Figure 6 by dataset: the test tasks of every dataset (up to 100 each),
+ * copied into one set with the dataset index as the family, then
+ * ex_figure6 (t-SNE of the task embeddings z, one colour per dataset). */
+static const char *fig6_names[MAX_DATASETS];
+static const char *fig6_name(int k) { return k >= 0 && k < MAX_DATASETS ? fig6_names[k] : "?"; }
+
+static void figure6_by_dataset(mnas_ctx *ctx, mnas_learner *l, mnas_method m, dataset *ds, int nds,
+                               const char *out_dir)
+{
+    mnas_task_set *set = mnas_task_set_create(ctx);
+    int ok = set != NULL;
+    for (int k = 0; ok && k < nds; k++) {
+        fig6_names[k] = ds[k].name;
+        size_t n = mnas_task_set_size(ds[k].test_set);
+        for (size_t i = 0; ok && i < n && i < 100; i++) {
+            const mnas_task *t = mnas_task_set_get(ds[k].test_set, i);
+            mnas_task *c = mnas_task_create(ctx, mnas_task_support_x(t), mnas_task_support_y(t),
+                                            mnas_task_query_x(t), mnas_task_query_y(t), k);
+            ok = c && mnas_task_set_add(set, c) == MNAS_OK;
+        }
+    }
+    char path[4096], title[96];
+    snprintf(path, sizeof path, "%s/figure6-%s.png", out_dir, m == MNAS_METHOD_MNAS_SHARED ? "mnas-shared"
+                                                             : m == MNAS_METHOD_MNAS_NM   ? "mnas-nm"
+                                                                                          : "mnas");
+    snprintf(title, sizeof title, "%s: z by dataset (t-SNE)", mnas_method_name(m));
+    if (ok && ex_figure6(ctx, l, set, nds, 100, fig6_name, title, path))
+        printf("  wrote %s (Figure 6: t-SNE of z, up to 100 test tasks per dataset)\n", path);
+    else
+        fprintf(stderr, "warning: figure 6: %s\n", mnas_ctx_last_error(ctx));
+    mnas_task_set_free(set);
+}
+
 /* Print the genotype of the first test task of each dataset (the shared
  * one for M-NAS-Shared) and write it as DOT. */
 static void report_genotypes(mnas_ctx *ctx, mnas_learner *l, mnas_method m, dataset *ds, int nds, const char *out_dir)
@@ -436,6 +469,7 @@ int main(int argc, char **argv)
         free(acc);
         free(all);
         if (o.method != MNAS_METHOD_MAML) report_genotypes(ctx, l, o.method, ds, nds, out_dir);
+        if (o.method != MNAS_METHOD_MAML) figure6_by_dataset(ctx, l, o.method, ds, nds, out_dir);
         mnas_learner_free(l);
     }
     /* Table-2 layout: accuracy (%) +- 95 % CI over the test tasks. */

@@ -9,6 +9,7 @@
 #include <check.h>
 #include <math.h>
 #include <spawn.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -345,6 +346,44 @@ START_TEST(params_round_trip_and_mismatch)
     mnas_params_free(a);
     mnas_params_free(b);
     mnas_params_free(c);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
+/* The modulator form (appended option, issue 17) is saved, read back by
+ * mnas_learner_checkpoint_options, and a learner of another form refuses
+ * the file. */
+START_TEST(modulator_form_is_saved)
+{
+    mnas_ctx *ctx = new_ctx();
+    mnas_learner_options o = tiny(MNAS_METHOD_MNAS, 1);
+    o.modulator_form = MNAS_MODULATOR_ONE_PLUS_TANH;
+    mnas_learner *l = mnas_learner_create(ctx, &o);
+    ck_assert_ptr_nonnull(l);
+    char path[512];
+    tmp_path(path, sizeof path, "form.ckpt");
+    ck_assert_int_eq(mnas_learner_save(l, path), MNAS_OK);
+    mnas_learner_options r = MNAS_LEARNER_OPTIONS_INIT;
+    ck_assert_int_eq(mnas_learner_checkpoint_options(ctx, path, &r), MNAS_OK);
+    ck_assert_int_eq(r.modulator_form, MNAS_MODULATOR_ONE_PLUS_TANH);
+    mnas_learner *same = mnas_learner_create(ctx, &r);
+    ck_assert_int_eq(mnas_learner_load(same, path), MNAS_OK);
+    ck_assert(same_params(same, l));
+    o.modulator_form = MNAS_MODULATOR_SIGMOID;
+    mnas_learner *other = mnas_learner_create(ctx, &o);
+    ck_assert_int_eq(mnas_learner_load(other, path), MNAS_E_MISMATCH);
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "modulator_form"));
+    /* A caller built before the field existed: its shorter struct is filled
+     * up to its own size and no further. */
+    mnas_learner_options shorter = MNAS_LEARNER_OPTIONS_INIT;
+    shorter.modulator_form = (mnas_modulator_form)77;
+    shorter.struct_size = offsetof(mnas_learner_options, modulator_form);
+    ck_assert_int_eq(mnas_learner_checkpoint_options(ctx, path, &shorter), MNAS_OK);
+    ck_assert_int_eq((int)shorter.modulator_form, 77);
+    ck_assert_int_eq(shorter.method, MNAS_METHOD_MNAS);
+    mnas_learner_free(other);
+    mnas_learner_free(same);
+    mnas_learner_free(l);
     mnas_ctx_free(ctx);
 }
 END_TEST
@@ -738,6 +777,7 @@ int main(int argc, char **argv)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, crc_matches_reference);
     tcase_add_test(tc, params_round_trip_and_mismatch);
+    tcase_add_test(tc, modulator_form_is_saved);
     tcase_add_test(tc, crash_before_rename_keeps_old_checkpoint);
     tcase_add_test(tc, truncation_at_every_length);
     tcase_add_test(tc, every_flipped_byte_is_detected);

@@ -224,7 +224,7 @@ static mnas_tensor *mod_fn(mnas_tape *tp, mnas_tensor *const *in, void *user)
     return f;
 }
 
-static void check_modulator(mnas_modulation mode)
+static void check_modulator(mnas_modulation mode, mnas_modulator_form form)
 {
     mnas_ctx *ctx = new_ctx(300 + (uint64_t)mode);
     const int64_t ZD = 3;
@@ -238,6 +238,7 @@ static void check_modulator(mnas_modulation mode)
     mod_case c;
     c.m = mnas_modulator_create(ctx, ZD, NT, in + 3, mode, 3.0);
     ck_assert_ptr_nonnull(c.m);
+    ck_assert_int_eq(mnas_modulator_set_form(c.m, form), MNAS_OK);
     mnas_params *p = mnas_params_create(ctx);
     ck_assert_int_eq(mnas_modulator_add_params(c.m, p, "", 0), 0);
     /* A bias around 0 (sigmoid at its most curved) instead of 3. */
@@ -250,7 +251,11 @@ static void check_modulator(mnas_modulation mode)
     for (int k = 2; k < 3 + NT; k++) ck_assert_int_eq(mnas_tensor_set_requires_grad(in[k], 1), MNAS_OK);
     for (int i = 0; i < NT; i++) make_reducers(ctx, ndim[i], shapes[i], &c.w1[i], &c.w2[i]);
 
-    run_check(ctx, mod_fn, &c, 3 + NT, in, mode == MNAS_MODULATE_ELEMENT ? "modulator (element)" : "modulator (channel)");
+    static const char *const forms[3] = { "sigmoid", "2 sigmoid", "1 + tanh" };
+    char what[64];
+    snprintf(what, sizeof what, "modulator (%s, %s)", mode == MNAS_MODULATE_ELEMENT ? "element" : "channel",
+             forms[form]);
+    run_check(ctx, mod_fn, &c, 3 + NT, in, what);
 
     for (int i = 0; i < NT; i++) {
         mnas_tensor_free(c.w1[i]);
@@ -263,10 +268,18 @@ static void check_modulator(mnas_modulation mode)
     mnas_ctx_free(ctx);
 }
 
-START_TEST(modulator_element_gradients) { check_modulator(MNAS_MODULATE_ELEMENT); }
+START_TEST(modulator_element_gradients) { check_modulator(MNAS_MODULATE_ELEMENT, MNAS_MODULATOR_SIGMOID); }
 END_TEST
 
-START_TEST(modulator_channel_gradients) { check_modulator(MNAS_MODULATE_CHANNEL); }
+START_TEST(modulator_channel_gradients) { check_modulator(MNAS_MODULATE_CHANNEL, MNAS_MODULATOR_SIGMOID); }
+END_TEST
+
+/* The other forms (issue 17): 2 sigmoid and 1 + tanh, element and channel. */
+START_TEST(modulator_form_gradients)
+{
+    check_modulator(_i % 2 ? MNAS_MODULATE_CHANNEL : MNAS_MODULATE_ELEMENT,
+                    _i / 2 ? MNAS_MODULATOR_ONE_PLUS_TANH : MNAS_MODULATOR_TWO_SIGMOID);
+}
 END_TEST
 
 /* ---- the chain M-NAS differentiates: z -> alpha and z -> tau ⊙ w --------------
@@ -340,6 +353,7 @@ int main(void)
     tcase_add_test(tc, controller_gradients);
     tcase_add_test(tc, modulator_element_gradients);
     tcase_add_test(tc, modulator_channel_gradients);
+    tcase_add_loop_test(tc, modulator_form_gradients, 0, 4);
     tcase_add_test(tc, encoder_through_controller_and_modulator);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);

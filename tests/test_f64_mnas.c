@@ -42,7 +42,8 @@ static mnas_task *image_task(mnas_ctx *ctx, int s)
     return t;
 }
 
-static void check_method_on(int mi, mnas_inner_mode mode, mnas_modulation modulation, mnas_rnn_kind rnn, int images)
+static void check_method_form(int mi, mnas_inner_mode mode, mnas_modulation modulation, mnas_rnn_kind rnn, int images,
+                              mnas_modulator_form form)
 {
     mnas_ctx *ctx;
     ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
@@ -63,6 +64,7 @@ static void check_method_on(int mi, mnas_inner_mode mode, mnas_modulation modula
     o.encoder = rnn;
     o.modulation = modulation;
     o.modulator_bias = 0.5;
+    o.modulator_form = form;
     if (images) {
         o.classes = 3;
         o.in_channels = 1;
@@ -131,6 +133,11 @@ static void check_method_on(int mi, mnas_inner_mode mode, mnas_modulation modula
     mnas_ctx_free(ctx);
 }
 
+static void check_method_on(int mi, mnas_inner_mode mode, mnas_modulation modulation, mnas_rnn_kind rnn, int images)
+{
+    check_method_form(mi, mode, modulation, rnn, images, MNAS_MODULATOR_SIGMOID);
+}
+
 static void check_method(int mi, mnas_inner_mode mode, mnas_modulation modulation, mnas_rnn_kind rnn)
 {
     check_method_on(mi, mode, modulation, rnn, 0);
@@ -145,6 +152,20 @@ END_TEST
 START_TEST(eq9_gradient_recompute) { check_method(_i, MNAS_INNER_RECOMPUTE, MNAS_MODULATE_CHANNEL, MNAS_RNN_LSTM); }
 END_TEST
 
+/* The modulator forms of issue 17 through the whole Eq. (9) objective, for
+ * M-NAS and M-NAS-Shared (the methods with a modulator): second order with
+ * element modulation, recompute with channel modulation. */
+START_TEST(eq9_gradient_modulator_forms)
+{
+    mnas_modulator_form form = _i % 2 ? MNAS_MODULATOR_ONE_PLUS_TANH : MNAS_MODULATOR_TWO_SIGMOID;
+    int mi = (_i / 2) % 2; /* M-NAS, M-NAS-Shared */
+    if (_i < 4)
+        check_method_form(mi, MNAS_INNER_SECOND_ORDER, MNAS_MODULATE_ELEMENT, MNAS_RNN_GRU, 0, form);
+    else
+        check_method_form(mi, MNAS_INNER_RECOMPUTE, MNAS_MODULATE_CHANNEL, MNAS_RNN_LSTM, 0, form);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("mnas_f64");
@@ -153,6 +174,7 @@ int main(void)
     tcase_add_loop_test(tc, eq9_gradient_second_order, 0, 4);
     tcase_add_loop_test(tc, eq9_gradient_recompute, 0, 4);
     tcase_add_loop_test(tc, eq9_gradient_images, 0, 4);
+    tcase_add_loop_test(tc, eq9_gradient_modulator_forms, 0, 8);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

@@ -107,7 +107,7 @@ MNAS_API void mnas_ctx_free(mnas_ctx *ctx);
 MNAS_API const char *mnas_ctx_last_error(const mnas_ctx *ctx);
 /** Reset the context's last error message to "". */
 MNAS_API void mnas_ctx_clear_error(mnas_ctx *ctx);
-/* Record a failure message on the context, for code outside the library
+/** Record a failure message on the context, for code outside the library
  * that runs inside a library call (an engine's callbacks, for instance the
  * allgather of mnas_distribution), so that the caller reads it through
  * mnas_ctx_last_error. NULL message: the status's description. Returns

@@ -132,6 +132,17 @@ MNAS_API mnas_tensor *mnas_controller_forward(const mnas_controller *c, mnas_tap
 /** Granularity of the modulation tau: one factor per element or per output channel. */
 typedef enum mnas_modulation { MNAS_MODULATE_ELEMENT = 0, MNAS_MODULATE_CHANNEL = 1 } mnas_modulation;
 
+/** The squashing function f of tau = f(u), u = FC(z) (docs/meta.md,
+ * "Modulator forms"). SIGMOID is the paper's (tau in (0, 1)); TWO_SIGMOID
+ * is 2 sigmoid(u) and ONE_PLUS_TANH 1 + tanh(u) (both in (0, 2), tau = 1 at
+ * u = 0, so a modulator_bias of 0 starts at the identity; they can scale a
+ * weight up as well as down). */
+typedef enum mnas_modulator_form {
+    MNAS_MODULATOR_SIGMOID = 0,       /**< sigmoid(u), the paper's: tau in (0, 1) */
+    MNAS_MODULATOR_TWO_SIGMOID = 1,   /**< 2 sigmoid(u): tau in (0, 2) */
+    MNAS_MODULATOR_ONE_PLUS_TANH = 2  /**< 1 + tanh(u): tau in (0, 2) */
+} mnas_modulator_form;
+
 /** The modulator of Eq. (7) (opaque): tau = sigmoid(FC(z)) scales the meta-weights. */
 typedef struct mnas_modulator mnas_modulator;
 
@@ -140,6 +151,8 @@ MNAS_API mnas_modulator *mnas_modulator_create(mnas_ctx *ctx, int64_t z_dim, siz
                                                mnas_modulation mode, double bias_init);
 /** Free a modulator. NULL is a no-op. */
 MNAS_API void mnas_modulator_free(mnas_modulator *m);
+/** Select the form of f (default MNAS_MODULATOR_SIGMOID); MNAS_E_INVALID for an unknown form. */
+MNAS_API mnas_status mnas_modulator_set_form(mnas_modulator *m, mnas_modulator_form form);
 /** Append the modulator's parameters (named prefix + ...) to p; returns the first index or -1. */
 MNAS_API int mnas_modulator_add_params(const mnas_modulator *m, mnas_params *p, const char *prefix, int group);
 /** Number of parameter tensors the modulator adds. */
@@ -205,6 +218,9 @@ typedef struct mnas_learner_options {
     int image_size; /**< height = width (default 28) */
     int filters; /**< conv MAML baseline, per block (default 32) */
     int channels; /**< conv supernet C (default 16) */
+    /** Squashing function of the modulator (docs/meta.md "Modulator forms"); default
+     * MNAS_MODULATOR_SIGMOID, the paper's Eq. (7). */
+    mnas_modulator_form modulator_form;
     /** Sampled mixed edges (beyond the paper, as GDAS does; M-NAS variants
      * only): 0 evaluates every op of every edge (the paper's supernet, the
      * default). k >= 1: while training, each task draws k ops per edge by
@@ -223,7 +239,7 @@ typedef struct mnas_learner_options {
 #define MNAS_LEARNER_OPTIONS_INIT                                                                          \
     { sizeof(mnas_learner_options), MNAS_METHOD_MAML, 25, 5, 0.001, 0.001, MNAS_INNER_SECOND_ORDER, 1, 0u,  \
       0.0, 50, 5, 1, 1, 1e-4, 0.01, 0.1, 3, 32, 32, 64, MNAS_RNN_GRU, MNAS_MODULATE_ELEMENT, 3.0, 0, 1, 28,  \
-      32, 16, 0 }
+      32, 16, MNAS_MODULATOR_SIGMOID, 0 }
 
 /** A meta-learner (opaque): one of the paper's methods with its parameters and optimisers. */
 typedef struct mnas_learner mnas_learner;
@@ -317,7 +333,9 @@ MNAS_API mnas_status mnas_learner_task_embedding(mnas_learner *l, const mnas_tas
 MNAS_API mnas_status mnas_learner_adapt_predict(mnas_learner *l, const mnas_task *task, int steps,
                                                 size_t n, const mnas_real *x, mnas_real *y);
 
-/* ---- distribution over processes (docs/distributed.md) ----------------------
+/* ---- distribution over processes (docs/distributed.md) ---------------------- */
+
+/** The exchange of a distributed learner (see mnas_distribution).
  * Data-parallel meta-training with any engine: process `rank` of `nprocs`
  * computes the tasks mnas_learner_task_range gives it (with its own worker
  * threads), and `allgather` makes every process hold every task's results
@@ -333,23 +351,25 @@ MNAS_API mnas_status mnas_learner_adapt_predict(mnas_learner *l, const mnas_task
  * binds it to MPI. Evaluation is split the same way. */
 typedef mnas_status (*mnas_allgather_fn)(void *user, void *data, size_t unit_bytes, const size_t *offsets);
 
+/** How a learner's work is split over processes (mnas_learner_set_distribution). */
 typedef struct mnas_distribution {
-    size_t struct_size;
-    int rank;                    /* 0 .. nprocs - 1 */
-    int nprocs;                  /* 1 .. 65536 */
-    mnas_allgather_fn allgather; /* required when nprocs > 1 */
-    void *user;
+    size_t struct_size;          /**< sizeof(mnas_distribution) */
+    int rank;                    /**< 0 .. nprocs - 1 */
+    int nprocs;                  /**< 1 .. 65536 */
+    mnas_allgather_fn allgather; /**< required when nprocs > 1 */
+    void *user;                  /**< passed to allgather */
 } mnas_distribution;
 
+/** Defaults of mnas_distribution: this process alone. */
 #define MNAS_DISTRIBUTION_INIT { sizeof(mnas_distribution), 0, 1, NULL, NULL }
 
-/* Distribute l's meta-training and evaluation (NULL: this process alone,
+/** Distribute l's meta-training and evaluation (NULL: this process alone,
  * the default). The struct is copied. */
 MNAS_API mnas_status mnas_learner_set_distribution(mnas_learner *l, const mnas_distribution *dist);
-/* The tasks first .. end - 1 of a batch of n that this process computes:
+/** The tasks first .. end - 1 of a batch of n that this process computes:
  * [n r / p, n (r + 1) / p). */
 MNAS_API mnas_status mnas_learner_task_range(const mnas_learner *l, size_t n, size_t *first, size_t *end);
-/* This process's rank (0 without distribution). */
+/** This process's rank (0 without distribution). */
 MNAS_API int mnas_learner_rank(const mnas_learner *l);
 
 #ifdef __cplusplus

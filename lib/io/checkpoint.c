@@ -507,6 +507,7 @@ static void w_options(writer *w, const mnas_learner_options *o)
     }
     w_u64(w, "config.seed", o->seed);
     w_i64(w, "config.threads", o->threads);
+    w_i64(w, "config.modulator_form", (int64_t)o->modulator_form);
     w_i64(w, "config.sample_ops", o->sample_ops);
 }
 
@@ -537,6 +538,15 @@ static mnas_status read_options(const mnas__ckpt *c, const char *what, mnas_lear
     int64_t th;
     if ((st = need_i64(c, what, "config.threads", &th)) != MNAS_OK) return st;
     r.threads = th >= 1 && th <= 256 ? (int)th : 1;
+    /* Appended after the first format (issue 17): an older file has no
+     * record and gets the default. */
+    if (mnas__ckpt_find(c, "config.modulator_form")) {
+        if ((st = need_i64(c, what, "config.modulator_form", &th)) != MNAS_OK) return st;
+        if (th < 0 || th > INT32_MAX)
+            return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: config.modulator_form is %lld (out of range)", what,
+                               (long long)th);
+        r.modulator_form = (mnas_modulator_form)th;
+    }
     /* Absent from checkpoints written before the option existed: 0. */
     if (mnas__ckpt_find(c, "config.sample_ops") &&
         (st = need_i64(c, what, "config.sample_ops", &r.sample_ops)) != MNAS_OK)
@@ -640,6 +650,9 @@ static mnas_status compare_options(const mnas__ckpt *c, const char *what, const 
     if (f.seed != mine->seed)
         return mnas__error(c->ctx, MNAS_E_MISMATCH, "%s: written with seed = %llu, this learner has %llu", what,
                            (unsigned long long)f.seed, (unsigned long long)mine->seed);
+    if (f.modulator_form != mine->modulator_form)
+        return mnas__error(c->ctx, MNAS_E_MISMATCH, "%s: written with modulator_form = %d, this learner has %d", what,
+                           (int)f.modulator_form, (int)mine->modulator_form);
     if (f.sample_ops != mine->sample_ops)
         return mnas__error(c->ctx, MNAS_E_MISMATCH, "%s: written with sample_ops = %lld, this learner has %lld", what,
                            (long long)f.sample_ops, (long long)mine->sample_ops);

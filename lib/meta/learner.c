@@ -111,6 +111,10 @@ static mnas_status check_options(mnas_ctx *ctx, const mnas_learner_options *o)
         (o->modulation != MNAS_MODULATE_ELEMENT && o->modulation != MNAS_MODULATE_CHANNEL))
         return mnas__error(ctx, MNAS_E_INVALID, "%s: unknown encoder %d or modulation %d", fn, (int)o->encoder,
                            (int)o->modulation);
+    /* issue 17 research option */
+    if (o->modulator_form != MNAS_MODULATOR_SIGMOID && o->modulator_form != MNAS_MODULATOR_TWO_SIGMOID &&
+        o->modulator_form != MNAS_MODULATOR_ONE_PLUS_TANH)
+        return mnas__error(ctx, MNAS_E_INVALID, "%s: unknown modulator_form %d", fn, (int)o->modulator_form);
     if (o->meta_batch < 1 || o->meta_batch > 100000)
         return mnas__error(ctx, MNAS_E_INVALID, "%s: meta_batch %d is outside 1..100000", fn, o->meta_batch);
     if (o->inner_steps < 0 || o->inner_steps > 1000)
@@ -249,7 +253,7 @@ static mnas_status build_model(mnas_learner *l)
         mnas_tensor *const *W = mnas_params_tensors(p);
         l->mod = mnas_modulator_create(ctx, o->z_dim, l->s_net.count, W + l->s_net.first, o->modulation,
                                        o->modulator_bias);
-        if (!l->mod) return MNAS_E_INVALID;
+        if (!l->mod || mnas_modulator_set_form(l->mod, o->modulator_form) != MNAS_OK) return MNAS_E_INVALID;
         l->s_mod = add_span(p, mnas_modulator_add_params(l->mod, p, "mod.", 0));
         if (!l->s_mod.count) return MNAS_E_INVALID;
         /* The FC weight is the first modulator parameter, [total, z_dim]. */

@@ -10,7 +10,11 @@
  * Parameter order (prefix + name, shape, initialiser):
  *   0 fc.w  [total, z_dim]  fan-in z_dim (U[-1/sqrt(z_dim), 1/sqrt(z_dim)])
  *   1 fc.b  [total]         constant bias_init
- * sigmoid(bias_init) is the initial scale (3 gives 0.953). */
+ * sigmoid(bias_init) is the initial scale (3 gives 0.953).
+ *
+ * Forms of the squashing function (mnas_modulator_set_form; issue 17):
+ * sigmoid (the paper's), 2 sigmoid(u) and 1 + tanh(u); the last two reach
+ * (0, 2), so a task can scale a meta-weight up as well as down. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +42,7 @@ struct mnas_modulator {
     int64_t z_dim, total;
     size_t n;
     mnas_modulation mode;
+    mnas_modulator_form form;
     double bias_init;
     mod_target *t;
 };
@@ -115,6 +120,15 @@ void mnas_modulator_free(mnas_modulator *m)
     if (!m) return;
     mnas__free(m->ctx, m->t);
     mnas__free(m->ctx, m);
+}
+
+mnas_status mnas_modulator_set_form(mnas_modulator *m, mnas_modulator_form form)
+{
+    if (!m) return MNAS_E_INVALID;
+    if (form != MNAS_MODULATOR_SIGMOID && form != MNAS_MODULATOR_TWO_SIGMOID && form != MNAS_MODULATOR_ONE_PLUS_TANH)
+        return mnas__error(m->ctx, MNAS_E_INVALID, "mnas_modulator_set_form: unknown modulator form %d", (int)form);
+    m->form = form;
+    return MNAS_OK;
 }
 
 size_t mnas_modulator_num_params(const mnas_modulator *m) { return m ? MOD_NP : 0; }
@@ -197,7 +211,12 @@ mnas_status mnas__modulator_apply(const mnas_modulator *m, mnas_tape *tp, mnas_t
     mnas_tensor **res = mnas__tape_scratch(tp, fn, m->n * sizeof *res);
     if (!res) FAIL();
 
-    mnas_tensor *tau = mnas_sigmoid(tp, u);
+    mnas_tensor *tau;
+    switch (m->form) {
+    case MNAS_MODULATOR_TWO_SIGMOID: tau = mnas_scale(tp, mnas_sigmoid(tp, u), 2.0); break;
+    case MNAS_MODULATOR_ONE_PLUS_TANH: tau = mnas_add_scalar(tp, mnas_tanh(tp, u), 1.0); break;
+    default: tau = mnas_sigmoid(tp, u); break;
+    }
     if (!tau) FAIL();
     for (size_t i = 0; i < m->n; i++) {
         const mod_target *t = &m->t[i];
@@ -215,10 +234,12 @@ mnas_status mnas__modulator_apply(const mnas_modulator *m, mnas_tape *tp, mnas_t
 
 /* ---- the learner's batched training path ---------------------------------- */
 
-/* One target: its slice of tau = sigmoid(u) and of dL/du, as rows x inner
- * (element mode: inner 1; channel mode: a tau per first-axis row). */
+/* One target: its slice of tau = f(u) and of dL/du, as rows x inner
+ * (element mode: inner 1; channel mode: a tau per first-axis row). dtau is
+ * f'(u) for the forms other than the sigmoid (whose f' = tau (1 - tau) the
+ * kernel forms itself), NULL for the sigmoid. */
 typedef struct {
-    const mnas_real *tau;
+    const mnas_real *tau, *dtau;
     mnas_real *u_grad;
     int64_t rows, inner;
 } row_state;
@@ -236,7 +257,14 @@ static mnas_status row_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_
     const mnas_real *tau = s->tau, *gd = g->data, *wd = w->data;
     mnas_tensor *dw = mnas__tape_new_like(tp, fn, w);
     if (!dw) return tp->status;
-    if (s->inner == 1) {
+    if (s->dtau) {
+        /* dL/du = (sum over a row of g w) f'(u), dL/dw = g tau */
+        for (int64_t r = 0; r < s->rows; r++) {
+            const mnas_real *gr = gd + r * s->inner;
+            s->u_grad[r] = (mnas_real)mnas__k_dot(s->inner, gr, wd + r * s->inner) * s->dtau[r];
+            mnas__k_unary(K_SCALE, s->inner, gr, dw->data + r * s->inner, (double)tau[r]);
+        }
+    } else if (s->inner == 1) {
         mnas__k_modulate_backward(s->rows, gd, wd, tau, s->u_grad, dw->data);
     } else {
         /* dL/du = (sum over a row of g w) tau (1 - tau), dL/dw = g tau */
@@ -260,14 +288,34 @@ mnas_status mnas__modulator_apply_row(const mnas_modulator *m, mnas_tape *tp, co
     mnas_tensor **res = mnas__tape_scratch(tp, fn, m->n * sizeof *res);
     mnas_real *tau = mnas__tape_scratch(tp, fn, (size_t)m->total * sizeof *tau);
     row_state *st = mnas__tape_scratch(tp, fn, m->n * sizeof *st);
-    if (!res || !tau || !st) FAIL();
+    mnas_real *dtau = NULL;
+    if (m->form != MNAS_MODULATOR_SIGMOID) dtau = mnas__tape_scratch(tp, fn, (size_t)m->total * sizeof *dtau);
+    if (!res || !tau || !st || (m->form != MNAS_MODULATOR_SIGMOID && !dtau)) FAIL();
     /* A target no gradient reaches keeps zeros in its slice. */
     memset(u_grad, 0, (size_t)m->total * sizeof *u_grad);
-    mnas__k_unary(K_SIGMOID, m->total, u, tau, 0);
+    /* tau = f(u) rounded as mnas__modulator_apply's ops round it; f'(u) from
+     * the unscaled sigmoid or tanh */
+    if (m->form == MNAS_MODULATOR_ONE_PLUS_TANH) {
+        mnas__k_unary(K_TANH, m->total, u, dtau, 0);
+        for (int64_t i = 0; i < m->total; i++) {
+            mnas_real t = dtau[i];
+            tau[i] = t + (mnas_real)1; /* as K_ADDC */
+            dtau[i] = 1 - t * t;
+        }
+    } else {
+        mnas__k_unary(K_SIGMOID, m->total, u, tau, 0);
+        if (m->form == MNAS_MODULATOR_TWO_SIGMOID)
+            for (int64_t i = 0; i < m->total; i++) {
+                mnas_real sg = tau[i];
+                dtau[i] = 2 * sg * (1 - sg);
+                tau[i] = 2 * sg;
+            }
+    }
     for (size_t i = 0; i < m->n; i++) {
         const mnas_tensor *w = targets[i];
         row_state *si = &st[i];
         si->tau = tau + m->t[i].off;
+        si->dtau = dtau ? dtau + m->t[i].off : NULL;
         si->u_grad = u_grad + m->t[i].off;
         si->rows = m->t[i].len;
         si->inner = w->size / si->rows;

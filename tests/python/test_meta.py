@@ -196,6 +196,24 @@ class TestLearner(unittest.TestCase):
         with self.assertRaises(mnas.InvalidArgument):
             self.small(inner_mode="third_order")
         self.assertEqual(mnas.method_name("mnas-shared"), "M-NAS-Shared")
+        # issue 17's modulator forms: by name or number, saved in the options
+        mod = self.small("mnas", modulator_form="one_plus_tanh", modulator_bias=0.0)
+        self.assertEqual(mod.options["modulator_form"], meta.MODULATOR_ONE_PLUS_TANH)
+        mod.train(1)
+        self.assertEqual(self.small("mnas", modulator_form=1).options["modulator_form"],
+                         meta.MODULATOR_TWO_SIGMOID)
+        with self.assertRaises(mnas.InvalidArgument):
+            self.small("mnas", modulator_form="film")
+        with self.assertRaises(mnas.InvalidArgument):
+            self.small("mnas", modulator_form=9)
+        # issue 14's sampled edges: a keyword option, range-checked by the library
+        sampled = self.small("mnas", sample_ops=1)
+        self.assertEqual(sampled.options["sample_ops"], 1)
+        sampled.train(1)
+        with self.assertRaises(mnas.InvalidArgument):
+            self.small("mnas", sample_ops=-1)
+        with self.assertRaises(mnas.InvalidArgument):
+            self.small("maml", sample_ops=1)
 
     def test_mnas_methods(self):
         test = mnas.regression_test_set(self.ctx, 5, 2)

@@ -146,6 +146,15 @@ class TestNas(unittest.TestCase):
         self.assertEqual([o.shape for o in out], [(4, 2), (4,)])
         ratio = out[1].tolist()[0] / targets[1].tolist()[0]
         self.assertTrue(0.0 < ratio < 1.0)
+        # 2 sigmoid with bias 3: tau = 2 sigmoid(3 + W z) can exceed 1
+        mod2 = mnas.Modulator(self.ctx, 6, targets, mode="channel", bias_init=3.0, form="two_sigmoid")
+        p2 = mnas.Params(self.ctx)
+        mod2.add_params(p2, "")
+        out2 = mod2(self.tape, z, p2[0:mod2.num_params], targets)
+        ratio2 = out2[1].tolist()[0] / targets[1].tolist()[0]
+        self.assertTrue(1.0 < ratio2 < 2.0)
+        with self.assertRaises(mnas.InvalidArgument):
+            mnas.Modulator(self.ctx, 6, targets, form="film")
         with self.assertRaises(mnas.ShapeError):
             mod(self.tape, z, p[first_mod:first_mod + mod.num_params], targets[:1])
         # gradients reach the encoder through controller and modulator

@@ -312,6 +312,7 @@ FUNCTIONS = [
     ("mnas_modulator_add_params", [H, H, c_char_p, c_int], c_int),
     ("mnas_modulator_num_params", [H], c_size_t),
     ("mnas_modulator_forward", [H, H, H, c_void_p, HP, HP], ST),
+    ("mnas_modulator_set_form", [H, c_int], ST),
     ("mnas_method_name", [c_int], c_char_p),
     ("mnas_learner_create", [H, POINTER(S.LearnerOptions)], H),
     ("mnas_learner_free", [H], None),

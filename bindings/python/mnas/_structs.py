@@ -144,6 +144,7 @@ class LearnerOptions(_Options):
         ("image_size", c_int),
         ("filters", c_int),
         ("channels", c_int),
+        ("modulator_form", c_int),  # mnas_modulator_form
         ("sample_ops", c_int64),   # 0: full supernet; k: Gumbel top-k ops per edge
     ]
     # MNAS_LEARNER_OPTIONS_INIT
@@ -154,6 +155,7 @@ class LearnerOptions(_Options):
                  ("nodes", 3), ("z_dim", 32), ("f_dim", 32), ("controller_hidden", 64),
                  ("encoder", 0), ("modulation", 0), ("modulator_bias", 3.0), ("classes", 0),
                  ("in_channels", 1), ("image_size", 28), ("filters", 32), ("channels", 16),
+                 ("modulator_form", 0),
                  ("sample_ops", 0))
 
 

@@ -36,6 +36,9 @@ RNN_GRU, RNN_LSTM = 0, 1
 RNN_KINDS = {"gru": RNN_GRU, "lstm": RNN_LSTM}
 MODULATE_ELEMENT, MODULATE_CHANNEL = 0, 1
 MODULATIONS = {"element": MODULATE_ELEMENT, "channel": MODULATE_CHANNEL}
+MODULATOR_SIGMOID, MODULATOR_TWO_SIGMOID, MODULATOR_ONE_PLUS_TANH = range(3)
+MODULATOR_FORMS = {"sigmoid": MODULATOR_SIGMOID, "two_sigmoid": MODULATOR_TWO_SIGMOID,
+                   "one_plus_tanh": MODULATOR_ONE_PLUS_TANH}
 _INT = (-(1 << 31), (1 << 31) - 1)
 
 
@@ -210,7 +213,8 @@ class Controller(Module):
 
 class Modulator(Module):
     """tau = sigmoid(FC(z)) scaling meta-weights (Eq. (7)):
-    ``Modulator(ctx, z_dim, targets, mode="element", bias_init=3.0)``
+    ``Modulator(ctx, z_dim, targets, mode="element", bias_init=3.0, form="sigmoid")``
+    (form: "sigmoid", "two_sigmoid" = 2 sigmoid, "one_plus_tanh" = 1 + tanh)
     where targets are tensors with the shapes to modulate;
     ``mod(tape, z, weights, targets)`` returns tau_i * targets[i]."""
 
@@ -219,7 +223,7 @@ class Modulator(Module):
     _c_add_params = "mnas_modulator_add_params"
     _c_num_params = "mnas_modulator_num_params"
 
-    def __init__(self, ctx, z_dim, targets, mode="element", bias_init=3.0):
+    def __init__(self, ctx, z_dim, targets, mode="element", bias_init=3.0, form="sigmoid"):
         p = check_ctx(ctx)
         if isinstance(targets, Params):
             targets = targets.tensors()
@@ -237,6 +241,8 @@ class Modulator(Module):
             ctx._fail("mnas_modulator_create")
         self._targets = len(ptrs)
         self._init_module(ctx, r, C.mnas_modulator_free, ctx)
+        ctx._check(C.mnas_modulator_set_form(r, _choice(form, MODULATOR_FORMS, "modulator form")),
+                   "mnas_modulator_set_form")
 
     def forward(self, tape, z, weights, targets):
         mp = self._p()
@@ -376,20 +382,24 @@ class Learner(Handle):
     out_features=1; for the M-NAS methods also arch_lr=1e-4, beta=0.01,
     path_dropout=0.1, nodes=3, z_dim=32, f_dim=32, controller_hidden=64,
     encoder="gru" ("lstm"), modulation="element" ("channel"),
-    modulator_bias=3.0; few-shot image classification (classes > 0, images
+    modulator_bias=3.0, modulator_form="sigmoid" ("two_sigmoid",
+    "one_plus_tanh"); few-shot image classification (classes > 0, images
     [n, in_channels, image_size, image_size], labels [n, 1]): classes=0,
     in_channels=1, image_size=28, filters=32 (MAML's conv network),
-    channels=16 (the DARTS supernet's C; nodes=4 is DARTS's cell)."""
+    channels=16 (the DARTS supernet's C; nodes=4 is DARTS's cell),
+    sample_ops=0 (M-NAS variants: k ops per mixed edge drawn per task, Gumbel
+    top-k with straight-through gradients; 0 is the paper's full supernet)."""
 
     __slots__ = ("_ctx", "_opts", "_params")
     _kind = "learner"
 
     _INT_OPTS = ("meta_batch", "inner_steps", "threads", "hidden", "layers", "in_features",
                  "out_features", "nodes", "z_dim", "f_dim", "controller_hidden", "classes",
-                 "in_channels", "image_size", "filters", "channels")
+                 "in_channels", "image_size", "filters", "channels", "sample_ops")
     _FLOAT_OPTS = ("inner_lr", "outer_lr", "clip_norm", "arch_lr", "beta", "path_dropout",
                    "modulator_bias")
-    _OPTION_NAMES = frozenset(_INT_OPTS + _FLOAT_OPTS + ("seed", "inner_mode", "encoder", "modulation"))
+    _OPTION_NAMES = frozenset(_INT_OPTS + _FLOAT_OPTS + ("seed", "inner_mode", "encoder", "modulation",
+                                                               "modulator_form"))
 
     def __init__(self, ctx, method: str = "maml", *,
                  meta_batch: Optional[int] = None, inner_steps: Optional[int] = None,
@@ -403,9 +413,10 @@ class Learner(Handle):
                  z_dim: Optional[int] = None, f_dim: Optional[int] = None,
                  controller_hidden: Optional[int] = None, encoder: Optional[str] = None,
                  modulation: Optional[str] = None, modulator_bias: Optional[float] = None,
+                 modulator_form: Optional[str] = None,
                  classes: Optional[int] = None, in_channels: Optional[int] = None,
                  image_size: Optional[int] = None, filters: Optional[int] = None,
-                 channels: Optional[int] = None) -> None:
+                 channels: Optional[int] = None, sample_ops: Optional[int] = None) -> None:
         # Named keyword-only options (None: the library's default), so a
         # misspelt option is a TypeError from Python itself and editors list
         # them; the values are checked as before.
@@ -426,6 +437,8 @@ class Learner(Handle):
                 o.encoder = _choice(value, RNN_KINDS, "encoder")
             elif name == "modulation":
                 o.modulation = _choice(value, MODULATIONS, "modulation")
+            elif name == "modulator_form":
+                o.modulator_form = _choice(value, MODULATOR_FORMS, "modulator_form")
             else:
                 raise ArgumentTypeError("Learner got an unknown option %r" % name)
         ctx.clear_error()
