@@ -13,6 +13,70 @@
 #include <unistd.h>
 
 #include <mnas/mnas.h>
+#ifdef MNAS_WITH_MPI
+#include <mnas/mpi.h>
+#endif
+
+/* ---- mpirun (docs/distributed.md) ------------------------------------------
+ * Built with libmnas_mpi and started by mpirun, every process meta-trains
+ * its share of each meta-batch and of each evaluation (the results are
+ * bit-identical to one process); rank 0 alone prints and writes files, the
+ * other ranks' stdout and stderr go to /dev/null (a failure during training
+ * or evaluation is agreed on, so rank 0 reports it too). Started without
+ * mpirun, or built without MPI, nothing changes. */
+static int ex_rank; /* this process's rank; 0 outside mpirun */
+#ifdef MNAS_WITH_MPI
+static mnas_mpi *ex_mpi;
+#endif
+
+/* Join the mpirun job if there is one; 0 (message printed) on failure. */
+static inline int ex_mpi_join(mnas_ctx *ctx, int *argc, char ***argv)
+{
+#ifdef MNAS_WITH_MPI
+    if (!getenv("OMPI_COMM_WORLD_SIZE")) return 1;
+    if (!(ex_mpi = mnas_mpi_create(ctx, argc, argv, MPI_COMM_WORLD))) {
+        fprintf(stderr, "error: %s\n", mnas_ctx_last_error(ctx));
+        return 0;
+    }
+    ex_rank = mnas_mpi_rank(ex_mpi);
+    if (ex_rank != 0 && (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))) return 0;
+#else
+    (void)ctx, (void)argc, (void)argv;
+#endif
+    return 1;
+}
+
+/* The number of processes of the job (1 outside mpirun). */
+static inline int ex_mpi_size(void)
+{
+#ifdef MNAS_WITH_MPI
+    if (ex_mpi) return mnas_mpi_size(ex_mpi);
+#endif
+    return 1;
+}
+
+/* Share l's meta-training and evaluation among the job's processes. */
+static inline mnas_status ex_mpi_distribute(mnas_learner *l)
+{
+#ifdef MNAS_WITH_MPI
+    if (ex_mpi) {
+        mnas_status st = mnas_mpi_distribute(ex_mpi, l);
+        if (st == MNAS_OK) fprintf(stderr, "(meta-training and evaluation shared by %d processes)\n", ex_mpi_size());
+        return st;
+    }
+#endif
+    (void)l;
+    return MNAS_OK;
+}
+
+/* Leave the job (after every learner is freed). */
+static inline void ex_mpi_leave(void)
+{
+#ifdef MNAS_WITH_MPI
+    mnas_mpi_free(ex_mpi);
+    ex_mpi = NULL;
+#endif
+}
 
 /* --version: the program and the library it runs on, on stdout. */
 static inline int ex_version(const char *prog)
@@ -304,6 +368,7 @@ static inline mnas_task *ex_regression_source(void *user, uint64_t index)
 static inline int ex_figure6(mnas_ctx *ctx, mnas_learner *l, const mnas_task_set *set, int groups, int per_group,
                              const char *(*name)(int), const char *title, const char *path)
 {
+    if (ex_rank != 0) return 1; /* rank 0 writes the figure */
     size_t n = mnas_task_set_size(set), m = 0, dim = 0;
     int *taken = calloc((size_t)groups, sizeof *taken);
     size_t *pick = malloc(n * sizeof *pick);

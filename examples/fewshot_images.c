@@ -159,6 +159,7 @@ static void usage(FILE *f)
 
 static void write_text(const char *path, const char *text)
 {
+    if (ex_rank != 0) return; /* rank 0 writes the files */
     FILE *f = fopen(path, "w");
     if (!f) {
         fprintf(stderr, "warning: cannot write %s\n", path);
@@ -343,6 +344,18 @@ int main(int argc, char **argv)
 
     mnas_ctx *ctx;
     if (mnas_ctx_create(&ctx, NULL) != MNAS_OK) return 1;
+    if (!ex_mpi_join(ctx, &argc, &argv)) {
+        mnas_ctx_free(ctx);
+        return 1;
+    }
+    if (minutes > 0 && ex_mpi_size() > 1) {
+        /* Each process has its own clock: they could stop after different
+         * numbers of meta-updates. */
+        fprintf(stderr, "error: --minutes is not available under mpirun; give --iterations\n");
+        ex_mpi_leave();
+        mnas_ctx_free(ctx);
+        return 2;
+    }
     dataset ds[MAX_DATASETS];
     memset(ds, 0, sizeof ds);
     mnas_fewshot_options fo = MNAS_FEWSHOT_OPTIONS_INIT;
@@ -410,8 +423,9 @@ int main(int argc, char **argv)
             goto done;
         }
         mnas_learner *l = mnas_learner_create(ctx, &o);
-        if (!l) {
+        if (!l || ex_mpi_distribute(l) != MNAS_OK) {
             fprintf(stderr, "error: %s: %s\n", mnas_method_name(o.method), mnas_ctx_last_error(ctx));
+            mnas_learner_free(l);
             goto done;
         }
         if (resume && mnas_learner_load(l, resume) != MNAS_OK) {
@@ -498,7 +512,8 @@ done:
         mnas_image_dataset_free(ds[k].train);
         mnas_image_dataset_free(ds[k].all);
     }
+    ex_mpi_leave();
     mnas_ctx_free(ctx);
-    if (rc && made_out) (void)rmdir(out_dir); /* only if still empty */
+    if (rc && made_out && ex_rank == 0) (void)rmdir(out_dir); /* only if still empty */
     return rc;
 }

@@ -22,7 +22,7 @@ static void usage(FILE *f)
             "  --shots N          support points per task (default 10)\n"
             "  --clip-norm X      clip the meta-gradient's norm at X (default 0: off)\n"
             "  (the M-NAS options of mnas_demo, --arch-lr, --path-dropout, --beta, --nodes, --z-dim,\n"
-            "  --f-dim, --controller-hidden, --encoder, --modulation, --modulator-bias, are accepted\n"
+            "  --f-dim, --controller-hidden, --encoder, --modulation, --modulator-bias, --modulator-form, are accepted\n"
             "  and have no effect on MAML)\n"
             EX_CKPT_USAGE
             "  --version          print the program's and the library's version\n"
@@ -81,13 +81,14 @@ int main(int argc, char **argv)
     mnas_learner *l = NULL;
     mnas_task_set *test = NULL;
     double *before = NULL, *after = NULL;
+    if (!ex_mpi_join(ctx, &argc, &argv)) goto fail;
     if (ck.resume && !ex_resume_options(ctx, ck.resume, &o)) goto fail;
     ex_source src = { ctx, MNAS_REGRESSION_OPTIONS_INIT, o.seed };
     src.ro.k_shot = (int)shots;
     src.ro.k_query = (int)shots;
     l = mnas_learner_create(ctx, &o);
     test = mnas_regression_test_set(ctx, &src.ro, (uint64_t)test_seed, (size_t)test_tasks);
-    if (!l || !test) goto fail;
+    if (!l || !test || ex_mpi_distribute(l) != MNAS_OK) goto fail;
     if (ck.resume) {
         if (mnas_learner_load(l, ck.resume) != MNAS_OK) goto fail;
         printf("resumed from %s at iteration %lld\n", ck.resume, (long long)mnas_learner_iteration(l));
@@ -129,6 +130,7 @@ fail:
     free(after);
     mnas_task_set_free(test);
     mnas_learner_free(l);
+    ex_mpi_leave();
     mnas_ctx_free(ctx);
     return rc;
 }

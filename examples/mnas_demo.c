@@ -129,6 +129,7 @@ static int tally_genotypes(mnas_learner *l, const mnas_task_set *test, result *r
 
 static void write_dot(mnas_ctx *ctx, const char *dir, const char *flag, const char *text, const char *title)
 {
+    if (ex_rank != 0) return; /* rank 0 writes the files */
     mnas_search_space *space = mnas_search_space_mlp(ctx);
     mnas_genotype *g = space ? mnas_genotype_parse(ctx, space, text) : NULL;
     int64_t len = g ? mnas_genotype_to_dot(g, title, NULL, 0) : -1;
@@ -260,6 +261,10 @@ int main(int argc, char **argv)
     mnas_ctx *ctx;
     if (mnas_ctx_create(&ctx, NULL) != MNAS_OK) return 1;
     int rc = 1, nres = 0;
+    if (!ex_mpi_join(ctx, &argc, &argv)) {
+        mnas_ctx_free(ctx);
+        return 1;
+    }
     static result res[MAX_METHODS];
     double *before = NULL, *after = NULL;
     ex_source src = { ctx, MNAS_REGRESSION_OPTIONS_INIT, base.seed };
@@ -304,6 +309,7 @@ int main(int argc, char **argv)
         if (resume && !ex_resume_options(ctx, resume, &o)) goto fail;
         mnas_learner *l = mnas_learner_create(ctx, &o);
         if (!l) goto fail;
+        if (ex_mpi_distribute(l) != MNAS_OK) goto fail_l;
         if (resume) {
             if (mnas_learner_load(l, resume) != MNAS_OK) goto fail_l;
             printf("%s: resumed from %s at iteration %lld%s\n", mnas_method_name(o.method), resume,
@@ -339,7 +345,7 @@ int main(int argc, char **argv)
             if (etodo && lr_decay > 0 && ex_schedule_apply(&sch) != MNAS_OK) goto fail_l;
             if (etodo && ex_train(l, ex_regression_source, &src, etodo, save, ck.every, cb, cb_user) != MNAS_OK)
                 goto fail_l;
-            if (save && !etodo && mnas_learner_save(l, save) != MNAS_OK) goto fail_l;
+            if (save && !etodo && ex_rank == 0 && mnas_learner_save(l, save) != MNAS_OK) goto fail_l;
             if (test && !tally_genotypes(l, test, r)) goto fail_l;
         }
         r->seconds = ex_now() - t0;
@@ -406,14 +412,16 @@ fail:
     free(after);
     mnas_task_set_free(test);
     mnas_task_set_free(val);
+    ex_mpi_leave();
     mnas_ctx_free(ctx);
-    if (rc && made_out) (void)rmdir(out); /* only if still empty */
+    if (rc && made_out && ex_rank == 0) (void)rmdir(out); /* only if still empty */
     return rc;
 }
 
 static int write_figure(mnas_ctx *ctx, const char *dir, const mnas_task_set *test, const result *res, int nres,
                         const int *fig_task)
 {
+    if (ex_rank != 0) return 0; /* rank 0 writes the files */
     mnas_figure *fig = mnas_figure_create(ctx, 1200, 900, 2, 2);
     if (!fig) return 1;
     double gx[GRID], gt[GRID];
