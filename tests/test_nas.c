@@ -96,6 +96,65 @@ START_TEST(register_own_op)
 }
 END_TEST
 
+/* Ops of the user's that return the wrong shape: blamed on the op, by name,
+ * where it returns (not on a later op that reads its output). */
+static mnas_tensor *widen_forward(void *user, mnas_tape *t, mnas_tensor *x, mnas_tensor *const *w, int stride)
+{
+    (void)user, (void)w, (void)stride;
+    mnas_tensor *two[2] = { x, x };
+    return mnas_concat(t, 2, two, 1);
+}
+
+static mnas_tensor *nostride_forward(void *user, mnas_tape *t, mnas_tensor *x, mnas_tensor *const *w, int stride)
+{
+    (void)user, (void)w, (void)stride;
+    return mnas_tanh(t, x); /* ignores stride 2 */
+}
+
+START_TEST(custom_op_shape_checked_where_it_returns)
+{
+    mnas_search_space *s = mnas_search_space_create(ctx);
+    ck_assert_int_eq(mnas_search_space_add_op(s, "widen", 0, NULL, widen_forward, NULL), 0);
+    ck_assert_int_eq(mnas_search_space_add_op(s, "nostride", 0, NULL, nostride_forward, NULL), 1);
+    int64_t xs[2] = { 3, 4 }, as[2] = { 2, 2 };
+    mnas_tensor *x = mnas_tensor_randn(ctx, 2, xs, 0, 1);
+    /* directly */
+    ck_assert_ptr_null(mnas_search_space_op_forward(s, 0, tp, x, NULL, 1));
+    ck_assert_int_eq(mnas_tape_status(tp), MNAS_E_SHAPE);
+    const char *msg = mnas_tape_last_error(tp);
+    ck_assert_msg(strstr(msg, "mnas_search_space_op_forward") && strstr(msg, "\"widen\"") && strstr(msg, "[3, 8]") &&
+                      strstr(msg, "[3, 4]"),
+                  "%s", msg);
+    mnas_tape_reset(tp);
+    /* stride 2 on a conv state [1, 2, 5, 6] needs [1, 2, 3, 3] */
+    int64_t cs[4] = { 1, 2, 5, 6 };
+    mnas_tensor *c = mnas_tensor_randn(ctx, 4, cs, 0, 1);
+    ck_assert_ptr_nonnull(mnas_search_space_op_forward(s, 1, tp, c, NULL, 1));
+    ck_assert_ptr_null(mnas_search_space_op_forward(s, 1, tp, c, NULL, 2));
+    ck_assert_int_eq(mnas_tape_status(tp), MNAS_E_SHAPE);
+    msg = mnas_tape_last_error(tp);
+    ck_assert_msg(strstr(msg, "\"nostride\"") && strstr(msg, "stride 2") && strstr(msg, "[1, 2, 3, 3]"), "%s", msg);
+    mnas_tape_reset(tp);
+    /* inside a cell: the cell's call names the op */
+    mnas_cell *cell = mnas_cell_create_mlp(s, 1, 4);
+    ck_assert_ptr_nonnull(cell);
+    mnas_real av[4] = { 0.5, 0.5, 0.5, 0.5 };
+    mnas_tensor *alpha = mnas_tape_tensor(tp, 2, as, av);
+    mnas_tensor *none[1] = { NULL }; /* the ops have no parameters */
+    ck_assert_ptr_null(mnas_cell_forward(cell, tp, x, x, none, alpha));
+    ck_assert_msg(mnas_tape_status(tp) == MNAS_E_SHAPE, "%s", mnas_tape_last_error(tp));
+    msg = mnas_tape_last_error(tp);
+    ck_assert_msg(strstr(msg, "mnas_cell_forward") && strstr(msg, "\"widen\""), "%s", msg);
+    /* the objects stay usable: a good call afterwards works */
+    mnas_tape_reset(tp);
+    ck_assert_ptr_nonnull(mnas_search_space_op_forward(s, 1, tp, x, NULL, 1));
+    mnas_cell_free(cell);
+    mnas_tensor_free(c);
+    mnas_tensor_free(x);
+    mnas_search_space_free(s);
+}
+END_TEST
+
 START_TEST(mlp_space_and_supernet_layout)
 {
     mnas_search_space *s = mnas_search_space_mlp(ctx);
@@ -190,6 +249,7 @@ int main(void)
     TCase *tc = tcase_create("nas");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, register_own_op);
+    tcase_add_test(tc, custom_op_shape_checked_where_it_returns);
     tcase_add_test(tc, mlp_space_and_supernet_layout);
     tcase_add_test(tc, child_equals_supernet_under_onehot);
     suite_add_tcase(su, tc);

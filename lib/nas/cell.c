@@ -264,11 +264,8 @@ mnas_tensor *mnas__cell_forward_rows(const mnas_cell *c, mnas_tape *tp, const ch
                 size_t a = (row0 + e) * c->n_ops + o;
                 if (op->is_zero) continue;
                 if (prune && alpha->data[a] == 0) continue;
-                mnas_tensor *y = op->forward(op->user, tp, states[i], w + c->off[e * c->n_ops + o], stride);
-                if (!y) {
-                    if (!tp->status) mnas__tape_error(tp, MNAS_E_INVALID, "%s: op \"%s\" failed", fn, op->name);
-                    return NULL;
-                }
+                mnas_tensor *y = mnas__op_call(op, tp, fn, states[i], w + c->off[e * c->n_ops + o], stride);
+                if (!y) return NULL;
                 ys[k] = y;
                 idx[k++] = (int64_t)a;
             }

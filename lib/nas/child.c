@@ -161,8 +161,8 @@ static mnas_tensor *child_cell(const mnas_child *c, int q, mnas_tape *tp, mnas_t
         for (int r = 0; r < 2; r++) {
             const chosen *ch = &c->pick[q][j][r];
             const mnas__op_entry *op = &cell->space->ops[ch->op];
-            mnas_tensor *y = op->forward(op->user, tp, states[ch->input], w + ch->first,
-                                         mnas__edge_stride(cell, (size_t)ch->edge));
+            mnas_tensor *y = mnas__op_call(op, tp, "mnas_child_forward", states[ch->input], w + ch->first,
+                                           mnas__edge_stride(cell, (size_t)ch->edge));
             if (!y) return NULL;
             node = node ? mnas_add(tp, node, y) : y;
         }

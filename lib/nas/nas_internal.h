@@ -108,5 +108,11 @@ int mnas__add_op_params(mnas_params *p, const char *prefix, int edge, const char
                         int group);
 /* Check that w[0..d->n) have the declared element counts. */
 int mnas__check_op_weights(mnas_tape *tp, const char *fn, const mnas_param_decl *d, mnas_tensor *const *w);
+/* Run op's forward on x and check what it returns where it returns: a
+ * tensor of x's batch and width (the same spatial size at stride 1, ceil of
+ * half at stride 2 for conv states), else NULL with MNAS_E_SHAPE (or the
+ * op's own error) on the tape, naming the op and fn. */
+mnas_tensor *mnas__op_call(const mnas__op_entry *op, mnas_tape *tp, const char *fn, mnas_tensor *x,
+                           mnas_tensor *const *w, int stride);
 
 #endif /* MNAS_NAS_INTERNAL_H */

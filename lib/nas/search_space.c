@@ -252,9 +252,33 @@ mnas_tensor *mnas_search_space_op_forward(const mnas_search_space *s, size_t op,
         return NULL;
     }
     if (!mnas__check_op_weights(tp, fn, &d, w)) return NULL;
-    const mnas__op_entry *e = &s->ops[op];
-    mnas_tensor *y = e->forward(e->user, tp, x, w, stride);
-    if (!y && !tp->status) mnas__tape_error(tp, MNAS_E_INVALID, "%s: op \"%s\" failed", fn, e->name);
+    return mnas__op_call(&s->ops[op], tp, fn, x, w, stride);
+}
+
+mnas_tensor *mnas__op_call(const mnas__op_entry *op, mnas_tape *tp, const char *fn, mnas_tensor *x,
+                           mnas_tensor *const *w, int stride)
+{
+    mnas_tensor *y = op->forward(op->user, tp, x, w, stride);
+    if (!y) {
+        if (!tp->status) mnas__tape_error(tp, MNAS_E_INVALID, "%s: op \"%s\" failed", fn, op->name);
+        return NULL;
+    }
+    int ok = y->ndim == x->ndim && y->shape[0] == x->shape[0] && y->shape[1] == x->shape[1];
+    for (int d = 2; ok && d < x->ndim; d++) ok = y->shape[d] == (stride == 2 ? (x->shape[d] + 1) / 2 : x->shape[d]);
+    if (!ok) {
+        char got[96], want[96];
+        size_t n = 0, m = 0;
+        for (int d = 0; d < y->ndim && d < 8; d++)
+            n += (size_t)snprintf(got + n, sizeof got - n, "%s%lld", d ? ", " : "", (long long)y->shape[d]);
+        for (int d = 0; d < x->ndim; d++) {
+            int64_t v = d < 2 || stride == 1 ? x->shape[d] : (x->shape[d] + 1) / 2;
+            m += (size_t)snprintf(want + m, sizeof want - m, "%s%lld", d ? ", " : "", (long long)v);
+        }
+        mnas__tape_error(tp, MNAS_E_SHAPE,
+                         "%s: op \"%s\" returned a tensor of shape [%s]; the edge (stride %d) needs [%s]", fn,
+                         op->name, got, stride, want);
+        return NULL;
+    }
     return y;
 }
 
