@@ -687,6 +687,58 @@ static void set_f64_record(uint8_t *buf, size_t len, const char *name, double v)
     ck_abort_msg("record %s not found", name);
 }
 
+/* Give a scalar record another name of the same length (an unknown record to
+ * the reader, as a record a later version adds is to an older one), with
+ * the record's and the file's CRC made good. */
+static void rename_record(uint8_t *buf, size_t len, const char *name, const char *to)
+{
+    size_t n = strlen(name);
+    ck_assert_uint_eq(strlen(to), n);
+    for (size_t i = 2; i + n + 22 <= len; i++) {
+        if (memcmp(buf + i, name, n) != 0 || buf[i - 2] != (uint8_t)n || buf[i - 1] != 0) continue;
+        uint8_t *rec = buf + i - 2, *p = buf + i + n;
+        ck_assert_int_eq(p[1], 0); /* scalar: 8 payload bytes, then the CRC */
+        memcpy(buf + i, to, n);
+        uint32_t c = crc32_ref(rec, (size_t)(p + 18 - rec));
+        for (int k = 0; k < 4; k++) p[18 + k] = (uint8_t)(c >> (8 * k));
+        reseal(buf, len);
+        return;
+    }
+    ck_abort_msg("record %s not found", name);
+}
+
+/* A file from before config.modulator_form and config.sample_ops existed
+ * (simulated by renaming those records out of the reader's sight) loads
+ * with their defaults, the paper's sigmoid and the full supernet, into a
+ * learner with the defaults, and is refused by one with other values. */
+START_TEST(older_files_without_the_appended_options_load)
+{
+    corrupt_fx f;
+    cf_init(&f, MNAS_METHOD_MNAS);
+    uint8_t *buf = malloc(f.len);
+    memcpy(buf, f.good, f.len);
+    rename_record(buf, f.len, "config.modulator_form", "config.xodulator_form");
+    rename_record(buf, f.len, "config.sample_ops", "config.xample_ops");
+    write_all(f.bad, buf, f.len);
+    mnas_learner_options r = MNAS_LEARNER_OPTIONS_INIT;
+    r.modulator_form = MNAS_MODULATOR_TWO_SIGMOID;
+    r.sample_ops = 3;
+    ck_assert_msg(mnas_learner_checkpoint_options(f.ctx, f.bad, &r) == MNAS_OK, "%s", mnas_ctx_last_error(f.ctx));
+    ck_assert_int_eq(r.modulator_form, MNAS_MODULATOR_SIGMOID);
+    ck_assert_int_eq(r.sample_ops, 0);
+    ck_assert_msg(mnas_learner_load(f.l, f.bad) == MNAS_OK, "%s", mnas_ctx_last_error(f.ctx));
+    mnas_learner_options o = r;
+    o.sample_ops = 1;
+    mnas_learner *k1 = mnas_learner_create(f.ctx, &o);
+    ck_assert_ptr_nonnull(k1);
+    ck_assert_int_eq(mnas_learner_load(k1, f.bad), MNAS_E_MISMATCH);
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(f.ctx), "sample_ops"));
+    mnas_learner_free(k1);
+    free(buf);
+    cf_free(&f);
+}
+END_TEST
+
 /* The rates a file holds are validated like the rest before anything is
  * restored: a resealed file with a negative, NaN, infinite or huge rate is
  * refused, naming the rate; a valid other rate loads. */
@@ -784,6 +836,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, foreign_and_mismatched_files);
     tcase_add_test(tc, learning_rates_are_state);
     tcase_add_test(tc, invalid_rates_in_a_file_are_refused);
+    tcase_add_test(tc, older_files_without_the_appended_options_load);
     suite_add_tcase(s, tc);
     TCase *tr = tcase_create("resume");
     tcase_set_timeout(tr, 600);
