@@ -687,6 +687,24 @@ static void set_f64_record(uint8_t *buf, size_t len, const char *name, double v)
     ck_abort_msg("record %s not found", name);
 }
 
+/* As set_f64_record, for an i64 scalar record. */
+static void set_i64_record(uint8_t *buf, size_t len, const char *name, int64_t v)
+{
+    size_t n = strlen(name);
+    for (size_t i = 2; i + n + 22 <= len; i++) {
+        if (memcmp(buf + i, name, n) != 0 || buf[i - 2] != (uint8_t)n || buf[i - 1] != 0) continue;
+        uint8_t *rec = buf + i - 2, *p = buf + i + n;
+        ck_assert_int_eq(p[0], 3); /* i64 */
+        ck_assert_int_eq(p[1], 0); /* scalar */
+        memcpy(p + 10, &v, 8);
+        uint32_t c = crc32_ref(rec, (size_t)(p + 18 - rec));
+        for (int k = 0; k < 4; k++) p[18 + k] = (uint8_t)(c >> (8 * k));
+        reseal(buf, len);
+        return;
+    }
+    ck_abort_msg("record %s not found", name);
+}
+
 /* Give a scalar record another name of the same length (an unknown record to
  * the reader, as a record a later version adds is to an older one), with
  * the record's and the file's CRC made good. */
@@ -716,6 +734,16 @@ START_TEST(older_files_without_the_appended_options_load)
     corrupt_fx f;
     cf_init(&f, MNAS_METHOD_MNAS);
     uint8_t *buf = malloc(f.len);
+    /* absurd values of those records (resealed) are refused, naming them */
+    static const char *const names[] = { "config.modulator_form", "config.sample_ops" };
+    const int64_t bad[] = { -1, 3, 65, INT64_MAX };
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            if (k == 1 && bad[i] == 3) continue; /* a valid sample_ops */
+            memcpy(buf, f.good, f.len);
+            set_i64_record(buf, f.len, names[k], bad[i]);
+            cf_expect_fail(&f, buf, f.len, MNAS_E_FORMAT, names[k] + 7, names[k]);
+        }
     memcpy(buf, f.good, f.len);
     rename_record(buf, f.len, "config.modulator_form", "config.xodulator_form");
     rename_record(buf, f.len, "config.sample_ops", "config.xample_ops");

@@ -542,15 +542,20 @@ static mnas_status read_options(const mnas__ckpt *c, const char *what, mnas_lear
      * record and gets the default. */
     if (mnas__ckpt_find(c, "config.modulator_form")) {
         if ((st = need_i64(c, what, "config.modulator_form", &th)) != MNAS_OK) return st;
-        if (th < 0 || th > INT32_MAX)
-            return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: config.modulator_form is %lld (out of range)", what,
+        if (th < MNAS_MODULATOR_SIGMOID || th > MNAS_MODULATOR_ONE_PLUS_TANH)
+            return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: config.modulator_form is %lld (unknown form)", what,
                                (long long)th);
         r.modulator_form = (mnas_modulator_form)th;
     }
     /* Absent from checkpoints written before the option existed: 0. */
-    if (mnas__ckpt_find(c, "config.sample_ops") &&
-        (st = need_i64(c, what, "config.sample_ops", &r.sample_ops)) != MNAS_OK)
-        return st;
+    if (mnas__ckpt_find(c, "config.sample_ops")) {
+        if ((st = need_i64(c, what, "config.sample_ops", &r.sample_ops)) != MNAS_OK) return st;
+        /* The learner checks it against its search space; here only a bound
+         * no space reaches (a cell runs at most 64 ops per edge). */
+        if (r.sample_ops < 0 || r.sample_ops > 64)
+            return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: config.sample_ops is %lld (out of range)", what,
+                               (long long)r.sample_ops);
+    }
     *o = r;
     return MNAS_OK;
 }
