@@ -16,7 +16,10 @@
  * the child's address space is capped at 16 GiB (--mem-limit G to change),
  * so a run that does not fit fails with an out-of-memory status instead of
  * swapping the machine.
+ * The M-NAS variants' supernet reduces the images in its stem by 4
+ * (stem_stride 4: 84 -> 21 pixels a side), which --stem-stride 1 undoes.
  * --sample-ops K: the learner option sample_ops (K ops per mixed edge).
+ * --stem-stride S: the learner option stem_stride (1, 2 or 4; M-NAS variants).
  * --recompute: only the memory-saving inner mode (MNAS_INNER_RECOMPUTE).
  * Each line also gives seconds per meta-update and the peak RSS
  * (getrusage ru_maxrss).
@@ -61,6 +64,7 @@ typedef struct {
 static int images;        /* --images */
 static int paper;         /* --paper: 84x84 RGB, C = 16, 15 queries */
 static int64_t sample_ops; /* --sample-ops K */
+static int stem_stride = -1; /* --stem-stride S; -1: 4 with --paper, else 1 */
 static double mem_limit_gib = 16;
 static int img_size(void) { return paper ? 84 : 28; }
 static int img_channels(void) { return paper ? 3 : 1; }
@@ -122,6 +126,7 @@ static int throughput(int threads, mnas_inner_mode mode, double seconds)
     o.inner_mode = mode;
     o.seed = 1;
     o.sample_ops = sample_ops;
+    if (bench_method != MNAS_METHOD_MAML) o.stem_stride = stem_stride > 0 ? stem_stride : paper ? 4 : 1;
     src_data sd = { ctx, MNAS_REGRESSION_OPTIONS_INIT, NULL, NULL };
     int step = 10;
     if (images) {
@@ -302,6 +307,12 @@ int main(int argc, char **argv)
                 fprintf(stderr, "--sample-ops: 0..8\n");
                 return 2;
             }
+        } else if (!strcmp(argv[i], "--stem-stride") && i + 1 < argc) {
+            stem_stride = atoi(argv[++i]);
+            if (stem_stride != 1 && stem_stride != 2 && stem_stride != 4) {
+                fprintf(stderr, "--stem-stride: 1, 2 or 4\n");
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--mem-limit") && i + 1 < argc) {
             mem_limit_gib = atof(argv[++i]);
             if (!(mem_limit_gib >= 1 && mem_limit_gib <= 1024)) {
@@ -321,7 +332,7 @@ int main(int argc, char **argv)
             }
         } else {
             fprintf(stderr, "usage: bench_learner [--quick] [--seconds S] [--threads 1|2] [--images] [--paper] "
-                            "[--sample-ops K] [--recompute] [--mem-limit GIB] "
+                            "[--sample-ops K] [--stem-stride S] [--recompute] [--mem-limit GIB] "
                             "[--method maml|mnas|mnas-shared|mnas-nm]\n");
             return 2;
         }

@@ -134,6 +134,8 @@ static void usage(FILE *f)
             "  --nodes N             intermediate nodes per cell (default 4, as DARTS)\n"
             "  --sample-ops K        M-NAS variants: ops per mixed edge drawn per task (Gumbel top-k, straight-through;\n"
             "                        default 0: every op, the paper's supernet; docs/images.md)\n"
+            "  --stem-stride S       M-NAS variants: the supernet's stem reduces the images by S (1, 2 or 4; default 1;\n"
+            "                        4 fits 84x84 in memory, docs/images.md)\n"
             "  --filters N           filters per block of MAML's 4-block conv network (default 32)\n"
             "  --first-order         first-order inner loop (no second derivatives)\n"
             "  --train-fraction F    fraction of each dataset's classes used for training (default 0.64)\n"
@@ -311,6 +313,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--sample-ops")) { /* k ops per mixed edge (docs/images.md); 0: all */
             ok = ex_int(v, a, 0, 8, &n);
             base.sample_ops = n;
+        } else if (!strcmp(a, "--stem-stride")) {
+            ok = ex_int(v, a, 1, 4, &n) && (n != 3 || (fprintf(stderr, "error: --stem-stride: 1, 2 or 4\n"), 0));
+            base.stem_stride = (int)n;
         } else if (!strcmp(a, "--filters")) {
             ok = ex_int(v, a, 1, 1024, &n);
             base.filters = (int)n;
@@ -409,7 +414,10 @@ int main(int argc, char **argv)
         static const char *const flag[4] = { "maml", "mnas", "mnas-shared", "mnas-nm" };
         mnas_learner_options o = base;
         o.method = order[m];
-        if (o.method == MNAS_METHOD_MAML) o.sample_ops = 0; /* no mixed edges */
+        if (o.method == MNAS_METHOD_MAML) {
+            o.sample_ops = 0; /* no mixed edges */
+            o.stem_stride = 1; /* its own conv network */
+        }
         int several = methods[0] + methods[1] + methods[2] + methods[3] > 1;
         char save_buf[4096], resume_buf[4096];
         const char *save = ex_ckpt_path(ck.save, several ? flag[m] : NULL, save_buf, sizeof save_buf);

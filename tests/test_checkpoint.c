@@ -725,19 +725,20 @@ static void rename_record(uint8_t *buf, size_t len, const char *name, const char
     ck_abort_msg("record %s not found", name);
 }
 
-/* A file from before config.modulator_form and config.sample_ops existed
- * (simulated by renaming those records out of the reader's sight) loads
- * with their defaults, the paper's sigmoid and the full supernet, into a
- * learner with the defaults, and is refused by one with other values. */
+/* A file from before config.modulator_form, config.sample_ops and
+ * config.stem_stride existed (simulated by renaming those records out of the
+ * reader's sight) loads with their defaults, the paper's sigmoid, the full
+ * supernet and stem stride 1, into a learner with the defaults, and is
+ * refused by one with other values. */
 START_TEST(older_files_without_the_appended_options_load)
 {
     corrupt_fx f;
     cf_init(&f, MNAS_METHOD_MNAS);
     uint8_t *buf = malloc(f.len);
     /* absurd values of those records (resealed) are refused, naming them */
-    static const char *const names[] = { "config.modulator_form", "config.sample_ops" };
+    static const char *const names[] = { "config.modulator_form", "config.sample_ops", "config.stem_stride" };
     const int64_t bad[] = { -1, 3, 65, INT64_MAX };
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < 3; k++)
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
             if (k == 1 && bad[i] == 3) continue; /* a valid sample_ops */
             memcpy(buf, f.good, f.len);
@@ -747,13 +748,16 @@ START_TEST(older_files_without_the_appended_options_load)
     memcpy(buf, f.good, f.len);
     rename_record(buf, f.len, "config.modulator_form", "config.xodulator_form");
     rename_record(buf, f.len, "config.sample_ops", "config.xample_ops");
+    rename_record(buf, f.len, "config.stem_stride", "config.xtem_stride");
     write_all(f.bad, buf, f.len);
     mnas_learner_options r = MNAS_LEARNER_OPTIONS_INIT;
     r.modulator_form = MNAS_MODULATOR_TWO_SIGMOID;
     r.sample_ops = 3;
+    r.stem_stride = 4;
     ck_assert_msg(mnas_learner_checkpoint_options(f.ctx, f.bad, &r) == MNAS_OK, "%s", mnas_ctx_last_error(f.ctx));
     ck_assert_int_eq(r.modulator_form, MNAS_MODULATOR_SIGMOID);
     ck_assert_int_eq(r.sample_ops, 0);
+    ck_assert_int_eq(r.stem_stride, 1);
     ck_assert_msg(mnas_learner_load(f.l, f.bad) == MNAS_OK, "%s", mnas_ctx_last_error(f.ctx));
     mnas_learner_options o = r;
     o.sample_ops = 1;

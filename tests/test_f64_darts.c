@@ -233,22 +233,27 @@ static mnas_tensor *run_supernet(const harness *h, mnas_tape *tp, mnas_tensor *c
 }
 
 /* Both cells read their rows of one alpha: the reduction cell's rows start
- * at the normal cell's edge count. */
-static void supernet_case(int mode)
+ * at the normal cell's edge count. stride: the stem's (1, 2 or 4). */
+static void supernet_case(int mode, int stride)
 {
     mnas_ctx *ctx = new_ctx(9500u);
     mnas_search_space *sp = mnas_search_space_darts(ctx);
     mnas_supernet *net = mnas_supernet_create_conv(sp, 1, 2, 2, 3);
     ck_assert_ptr_nonnull(net);
+    ck_assert_int_eq(mnas_supernet_set_stem_stride(net, stride), MNAS_OK);
+    ck_assert_int_eq(mnas_supernet_stem_stride(net), stride);
     mnas_params *p = mnas_params_create(ctx);
     ck_assert_int_eq(mnas_supernet_add_params(net, p, "", 0), 0);
-    int64_t xs[4] = { 2, 1, 6, 6 }, as[2] = { (int64_t)mnas_supernet_alpha_rows(net), 8 };
+    int64_t side = stride == 1 ? 6 : 9; /* 9: odd sides through the strided stem and the pooling */
+    int64_t xs[4] = { 2, 1, side, side }, as[2] = { (int64_t)mnas_supernet_alpha_rows(net), 8 };
     ck_assert_int_eq(as[0], 10);
     mnas_tensor *in[2] = { mnas_tensor_randn(ctx, 4, xs, 0, 1), mnas_tensor_randn(ctx, 2, as, 0, 1) };
     for (int k = 0; k < 2; k++) ck_assert_int_eq(mnas_tensor_set_requires_grad(in[k], 1), MNAS_OK);
     harness h = { run_supernet, sp, 0, 1, NULL, NULL, 0, NULL, NULL, p, NULL, NULL };
     h.snet = net;
-    check(ctx, &h, 2, in, mode, "conv supernet (x, stacked alpha)");
+    char what[64];
+    snprintf(what, sizeof what, "conv supernet, stem stride %d (x, stacked alpha)", stride);
+    check(ctx, &h, 2, in, mode, what);
     for (int k = 0; k < 2; k++) mnas_tensor_free(in[k]);
     mnas_params_free(p);
     mnas_supernet_free(net);
@@ -258,7 +263,35 @@ static void supernet_case(int mode)
 
 /* The whole supernet at orders 1 and 2, each with the last pass recorded or
  * not (order 3 of every piece is covered by the op and cell cases). */
-START_TEST(supernet_orders_1_2) { supernet_case(_i); }
+START_TEST(supernet_orders_1_2) { supernet_case(_i % 4, (int[]){ 1, 2, 4 }[_i / 4]); }
+END_TEST
+
+/* The stem stride is refused on an MLP supernet and for values other than
+ * 1, 2, 4, leaving the supernet as it was. */
+START_TEST(stem_stride_refusals)
+{
+    mnas_ctx *ctx = new_ctx(1u);
+    mnas_search_space *sp = mnas_search_space_darts(ctx), *mlp = mnas_search_space_mlp(ctx);
+    mnas_supernet *net = mnas_supernet_create_conv(sp, 1, 2, 2, 3), *m = mnas_supernet_create_mlp(mlp, 1, 4, 2, 1);
+    ck_assert(net && m);
+    ck_assert_int_eq(mnas_supernet_set_stem_stride(net, 2), MNAS_OK);
+    for (int bad = -1; bad <= 8; bad++) {
+        if (bad == 1 || bad == 2 || bad == 4) continue;
+        ck_assert_int_eq(mnas_supernet_set_stem_stride(net, bad), MNAS_E_INVALID);
+        ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "stride"));
+        ck_assert_int_eq(mnas_supernet_stem_stride(net), 2);
+    }
+    ck_assert_int_eq(mnas_supernet_set_stem_stride(m, 2), MNAS_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "MLP"));
+    ck_assert_int_eq(mnas_supernet_stem_stride(m), 0);
+    ck_assert_int_eq(mnas_supernet_stem_stride(NULL), 0);
+    ck_assert_int_eq(mnas_supernet_set_stem_stride(NULL, 2), MNAS_E_INVALID);
+    mnas_supernet_free(net);
+    mnas_supernet_free(m);
+    mnas_search_space_free(sp);
+    mnas_search_space_free(mlp);
+    mnas_ctx_free(ctx);
+}
 END_TEST
 
 /* ---- the conv MAML baseline -------------------------------------------------- */
@@ -304,7 +337,8 @@ int main(void)
     suite_add_tcase(s, cells);
     TCase *nets = tcase_create("networks");
     tcase_set_timeout(nets, 600);
-    tcase_add_loop_test(nets, supernet_orders_1_2, 0, 4);
+    tcase_add_loop_test(nets, supernet_orders_1_2, 0, 3 * 4);
+    tcase_add_test(nets, stem_stride_refusals);
     tcase_add_loop_test(nets, convnet_orders_1_2, 0, 4);
     suite_add_tcase(s, nets);
     SRunner *r = srunner_create(s);

@@ -5,8 +5,10 @@
  * refused with a message and leaves the learner as it was. */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <mnas/mnas.h>
 
@@ -336,6 +338,88 @@ START_TEST(bad_input_is_refused)
 }
 END_TEST
 
+/* stem_stride (1, 2, 4): the same parameters, another network; it trains,
+ * gives the same bits on 1 and 2 threads, is saved and checked on load,
+ * and is refused where there is no conv supernet or for other values. */
+static double query_loss(mnas_learner *l, mnas_task_set *set)
+{
+    double after[8];
+    ck_assert_int_eq(mnas_learner_evaluate(l, set, -1, NULL, after), MNAS_OK);
+    return mean_of(after, 8);
+}
+
+START_TEST(stem_stride_option)
+{
+    fixture f;
+    fx_init(&f, 16, 4);
+    mnas_task_set *test = mnas_fewshot_test_set(f.ctx, f.sampler, 777, 8);
+    ck_assert_ptr_nonnull(test);
+    mnas_learner *l[3];
+    mnas_real *bits[2];
+    size_t nbits = 0;
+    for (int k = 0; k < 3; k++) {
+        mnas_learner_options o = small_options(MNAS_METHOD_MNAS, k == 2 ? 2 : 1);
+        o.image_size = 16;
+        o.stem_stride = k == 0 ? 1 : 4;
+        l[k] = mnas_learner_create(f.ctx, &o);
+        ck_assert_msg(l[k] != NULL, "%s", mnas_ctx_last_error(f.ctx));
+        ck_assert_uint_eq(mnas_params_count(mnas_learner_params(l[k])), mnas_params_count(mnas_learner_params(l[0])));
+    }
+    /* same seed, same initial weights, another network: other losses */
+    ck_assert(query_loss(l[0], test) != query_loss(l[1], test));
+    double before = query_loss(l[1], test);
+    for (int k = 1; k < 3; k++) {
+        ck_assert_msg(mnas_learner_train(l[k], source, &f, 12, NULL, NULL) == MNAS_OK, "%s", mnas_ctx_last_error(f.ctx));
+        mnas_params *p = mnas_learner_params(l[k]);
+        size_t n = 0;
+        for (size_t i = 0; i < mnas_params_count(p); i++) n += (size_t)mnas_tensor_size(mnas_params_get(p, i));
+        bits[k - 1] = malloc(n * sizeof(mnas_real));
+        ck_assert_ptr_nonnull(bits[k - 1]);
+        nbits = 0;
+        for (size_t i = 0; i < mnas_params_count(p); i++) {
+            mnas_tensor *w = mnas_params_get(p, i);
+            memcpy(bits[k - 1] + nbits, mnas_tensor_data(w), (size_t)mnas_tensor_size(w) * sizeof(mnas_real));
+            nbits += (size_t)mnas_tensor_size(w);
+        }
+    }
+    ck_assert_msg(memcmp(bits[0], bits[1], nbits * sizeof(mnas_real)) == 0, "stem stride 4: 1 and 2 threads differ");
+    double after = query_loss(l[1], test);
+    ck_assert_msg(after < before, "stem stride 4: query loss after adaptation %g -> %g", before, after);
+    /* checkpoints: the stride is part of the configuration */
+    char path[] = "/tmp/mnas-stem-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(mnas_learner_save(l[1], path), MNAS_OK);
+    mnas_learner_options r = MNAS_LEARNER_OPTIONS_INIT;
+    ck_assert_int_eq(mnas_learner_checkpoint_options(f.ctx, path, &r), MNAS_OK);
+    ck_assert_int_eq(r.stem_stride, 4);
+    ck_assert_int_eq(mnas_learner_load(l[0], path), MNAS_E_MISMATCH);
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(f.ctx), "stem_stride"));
+    ck_assert_int_eq(mnas_learner_load(l[2], path), MNAS_OK);
+    remove(path);
+    /* refusals */
+    struct {
+        mnas_method m;
+        int classes, stride;
+    } bad[] = { { MNAS_METHOD_MNAS, 3, 3 }, { MNAS_METHOD_MNAS, 3, 0 }, { MNAS_METHOD_MNAS, 3, 8 },
+                { MNAS_METHOD_MAML, 3, 2 }, { MNAS_METHOD_MNAS, 0, 2 } };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        mnas_learner_options o = small_options(bad[k].m, 1);
+        o.classes = bad[k].classes;
+        o.stem_stride = bad[k].stride;
+        ck_assert_ptr_null(mnas_learner_create(f.ctx, &o));
+        ck_assert_msg(strstr(mnas_ctx_last_error(f.ctx), "stem_stride") != NULL, "case %zu: %s", k,
+                      mnas_ctx_last_error(f.ctx));
+    }
+    for (int k = 0; k < 3; k++) mnas_learner_free(l[k]);
+    free(bits[0]);
+    free(bits[1]);
+    mnas_task_set_free(test);
+    fx_free(&f);
+}
+END_TEST
+
 int main(void)
 {
     int slow = getenv("MNAS_TEST_UNDER_VALGRIND") != NULL;
@@ -346,6 +430,7 @@ int main(void)
     tcase_add_loop_test(tc, threads_give_identical_bits, slow ? 1 : 0, slow ? 2 : 4);
     tcase_add_loop_test(tc, architecture_phase_and_genotypes, 1, 4);
     tcase_add_test(tc, bad_input_is_refused);
+    tcase_add_test(tc, stem_stride_option);
     tcase_add_test(tc, recompute_matches_second_order);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);

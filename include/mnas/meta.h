@@ -233,13 +233,19 @@ typedef struct mnas_learner_options {
      * supernet. 0..number of ops of the search space (8 for DARTS, 3 for the
      * MLP space). See docs/images.md. */
     int64_t sample_ops;
+    /** Appended in 0.2. Stride of the conv supernet's stem
+     * (mnas_supernet_set_stem_stride): 1 (default), 2 or 4; M-NAS variants on
+     * images only (1 for MAML and regression). 4 brings 84 x 84 inputs to
+     * 21 x 21 before the cells, which is what makes the paper's image scale
+     * fit in memory (docs/images.md). */
+    int stem_stride;
 } mnas_learner_options;
 
 /** Defaults of mnas_learner_options (the paper's toy-regression settings). */
 #define MNAS_LEARNER_OPTIONS_INIT                                                                          \
     { sizeof(mnas_learner_options), MNAS_METHOD_MAML, 25, 5, 0.001, 0.001, MNAS_INNER_SECOND_ORDER, 1, 0u,  \
       0.0, 50, 5, 1, 1, 1e-4, 0.01, 0.1, 3, 32, 32, 64, MNAS_RNN_GRU, MNAS_MODULATE_ELEMENT, 3.0, 0, 1, 28,  \
-      32, 16, MNAS_MODULATOR_SIGMOID, 0 }
+      32, 16, MNAS_MODULATOR_SIGMOID, 0, 1 }
 
 /** A meta-learner (opaque): one of the paper's methods with its parameters and optimisers. */
 typedef struct mnas_learner mnas_learner;

@@ -180,6 +180,17 @@ MNAS_API mnas_supernet *mnas_supernet_create_conv(const mnas_search_space *space
                                                   int64_t channels, int n_nodes, int64_t n_classes);
 /** 1 for the conv supernet, 0 for the MLP one. */
 MNAS_API int mnas_supernet_is_conv(const mnas_supernet *net);
+/** Appended in 0.2. The stride of the conv supernet's stem (default 1, the
+ * layout above): 2 makes the stem conv stride 2 (padding 1), 4 adds a 2x2
+ * average pooling of stride 2 after its BN, so the cells run on
+ * ceil(H/2) or floor(ceil(H/2)/2) pixels a side, as DARTS's ImageNet
+ * network reduces its input in the stem. No parameter changes shape.
+ * MNAS_E_INVALID (nothing changed) for an MLP supernet or a stride other
+ * than 1, 2 or 4. Child networks of the supernet (mnas_child_create) use
+ * its stem, so they follow it. */
+MNAS_API mnas_status mnas_supernet_set_stem_stride(mnas_supernet *net, int stride);
+/** The conv supernet's stem stride (1, 2 or 4); 0 for NULL or an MLP supernet. */
+MNAS_API int mnas_supernet_stem_stride(const mnas_supernet *net);
 /** Number of cells (MLP 1, conv 2) and cell k (the conv one: 0 normal,
  * 1 reduction); mnas_supernet_cell is cell 0. */
 MNAS_API int mnas_supernet_num_cells(const mnas_supernet *net);

@@ -509,6 +509,7 @@ static void w_options(writer *w, const mnas_learner_options *o)
     w_i64(w, "config.threads", o->threads);
     w_i64(w, "config.modulator_form", (int64_t)o->modulator_form);
     w_i64(w, "config.sample_ops", o->sample_ops);
+    w_i64(w, "config.stem_stride", o->stem_stride);
 }
 
 /* Read the options of a checkpoint into o (threads included). */
@@ -555,6 +556,14 @@ static mnas_status read_options(const mnas__ckpt *c, const char *what, mnas_lear
         if (r.sample_ops < 0 || r.sample_ops > 64)
             return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: config.sample_ops is %lld (out of range)", what,
                                (long long)r.sample_ops);
+    }
+    /* Absent from checkpoints written before the option existed: 1. */
+    if (mnas__ckpt_find(c, "config.stem_stride")) {
+        if ((st = need_i64(c, what, "config.stem_stride", &th)) != MNAS_OK) return st;
+        if (th != 1 && th != 2 && th != 4)
+            return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: config.stem_stride is %lld (1, 2 or 4)", what,
+                               (long long)th);
+        r.stem_stride = (int)th;
     }
     *o = r;
     return MNAS_OK;
@@ -661,6 +670,9 @@ static mnas_status compare_options(const mnas__ckpt *c, const char *what, const 
     if (f.sample_ops != mine->sample_ops)
         return mnas__error(c->ctx, MNAS_E_MISMATCH, "%s: written with sample_ops = %lld, this learner has %lld", what,
                            (long long)f.sample_ops, (long long)mine->sample_ops);
+    if (f.stem_stride != mine->stem_stride)
+        return mnas__error(c->ctx, MNAS_E_MISMATCH, "%s: written with stem_stride = %d, this learner has %d", what,
+                           f.stem_stride, mine->stem_stride);
     return MNAS_OK;
 }
 

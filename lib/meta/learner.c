@@ -143,6 +143,10 @@ static mnas_status check_options(mnas_ctx *ctx, const mnas_learner_options *o)
                            "%s: images need in_channels 1..64, image_size 1..1024, filters 0..1024 and channels "
                            "1..1024 (got %d, %d, %d, %d)",
                            fn, o->in_channels, o->image_size, o->filters, o->channels);
+    if (o->stem_stride != 1 && (o->stem_stride != 2 && o->stem_stride != 4 ? 1 : o->classes <= 0 ||
+                                                                                o->method == MNAS_METHOD_MAML))
+        return mnas__error(ctx, MNAS_E_INVALID, "%s: stem_stride %d must be 1, 2 or 4 (and 1 for MAML and "
+                           "regression, which have no conv supernet)", fn, o->stem_stride);
     if (o->sample_ops < 0 || (o->method == MNAS_METHOD_MAML && o->sample_ops != 0))
         return mnas__error(ctx, MNAS_E_INVALID, "%s: sample_ops %lld must be >= 0 (and 0 for MAML, which has no "
                            "mixed edges)", fn, (long long)o->sample_ops);
@@ -225,6 +229,7 @@ static mnas_status build_model(mnas_learner *l)
     l->net = l->classify ? mnas_supernet_create_conv(l->space, o->in_channels, o->channels, o->nodes, o->classes)
                          : mnas_supernet_create_mlp(l->space, o->in_features, o->hidden, o->nodes, o->out_features);
     if (!l->net) return MNAS_E_INVALID;
+    if (l->classify && mnas_supernet_set_stem_stride(l->net, o->stem_stride) != MNAS_OK) return MNAS_E_INVALID;
     l->s_net = add_span(p, mnas_supernet_add_params(l->net, p, "net.", 0));
     if (!l->s_net.count) return MNAS_E_INVALID;
     l->edges = mnas_supernet_alpha_rows(l->net);

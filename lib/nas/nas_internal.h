@@ -62,6 +62,7 @@ struct mnas_supernet {
     int n_cells;
     int64_t in, width, out; /* conv: in channels, C, classes */
     int64_t stem_c;         /* conv: stem channels (3C) */
+    int stem_stride;        /* conv: 1, 2 (stride-2 conv) or 4 (and a 2x2 average pool) */
 };
 
 /* Input state of edge e, and the stride of its ops (2 on a reduction

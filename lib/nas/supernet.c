@@ -70,6 +70,7 @@ mnas_supernet *mnas_supernet_create_conv(const mnas_search_space *space, int64_t
     n->width = channels;
     n->out = n_classes;
     n->stem_c = stem;
+    n->stem_stride = 1;
     /* As in DARTS: s0 = s1 = stem into the normal cell; the reduction cell
      * (2C channels) reads the stem and the normal cell's output. */
     n->cell[0] = mnas_cell_create_conv(space, n_nodes, stem, stem, channels, 0, 0);
@@ -91,6 +92,22 @@ void mnas_supernet_free(mnas_supernet *n)
 
 const mnas_cell *mnas_supernet_cell(const mnas_supernet *n) { return n ? n->cell[0] : NULL; }
 int mnas_supernet_is_conv(const mnas_supernet *n) { return n ? n->kind == MNAS__CELL_CONV : 0; }
+
+mnas_status mnas_supernet_set_stem_stride(mnas_supernet *n, int stride)
+{
+    if (!n) return MNAS_E_INVALID;
+    if (n->kind != MNAS__CELL_CONV)
+        return mnas__error(n->ctx, MNAS_E_INVALID, "mnas_supernet_set_stem_stride: an MLP supernet has no conv stem");
+    if (stride != 1 && stride != 2 && stride != 4)
+        return mnas__error(n->ctx, MNAS_E_INVALID, "mnas_supernet_set_stem_stride: stride %d (1, 2 or 4)", stride);
+    n->stem_stride = stride;
+    return MNAS_OK;
+}
+
+int mnas_supernet_stem_stride(const mnas_supernet *n)
+{
+    return n && n->kind == MNAS__CELL_CONV ? n->stem_stride : 0;
+}
 int mnas_supernet_num_cells(const mnas_supernet *n) { return n ? n->n_cells : 0; }
 const mnas_cell *mnas_supernet_cell_at(const mnas_supernet *n, int k)
 {
@@ -194,7 +211,9 @@ mnas_tensor *mnas__conv_stem(const mnas_supernet *n, mnas_tape *tp, const char *
                          (long long)n->in, (long long)n->stem_c);
         return NULL;
     }
-    return mnas_batch_norm(tp, mnas_conv2d(tp, x, w[0], NULL, 1, 1, 1, 1), w[1], w[2], 1e-5);
+    int s = n->stem_stride > 1 ? 2 : 1;
+    mnas_tensor *h = mnas_batch_norm(tp, mnas_conv2d(tp, x, w[0], NULL, s, 1, 1, 1), w[1], w[2], 1e-5);
+    return n->stem_stride == 4 ? mnas_avg_pool2d(tp, h, 2, 2, 0) : h;
 }
 
 static mnas_tensor *conv_forward(const mnas_supernet *n, mnas_tape *tp, const char *fn, mnas_tensor *x,

@@ -71,6 +71,17 @@ class TestConvSpace(unittest.TestCase):
         self.assertEqual(y.shape, (5, 5))
         ga = self.tape.grad(self.tape.mean(self.tape.square(y)), alpha)
         self.assertEqual(ga.shape, (28, 8))
+        # the stem stride: another network on the same weights, refused values
+        self.assertEqual(net.stem_stride, 1)
+        net.stem_stride = 4
+        self.assertEqual(net.stem_stride, 4)
+        y4 = net(self.tape, x, p, self.tape.softmax(alpha))
+        self.assertEqual(y4.shape, (5, 5))
+        self.assertNotEqual(y4.tolist(), y.tolist())
+        with self.assertRaises(mnas.InvalidArgument):
+            net.stem_stride = 3
+        self.assertEqual(net.stem_stride, 4)
+        net.stem_stride = 1
 
         g = mnas.Genotype.derive(net, alpha)
         self.assertEqual(g.num_cells, 2)

@@ -216,6 +216,14 @@ class TestLearner(unittest.TestCase):
             self.small("mnas", sample_ops=-1)
         with self.assertRaises(mnas.InvalidArgument):
             self.small("maml", sample_ops=1)
+        # issue 14's stem stride: the conv supernet's, so images and M-NAS only
+        self.assertEqual(self.small("mnas").options["stem_stride"], 1)
+        with self.assertRaises(mnas.InvalidArgument):
+            self.small("mnas", stem_stride=2)  # regression: no conv stem
+        img = self.small("mnas", classes=3, image_size=8, channels=2, nodes=1, stem_stride=4)
+        self.assertEqual(img.options["stem_stride"], 4)
+        with self.assertRaises(mnas.InvalidArgument):
+            self.small("mnas", classes=3, image_size=8, channels=2, nodes=1, stem_stride=3)
 
     def test_mnas_methods(self):
         test = mnas.regression_test_set(self.ctx, 5, 2)

@@ -250,6 +250,8 @@ FUNCTIONS = [
     ("mnas_supernet_forward", [H, H, H, c_void_p, H], H),
     ("mnas_supernet_create_conv", [H, c_int64, c_int64, c_int, c_int64], H),
     ("mnas_supernet_is_conv", [H], c_int),
+    ("mnas_supernet_set_stem_stride", [H, c_int], c_int),
+    ("mnas_supernet_stem_stride", [H], c_int),
     ("mnas_supernet_num_cells", [H], c_int),
     ("mnas_supernet_cell_at", [H, c_int], H),
     ("mnas_supernet_alpha_rows", [H], c_size_t),

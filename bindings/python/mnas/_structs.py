@@ -146,6 +146,7 @@ class LearnerOptions(_Options):
         ("channels", c_int),
         ("modulator_form", c_int),  # mnas_modulator_form
         ("sample_ops", c_int64),   # 0: full supernet; k: Gumbel top-k ops per edge
+        ("stem_stride", c_int),    # conv supernet stem: 1, 2 or 4
     ]
     # MNAS_LEARNER_OPTIONS_INIT
     _defaults = (("method", 0), ("meta_batch", 25), ("inner_steps", 5), ("inner_lr", 0.001),
@@ -156,7 +157,7 @@ class LearnerOptions(_Options):
                  ("encoder", 0), ("modulation", 0), ("modulator_bias", 3.0), ("classes", 0),
                  ("in_channels", 1), ("image_size", 28), ("filters", 32), ("channels", 16),
                  ("modulator_form", 0),
-                 ("sample_ops", 0))
+                 ("sample_ops", 0), ("stem_stride", 1))
 
 
 class ImageLoadOptions(_Options):

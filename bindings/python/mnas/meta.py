@@ -388,14 +388,17 @@ class Learner(Handle):
     in_channels=1, image_size=28, filters=32 (MAML's conv network),
     channels=16 (the DARTS supernet's C; nodes=4 is DARTS's cell),
     sample_ops=0 (M-NAS variants: k ops per mixed edge drawn per task, Gumbel
-    top-k with straight-through gradients; 0 is the paper's full supernet)."""
+    top-k with straight-through gradients; 0 is the paper's full supernet),
+    stem_stride=1 (M-NAS variants: 2 or 4 reduce the images in the
+    supernet's stem, docs/images.md)."""
 
     __slots__ = ("_ctx", "_opts", "_params")
     _kind = "learner"
 
     _INT_OPTS = ("meta_batch", "inner_steps", "threads", "hidden", "layers", "in_features",
                  "out_features", "nodes", "z_dim", "f_dim", "controller_hidden", "classes",
-                 "in_channels", "image_size", "filters", "channels", "sample_ops")
+                 "in_channels", "image_size", "filters", "channels", "sample_ops",
+                 "stem_stride")
     _FLOAT_OPTS = ("inner_lr", "outer_lr", "clip_norm", "arch_lr", "beta", "path_dropout",
                    "modulator_bias")
     _OPTION_NAMES = frozenset(_INT_OPTS + _FLOAT_OPTS + ("seed", "inner_mode", "encoder", "modulation",
@@ -416,7 +419,8 @@ class Learner(Handle):
                  modulator_form: Optional[str] = None,
                  classes: Optional[int] = None, in_channels: Optional[int] = None,
                  image_size: Optional[int] = None, filters: Optional[int] = None,
-                 channels: Optional[int] = None, sample_ops: Optional[int] = None) -> None:
+                 channels: Optional[int] = None, sample_ops: Optional[int] = None,
+                 stem_stride: Optional[int] = None) -> None:
         # Named keyword-only options (None: the library's default), so a
         # misspelt option is a TypeError from Python itself and editors list
         # them; the values are checked as before.

@@ -275,6 +275,19 @@ class Supernet(Module):
         return bool(C.mnas_supernet_is_conv(self._p()))
 
     @property
+    def stem_stride(self) -> int:
+        """The conv supernet's stem stride: 1, 2 (stride-2 stem conv) or 4
+        (and a 2x2 average pooling); settable, MLP supernets refuse it."""
+        return C.mnas_supernet_stem_stride(self._p())
+
+    @stem_stride.setter
+    def stem_stride(self, stride: int) -> None:
+        p = self._p()
+        self._ctx.clear_error()
+        self._ctx._check(C.mnas_supernet_set_stem_stride(p, as_int(stride, "stride", -(1 << 31), (1 << 31) - 1)),
+                         "mnas_supernet_set_stem_stride")
+
+    @property
     def cells(self):
         """The supernet's cells (owned by it): [cell] for the MLP one,
         [normal, reduction] for the conv one."""
