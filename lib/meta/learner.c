@@ -24,9 +24,8 @@ const char *mnas_method_name(mnas_method m)
 
 static int in_range(double v, double lo, double hi) { return isfinite(v) && v >= lo && v <= hi; }
 
-static mnas_status check_options(mnas_ctx *ctx, const mnas_learner_options *o)
+static mnas_status check_options(mnas_ctx *ctx, const char *fn, const mnas_learner_options *o)
 {
-    const char *fn = "mnas_learner_create";
     if (o->method != MNAS_METHOD_MAML && o->method != MNAS_METHOD_MNAS && o->method != MNAS_METHOD_MNAS_SHARED &&
         o->method != MNAS_METHOD_MNAS_NM)
         return mnas__error(ctx, MNAS_E_INVALID, "%s: unknown method %d", fn, (int)o->method);
@@ -100,7 +99,7 @@ void mnas_learner_free(mnas_learner *l)
     mnas_controller_free(l->ctl);
     mnas_task_encoder_free(l->enc);
     mnas_supernet_free(l->net);
-    mnas_search_space_free(l->space);
+    mnas_search_space_free(l->own_space);
     mnas__free(l->ctx, l->fixed_alpha);
     mnas__free(l->ctx, l->task_loss);
     mnas__free(l->ctx, l->task_status);
@@ -129,7 +128,7 @@ static span add_span(mnas_params *p, int first)
 
 /* The network, and for the M-NAS variants the encoder, controller or shared
  * alpha (group 1: the architecture learning rate), and modulator. */
-static mnas_status build_model(mnas_learner *l)
+static mnas_status build_model(mnas_learner *l, const char *fn, const mnas_search_space *space)
 {
     const mnas_learner_options *o = &l->o;
     mnas_ctx *ctx = l->ctx;
@@ -150,8 +149,13 @@ static mnas_status build_model(mnas_learner *l)
         l->s_net = add_span(p, mnas_mlp_add_params(l->mlp, p, "net.", 0));
         return l->s_net.count ? MNAS_OK : MNAS_E_INVALID;
     }
-    l->space = l->classify ? mnas_search_space_darts(ctx) : mnas_search_space_mlp(ctx);
-    if (!l->space) return MNAS_E_NOMEM;
+    /* The presets' spaces are built here; a user's space takes the same path. */
+    if (!space) {
+        l->own_space = l->classify ? mnas_search_space_darts(ctx) : mnas_search_space_mlp(ctx);
+        if (!l->own_space) return MNAS_E_NOMEM;
+        space = l->own_space;
+    }
+    l->space = space;
     l->net = l->classify ? mnas_supernet_create_conv(l->space, o->in_channels, o->channels, o->nodes, o->classes)
                          : mnas_supernet_create_mlp(l->space, o->in_features, o->hidden, o->nodes, o->out_features);
     if (!l->net) return MNAS_E_INVALID;
@@ -160,8 +164,8 @@ static mnas_status build_model(mnas_learner *l)
     l->edges = mnas_supernet_alpha_rows(l->net);
     l->ops = mnas_search_space_num_ops(l->space);
     if (o->sample_ops > (int64_t)l->ops)
-        return mnas__error(ctx, MNAS_E_INVALID, "mnas_learner_create: sample_ops %lld is more than the %zu ops of the "
-                           "search space", (long long)o->sample_ops, l->ops);
+        return mnas__error(ctx, MNAS_E_INVALID, "%s: sample_ops %lld is more than the %zu ops of the search space", fn,
+                           (long long)o->sample_ops, l->ops);
     /* Images reach the encoder flattened, with one-hot labels. */
     int64_t xf = l->classify ? (int64_t)o->in_channels * o->image_size * o->image_size : o->in_features;
     int64_t yf = l->classify ? o->classes : o->out_features;
@@ -191,10 +195,10 @@ static mnas_status build_model(mnas_learner *l)
     return MNAS_OK;
 }
 
-mnas_learner *mnas_learner_create(mnas_ctx *ctx, const mnas_learner_options *opts)
+/* The learner of options opts over space (NULL: the preset's built-in one). */
+static mnas_learner *create(mnas_ctx *ctx, const char *fn, const mnas_learner_options *opts,
+                            const mnas_search_space *space)
 {
-    const char *fn = "mnas_learner_create";
-    if (!mnas__ctx_ok(ctx)) return NULL;
     mnas_learner_options o = MNAS_LEARNER_OPTIONS_INIT;
     if (opts) {
         if (opts->struct_size < sizeof(size_t) || opts->struct_size > 4 * sizeof o) {
@@ -204,7 +208,11 @@ mnas_learner *mnas_learner_create(mnas_ctx *ctx, const mnas_learner_options *opt
         memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
         o.struct_size = sizeof o;
     }
-    if (check_options(ctx, &o) != MNAS_OK) return NULL;
+    if (check_options(ctx, fn, &o) != MNAS_OK) return NULL;
+    if (space && o.method == MNAS_METHOD_MAML) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: MAML has no search space (method M-NAS, M-NAS-Shared or M-NAS-NM)", fn);
+        return NULL;
+    }
     mnas_learner *l = mnas__calloc(ctx, 1, sizeof *l);
     if (!l) {
         mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate the learner", fn);
@@ -219,7 +227,7 @@ mnas_learner *mnas_learner_create(mnas_ctx *ctx, const mnas_learner_options *opt
     l->dist.rank = 0;
     l->dist.nprocs = 1;
     if (!l->params) goto fail;
-    if (build_model(l) != MNAS_OK) goto fail;
+    if (build_model(l, fn, space) != MNAS_OK) goto fail;
     /* Initialise from the learner's seed, not from whatever the context
      * RNG has done so far. */
     mnas_rng *rng = mnas_rng_create(ctx, o.seed, 0x1417);
@@ -253,6 +261,30 @@ fail:
     mnas_learner_free(l);
     return NULL;
 }
+
+mnas_learner *mnas_learner_create(mnas_ctx *ctx, const mnas_learner_options *opts)
+{
+    if (!mnas__ctx_ok(ctx)) return NULL;
+    return create(ctx, "mnas_learner_create", opts, NULL);
+}
+
+mnas_learner *mnas_learner_create_with_space(mnas_ctx *ctx, const mnas_learner_options *opts,
+                                             const mnas_search_space *space)
+{
+    const char *fn = "mnas_learner_create_with_space";
+    if (!mnas__ctx_ok(ctx)) return NULL;
+    if (!space) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: space is NULL", fn);
+        return NULL;
+    }
+    if (space->ctx != ctx) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: the search space belongs to another context", fn);
+        return NULL;
+    }
+    return create(ctx, fn, opts, space);
+}
+
+const mnas_search_space *mnas_learner_search_space(const mnas_learner *l) { return l ? l->space : NULL; }
 
 mnas_params *mnas_learner_params(const mnas_learner *l) { return l ? l->params : NULL; }
 

@@ -108,6 +108,51 @@ static mnas_status read_options(const mnas__ckpt *c, const char *what, mnas_lear
     return MNAS_OK;
 }
 
+/* "config.space": the op names of the supernet's search space, separated
+ * by spaces, so that a checkpoint loads only over the same ops (a user's
+ * space may differ from the preset's in nothing but its names). A context
+ * allocation of *len bytes (not terminated); NULL when out of memory. */
+static char *space_names(const mnas_learner *l, size_t *len)
+{
+    size_t n = mnas_search_space_num_ops(l->space), k = 0;
+    for (size_t o = 0; o < n; o++) k += strlen(mnas_search_space_op_name(l->space, o)) + 1;
+    char *s = mnas__alloc(l->ctx, k ? k : 1);
+    if (!s) return NULL;
+    k = 0;
+    for (size_t o = 0; o < n; o++) {
+        const char *name = mnas_search_space_op_name(l->space, o);
+        if (o) s[k++] = ' ';
+        memcpy(s + k, name, strlen(name));
+        k += strlen(name);
+    }
+    *len = k;
+    return s;
+}
+
+/* A checkpoint of a supernet learner carries config.space (files written
+ * before it existed do not: they load as before); it must name this
+ * learner's ops. */
+static mnas_status check_space(const mnas_learner *l, const mnas__ckpt *c, const char *what)
+{
+    const mnas__ckpt_record *r = mnas__ckpt_find(c, "config.space");
+    if (!r) return MNAS_OK;
+    if (!l->space) return mnas__error(l->ctx, MNAS_E_FORMAT, "%s: unexpected record \"config.space\" (MAML)", what);
+    if (r->dtype != MNAS__DT_U8 || r->ndim != 1)
+        return mnas__error(l->ctx, MNAS_E_FORMAT, "%s: record \"config.space\" is not a string", what);
+    size_t len;
+    char *mine = space_names(l, &len);
+    if (!mine) return mnas__error(l->ctx, MNAS_E_NOMEM, "%s: cannot allocate the search space's op names", what);
+    mnas_status st = MNAS_OK;
+    if (len != r->bytes || memcmp(mine, r->data, len) != 0) {
+        int shown = r->bytes > 200 ? 200 : (int)r->bytes;
+        st = mnas__error(l->ctx, MNAS_E_MISMATCH,
+                         "%s: written over a search space of ops [%.*s], this learner's has [%.*s]", what, shown,
+                         (const char *)r->data, len > 200 ? 200 : (int)len, mine);
+    }
+    mnas__free(l->ctx, mine);
+    return st;
+}
+
 mnas_status mnas_learner_save(const mnas_learner *l, const char *path)
 {
     const char *fn = "mnas_learner_save";
@@ -126,6 +171,14 @@ mnas_status mnas_learner_save(const mnas_learner *l, const char *path)
     mnas__ckpt_writer w;
     mnas__ckpt_w_begin(&w, ctx, MNAS__CKPT_KIND_LEARNER);
     w_options(&w, &l->o);
+    if (l->space) {
+        size_t len;
+        char *names = space_names(l, &len);
+        int64_t dims[1] = { (int64_t)len };
+        if (names) mnas__ckpt_w_record(&w, "config.space", MNAS__DT_U8, 1, dims, names);
+        else w.st = MNAS_E_NOMEM;
+        mnas__free(ctx, names);
+    }
     mnas__ckpt_w_i64(&w, "state.iteration", mnas_learner_iteration(l));
     mnas__ckpt_w_i64(&w, "state.discrete", discrete);
     if (fixed) {
@@ -212,6 +265,7 @@ mnas_status mnas__learner_load_parsed(mnas_learner *l, const mnas__ckpt *c, cons
     if (st != MNAS_OK) return st;
     double lr[2];
     if ((st = compare_options(c, what, &l->o, lr)) != MNAS_OK) return st;
+    if ((st = check_space(l, c, what)) != MNAS_OK) return st;
     int64_t iteration, discrete, okind, steps, count;
     if ((st = mnas__ckpt_need_i64(c, what, "state.iteration", &iteration)) != MNAS_OK ||
         (st = mnas__ckpt_need_i64(c, what, "state.discrete", &discrete)) != MNAS_OK ||

@@ -32,7 +32,8 @@ struct mnas_learner {
     mnas_mlp *mlp;              /* MAML's network: regression ... */
     mnas_convnet *cnet;         /* ... or image classification */
     int classify;               /* classes > 0: cross-entropy on labels */
-    mnas_search_space *space;   /* M-NAS variants: the one-shot model ... */
+    const mnas_search_space *space; /* M-NAS variants: the one-shot model over a search space ... */
+    mnas_search_space *own_space;   /* the built-in space of a preset (NULL: the user's, borrowed) */
     mnas_supernet *net;
     mnas_task_encoder *enc;     /* ... the task encoder ... */
     mnas_controller *ctl;       /* ... the controller (M-NAS, M-NAS-NM) ... */

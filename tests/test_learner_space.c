@@ -1,0 +1,259 @@
+/* The learner over a user's search space (mnas_learner_create_with_space):
+ * custom ops meta-train through M-NAS, M-NAS-Shared and M-NAS-NM with the
+ * same bits for 1 and 2 threads and across a checkpoint (search and the
+ * straight-through phase); a preset's space passed in is the preset, bit for
+ * bit; bad spaces, a misbehaving op and a checkpoint of other ops are
+ * refused with a message naming the problem. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mnas/mnas.h>
+
+/* lin_tanh: tanh(x W^T + b). */
+static mnas_status lin_tanh_declare(void *user, int64_t width, mnas_param_decl *d)
+{
+    (void)user;
+    int64_t w[2] = { width, width }, b[1] = { width };
+    mnas_status st = mnas_param_decl_add(d, "w", 2, w, MNAS_INIT_FAN_IN, (double)width);
+    return st != MNAS_OK ? st : mnas_param_decl_add(d, "b", 1, b, MNAS_INIT_ZEROS, 0);
+}
+
+static mnas_tensor *lin_tanh_forward(void *user, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *p, int stride)
+{
+    (void)user, (void)stride;
+    return mnas_tanh(tp, mnas_linear(tp, x, p[0], p[1]));
+}
+
+/* half: x / 2, no parameters. */
+static mnas_tensor *half_forward(void *user, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *p, int stride)
+{
+    (void)user, (void)p, (void)stride;
+    return mnas_scale(tp, x, 0.5);
+}
+
+/* A broken op: a scalar instead of x's shape. */
+static mnas_tensor *broken_forward(void *user, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *p, int stride)
+{
+    (void)user, (void)p, (void)stride;
+    return mnas_sum(tp, x);
+}
+
+static mnas_search_space *make_space(mnas_ctx *ctx, const char *second)
+{
+    mnas_search_space *s = mnas_search_space_create(ctx);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(mnas_search_space_add_op(s, "lin_tanh", 0, lin_tanh_declare, lin_tanh_forward, NULL), 0);
+    ck_assert_int_eq(mnas_search_space_add_op(s, second, 0, NULL, half_forward, NULL), 1);
+    ck_assert_int_eq(mnas_search_space_add_op(s, "zero", 1, NULL, NULL, NULL), 2);
+    return s;
+}
+
+static mnas_learner_options small_options(mnas_method m, int threads)
+{
+    mnas_learner_options o = MNAS_LEARNER_OPTIONS_INIT;
+    o.method = m;
+    o.meta_batch = 3;
+    o.inner_steps = 2;
+    o.inner_lr = 0.01;
+    o.hidden = 8;
+    o.nodes = 2;
+    o.z_dim = 8;
+    o.f_dim = 8;
+    o.controller_hidden = 8;
+    o.threads = threads;
+    o.seed = 7;
+    o.path_dropout = 0.2;
+    return o;
+}
+
+typedef struct {
+    mnas_ctx *ctx;
+} source_data;
+
+static mnas_task *source(void *user, uint64_t index)
+{
+    source_data *d = user;
+    mnas_regression_options ro = MNAS_REGRESSION_OPTIONS_INIT;
+    return mnas_regression_task(d->ctx, &ro, 11, index, -1);
+}
+
+static void train(mnas_learner *l, source_data *d, int64_t n, mnas_ctx *ctx)
+{
+    ck_assert_msg(mnas_learner_train(l, source, d, n, NULL, NULL) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+}
+
+static void assert_same(const mnas_learner *a, const mnas_learner *b)
+{
+    const mnas_params *p = mnas_learner_params(a), *q = mnas_learner_params(b);
+    ck_assert_uint_eq(mnas_params_count(p), mnas_params_count(q));
+    for (size_t i = 0; i < mnas_params_count(p); i++) {
+        const mnas_tensor *s = mnas_params_get(p, i), *t = mnas_params_get(q, i);
+        ck_assert_msg(!memcmp(mnas_tensor_cdata(s), mnas_tensor_cdata(t), (size_t)mnas_tensor_size(s) * sizeof(mnas_real)),
+                      "parameter %s differs", mnas_params_name(p, i));
+    }
+    ck_assert_int_eq(mnas_learner_iteration(a), mnas_learner_iteration(b));
+}
+
+static const mnas_method methods[3] = { MNAS_METHOD_MNAS, MNAS_METHOD_MNAS_SHARED, MNAS_METHOD_MNAS_NM };
+
+/* Search 3 updates, discretise, 2 more: with 1 thread straight through, and
+ * with 2 threads paused after the 4th (a checkpoint) and resumed by a new
+ * learner. */
+START_TEST(custom_space_threads_and_resume)
+{
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    mnas_search_space *s = make_space(ctx, "half");
+    source_data d = { ctx };
+    mnas_learner_options o1 = small_options(methods[_i], 1), o2 = small_options(methods[_i], 2);
+    mnas_learner *a = mnas_learner_create_with_space(ctx, &o1, s);
+    mnas_learner *b = mnas_learner_create_with_space(ctx, &o2, s);
+    mnas_learner *c = mnas_learner_create_with_space(ctx, &o2, s);
+    ck_assert_msg(a && b && c, "%s", mnas_ctx_last_error(ctx));
+    ck_assert_ptr_eq(mnas_learner_search_space(a), s);
+    train(a, &d, 3, ctx);
+    ck_assert_int_eq(mnas_learner_discretize(a, 0), MNAS_OK);
+    train(a, &d, 2, ctx);
+    train(b, &d, 3, ctx);
+    ck_assert_int_eq(mnas_learner_discretize(b, 0), MNAS_OK);
+    train(b, &d, 1, ctx);
+    char path[64];
+    snprintf(path, sizeof path, "learner_space_%d_%d.ckpt", (int)getpid(), _i);
+    ck_assert_msg(mnas_learner_save(b, path) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    ck_assert_msg(mnas_learner_load(c, path) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    ck_assert(mnas_learner_is_discrete(c));
+    train(c, &d, 1, ctx);
+    assert_same(a, c);
+    /* The genotypes agree too (per task, or the shared one). */
+    mnas_task *t = source(&d, 1000);
+    ck_assert_ptr_nonnull(t);
+    mnas_genotype *ga = mnas_learner_genotype(a, t), *gc = mnas_learner_genotype(c, t);
+    ck_assert_msg(ga && gc, "%s", mnas_ctx_last_error(ctx));
+    ck_assert(mnas_genotype_equal(ga, gc));
+    char buf[256];
+    ck_assert_int_gt(mnas_genotype_to_string(ga, buf, sizeof buf), 0);
+    ck_assert(strstr(buf, "lin_tanh") || strstr(buf, "half"));
+    mnas_genotype_free(ga);
+    mnas_genotype_free(gc);
+    mnas_task_free(t);
+    unlink(path);
+    mnas_learner_free(a);
+    mnas_learner_free(b);
+    mnas_learner_free(c);
+    mnas_search_space_free(s);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
+/* The preset's own space passed in gives the preset, bit for bit. */
+START_TEST(preset_space_is_the_preset)
+{
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    mnas_search_space *mlp = mnas_search_space_mlp(ctx);
+    source_data d = { ctx };
+    mnas_learner_options o = small_options(methods[_i], 2);
+    mnas_learner *a = mnas_learner_create(ctx, &o), *b = mnas_learner_create_with_space(ctx, &o, mlp);
+    ck_assert_msg(a && b, "%s", mnas_ctx_last_error(ctx));
+    train(a, &d, 2, ctx);
+    train(b, &d, 2, ctx);
+    assert_same(a, b);
+    mnas_learner_free(a);
+    mnas_learner_free(b);
+    mnas_search_space_free(mlp);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
+static void expect_create_error(mnas_ctx *ctx, const mnas_learner_options *o, const mnas_search_space *s,
+                                const char *needle)
+{
+    mnas_learner *l = mnas_learner_create_with_space(ctx, o, s);
+    ck_assert_ptr_null(l);
+    ck_assert_msg(strstr(mnas_ctx_last_error(ctx), needle), "expected \"%s\" in: %s", needle,
+                  mnas_ctx_last_error(ctx));
+}
+
+START_TEST(bad_input_is_refused)
+{
+    mnas_ctx *ctx, *other;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    ck_assert_int_eq(mnas_ctx_create(&other, NULL), MNAS_OK);
+    mnas_learner_options o = small_options(MNAS_METHOD_MNAS, 1);
+    mnas_search_space *s = make_space(ctx, "half"), *foreign = make_space(other, "half");
+    mnas_search_space *empty = mnas_search_space_create(ctx);
+    ck_assert_ptr_null(mnas_learner_create_with_space(NULL, &o, s));
+    expect_create_error(ctx, &o, NULL, "space is NULL");
+    expect_create_error(ctx, &o, foreign, "another context");
+    expect_create_error(ctx, &o, empty, "no ops");
+    mnas_learner_options maml = small_options(MNAS_METHOD_MAML, 1);
+    expect_create_error(ctx, &maml, s, "MAML");
+    o.sample_ops = 4;
+    expect_create_error(ctx, &o, s, "sample_ops");
+    o.sample_ops = 0;
+    ck_assert_ptr_null(mnas_learner_search_space(NULL));
+    mnas_learner *m = mnas_learner_create(ctx, &maml);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_ptr_null(mnas_learner_search_space(m));
+    mnas_learner_free(m);
+
+    /* An op returning the wrong shape fails the step, naming the op, and
+     * leaves the parameters as they were. */
+    mnas_search_space *bad = mnas_search_space_create(ctx);
+    ck_assert_int_eq(mnas_search_space_add_op(bad, "broken", 0, NULL, broken_forward, NULL), 0);
+    ck_assert_int_eq(mnas_search_space_add_op(bad, "half", 0, NULL, half_forward, NULL), 1);
+    mnas_learner *l = mnas_learner_create_with_space(ctx, &o, bad);
+    ck_assert_msg(l != NULL, "%s", mnas_ctx_last_error(ctx));
+    mnas_tensor *before = mnas_tensor_copy(mnas_params_get(mnas_learner_params(l), 0));
+    source_data d = { ctx };
+    ck_assert_int_ne(mnas_learner_train(l, source, &d, 1, NULL, NULL), MNAS_OK);
+    ck_assert_msg(strstr(mnas_ctx_last_error(ctx), "broken"), "%s", mnas_ctx_last_error(ctx));
+    ck_assert_int_eq(mnas_learner_iteration(l), 0);
+    const mnas_tensor *after = mnas_params_get(mnas_learner_params(l), 0);
+    ck_assert(!memcmp(mnas_tensor_cdata(before), mnas_tensor_cdata(after),
+                      (size_t)mnas_tensor_size(after) * sizeof(mnas_real)));
+    mnas_tensor_free(before);
+    mnas_learner_free(l);
+
+    /* A checkpoint over other ops (same shapes, other names) is refused. */
+    mnas_search_space *renamed = make_space(ctx, "halved");
+    mnas_learner *x = mnas_learner_create_with_space(ctx, &o, s), *y = mnas_learner_create_with_space(ctx, &o, renamed);
+    ck_assert(x && y);
+    char path[64];
+    snprintf(path, sizeof path, "learner_space_bad_%d.ckpt", (int)getpid());
+    ck_assert_int_eq(mnas_learner_save(x, path), MNAS_OK);
+    ck_assert_int_eq(mnas_learner_load(y, path), MNAS_E_MISMATCH);
+    ck_assert_msg(strstr(mnas_ctx_last_error(ctx), "lin_tanh half zero"), "%s", mnas_ctx_last_error(ctx));
+    ck_assert_int_eq(mnas_learner_load(x, path), MNAS_OK);
+    unlink(path);
+    mnas_learner_free(x);
+    mnas_learner_free(y);
+    mnas_search_space_free(renamed);
+    mnas_search_space_free(bad);
+    mnas_search_space_free(empty);
+    mnas_search_space_free(foreign);
+    mnas_search_space_free(s);
+    mnas_ctx_free(other);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
+int main(void)
+{
+    int slow = getenv("MNAS_TEST_UNDER_VALGRIND") != NULL;
+    Suite *s = suite_create("learner_space");
+    TCase *tc = tcase_create("learner_space");
+    tcase_set_timeout(tc, 600);
+    tcase_add_loop_test(tc, custom_space_threads_and_resume, 0, 3);
+    tcase_add_loop_test(tc, preset_space_is_the_preset, 0, slow ? 1 : 3);
+    tcase_add_test(tc, bad_input_is_refused);
+    suite_add_tcase(s, tc);
+    SRunner *r = srunner_create(s);
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed == 0 ? 0 : 1;
+}
