@@ -3,8 +3,11 @@
  * same bits for 1 and 2 threads and across a checkpoint (search and the
  * straight-through phase); a preset's space passed in is the preset, bit for
  * bit; bad spaces, a misbehaving op and a checkpoint of other ops are
- * refused with a message naming the problem. */
+ * refused with a message naming the problem. A user's network for MAML
+ * (mnas_learner_create_with_network): the same bits for 1 and 2 threads
+ * and across a resume, second and first order; bad callbacks refused. */
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,8 +94,9 @@ static void assert_same(const mnas_learner *a, const mnas_learner *b)
     ck_assert_uint_eq(mnas_params_count(p), mnas_params_count(q));
     for (size_t i = 0; i < mnas_params_count(p); i++) {
         const mnas_tensor *s = mnas_params_get(p, i), *t = mnas_params_get(q, i);
-        ck_assert_msg(!memcmp(mnas_tensor_cdata(s), mnas_tensor_cdata(t), (size_t)mnas_tensor_size(s) * sizeof(mnas_real)),
-                      "parameter %s differs", mnas_params_name(p, i));
+        ck_assert_msg(
+            !memcmp(mnas_tensor_cdata(s), mnas_tensor_cdata(t), (size_t)mnas_tensor_size(s) * sizeof(mnas_real)),
+            "parameter %s differs", mnas_params_name(p, i));
     }
     ck_assert_int_eq(mnas_learner_iteration(a), mnas_learner_iteration(b));
 }
@@ -241,6 +245,98 @@ START_TEST(bad_input_is_refused)
 }
 END_TEST
 
+/* ---- a user's network for MAML --------------------------------------------- */
+
+/* tanh MLP 1 -> 12 -> 1; *user != 0 makes forward return the hidden layer
+ * (the wrong shape). */
+static mnas_status net_params(void *user, mnas_params *p)
+{
+    (void)user;
+    int64_t w1[2] = { 12, 1 }, b1[1] = { 12 }, w2[2] = { 1, 12 }, b2[1] = { 1 };
+    if (mnas_params_add(p, "net.w1", 2, w1, MNAS_INIT_FAN_IN, 1, 0) < 0 ||
+        mnas_params_add(p, "net.b1", 1, b1, MNAS_INIT_FAN_IN, 1, 0) < 0 ||
+        mnas_params_add(p, "net.w2", 2, w2, MNAS_INIT_FAN_IN, 12, 0) < 0 ||
+        mnas_params_add(p, "net.b2", 1, b2, MNAS_INIT_ZEROS, 0, 0) < 0)
+        return MNAS_E_INVALID;
+    return MNAS_OK;
+}
+
+static mnas_tensor *net_forward(void *user, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w)
+{
+    mnas_tensor *h = mnas_tanh(tp, mnas_linear(tp, x, w[0], w[1]));
+    return *(const int *)user ? h : mnas_linear(tp, h, w[2], w[3]);
+}
+
+static mnas_status failing_params(void *user, mnas_params *p)
+{
+    (void)p;
+    return mnas_ctx_set_error(user, MNAS_E_INVALID, "no room for the network");
+}
+
+START_TEST(user_network_threads_and_resume)
+{
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    source_data d = { ctx };
+    int good = 0;
+    mnas_learner_options o1 = small_options(MNAS_METHOD_MAML, 1), o2 = small_options(MNAS_METHOD_MAML, 2);
+    o1.path_dropout = o2.path_dropout = 0;
+    o1.inner_mode = o2.inner_mode = _i == 0 ? MNAS_INNER_SECOND_ORDER : MNAS_INNER_FIRST_ORDER;
+    mnas_learner *a = mnas_learner_create_with_network(ctx, &o1, net_params, net_forward, &good);
+    mnas_learner *b = mnas_learner_create_with_network(ctx, &o2, net_params, net_forward, &good);
+    mnas_learner *c = mnas_learner_create_with_network(ctx, &o2, net_params, net_forward, &good);
+    ck_assert_msg(a && b && c, "%s", mnas_ctx_last_error(ctx));
+    ck_assert_uint_eq(mnas_params_count(mnas_learner_params(a)), 4);
+    ck_assert_ptr_null(mnas_learner_search_space(a));
+    train(a, &d, 4, ctx);
+    train(b, &d, 2, ctx);
+    char path[64];
+    snprintf(path, sizeof path, "learner_net_%d_%d.ckpt", (int)getpid(), _i);
+    ck_assert_msg(mnas_learner_save(b, path) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    ck_assert_msg(mnas_learner_load(c, path) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    train(c, &d, 2, ctx);
+    assert_same(a, c);
+    /* Training moved the network, and adaptation helps on a new task. */
+    mnas_task_set *set = mnas_task_set_create(ctx);
+    ck_assert_int_eq(mnas_task_set_add(set, source(&d, 5000)), MNAS_OK);
+    double before, after;
+    ck_assert_msg(mnas_learner_evaluate(c, set, 5, &before, &after) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    ck_assert(isfinite(before) && isfinite(after));
+    mnas_task_set_free(set);
+    unlink(path);
+    mnas_learner_free(a);
+    mnas_learner_free(b);
+    mnas_learner_free(c);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
+START_TEST(user_network_bad_input)
+{
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    int good = 0, bad = 1;
+    mnas_learner_options o = small_options(MNAS_METHOD_MAML, 1);
+    ck_assert_ptr_null(mnas_learner_create_with_network(NULL, &o, net_params, net_forward, &good));
+    ck_assert_ptr_null(mnas_learner_create_with_network(ctx, &o, NULL, net_forward, &good));
+    ck_assert(strstr(mnas_ctx_last_error(ctx), "callbacks"));
+    ck_assert_ptr_null(mnas_learner_create_with_network(ctx, &o, net_params, NULL, &good));
+    ck_assert_ptr_null(mnas_learner_create_with_network(ctx, &o, failing_params, net_forward, ctx));
+    ck_assert_msg(strstr(mnas_ctx_last_error(ctx), "no room for the network"), "%s", mnas_ctx_last_error(ctx));
+    mnas_learner_options m = small_options(MNAS_METHOD_MNAS, 1);
+    ck_assert_ptr_null(mnas_learner_create_with_network(ctx, &m, net_params, net_forward, &good));
+    ck_assert_msg(strstr(mnas_ctx_last_error(ctx), "for MAML"), "%s", mnas_ctx_last_error(ctx));
+    mnas_learner *l = mnas_learner_create_with_network(ctx, &o, net_params, net_forward, &bad);
+    ck_assert_ptr_nonnull(l);
+    source_data d = { ctx };
+    ck_assert_int_eq(mnas_learner_train(l, source, &d, 1, NULL, NULL), MNAS_E_SHAPE);
+    ck_assert_msg(strstr(mnas_ctx_last_error(ctx), "[10, 12]; expected [10, 1]"), "%s", mnas_ctx_last_error(ctx));
+    ck_assert_int_eq(mnas_learner_iteration(l), 0);
+    mnas_learner_free(l);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
 int main(void)
 {
     int slow = getenv("MNAS_TEST_UNDER_VALGRIND") != NULL;
@@ -250,6 +346,8 @@ int main(void)
     tcase_add_loop_test(tc, custom_space_threads_and_resume, 0, 3);
     tcase_add_loop_test(tc, preset_space_is_the_preset, 0, slow ? 1 : 3);
     tcase_add_test(tc, bad_input_is_refused);
+    tcase_add_loop_test(tc, user_network_threads_and_resume, 0, 2);
+    tcase_add_test(tc, user_network_bad_input);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

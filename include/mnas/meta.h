@@ -400,6 +400,37 @@ MNAS_API mnas_learner *mnas_learner_create_with_space(mnas_ctx *ctx, const mnas_
  * one, owned by l); NULL for MAML or a NULL l. */
 MNAS_API const mnas_search_space *mnas_learner_search_space(const mnas_learner *l);
 
+/* ---- the learner over a user's network (MAML) --------------------------------- */
+
+/** Add a user network's parameters to p (mnas_params_add, group 0), in the
+ * order its forward expects them; MNAS_OK, or a status with a message set
+ * through mnas_ctx_set_error. Called once, by the learner's create. */
+typedef mnas_status (*mnas_network_params_fn)(void *user, mnas_params *p);
+/** A user network's output for inputs x with weights w (its parameters in
+ * the order added, or the fast weights an inner step made from them):
+ * [n, out_features] for regression, [n, classes] logits for classification
+ * (x as the built-in networks get it: [n, in_features], or images
+ * [n, in_channels, image_size, image_size]). Built from differentiable
+ * ops, so that second-order MAML works; called from the learner's worker
+ * threads, several at once (each on its own tape), so it must not share
+ * mutable state. NULL on failure (with the tape's error set). */
+typedef mnas_tensor *(*mnas_network_forward_fn)(void *user, mnas_tape *tape, mnas_tensor *x,
+                                                mnas_tensor *const *w);
+
+/** A MAML learner (opts->method must be MNAS_METHOD_MAML) whose network is
+ * the caller's: params adds its parameters to the learner's set (they are
+ * then initialised from opts->seed like the built-in networks'), forward
+ * computes it. The rest is the built-in MAML path: inner-loop modes, the
+ * worker pool (same seed, same bits for any number of threads), evaluation,
+ * checkpoints and exact resume. opts->hidden, layers and filters are not
+ * used. A forward result of the wrong shape fails the call with the
+ * shapes in the message. user is passed to both callbacks and must outlive
+ * the learner. NULL (message on ctx) for missing callbacks, another method,
+ * or a params callback that fails or adds nothing. */
+MNAS_API mnas_learner *mnas_learner_create_with_network(mnas_ctx *ctx, const mnas_learner_options *opts,
+                                                        mnas_network_params_fn params,
+                                                        mnas_network_forward_fn forward, void *user);
+
 #ifdef __cplusplus
 }
 #endif

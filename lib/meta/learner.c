@@ -24,7 +24,7 @@ const char *mnas_method_name(mnas_method m)
 
 static int in_range(double v, double lo, double hi) { return isfinite(v) && v >= lo && v <= hi; }
 
-static mnas_status check_options(mnas_ctx *ctx, const char *fn, const mnas_learner_options *o)
+static mnas_status check_options(mnas_ctx *ctx, const char *fn, const mnas_learner_options *o, int user_net)
 {
     if (o->method != MNAS_METHOD_MAML && o->method != MNAS_METHOD_MNAS && o->method != MNAS_METHOD_MNAS_SHARED &&
         o->method != MNAS_METHOD_MNAS_NM)
@@ -79,7 +79,7 @@ static mnas_status check_options(mnas_ctx *ctx, const char *fn, const mnas_learn
     if (o->sample_ops < 0 || (o->method == MNAS_METHOD_MAML && o->sample_ops != 0))
         return mnas__error(ctx, MNAS_E_INVALID, "%s: sample_ops %lld must be >= 0 (and 0 for MAML, which has no "
                            "mixed edges)", fn, (long long)o->sample_ops);
-    if (o->classes > 0 && o->method == MNAS_METHOD_MAML && o->image_size < 16)
+    if (o->classes > 0 && o->method == MNAS_METHOD_MAML && !user_net && o->image_size < 16)
         return mnas__error(ctx, MNAS_E_INVALID, "%s: the conv MAML network needs image_size >= 16 (got %d)", fn,
                            o->image_size);
     return MNAS_OK;
@@ -128,11 +128,36 @@ static span add_span(mnas_params *p, int first)
 
 /* The network, and for the M-NAS variants the encoder, controller or shared
  * alpha (group 1: the architecture learning rate), and modulator. */
-static mnas_status build_model(mnas_learner *l, const char *fn, const mnas_search_space *space)
+/* A user's network for MAML (mnas_learner_create_with_network). */
+typedef struct {
+    mnas_network_params_fn params;
+    mnas_network_forward_fn forward;
+    void *user;
+} user_network;
+
+static mnas_status build_model(mnas_learner *l, const char *fn, const mnas_search_space *space,
+                               const user_network *un)
 {
     const mnas_learner_options *o = &l->o;
     mnas_ctx *ctx = l->ctx;
     mnas_params *p = l->params;
+    if (un) {
+        mnas_ctx_clear_error(ctx);
+        mnas_status st = un->params(un->user, p);
+        if (st != MNAS_OK) {
+            char msg[MNAS_MSG_MAX];
+            snprintf(msg, sizeof msg, "%s", mnas_ctx_last_error(ctx));
+            return mnas__error(ctx, st, "%s: the network's params callback failed: %s", fn,
+                               msg[0] ? msg : mnas_status_str(st));
+        }
+        l->s_net = add_span(p, 0);
+        if (!l->s_net.count || l->s_net.count > MAX_P)
+            return mnas__error(ctx, MNAS_E_INVALID, "%s: the network has %zu parameter tensors (1..%d)", fn,
+                               l->s_net.count, MAX_P);
+        l->user_forward = un->forward;
+        l->user_net = un->user;
+        return MNAS_OK;
+    }
     if (o->method == MNAS_METHOD_MAML && l->classify) {
         l->cnet = mnas_convnet_create(ctx, o->in_channels, o->image_size, o->image_size, o->filters, o->classes);
         if (!l->cnet) return MNAS_E_INVALID;
@@ -197,7 +222,7 @@ static mnas_status build_model(mnas_learner *l, const char *fn, const mnas_searc
 
 /* The learner of options opts over space (NULL: the preset's built-in one). */
 static mnas_learner *create(mnas_ctx *ctx, const char *fn, const mnas_learner_options *opts,
-                            const mnas_search_space *space)
+                            const mnas_search_space *space, const user_network *un)
 {
     mnas_learner_options o = MNAS_LEARNER_OPTIONS_INIT;
     if (opts) {
@@ -208,7 +233,12 @@ static mnas_learner *create(mnas_ctx *ctx, const char *fn, const mnas_learner_op
         memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
         o.struct_size = sizeof o;
     }
-    if (check_options(ctx, fn, &o) != MNAS_OK) return NULL;
+    if (check_options(ctx, fn, &o, un != NULL) != MNAS_OK) return NULL;
+    if (un && o.method != MNAS_METHOD_MAML) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: a user's network is for MAML (the M-NAS methods search a supernet: "
+                    "mnas_learner_create_with_space)", fn);
+        return NULL;
+    }
     if (space && o.method == MNAS_METHOD_MAML) {
         mnas__error(ctx, MNAS_E_INVALID, "%s: MAML has no search space (method M-NAS, M-NAS-Shared or M-NAS-NM)", fn);
         return NULL;
@@ -227,7 +257,7 @@ static mnas_learner *create(mnas_ctx *ctx, const char *fn, const mnas_learner_op
     l->dist.rank = 0;
     l->dist.nprocs = 1;
     if (!l->params) goto fail;
-    if (build_model(l, fn, space) != MNAS_OK) goto fail;
+    if (build_model(l, fn, space, un) != MNAS_OK) goto fail;
     /* Initialise from the learner's seed, not from whatever the context
      * RNG has done so far. */
     mnas_rng *rng = mnas_rng_create(ctx, o.seed, 0x1417);
@@ -265,7 +295,7 @@ fail:
 mnas_learner *mnas_learner_create(mnas_ctx *ctx, const mnas_learner_options *opts)
 {
     if (!mnas__ctx_ok(ctx)) return NULL;
-    return create(ctx, "mnas_learner_create", opts, NULL);
+    return create(ctx, "mnas_learner_create", opts, NULL, NULL);
 }
 
 mnas_learner *mnas_learner_create_with_space(mnas_ctx *ctx, const mnas_learner_options *opts,
@@ -281,7 +311,21 @@ mnas_learner *mnas_learner_create_with_space(mnas_ctx *ctx, const mnas_learner_o
         mnas__error(ctx, MNAS_E_INVALID, "%s: the search space belongs to another context", fn);
         return NULL;
     }
-    return create(ctx, fn, opts, space);
+    return create(ctx, fn, opts, space, NULL);
+}
+
+mnas_learner *mnas_learner_create_with_network(mnas_ctx *ctx, const mnas_learner_options *opts,
+                                               mnas_network_params_fn params, mnas_network_forward_fn forward,
+                                               void *user)
+{
+    const char *fn = "mnas_learner_create_with_network";
+    if (!mnas__ctx_ok(ctx)) return NULL;
+    if (!params || !forward) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: the params and forward callbacks are required", fn);
+        return NULL;
+    }
+    user_network un = { params, forward, user };
+    return create(ctx, fn, opts, NULL, &un);
 }
 
 const mnas_search_space *mnas_learner_search_space(const mnas_learner *l) { return l ? l->space : NULL; }

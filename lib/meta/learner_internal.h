@@ -31,6 +31,8 @@ struct mnas_learner {
     mnas_learner_options o;
     mnas_mlp *mlp;              /* MAML's network: regression ... */
     mnas_convnet *cnet;         /* ... or image classification */
+    mnas_network_forward_fn user_forward; /* ... or the user's network (forward, user) */
+    void *user_net;
     int classify;               /* classes > 0: cross-entropy on labels */
     const mnas_search_space *space; /* M-NAS variants: the one-shot model over a search space ... */
     mnas_search_space *own_space;   /* the built-in space of a preset (NULL: the user's, borrowed) */

@@ -9,9 +9,32 @@
 
 #include "meta/learner_internal.h"
 
+/* The user's network, its result checked where it returns: logits
+ * [n, classes] or outputs [n, out_features] for n inputs. */
+static mnas_tensor *user_forward(const mnas_learner *l, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w)
+{
+    mnas_tensor *y = l->user_forward(l->user_net, tp, x, w);
+    if (!y) {
+        if (!tp->status) mnas__tape_error(tp, MNAS_E_INVALID, "the user's network failed (forward returned NULL)");
+        return NULL;
+    }
+    int64_t n = x->shape[0], want = l->classify ? l->o.classes : l->o.out_features;
+    if (y->ndim != 2 || y->shape[0] != n || y->shape[1] != want) {
+        char got[96] = "";
+        size_t k = 0;
+        for (int d = 0; d < y->ndim && d < 8; d++)
+            k += (size_t)snprintf(got + k, sizeof got - k, "%s%lld", d ? ", " : "", (long long)y->shape[d]);
+        mnas__tape_error(tp, MNAS_E_SHAPE, "the user's network returned a tensor of shape [%s]; expected [%lld, %lld]",
+                         got, (long long)n, (long long)want);
+        return NULL;
+    }
+    return y;
+}
+
 mnas_tensor *mnas__learner_predict(const mnas_learner *l, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w,
                             mnas_tensor *alpha)
 {
+    if (l->user_forward) return user_forward(l, tp, x, w);
     if (l->cnet) return mnas_convnet_forward(l->cnet, tp, x, w);
     if (l->mlp) return mnas_mlp_forward(l->mlp, tp, x, w);
     /* Ops of alpha value exactly 0 (sampled out, dropped, or a softmax
