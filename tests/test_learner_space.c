@@ -1,7 +1,8 @@
 /* The learner over a user's search space (mnas_learner_create_with_space):
  * custom ops meta-train through M-NAS, M-NAS-Shared and M-NAS-NM with the
  * same bits for 1 and 2 threads and across a checkpoint (search and the
- * straight-through phase); a preset's space passed in is the preset, bit for
+ * straight-through phase), on regression (MLP cells) and few-shot images
+ * (conv normal and reduction cells); a preset's space passed in is the preset, bit for
  * bit; bad spaces, a misbehaving op and a checkpoint of other ops are
  * refused with a message naming the problem. A user's network for MAML
  * (mnas_learner_create_with_network): the same bits for 1 and 2 threads
@@ -245,6 +246,119 @@ START_TEST(bad_input_is_refused)
 }
 END_TEST
 
+/* ---- a conv space of one's own (few-shot images) ---------------------------- */
+
+/* conv1: a 1x1 convolution [C, C, 1, 1] at the edge's stride; avg3: 3x3
+ * average pooling; both halve the size at stride 2, rounding up. */
+static mnas_status conv1_declare(void *user, int64_t width, mnas_param_decl *d)
+{
+    (void)user;
+    int64_t w[4] = { width, width, 1, 1 };
+    return mnas_param_decl_add(d, "w", 4, w, MNAS_INIT_FAN_IN, (double)width);
+}
+
+static mnas_tensor *conv1_forward(void *user, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *p, int stride)
+{
+    (void)user;
+    return mnas_conv2d(tp, mnas_relu(tp, x), p[0], NULL, stride, 0, 1, 1);
+}
+
+static mnas_tensor *avg3_forward(void *user, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *p, int stride)
+{
+    (void)user, (void)p;
+    return mnas_avg_pool2d(tp, x, 3, stride, 1);
+}
+
+typedef struct {
+    mnas_ctx *ctx;
+    mnas_image_dataset *ds;
+    mnas_fewshot_sampler *sampler;
+} images;
+
+/* 6 classes of 8 x 8 grey images: a fixed pattern per class plus noise. */
+static void images_init(images *f, mnas_ctx *ctx)
+{
+    enum { CLASSES = 6, PER = 3, PX = 64 };
+    size_t counts[CLASSES];
+    mnas_real *data = malloc(CLASSES * PER * PX * sizeof *data);
+    mnas_rng *r = mnas_rng_create(ctx, 5, 0);
+    ck_assert(data && r);
+    for (size_t c = 0; c < CLASSES; c++) {
+        counts[c] = PER;
+        for (size_t i = 0; i < PER * PX; i++)
+            data[c * PER * PX + i] =
+                (mnas_real)((c * 5 + (i % PX) * 3) % 4) * 0.25f + (mnas_real)(0.2 * (mnas_rng_uniform(r) - 0.5));
+    }
+    mnas_rng_free(r);
+    f->ctx = ctx;
+    f->ds = mnas_image_dataset_create(ctx, CLASSES, counts, NULL, 1, 8, 8, data);
+    free(data);
+    ck_assert_ptr_nonnull(f->ds);
+    mnas_fewshot_options fo = MNAS_FEWSHOT_OPTIONS_INIT;
+    fo.way = 3;
+    fo.shot = 1;
+    fo.query = 2;
+    const mnas_image_dataset *dss[1] = { f->ds };
+    f->sampler = mnas_fewshot_sampler_create(ctx, dss, 1, &fo);
+    ck_assert_ptr_nonnull(f->sampler);
+}
+
+static mnas_task *image_source(void *user, uint64_t index)
+{
+    images *f = user;
+    return mnas_fewshot_task(f->ctx, f->sampler, 17, index);
+}
+
+/* M-NAS and M-NAS-Shared over a conv space with a custom op (normal and
+ * reduction cell): 1 thread straight through = 2 threads with a resume. */
+START_TEST(conv_space_threads_and_resume)
+{
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    images f;
+    images_init(&f, ctx);
+    mnas_search_space *s = mnas_search_space_create(ctx);
+    ck_assert_int_eq(mnas_search_space_add_op(s, "conv1", 0, conv1_declare, conv1_forward, NULL), 0);
+    ck_assert_int_eq(mnas_search_space_add_op(s, "avg3", 0, NULL, avg3_forward, NULL), 1);
+    ck_assert_int_eq(mnas_search_space_add_op(s, "none", 1, NULL, NULL, NULL), 2);
+    mnas_learner_options o[2];
+    for (int k = 0; k < 2; k++) {
+        o[k] = small_options(methods[_i], k + 1);
+        o[k].classes = 3;
+        o[k].in_channels = 1;
+        o[k].image_size = 8;
+        o[k].channels = 4;
+        o[k].inner_lr = 0.1;
+    }
+    mnas_learner *a = mnas_learner_create_with_space(ctx, &o[0], s);
+    mnas_learner *b = mnas_learner_create_with_space(ctx, &o[1], s);
+    mnas_learner *c = mnas_learner_create_with_space(ctx, &o[1], s);
+    ck_assert_msg(a && b && c, "%s", mnas_ctx_last_error(ctx));
+    ck_assert_msg(mnas_learner_train(a, image_source, &f, 3, NULL, NULL) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    ck_assert_msg(mnas_learner_train(b, image_source, &f, 2, NULL, NULL) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    char path[64];
+    snprintf(path, sizeof path, "learner_conv_%d_%d.ckpt", (int)getpid(), _i);
+    ck_assert_int_eq(mnas_learner_save(b, path), MNAS_OK);
+    ck_assert_msg(mnas_learner_load(c, path) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    ck_assert_msg(mnas_learner_train(c, image_source, &f, 1, NULL, NULL) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    assert_same(a, c);
+    mnas_task *t = image_source(&f, 999);
+    mnas_genotype *g = mnas_learner_genotype(c, t);
+    ck_assert_msg(g != NULL, "%s", mnas_ctx_last_error(ctx));
+    ck_assert_int_eq(mnas_genotype_num_cells(g), 2); /* normal and reduce */
+    mnas_genotype_free(g);
+    mnas_task_free(t);
+    unlink(path);
+    mnas_learner_free(a);
+    mnas_learner_free(b);
+    mnas_learner_free(c);
+    mnas_search_space_free(s);
+    mnas_fewshot_sampler_free(f.sampler);
+    mnas_image_dataset_free(f.ds);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
 /* ---- a user's network for MAML --------------------------------------------- */
 
 /* tanh MLP 1 -> 12 -> 1; *user != 0 makes forward return the hidden layer
@@ -346,6 +460,7 @@ int main(void)
     tcase_add_loop_test(tc, custom_space_threads_and_resume, 0, 3);
     tcase_add_loop_test(tc, preset_space_is_the_preset, 0, slow ? 1 : 3);
     tcase_add_test(tc, bad_input_is_refused);
+    tcase_add_loop_test(tc, conv_space_threads_and_resume, 0, slow ? 1 : 2);
     tcase_add_loop_test(tc, user_network_threads_and_resume, 0, 2);
     tcase_add_test(tc, user_network_bad_input);
     suite_add_tcase(s, tc);
