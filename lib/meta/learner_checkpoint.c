@@ -258,6 +258,104 @@ static mnas_status compare_options(const mnas__ckpt *c, const char *what, const 
     return MNAS_OK;
 }
 
+/* The phase records: state.discrete in 0..1 (never for MAML), and
+ * M-NAS-Shared's one-hot state.fixed_alpha exactly when it is discrete
+ * (*fa, else NULL). */
+static mnas_status need_phase(const mnas_learner *l, const mnas__ckpt *c, const char *what, int64_t discrete,
+                              const mnas__ckpt_record **fa)
+{
+    if (discrete != 0 && discrete != 1)
+        return mnas__error(l->ctx, MNAS_E_FORMAT, "%s: state.discrete is %lld (0 or 1)", what, (long long)discrete);
+    if (discrete && l->o.method == MNAS_METHOD_MAML)
+        return mnas__error(l->ctx, MNAS_E_FORMAT, "%s: a MAML learner cannot be in the discrete phase", what);
+    int want_fixed = discrete && (l->alpha_idx >= 0);
+    *fa = mnas__ckpt_find(c, "state.fixed_alpha");
+    if (!want_fixed && *fa)
+        return mnas__error(l->ctx, MNAS_E_FORMAT, "%s: unexpected record \"state.fixed_alpha\"", what);
+    if (!want_fixed) return MNAS_OK;
+    int64_t sh[2] = { (int64_t)l->edges, (int64_t)l->ops };
+    mnas_status st = mnas__ckpt_need(c, what, "state.fixed_alpha", MNAS__DT_REAL, 2, sh, fa);
+    if (st != MNAS_OK) return st;
+    for (uint64_t i = 0; i < (*fa)->count; i++) {
+        double v = mnas__ckpt_rec_real(*fa, i);
+        if (v != 0.0 && v != 1.0)
+            return mnas__error(l->ctx, MNAS_E_FORMAT, "%s: state.fixed_alpha is not one-hot (element %llu is %g)",
+                               what, (unsigned long long)i, v);
+    }
+    return MNAS_OK;
+}
+
+/* The context RNG's state (rng.ctx), checked to be one the generator can be in. */
+static mnas_status need_rng(const mnas__ckpt *c, const char *what, uint64_t rs[MNAS_RNG_STATE_WORDS])
+{
+    const mnas__ckpt_record *rr;
+    int64_t rn = MNAS_RNG_STATE_WORDS;
+    mnas_status st = mnas__ckpt_need(c, what, "rng.ctx", MNAS__DT_U64, 1, &rn, &rr);
+    if (st != MNAS_OK) return st;
+    for (int i = 0; i < MNAS_RNG_STATE_WORDS; i++) rs[i] = mnas__ckpt_get_u64(rr->data + 8 * i);
+    double spare;
+    memcpy(&spare, &rs[5], sizeof spare);
+    if (!(rs[0] | rs[1] | rs[2] | rs[3]) || rs[4] > 1 || (rs[4] && !isfinite(spare)))
+        return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: rng.ctx is not a valid generator state", what);
+    return MNAS_OK;
+}
+
+/* Every parameter's values and optimiser moments: present, of the
+ * parameter's shape, finite (second moments >= 0). */
+static mnas_status need_param_records(const mnas_learner *l, const mnas__ckpt *c, const char *what)
+{
+    const mnas_params *p = l->params;
+    mnas_optim_kind kind;
+    int64_t steps;
+    size_t n;
+    mnas_real *const *m, *const *v;
+    mnas__optim_state(l->opt, &kind, &steps, &n, &m, &v);
+    char name[MNAS__CKPT_NAME_MAX + 1];
+    const mnas__ckpt_record *r;
+    mnas_status st;
+    for (size_t i = 0; i < n; i++) {
+        const mnas_tensor *t = mnas_params_get(p, i);
+        mnas__ckpt_param_rec_name(name, sizeof name, "param", mnas_params_name(p, i));
+        if ((st = mnas__ckpt_need_tensor(c, what, name, t, &r)) != MNAS_OK) return st;
+        mnas__ckpt_param_rec_name(name, sizeof name, "optim.m", mnas_params_name(p, i));
+        if ((st = mnas__ckpt_need_tensor(c, what, name, t, &r)) != MNAS_OK) return st;
+        if (v && v[i]) {
+            mnas__ckpt_param_rec_name(name, sizeof name, "optim.v", mnas_params_name(p, i));
+            if ((st = mnas__ckpt_need_tensor(c, what, name, t, &r)) != MNAS_OK) return st;
+            for (uint64_t k = 0; k < r->count; k++)
+                if (mnas__ckpt_rec_real(r, k) < 0)
+                    return mnas__error(l->ctx, MNAS_E_FORMAT, "%s: record \"%s\" has a negative second moment",
+                                       what, name);
+        }
+    }
+    return MNAS_OK;
+}
+
+/* Copy the records need_param_records checked into the parameters and the
+ * optimiser's moments. Cannot fail. */
+static void copy_param_records(mnas_learner *l, const mnas__ckpt *c)
+{
+    mnas_params *p = l->params;
+    mnas_optim_kind kind;
+    int64_t steps;
+    size_t n;
+    mnas_real *const *m, *const *v;
+    mnas__optim_state(l->opt, &kind, &steps, &n, &m, &v);
+    char name[MNAS__CKPT_NAME_MAX + 1];
+    for (size_t i = 0; i < n; i++) {
+        mnas_tensor *t = mnas_params_get(p, i);
+        mnas__ckpt_param_rec_name(name, sizeof name, "param", mnas_params_name(p, i));
+        mnas__ckpt_copy_real(t->data, mnas__ckpt_find(c, name));
+        mnas__ckpt_param_rec_name(name, sizeof name, "optim.m", mnas_params_name(p, i));
+        mnas__ckpt_copy_real(m[i], mnas__ckpt_find(c, name));
+        if (v && v[i]) {
+            mnas__ckpt_param_rec_name(name, sizeof name, "optim.v", mnas_params_name(p, i));
+            mnas__ckpt_copy_real(v[i], mnas__ckpt_find(c, name));
+        }
+    }
+    mnas_params_zero_grad(p);
+}
+
 mnas_status mnas__learner_load_parsed(mnas_learner *l, const mnas__ckpt *c, const char *what)
 {
     mnas_ctx *ctx = l->ctx;
@@ -276,40 +374,10 @@ mnas_status mnas__learner_load_parsed(mnas_learner *l, const mnas__ckpt *c, cons
     if (iteration < 0 || steps < 0 || steps > iteration)
         return mnas__error(ctx, MNAS_E_FORMAT, "%s: iteration %lld / optimiser steps %lld are not valid", what,
                            (long long)iteration, (long long)steps);
-    size_t edges = l->edges, ops = l->ops;
-    int is_maml = l->o.method == MNAS_METHOD_MAML;
-    if (discrete != 0 && discrete != 1)
-        return mnas__error(ctx, MNAS_E_FORMAT, "%s: state.discrete is %lld (0 or 1)", what, (long long)discrete);
-    if (discrete && is_maml)
-        return mnas__error(ctx, MNAS_E_FORMAT, "%s: a MAML learner cannot be in the discrete phase", what);
-    int want_fixed = discrete && (l->alpha_idx >= 0);
-    const mnas__ckpt_record *fa = mnas__ckpt_find(c, "state.fixed_alpha");
-    if (!want_fixed && fa)
-        return mnas__error(ctx, MNAS_E_FORMAT, "%s: unexpected record \"state.fixed_alpha\"", what);
-    if (want_fixed) {
-        int64_t sh[2] = { (int64_t)edges, (int64_t)ops };
-        if ((st = mnas__ckpt_need(c, what, "state.fixed_alpha", MNAS__DT_REAL, 2, sh, &fa)) != MNAS_OK) return st;
-        for (uint64_t i = 0; i < fa->count; i++) {
-            double v = mnas__ckpt_rec_real(fa, i);
-            if (v != 0.0 && v != 1.0)
-                return mnas__error(ctx, MNAS_E_FORMAT, "%s: state.fixed_alpha is not one-hot (element %llu is %g)",
-                                   what, (unsigned long long)i, v);
-        }
-    }
-    const mnas__ckpt_record *rr;
-    int64_t rn = MNAS_RNG_STATE_WORDS;
-    if ((st = mnas__ckpt_need(c, what, "rng.ctx", MNAS__DT_U64, 1, &rn, &rr)) != MNAS_OK) return st;
+    const mnas__ckpt_record *fa;
+    if ((st = need_phase(l, c, what, discrete, &fa)) != MNAS_OK) return st;
     uint64_t rs[MNAS_RNG_STATE_WORDS];
-    for (int i = 0; i < MNAS_RNG_STATE_WORDS; i++) rs[i] = mnas__ckpt_get_u64(rr->data + 8 * i);
-    if (!(rs[0] | rs[1] | rs[2] | rs[3]) || rs[4] > 1)
-        return mnas__error(ctx, MNAS_E_FORMAT, "%s: rng.ctx is not a valid generator state", what);
-    {
-        double spare;
-        memcpy(&spare, &rs[5], sizeof spare);
-        if (rs[4] && !isfinite(spare))
-            return mnas__error(ctx, MNAS_E_FORMAT, "%s: rng.ctx is not a valid generator state", what);
-    }
-    mnas_params *p = mnas_learner_params(l);
+    if ((st = need_rng(c, what, rs)) != MNAS_OK) return st;
     mnas_optim_kind kind;
     int64_t cur_steps;
     size_t n;
@@ -318,46 +386,19 @@ mnas_status mnas__learner_load_parsed(mnas_learner *l, const mnas__ckpt *c, cons
     if (okind != (int64_t)kind)
         return mnas__error(ctx, MNAS_E_MISMATCH, "%s: optimiser kind %lld, this learner's is %d", what,
                            (long long)okind, (int)kind);
-    if (count != (int64_t)mnas_params_count(p))
+    if (count != (int64_t)mnas_params_count(l->params))
         return mnas__error(ctx, MNAS_E_MISMATCH, "%s: %lld parameters, this learner has %zu", what, (long long)count,
-                           mnas_params_count(p));
+                           mnas_params_count(l->params));
     /* Validate every tensor before changing anything. */
-    char name[MNAS__CKPT_NAME_MAX + 1];
-    const mnas__ckpt_record *r;
-    for (size_t i = 0; i < n; i++) {
-        const mnas_tensor *t = mnas_params_get(p, i);
-        mnas__ckpt_param_rec_name(name, sizeof name, "param", mnas_params_name(p, i));
-        if ((st = mnas__ckpt_need_tensor(c, what, name, t, &r)) != MNAS_OK) return st;
-        mnas__ckpt_param_rec_name(name, sizeof name, "optim.m", mnas_params_name(p, i));
-        if ((st = mnas__ckpt_need_tensor(c, what, name, t, &r)) != MNAS_OK) return st;
-        if (v && v[i]) {
-            mnas__ckpt_param_rec_name(name, sizeof name, "optim.v", mnas_params_name(p, i));
-            if ((st = mnas__ckpt_need_tensor(c, what, name, t, &r)) != MNAS_OK) return st;
-            for (uint64_t k = 0; k < r->count; k++)
-                if (mnas__ckpt_rec_real(r, k) < 0)
-                    return mnas__error(ctx, MNAS_E_FORMAT, "%s: record \"%s\" has a negative second moment", what,
-                                       name);
-        }
-    }
+    if ((st = need_param_records(l, c, what)) != MNAS_OK) return st;
     mnas_real *fixed = NULL;
-    if (want_fixed) {
+    if (fa) {
         fixed = mnas__calloc(ctx, (size_t)fa->count, sizeof *fixed);
         if (!fixed) return mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate the fixed alpha", what);
         mnas__ckpt_copy_real(fixed, fa);
     }
     /* Commit: nothing below can fail. */
-    for (size_t i = 0; i < n; i++) {
-        mnas_tensor *t = mnas_params_get(p, i);
-        mnas__ckpt_param_rec_name(name, sizeof name, "param", mnas_params_name(p, i));
-        mnas__ckpt_copy_real(t->data, mnas__ckpt_find(c, name));
-        mnas__ckpt_param_rec_name(name, sizeof name, "optim.m", mnas_params_name(p, i));
-        mnas__ckpt_copy_real(m[i], mnas__ckpt_find(c, name));
-        if (v && v[i]) {
-            mnas__ckpt_param_rec_name(name, sizeof name, "optim.v", mnas_params_name(p, i));
-            mnas__ckpt_copy_real(v[i], mnas__ckpt_find(c, name));
-        }
-    }
-    mnas_params_zero_grad(p);
+    copy_param_records(l, c);
     mnas__optim_set_steps(l->opt, steps);
     l->iteration = iteration;
     l->discrete = (int)discrete;
