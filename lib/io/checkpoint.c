@@ -207,10 +207,11 @@ static int name_printable(const uint8_t *s, size_t n)
     return n > 0;
 }
 
-mnas_status mnas__ckpt_parse(mnas_ctx *ctx, const char *what, const uint8_t *buf, size_t len, mnas__ckpt *out)
+/* The header and trailer of buf[0..len): magic, byte order, version,
+ * size, end marker, flags and a record count that can fit. */
+static mnas_status parse_frame(mnas_ctx *ctx, const char *what, const uint8_t *buf, size_t len,
+                               uint32_t *count_out, uint32_t *version_out)
 {
-    memset(out, 0, sizeof *out);
-    out->ctx = ctx;
     if (!buf || len < MNAS__CKPT_HEADER + MNAS__CKPT_TRAILER)
         return mnas__error(ctx, MNAS_E_FORMAT, "%s: truncated: %zu bytes, a checkpoint has at least %u", what, len,
                            MNAS__CKPT_HEADER + MNAS__CKPT_TRAILER);
@@ -221,7 +222,7 @@ mnas_status mnas__ckpt_parse(mnas_ctx *ctx, const char *what, const uint8_t *buf
         return mnas__error(ctx, MNAS_E_FORMAT,
                            "%s: foreign byte order or corrupt header (endianness marker 0x%08x, expected 0x%08x)", what,
                            (unsigned)endian, (unsigned)MNAS__CKPT_ENDIAN);
-    uint32_t version = get_u32(buf + 8);
+    uint32_t version = *version_out = get_u32(buf + 8);
     if (version != MNAS__CKPT_VERSION)
         return mnas__error(ctx, MNAS_E_FORMAT, "%s: format version %u; this library reads version %u", what,
                            (unsigned)version, (unsigned)MNAS__CKPT_VERSION);
@@ -233,7 +234,7 @@ mnas_status mnas__ckpt_parse(mnas_ctx *ctx, const char *what, const uint8_t *buf
     const uint8_t *t = buf + len - MNAS__CKPT_TRAILER;
     if (memcmp(t, MNAS__CKPT_END, 4) != 0)
         return mnas__error(ctx, MNAS_E_FORMAT, "%s: end marker missing (corrupt)", what);
-    uint32_t count = get_u32(buf + 16), flags = get_u32(buf + 20);
+    uint32_t count = *count_out = get_u32(buf + 16), flags = get_u32(buf + 20);
     if (flags != 0) return mnas__error(ctx, MNAS_E_FORMAT, "%s: unknown header flags 0x%08x", what, (unsigned)flags);
     if (count == 0 || count > MNAS__CKPT_MAX_RECORDS)
         return mnas__error(ctx, MNAS_E_FORMAT, "%s: %u records (1..%u)", what, (unsigned)count,
@@ -241,81 +242,80 @@ mnas_status mnas__ckpt_parse(mnas_ctx *ctx, const char *what, const uint8_t *buf
     /* Every record takes at least 2 + 1 + 2 + 8 + 4 bytes. */
     if ((uint64_t)count * 17u > len - MNAS__CKPT_HEADER - MNAS__CKPT_TRAILER)
         return mnas__error(ctx, MNAS_E_FORMAT, "%s: %u records cannot fit in %zu bytes", what, (unsigned)count, len);
+    return MNAS_OK;
+}
+
+/* Record i at buf[*pos..end) into r (its data points into buf); *pos moves
+ * past it. Checks its name, type, shape, payload size and CRC. */
+static mnas_status parse_record(mnas_ctx *ctx, const char *what, const uint8_t *buf, size_t end, size_t *pos_io,
+                                uint32_t i, mnas__ckpt_record *r)
+{
+    size_t pos = *pos_io, start = pos;
+    if (end - pos < 2)
+        return mnas__error(ctx, MNAS_E_FORMAT, "%s: record %u starts past the end of the data", what, (unsigned)i);
+    size_t nlen = (size_t)buf[pos] | (size_t)buf[pos + 1] << 8;
+    pos += 2;
+    if (nlen == 0 || nlen > MNAS__CKPT_NAME_MAX || end - pos < nlen + 2 || !name_printable(buf + pos, nlen))
+        return mnas__error(ctx, MNAS_E_FORMAT, "%s: record %u has a bad name (length %zu)", what, (unsigned)i, nlen);
+    memcpy(r->name, buf + pos, nlen);
+    r->name[nlen] = '\0';
+    pos += nlen;
+    r->dtype = buf[pos];
+    r->ndim = buf[pos + 1];
+    pos += 2;
+    size_t es = dtype_size(r->dtype);
+    if (!es || r->ndim > MNAS_MAX_DIMS)
+        return mnas__error(ctx, MNAS_E_FORMAT, "%s: record \"%s\": unknown type %d or %d dimensions (0..%d)", what,
+                           r->name, r->dtype, r->ndim, MNAS_MAX_DIMS);
+    if (end - pos < 8 * (size_t)r->ndim + 8)
+        return mnas__error(ctx, MNAS_E_FORMAT, "%s: record \"%s\": shape runs past the end of the data", what,
+                           r->name);
+    uint64_t cnt = 1;
+    for (int d = 0; d < r->ndim; d++, pos += 8) {
+        uint64_t v = mnas__ckpt_get_u64(buf + pos);
+        if (v > (uint64_t)INT64_MAX || (v && cnt > UINT64_MAX / v))
+            return mnas__error(ctx, MNAS_E_FORMAT, "%s: record \"%s\": dimension %d is %llu (overflow)", what,
+                               r->name, d, (unsigned long long)v);
+        r->dims[d] = (int64_t)v;
+        cnt *= v;
+    }
+    uint64_t bytes = mnas__ckpt_get_u64(buf + pos);
+    pos += 8;
+    if (cnt > UINT64_MAX / es || cnt * es != bytes)
+        return mnas__error(ctx, MNAS_E_FORMAT, "%s: record \"%s\": %llu payload bytes do not match its %s shape",
+                           what, r->name, (unsigned long long)bytes, dtype_name(r->dtype));
+    if (bytes > end - pos || end - pos - (size_t)bytes < 4)
+        return mnas__error(ctx, MNAS_E_FORMAT, "%s: record \"%s\" (%llu bytes) runs past the end of the data", what,
+                           r->name, (unsigned long long)bytes);
+    r->count = cnt;
+    r->data = buf + pos;
+    r->bytes = (size_t)bytes;
+    pos += (size_t)bytes;
+    uint32_t want = get_u32(buf + pos), got = mnas__crc32(0, buf + start, pos - start);
+    pos += 4;
+    if (want != got)
+        return mnas__error(ctx, MNAS_E_FORMAT, "%s: record \"%s\" is corrupt (CRC-32 0x%08x, stored 0x%08x)", what,
+                           r->name, (unsigned)got, (unsigned)want);
+    *pos_io = pos;
+    return MNAS_OK;
+}
+
+mnas_status mnas__ckpt_parse(mnas_ctx *ctx, const char *what, const uint8_t *buf, size_t len, mnas__ckpt *out)
+{
+    memset(out, 0, sizeof *out);
+    out->ctx = ctx;
+    uint32_t count = 0, version = 0;
+    mnas_status st = parse_frame(ctx, what, buf, len, &count, &version);
+    if (st != MNAS_OK) return st;
     mnas__ckpt_record *rec = mnas__calloc(ctx, count, sizeof *rec);
     if (!rec)
         return mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate the index of %u records", what, (unsigned)count);
     size_t pos = MNAS__CKPT_HEADER, end = len - MNAS__CKPT_TRAILER;
-    mnas_status st = MNAS_OK;
     for (uint32_t i = 0; i < count && st == MNAS_OK; i++) {
-        mnas__ckpt_record *r = &rec[i];
-        size_t start = pos;
-        if (end - pos < 2) {
-            st = mnas__error(ctx, MNAS_E_FORMAT, "%s: record %u starts past the end of the data", what, (unsigned)i);
-            break;
-        }
-        size_t nlen = (size_t)buf[pos] | (size_t)buf[pos + 1] << 8;
-        pos += 2;
-        if (nlen == 0 || nlen > MNAS__CKPT_NAME_MAX || end - pos < nlen + 2 || !name_printable(buf + pos, nlen)) {
-            st = mnas__error(ctx, MNAS_E_FORMAT, "%s: record %u has a bad name (length %zu)", what, (unsigned)i, nlen);
-            break;
-        }
-        memcpy(r->name, buf + pos, nlen);
-        r->name[nlen] = '\0';
-        pos += nlen;
-        r->dtype = buf[pos];
-        r->ndim = buf[pos + 1];
-        pos += 2;
-        size_t es = dtype_size(r->dtype);
-        if (!es || r->ndim > MNAS_MAX_DIMS) {
-            st = mnas__error(ctx, MNAS_E_FORMAT, "%s: record \"%s\": unknown type %d or %d dimensions (0..%d)", what,
-                             r->name, r->dtype, r->ndim, MNAS_MAX_DIMS);
-            break;
-        }
-        if (end - pos < 8 * (size_t)r->ndim + 8) {
-            st = mnas__error(ctx, MNAS_E_FORMAT, "%s: record \"%s\": shape runs past the end of the data", what,
-                             r->name);
-            break;
-        }
-        uint64_t cnt = 1;
-        for (int d = 0; d < r->ndim; d++, pos += 8) {
-            uint64_t v = mnas__ckpt_get_u64(buf + pos);
-            if (v > (uint64_t)INT64_MAX || (v && cnt > UINT64_MAX / v)) {
-                st = mnas__error(ctx, MNAS_E_FORMAT, "%s: record \"%s\": dimension %d is %llu (overflow)", what,
-                                 r->name, d, (unsigned long long)v);
-                break;
-            }
-            r->dims[d] = (int64_t)v;
-            cnt *= v;
-        }
-        if (st != MNAS_OK) break;
-        uint64_t bytes = mnas__ckpt_get_u64(buf + pos);
-        pos += 8;
-        if (cnt > UINT64_MAX / es || cnt * es != bytes) {
-            st = mnas__error(ctx, MNAS_E_FORMAT, "%s: record \"%s\": %llu payload bytes do not match its %s shape",
-                             what, r->name, (unsigned long long)bytes, dtype_name(r->dtype));
-            break;
-        }
-        if (bytes > end - pos || end - pos - (size_t)bytes < 4) {
-            st = mnas__error(ctx, MNAS_E_FORMAT, "%s: record \"%s\" (%llu bytes) runs past the end of the data", what,
-                             r->name, (unsigned long long)bytes);
-            break;
-        }
-        r->count = cnt;
-        r->data = buf + pos;
-        r->bytes = (size_t)bytes;
-        pos += (size_t)bytes;
-        uint32_t want = get_u32(buf + pos), got = mnas__crc32(0, buf + start, pos - start);
-        pos += 4;
-        if (want != got) {
-            st = mnas__error(ctx, MNAS_E_FORMAT, "%s: record \"%s\" is corrupt (CRC-32 0x%08x, stored 0x%08x)", what,
-                             r->name, (unsigned)got, (unsigned)want);
-            break;
-        }
-        for (uint32_t k = 0; k < i; k++)
-            if (!strcmp(rec[k].name, r->name)) {
-                st = mnas__error(ctx, MNAS_E_FORMAT, "%s: record \"%s\" appears twice", what, r->name);
-                break;
-            }
+        st = parse_record(ctx, what, buf, end, &pos, i, &rec[i]);
+        for (uint32_t k = 0; k < i && st == MNAS_OK; k++)
+            if (!strcmp(rec[k].name, rec[i].name))
+                st = mnas__error(ctx, MNAS_E_FORMAT, "%s: record \"%s\" appears twice", what, rec[i].name);
     }
     if (st == MNAS_OK && pos != end)
         st = mnas__error(ctx, MNAS_E_FORMAT, "%s: %zu unexpected bytes after the last record", what, end - pos);
