@@ -110,14 +110,8 @@ int mnas_search_space_add_op(mnas_search_space *s, const char *name, int is_zero
 }
 
 size_t mnas_search_space_num_ops(const mnas_search_space *s) { return s ? s->n : 0; }
-const char *mnas_search_space_op_name(const mnas_search_space *s, size_t op)
-{
-    return s && op < s->n ? s->ops[op].name : NULL;
-}
-int mnas_search_space_op_is_zero(const mnas_search_space *s, size_t op)
-{
-    return s && op < s->n ? s->ops[op].is_zero : -1;
-}
+const char *mnas_search_space_op_name(const mnas_search_space *s, size_t op) { return s && op < s->n ? s->ops[op].name : NULL; }
+int mnas_search_space_op_is_zero(const mnas_search_space *s, size_t op) { return s && op < s->n ? s->ops[op].is_zero : -1; }
 
 int mnas_search_space_find_op(const mnas_search_space *s, const char *name)
 {
