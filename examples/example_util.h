@@ -1,5 +1,6 @@
 /* Shared helpers of the example programs: option parsing, a progress line,
- * timing, and the paper's Table-1 layout. Header-only, static functions. */
+ * timing, and the paper's Table-1 layout. Header-only, static inline
+ * functions (an example uses what it needs without unused-function warnings). */
 #ifndef MNAS_EXAMPLE_UTIL_H
 #define MNAS_EXAMPLE_UTIL_H
 
@@ -85,7 +86,7 @@ static inline int ex_version(const char *prog)
     return 0;
 }
 
-static double ex_now(void)
+static inline double ex_now(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -93,7 +94,7 @@ static double ex_now(void)
 }
 
 /* Parse "--name value" into a long long / double within [lo, hi]. */
-static int ex_int(const char *arg, const char *name, long long lo, long long hi, long long *out)
+static inline int ex_int(const char *arg, const char *name, long long lo, long long hi, long long *out)
 {
     char *end;
     errno = 0;
@@ -106,7 +107,7 @@ static int ex_int(const char *arg, const char *name, long long lo, long long hi,
     return 1;
 }
 
-static int ex_double(const char *arg, const char *name, double lo, double hi, double *out)
+static inline int ex_double(const char *arg, const char *name, double lo, double hi, double *out)
 {
     char *end;
     errno = 0;
@@ -121,7 +122,7 @@ static int ex_double(const char *arg, const char *name, double lo, double hi, do
 
 /* The learner options both examples accept: returns 1 and sets *ok when
  * option a (with value v) is one of them, 0 when it is not. */
-static int ex_learner_option(const char *a, const char *v, mnas_learner_options *o, int *ok)
+static inline int ex_learner_option(const char *a, const char *v, mnas_learner_options *o, int *ok)
 {
     long long n = 0;
     if (!strcmp(a, "--meta-batch")) {
@@ -207,7 +208,7 @@ typedef struct {
     "  --resume PATH       continue from a checkpoint (its options replace the learner options;\n"     \
     "                      --iterations stays the total, so the remainder is trained)\n"
 
-static int ex_checkpoint_option(const char *a, const char *v, ex_ckpt *c, int *ok)
+static inline int ex_checkpoint_option(const char *a, const char *v, ex_ckpt *c, int *ok)
 {
     if (!strcmp(a, "--save")) {
         c->save = v;
@@ -232,7 +233,7 @@ static inline const char *ex_ckpt_path(const char *path, const char *suffix, cha
 /* Options of the learner to resume: the checkpoint's, with threads from o.
  * Returns 0 on failure with the message on the context (the caller prints
  * it, once). */
-static int ex_resume_options(mnas_ctx *ctx, const char *path, mnas_learner_options *o)
+static inline int ex_resume_options(mnas_ctx *ctx, const char *path, mnas_learner_options *o)
 {
     mnas_learner_options r = MNAS_LEARNER_OPTIONS_INIT;
     if (mnas_learner_checkpoint_options(ctx, path, &r) != MNAS_OK) return 0;
@@ -242,14 +243,14 @@ static int ex_resume_options(mnas_ctx *ctx, const char *path, mnas_learner_optio
 }
 
 /* Train n more iterations, with checkpoints at save (if not NULL). */
-static mnas_status ex_train(mnas_learner *l, mnas_task_source source, void *user, long long n, const char *save,
+static inline mnas_status ex_train(mnas_learner *l, mnas_task_source source, void *user, long long n, const char *save,
                             long long every, mnas_progress_fn progress, void *progress_user)
 {
     if (save) return mnas_learner_train_checkpointed(l, source, user, n, save, every, progress, progress_user);
     return mnas_learner_train(l, source, user, n, progress, progress_user);
 }
 
-static void ex_hms(double s, char *buf, size_t n)
+static inline void ex_hms(double s, char *buf, size_t n)
 {
     if (!isfinite(s) || s < 0) s = 0;
     long t = (long)(s + 0.5);
@@ -267,7 +268,7 @@ typedef struct {
     double loss_avg;
 } ex_progress;
 
-static void ex_progress_init(ex_progress *p, const char *label, int64_t total, int tasks_per_iter)
+static inline void ex_progress_init(ex_progress *p, const char *label, int64_t total, int tasks_per_iter)
 {
     p->label = label;
     p->start = ex_now();
@@ -277,7 +278,7 @@ static void ex_progress_init(ex_progress *p, const char *label, int64_t total, i
     p->loss_avg = NAN;
 }
 
-static int ex_progress_cb(void *user, int64_t it, int64_t total, double loss)
+static inline int ex_progress_cb(void *user, int64_t it, int64_t total, double loss)
 {
     ex_progress *p = user;
     p->loss_avg = isnan(p->loss_avg) ? loss : 0.95 * p->loss_avg + 0.05 * loss;

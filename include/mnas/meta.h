@@ -378,6 +378,65 @@ MNAS_API mnas_status mnas_learner_task_range(const mnas_learner *l, size_t n, si
 /** This process's rank (0 without distribution). */
 MNAS_API int mnas_learner_rank(const mnas_learner *l);
 
+/* ---- the learner over a user's search space (docs/meta.md) ------------------ */
+
+/** A learner of the M-NAS family (M-NAS, M-NAS-Shared, M-NAS-NM) whose
+ * one-shot model is a supernet over the caller's search space instead of
+ * the preset's (mnas_search_space_mlp for regression, mnas_search_space_darts
+ * when opts->classes > 0): an MLP supernet of opts->nodes nodes and width
+ * opts->hidden, or a conv supernet (normal + reduction cell) of
+ * opts->channels channels. Everything else is the built-in path, which
+ * mnas_learner_create takes with the preset's space: the task encoder, the
+ * controller (path dropout, sampled edges) or the shared alpha, the
+ * modulator, the worker pool (same seed, same bits for any number of
+ * threads), mnas_learner_discretize (straight-through), mnas_learner_genotype
+ * per task, checkpoints and exact resume. The space's ops may be custom
+ * (mnas_search_space_add_op); their callbacks run on the learner's worker
+ * threads, several at once on different tapes, so they must be thread-safe,
+ * and an op returning the wrong shape fails the call with the op's name in
+ * the message. The space must belong to ctx, outlive the learner and not
+ * change while the learner lives. A checkpoint records the space's op names
+ * and loads only into a learner over a space of the same ops.
+ * MNAS_E_INVALID (NULL returned, message on ctx) for a NULL space, MAML,
+ * or a space the supernet cannot be built from (no ops, an op's parameters
+ * declared wrongly). */
+MNAS_API mnas_learner *mnas_learner_create_with_space(mnas_ctx *ctx, const mnas_learner_options *opts,
+                                                      const mnas_search_space *space);
+/** The search space of l's supernet (the caller's, or the preset's built-in
+ * one, owned by l); NULL for MAML or a NULL l. */
+MNAS_API const mnas_search_space *mnas_learner_search_space(const mnas_learner *l);
+
+/* ---- the learner over a user's network (MAML) --------------------------------- */
+
+/** Add a user network's parameters to p (mnas_params_add, group 0), in the
+ * order its forward expects them; MNAS_OK, or a status with a message set
+ * through mnas_ctx_set_error. Called once, by the learner's create. */
+typedef mnas_status (*mnas_network_params_fn)(void *user, mnas_params *p);
+/** A user network's output for inputs x with weights w (its parameters in
+ * the order added, or the fast weights an inner step made from them):
+ * [n, out_features] for regression, [n, classes] logits for classification
+ * (x as the built-in networks get it: [n, in_features], or images
+ * [n, in_channels, image_size, image_size]). Built from differentiable
+ * ops, so that second-order MAML works; called from the learner's worker
+ * threads, several at once (each on its own tape), so it must not share
+ * mutable state. NULL on failure (with the tape's error set). */
+typedef mnas_tensor *(*mnas_network_forward_fn)(void *user, mnas_tape *tape, mnas_tensor *x,
+                                                mnas_tensor *const *w);
+
+/** A MAML learner (opts->method must be MNAS_METHOD_MAML) whose network is
+ * the caller's: params adds its parameters to the learner's set (they are
+ * then initialised from opts->seed like the built-in networks'), forward
+ * computes it. The rest is the built-in MAML path: inner-loop modes, the
+ * worker pool (same seed, same bits for any number of threads), evaluation,
+ * checkpoints and exact resume. opts->hidden, layers and filters are not
+ * used. A forward result of the wrong shape fails the call with the
+ * shapes in the message. user is passed to both callbacks and must outlive
+ * the learner. NULL (message on ctx) for missing callbacks, another method,
+ * or a params callback that fails or adds nothing. */
+MNAS_API mnas_learner *mnas_learner_create_with_network(mnas_ctx *ctx, const mnas_learner_options *opts,
+                                                        mnas_network_params_fn params,
+                                                        mnas_network_forward_fn forward, void *user);
+
 #ifdef __cplusplus
 }
 #endif

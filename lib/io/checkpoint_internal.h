@@ -42,11 +42,11 @@ typedef struct {
     uint64_t count; /* elements */
     const uint8_t *data;
     size_t bytes;
-} mnas__record;
+} mnas__ckpt_record;
 
 typedef struct {
     mnas_ctx *ctx;
-    mnas__record *rec;
+    mnas__ckpt_record *rec;
     size_t n;
     uint32_t version;
 } mnas__ckpt;
@@ -60,9 +60,66 @@ typedef struct {
 mnas_status mnas__ckpt_parse(mnas_ctx *ctx, const char *what, const uint8_t *buf, size_t len, mnas__ckpt *out);
 void mnas__ckpt_release(mnas__ckpt *c);
 /* The record called name, or NULL. */
-const mnas__record *mnas__ckpt_find(const mnas__ckpt *c, const char *name);
+const mnas__ckpt_record *mnas__ckpt_find(const mnas__ckpt *c, const char *name);
 
-/* Load a parsed learner / parameter-set checkpoint: validates everything
+#define MNAS__CKPT_KIND_LEARNER "mnas.learner"
+#define MNAS__CKPT_KIND_PARAMS "mnas.params"
+/* The record type of the build's real numbers. */
+#define MNAS__DT_REAL (sizeof(mnas_real) == 8 ? MNAS__DT_F64 : MNAS__DT_F32)
+
+/* ---- writing: records into a growing buffer, then header and trailer ---- */
+
+typedef struct {
+    mnas_ctx *ctx;
+    uint8_t *buf;
+    size_t len, cap;
+    uint32_t count;
+    mnas_status st; /* the first failure (allocation); later calls do nothing */
+} mnas__ckpt_writer;
+
+/* Start a file of the given kind (MNAS__CKPT_KIND_*). */
+void mnas__ckpt_w_begin(mnas__ckpt_writer *w, mnas_ctx *ctx, const char *kind);
+/* Append a record; src holds the elements in host order (count from dims;
+ * ndim 0 is a scalar); reals are passed with dtype MNAS__DT_REAL. */
+void mnas__ckpt_w_record(mnas__ckpt_writer *w, const char *name, int dtype, int ndim, const int64_t *dims,
+                         const void *src);
+void mnas__ckpt_w_i64(mnas__ckpt_writer *w, const char *name, int64_t v);
+void mnas__ckpt_w_f64(mnas__ckpt_writer *w, const char *name, double v);
+void mnas__ckpt_w_u64(mnas__ckpt_writer *w, const char *name, uint64_t v);
+/* Header and trailer around the records; w->buf[0..len) is then the file
+ * (the caller writes it with mnas__atomic_write_buf and frees w->buf). */
+void mnas__ckpt_w_finish(mnas__ckpt_writer *w);
+/* "prefix:name", the record name of a parameter (or of its optimiser state). */
+void mnas__ckpt_param_rec_name(char *buf, size_t cap, const char *prefix, const char *name);
+
+/* ---- reading: checked access to the records of a parsed file ---- */
+
+/* Little-endian u64 at p (record data is unaligned). */
+uint64_t mnas__ckpt_get_u64(const uint8_t *p);
+/* Element i of a real record as double. */
+double mnas__ckpt_rec_real(const mnas__ckpt_record *r, uint64_t i);
+void mnas__ckpt_copy_real(mnas_real *dst, const mnas__ckpt_record *r);
+/* The record called name, of the given type and shape (MNAS_E_FORMAT or
+ * MNAS_E_MISMATCH naming the record otherwise); MNAS__DT_REAL accepts f32
+ * and f64. */
+mnas_status mnas__ckpt_need(const mnas__ckpt *c, const char *what, const char *name, int dtype, int ndim,
+                            const int64_t *dims, const mnas__ckpt_record **out);
+mnas_status mnas__ckpt_need_i64(const mnas__ckpt *c, const char *what, const char *name, int64_t *v);
+mnas_status mnas__ckpt_need_f64(const mnas__ckpt *c, const char *what, const char *name, double *v);
+/* The file's "kind" record is kind (MNAS__CKPT_KIND_*). */
+mnas_status mnas__ckpt_need_kind(const mnas__ckpt *c, const char *what, const char *kind);
+/* A real record of tensor t's shape, every value finite. */
+mnas_status mnas__ckpt_need_tensor(const mnas__ckpt *c, const char *what, const char *name, const mnas_tensor *t,
+                                   const mnas__ckpt_record **out);
+/* Read and parse path; *buf must be freed after *c is released. fn names
+ * the caller in messages. */
+mnas_status mnas__ckpt_open(mnas_ctx *ctx, const char *fn, const char *path, uint8_t **buf, mnas__ckpt *c);
+/* Read and check the file at path, then hand it to apply (which validates
+ * its contents before changing obj). */
+mnas_status mnas__ckpt_load_file(mnas_ctx *ctx, const char *fn, const char *path,
+                                 mnas_status (*apply)(void *obj, const mnas__ckpt *c, const char *what), void *obj);
+
+/* Load a parsed learner (lib/meta/learner_checkpoint.c) / parameter-set checkpoint: validates everything
  * against the object first, then commits (no failure after the first
  * change). Used by the public loaders and the fuzz harnesses. */
 mnas_status mnas__learner_load_parsed(mnas_learner *l, const mnas__ckpt *c, const char *what);

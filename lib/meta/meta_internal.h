@@ -4,6 +4,8 @@
 
 #include <mnas/meta.h>
 
+#include "core/core_internal.h" /* mnas_pool */
+
 /* The second half of mnas_modulator_forward: tau = sigmoid(u) applied to
  * the targets, for a u = W z + b ([1, total]) the caller made (the learner
  * computes the FC for a whole meta-batch in one product). */
@@ -18,16 +20,21 @@ mnas_status mnas__modulator_apply(const mnas_modulator *m, mnas_tape *tp, mnas_t
 mnas_status mnas__modulator_apply_row(const mnas_modulator *m, mnas_tape *tp, const mnas_real *u, mnas_real *u_grad,
                                       mnas_tensor *const *targets, mnas_tensor **out);
 
-/* Checkpoint access to the learner's state (lib/io/checkpoint.c). */
-mnas_ctx *mnas__learner_ctx(const mnas_learner *l);
-const mnas_learner_options *mnas__learner_options(const mnas_learner *l);
-mnas_optim *mnas__learner_optim(const mnas_learner *l);
-/* The architecture-evaluation flag; *fixed_alpha is M-NAS-Shared's one-hot
- * [edges, ops] alpha in that phase (else NULL); edges = ops = 0 for MAML. */
-int mnas__learner_phase(const mnas_learner *l, const mnas_real **fixed_alpha, size_t *edges, size_t *ops);
-int mnas__learner_has_shared_alpha(const mnas_learner *l);
-/* Commit a loaded state; takes ownership of fixed_alpha (context
- * allocator, or NULL). Cannot fail. */
-void mnas__learner_restore(mnas_learner *l, int64_t iteration, int discrete, mnas_real *fixed_alpha);
+/* The FC's shape: u = W z + b has *total entries, z has *z_dim. */
+void mnas__modulator_fc_shape(const mnas_modulator *m, int64_t *total, int64_t *z_dim);
+
+/* The FC for a meta-batch of n tasks, in pieces the pool's workers share
+ * (fixed by the shapes alone, so the bits do not depend on the number of
+ * threads). w is the modulator's parameters (fc.w [total, z_dim], fc.b
+ * [total]) in its own order, rows are row-major [n][...]:
+ * U = Z W^T + b (forward), dZ = dU W (backward to the encoders), and the
+ * mean gradient over the tasks, g[0] = dU^T Z / n and g[1] = the mean of dU
+ * (g: the parameters' gradient tensors, overwritten). */
+void mnas__modulator_batch_forward(const mnas_modulator *m, mnas_pool *pool, mnas_tensor *const *w, size_t n,
+                                   const mnas_real *Z, mnas_real *U);
+void mnas__modulator_batch_backward(const mnas_modulator *m, mnas_pool *pool, mnas_tensor *const *w, size_t n,
+                                    const mnas_real *dU, mnas_real *dZ);
+void mnas__modulator_batch_grad(const mnas_modulator *m, mnas_pool *pool, mnas_tensor *const *g, size_t n,
+                                const mnas_real *dU, const mnas_real *Z);
 
 #endif /* MNAS_META_INTERNAL_H */

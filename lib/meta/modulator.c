@@ -340,3 +340,95 @@ mnas_status mnas__modulator_apply_row(const mnas_modulator *m, mnas_tape *tp, co
     memcpy(out, res, m->n * sizeof *out);
     return MNAS_OK;
 }
+
+/* ---- the FC for a whole meta-batch (the learner's training path) ---------- */
+
+void mnas__modulator_fc_shape(const mnas_modulator *m, int64_t *total, int64_t *z_dim)
+{
+    *total = m->total;
+    *z_dim = m->z_dim;
+}
+
+/* The three products are cut into pieces: U and dZ by columns, the FC's
+ * gradient by rows of W. Every element is one product call's, so the bits do
+ * not depend on which worker runs which piece. */
+enum { MOD_PIECES = 8, MOD_DZ_COLS = 16 };
+
+typedef struct {
+    const mnas_modulator *m;
+    size_t n;
+    const mnas_real *w, *b; /* fc.w [total, z_dim], fc.b [total] */
+    const mnas_real *in;    /* Z (forward), dU (backward, gradient) */
+    const mnas_real *z;     /* Z (gradient) */
+    mnas_real *out;         /* U (forward), dZ (backward) */
+    mnas_real *gw, *gb;     /* the FC's gradient */
+} batch_job;
+
+static void mod_piece(int64_t total, size_t k, int64_t *lo, int64_t *len)
+{
+    int64_t step = (total + MOD_PIECES - 1) / MOD_PIECES;
+    *lo = (int64_t)k * step < total ? (int64_t)k * step : total;
+    *len = total - *lo < step ? total - *lo : step;
+}
+
+/* U = Z W^T + b, columns of piece k. */
+static void batch_forward_job(void *user, size_t k, int worker)
+{
+    (void)worker;
+    const batch_job *bj = user;
+    int64_t j0, nc, T = bj->m->total, Zd = bj->m->z_dim;
+    mod_piece(T, k, &j0, &nc);
+    if (nc <= 0) return;
+    mnas__k_gemm(0, 1, (int64_t)bj->n, nc, Zd, 1, bj->in, Zd, bj->w + j0 * Zd, Zd, 0, bj->out + j0, T);
+    for (size_t j = 0; j < bj->n; j++) mnas__k_add_scaled(nc, 1, bj->b + j0, bj->out + j * (size_t)T + j0);
+}
+
+/* dZ = dU W, columns 16k.. of it (a piece reads all of dU and its share of
+ * W's columns). */
+static void batch_backward_job(void *user, size_t k, int worker)
+{
+    (void)worker;
+    const batch_job *bj = user;
+    int64_t T = bj->m->total, Zd = bj->m->z_dim, c0 = (int64_t)k * MOD_DZ_COLS;
+    int64_t nc = Zd - c0 < MOD_DZ_COLS ? Zd - c0 : MOD_DZ_COLS;
+    mnas__k_gemm(0, 0, (int64_t)bj->n, nc, T, 1, bj->in, T, bj->w + c0, Zd, 0, bj->out + c0, Zd);
+}
+
+/* The FC's gradient, the mean over the n tasks, rows of piece k of W (and
+ * the same entries of b: the rows of dU summed in task order). */
+static void batch_grad_job(void *user, size_t k, int worker)
+{
+    (void)worker;
+    const batch_job *bj = user;
+    int64_t r0, nr, T = bj->m->total, Zd = bj->m->z_dim;
+    mod_piece(T, k, &r0, &nr);
+    if (nr <= 0) return;
+    size_t n = bj->n;
+    mnas_real inv = (mnas_real)(1.0 / (double)n);
+    mnas__k_gemm(1, 0, nr, Zd, (int64_t)n, inv, bj->in + r0, T, bj->z, Zd, 0, bj->gw + r0 * Zd, Zd);
+    mnas_real *gb = bj->gb + r0;
+    memcpy(gb, bj->in + r0, (size_t)nr * sizeof(mnas_real));
+    for (size_t j = 1; j < n; j++) mnas__k_add_scaled(nr, 1, bj->in + j * (size_t)T + r0, gb);
+    if (n > 1) mnas__k_unary(K_SCALE, nr, gb, gb, 1.0 / (double)n);
+}
+
+void mnas__modulator_batch_forward(const mnas_modulator *m, mnas_pool *pool, mnas_tensor *const *w, size_t n,
+                                   const mnas_real *Z, mnas_real *U)
+{
+    batch_job bj = { m, n, mnas_tensor_cdata(w[M_W]), mnas_tensor_cdata(w[M_B]), Z, NULL, U, NULL, NULL };
+    mnas__pool_run(pool, MOD_PIECES, batch_forward_job, &bj);
+}
+
+void mnas__modulator_batch_backward(const mnas_modulator *m, mnas_pool *pool, mnas_tensor *const *w, size_t n,
+                                    const mnas_real *dU, mnas_real *dZ)
+{
+    batch_job bj = { m, n, mnas_tensor_cdata(w[M_W]), NULL, dU, NULL, dZ, NULL, NULL };
+    mnas__pool_run(pool, (size_t)((m->z_dim + MOD_DZ_COLS - 1) / MOD_DZ_COLS), batch_backward_job, &bj);
+}
+
+void mnas__modulator_batch_grad(const mnas_modulator *m, mnas_pool *pool, mnas_tensor *const *g, size_t n,
+                                const mnas_real *dU, const mnas_real *Z)
+{
+    batch_job bj = { m, n, NULL, NULL, dU, Z, NULL, mnas_tensor_data(g[M_W]), mnas_tensor_data(g[M_B]) };
+    mnas__pool_run(pool, MOD_PIECES, batch_grad_job, &bj);
+}

@@ -266,7 +266,7 @@ mnas_tensor *mnas__op_call(const mnas__op_entry *op, mnas_tape *tp, const char *
     int ok = y->ndim == x->ndim && y->shape[0] == x->shape[0] && y->shape[1] == x->shape[1];
     for (int d = 2; ok && d < x->ndim; d++) ok = y->shape[d] == (stride == 2 ? (x->shape[d] + 1) / 2 : x->shape[d]);
     if (!ok) {
-        char got[96], want[96];
+        char got[96] = "", want[96] = ""; /* a scalar (ndim 0) writes nothing */
         size_t n = 0, m = 0;
         for (int d = 0; d < y->ndim && d < 8; d++)
             n += (size_t)snprintf(got + n, sizeof got - n, "%s%lld", d ? ", " : "", (long long)y->shape[d]);

@@ -144,6 +144,26 @@ class TestLearner(unittest.TestCase):
         b.train(2)
         self.assertEqual(a.params[0].tolist(), b.params[0].tolist())
 
+    def test_learner_over_a_given_space(self):
+        opts = dict(meta_batch=2, inner_steps=1, hidden=8, nodes=2, z_dim=4, f_dim=4,
+                    controller_hidden=4, seed=3, threads=2)
+        space = mnas.SearchSpace.mlp(self.ctx)
+        preset = meta.Learner(self.ctx, "mnas", **opts)
+        given = meta.Learner(self.ctx, "mnas", space=space, **opts)
+        preset.train(2)
+        given.train(2)
+        # the preset takes the same path over its own space: same bits
+        for p, q in zip(preset.params, given.params):
+            self.assertEqual(p.tolist(), q.tolist())
+        with self.assertRaises(mnas.ArgumentTypeError):
+            meta.Learner(self.ctx, "mnas", space="mlp", **opts)
+        with self.assertRaises(mnas.InvalidArgument) as e:
+            meta.Learner(self.ctx, "maml", space=space)
+        self.assertIn("MAML", str(e.exception))
+        space.close()  # closes the learner over it first
+        self.assertTrue(given.closed)
+        self.assertFalse(preset.closed)
+
     def test_step_and_custom_task_source(self):
         learner = self.small()
         tasks = [mnas.regression_task(self.ctx, 1, i) for i in range(3)]

@@ -317,6 +317,8 @@ FUNCTIONS = [
     ("mnas_modulator_set_form", [H, c_int], ST),
     ("mnas_method_name", [c_int], c_char_p),
     ("mnas_learner_create", [H, POINTER(S.LearnerOptions)], H),
+    ("mnas_learner_create_with_space", [H, POINTER(S.LearnerOptions), H], H),
+    ("mnas_learner_search_space", [H], H),
     ("mnas_learner_free", [H], None),
     ("mnas_learner_params", [H], H),
     ("mnas_learner_iteration", [H], c_int64),

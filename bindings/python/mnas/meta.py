@@ -22,7 +22,7 @@ from .autodiff import Tape
 from .core import check_ctx
 from .data import FAMILIES, Task, TaskSet, _nan_ci, family_name, regression_options
 from .errors import ArgumentTypeError, InvalidArgument, ShapeError
-from .nas import Genotype
+from .nas import Genotype, SearchSpace
 from .nn import Module, Params, check_tape, weight_array
 from .tensors import Tensor, float_buffer
 
@@ -390,7 +390,10 @@ class Learner(Handle):
     sample_ops=0 (M-NAS variants: k ops per mixed edge drawn per task, Gumbel
     top-k with straight-through gradients; 0 is the paper's full supernet),
     stem_stride=1 (M-NAS variants: 2 or 4 reduce the images in the
-    supernet's stem, docs/images.md)."""
+    supernet's stem, docs/images.md).
+    space: an ``mnas.SearchSpace`` for the M-NAS methods' supernet instead
+    of the preset's (``mnas_learner_create_with_space``; ops registered from
+    Python are not bound, so a built-in space or one made in C)."""
 
     __slots__ = ("_ctx", "_opts", "_params")
     _kind = "learner"
@@ -420,7 +423,8 @@ class Learner(Handle):
                  classes: Optional[int] = None, in_channels: Optional[int] = None,
                  image_size: Optional[int] = None, filters: Optional[int] = None,
                  channels: Optional[int] = None, sample_ops: Optional[int] = None,
-                 stem_stride: Optional[int] = None) -> None:
+                 stem_stride: Optional[int] = None,
+                 space: Optional["SearchSpace"] = None) -> None:
         # Named keyword-only options (None: the library's default), so a
         # misspelt option is a TypeError from Python itself and editors list
         # them; the values are checked as before.
@@ -446,13 +450,22 @@ class Learner(Handle):
             else:
                 raise ArgumentTypeError("Learner got an unknown option %r" % name)
         ctx.clear_error()
-        r = C.mnas_learner_create(p, ctypes.byref(o))
-        if not r:
-            ctx._fail("mnas_learner_create")
+        if space is None:
+            r = C.mnas_learner_create(p, ctypes.byref(o))
+            if not r:
+                ctx._fail("mnas_learner_create")
+        else:
+            if not isinstance(space, SearchSpace):
+                raise ArgumentTypeError("space must be an mnas.SearchSpace")
+            r = C.mnas_learner_create_with_space(p, ctypes.byref(o), space._p())
+            if not r:
+                ctx._fail("mnas_learner_create_with_space")
         self._ctx = ctx
         self._opts = o
         self._params = None
-        self._setup(r, C.mnas_learner_free, ctx)
+        # Over a given space the learner is the space's child: the space
+        # outlives it, and closing the space closes the learner first.
+        self._setup(r, C.mnas_learner_free, ctx if space is None else space)
 
     @classmethod
     def from_checkpoint(cls, ctx, path, threads=None):
