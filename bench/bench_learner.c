@@ -348,8 +348,8 @@ int main(int argc, char **argv)
 #endif
     if (paper)
         printf("libmnas %s, meta-training on 5-way 1-shot image tasks (84x84 RGB, C = 16, 15 queries per class, "
-               "meta-batch 4)\n",
-               mnas_version_string());
+               "meta-batch 4; the M-NAS supernet's stem at stride %d)\n",
+               mnas_version_string(), stem_stride > 0 ? stem_stride : 4);
     else if (images)
         printf("libmnas %s, meta-training on 5-way 1-shot image tasks (28x28, 5 queries per class, meta-batch 4)\n",
                mnas_version_string());
