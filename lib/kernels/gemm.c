@@ -265,30 +265,32 @@ T512 static void gemm512(int ta, int tb, int64_t M, int64_t N, int64_t K, float 
     }
 }
 
-/* Long, skinny products: the modulator's FC batched over a meta-batch
- * (25 x 24051 x 32 forwards, 25 x 32 x 24051 and 24051 x 32 x 25
- * backwards). BLIS runs them at a fifth of this core's peak; here they are
- * cut into pieces that gemm512 takes with its operands in L1: a transposed
- * B in column panels that fit its pack buffer, a long K in chunks whose
- * partial products accumulate into C (the same order on every call). */
-enum { SKINNY_KC = 256 };
-
-static int gemm512_skinny(int tb, int64_t M, int64_t N, int64_t K)
-{
-    if (tb) return K <= 128 && M <= 128;
-    return N <= 64;
-}
+/* Everything else on an AVX-512 machine: long, skinny products (the
+ * modulator's FC batched over a meta-batch, 25 x 24051 x 32 and its
+ * transposes) and the convolutions' im2col products (32 x 196 x 288 and
+ * friends). The BLIS a distribution ships may not know the CPU and fall
+ * back to its generic C kernels (it does on the Zen 5 of the bench
+ * machine: a tenth of this kernel's speed), so these are cut into pieces
+ * that gemm512 takes with its operands in L1/L2: a B stored by rows in
+ * chunks of SKINNY_KC rows; a transposed B in panels of 64 columns by
+ * PANEL_KC rows that fit the pack buffer. Partial products of the K chunks
+ * accumulate into C in chunk order, so every element still sums in the
+ * same order on every call. */
+enum { SKINNY_KC = 256, PANEL_KC = PACK512 / 64 };
 
 T512 static void gemm512_pieces(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
+    const int64_t sak = ta ? lda : 1;
     if (tb) {
-        int64_t nc = PACK512 / K / 64 * 64;
-        for (int64_t j0 = 0; j0 < N; j0 += nc)
-            gemm512(ta, 1, M, N - j0 < nc ? N - j0 : nc, K, alpha, A, lda, B + j0 * ldb, ldb, beta, C + j0, ldc);
+        for (int64_t j0 = 0; j0 < N; j0 += 64) {
+            int64_t nc = N - j0 < 64 ? N - j0 : 64;
+            for (int64_t k0 = 0; k0 < K; k0 += PANEL_KC)
+                gemm512(ta, 1, M, nc, K - k0 < PANEL_KC ? K - k0 : PANEL_KC, alpha, A + k0 * sak, lda,
+                        B + j0 * ldb + k0, ldb, k0 ? 1.0f : beta, C + j0, ldc);
+        }
         return;
     }
-    const int64_t sak = ta ? lda : 1;
     for (int64_t k0 = 0; k0 < K; k0 += SKINNY_KC)
         gemm512(ta, 0, M, N, K - k0 < SKINNY_KC ? K - k0 : SKINNY_KC, alpha, A + k0 * sak, lda, B + k0 * ldb, ldb,
                 k0 ? 1.0f : beta, C, ldc);
@@ -318,7 +320,7 @@ void mnas__k_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, c
         gemm512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    if (K > 0 && have512 && gemm512_skinny(tb, M, N, K)) {
+    if (K > 0 && have512) {
         gemm512_pieces(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
