@@ -44,10 +44,14 @@ static int64_t flat_scratch(const mnas_kconv *g)
     return 3 * a;
 }
 
+static int64_t direct_scratch(const mnas_kconv *g);
+
 int64_t mnas__k_conv_scratch(const mnas_kconv *g)
 {
     if (mnas__k_conv_depthwise(g)) return flat_scratch(g);
     if (pointwise(g)) return 0;
+    int64_t d = direct_scratch(g);
+    if (d) return d;
     return g->C * g->kh * g->kw * g->OH * g->OW;
 }
 
@@ -335,6 +339,130 @@ static void flat_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw
     }
 }
 
+/* ---- direct convolution: groups 1, stride 1, no im2col ------------------
+ * On zero-padded planes of width Wp every kernel tap (c, i, j) is one
+ * constant offset, so the convolution of an image is a product whose B rows
+ * are shifted views of the padded input (mnas__k_gemm_rows): y over Wp-wide
+ * output rows (the columns past OW are computed and dropped) = w [O, C kh
+ * kw] times those rows. The padded planes are C (H + 2p) (W + 2p) values,
+ * not the C kh kw OH OW of the column matrix, and nothing is zero-filled
+ * per tap. The transposed pass is the same product over g padded by
+ * d (k - 1) - p with the flipped, transposed kernel (hence p <= d (k - 1)),
+ * and the weight gradient is g's Wp-wide rows times the shifted views
+ * transposed (mnas__k_gemm_nt_rows), summed over the batch in image order. */
+
+static int64_t offs_reals(int64_t n) { return (n * (int64_t)sizeof(int64_t) + (int64_t)sizeof(real) - 1) / (int64_t)sizeof(real); }
+
+/* Elements of scratch the three direct kernels need (the largest), or 0
+ * when the direct loops do not apply. */
+static int64_t direct_scratch(const mnas_kconv *g)
+{
+    if (g->groups != 1 || g->stride != 1 || pointwise(g) || mnas__k_conv_depthwise(g)) return 0;
+    const int64_t d = g->dil, p = g->pad, kk = g->kh * g->kw;
+    if (p > d * (g->kh - 1) || p > d * (g->kw - 1)) return 0;
+    const int64_t Hp = g->H + 2 * p, Wp = g->W + 2 * p;
+    const int64_t Hg = g->H + d * (g->kh - 1), Wg = g->W + d * (g->kw - 1);
+    int64_t fw = offs_reals(g->C * kk) + g->C * Hp * Wp + g->O * g->OH * Wp; /* forward and weights */
+    int64_t tx = offs_reals(g->O * kk) + g->C * g->O * kk + g->O * Hg * Wg + g->C * g->H * Wg; /* transposed */
+    int64_t n = fw > tx ? fw : tx;
+    /* Not when padding or dilation make the planes much larger than the
+     * column matrix would be. */
+    if (n > 2 * g->C * kk * g->OH * g->OW + 4096) return 0;
+    return n;
+}
+
+/* xp [h + 2 ph, w + 2 pw] = x [h, w] with zero borders. */
+static void pad_copy(const real *x, int64_t h, int64_t w, int64_t ph, int64_t pw, real *xp)
+{
+    const int64_t Wp = w + 2 * pw;
+    memset(xp, 0, (size_t)(ph * Wp + pw) * sizeof(real));
+    for (int64_t r = 0; r < h; r++) {
+        real *o = xp + (r + ph) * Wp + pw;
+        memcpy(o, x + r * w, (size_t)w * sizeof(real));
+        memset(o + w, 0, (size_t)(2 * pw) * sizeof(real)); /* right border, next row's left */
+    }
+    int64_t done = (h + ph) * Wp + pw, total = (h + 2 * ph) * Wp;
+    if (total > done) memset(xp + done, 0, (size_t)(total - done) * sizeof(real));
+}
+
+/* Offsets of the taps (c, i, j), c < nc, into nc padded planes of hp x wp. */
+static void tap_offsets(const mnas_kconv *g, int64_t nc, int64_t hp, int64_t wp, int64_t *off)
+{
+    for (int64_t c = 0, k = 0; c < nc; c++)
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++) off[k++] = c * hp * wp + i * g->dil * wp + j * g->dil;
+}
+
+static void direct_forward(const mnas_kconv *g, const real *x, const real *w, const real *b, real *y, real *scratch)
+{
+    const int64_t C = g->C, O = g->O, H = g->H, W = g->W, OH = g->OH, OW = g->OW, p = g->pad;
+    const int64_t Hp = H + 2 * p, Wp = W + 2 * p, K = C * g->kh * g->kw, n = (OH - 1) * Wp + OW;
+    int64_t *off = (int64_t *)(void *)scratch;
+    real *xp = scratch + offs_reals(K), *yw = xp + C * Hp * Wp;
+    tap_offsets(g, C, Hp, Wp, off);
+    for (int64_t im = 0; im < g->N; im++) {
+        for (int64_t c = 0; c < C; c++) pad_copy(x + (im * C + c) * H * W, H, W, p, p, xp + c * Hp * Wp);
+        mnas__k_gemm_rows(O, n, K, w, K, xp, off, yw, OH * Wp);
+        real *yn = y + im * O * OH * OW;
+        for (int64_t o = 0; o < O; o++) {
+            real b0 = b ? b[o] : 0;
+            for (int64_t oh = 0; oh < OH; oh++) {
+                const real *src = yw + o * OH * Wp + oh * Wp;
+                real *dst = yn + (o * OH + oh) * OW;
+                if (b)
+                    for (int64_t ow = 0; ow < OW; ow++) dst[ow] = src[ow] + b0;
+                else
+                    memcpy(dst, src, (size_t)OW * sizeof(real));
+            }
+        }
+    }
+}
+
+static void direct_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx, real *scratch)
+{
+    const int64_t C = g->C, O = g->O, H = g->H, W = g->W, OH = g->OH, OW = g->OW, d = g->dil;
+    const int64_t kh = g->kh, kw = g->kw, kk = kh * kw, K = O * kk;
+    const int64_t ph = d * (kh - 1) - g->pad, pw = d * (kw - 1) - g->pad;
+    const int64_t Hg = OH + 2 * ph, Wg = OW + 2 * pw, n = (H - 1) * Wg + W;
+    int64_t *off = (int64_t *)(void *)scratch;
+    real *wt = scratch + offs_reals(K), *gp = wt + C * K, *xw = gp + O * Hg * Wg;
+    tap_offsets(g, O, Hg, Wg, off);
+    /* wt [C, O kh kw]: the kernel flipped in both axes, channels swapped */
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t i = 0; i < kh; i++)
+                for (int64_t j = 0; j < kw; j++)
+                    wt[c * K + o * kk + i * kw + j] = w[((o * C + c) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)];
+    for (int64_t im = 0; im < g->N; im++) {
+        for (int64_t o = 0; o < O; o++) pad_copy(gy + (im * O + o) * OH * OW, OH, OW, ph, pw, gp + o * Hg * Wg);
+        mnas__k_gemm_rows(C, n, K, wt, K, gp, off, xw, H * Wg);
+        real *dn = dx + im * C * H * W;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t h = 0; h < H; h++)
+                memcpy(dn + (c * H + h) * W, xw + c * H * Wg + h * Wg, (size_t)W * sizeof(real));
+    }
+}
+
+static void direct_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw, real *scratch)
+{
+    const int64_t C = g->C, O = g->O, H = g->H, W = g->W, OH = g->OH, OW = g->OW, p = g->pad;
+    const int64_t Hp = H + 2 * p, Wp = W + 2 * p, K = C * g->kh * g->kw, n = (OH - 1) * Wp + OW;
+    int64_t *off = (int64_t *)(void *)scratch;
+    real *xp = scratch + offs_reals(K), *gw = xp + C * Hp * Wp;
+    tap_offsets(g, C, Hp, Wp, off);
+    for (int64_t im = 0; im < g->N; im++) {
+        for (int64_t c = 0; c < C; c++) pad_copy(x + (im * C + c) * H * W, H, W, p, p, xp + c * Hp * Wp);
+        /* g's Wp-wide rows, zero past column OW (so the dropped columns add nothing) */
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t oh = 0; oh < OH; oh++) {
+                real *r = gw + o * OH * Wp + oh * Wp;
+                memcpy(r, gy + ((im * O + o) * OH + oh) * OW, (size_t)OW * sizeof(real));
+                memset(r + OW, 0, (size_t)(Wp - OW) * sizeof(real));
+            }
+        mnas__k_gemm_nt_rows(O, K, n, gw, OH * Wp, xp, off, im ? 1 : 0, dw, K);
+    }
+}
+
 /* ---- general (grouped) convolution: im2col + one GEMM per image and group */
 
 void mnas__k_conv2d(const mnas_kconv *g, const real *x, const real *w, const real *b, real *y, real *scratch)
@@ -344,6 +472,10 @@ void mnas__k_conv2d(const mnas_kconv *g, const real *x, const real *w, const rea
             flat_forward(g, x, w, b, y, scratch);
         else
             dw_forward(g, x, w, b, y);
+        return;
+    }
+    if (direct_scratch(g)) {
+        direct_forward(g, x, w, b, y, scratch);
         return;
     }
     const int64_t L = g->OH * g->OW, G = g->groups, Og = g->O / G;
@@ -374,6 +506,10 @@ void mnas__k_conv2d_dx(const mnas_kconv *g, const real *gy, const real *w, real 
             dw_dx(g, gy, w, dx);
         return;
     }
+    if (direct_scratch(g)) {
+        direct_dx(g, gy, w, dx, scratch);
+        return;
+    }
     const int64_t L = g->OH * g->OW, G = g->groups, Og = g->O / G;
     const int64_t Ck = g->C / G * g->kh * g->kw, HW = g->H * g->W;
     int pw = pointwise(g);
@@ -397,6 +533,10 @@ void mnas__k_conv2d_dw(const mnas_kconv *g, const real *x, const real *gy, real 
             flat_dw(g, x, gy, dw, scratch);
         else
             dw_dw(g, x, gy, dw);
+        return;
+    }
+    if (direct_scratch(g)) {
+        direct_dw(g, x, gy, dw, scratch);
         return;
     }
     const int64_t L = g->OH * g->OW, G = g->groups, Og = g->O / G;
