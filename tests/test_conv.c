@@ -372,6 +372,26 @@ START_TEST(max_pool_special_values)
 }
 END_TEST
 
+/* The 2 x 2, stride 2 pool (its own one-pass loop): first maximum on ties,
+ * -inf windows, a NaN wins wherever it sits in the window. */
+START_TEST(max_pool_2x2_special_values)
+{
+    int64_t s[4] = { 1, 1, 4, 4 };
+    const mnas_real I = INFINITY, Q = NAN;
+    mnas_real v[16] = { 1, 1, -I, -I, 1, 0, -I, -I, Q, 2, 3, 3, 5, 2, 3, Q };
+    mnas_tensor *x = mnas_tensor_from_data(ctx, 4, s, v);
+    mnas_tensor_set_requires_grad(x, 1);
+    mnas_tensor *y = mnas_max_pool2d(tp, x, 2, 2, 0);
+    ck_assert_ptr_nonnull(y);
+    ck_assert(D(y)[0] == 1 && isinf(D(y)[1]) && D(y)[1] < 0 && isnan(D(y)[2]) && isnan(D(y)[3]));
+    mnas_tensor *g[1];
+    ck_assert_int_eq(mnas_grad(tp, mnas_sum(tp, y), 1, &x, g, 0), MNAS_OK);
+    const mnas_real want[16] = { 1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1 };
+    for (int i = 0; i < 16; i++) ck_assert_msg(D(g[0])[i] == want[i], "dx[%d] = %g", i, (double)D(g[0])[i]);
+    mnas_tensor_free(x);
+}
+END_TEST
+
 START_TEST(global_avg_pool_values)
 {
     mnas_tensor *x = randn(4, 2, 3, 4, 5);
@@ -551,6 +571,7 @@ int main(void)
     tcase_add_loop_test(fw, pools_match_direct_loops, 0, NPOOL);
     tcase_add_test(fw, avg_pool_excludes_padding);
     tcase_add_test(fw, max_pool_special_values);
+    tcase_add_test(fw, max_pool_2x2_special_values);
     tcase_add_test(fw, global_avg_pool_values);
     tcase_add_test(fw, steady_state_memory);
     suite_add_tcase(s, fw);
