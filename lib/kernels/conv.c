@@ -576,43 +576,9 @@ static void window_counts(const mnas_kconv *g, real *cnt)
 
 int64_t mnas__k_pool_scratch(const mnas_kconv *g) { return 2 * g->OH * g->OW; }
 
-/* The conv net's 2 x 2 pool with stride 2 and no padding (every window
- * full): one pass, each output's four cells compared in the same order and
- * by the same rule as the general loops below, so the same result. */
-static void max_pool_2x2(const mnas_kconv *g, const real *x, real *y, int64_t *idx)
-{
-    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
-    for (int64_t nc = 0; nc < g->N * g->C; nc++) {
-        const real *xp = x + nc * H * W;
-        real *yp = y + nc * OH * OW;
-        int64_t *ip = idx ? idx + nc * OH * OW : NULL;
-        for (int64_t oh = 0; oh < OH; oh++) {
-            const real *r0 = xp + 2 * oh * W, *r1 = r0 + W;
-            int64_t base = nc * H * W + 2 * oh * W;
-            for (int64_t ow = 0; ow < OW; ow++) {
-                real v[4] = { r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1] };
-                int64_t at[4] = { 2 * ow, 2 * ow + 1, W + 2 * ow, W + 2 * ow + 1 };
-                real b = v[0];
-                int64_t bi = at[0];
-                for (int q = 1; q < 4; q++)
-                    if ((v[q] > b) | ((v[q] != v[q]) & (b == b))) {
-                        b = v[q];
-                        bi = at[q];
-                    }
-                yp[oh * OW + ow] = b;
-                if (ip) ip[oh * OW + ow] = base + bi;
-            }
-        }
-    }
-}
-
 MNAS_CLONES
 void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx)
 {
-    if (g->kh == 2 && g->kw == 2 && g->stride == 2 && g->pad == 0 && g->dil == 1) {
-        max_pool_2x2(g, x, y, idx);
-        return;
-    }
     const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, L = OH * OW;
     for (int64_t nc = 0; nc < g->N * g->C; nc++) {
         const real *xp = x + nc * H * W;
