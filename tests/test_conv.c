@@ -254,6 +254,8 @@ static const pool_cfg pool_cfgs[] = {
     { 2, 2, 5, 5, 3, 1, 1 }, { 2, 2, 6, 5, 2, 2, 0 }, { 1, 3, 7, 6, 3, 2, 1 },
     { 1, 1, 4, 4, 2, 1, 1 }, { 2, 3, 8, 8, 3, 2, 1 }, { 1, 2, 1, 1, 1, 1, 0 },
     { 1, 1, 3, 7, 3, 3, 2 }, { 2, 2, 9, 9, 5, 2, 2 },
+    /* 2 x 2 stride 2 (its own loop on AVX-512): 16-wide blocks and tails */
+    { 1, 2, 9, 37, 2, 2, 0 }, { 2, 3, 28, 28, 2, 2, 0 }, { 1, 1, 3, 65, 2, 2, 0 },
 };
 #define NPOOL ((int)(sizeof pool_cfgs / sizeof pool_cfgs[0]))
 
