@@ -394,6 +394,34 @@ START_TEST(max_pool_2x2_special_values)
 }
 END_TEST
 
+/* Padding and dilation of 2^30 with a 1 x 1 image pass the geometry
+ * checks (one output cell, the centre tap): the direct kernels' padded
+ * planes would have 2^62 cells, so they must step aside, not overflow. */
+START_TEST(conv2d_huge_padding_and_dilation)
+{
+    mnas_tensor *x = randn(4, 1, 2, 1, 1), *w = randn(4, 3, 2, 3, 3);
+    mnas_tensor_set_requires_grad(x, 1);
+    mnas_tensor_set_requires_grad(w, 1);
+    mnas_tensor *y = mnas_conv2d(tp, x, w, NULL, 1, 1 << 30, 1 << 30, 1);
+    ck_assert_msg(y != NULL, "%s", mnas_tape_last_error(tp));
+    assert_shape(y, 4, 1, 3, 1, 1);
+    for (int o = 0; o < 3; o++) {
+        double want = (double)D(w)[(o * 2 + 0) * 9 + 4] * D(x)[0] + (double)D(w)[(o * 2 + 1) * 9 + 4] * D(x)[1];
+        ck_assert_msg(fabs(D(y)[o] - want) <= 1e-5 * (1 + fabs(want)), "y[%d] = %g, want %g", o, (double)D(y)[o], want);
+    }
+    mnas_tensor *ins[2] = { x, w }, *g[2];
+    ck_assert_int_eq(mnas_grad(tp, mnas_sum(tp, y), 2, ins, g, 0), MNAS_OK);
+    for (int c = 0; c < 2; c++) {
+        double want = 0;
+        for (int o = 0; o < 3; o++) want += D(w)[(o * 2 + c) * 9 + 4];
+        ck_assert(fabs(D(g[0])[c] - want) <= 1e-5 * (1 + fabs(want)));
+    }
+    for (int k = 0; k < 54; k++) ck_assert(D(g[1])[k] == (k % 9 == 4 ? D(x)[(k / 9) % 2] : 0));
+    mnas_tensor_free(x);
+    mnas_tensor_free(w);
+}
+END_TEST
+
 START_TEST(global_avg_pool_values)
 {
     mnas_tensor *x = randn(4, 2, 3, 4, 5);
@@ -574,6 +602,7 @@ int main(void)
     tcase_add_test(fw, avg_pool_excludes_padding);
     tcase_add_test(fw, max_pool_special_values);
     tcase_add_test(fw, max_pool_2x2_special_values);
+    tcase_add_test(fw, conv2d_huge_padding_and_dilation);
     tcase_add_test(fw, global_avg_pool_values);
     tcase_add_test(fw, steady_state_memory);
     suite_add_tcase(s, fw);

@@ -360,16 +360,30 @@ static int64_t direct_scratch(const mnas_kconv *g)
     if (g->groups != 1 || g->stride != 1 || pointwise(g) || mnas__k_conv_depthwise(g)) return 0;
     const int64_t d = g->dil, p = g->pad, kk = g->kh * g->kw;
     if (p > d * (g->kh - 1) || p > d * (g->kw - 1)) return 0;
-    const int64_t Hp = g->H + 2 * p, Wp = g->W + 2 * p;
-    const int64_t Hg = g->H + d * (g->kh - 1), Wg = g->W + d * (g->kw - 1);
-    int64_t fw = offs_reals(g->C * kk) + g->C * Hp * Wp + g->O * g->OH * Wp; /* forward and weights */
-    int64_t tx = offs_reals(g->O * kk) + g->C * g->O * kk + g->O * Hg * Wg + g->C * g->H * Wg; /* transposed */
-    int64_t n = fw > tx ? fw : tx;
     /* Not when padding or dilation make the planes much larger than the
      * column matrix and the images would be (a 1-channel input's planes
-     * are larger than its columns, and still cheap). */
-    if (n > 2 * (g->C * kk * g->OH * g->OW + (g->C + g->O) * g->H * g->W) + 65536) return 0;
-    return n;
+     * are larger than its columns, and still cheap). Every product is
+     * checked: huge padding with a huge dilation passes the geometry
+     * checks with a small output. */
+    int64_t lim, t0, t1, t2;
+    if (__builtin_mul_overflow(g->C * kk, g->OH * g->OW, &t0) || __builtin_mul_overflow(g->C + g->O, g->H * g->W, &t1) ||
+        __builtin_add_overflow(t0, t1, &t2) || t2 > ((int64_t)1 << 40) || g->C * g->O > ((int64_t)1 << 30))
+        return 0;
+    lim = 2 * t2 + 65536;
+    if (g->H + 2 * p > lim || g->W + 2 * p > lim || g->H + d * (g->kh - 1) > lim || g->W + d * (g->kw - 1) > lim)
+        return 0;
+    const int64_t Hp = g->H + 2 * p, Wp = g->W + 2 * p;
+    const int64_t Hg = g->H + d * (g->kh - 1), Wg = g->W + d * (g->kw - 1);
+    int64_t a, b, c, e;
+    if (__builtin_mul_overflow(Hp, Wp, &a) || __builtin_mul_overflow(a, g->C, &a) ||
+        __builtin_mul_overflow(g->O * g->OH, Wp, &b) || __builtin_mul_overflow(Hg, Wg, &c) ||
+        __builtin_mul_overflow(c, g->O, &c) || __builtin_mul_overflow(g->C * g->H, Wg, &e) || a > lim || b > lim ||
+        c > lim || e > lim)
+        return 0;
+    int64_t fw = offs_reals(g->C * kk) + a + b;                       /* forward and weights */
+    int64_t tx = offs_reals(g->O * kk) + g->C * g->O * kk + c + e;    /* transposed */
+    int64_t n = fw > tx ? fw : tx;
+    return n > lim ? 0 : n;
 }
 
 /* xp [h + 2 ph, w + 2 pw] = x [h, w] with zero borders. */
