@@ -197,13 +197,16 @@ END_TEST
 
 /* Long, skinny products (the batched modulator's shapes, scaled down): a
  * transposed B wider than one pack panel, a K longer than one chunk, and
- * many rows, with ragged tails; exact as in the sweep above (sums of at
+ * many rows, with ragged tails, and the convolutions' shapes that pass one
+ * K chunk and one column panel; exact as in the sweep above (sums of at
  * most 700 multiples of 1/32 below 1). */
 START_TEST(matmul_long_skinny)
 {
     static const int shapes[][3] = { { 25, 600, 32 }, { 25, 32, 700 }, { 601, 32, 25 }, { 7, 1000, 100 },
-                                     { 130, 40, 300 }, { 3, 48, 513 } };
-    static double ref[601 * 32 > 7 * 1000 ? 601 * 32 : 7 * 1000];
+                                     { 130, 40, 300 }, { 3, 48, 513 },
+                                     /* the conv net's im2col products: forward, input and weight gradients */
+                                     { 32, 196, 288 }, { 288, 196, 32 }, { 32, 288, 196 }, { 33, 67, 257 } };
+    static double ref[288 * 196];
     for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++)
         for (int t = 0; t < 4; t++) {
             int M = shapes[q][0], N = shapes[q][1], K = shapes[q][2];

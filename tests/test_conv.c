@@ -146,6 +146,12 @@ static const conv_cfg conv_cfgs[] = {
     { 1, 2, 5, 5, 2, 3, 3, 1, 38, 40, 2, 1 }, /* depthwise, stride 1, padded plane too big: direct loops */
     { 2, 3, 6, 7, 3, 3, 3, 1, 0, 1, 3, 1 },  /* depthwise, stride 1, no padding */
     { 1, 2, 6, 5, 2, 2, 3, 1, 1, 2, 2, 1 },  /* depthwise 2x3, dilation 2, stride 1 */
+    /* groups 1, stride 1: the direct (no im2col) kernels, unless padding passes d (k - 1) */
+    { 1, 1, 7, 9, 1, 3, 3, 1, 1, 1, 1, 1 },  /* one channel in and out */
+    { 2, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1 }, /* the conv net's: K chunks, several column panels */
+    { 1, 3, 9, 8, 2, 5, 3, 1, 2, 2, 1, 0 },  /* 5x3 kernel, dilation 2 */
+    { 1, 40, 5, 4, 3, 3, 3, 1, 1, 1, 1, 1 }, /* many channels, tiny image */
+    { 1, 3, 9, 7, 5, 3, 3, 1, 3, 1, 1, 1 },  /* padding past the kernel: im2col */
 };
 #define NCONV ((int)(sizeof conv_cfgs / sizeof conv_cfgs[0]))
 
@@ -166,7 +172,12 @@ START_TEST(conv2d_matches_direct_loops)
            *dw = malloc((size_t)nw * sizeof *dw);
     ck_assert(want && dx && dw);
     ref_conv(c, D(x), D(w), b ? D(b) : NULL, want);
-    assert_close("y", D(y), want, ny, 1e-5);
+    /* float rounding grows like the square root of the longest sum (taps
+     * for y and dx, batch positions for dw) */
+    double len = (double)(c->C / c->groups * c->kh * c->kw);
+    if ((double)(c->N * OH * OW) > len) len = (double)(c->N * OH * OW);
+    double tol = 1e-5 * (len > 64 ? sqrt(len / 64) : 1);
+    assert_close("y", D(y), want, ny, tol);
 
     /* First-order gradients of <r, y> through the float kernels. */
     int64_t ys[4];
@@ -176,8 +187,8 @@ START_TEST(conv2d_matches_direct_loops)
     mnas_tensor *ins[3] = { x, w, b }, *gr[3];
     ck_assert_int_eq(mnas_grad(tp, loss, b ? 3 : 2, ins, gr, 0), MNAS_OK);
     ref_conv_grads(c, D(x), D(w), D(r), dx, dw);
-    assert_close("dx", D(gr[0]), dx, nx, 1e-5);
-    assert_close("dw", D(gr[1]), dw, nw, 1e-5);
+    assert_close("dx", D(gr[0]), dx, nx, tol);
+    assert_close("dw", D(gr[1]), dw, nw, tol);
     if (b) {
         for (int64_t o = 0; o < c->O; o++) {
             double s = 0;
@@ -243,6 +254,8 @@ static const pool_cfg pool_cfgs[] = {
     { 2, 2, 5, 5, 3, 1, 1 }, { 2, 2, 6, 5, 2, 2, 0 }, { 1, 3, 7, 6, 3, 2, 1 },
     { 1, 1, 4, 4, 2, 1, 1 }, { 2, 3, 8, 8, 3, 2, 1 }, { 1, 2, 1, 1, 1, 1, 0 },
     { 1, 1, 3, 7, 3, 3, 2 }, { 2, 2, 9, 9, 5, 2, 2 },
+    /* 2 x 2 stride 2 (its own loop on AVX-512): 16-wide blocks and tails */
+    { 1, 2, 9, 37, 2, 2, 0 }, { 2, 3, 28, 28, 2, 2, 0 }, { 1, 1, 3, 65, 2, 2, 0 },
 };
 #define NPOOL ((int)(sizeof pool_cfgs / sizeof pool_cfgs[0]))
 
@@ -358,6 +371,54 @@ START_TEST(max_pool_special_values)
     ck_assert_ptr_nonnull(y);
     for (int i = 0; i < 4; i++) ck_assert(isnan(D(y)[i]));
     mnas_tensor_free(x);
+}
+END_TEST
+
+/* The 2 x 2, stride 2 pool (its own one-pass loop): first maximum on ties,
+ * -inf windows, a NaN wins wherever it sits in the window. */
+START_TEST(max_pool_2x2_special_values)
+{
+    int64_t s[4] = { 1, 1, 4, 4 };
+    const mnas_real I = INFINITY, Q = NAN;
+    mnas_real v[16] = { 1, 1, -I, -I, 1, 0, -I, -I, Q, 2, 3, 3, 5, 2, 3, Q };
+    mnas_tensor *x = mnas_tensor_from_data(ctx, 4, s, v);
+    mnas_tensor_set_requires_grad(x, 1);
+    mnas_tensor *y = mnas_max_pool2d(tp, x, 2, 2, 0);
+    ck_assert_ptr_nonnull(y);
+    ck_assert(D(y)[0] == 1 && isinf(D(y)[1]) && D(y)[1] < 0 && isnan(D(y)[2]) && isnan(D(y)[3]));
+    mnas_tensor *g[1];
+    ck_assert_int_eq(mnas_grad(tp, mnas_sum(tp, y), 1, &x, g, 0), MNAS_OK);
+    const mnas_real want[16] = { 1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1 };
+    for (int i = 0; i < 16; i++) ck_assert_msg(D(g[0])[i] == want[i], "dx[%d] = %g", i, (double)D(g[0])[i]);
+    mnas_tensor_free(x);
+}
+END_TEST
+
+/* Padding and dilation of 2^30 with a 1 x 1 image pass the geometry
+ * checks (one output cell, the centre tap): the direct kernels' padded
+ * planes would have 2^62 cells, so they must step aside, not overflow. */
+START_TEST(conv2d_huge_padding_and_dilation)
+{
+    mnas_tensor *x = randn(4, 1, 2, 1, 1), *w = randn(4, 3, 2, 3, 3);
+    mnas_tensor_set_requires_grad(x, 1);
+    mnas_tensor_set_requires_grad(w, 1);
+    mnas_tensor *y = mnas_conv2d(tp, x, w, NULL, 1, 1 << 30, 1 << 30, 1);
+    ck_assert_msg(y != NULL, "%s", mnas_tape_last_error(tp));
+    assert_shape(y, 4, 1, 3, 1, 1);
+    for (int o = 0; o < 3; o++) {
+        double want = (double)D(w)[(o * 2 + 0) * 9 + 4] * D(x)[0] + (double)D(w)[(o * 2 + 1) * 9 + 4] * D(x)[1];
+        ck_assert_msg(fabs(D(y)[o] - want) <= 1e-5 * (1 + fabs(want)), "y[%d] = %g, want %g", o, (double)D(y)[o], want);
+    }
+    mnas_tensor *ins[2] = { x, w }, *g[2];
+    ck_assert_int_eq(mnas_grad(tp, mnas_sum(tp, y), 2, ins, g, 0), MNAS_OK);
+    for (int c = 0; c < 2; c++) {
+        double want = 0;
+        for (int o = 0; o < 3; o++) want += D(w)[(o * 2 + c) * 9 + 4];
+        ck_assert(fabs(D(g[0])[c] - want) <= 1e-5 * (1 + fabs(want)));
+    }
+    for (int k = 0; k < 54; k++) ck_assert(D(g[1])[k] == (k % 9 == 4 ? D(x)[(k / 9) % 2] : 0));
+    mnas_tensor_free(x);
+    mnas_tensor_free(w);
 }
 END_TEST
 
@@ -540,6 +601,8 @@ int main(void)
     tcase_add_loop_test(fw, pools_match_direct_loops, 0, NPOOL);
     tcase_add_test(fw, avg_pool_excludes_padding);
     tcase_add_test(fw, max_pool_special_values);
+    tcase_add_test(fw, max_pool_2x2_special_values);
+    tcase_add_test(fw, conv2d_huge_padding_and_dilation);
     tcase_add_test(fw, global_avg_pool_values);
     tcase_add_test(fw, steady_state_memory);
     suite_add_tcase(s, fw);

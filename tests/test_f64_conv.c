@@ -119,6 +119,14 @@ static mnas_tensor *f_conv_2x3_p1(mnas_tape *t, mnas_tensor *const *in)
 {
     return mnas_conv2d(t, in[0], in[1], in[2], 1, 1, 1, 1);
 }
+static mnas_tensor *f_conv_p3(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], in[2], 1, 3, 1, 1); /* padding past the kernel: im2col */
+}
+static mnas_tensor *f_conv_5x3_d2(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas_conv2d(t, in[0], in[1], NULL, 1, 2, 2, 1); /* direct, taps unequal per axis */
+}
 static mnas_tensor *f_conv_mult2(mnas_tape *t, mnas_tensor *const *in)
 {
     return mnas_conv2d(t, in[0], in[1], in[2], 1, 1, 1, 2); /* groups == C, O == 2C */
@@ -196,6 +204,8 @@ static const op_case cases[] = {
     { "conv2d 1x1 stride 2", 2, { 4, 4 }, { S4(1, 3, 5, 5), S4(2, 3, 1, 1) }, { N, N }, f_conv_1x1_s2 },
     { "conv2d 2x3 kernel pad 1 non-square image", 3, { 4, 4, 1 }, { S4(2, 2, 4, 6), S4(3, 2, 2, 3), S1(3) },
       { N, N, N }, f_conv_2x3_p1 },
+    { "conv2d pad 3 (im2col)", 3, { 4, 4, 1 }, { S4(1, 2, 4, 5), S4(3, 2, 3, 3), S1(3) }, { N, N, N }, f_conv_p3 },
+    { "conv2d 5x3 dilation 2 one channel", 2, { 4, 4 }, { S4(2, 1, 9, 5), S4(1, 1, 5, 3) }, { N, N }, f_conv_5x3_d2 },
     { "conv2d groups == C, O == 2C", 3, { 4, 4, 1 }, { S4(1, 2, 4, 4), S4(4, 1, 3, 3), S1(4) }, { N, N, N },
       f_conv_mult2 },
     { "max_pool2d 3 stride 1 pad 1", 1, { 4 }, { S4(2, 2, 5, 5) }, { D }, f_max_3_s1_p1 },

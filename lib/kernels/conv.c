@@ -44,10 +44,14 @@ static int64_t flat_scratch(const mnas_kconv *g)
     return 3 * a;
 }
 
+static int64_t direct_scratch(const mnas_kconv *g);
+
 int64_t mnas__k_conv_scratch(const mnas_kconv *g)
 {
     if (mnas__k_conv_depthwise(g)) return flat_scratch(g);
     if (pointwise(g)) return 0;
+    int64_t d = direct_scratch(g);
+    if (d) return d;
     return g->C * g->kh * g->kw * g->OH * g->OW;
 }
 
@@ -335,6 +339,145 @@ static void flat_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw
     }
 }
 
+/* ---- direct convolution: groups 1, stride 1, no im2col ------------------
+ * On zero-padded planes of width Wp every kernel tap (c, i, j) is one
+ * constant offset, so the convolution of an image is a product whose B rows
+ * are shifted views of the padded input (mnas__k_gemm_rows): y over Wp-wide
+ * output rows (the columns past OW are computed and dropped) = w [O, C kh
+ * kw] times those rows. The padded planes are C (H + 2p) (W + 2p) values,
+ * not the C kh kw OH OW of the column matrix, and nothing is zero-filled
+ * per tap. The transposed pass is the same product over g padded by
+ * d (k - 1) - p with the flipped, transposed kernel (hence p <= d (k - 1)),
+ * and the weight gradient is g's Wp-wide rows times the shifted views
+ * transposed (mnas__k_gemm_nt_rows), summed over the batch in image order. */
+
+static int64_t offs_reals(int64_t n) { return (n * (int64_t)sizeof(int64_t) + (int64_t)sizeof(real) - 1) / (int64_t)sizeof(real); }
+
+/* Elements of scratch the three direct kernels need (the largest), or 0
+ * when the direct loops do not apply. */
+static int64_t direct_scratch(const mnas_kconv *g)
+{
+    if (g->groups != 1 || g->stride != 1 || pointwise(g) || mnas__k_conv_depthwise(g)) return 0;
+    const int64_t d = g->dil, p = g->pad, kk = g->kh * g->kw;
+    if (p > d * (g->kh - 1) || p > d * (g->kw - 1)) return 0;
+    /* Not when padding or dilation make the planes much larger than the
+     * column matrix and the images would be (a 1-channel input's planes
+     * are larger than its columns, and still cheap). Every product is
+     * checked: huge padding with a huge dilation passes the geometry
+     * checks with a small output. */
+    int64_t lim, t0, t1, t2;
+    if (__builtin_mul_overflow(g->C * kk, g->OH * g->OW, &t0) || __builtin_mul_overflow(g->C + g->O, g->H * g->W, &t1) ||
+        __builtin_add_overflow(t0, t1, &t2) || t2 > ((int64_t)1 << 40) || g->C * g->O > ((int64_t)1 << 30))
+        return 0;
+    lim = 2 * t2 + 65536;
+    if (g->H + 2 * p > lim || g->W + 2 * p > lim || g->H + d * (g->kh - 1) > lim || g->W + d * (g->kw - 1) > lim)
+        return 0;
+    const int64_t Hp = g->H + 2 * p, Wp = g->W + 2 * p;
+    const int64_t Hg = g->H + d * (g->kh - 1), Wg = g->W + d * (g->kw - 1);
+    int64_t a, b, c, e;
+    if (__builtin_mul_overflow(Hp, Wp, &a) || __builtin_mul_overflow(a, g->C, &a) ||
+        __builtin_mul_overflow(g->O * g->OH, Wp, &b) || __builtin_mul_overflow(Hg, Wg, &c) ||
+        __builtin_mul_overflow(c, g->O, &c) || __builtin_mul_overflow(g->C * g->H, Wg, &e) || a > lim || b > lim ||
+        c > lim || e > lim)
+        return 0;
+    int64_t fw = offs_reals(g->C * kk) + a + b;                       /* forward and weights */
+    int64_t tx = offs_reals(g->O * kk) + g->C * g->O * kk + c + e;    /* transposed */
+    int64_t n = fw > tx ? fw : tx;
+    return n > lim ? 0 : n;
+}
+
+/* xp [h + 2 ph, w + 2 pw] = x [h, w] with zero borders. */
+static void pad_copy(const real *x, int64_t h, int64_t w, int64_t ph, int64_t pw, real *xp)
+{
+    const int64_t Wp = w + 2 * pw;
+    memset(xp, 0, (size_t)(ph * Wp + pw) * sizeof(real));
+    for (int64_t r = 0; r < h; r++) {
+        real *o = xp + (r + ph) * Wp + pw;
+        memcpy(o, x + r * w, (size_t)w * sizeof(real));
+        memset(o + w, 0, (size_t)(2 * pw) * sizeof(real)); /* right border, next row's left */
+    }
+    int64_t done = (h + ph) * Wp + pw, total = (h + 2 * ph) * Wp;
+    if (total > done) memset(xp + done, 0, (size_t)(total - done) * sizeof(real));
+}
+
+/* Offsets of the taps (c, i, j), c < nc, into nc padded planes of hp x wp. */
+static void tap_offsets(const mnas_kconv *g, int64_t nc, int64_t hp, int64_t wp, int64_t *off)
+{
+    for (int64_t c = 0, k = 0; c < nc; c++)
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++) off[k++] = c * hp * wp + i * g->dil * wp + j * g->dil;
+}
+
+static void direct_forward(const mnas_kconv *g, const real *x, const real *w, const real *b, real *y, real *scratch)
+{
+    const int64_t C = g->C, O = g->O, H = g->H, W = g->W, OH = g->OH, OW = g->OW, p = g->pad;
+    const int64_t Hp = H + 2 * p, Wp = W + 2 * p, K = C * g->kh * g->kw, n = (OH - 1) * Wp + OW;
+    int64_t *off = (int64_t *)(void *)scratch;
+    real *xp = scratch + offs_reals(K), *yw = xp + C * Hp * Wp;
+    tap_offsets(g, C, Hp, Wp, off);
+    for (int64_t im = 0; im < g->N; im++) {
+        for (int64_t c = 0; c < C; c++) pad_copy(x + (im * C + c) * H * W, H, W, p, p, xp + c * Hp * Wp);
+        mnas__k_gemm_rows(O, n, K, w, K, xp, off, yw, OH * Wp);
+        real *yn = y + im * O * OH * OW;
+        for (int64_t o = 0; o < O; o++) {
+            real b0 = b ? b[o] : 0;
+            for (int64_t oh = 0; oh < OH; oh++) {
+                const real *src = yw + o * OH * Wp + oh * Wp;
+                real *dst = yn + (o * OH + oh) * OW;
+                if (b)
+                    for (int64_t ow = 0; ow < OW; ow++) dst[ow] = src[ow] + b0;
+                else
+                    memcpy(dst, src, (size_t)OW * sizeof(real));
+            }
+        }
+    }
+}
+
+static void direct_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx, real *scratch)
+{
+    const int64_t C = g->C, O = g->O, H = g->H, W = g->W, OH = g->OH, OW = g->OW, d = g->dil;
+    const int64_t kh = g->kh, kw = g->kw, kk = kh * kw, K = O * kk;
+    const int64_t ph = d * (kh - 1) - g->pad, pw = d * (kw - 1) - g->pad;
+    const int64_t Hg = OH + 2 * ph, Wg = OW + 2 * pw, n = (H - 1) * Wg + W;
+    int64_t *off = (int64_t *)(void *)scratch;
+    real *wt = scratch + offs_reals(K), *gp = wt + C * K, *xw = gp + O * Hg * Wg;
+    tap_offsets(g, O, Hg, Wg, off);
+    /* wt [C, O kh kw]: the kernel flipped in both axes, channels swapped */
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t i = 0; i < kh; i++)
+                for (int64_t j = 0; j < kw; j++)
+                    wt[c * K + o * kk + i * kw + j] = w[((o * C + c) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)];
+    for (int64_t im = 0; im < g->N; im++) {
+        for (int64_t o = 0; o < O; o++) pad_copy(gy + (im * O + o) * OH * OW, OH, OW, ph, pw, gp + o * Hg * Wg);
+        mnas__k_gemm_rows(C, n, K, wt, K, gp, off, xw, H * Wg);
+        real *dn = dx + im * C * H * W;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t h = 0; h < H; h++)
+                memcpy(dn + (c * H + h) * W, xw + c * H * Wg + h * Wg, (size_t)W * sizeof(real));
+    }
+}
+
+static void direct_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw, real *scratch)
+{
+    const int64_t C = g->C, O = g->O, H = g->H, W = g->W, OH = g->OH, OW = g->OW, p = g->pad;
+    const int64_t Hp = H + 2 * p, Wp = W + 2 * p, K = C * g->kh * g->kw, n = (OH - 1) * Wp + OW;
+    int64_t *off = (int64_t *)(void *)scratch;
+    real *xp = scratch + offs_reals(K), *gw = xp + C * Hp * Wp;
+    tap_offsets(g, C, Hp, Wp, off);
+    for (int64_t im = 0; im < g->N; im++) {
+        for (int64_t c = 0; c < C; c++) pad_copy(x + (im * C + c) * H * W, H, W, p, p, xp + c * Hp * Wp);
+        /* g's Wp-wide rows, zero past column OW (so the dropped columns add nothing) */
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t oh = 0; oh < OH; oh++) {
+                real *r = gw + o * OH * Wp + oh * Wp;
+                memcpy(r, gy + ((im * O + o) * OH + oh) * OW, (size_t)OW * sizeof(real));
+                memset(r + OW, 0, (size_t)(Wp - OW) * sizeof(real));
+            }
+        mnas__k_gemm_nt_rows(O, K, n, gw, OH * Wp, xp, off, im ? 1 : 0, dw, K);
+    }
+}
+
 /* ---- general (grouped) convolution: im2col + one GEMM per image and group */
 
 void mnas__k_conv2d(const mnas_kconv *g, const real *x, const real *w, const real *b, real *y, real *scratch)
@@ -344,6 +487,10 @@ void mnas__k_conv2d(const mnas_kconv *g, const real *x, const real *w, const rea
             flat_forward(g, x, w, b, y, scratch);
         else
             dw_forward(g, x, w, b, y);
+        return;
+    }
+    if (direct_scratch(g)) {
+        direct_forward(g, x, w, b, y, scratch);
         return;
     }
     const int64_t L = g->OH * g->OW, G = g->groups, Og = g->O / G;
@@ -374,6 +521,10 @@ void mnas__k_conv2d_dx(const mnas_kconv *g, const real *gy, const real *w, real 
             dw_dx(g, gy, w, dx);
         return;
     }
+    if (direct_scratch(g)) {
+        direct_dx(g, gy, w, dx, scratch);
+        return;
+    }
     const int64_t L = g->OH * g->OW, G = g->groups, Og = g->O / G;
     const int64_t Ck = g->C / G * g->kh * g->kw, HW = g->H * g->W;
     int pw = pointwise(g);
@@ -397,6 +548,10 @@ void mnas__k_conv2d_dw(const mnas_kconv *g, const real *x, const real *gy, real 
             flat_dw(g, x, gy, dw, scratch);
         else
             dw_dw(g, x, gy, dw);
+        return;
+    }
+    if (direct_scratch(g)) {
+        direct_dw(g, x, gy, dw, scratch);
         return;
     }
     const int64_t L = g->OH * g->OW, G = g->groups, Og = g->O / G;
@@ -435,9 +590,80 @@ static void window_counts(const mnas_kconv *g, real *cnt)
 
 int64_t mnas__k_pool_scratch(const mnas_kconv *g) { return 2 * g->OH * g->OW; }
 
+/* The conv net's 2 x 2 pool with stride 2 and no padding (every window
+ * full), on AVX-512: 16 outputs at a time, the even and odd cells of each
+ * row pair split by permutes, and each window's four cells compared in the
+ * same order and by the same rule as the general loops below (a NaN wins
+ * over numbers, the first maximum wins a tie), so the same values and
+ * argmax. The general loops make four passes over the outputs and their
+ * argmax; GCC keeps a scalar version's selects as branches. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !(defined(MNAS_REAL_IS_DOUBLE) && MNAS_REAL_IS_DOUBLE)
+#define MNAS_POOL512 1
+#include <immintrin.h>
+
+__attribute__((target("avx512f,avx512vl"))) static void max_pool_2x2_512(const mnas_kconv *g, const float *x,
+                                                                         float *y, int64_t *idx)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    const __m512i c1 = _mm512_set1_epi32(1), cW = _mm512_set1_epi32((int)W), cW1 = _mm512_set1_epi32((int)W + 1);
+    const __m512i lane2 = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+#define TAKE(v, b) \
+    (_mm512_cmp_ps_mask(v, b, _CMP_GT_OQ) | (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(b, b, _CMP_ORD_Q)))
+    for (int64_t nc = 0; nc < g->N * g->C; nc++) {
+        const float *xp = x + nc * H * W;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+            float *yr = y + (nc * OH + oh) * OW;
+            for (int64_t k0 = 0; k0 < OW; k0 += 16) {
+                int64_t m = OW - k0 < 16 ? OW - k0 : 16, nin = 2 * m;
+                __mmask16 mo = (__mmask16)(m == 16 ? 0xFFFFu : (1u << m) - 1u);
+                __mmask16 lo = (__mmask16)(nin >= 16 ? 0xFFFFu : (1u << nin) - 1u);
+                __mmask16 hi = (__mmask16)(nin >= 32 ? 0xFFFFu : nin > 16 ? (1u << (nin - 16)) - 1u : 0u);
+                __m512 a0 = _mm512_maskz_loadu_ps(lo, r0 + 2 * k0), a1 = _mm512_maskz_loadu_ps(hi, r0 + 2 * k0 + 16);
+                __m512 c0 = _mm512_maskz_loadu_ps(lo, r1 + 2 * k0), c1v = _mm512_maskz_loadu_ps(hi, r1 + 2 * k0 + 16);
+                __m512 b = _mm512_permutex2var_ps(a0, ev, a1), v = _mm512_permutex2var_ps(a0, od, a1);
+                __m512i at = _mm512_setzero_si512();
+                __mmask16 t = TAKE(v, b);
+                b = _mm512_mask_mov_ps(b, t, v);
+                at = _mm512_mask_mov_epi32(at, t, c1);
+                v = _mm512_permutex2var_ps(c0, ev, c1v);
+                t = TAKE(v, b);
+                b = _mm512_mask_mov_ps(b, t, v);
+                at = _mm512_mask_mov_epi32(at, t, cW);
+                v = _mm512_permutex2var_ps(c0, od, c1v);
+                t = TAKE(v, b);
+                b = _mm512_mask_mov_ps(b, t, v);
+                at = _mm512_mask_mov_epi32(at, t, cW1);
+                _mm512_mask_storeu_ps(yr + k0, mo, b);
+                if (idx) {
+                    int64_t *ir = idx + (nc * OH + oh) * OW + k0;
+                    __m512i base = _mm512_add_epi64(_mm512_set1_epi64(nc * H * W + 2 * oh * W + 2 * k0), lane2);
+                    __m512i plo = _mm512_add_epi64(base, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(at)));
+                    __m512i phi = _mm512_add_epi64(_mm512_add_epi64(base, _mm512_set1_epi64(16)),
+                                                   _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(at, 1)));
+                    _mm512_mask_storeu_epi64(ir, (__mmask8)(mo & 0xFF), plo);
+                    _mm512_mask_storeu_epi64(ir + 8, (__mmask8)(mo >> 8), phi);
+                }
+            }
+        }
+    }
+#undef TAKE
+}
+#endif
+
 MNAS_CLONES
 void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx)
 {
+#ifdef MNAS_POOL512
+    if (g->kh == 2 && g->kw == 2 && g->stride == 2 && g->pad == 0 && g->W < INT32_MAX &&
+        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
+        max_pool_2x2_512(g, x, y, idx);
+        return;
+    }
+#endif
     const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, L = OH * OW;
     for (int64_t nc = 0; nc < g->N * g->C; nc++) {
         const real *xp = x + nc * H * W;

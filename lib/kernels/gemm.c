@@ -143,10 +143,12 @@ static void gemv_row(int ta, int tb, int64_t N, int64_t K, real alpha, const rea
 #define T512_INLINE static inline __attribute__((always_inline, target("avx512f,avx512vl")))
 
 /* rows x (16 * NV) block of C. A(r, k) = A[r * sai + k * sak]; row k of
- * op(B) starts at B + k * ldb; lanes past ncols are neither read nor
- * written (masked). */
+ * op(B) starts at B + k * ldb, or at B + boff[k] when boff is not NULL (the
+ * shifted planes of a direct convolution); lanes past ncols are neither
+ * read nor written (masked). */
 T512_INLINE void blk512(int rows, int NV, int64_t K, const float *A, int64_t sai, int64_t sak, const float *B,
-                        int64_t ldb, int64_t ncols, float alpha, float beta, float *C, int64_t ldc)
+                        int64_t ldb, const int64_t *boff, int64_t ncols, float alpha, float beta, float *C,
+                        int64_t ldc)
 {
     __mmask16 mk[4];
     for (int v = 0; v < 4; v++) {
@@ -158,7 +160,8 @@ T512_INLINE void blk512(int rows, int NV, int64_t K, const float *A, int64_t sai
         for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
         __m512 b[4];
-        for (int v = 0; v < NV; v++) b[v] = _mm512_maskz_loadu_ps(mk[v], B + k * ldb + 16 * v);
+        const float *Bk = B + (boff ? boff[k] : k * ldb);
+        for (int v = 0; v < NV; v++) b[v] = _mm512_maskz_loadu_ps(mk[v], Bk + 16 * v);
         for (int r = 0; r < rows; r++) {
             __m512 a = _mm512_set1_ps(A[r * sai + k * sak]);
             for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
@@ -174,18 +177,20 @@ T512_INLINE void blk512(int rows, int NV, int64_t K, const float *A, int64_t sai
         }
 }
 
-/* Bp[k * NP + j] = B[j * ldb + k] for j < N, k < K, and 0 for N <= j <
- * 8 * ceil(N / 8) (NP >= that): 8 x 8 tiles through registers; the ragged
- * edges are tiles too, with masked loads (nothing past row N or column K
- * of B is read) and only the rows below K stored. */
-T512_INLINE void pack_transposed(int64_t N, int64_t K, const float *B, int64_t ldb, float *Bp, int64_t NP)
+/* Bp[k * NP + j] = B[j * ldb + k] (B[boff[j] + k] when boff is not NULL)
+ * for j < N, k < K, and 0 for N <= j < 8 * ceil(N / 8) (NP >= that): 8 x 8
+ * tiles through registers; the ragged edges are tiles too, with masked
+ * loads (nothing past row N or column K of B is read) and only the rows
+ * below K stored. */
+T512_INLINE void pack_transposed(int64_t N, int64_t K, const float *B, int64_t ldb, const int64_t *boff, float *Bp,
+                                 int64_t NP)
 {
     static const float zero8[8] = { 0 };
     for (int64_t j = 0; j < N; j += 8) {
         const float *row[8];
         int64_t inc[8];
         for (int r = 0; r < 8; r++) {
-            row[r] = j + r < N ? B + (j + r) * ldb : zero8;
+            row[r] = j + r < N ? B + (boff ? boff[j + r] : (j + r) * ldb) : zero8;
             inc[r] = j + r < N ? 1 : 0; /* a missing row reads zeros, in place */
         }
         for (int64_t k = 0; k < K; k += 8) {
@@ -226,15 +231,19 @@ static int gemm512_fits(int tb, int64_t M, int64_t N, int64_t K)
     return !tb || K * ((N + 15) / 16 * 16) <= PACK512;
 }
 
-T512 static void gemm512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+/* boff (may be NULL): row k of op(B) = B + boff[k] (no transpose), or
+ * column j of op(B) = B + boff[j] (transposed: packed like any other). */
+T512 static void gemm512_off(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                             int64_t lda, const float *B, int64_t ldb, const int64_t *boff, float beta, float *C,
+                             int64_t ldc)
 {
     float Bp[PACK512] __attribute__((aligned(64)));
     if (tb) {
         int64_t NP = (N + 15) / 16 * 16;
-        pack_transposed(N, K, B, ldb, Bp, NP);
+        pack_transposed(N, K, B, ldb, boff, Bp, NP);
         B = Bp;
         ldb = NP;
+        boff = NULL;
     }
     const int64_t sak = ta ? lda : 1, sai = ta ? 1 : lda; /* A(i,k) = A[i*sai + k*sak] */
     for (int64_t j0 = 0; j0 < N; j0 += 64) {
@@ -245,7 +254,7 @@ T512 static void gemm512(int ta, int tb, int64_t M, int64_t N, int64_t K, float 
             const float *Ai = A + i0 * sai;
             float *Ci = C + i0 * ldc + j0;
             const float *Bj = B + j0;
-#define BLK(R, V) blk512(R, V, K, Ai, sai, sak, Bj, ldb, ncols, alpha, beta, Ci, ldc)
+#define BLK(R, V) blk512(R, V, K, Ai, sai, sak, Bj, ldb, boff, ncols, alpha, beta, Ci, ldc)
 #define BLK_ROWS(V)                                                                                                  \
     switch (rows) {                                                                                                  \
     case 4: BLK(4, V); break;                                                                                        \
@@ -265,33 +274,48 @@ T512 static void gemm512(int ta, int tb, int64_t M, int64_t N, int64_t K, float 
     }
 }
 
-/* Long, skinny products: the modulator's FC batched over a meta-batch
- * (25 x 24051 x 32 forwards, 25 x 32 x 24051 and 24051 x 32 x 25
- * backwards). BLIS runs them at a fifth of this core's peak; here they are
- * cut into pieces that gemm512 takes with its operands in L1: a transposed
- * B in column panels that fit its pack buffer, a long K in chunks whose
- * partial products accumulate into C (the same order on every call). */
-enum { SKINNY_KC = 256 };
-
-static int gemm512_skinny(int tb, int64_t M, int64_t N, int64_t K)
+T512 static void gemm512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
-    if (tb) return K <= 128 && M <= 128;
-    return N <= 64;
+    gemm512_off(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
 }
 
+/* Everything else on an AVX-512 machine: long, skinny products (the
+ * modulator's FC batched over a meta-batch, 25 x 24051 x 32 and its
+ * transposes) and the convolutions' im2col products (32 x 196 x 288 and
+ * friends). The BLIS a distribution ships may not know the CPU and fall
+ * back to its generic C kernels (it does on the Zen 5 of the bench
+ * machine: a tenth of this kernel's speed), so these are cut into pieces
+ * that gemm512 takes with its operands in L1/L2: a B stored by rows in
+ * chunks of SKINNY_KC rows; a transposed B in panels of 64 columns by
+ * PANEL_KC rows that fit the pack buffer. Partial products of the K chunks
+ * accumulate into C in chunk order, so every element still sums in the
+ * same order on every call. */
+enum { SKINNY_KC = 256, PANEL_KC = PACK512 / 64 };
+
 T512 static void gemm512_pieces(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                                int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+                                int64_t lda, const float *B, int64_t ldb, const int64_t *boff, float beta, float *C,
+                                int64_t ldc)
 {
+    const int64_t sak = ta ? lda : 1;
     if (tb) {
-        int64_t nc = PACK512 / K / 64 * 64;
-        for (int64_t j0 = 0; j0 < N; j0 += nc)
-            gemm512(ta, 1, M, N - j0 < nc ? N - j0 : nc, K, alpha, A, lda, B + j0 * ldb, ldb, beta, C + j0, ldc);
+        for (int64_t j0 = 0; j0 < N; j0 += 64) {
+            int64_t nc = N - j0 < 64 ? N - j0 : 64;
+            for (int64_t k0 = 0; k0 < K; k0 += PANEL_KC)
+                gemm512_off(ta, 1, M, nc, K - k0 < PANEL_KC ? K - k0 : PANEL_KC, alpha, A + k0 * sak, lda,
+                            boff ? B + k0 : B + j0 * ldb + k0, ldb, boff ? boff + j0 : NULL, k0 ? 1.0f : beta,
+                            C + j0, ldc);
+        }
         return;
     }
-    const int64_t sak = ta ? lda : 1;
     for (int64_t k0 = 0; k0 < K; k0 += SKINNY_KC)
-        gemm512(ta, 0, M, N, K - k0 < SKINNY_KC ? K - k0 : SKINNY_KC, alpha, A + k0 * sak, lda, B + k0 * ldb, ldb,
-                k0 ? 1.0f : beta, C, ldc);
+        gemm512_off(ta, 0, M, N, K - k0 < SKINNY_KC ? K - k0 : SKINNY_KC, alpha, A + k0 * sak, lda,
+                    boff ? B : B + k0 * ldb, ldb, boff ? boff + k0 : NULL, k0 ? 1.0f : beta, C, ldc);
+}
+
+static int have_avx512(void)
+{
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
 }
 #endif /* MNAS_GEMM512 */
 
@@ -313,13 +337,13 @@ void mnas__k_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, c
         return;
     }
 #ifdef MNAS_GEMM512
-    const int have512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+    const int have512 = have_avx512();
     if (K > 0 && have512 && gemm512_fits(tb, M, N, K)) {
         gemm512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    if (K > 0 && have512 && gemm512_skinny(tb, M, N, K)) {
-        gemm512_pieces(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (K > 0 && have512) {
+        gemm512_pieces(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
         return;
     }
 #endif
@@ -347,6 +371,68 @@ void mnas__k_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, c
     bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)M, (dim_t)N, (dim_t)K, &al, (real *)A, rsa, csa,
               (real *)B, rsb, csb, &be, C, (inc_t)ldc, 1);
 #endif
+}
+
+/* ---- products whose B rows are shifted planes (direct convolution) ----
+ * The portable versions sum in the same order k = 0..K-1 per element (no
+ * FMA); the AVX-512 ones are gemm512 with a table of row offsets. */
+MNAS_CLONES
+static void gemm_rows_plain(int64_t M, int64_t N, int64_t K, const real *A, int64_t lda, const real *B,
+                            const int64_t *boff, real *C, int64_t ldc)
+{
+    for (int64_t i = 0; i < M; i++) {
+        real *c = C + i * ldc;
+        for (int64_t j = 0; j < N; j++) c[j] = 0;
+        for (int64_t k = 0; k < K; k++) {
+            real a = A[i * lda + k];
+            const real *b = B + boff[k];
+            for (int64_t j = 0; j < N; j++) c[j] += a * b[j];
+        }
+    }
+}
+
+/* sum_k a[k] b[k] in 8 fixed lanes, folded in a fixed order. */
+MNAS_CLONES
+static void gemm_nt_rows_plain(int64_t M, int64_t N, int64_t K, const real *A, int64_t lda, const real *B,
+                               const int64_t *boff, real beta, real *C, int64_t ldc)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            const real *a = A + i * lda, *b = B + boff[j];
+            real acc[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+            int64_t k = 0;
+            for (; k + 8 <= K; k += 8)
+                for (int q = 0; q < 8; q++) acc[q] += a[k + q] * b[k + q];
+            for (; k < K; k++) acc[0] += a[k] * b[k];
+            real s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+            C[i * ldc + j] = beta == 0 ? s : s + beta * C[i * ldc + j];
+        }
+}
+
+void mnas__k_gemm_rows(int64_t M, int64_t N, int64_t K, const real *A, int64_t lda, const real *B,
+                       const int64_t *boff, real *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0 || K <= 0) return;
+#ifdef MNAS_GEMM512
+    if (have_avx512()) {
+        gemm512_pieces(0, 0, M, N, K, 1, A, lda, B, 0, boff, 0, C, ldc);
+        return;
+    }
+#endif
+    gemm_rows_plain(M, N, K, A, lda, B, boff, C, ldc);
+}
+
+void mnas__k_gemm_nt_rows(int64_t M, int64_t N, int64_t K, const real *A, int64_t lda, const real *B,
+                          const int64_t *boff, real beta, real *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0 || K <= 0) return;
+#ifdef MNAS_GEMM512
+    if (have_avx512()) {
+        gemm512_pieces(0, 1, M, N, K, 1, A, lda, B, 0, boff, beta, C, ldc);
+        return;
+    }
+#endif
+    gemm_nt_rows_plain(M, N, K, A, lda, B, boff, beta, C, ldc);
 }
 
 void mnas__k_gemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, const real *A,

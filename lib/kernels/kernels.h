@@ -26,6 +26,15 @@ void mnas__k_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, c
 /* The same by plain loops (reference for tests; small sizes). */
 void mnas__k_gemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, real alpha, const real *A,
                       int64_t lda, const real *B, int64_t ldb, real beta, real *C, int64_t ldc);
+/* Products whose B is a table of shifted rows (direct convolution): C [M,
+ * N] = A [M, K] times the K x N matrix whose row k is B + boff[k]; and C =
+ * A [M, K] times the transpose of the N x K matrix whose row j is B +
+ * boff[j], plus beta C. Row strides lda and ldc; every element sums its K
+ * products in the same order on every call. K <= 0 leaves C alone. */
+void mnas__k_gemm_rows(int64_t M, int64_t N, int64_t K, const real *A, int64_t lda, const real *B,
+                       const int64_t *boff, real *C, int64_t ldc);
+void mnas__k_gemm_nt_rows(int64_t M, int64_t N, int64_t K, const real *A, int64_t lda, const real *B,
+                          const int64_t *boff, real beta, real *C, int64_t ldc);
 /* Called once per context: pins BLIS to one thread where it is threaded. */
 void mnas__k_gemm_init(void);
 
