@@ -10,13 +10,16 @@ the mean training time.
 
     /usr/bin/python3 scripts/sweep.py --method mnas --seeds 1,2,3 \\
         --set "--outer-lr 0.001,0.005" --set "--lr-decay 0,0.3" \\
-        --budget-minutes 60 --jobs 2 -- --iterations 3000 --eval-iterations 800
+        --budget-minutes 60 --run-minutes 10 --jobs 2 -- --iterations 3000 --eval-iterations 800
 
 Each --set names one mnas_demo option and its comma-separated values; the
 grid is their product. Arguments after "--" go to every run. Runs start in
 grid order, seed by seed (all settings for the first seed first), so a
 budget that runs out leaves every setting with the same seeds where
-possible; settings with fewer seeds are marked. Standard library only.
+possible; settings with fewer seeds are marked. --run-minutes stops a run
+that takes longer (it counts as failed, and is listed). After the table, the
+best setting (lowest mean) and the settings whose interval overlaps its
+interval. Standard library only.
 """
 
 import argparse
@@ -86,6 +89,8 @@ def main(argv):
     ap.add_argument("--threads", type=int, default=1, help="threads of each run (default 1)")
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (default 2)")
     ap.add_argument("--budget-minutes", type=float, default=0, help="start no run after this (0: no limit)")
+    ap.add_argument("--run-minutes", type=float, default=0,
+                    help="wall-time limit of each run: a longer run is stopped and counts as failed (0: no limit)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
     ap.add_argument("extra", nargs=argparse.REMAINDER, help="after --: arguments for every run")
     a = ap.parse_args(argv)
@@ -98,6 +103,8 @@ def main(argv):
         ap.error("--seeds: at least one seed")
     if a.val_tasks < 2 or a.jobs < 1 or a.threads < 1:
         ap.error("--val-tasks must be >= 2, --jobs and --threads >= 1")
+    if not (a.run_minutes >= 0 and a.budget_minutes >= 0) or math.isinf(a.run_minutes + a.budget_minutes):
+        ap.error("--run-minutes and --budget-minutes must be finite and >= 0")
     axes = []
     for spec in a.set:
         parts = spec.split(None, 1)
@@ -136,7 +143,11 @@ def sweep(a, seeds, settings, command):
     def run(s, seed):
         if a.budget_minutes and time.time() - start > 60 * a.budget_minutes:
             return s, seed, "skipped", None
-        p = subprocess.run(command(s, seed), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            p = subprocess.run(command(s, seed), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=60 * a.run_minutes if a.run_minutes else None)
+        except subprocess.TimeoutExpired:
+            return s, seed, "stopped after the %g-minute limit of a run" % a.run_minutes, None
         if p.returncode != 0:
             return s, seed, "failed: " + (p.stderr.strip().splitlines() or ["exit %d" % p.returncode])[-1], None
         r = parse_validation(p.stdout, a.method)
@@ -174,6 +185,15 @@ def sweep(a, seeds, settings, command):
         mark = "" if n == len(seeds) else " *"
         print("%-44s %5d %8.4f +- %-8.4f %s %8.1f%s" % (label[:44], n, m, ci, " ".join("%-9.4f" % v for v in fam),
                                                        secs, mark))
+    if rows:
+        m, ci, s, n, _, _ = rows[0]
+        label = " ".join("%s %s" % kv for kv in s) or "(defaults)"
+        print("best: %s  validation MSE %.4f +- %.4f over %d seed%s" % (label, m, ci, n, "" if n == 1 else "s"))
+        # Within noise of the best: intervals that overlap its interval.
+        close = [" ".join("%s %s" % kv for kv in r[2]) or "(defaults)" for r in rows[1:]
+                 if not (r[0] - r[1] > m + ci or r[0] + r[1] < m - ci)]
+        if close:
+            print("overlapping the best's interval: " + "; ".join(close))
     if any(r[3] != len(seeds) for r in rows):
         print("* fewer seeds than asked (budget or failures)")
     if skipped:
