@@ -47,9 +47,11 @@ ps = run([sys.executable, SWEEP, "--demo", DEMO, "--method", "maml", "--seeds", 
           "--val-tasks", str(VAL), "--jobs", "1", "--run-minutes", "2", "--set", "--outer-lr " + ",".join(LRS),
           "--"] + COMMON)
 row_re = re.compile(r"^--outer-lr (\S+)\s+(\d+)\s+" + NUM + r" \+- " + NUM + r"((?:\s+" + NUM + r"){4})\s+"
-                    + NUM + r"\s*$", re.M)
+                    + NUM + r"\s+" + NUM + r"\s*$", re.M)
 rows = [(m.group(1), int(m.group(2)), float(m.group(3)), float(m.group(4)),
-         [float(v) for v in m.group(5).split()]) for m in row_re.finditer(ps.stdout)]
+         [float(v) for v in m.group(5).split()], float(m.group(m.lastindex))) for m in row_re.finditer(ps.stdout)]
+check(all(r[5] > 0 for r in rows), "a CPU time per row: %r" % [r[5] for r in rows])
+rows = [r[:5] for r in rows]
 check(sorted(r[0] for r in rows) == sorted(LRS) and all(r[1] == len(SEEDS) for r in rows),
       "one row per setting, each over %d seeds: %r" % (len(SEEDS), ps.stdout[-800:]))
 
