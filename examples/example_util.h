@@ -165,14 +165,14 @@ static inline int ex_learner_option(const char *a, const char *v, mnas_learner_o
         if (*ok) o->modulation = !strcmp(v, "element") ? MNAS_MODULATE_ELEMENT : MNAS_MODULATE_CHANNEL;
         else fprintf(stderr, "error: --modulation %s: element or channel\n", v);
     } else if (!strcmp(a, "--modulator-form")) {
-        static const char *const forms[3] = { "sigmoid", "two-sigmoid", "one-plus-tanh" };
+        static const char *const forms[4] = { "sigmoid", "two-sigmoid", "one-plus-tanh", "film" };
         *ok = 0;
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < 4; k++)
             if (!strcmp(v, forms[k])) {
                 o->modulator_form = (mnas_modulator_form)k;
                 *ok = 1;
             }
-        if (!*ok) fprintf(stderr, "error: --modulator-form %s: sigmoid, two-sigmoid or one-plus-tanh\n", v);
+        if (!*ok) fprintf(stderr, "error: --modulator-form %s: sigmoid, two-sigmoid, one-plus-tanh or film\n", v);
     } else {
         return 0;
     }
@@ -188,8 +188,9 @@ static inline int ex_learner_option(const char *a, const char *v, mnas_learner_o
     "  --encoder gru|lstm  the task encoder's RNN (default gru)\n"                                           \
     "  --modulation element|channel  one tau per weight or per output unit (default element)\n"             \
     "  --modulator-bias X  initial bias of the modulator's FC (default 3: tau ~ 0.95)\n"                   \
-    "  --modulator-form F  tau = sigmoid(u) (default, the paper's), two-sigmoid: 2 sigmoid(u) or\n"       \
+    "  --modulator-form F  tau = sigmoid(u) (default, the paper's), two-sigmoid: 2 sigmoid(u),\n"        \
     "                      one-plus-tanh: 1 + tanh(u) (both tau = 1 at u = 0: use --modulator-bias 0)\n" \
+    "                      or film: sigmoid(u) w + beta, a shift on biases and batch-norm parameters\n" \
     "  --beta X            weight of the reconstruction loss L_r (default 0.01)\n"                          \
     "  --clip-norm X       clip the meta-gradient's norm at X (default 0: off)\n"
 

@@ -5,18 +5,23 @@ Every run trains one method with one setting and one seed and evaluates it
 on validation tasks only (mnas_demo --test-tasks 0 --val-tasks N), so the
 test tasks stay untouched until the chosen setting's final run. The table
 gives, per setting, the mean over seeds of the averaged validation MSE with
-a 95 % confidence interval over seeds (Student t), the per-family means and
-the mean training time.
+a 95 % confidence interval over seeds (Student t), the per-family means, the
+mean training time (wall clock, as mnas_demo reports it) and the mean CPU time
+of a run (user + system, training and validation, from the run's rusage: on a
+shared machine it is the fairer measure of what a setting costs).
 
     /usr/bin/python3 scripts/sweep.py --method mnas --seeds 1,2,3 \\
         --set "--outer-lr 0.001,0.005" --set "--lr-decay 0,0.3" \\
-        --budget-minutes 60 --jobs 2 -- --iterations 3000 --eval-iterations 800
+        --budget-minutes 60 --run-minutes 10 --jobs 2 -- --iterations 3000 --eval-iterations 800
 
 Each --set names one mnas_demo option and its comma-separated values; the
 grid is their product. Arguments after "--" go to every run. Runs start in
 grid order, seed by seed (all settings for the first seed first), so a
 budget that runs out leaves every setting with the same seeds where
-possible; settings with fewer seeds are marked. Standard library only.
+possible; settings with fewer seeds are marked. --run-minutes stops a run
+that takes longer (it counts as failed, and is listed). After the table, the
+best setting (lowest mean) and the settings whose interval overlaps its
+interval. Standard library only.
 """
 
 import argparse
@@ -64,6 +69,27 @@ def parse_validation(stdout, method):
     return None
 
 
+def run_measured(cmd, timeout):
+    """Run cmd: (exit status or None if stopped at the timeout, stdout,
+    stderr, CPU seconds of the run: user + system, from its own rusage)."""
+    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
+        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, text=True)
+        start = time.time()
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid == p.pid:
+                break
+            if timeout is not None and time.time() - start > timeout:
+                p.kill()
+                os.wait4(p.pid, 0)
+                return None, "", "", 0.0
+            time.sleep(0.05)
+        p.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
+        fo.seek(0)
+        fe.seek(0)
+        return p.returncode, fo.read(), fe.read(), ru.ru_utime + ru.ru_stime
+
+
 def mean_ci(values):
     n = len(values)
     m = sum(values) / n
@@ -86,6 +112,8 @@ def main(argv):
     ap.add_argument("--threads", type=int, default=1, help="threads of each run (default 1)")
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (default 2)")
     ap.add_argument("--budget-minutes", type=float, default=0, help="start no run after this (0: no limit)")
+    ap.add_argument("--run-minutes", type=float, default=0,
+                    help="wall-time limit of each run: a longer run is stopped and counts as failed (0: no limit)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
     ap.add_argument("extra", nargs=argparse.REMAINDER, help="after --: arguments for every run")
     a = ap.parse_args(argv)
@@ -98,6 +126,8 @@ def main(argv):
         ap.error("--seeds: at least one seed")
     if a.val_tasks < 2 or a.jobs < 1 or a.threads < 1:
         ap.error("--val-tasks must be >= 2, --jobs and --threads >= 1")
+    if not (a.run_minutes >= 0 and a.budget_minutes >= 0) or math.isinf(a.run_minutes + a.budget_minutes):
+        ap.error("--run-minutes and --budget-minutes must be finite and >= 0")
     axes = []
     for spec in a.set:
         parts = spec.split(None, 1)
@@ -136,11 +166,13 @@ def sweep(a, seeds, settings, command):
     def run(s, seed):
         if a.budget_minutes and time.time() - start > 60 * a.budget_minutes:
             return s, seed, "skipped", None
-        p = subprocess.run(command(s, seed), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        if p.returncode != 0:
-            return s, seed, "failed: " + (p.stderr.strip().splitlines() or ["exit %d" % p.returncode])[-1], None
-        r = parse_validation(p.stdout, a.method)
-        return s, seed, "ok" if r else "no validation row", r
+        code, out, err, cpu = run_measured(command(s, seed), 60 * a.run_minutes if a.run_minutes else None)
+        if code is None:
+            return s, seed, "stopped after the %g-minute limit of a run" % a.run_minutes, None
+        if code != 0:
+            return s, seed, "failed: " + (err.strip().splitlines() or ["exit %d" % code])[-1], None
+        r = parse_validation(out, a.method)
+        return s, seed, "ok" if r else "no validation row", r + (cpu,) if r else None
 
     skipped = 0
     with ThreadPoolExecutor(max_workers=a.jobs) as pool:
@@ -150,7 +182,8 @@ def sweep(a, seeds, settings, command):
             label = " ".join("%s %s" % kv for kv in s) or "(defaults)"
             if status == "ok":
                 results[s].append(r)
-                print("  seed %d  %-40s validation MSE %.4f  (%.0f s)" % (seed, label, r[0], r[2]), file=sys.stderr)
+                print("  seed %d  %-40s validation MSE %.4f  (train %.0f s, CPU %.0f s)" % (seed, label, r[0], r[2], r[3]),
+                      file=sys.stderr)
             elif status == "skipped":
                 skipped += 1
             else:
@@ -163,17 +196,27 @@ def sweep(a, seeds, settings, command):
         m, ci = mean_ci([r[0] for r in rs])
         fam = [sum(r[1][k] for r in rs) / len(rs) for k in range(len(FAMILIES))]
         secs = sum(r[2] for r in rs) / len(rs)
-        rows.append((m, ci, s, len(rs), fam, secs))
+        cpu = sum(r[3] for r in rs) / len(rs)
+        rows.append((m, ci, s, len(rs), fam, secs, cpu))
     rows.sort(key=lambda r: (r[0] if math.isfinite(r[0]) else float("inf")))
     print("\n%s: averaged validation MSE over seeds (mean +- 95%% CI, Student t), %d validation tasks per family"
           % (METHOD_NAMES[a.method], a.val_tasks))
-    print("%-44s %5s %-20s %s %8s" % ("setting", "seeds", "validation MSE", " ".join("%-9s" % f[:9] for f in FAMILIES),
-                                      "train s"))
-    for m, ci, s, n, fam, secs in rows:
+    print("%-44s %5s %-20s %s %8s %8s" % ("setting", "seeds", "validation MSE",
+                                          " ".join("%-9s" % f[:9] for f in FAMILIES), "train s", "CPU s"))
+    for m, ci, s, n, fam, secs, cpu in rows:
         label = " ".join("%s %s" % kv for kv in s) or "(defaults)"
         mark = "" if n == len(seeds) else " *"
-        print("%-44s %5d %8.4f +- %-8.4f %s %8.1f%s" % (label[:44], n, m, ci, " ".join("%-9.4f" % v for v in fam),
-                                                       secs, mark))
+        print("%-44s %5d %8.4f +- %-8.4f %s %8.1f %8.1f%s" % (label[:44], n, m, ci, " ".join("%-9.4f" % v for v in fam),
+                                                             secs, cpu, mark))
+    if rows:
+        m, ci, s, n = rows[0][:4]
+        label = " ".join("%s %s" % kv for kv in s) or "(defaults)"
+        print("best: %s  validation MSE %.4f +- %.4f over %d seed%s" % (label, m, ci, n, "" if n == 1 else "s"))
+        # Within noise of the best: intervals that overlap its interval.
+        close = [" ".join("%s %s" % kv for kv in r[2]) or "(defaults)" for r in rows[1:]
+                 if not (r[0] - r[1] > m + ci or r[0] + r[1] < m - ci)]
+        if close:
+            print("overlapping the best's interval: " + "; ".join(close))
     if any(r[3] != len(seeds) for r in rows):
         print("* fewer seeds than asked (budget or failures)")
     if skipped:

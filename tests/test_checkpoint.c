@@ -352,23 +352,30 @@ END_TEST
 
 /* The modulator form (appended option, issue 17) is saved, read back by
  * mnas_learner_checkpoint_options, and a learner of another form refuses
- * the file. */
+ * the file. Loop 1 is FiLM (its FC has the shifts' outputs too), trained a
+ * few meta-updates first so the round trip carries learned values. */
 START_TEST(modulator_form_is_saved)
 {
     mnas_ctx *ctx = new_ctx();
     mnas_learner_options o = tiny(MNAS_METHOD_MNAS, 1);
-    o.modulator_form = MNAS_MODULATOR_ONE_PLUS_TANH;
+    const mnas_modulator_form form = _i ? MNAS_MODULATOR_FILM : MNAS_MODULATOR_ONE_PLUS_TANH;
+    o.modulator_form = form;
     mnas_learner *l = mnas_learner_create(ctx, &o);
     ck_assert_ptr_nonnull(l);
+    if (form == MNAS_MODULATOR_FILM) {
+        src_data sd = { ctx, MNAS_REGRESSION_OPTIONS_INIT, 5, -1 };
+        train_to(l, &sd, 3, -1);
+    }
     char path[512];
     tmp_path(path, sizeof path, "form.ckpt");
     ck_assert_int_eq(mnas_learner_save(l, path), MNAS_OK);
     mnas_learner_options r = MNAS_LEARNER_OPTIONS_INIT;
     ck_assert_int_eq(mnas_learner_checkpoint_options(ctx, path, &r), MNAS_OK);
-    ck_assert_int_eq(r.modulator_form, MNAS_MODULATOR_ONE_PLUS_TANH);
+    ck_assert_int_eq(r.modulator_form, form);
     mnas_learner *same = mnas_learner_create(ctx, &r);
     ck_assert_int_eq(mnas_learner_load(same, path), MNAS_OK);
     ck_assert(same_params(same, l));
+    ck_assert_int_eq(mnas_learner_iteration(same), mnas_learner_iteration(l));
     o.modulator_form = MNAS_MODULATOR_SIGMOID;
     mnas_learner *other = mnas_learner_create(ctx, &o);
     ck_assert_int_eq(mnas_learner_load(other, path), MNAS_E_MISMATCH);
@@ -737,10 +744,10 @@ START_TEST(older_files_without_the_appended_options_load)
     uint8_t *buf = malloc(f.len);
     /* absurd values of those records (resealed) are refused, naming them */
     static const char *const names[] = { "config.modulator_form", "config.sample_ops", "config.stem_stride" };
-    const int64_t bad[] = { -1, 3, 65, INT64_MAX };
+    const int64_t bad[] = { -1, 4, 65, INT64_MAX }; /* 4: one past the last form, MNAS_MODULATOR_FILM */
     for (int k = 0; k < 3; k++)
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-            if (k == 1 && bad[i] == 3) continue; /* a valid sample_ops */
+            if (k >= 1 && bad[i] == 4) continue; /* a valid sample_ops and stem_stride */
             memcpy(buf, f.good, f.len);
             set_i64_record(buf, f.len, names[k], bad[i]);
             cf_expect_fail(&f, buf, f.len, MNAS_E_FORMAT, names[k] + 7, names[k]);
@@ -861,7 +868,7 @@ int main(int argc, char **argv)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, crc_matches_reference);
     tcase_add_test(tc, params_round_trip_and_mismatch);
-    tcase_add_test(tc, modulator_form_is_saved);
+    tcase_add_loop_test(tc, modulator_form_is_saved, 0, 2);
     tcase_add_test(tc, crash_before_rename_keeps_old_checkpoint);
     tcase_add_test(tc, truncation_at_every_length);
     tcase_add_test(tc, every_flipped_byte_is_detected);

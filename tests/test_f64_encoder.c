@@ -251,7 +251,7 @@ static void check_modulator(mnas_modulation mode, mnas_modulator_form form)
     for (int k = 2; k < 3 + NT; k++) ck_assert_int_eq(mnas_tensor_set_requires_grad(in[k], 1), MNAS_OK);
     for (int i = 0; i < NT; i++) make_reducers(ctx, ndim[i], shapes[i], &c.w1[i], &c.w2[i]);
 
-    static const char *const forms[3] = { "sigmoid", "2 sigmoid", "1 + tanh" };
+    static const char *const forms[4] = { "sigmoid", "2 sigmoid", "1 + tanh", "FiLM" };
     char what[64];
     snprintf(what, sizeof what, "modulator (%s, %s)", mode == MNAS_MODULATE_ELEMENT ? "element" : "channel",
              forms[form]);
@@ -274,11 +274,13 @@ END_TEST
 START_TEST(modulator_channel_gradients) { check_modulator(MNAS_MODULATE_CHANNEL, MNAS_MODULATOR_SIGMOID); }
 END_TEST
 
-/* The other forms (issue 17): 2 sigmoid and 1 + tanh, element and channel. */
+/* The other forms (issue 17): 2 sigmoid, 1 + tanh and FiLM (target 1 is
+ * one-dimensional, so it gets a shift beta), element and channel. */
 START_TEST(modulator_form_gradients)
 {
-    check_modulator(_i % 2 ? MNAS_MODULATE_CHANNEL : MNAS_MODULATE_ELEMENT,
-                    _i / 2 ? MNAS_MODULATOR_ONE_PLUS_TANH : MNAS_MODULATOR_TWO_SIGMOID);
+    static const mnas_modulator_form forms[3] = { MNAS_MODULATOR_TWO_SIGMOID, MNAS_MODULATOR_ONE_PLUS_TANH,
+                                                  MNAS_MODULATOR_FILM };
+    check_modulator(_i % 2 ? MNAS_MODULATE_CHANNEL : MNAS_MODULATE_ELEMENT, forms[_i / 2]);
 }
 END_TEST
 
@@ -353,7 +355,7 @@ int main(void)
     tcase_add_test(tc, controller_gradients);
     tcase_add_test(tc, modulator_element_gradients);
     tcase_add_test(tc, modulator_channel_gradients);
-    tcase_add_loop_test(tc, modulator_form_gradients, 0, 4);
+    tcase_add_loop_test(tc, modulator_form_gradients, 0, 6);
     tcase_add_test(tc, encoder_through_controller_and_modulator);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);

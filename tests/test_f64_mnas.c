@@ -103,7 +103,8 @@ static void check_method_form(int mi, mnas_inner_mode mode, mnas_modulation modu
         int64_t cap = images ? 6 : 40;
         if (slow) cap = images ? 3 : 12;
         int64_t stride = n > cap ? n / cap : 1;
-        for (int64_t j = 0; j < n; j += stride) {
+        /* ... and always the last one (FiLM: the last shift's FC bias) */
+        for (int64_t j = 0; j < n; j = j + stride < n || j == n - 1 ? j + stride : n - 1) {
             double a = mnas_tensor_data(g)[j];
             double v = d[j], h = 1e-6, fp, fm;
             d[j] = v + h;
@@ -165,7 +166,11 @@ START_TEST(eq9_gradient_modulator_forms)
     /* under valgrind, one case per form and inner mode (M-NAS alone) */
     if ((_i / 2) % 2 && getenv("MNAS_TEST_UNDER_VALGRIND")) return;
     int mi = (_i / 2) % 2; /* M-NAS, M-NAS-Shared */
-    if (_i < 4)
+    if (_i >= 8) { /* FiLM: shifts on the biases and batch-norm parameters */
+        form = MNAS_MODULATOR_FILM;
+        mi = _i % 2;
+    }
+    if (_i < 4 || _i == 8 || _i == 9)
         check_method_form(mi, MNAS_INNER_SECOND_ORDER, MNAS_MODULATE_ELEMENT, MNAS_RNN_GRU, 0, form);
     else
         check_method_form(mi, MNAS_INNER_RECOMPUTE, MNAS_MODULATE_CHANNEL, MNAS_RNN_LSTM, 0, form);
@@ -180,7 +185,7 @@ int main(void)
     tcase_add_loop_test(tc, eq9_gradient_second_order, 0, 4);
     tcase_add_loop_test(tc, eq9_gradient_recompute, 0, 4);
     tcase_add_loop_test(tc, eq9_gradient_images, 0, 4);
-    tcase_add_loop_test(tc, eq9_gradient_modulator_forms, 0, 8);
+    tcase_add_loop_test(tc, eq9_gradient_modulator_forms, 0, 12);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

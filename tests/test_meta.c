@@ -509,19 +509,26 @@ START_TEST(modulator_forms_identical_across_threads)
 {
     static mnas_real a[400000], b[400000], c[400000];
     size_t na, nb, nc;
-    mnas_modulator_form form = _i ? MNAS_MODULATOR_ONE_PLUS_TANH : MNAS_MODULATOR_TWO_SIGMOID;
+    static const mnas_modulator_form forms[3] = { MNAS_MODULATOR_TWO_SIGMOID, MNAS_MODULATOR_ONE_PLUS_TANH,
+                                                  MNAS_MODULATOR_FILM };
+    mnas_modulator_form form = forms[_i];
     mnas_train_copy_form(MNAS_METHOD_MNAS, form, 1, a, 400000, &na);
     mnas_train_copy_form(MNAS_METHOD_MNAS, form, 2, b, 400000, &nb);
     mnas_train_copy_form(MNAS_METHOD_MNAS, MNAS_MODULATOR_SIGMOID, 1, c, 400000, &nc);
     ck_assert_uint_eq(na, nb);
-    ck_assert_uint_eq(na, nc);
     ck_assert_msg(memcmp(a, b, na * sizeof(mnas_real)) == 0, "form %d: 1 and 2 threads differ", (int)form);
-    ck_assert_msg(memcmp(a, c, na * sizeof(mnas_real)) != 0, "form %d trains like the sigmoid", (int)form);
+    if (form == MNAS_MODULATOR_FILM) {
+        ck_assert_uint_gt(na, nc); /* the FC's shift outputs */
+    } else {
+        ck_assert_uint_eq(na, nc);
+        ck_assert_msg(memcmp(a, c, na * sizeof(mnas_real)) != 0, "form %d trains like the sigmoid", (int)form);
+    }
 }
 END_TEST
 
-/* tau = f(u) with u = FC(z) = bias: the forms' values at u = 0 and u = 1,
- * and bad forms rejected with a message. */
+/* tau = f(u) with u = FC(z) = bias: the forms' values at u = 0 and u = 1
+ * (FiLM: the shift is 0 where u_beta is the initial bias, k (u_beta - bias)
+ * elsewhere), and bad forms rejected with a message. */
 START_TEST(modulator_form_values_and_bad_input)
 {
     mnas_ctx *ctx;
@@ -532,7 +539,7 @@ START_TEST(modulator_form_values_and_bad_input)
     for (int j = 0; j < 4; j++) mnas_tensor_data(w)[j] = 3;
     for (int j = 0; j < 2; j++) mnas_tensor_data(z)[j] = (mnas_real)0.7;
     const double u[2] = { 0.0, 1.0 };
-    for (int form = 0; form < 3; form++) {
+    for (int form = 0; form < 4; form++) {
         for (int k = 0; k < 2; k++) {
             mnas_modulator *m = mnas_modulator_create(ctx, 2, 1, &w, MNAS_MODULATE_ELEMENT, u[k]);
             ck_assert_ptr_nonnull(m);
@@ -540,20 +547,32 @@ START_TEST(modulator_form_values_and_bad_input)
             mnas_params *p = mnas_params_create(ctx);
             ck_assert_int_eq(mnas_modulator_add_params(m, p, "", 0), 0);
             mnas_tensor *fw = mnas_params_get(p, 0);
+            /* FiLM: 4 gammas and 4 shifts (the target is one-dimensional) */
+            ck_assert_int_eq(mnas_tensor_dim(fw, 0), form == MNAS_MODULATOR_FILM ? 8 : 4);
             for (int64_t j = 0; j < mnas_tensor_size(fw); j++) mnas_tensor_data(fw)[j] = 0; /* u = bias */
             mnas_tape *tp;
             ck_assert_int_eq(mnas_tape_create(ctx, &tp), MNAS_OK);
             mnas_tensor *out;
             ck_assert_int_eq(mnas_modulator_forward(m, tp, z, mnas_params_tensors(p), &w, &out), MNAS_OK);
             double s = 1 / (1 + exp(-u[k]));
-            double want = form == 0 ? s : form == 1 ? 2 * s : 1 + tanh(u[k]);
+            double want = form == 0 || form == 3 ? s : form == 1 ? 2 * s : 1 + tanh(u[k]);
             for (int j = 0; j < 4; j++)
                 ck_assert_msg(fabs(mnas_tensor_data(out)[j] - 3.0 * want) < 1e-5, "form %d u %g: %g, want %g", form,
                               u[k], (double)mnas_tensor_data(out)[j], 3.0 * want);
+            if (form == MNAS_MODULATOR_FILM) {
+                mnas_real *fb = mnas_tensor_data(mnas_params_get(p, 1));
+                for (int j = 0; j < 4; j++) fb[4 + j] = (mnas_real)(u[k] + 1 + 0.5 * j); /* u_beta - bias = 1 + j/2 */
+                ck_assert_int_eq(mnas_modulator_forward(m, tp, z, mnas_params_tensors(p), &w, &out), MNAS_OK);
+                for (int j = 0; j < 4; j++) {
+                    double beta = s * (1 - s) * (1 + 0.5 * j);
+                    ck_assert_msg(fabs(mnas_tensor_data(out)[j] - (3.0 * s + beta)) < 1e-5, "FiLM u %g: %g, want %g",
+                                  u[k], (double)mnas_tensor_data(out)[j], 3.0 * s + beta);
+                }
+            }
             mnas_tape_free(tp);
             mnas_params_free(p);
-            if (form == 2 && k == 1) {
-                ck_assert_int_eq(mnas_modulator_set_form(m, (mnas_modulator_form)3), MNAS_E_INVALID);
+            if (form == 3 && k == 1) {
+                ck_assert_int_eq(mnas_modulator_set_form(m, (mnas_modulator_form)4), MNAS_E_INVALID);
                 ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "modulator form"));
                 ck_assert_int_eq(mnas_modulator_set_form(m, (mnas_modulator_form)-1), MNAS_E_INVALID);
             }
@@ -593,11 +612,13 @@ START_TEST(batch_gradient_is_mean_of_task_gradients)
     mnas_ctx *ctx;
     ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
     mnas_learner_options o = tiny_mnas(m[_i % 4], 2);
-    /* 4, 5: M-NAS with 2 sigmoid and 1 + tanh; 6: M-NAS-Shared, 1 + tanh per channel (issue 17) */
+    /* 4, 5: M-NAS with 2 sigmoid and 1 + tanh; 6: M-NAS-Shared, 1 + tanh per channel (issue 17);
+     * 7: M-NAS with FiLM; 8: M-NAS-Shared, FiLM per channel */
     if (_i >= 4) {
-        o.method = _i == 6 ? MNAS_METHOD_MNAS_SHARED : MNAS_METHOD_MNAS;
-        o.modulator_form = _i == 4 ? MNAS_MODULATOR_TWO_SIGMOID : MNAS_MODULATOR_ONE_PLUS_TANH;
-        if (_i == 6) o.modulation = MNAS_MODULATE_CHANNEL;
+        o.method = _i == 6 || _i == 8 ? MNAS_METHOD_MNAS_SHARED : MNAS_METHOD_MNAS;
+        o.modulator_form = _i == 4 ? MNAS_MODULATOR_TWO_SIGMOID : _i >= 7 ? MNAS_MODULATOR_FILM
+                                                                          : MNAS_MODULATOR_ONE_PLUS_TANH;
+        if (_i == 6 || _i == 8) o.modulation = MNAS_MODULATE_CHANNEL;
         o.modulator_bias = 0; /* tau = 1 and f' at its largest: the FC's gradient is not negligible */
     }
     o.outer_lr = 0; /* the step leaves the parameters where they are */
@@ -783,9 +804,9 @@ int main(void)
     tcase_add_loop_test(lt, mnas_variants_identical_across_threads, 0, slow ? 1 : 3);
     tcase_add_test(lt, mnas_phases_and_genotypes);
     tcase_add_test(lt, task_embedding_is_the_encoders_z);
-    tcase_add_loop_test(lt, batch_gradient_is_mean_of_task_gradients, 0, 7);
+    tcase_add_loop_test(lt, batch_gradient_is_mean_of_task_gradients, 0, 9);
     tcase_add_test(lt, modulator_form_values_and_bad_input);
-    if (!slow) tcase_add_loop_test(lt, modulator_forms_identical_across_threads, 0, 2);
+    if (!slow) tcase_add_loop_test(lt, modulator_forms_identical_across_threads, 0, 3);
     suite_add_tcase(s, lt);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

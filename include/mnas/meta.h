@@ -136,11 +136,17 @@ typedef enum mnas_modulation { MNAS_MODULATE_ELEMENT = 0, MNAS_MODULATE_CHANNEL 
  * "Modulator forms"). SIGMOID is the paper's (tau in (0, 1)); TWO_SIGMOID
  * is 2 sigmoid(u) and ONE_PLUS_TANH 1 + tanh(u) (both in (0, 2), tau = 1 at
  * u = 0, so a modulator_bias of 0 starts at the identity; they can scale a
- * weight up as well as down). */
+ * weight up as well as down). FILM is affine: w_i = gamma_i * w + beta_i with
+ * gamma = sigmoid(u_gamma) (the paper's tau) on every target and a shift
+ * beta = k (u_beta - bias_init), k = sigmoid'(bias_init), on the targets of
+ * at most one dimension (biases, batch-norm parameters), one per element;
+ * the FC then has one output more per such element (u = [u_gamma | u_beta]).
+ * Select the form before mnas_modulator_add_params. */
 typedef enum mnas_modulator_form {
     MNAS_MODULATOR_SIGMOID = 0,       /**< sigmoid(u), the paper's: tau in (0, 1) */
     MNAS_MODULATOR_TWO_SIGMOID = 1,   /**< 2 sigmoid(u): tau in (0, 2) */
-    MNAS_MODULATOR_ONE_PLUS_TANH = 2  /**< 1 + tanh(u): tau in (0, 2) */
+    MNAS_MODULATOR_ONE_PLUS_TANH = 2, /**< 1 + tanh(u): tau in (0, 2) */
+    MNAS_MODULATOR_FILM = 3           /**< sigmoid(u_gamma) * w + beta, beta on 1-D targets (FiLM-style) */
 } mnas_modulator_form;
 
 /** The modulator of Eq. (7) (opaque): tau = sigmoid(FC(z)) scales the meta-weights. */
@@ -151,7 +157,9 @@ MNAS_API mnas_modulator *mnas_modulator_create(mnas_ctx *ctx, int64_t z_dim, siz
                                                mnas_modulation mode, double bias_init);
 /** Free a modulator. NULL is a no-op. */
 MNAS_API void mnas_modulator_free(mnas_modulator *m);
-/** Select the form of f (default MNAS_MODULATOR_SIGMOID); MNAS_E_INVALID for an unknown form. */
+/** Select the form of f (default MNAS_MODULATOR_SIGMOID); MNAS_E_INVALID for an unknown form.
+ * MNAS_MODULATOR_FILM changes the FC's output count, so call it before
+ * mnas_modulator_add_params (forward refuses parameters of another shape). */
 MNAS_API mnas_status mnas_modulator_set_form(mnas_modulator *m, mnas_modulator_form form);
 /** Append the modulator's parameters (named prefix + ...) to p; returns the first index or -1. */
 MNAS_API int mnas_modulator_add_params(const mnas_modulator *m, mnas_params *p, const char *prefix, int group);

@@ -46,7 +46,7 @@ static mnas_status check_options(mnas_ctx *ctx, const char *fn, const mnas_learn
                            (int)o->modulation);
     /* issue 17 research option */
     if (o->modulator_form != MNAS_MODULATOR_SIGMOID && o->modulator_form != MNAS_MODULATOR_TWO_SIGMOID &&
-        o->modulator_form != MNAS_MODULATOR_ONE_PLUS_TANH)
+        o->modulator_form != MNAS_MODULATOR_ONE_PLUS_TANH && o->modulator_form != MNAS_MODULATOR_FILM)
         return mnas__error(ctx, MNAS_E_INVALID, "%s: unknown modulator_form %d", fn, (int)o->modulator_form);
     if (o->meta_batch < 1 || o->meta_batch > 100000)
         return mnas__error(ctx, MNAS_E_INVALID, "%s: meta_batch %d is outside 1..100000", fn, o->meta_batch);

@@ -91,7 +91,7 @@ static mnas_status read_options(const mnas__ckpt *c, const char *what, mnas_lear
      * record and gets the default. */
     if (mnas__ckpt_find(c, "config.modulator_form")) {
         if ((st = mnas__ckpt_need_i64(c, what, "config.modulator_form", &th)) != MNAS_OK) return st;
-        if (th < MNAS_MODULATOR_SIGMOID || th > MNAS_MODULATOR_ONE_PLUS_TANH)
+        if (th < MNAS_MODULATOR_SIGMOID || th > MNAS_MODULATOR_FILM)
             return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: config.modulator_form is %lld (unknown form)", what,
                                (long long)th);
         r.modulator_form = (mnas_modulator_form)th;

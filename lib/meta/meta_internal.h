@@ -17,6 +17,8 @@ mnas_status mnas__modulator_apply(const mnas_modulator *m, mnas_tape *tp, mnas_t
  * tape (the batched FC), one recorded op per target, whose backward (when
  * the target's gradient is asked for) writes dL/du into the target's slice
  * of u_grad (zeroed here) and sends tau * g to the target. */
+/* For MNAS_MODULATOR_FILM, u and u_grad have total + nbeta values (the FC's
+ * output count, the first extent of its weight). */
 mnas_status mnas__modulator_apply_row(const mnas_modulator *m, mnas_tape *tp, const mnas_real *u, mnas_real *u_grad,
                                       mnas_tensor *const *targets, mnas_tensor **out);
 

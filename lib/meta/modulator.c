@@ -14,7 +14,17 @@
  *
  * Forms of the squashing function (mnas_modulator_set_form; issue 17):
  * sigmoid (the paper's), 2 sigmoid(u) and 1 + tanh(u); the last two reach
- * (0, 2), so a task can scale a meta-weight up as well as down. */
+ * (0, 2), so a task can scale a meta-weight up as well as down.
+ *
+ * FiLM (MNAS_MODULATOR_FILM): w_i = gamma_i * w + beta_i, gamma = sigmoid(u)
+ * as the paper's tau, and a shift beta on the one-dimensional targets only
+ * (biases, batch-norm scales and shifts), one per element. On a layer
+ * y = W x + b that is FiLM of the layer's output, gamma (W x + b) + beta =
+ * (gamma W) x + (gamma b + beta), with a factor of its own for b. The FC
+ * then has total + nbeta outputs, u = [u_gamma | u_beta], and
+ * beta = k (u_beta - bias_init) with k = sigmoid'(bias_init): beta starts
+ * near 0 (exactly 0 where the FC weight's row is 0) and moves as fast as
+ * gamma does at the start. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,12 +44,14 @@ enum { M_W, M_B, MOD_NP };
 typedef struct {
     int ndim;
     int64_t shape[MNAS_MAX_DIMS];
-    int64_t off, len; /* this target's slice of tau */
+    int64_t off, len;   /* this target's slice of tau */
+    int64_t boff, blen; /* its slice of beta (FiLM; blen 0 for targets of 2+ dims) */
 } mod_target;
 
 struct mnas_modulator {
     mnas_ctx *ctx;
     int64_t z_dim, total;
+    int64_t nbeta, nout; /* beta values of FiLM; FC outputs (total, + nbeta for FiLM) */
     size_t n;
     mnas_modulation mode;
     mnas_modulator_form form;
@@ -96,7 +108,7 @@ mnas_modulator *mnas_modulator_create(mnas_ctx *ctx, int64_t z_dim, size_t n, mn
         mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate", fn);
         return NULL;
     }
-    int64_t off = 0;
+    int64_t off = 0, boff = 0;
     for (size_t i = 0; i < n; i++) {
         const mnas_tensor *t = targets[i];
         ts[i].ndim = t->ndim;
@@ -104,10 +116,15 @@ mnas_modulator *mnas_modulator_create(mnas_ctx *ctx, int64_t z_dim, size_t n, mn
         ts[i].off = off;
         ts[i].len = mode == MNAS_MODULATE_ELEMENT ? t->size : (t->ndim > 0 ? t->shape[0] : 1);
         off += ts[i].len;
+        ts[i].boff = boff;
+        ts[i].blen = t->ndim <= 1 ? t->size : 0;
+        boff += ts[i].blen;
     }
     m->ctx = ctx;
     m->z_dim = z_dim;
     m->total = total;
+    m->nbeta = boff;
+    m->nout = total;
     m->n = n;
     m->mode = mode;
     m->bias_init = bias_init;
@@ -125,10 +142,22 @@ void mnas_modulator_free(mnas_modulator *m)
 mnas_status mnas_modulator_set_form(mnas_modulator *m, mnas_modulator_form form)
 {
     if (!m) return MNAS_E_INVALID;
-    if (form != MNAS_MODULATOR_SIGMOID && form != MNAS_MODULATOR_TWO_SIGMOID && form != MNAS_MODULATOR_ONE_PLUS_TANH)
+    if (form != MNAS_MODULATOR_SIGMOID && form != MNAS_MODULATOR_TWO_SIGMOID && form != MNAS_MODULATOR_ONE_PLUS_TANH &&
+        form != MNAS_MODULATOR_FILM)
         return mnas__error(m->ctx, MNAS_E_INVALID, "mnas_modulator_set_form: unknown modulator form %d", (int)form);
+    if (form == MNAS_MODULATOR_FILM && m->total + m->nbeta > MOD_MAX_TOTAL)
+        return mnas__error(m->ctx, MNAS_E_INVALID, "mnas_modulator_set_form: FiLM needs more than 2^31 FC outputs");
     m->form = form;
+    m->nout = m->total + (form == MNAS_MODULATOR_FILM ? m->nbeta : 0);
     return MNAS_OK;
+}
+
+/* FiLM's beta = k (u_beta - bias_init): k = sigmoid'(bias_init), the slope
+ * of gamma = sigmoid(u_gamma) at its starting point. */
+static double film_gain(const mnas_modulator *m)
+{
+    double s = 1.0 / (1.0 + exp(-m->bias_init));
+    return s * (1.0 - s);
 }
 
 size_t mnas_modulator_num_params(const mnas_modulator *m) { return m ? MOD_NP : 0; }
@@ -137,8 +166,8 @@ int mnas_modulator_add_params(const mnas_modulator *m, mnas_params *p, const cha
 {
     if (!m) return -1;
     const mnas__pspec spec[MOD_NP] = {
-        [M_W] = { mod_names[M_W], 2, { m->total, m->z_dim, 1, 1 }, MNAS_INIT_FAN_IN, (double)m->z_dim },
-        [M_B] = { mod_names[M_B], 1, { m->total, 1, 1, 1 }, MNAS_INIT_CONSTANT, m->bias_init },
+        [M_W] = { mod_names[M_W], 2, { m->nout, m->z_dim, 1, 1 }, MNAS_INIT_FAN_IN, (double)m->z_dim },
+        [M_B] = { mod_names[M_B], 1, { m->nout, 1, 1, 1 }, MNAS_INIT_CONSTANT, m->bias_init },
     };
     return mnas__params_add_module(p, m->ctx, "mnas_modulator_add_params", prefix, MOD_NP, spec, group);
 }
@@ -160,16 +189,16 @@ mnas_status mnas_modulator_forward(const mnas_modulator *m, mnas_tape *tp, mnas_
     }
     if (!w) return mnas__tape_error(tp, MNAS_E_INVALID, "%s: weights are NULL", fn);
     if (!mnas__input_ok(tp, fn, "the FC weight", w[M_W]) || !mnas__input_ok(tp, fn, "the FC bias", w[M_B])) FAIL();
-    if (w[M_W]->ndim != 2 || w[M_W]->shape[0] != m->total || w[M_W]->shape[1] != m->z_dim) {
+    if (w[M_W]->ndim != 2 || w[M_W]->shape[0] != m->nout || w[M_W]->shape[1] != m->z_dim) {
         char a[MNAS_SHAPE_BUF];
         return mnas__tape_error(tp, MNAS_E_SHAPE, "%s: the FC weight is %s, the modulator needs [%lld, %lld]", fn,
-                                mnas__shape_str(a, sizeof a, w[M_W]->ndim, w[M_W]->shape), (long long)m->total,
+                                mnas__shape_str(a, sizeof a, w[M_W]->ndim, w[M_W]->shape), (long long)m->nout,
                                 (long long)m->z_dim);
     }
-    if (w[M_B]->size != m->total || !(w[M_B]->ndim == 1 || (w[M_B]->ndim == 2 && w[M_B]->shape[0] == 1))) {
+    if (w[M_B]->size != m->nout || !(w[M_B]->ndim == 1 || (w[M_B]->ndim == 2 && w[M_B]->shape[0] == 1))) {
         char a[MNAS_SHAPE_BUF];
         return mnas__tape_error(tp, MNAS_E_SHAPE, "%s: the FC bias is %s, the modulator needs [%lld]", fn,
-                                mnas__shape_str(a, sizeof a, w[M_B]->ndim, w[M_B]->shape), (long long)m->total);
+                                mnas__shape_str(a, sizeof a, w[M_B]->ndim, w[M_B]->shape), (long long)m->nout);
     }
     mnas_tensor *u = mnas_linear(tp, z, w[M_W], w[M_B]); /* [1, total] */
     if (!u) FAIL();
@@ -205,17 +234,26 @@ mnas_status mnas__modulator_apply(const mnas_modulator *m, mnas_tape *tp, mnas_t
 {
     const char *fn = "mnas_modulator_forward";
 #define FAIL() return tp->status != MNAS_OK ? tp->status : MNAS_E_INVALID
-    if (!u || u->size != m->total) return mnas__tape_error(tp, MNAS_E_SHAPE, "%s: u does not have %lld values", fn,
-                                                          (long long)m->total);
+    if (!u || u->size != m->nout) return mnas__tape_error(tp, MNAS_E_SHAPE, "%s: u does not have %lld values", fn,
+                                                         (long long)m->nout);
     if (!targets_ok(m, tp, fn, targets)) FAIL();
     mnas_tensor **res = mnas__tape_scratch(tp, fn, m->n * sizeof *res);
     if (!res) FAIL();
 
-    mnas_tensor *tau;
+    mnas_tensor *tau, *beta = NULL, *ug = u;
+    int film = m->form == MNAS_MODULATOR_FILM && m->nbeta > 0;
+    if (film) {
+        /* u = [u_gamma | u_beta]; beta = k (u_beta - bias_init) */
+        if (u->ndim != 2) u = mnas_reshape(tp, u, 2, (int64_t[]){ 1, m->nout });
+        ug = mnas_slice(tp, u, 1, 0, m->total);
+        beta = mnas_scale(tp, mnas_add_scalar(tp, mnas_slice(tp, u, 1, m->total, m->nbeta), -m->bias_init),
+                          film_gain(m));
+        if (!beta) FAIL();
+    }
     switch (m->form) {
-    case MNAS_MODULATOR_TWO_SIGMOID: tau = mnas_scale(tp, mnas_sigmoid(tp, u), 2.0); break;
-    case MNAS_MODULATOR_ONE_PLUS_TANH: tau = mnas_add_scalar(tp, mnas_tanh(tp, u), 1.0); break;
-    default: tau = mnas_sigmoid(tp, u); break;
+    case MNAS_MODULATOR_TWO_SIGMOID: tau = mnas_scale(tp, mnas_sigmoid(tp, ug), 2.0); break;
+    case MNAS_MODULATOR_ONE_PLUS_TANH: tau = mnas_add_scalar(tp, mnas_tanh(tp, ug), 1.0); break;
+    default: tau = mnas_sigmoid(tp, ug); break; /* sigmoid, FiLM's gamma */
     }
     if (!tau) FAIL();
     for (size_t i = 0; i < m->n; i++) {
@@ -225,6 +263,10 @@ mnas_status mnas__modulator_apply(const mnas_modulator *m, mnas_tape *tp, mnas_t
         for (int d = 0; d < t->ndim; d++)
             s[d] = m->mode == MNAS_MODULATE_ELEMENT || d == 0 ? t->shape[d] : 1;
         res[i] = mnas_mul(tp, mnas_reshape(tp, ti, t->ndim, s), targets[i]);
+        if (film && t->blen > 0) {
+            mnas_tensor *bi = t->blen == m->nbeta ? beta : mnas_slice(tp, beta, 1, t->boff, t->blen);
+            res[i] = mnas_add(tp, res[i], mnas_reshape(tp, bi, t->ndim, t->shape));
+        }
         if (!res[i]) FAIL();
     }
 #undef FAIL
@@ -242,6 +284,8 @@ typedef struct {
     const mnas_real *tau, *dtau;
     mnas_real *u_grad;
     int64_t rows, inner;
+    mnas_real *ub_grad; /* FiLM: the target's slice of dL/du_beta (rows values), else NULL */
+    double gain;        /* FiLM: dbeta/du_beta */
 } row_state;
 
 static mnas_status row_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc, void *state)
@@ -274,6 +318,8 @@ static mnas_status row_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_
             mnas__k_unary(K_SCALE, s->inner, gr, dw->data + r * s->inner, (double)tau[r]);
         }
     }
+    /* FiLM: y = gamma w + beta, dL/du_beta = k g (one-dimensional targets) */
+    if (s->ub_grad) mnas__k_unary(K_SCALE, s->rows, gd, s->ub_grad, s->gain);
     return mnas__bw_accumulate(tp, bc, node, 0, dw);
 }
 
@@ -288,11 +334,20 @@ mnas_status mnas__modulator_apply_row(const mnas_modulator *m, mnas_tape *tp, co
     mnas_tensor **res = mnas__tape_scratch(tp, fn, m->n * sizeof *res);
     mnas_real *tau = mnas__tape_scratch(tp, fn, (size_t)m->total * sizeof *tau);
     row_state *st = mnas__tape_scratch(tp, fn, m->n * sizeof *st);
-    mnas_real *dtau = NULL;
-    if (m->form != MNAS_MODULATOR_SIGMOID) dtau = mnas__tape_scratch(tp, fn, (size_t)m->total * sizeof *dtau);
-    if (!res || !tau || !st || (m->form != MNAS_MODULATOR_SIGMOID && !dtau)) FAIL();
+    mnas_real *dtau = NULL, *beta = NULL;
+    int sig = m->form == MNAS_MODULATOR_SIGMOID || m->form == MNAS_MODULATOR_FILM; /* FiLM's gamma is the sigmoid */
+    int film = m->form == MNAS_MODULATOR_FILM && m->nbeta > 0;
+    if (!sig) dtau = mnas__tape_scratch(tp, fn, (size_t)m->total * sizeof *dtau);
+    if (film) beta = mnas__tape_scratch(tp, fn, (size_t)m->nbeta * sizeof *beta);
+    if (!res || !tau || !st || (!sig && !dtau) || (film && !beta)) FAIL();
     /* A target no gradient reaches keeps zeros in its slice. */
-    memset(u_grad, 0, (size_t)m->total * sizeof *u_grad);
+    memset(u_grad, 0, (size_t)m->nout * sizeof *u_grad);
+    /* FiLM: beta = k (u_beta - bias_init), rounded as mnas__modulator_apply's
+     * add_scalar and scale round it */
+    if (film) {
+        mnas__k_unary(K_ADDC, m->nbeta, u + m->total, beta, -m->bias_init);
+        mnas__k_unary(K_SCALE, m->nbeta, beta, beta, film_gain(m));
+    }
     /* tau = f(u) rounded as mnas__modulator_apply's ops round it; f'(u) from
      * the unscaled sigmoid or tanh */
     if (m->form == MNAS_MODULATOR_ONE_PLUS_TANH) {
@@ -319,6 +374,8 @@ mnas_status mnas__modulator_apply_row(const mnas_modulator *m, mnas_tape *tp, co
         si->u_grad = u_grad + m->t[i].off;
         si->rows = m->t[i].len;
         si->inner = w->size / si->rows;
+        si->ub_grad = film && m->t[i].blen > 0 ? u_grad + m->total + m->t[i].boff : NULL;
+        si->gain = film_gain(m);
         const mnas_real *ti = tau + m->t[i].off;
         mnas_tensor *y = mnas__tape_new(tp, fn, w->ndim, w->shape);
         if (!y) FAIL();
@@ -328,6 +385,10 @@ mnas_status mnas__modulator_apply_row(const mnas_modulator *m, mnas_tape *tp, co
         else
             for (int64_t r = 0; r < si->rows; r++)
                 mnas__k_unary(K_SCALE, si->inner, w->data + r * si->inner, y->data + r * si->inner, (double)ti[r]);
+        /* FiLM's shift, as mnas_add adds it (a one-dimensional target has
+         * one gamma and one beta per element: rows = blen) */
+        if (si->ub_grad)
+            for (int64_t r = 0; r < si->rows; r++) y->data[r] += beta[m->t[i].boff + r];
         mnas_node *node;
         if (!mnas__finish(tp, fn, OP_CUSTOM, y, 1, &targets[i], &node)) FAIL();
         if (node) {

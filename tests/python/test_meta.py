@@ -224,8 +224,11 @@ class TestLearner(unittest.TestCase):
         mod.train(1)
         self.assertEqual(self.small("mnas", modulator_form=1).options["modulator_form"],
                          meta.MODULATOR_TWO_SIGMOID)
+        film = self.small("mnas", modulator_form="film")
+        self.assertEqual(film.options["modulator_form"], meta.MODULATOR_FILM)
+        film.train(1)
         with self.assertRaises(mnas.InvalidArgument):
-            self.small("mnas", modulator_form="film")
+            self.small("mnas", modulator_form="affine")
         with self.assertRaises(mnas.InvalidArgument):
             self.small("mnas", modulator_form=9)
         # issue 14's sampled edges: a keyword option, range-checked by the library

@@ -153,8 +153,15 @@ class TestNas(unittest.TestCase):
         out2 = mod2(self.tape, z, p2[0:mod2.num_params], targets)
         ratio2 = out2[1].tolist()[0] / targets[1].tolist()[0]
         self.assertTrue(1.0 < ratio2 < 2.0)
+        # FiLM: gamma per channel (4 + 4) and a shift per element of the 1-D target (4)
+        mod3 = mnas.Modulator(self.ctx, 6, targets, mode="channel", bias_init=3.0, form="film")
+        p3 = mnas.Params(self.ctx)
+        mod3.add_params(p3, "")
+        self.assertEqual(p3[0].shape, (12, 6))
+        out3 = mod3(self.tape, z, p3[0:mod3.num_params], targets)
+        self.assertEqual([o.shape for o in out3], [(4, 2), (4,)])
         with self.assertRaises(mnas.InvalidArgument):
-            mnas.Modulator(self.ctx, 6, targets, form="film")
+            mnas.Modulator(self.ctx, 6, targets, form="affine")
         with self.assertRaises(mnas.ShapeError):
             mod(self.tape, z, p[first_mod:first_mod + mod.num_params], targets[:1])
         # gradients reach the encoder through controller and modulator

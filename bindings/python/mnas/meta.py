@@ -36,9 +36,9 @@ RNN_GRU, RNN_LSTM = 0, 1
 RNN_KINDS = {"gru": RNN_GRU, "lstm": RNN_LSTM}
 MODULATE_ELEMENT, MODULATE_CHANNEL = 0, 1
 MODULATIONS = {"element": MODULATE_ELEMENT, "channel": MODULATE_CHANNEL}
-MODULATOR_SIGMOID, MODULATOR_TWO_SIGMOID, MODULATOR_ONE_PLUS_TANH = range(3)
+MODULATOR_SIGMOID, MODULATOR_TWO_SIGMOID, MODULATOR_ONE_PLUS_TANH, MODULATOR_FILM = range(4)
 MODULATOR_FORMS = {"sigmoid": MODULATOR_SIGMOID, "two_sigmoid": MODULATOR_TWO_SIGMOID,
-                   "one_plus_tanh": MODULATOR_ONE_PLUS_TANH}
+                   "one_plus_tanh": MODULATOR_ONE_PLUS_TANH, "film": MODULATOR_FILM}
 _INT = (-(1 << 31), (1 << 31) - 1)
 
 
@@ -383,7 +383,7 @@ class Learner(Handle):
     path_dropout=0.1, nodes=3, z_dim=32, f_dim=32, controller_hidden=64,
     encoder="gru" ("lstm"), modulation="element" ("channel"),
     modulator_bias=3.0, modulator_form="sigmoid" ("two_sigmoid",
-    "one_plus_tanh"); few-shot image classification (classes > 0, images
+    "one_plus_tanh", "film"); few-shot image classification (classes > 0, images
     [n, in_channels, image_size, image_size], labels [n, 1]): classes=0,
     in_channels=1, image_size=28, filters=32 (MAML's conv network),
     channels=16 (the DARTS supernet's C; nodes=4 is DARTS's cell),
