@@ -149,7 +149,9 @@ static void usage(FILE *f)
             "  --arch-lr X           Adam step size of controller / shared alpha (default 1e-4)\n"
             "  --path-dropout P      probability of dropping each alpha entry while searching (default 0.1)\n"
             "  --threads N           worker threads (default 2)\n"
-            "  --seed N              seed (default 1)\n"
+            "  --seed N              seed (default 1)\n");
+    /* two strings: each within the 4095 characters C99 compilers must accept */
+    fprintf(f,
             "M-NAS model options:\n"
             EX_MODEL_USAGE
             EX_CKPT_USAGE

@@ -22,7 +22,8 @@ mnas_status mnas__modulator_apply(const mnas_modulator *m, mnas_tape *tp, mnas_t
 mnas_status mnas__modulator_apply_row(const mnas_modulator *m, mnas_tape *tp, const mnas_real *u, mnas_real *u_grad,
                                       mnas_tensor *const *targets, mnas_tensor **out);
 
-/* The FC's shape: u = W z + b has *total entries, z has *z_dim. */
+/* The FC's shape: u = W z + b has *total entries (the modulated weights' count,
+ * + the beta values for MNAS_MODULATOR_FILM), z has *z_dim. */
 void mnas__modulator_fc_shape(const mnas_modulator *m, int64_t *total, int64_t *z_dim);
 
 /* The FC for a meta-batch of n tasks, in pieces the pool's workers share

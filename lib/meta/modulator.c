@@ -406,7 +406,7 @@ mnas_status mnas__modulator_apply_row(const mnas_modulator *m, mnas_tape *tp, co
 
 void mnas__modulator_fc_shape(const mnas_modulator *m, int64_t *total, int64_t *z_dim)
 {
-    *total = m->total;
+    *total = m->nout; /* the FC's outputs: total, + nbeta for FiLM */
     *z_dim = m->z_dim;
 }
 
@@ -437,7 +437,7 @@ static void batch_forward_job(void *user, size_t k, int worker)
 {
     (void)worker;
     const batch_job *bj = user;
-    int64_t j0, nc, T = bj->m->total, Zd = bj->m->z_dim;
+    int64_t j0, nc, T = bj->m->nout, Zd = bj->m->z_dim;
     mod_piece(T, k, &j0, &nc);
     if (nc <= 0) return;
     mnas__k_gemm(0, 1, (int64_t)bj->n, nc, Zd, 1, bj->in, Zd, bj->w + j0 * Zd, Zd, 0, bj->out + j0, T);
@@ -450,7 +450,7 @@ static void batch_backward_job(void *user, size_t k, int worker)
 {
     (void)worker;
     const batch_job *bj = user;
-    int64_t T = bj->m->total, Zd = bj->m->z_dim, c0 = (int64_t)k * MOD_DZ_COLS;
+    int64_t T = bj->m->nout, Zd = bj->m->z_dim, c0 = (int64_t)k * MOD_DZ_COLS;
     int64_t nc = Zd - c0 < MOD_DZ_COLS ? Zd - c0 : MOD_DZ_COLS;
     mnas__k_gemm(0, 0, (int64_t)bj->n, nc, T, 1, bj->in, T, bj->w + c0, Zd, 0, bj->out + c0, Zd);
 }
@@ -461,7 +461,7 @@ static void batch_grad_job(void *user, size_t k, int worker)
 {
     (void)worker;
     const batch_job *bj = user;
-    int64_t r0, nr, T = bj->m->total, Zd = bj->m->z_dim;
+    int64_t r0, nr, T = bj->m->nout, Zd = bj->m->z_dim;
     mod_piece(T, k, &r0, &nr);
     if (nr <= 0) return;
     size_t n = bj->n;
