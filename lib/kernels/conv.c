@@ -1,6 +1,6 @@
-/* Convolution and pooling loops: im2col / col2im, convolution as one GEMM
- * per image and group (BLIS), direct loops for depthwise convolution, and
- * max / average pooling with their adjoints. */
+/* Convolution loops: im2col / col2im, convolution as one GEMM per image and
+ * group, the direct convolution (groups 1, stride 1, no im2col) and direct
+ * loops for depthwise convolution. Pooling is in pool.c. */
 #include <math.h>
 #include <string.h>
 
@@ -9,7 +9,7 @@
 /* The outputs o in [0, n_out) whose input coordinate o * s + off lies in
  * [0, n_in), as [*lo, *hi). Every other output of that kernel tap reads
  * padding. */
-static void span(int64_t off, int64_t s, int64_t n_in, int64_t n_out, int64_t *lo, int64_t *hi)
+void mnas__k_tap_span(int64_t off, int64_t s, int64_t n_in, int64_t n_out, int64_t *lo, int64_t *hi)
 {
     int64_t a = off >= 0 ? 0 : (-off + s - 1) / s;
     int64_t b = n_in - 1 - off < 0 ? 0 : (n_in - 1 - off) / s + 1;
@@ -79,10 +79,10 @@ void mnas__k_unfold(const mnas_kconv *g, const real *x, real *cols)
         const real *xc = x + c * H * W;
         for (int64_t i = 0; i < g->kh; i++) {
             int64_t offh = i * g->dil - g->pad, h0, h1;
-            span(offh, s, H, OH, &h0, &h1);
+            mnas__k_tap_span(offh, s, H, OH, &h0, &h1);
             for (int64_t j = 0; j < g->kw; j++, row += L) {
                 int64_t offw = j * g->dil - g->pad, w0, w1;
-                span(offw, s, W, OW, &w0, &w1);
+                mnas__k_tap_span(offw, s, W, OW, &w0, &w1);
                 memset(row, 0, (size_t)(h0 * OW) * sizeof(real));
                 for (int64_t oh = h0; oh < h1; oh++) {
                     real *r = row + oh * OW;
@@ -110,10 +110,10 @@ void mnas__k_fold_add(const mnas_kconv *g, const real *cols, real *x)
         real *xc = x + c * H * W;
         for (int64_t i = 0; i < g->kh; i++) {
             int64_t offh = i * g->dil - g->pad, h0, h1;
-            span(offh, s, H, OH, &h0, &h1);
+            mnas__k_tap_span(offh, s, H, OH, &h0, &h1);
             for (int64_t j = 0; j < g->kw; j++, row += L) {
                 int64_t offw = j * g->dil - g->pad, w0, w1;
-                span(offw, s, W, OW, &w0, &w1);
+                mnas__k_tap_span(offw, s, W, OW, &w0, &w1);
                 for (int64_t oh = h0; oh < h1; oh++) {
                     const real *r = row + oh * OW;
                     real *xr = xc + (oh * s + offh) * W;
@@ -143,10 +143,10 @@ static void dw_forward(const mnas_kconv *g, const real *x, const real *w, const 
         for (int64_t o = 0; o < L; o++) yp[o] = b0;
         for (int64_t i = 0; i < g->kh; i++) {
             int64_t offh = i * g->dil - g->pad, h0, h1;
-            span(offh, s, H, OH, &h0, &h1);
+            mnas__k_tap_span(offh, s, H, OH, &h0, &h1);
             for (int64_t j = 0; j < g->kw; j++) {
                 int64_t offw = j * g->dil - g->pad, w0, w1;
-                span(offw, s, W, OW, &w0, &w1);
+                mnas__k_tap_span(offw, s, W, OW, &w0, &w1);
                 real wv = wc[i * g->kw + j];
                 for (int64_t oh = h0; oh < h1; oh++) {
                     const real *xr = xp + (oh * s + offh) * W;
@@ -174,10 +174,10 @@ static void dw_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx)
         real *dp = dx + nc * H * W;
         for (int64_t i = 0; i < g->kh; i++) {
             int64_t offh = i * g->dil - g->pad, h0, h1;
-            span(offh, s, H, OH, &h0, &h1);
+            mnas__k_tap_span(offh, s, H, OH, &h0, &h1);
             for (int64_t j = 0; j < g->kw; j++) {
                 int64_t offw = j * g->dil - g->pad, w0, w1;
-                span(offw, s, W, OW, &w0, &w1);
+                mnas__k_tap_span(offw, s, W, OW, &w0, &w1);
                 real wv = wc[i * g->kw + j];
                 for (int64_t oh = h0; oh < h1; oh++) {
                     const real *gr = gp + oh * OW;
@@ -217,10 +217,10 @@ static void dw_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw)
         real *wc = dw + c * kk;
         for (int64_t i = 0; i < g->kh; i++) {
             int64_t offh = i * g->dil - g->pad, h0, h1;
-            span(offh, s, H, OH, &h0, &h1);
+            mnas__k_tap_span(offh, s, H, OH, &h0, &h1);
             for (int64_t j = 0; j < g->kw; j++) {
                 int64_t offw = j * g->dil - g->pad, w0, w1;
-                span(offw, s, W, OW, &w0, &w1);
+                mnas__k_tap_span(offw, s, W, OW, &w0, &w1);
                 real acc = 0;
                 for (int64_t oh = h0; oh < h1; oh++) {
                     const real *xr = xp + ((oh * s + offh) * W + w0 * s + offw);
@@ -568,227 +568,4 @@ void mnas__k_conv2d_dw(const mnas_kconv *g, const real *x, const real *gy, real 
             mnas__k_gemm(0, 1, Og, Ck, L, 1, gn + k * Og * L, L, cols + k * Ck * L, L, n ? 1 : 0, dw + k * Og * Ck,
                          Ck);
     }
-}
-
-/* ---- pooling (dilation 1) ----------------------------------------------
- * Tap by tap like the depthwise loops: for window cell (i, j), a contiguous
- * run of output row op= input row. Each output still sees its window's
- * cells in row-major order, so the first maximum wins a tie. */
-
-/* Non-padding cells of each output's window (the same for every plane). */
-static void window_counts(const mnas_kconv *g, real *cnt)
-{
-    for (int64_t oh = 0; oh < g->OH; oh++) {
-        int64_t a = oh * g->stride - g->pad, b = a + g->kh;
-        int64_t rows = (b > g->H ? g->H : b) - (a < 0 ? 0 : a);
-        for (int64_t ow = 0; ow < g->OW; ow++) {
-            int64_t c = ow * g->stride - g->pad, d = c + g->kw;
-            cnt[oh * g->OW + ow] = (real)(rows * ((d > g->W ? g->W : d) - (c < 0 ? 0 : c)));
-        }
-    }
-}
-
-int64_t mnas__k_pool_scratch(const mnas_kconv *g) { return 2 * g->OH * g->OW; }
-
-/* The conv net's 2 x 2 pool with stride 2 and no padding (every window
- * full), on AVX-512: 16 outputs at a time, the even and odd cells of each
- * row pair split by permutes, and each window's four cells compared in the
- * same order and by the same rule as the general loops below (a NaN wins
- * over numbers, the first maximum wins a tie), so the same values and
- * argmax. The general loops make four passes over the outputs and their
- * argmax; GCC keeps a scalar version's selects as branches. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !(defined(MNAS_REAL_IS_DOUBLE) && MNAS_REAL_IS_DOUBLE)
-#define MNAS_POOL512 1
-#include <immintrin.h>
-
-__attribute__((target("avx512f,avx512vl"))) static void max_pool_2x2_512(const mnas_kconv *g, const float *x,
-                                                                         float *y, int64_t *idx)
-{
-    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
-    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
-    const __m512i c1 = _mm512_set1_epi32(1), cW = _mm512_set1_epi32((int)W), cW1 = _mm512_set1_epi32((int)W + 1);
-    const __m512i lane2 = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-#define TAKE(v, b) \
-    (_mm512_cmp_ps_mask(v, b, _CMP_GT_OQ) | (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(b, b, _CMP_ORD_Q)))
-    for (int64_t nc = 0; nc < g->N * g->C; nc++) {
-        const float *xp = x + nc * H * W;
-        for (int64_t oh = 0; oh < OH; oh++) {
-            const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
-            float *yr = y + (nc * OH + oh) * OW;
-            for (int64_t k0 = 0; k0 < OW; k0 += 16) {
-                int64_t m = OW - k0 < 16 ? OW - k0 : 16, nin = 2 * m;
-                __mmask16 mo = (__mmask16)(m == 16 ? 0xFFFFu : (1u << m) - 1u);
-                __mmask16 lo = (__mmask16)(nin >= 16 ? 0xFFFFu : (1u << nin) - 1u);
-                __mmask16 hi = (__mmask16)(nin >= 32 ? 0xFFFFu : nin > 16 ? (1u << (nin - 16)) - 1u : 0u);
-                __m512 a0 = _mm512_maskz_loadu_ps(lo, r0 + 2 * k0), a1 = _mm512_maskz_loadu_ps(hi, r0 + 2 * k0 + 16);
-                __m512 c0 = _mm512_maskz_loadu_ps(lo, r1 + 2 * k0), c1v = _mm512_maskz_loadu_ps(hi, r1 + 2 * k0 + 16);
-                __m512 b = _mm512_permutex2var_ps(a0, ev, a1), v = _mm512_permutex2var_ps(a0, od, a1);
-                __m512i at = _mm512_setzero_si512();
-                __mmask16 t = TAKE(v, b);
-                b = _mm512_mask_mov_ps(b, t, v);
-                at = _mm512_mask_mov_epi32(at, t, c1);
-                v = _mm512_permutex2var_ps(c0, ev, c1v);
-                t = TAKE(v, b);
-                b = _mm512_mask_mov_ps(b, t, v);
-                at = _mm512_mask_mov_epi32(at, t, cW);
-                v = _mm512_permutex2var_ps(c0, od, c1v);
-                t = TAKE(v, b);
-                b = _mm512_mask_mov_ps(b, t, v);
-                at = _mm512_mask_mov_epi32(at, t, cW1);
-                _mm512_mask_storeu_ps(yr + k0, mo, b);
-                if (idx) {
-                    int64_t *ir = idx + (nc * OH + oh) * OW + k0;
-                    __m512i base = _mm512_add_epi64(_mm512_set1_epi64(nc * H * W + 2 * oh * W + 2 * k0), lane2);
-                    __m512i plo = _mm512_add_epi64(base, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(at)));
-                    __m512i phi = _mm512_add_epi64(_mm512_add_epi64(base, _mm512_set1_epi64(16)),
-                                                   _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(at, 1)));
-                    _mm512_mask_storeu_epi64(ir, (__mmask8)(mo & 0xFF), plo);
-                    _mm512_mask_storeu_epi64(ir + 8, (__mmask8)(mo >> 8), phi);
-                }
-            }
-        }
-    }
-#undef TAKE
-}
-#endif
-
-MNAS_CLONES
-void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx)
-{
-#ifdef MNAS_POOL512
-    if (g->kh == 2 && g->kw == 2 && g->stride == 2 && g->pad == 0 && g->W < INT32_MAX &&
-        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
-        max_pool_2x2_512(g, x, y, idx);
-        return;
-    }
-#endif
-    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, L = OH * OW;
-    for (int64_t nc = 0; nc < g->N * g->C; nc++) {
-        const real *xp = x + nc * H * W;
-        real *yp = y + nc * L;
-        int64_t *ip = idx ? idx + nc * L : NULL;
-        for (int64_t o = 0; o < L; o++) yp[o] = -INFINITY;
-        if (ip)
-            for (int64_t o = 0; o < L; o++) ip[o] = -1;
-        for (int64_t i = 0; i < g->kh; i++) {
-            int64_t offh = i - g->pad, h0, h1;
-            span(offh, s, H, OH, &h0, &h1);
-            for (int64_t j = 0; j < g->kw; j++) {
-                int64_t offw = j - g->pad, w0, w1;
-                span(offw, s, W, OW, &w0, &w1);
-                for (int64_t oh = h0; oh < h1; oh++) {
-                    int64_t row = (oh * s + offh) * W;
-                    const real *xr = xp + row;
-                    real *yr = yp + oh * OW;
-                    if (!ip) {
-                        /* A NaN wins over numbers, so it propagates. */
-                        /* branch-free, so it vectorises: v != v is isnan */
-                        if (s == 1) {
-                            for (int64_t ow = w0; ow < w1; ow++) {
-                                real v = xr[ow + offw], b = yr[ow];
-                                yr[ow] = (v > b) | ((v != v) & (b == b)) ? v : b;
-                            }
-                        } else {
-                            for (int64_t ow = w0; ow < w1; ow++) {
-                                real v = xr[ow * s + offw], b = yr[ow];
-                                yr[ow] = (v > b) | ((v != v) & (b == b)) ? v : b;
-                            }
-                        }
-                    } else {
-                        int64_t *ir = ip + oh * OW, base = nc * H * W + row + offw;
-                        if (s == 1) {
-                            for (int64_t ow = w0; ow < w1; ow++) {
-                                real v = xr[ow + offw], b = yr[ow];
-                                int take = (v > b) | (ir[ow] < 0) | ((v != v) & (b == b));
-                                yr[ow] = take ? v : b;
-                                ir[ow] = take ? base + ow : ir[ow];
-                            }
-                        } else {
-                            for (int64_t ow = w0; ow < w1; ow++) {
-                                real v = xr[ow * s + offw], b = yr[ow];
-                                int take = (v > b) | (ir[ow] < 0) | ((v != v) & (b == b));
-                                yr[ow] = take ? v : b;
-                                ir[ow] = take ? base + ow * s : ir[ow];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-MNAS_CLONES
-void mnas__k_avg_pool(const mnas_kconv *g, const real *x, real *y, real *scratch)
-{
-    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, L = OH * OW;
-    real *cnt = scratch;
-    window_counts(g, cnt);
-    for (int64_t nc = 0; nc < g->N * g->C; nc++) {
-        const real *xp = x + nc * H * W;
-        real *yp = y + nc * L;
-        for (int64_t o = 0; o < L; o++) yp[o] = 0;
-        for (int64_t i = 0; i < g->kh; i++) {
-            int64_t offh = i - g->pad, h0, h1;
-            span(offh, s, H, OH, &h0, &h1);
-            for (int64_t j = 0; j < g->kw; j++) {
-                int64_t offw = j - g->pad, w0, w1;
-                span(offw, s, W, OW, &w0, &w1);
-                for (int64_t oh = h0; oh < h1; oh++) {
-                    const real *xr = xp + (oh * s + offh) * W;
-                    real *yr = yp + oh * OW;
-                    if (s == 1) {
-                        for (int64_t ow = w0; ow < w1; ow++) yr[ow] += xr[ow + offw];
-                    } else {
-                        for (int64_t ow = w0; ow < w1; ow++) yr[ow] += xr[ow * s + offw];
-                    }
-                }
-            }
-        }
-        for (int64_t o = 0; o < L; o++) yp[o] /= cnt[o];
-    }
-}
-
-MNAS_CLONES
-void mnas__k_avg_pool_adj(const mnas_kconv *g, const real *gy, real *dx, real *scratch)
-{
-    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, L = OH * OW;
-    real *cnt = scratch, *v = scratch + L;
-    window_counts(g, cnt);
-    memset(dx, 0, (size_t)(g->N * g->C * H * W) * sizeof(real));
-    for (int64_t nc = 0; nc < g->N * g->C; nc++) {
-        real *dp = dx + nc * H * W;
-        const real *gp = gy + nc * L;
-        for (int64_t o = 0; o < L; o++) v[o] = gp[o] / cnt[o];
-        for (int64_t i = 0; i < g->kh; i++) {
-            int64_t offh = i - g->pad, h0, h1;
-            span(offh, s, H, OH, &h0, &h1);
-            for (int64_t j = 0; j < g->kw; j++) {
-                int64_t offw = j - g->pad, w0, w1;
-                span(offw, s, W, OW, &w0, &w1);
-                for (int64_t oh = h0; oh < h1; oh++) {
-                    const real *vr = v + oh * OW;
-                    real *dr = dp + (oh * s + offh) * W;
-                    if (s == 1) {
-                        for (int64_t ow = w0; ow < w1; ow++) dr[ow + offw] += vr[ow];
-                    } else {
-                        for (int64_t ow = w0; ow < w1; ow++) dr[ow * s + offw] += vr[ow];
-                    }
-                }
-            }
-        }
-    }
-}
-
-void mnas__k_gather_at(int64_t n, const int64_t *idx, const real *x, real *y)
-{
-    for (int64_t i = 0; i < n; i++) y[i] = x[idx[i]];
-}
-
-void mnas__k_scatter_at(int64_t n, const int64_t *idx, const real *y, int64_t nx, real *x)
-{
-    memset(x, 0, (size_t)nx * sizeof(real));
-    for (int64_t i = 0; i < n; i++) x[idx[i]] += y[i];
 }

@@ -117,6 +117,11 @@ typedef struct mnas_kconv {
     int64_t OH, OW;
 } mnas_kconv;
 
+/* The outputs o in [0, n_out) whose input coordinate o * s + off lies in
+ * [0, n_in), as [*lo, *hi): the run of outputs a kernel tap reads without
+ * padding (convolution and pooling loops). */
+void mnas__k_tap_span(int64_t off, int64_t s, int64_t n_in, int64_t n_out, int64_t *lo, int64_t *hi);
+
 /* One image: x [C, H, W] -> cols [C kh kw, OH OW] (im2col), and the adjoint
  * that adds cols back into x (col2im, accumulating). */
 void mnas__k_unfold(const mnas_kconv *g, const real *x, real *cols);
