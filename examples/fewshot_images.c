@@ -119,7 +119,7 @@ static void usage(FILE *f)
             "usage: fewshot_images --dataset DIR [--dataset DIR ...] [options]\n"
             "  --dataset DIR         a dataset: class folders of PNG images or IDX files (repeatable, up to 8;\n"
             "                        several datasets: one drawn per task, the paper's Multi-datasets)\n"
-            "  --method M            mnas | mnas-shared | mnas-nm | maml | all (default all; repeatable)\n"
+            "  --method M            mnas | mnas-shared | mnas-nm | maml | all (default maml and mnas; repeatable)\n"
             "  --way N               classes per task (default 5)\n"
             "  --shot K              support images per class (default 1)\n"
             "  --query Q             query images per class (default 15)\n"
