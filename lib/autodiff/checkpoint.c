@@ -58,7 +58,7 @@ static mnas_status segment_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, m
     segment_state *s = state;
     if (mnas__bw_create_graph(bc))
         return mnas__tape_error(tp, MNAS_E_UNSUPPORTED,
-                                "%s: a gradient through a checkpointed segment cannot itself be differentiated", fn);
+                                "%s: the gradient through it cannot itself be differentiated (create_graph)", fn);
     size_t n = node->nin;
     mnas_tape *aux = mnas__tape_aux(tp);
     mnas_tensor **leaf = mnas__tape_scratch(tp, fn, (n + 1) * sizeof *leaf);
