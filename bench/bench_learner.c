@@ -21,6 +21,8 @@
  * --sample-ops K: the learner option sample_ops (K ops per mixed edge).
  * --stem-stride S: the learner option stem_stride (1, 2 or 4; M-NAS variants).
  * --recompute: only the memory-saving inner mode (MNAS_INNER_RECOMPUTE).
+ * --recompute-cells: only MNAS_INNER_RECOMPUTE_CELLS (recompute, and the
+ * supernet's cells checkpointed in the query pass).
  * Each line also gives seconds per meta-update and the peak RSS
  * (getrusage ru_maxrss).
  *
@@ -189,7 +191,9 @@ static int throughput(int threads, mnas_inner_mode mode, double seconds)
 #endif
     char label[64];
     snprintf(label, sizeof label, "%s, 5 steps%s%s", mnas_method_name(o.method),
-             mode == MNAS_INNER_RECOMPUTE ? ", recompute" : ", second order", sample_ops ? ", sampled" : "");
+             mode == MNAS_INNER_RECOMPUTE         ? ", recompute"
+             : mode == MNAS_INNER_RECOMPUTE_CELLS ? ", recompute cells"
+                                                  : ", second order", sample_ops ? ", sampled" : "");
     if (sample_ops) snprintf(label + strlen(label), sizeof label - strlen(label), " k=%lld", (long long)sample_ops);
     printf("%-32s %d thread%s  %8.*f tasks/s  %7.2f s/meta-update  (%lld meta-updates in %.2f s; %6.*f tasks per "
            "CPU-second)  peak RSS %.1f MiB\n",
@@ -279,7 +283,7 @@ static int in_child(int (*fn)(int, mnas_inner_mode, double), int threads, mnas_i
 int main(int argc, char **argv)
 {
     double seconds = 3.0;
-    int only = -1, threads = 0, recompute_only = 0;
+    int only = -1, threads = 0, recompute_only = 0, cells_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
             seconds = 0.3;
@@ -301,6 +305,8 @@ int main(int argc, char **argv)
             images = paper = 1;
         } else if (!strcmp(argv[i], "--recompute")) {
             recompute_only = 1;
+        } else if (!strcmp(argv[i], "--recompute-cells")) {
+            recompute_only = cells_only = 1;
         } else if (!strcmp(argv[i], "--sample-ops") && i + 1 < argc) {
             sample_ops = atoll(argv[++i]);
             if (sample_ops < 0 || sample_ops > 8) {
@@ -332,7 +338,7 @@ int main(int argc, char **argv)
             }
         } else {
             fprintf(stderr, "usage: bench_learner [--quick] [--seconds S] [--threads 1|2] [--images] [--paper] "
-                            "[--sample-ops K] [--stem-stride S] [--recompute] [--mem-limit GIB] "
+                            "[--sample-ops K] [--stem-stride S] [--recompute] [--recompute-cells] [--mem-limit GIB] "
                             "[--method maml|mnas|mnas-shared|mnas-nm]\n");
             return 2;
         }
@@ -361,7 +367,9 @@ int main(int argc, char **argv)
         if (only >= 0 && (int)all[k] != only) continue;
         bench_method = all[k];
         if (sample_ops && all[k] == MNAS_METHOD_MAML) continue; /* no mixed edges */
-        mnas_inner_mode mode = recompute_only ? MNAS_INNER_RECOMPUTE : MNAS_INNER_SECOND_ORDER;
+        mnas_inner_mode mode = cells_only       ? MNAS_INNER_RECOMPUTE_CELLS
+                               : recompute_only ? MNAS_INNER_RECOMPUTE
+                                                : MNAS_INNER_SECOND_ORDER;
         if (threads != 2) rc |= in_child(throughput, 1, mode, seconds);
         if (threads != 1) rc |= in_child(throughput, 2, mode, seconds);
         if (threads || recompute_only) continue; /* just the asked-for runs */

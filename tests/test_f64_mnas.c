@@ -157,6 +157,19 @@ END_TEST
 START_TEST(eq9_gradient_recompute) { check_method(_i, MNAS_INNER_RECOMPUTE, MNAS_MODULATE_CHANNEL, MNAS_RNN_LSTM); }
 END_TEST
 
+/* Per-cell checkpointing of the query pass (MNAS_INNER_RECOMPUTE_CELLS):
+ * the M-NAS variants on the DARTS supernet (_i 0-2) and on the toy
+ * regression's MLP cell (_i 3-5), through 2 recomputed inner steps. */
+START_TEST(eq9_gradient_recompute_cells)
+{
+    /* under valgrind and the sanitizers, M-NAS on images alone (the same
+     * code paths: test_recompute_cells runs the MLP cell there) */
+    if (_i && (getenv("MNAS_TEST_UNDER_VALGRIND") || getenv("MNAS_TEST_SANITIZED"))) return;
+    check_method_on(_i % 3, MNAS_INNER_RECOMPUTE_CELLS, _i < 3 ? MNAS_MODULATE_ELEMENT : MNAS_MODULATE_CHANNEL,
+                    MNAS_RNN_GRU, _i < 3);
+}
+END_TEST
+
 /* The modulator forms of issue 17 through the whole Eq. (9) objective, for
  * M-NAS and M-NAS-Shared (the methods with a modulator): second order with
  * element modulation, recompute with channel modulation. */
@@ -187,6 +200,10 @@ int main(void)
     tcase_add_loop_test(tc, eq9_gradient_images, 0, 4);
     tcase_add_loop_test(tc, eq9_gradient_modulator_forms, 0, 12);
     suite_add_tcase(s, tc);
+    TCase *cells = tcase_create("recompute_cells");
+    tcase_set_timeout(cells, 600);
+    tcase_add_loop_test(cells, eq9_gradient_recompute_cells, 0, 6);
+    suite_add_tcase(s, cells);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
     int failed = srunner_ntests_failed(r);

@@ -41,7 +41,14 @@ typedef enum mnas_inner_mode {
      * recomputes the step's graph during the backward pass, so memory does
      * not grow with the number of steps. The result can be differentiated
      * once (mnas_grad without create_graph). */
-    MNAS_INNER_RECOMPUTE = 2
+    MNAS_INNER_RECOMPUTE = 2,
+    /** MNAS_INNER_RECOMPUTE, and in a learner with a supernet the query pass
+     * also keeps only each cell's inputs and output, recomputing the cell's
+     * interior when the meta-gradient reaches it (per-cell checkpointing).
+     * Same values and meta-gradients as MNAS_INNER_RECOMPUTE, bit for bit;
+     * less memory, one more forward pass of the query set. mnas_inner_loop
+     * itself treats it as MNAS_INNER_RECOMPUTE. */
+    MNAS_INNER_RECOMPUTE_CELLS = 3
 } mnas_inner_mode;
 
 /** Options of mnas_inner_loop; initialise with MNAS_INNER_OPTIONS_INIT. */

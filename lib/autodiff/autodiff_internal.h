@@ -159,5 +159,12 @@ mnas_status mnas__conv_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_
 int mnas__bw_create_graph(const mnas_backward_ctx *bc);
 mnas_status mnas__bw_accumulate(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k,
                                 mnas_tensor *contribution);
+/* The gradient of input k of node accumulated so far in this pass (NULL if
+ * none yet), and replacing it (checkpoint.c, which continues the sum on its
+ * scratch tape in the order an unsegmented pass would add the terms). g must
+ * be a tensor of this tape that nothing else holds; only for passes that do
+ * not record (mnas__bw_create_graph 0). */
+mnas_tensor *mnas__bw_current(const mnas_backward_ctx *bc, const mnas_node *node, int k);
+void mnas__bw_replace(mnas_backward_ctx *bc, mnas_node *node, int k, mnas_tensor *g);
 
 #endif /* MNAS_AUTODIFF_INTERNAL_H */

@@ -22,6 +22,17 @@ int mnas__bw_wants(mnas_backward_ctx *bc, mnas_node *node, int k)
     return in && in->index <= bc->top && bc->needed[in->index];
 }
 
+mnas_tensor *mnas__bw_current(const mnas_backward_ctx *bc, const mnas_node *node, int k)
+{
+    return bc->grad[node->inode[k]->index];
+}
+
+void mnas__bw_replace(mnas_backward_ctx *bc, mnas_node *node, int k, mnas_tensor *g)
+{
+    bc->grad[node->inode[k]->index] = g;
+    bc->owned[node->inode[k]->index] = 1;
+}
+
 mnas_status mnas__bw_accumulate(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k, mnas_tensor *c)
 {
     if (!c) return tp->status ? tp->status : MNAS_E_INTERNAL;

@@ -241,7 +241,8 @@ mnas_status mnas_inner_loop(mnas_tape *tp, mnas_loss_fn loss, void *user, size_t
         return mnas__tape_error(tp, MNAS_E_INVALID, "%s: %d steps (0..1000)", fn, o.steps);
     if (!isfinite(o.lr) || o.lr < 0)
         return mnas__tape_error(tp, MNAS_E_INVALID, "%s: learning rate %g must be finite and >= 0", fn, o.lr);
-    if (o.mode != MNAS_INNER_SECOND_ORDER && o.mode != MNAS_INNER_FIRST_ORDER && o.mode != MNAS_INNER_RECOMPUTE)
+    if (o.mode != MNAS_INNER_SECOND_ORDER && o.mode != MNAS_INNER_FIRST_ORDER && o.mode != MNAS_INNER_RECOMPUTE &&
+        o.mode != MNAS_INNER_RECOMPUTE_CELLS)
         return mnas__tape_error(tp, MNAS_E_INVALID, "%s: unknown mode %d", fn, (int)o.mode);
     for (size_t i = 0; i < n; i++)
         if (!mnas__input_ok(tp, fn, "a weight", w0[i])) return tp->status;
@@ -249,7 +250,7 @@ mnas_status mnas_inner_loop(mnas_tape *tp, mnas_loss_fn loss, void *user, size_t
         if (!mnas__input_ok(tp, fn, "an extra input", extra[j])) return tp->status;
     for (size_t i = 0; i < n; i++) w_out[i] = NULL;
 
-    if (o.mode == MNAS_INNER_RECOMPUTE) return recompute_forward(tp, loss, user, n, w0, ne, extra, o.steps, o.lr, w_out);
+    if (o.mode == MNAS_INNER_RECOMPUTE || o.mode == MNAS_INNER_RECOMPUTE_CELLS) return recompute_forward(tp, loss, user, n, w0, ne, extra, o.steps, o.lr, w_out);
 
     mnas_tensor **w = mnas__tape_scratch(tp, fn, n * sizeof *w);
     mnas_tensor **g = mnas__tape_scratch(tp, fn, n * sizeof *g);

@@ -57,7 +57,7 @@ static mnas_status check_options(mnas_ctx *ctx, const char *fn, const mnas_learn
     if (!in_range(o->outer_lr, 0, 1e6))
         return mnas__error(ctx, MNAS_E_INVALID, "%s: outer_lr %g must be finite and >= 0", fn, o->outer_lr);
     if (o->inner_mode != MNAS_INNER_SECOND_ORDER && o->inner_mode != MNAS_INNER_FIRST_ORDER &&
-        o->inner_mode != MNAS_INNER_RECOMPUTE)
+        o->inner_mode != MNAS_INNER_RECOMPUTE && o->inner_mode != MNAS_INNER_RECOMPUTE_CELLS)
         return mnas__error(ctx, MNAS_E_INVALID, "%s: unknown inner_mode %d", fn, (int)o->inner_mode);
     if (o->threads < 1 || o->threads > 256)
         return mnas__error(ctx, MNAS_E_INVALID, "%s: threads %d is outside 1..256", fn, o->threads);

@@ -43,7 +43,18 @@ mnas_tensor *mnas__learner_predict(const mnas_learner *l, mnas_tape *tp, mnas_te
      * mask, softmax's own value) or is by definition not used (sampled
      * edges). The discrete phase's straight-through alpha is the exception:
      * its zeros pass their gradient on unchanged. */
-    return mnas__supernet_forward(l->net, tp, x, w, alpha, !l->discrete);
+    return mnas__supernet_forward(l->net, tp, x, w, alpha, !l->discrete, 0);
+}
+
+/* The query pass of training: as mnas__learner_predict, with the supernet's
+ * cells checkpointed in MNAS_INNER_RECOMPUTE_CELLS (the meta-gradient
+ * through them is first order, as through the recompute inner loop). */
+static mnas_tensor *query_predict(const mnas_learner *l, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w,
+                                  mnas_tensor *alpha)
+{
+    if (l->user_forward || l->cnet || l->mlp || l->o.inner_mode != MNAS_INNER_RECOMPUTE_CELLS)
+        return mnas__learner_predict(l, tp, x, w, alpha);
+    return mnas__supernet_forward(l->net, tp, x, w, alpha, !l->discrete, 1);
 }
 
 /* The task loss of the model's output: the MSE against y, or the
@@ -309,7 +320,7 @@ mnas_status mnas__learner_task_gradient(mnas_learner *l, mnas_tape *tp, const mn
                               fast)) != MNAS_OK)
         return st;
     mnas_tensor *q =
-        mnas__learner_task_loss(l, tp, mnas__learner_predict(l, tp, mnas_task_query_x(t), fast, alpha), qy, qlab);
+        mnas__learner_task_loss(l, tp, query_predict(l, tp, mnas_task_query_x(t), fast, alpha), qy, qlab);
     if (!q) return tp->status ? tp->status : MNAS_E_INTERNAL;
     double loss = (double)q->data[0];
     if (recon && l->o.beta > 0) q = mnas_add(tp, q, mnas_scale(tp, recon, l->o.beta));

@@ -82,9 +82,12 @@ int mnas__cell_preprocess(const mnas_cell *c, mnas_tape *tp, const char *fn, mna
 mnas_tensor *mnas__cell_forward_rows(const mnas_cell *c, mnas_tape *tp, const char *fn, mnas_tensor *s0,
                                      mnas_tensor *s1, mnas_tensor *const *w, mnas_tensor *alpha, size_t row0,
                                      int skip_zero);
-/* mnas_supernet_forward with the cells' skip_zero. */
+/* mnas_supernet_forward with the cells' skip_zero; with checkpoint, each
+ * cell is a checkpointed segment (autodiff/checkpoint.h): the tape keeps
+ * the cells' inputs and outputs, and the backward pass recomputes their
+ * interiors (same values and gradients; first order only). */
 mnas_tensor *mnas__supernet_forward(const mnas_supernet *n, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w,
-                                    mnas_tensor *alpha, int skip_zero);
+                                    mnas_tensor *alpha, int skip_zero, int checkpoint);
 /* Add a cell's parameters (no prefix length check). */
 int mnas__cell_add_params(const mnas_cell *c, mnas_params *p, const char *prefix, int group);
 /* The DARTS pieces shared by ops and cells: ReLU - conv(1x1) - BN and the

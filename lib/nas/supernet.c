@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "autodiff/checkpoint.h"
 #include "nas/nas_internal.h"
 
 static mnas_supernet *net_alloc(const mnas_search_space *space, const char *fn, int kind)
@@ -216,17 +217,47 @@ mnas_tensor *mnas__conv_stem(const mnas_supernet *n, mnas_tape *tp, const char *
     return n->stem_stride == 4 ? mnas_avg_pool2d(tp, h, 2, 2, 0) : h;
 }
 
+/* A cell as a checkpointed segment: ins = s0, s1, alpha, the cell's weights. */
+typedef struct {
+    const mnas_cell *c;
+    const char *fn;
+    size_t row0;
+    int skip_zero;
+} cell_closure;
+
+static mnas_tensor *cell_segment(mnas_tape *tp, mnas_tensor *const *ins, const void *user)
+{
+    const cell_closure *k = user;
+    return mnas__cell_forward_rows(k->c, tp, k->fn, ins[0], ins[1], ins + 3, ins[2], k->row0, k->skip_zero);
+}
+
+static mnas_tensor *run_cell(const mnas_cell *c, mnas_tape *tp, const char *fn, mnas_tensor *s0, mnas_tensor *s1,
+                             mnas_tensor *const *w, mnas_tensor *alpha, size_t row0, int skip_zero, int checkpoint)
+{
+    if (!checkpoint) return mnas__cell_forward_rows(c, tp, fn, s0, s1, w, alpha, row0, skip_zero);
+    size_t n = 3 + c->n_params;
+    mnas_tensor **ins = mnas__tape_scratch(tp, fn, n * sizeof *ins);
+    if (!ins) return NULL;
+    ins[0] = s0;
+    ins[1] = s1;
+    ins[2] = alpha;
+    memcpy(ins + 3, w, c->n_params * sizeof *w);
+    cell_closure k = { c, fn, row0, skip_zero };
+    return mnas__checkpoint(tp, fn, cell_segment, &k, sizeof k, n, ins);
+}
+
 static mnas_tensor *conv_forward(const mnas_supernet *n, mnas_tape *tp, const char *fn, mnas_tensor *x,
-                                 mnas_tensor *const *w, mnas_tensor *alpha, int skip_zero)
+                                 mnas_tensor *const *w, mnas_tensor *alpha, int skip_zero, int checkpoint)
 {
     size_t P = mnas_supernet_num_params(n);
     const mnas_cell *nc = n->cell[0], *rc = n->cell[1];
     if (!mnas__check_linear(tp, fn, w + P - 2, mnas_cell_out_width(rc), n->out)) return NULL;
     mnas_tensor *h = mnas__conv_stem(n, tp, fn, x, w);
     if (!h) return NULL;
-    mnas_tensor *c0 = mnas__cell_forward_rows(nc, tp, fn, h, h, w + 3, alpha, 0, skip_zero);
+    mnas_tensor *c0 = run_cell(nc, tp, fn, h, h, w + 3, alpha, 0, skip_zero, checkpoint);
     if (!c0) return NULL;
-    mnas_tensor *c1 = mnas__cell_forward_rows(rc, tp, fn, h, c0, w + 3 + nc->n_params, alpha, nc->n_edges, skip_zero);
+    mnas_tensor *c1 =
+        run_cell(rc, tp, fn, h, c0, w + 3 + nc->n_params, alpha, nc->n_edges, skip_zero, checkpoint);
     if (!c1) return NULL;
     return mnas_linear(tp, mnas_global_avg_pool(tp, c1), w[P - 2], w[P - 1]);
 }
@@ -234,11 +265,11 @@ static mnas_tensor *conv_forward(const mnas_supernet *n, mnas_tape *tp, const ch
 mnas_tensor *mnas_supernet_forward(const mnas_supernet *n, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w,
                                    mnas_tensor *alpha)
 {
-    return mnas__supernet_forward(n, tp, x, w, alpha, 0);
+    return mnas__supernet_forward(n, tp, x, w, alpha, 0, 0);
 }
 
 mnas_tensor *mnas__supernet_forward(const mnas_supernet *n, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w,
-                                    mnas_tensor *alpha, int skip_zero)
+                                    mnas_tensor *alpha, int skip_zero, int checkpoint)
 {
     const char *fn = "mnas_supernet_forward";
     if (!n || !mnas__tape_ok(tp)) return NULL;
@@ -255,7 +286,7 @@ mnas_tensor *mnas__supernet_forward(const mnas_supernet *n, mnas_tape *tp, mnas_
                              fn, rows, ops, n->cell[0]->n_edges);
             return NULL;
         }
-        return conv_forward(n, tp, fn, x, w, alpha, skip_zero);
+        return conv_forward(n, tp, fn, x, w, alpha, skip_zero, checkpoint);
     }
     size_t P = mnas_supernet_num_params(n);
     if (!mnas__check_linear(tp, fn, w, n->in, n->width) || !mnas__check_linear(tp, fn, w + P - 2, n->width, n->out))
@@ -268,6 +299,6 @@ mnas_tensor *mnas__supernet_forward(const mnas_supernet *n, mnas_tape *tp, mnas_
                          cell->n_ops);
         return NULL;
     }
-    mnas_tensor *c = h ? mnas__cell_forward_rows(cell, tp, fn, h, h, w + 2, alpha, 0, skip_zero) : NULL;
+    mnas_tensor *c = h ? run_cell(cell, tp, fn, h, h, w + 2, alpha, 0, skip_zero, checkpoint) : NULL;
     return mnas_linear(tp, c, w[P - 2], w[P - 1]);
 }

@@ -213,6 +213,11 @@ class TestLearner(unittest.TestCase):
         self.assertEqual(learner.options["inner_mode"], meta.INNER_FIRST_ORDER)
         self.assertEqual(learner.options["inner_lr"], 0.01)
         self.small(inner_mode="recompute").train(1)
+        # issue 14's per-cell checkpointing: the same losses as recompute,
+        # also after an update (so the same meta-gradient)
+        cells = self.small("mnas", inner_mode="recompute_cells")
+        self.assertEqual(cells.options["inner_mode"], meta.INNER_RECOMPUTE_CELLS)
+        self.assertEqual(cells.train(2), self.small("mnas", inner_mode="recompute").train(2))
         with self.assertRaises(TypeError):
             self.small(bogus=1)
         with self.assertRaises(mnas.InvalidArgument):

@@ -29,9 +29,9 @@ from .tensors import Tensor, float_buffer
 METHOD_MAML, METHOD_MNAS, METHOD_MNAS_SHARED, METHOD_MNAS_NM = range(4)
 METHODS = {"maml": METHOD_MAML, "mnas": METHOD_MNAS, "mnas-shared": METHOD_MNAS_SHARED,
            "mnas-nm": METHOD_MNAS_NM}
-INNER_SECOND_ORDER, INNER_FIRST_ORDER, INNER_RECOMPUTE = range(3)
+INNER_SECOND_ORDER, INNER_FIRST_ORDER, INNER_RECOMPUTE, INNER_RECOMPUTE_CELLS = range(4)
 INNER_MODES = {"second_order": INNER_SECOND_ORDER, "first_order": INNER_FIRST_ORDER,
-               "recompute": INNER_RECOMPUTE}
+               "recompute": INNER_RECOMPUTE, "recompute_cells": INNER_RECOMPUTE_CELLS}
 RNN_GRU, RNN_LSTM = 0, 1
 RNN_KINDS = {"gru": RNN_GRU, "lstm": RNN_LSTM}
 MODULATE_ELEMENT, MODULATE_CHANNEL = 0, 1
@@ -377,7 +377,8 @@ class Learner(Handle):
     method: "maml", "mnas", "mnas-shared" or "mnas-nm". Options (defaults
     are the library's, i.e. the paper's toy-regression settings):
     meta_batch=25, inner_steps=5, inner_lr=0.001, outer_lr=0.001,
-    inner_mode="second_order" ("first_order", "recompute"), threads=1,
+    inner_mode="second_order" ("first_order", "recompute", "recompute_cells":
+    recompute, plus per-cell checkpointing of the supernet's query pass), threads=1,
     seed=0, clip_norm=0.0, hidden=50, layers=5, in_features=1,
     out_features=1; for the M-NAS methods also arch_lr=1e-4, beta=0.01,
     path_dropout=0.1, nodes=3, z_dim=32, f_dim=32, controller_hidden=64,
