@@ -441,8 +441,10 @@ mnas_status mnas__ckpt_need_kind(const mnas__ckpt *c, const char *what, const ch
     const mnas__ckpt_record *r = mnas__ckpt_find(c, "kind");
     size_t n = strlen(kind);
     if (!r || r->dtype != MNAS__DT_U8 || r->ndim != 1 || r->bytes != n || memcmp(r->data, kind, n) != 0)
-        return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: not a %s checkpoint", what,
-                           !strcmp(kind, MNAS__CKPT_KIND_LEARNER) ? "learner" : "parameter-set");
+        return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: not %s checkpoint", what,
+                           !strcmp(kind, MNAS__CKPT_KIND_LEARNER)  ? "a learner"
+                           : !strcmp(kind, MNAS__CKPT_KIND_OPTIM) ? "an optimiser"
+                                                                  : "a parameter-set");
     return MNAS_OK;
 }
 
