@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "meta/learner_internal.h"
 
 /* Task j of the batch: given, or drawn from the source (then *own is set
@@ -66,7 +67,7 @@ static void encoder_dz_job(void *user, size_t i, int worker)
         mnas_tensor *dz = mnas_tape_tensor(tp, 2, sh, l->mod_dz + j * (size_t)l->mod_zdim);
         mnas_tensor *s = mnas_sum(tp, mnas_mul(tp, z, dz));
         mnas_tensor *const *W = mnas_params_tensors(l->params);
-        st = s ? mnas_grad(tp, s, l->s_enc.count, W + l->s_enc.first, g, 0) : (tp->status ? tp->status : MNAS_E_NOMEM);
+        st = s ? mnas_grad(tp, s, l->s_enc.count, W + l->s_enc.first, g, 0) : (mnas_tape_status(tp) ? mnas_tape_status(tp) : MNAS_E_NOMEM);
     }
     if (st == MNAS_OK) {
         mnas_real *row = l->task_grad + j * l->red_total;
@@ -245,7 +246,7 @@ mnas_status mnas_learner_task_objective(mnas_learner *l, const mnas_task *task, 
     st = mnas__learner_task_gradient(l, tp, task, 0, stream, want_grad ? g : NULL, &loss, objective);
     if (st != MNAS_OK) {
         mnas_tape_reset(tp);
-        return mnas__error(l->ctx, st, "%s: %s", fn, l->task_msg[0][0] ? l->task_msg[0] : tp->msg);
+        return mnas__error(l->ctx, st, "%s: %s", fn, l->task_msg[0][0] ? l->task_msg[0] : mnas_tape_last_error(tp));
     }
     if (want_grad) {
         for (size_t i = 0; i < l->P; i++)

@@ -10,7 +10,7 @@
 
 #include <mnas/meta.h>
 
-#include "autodiff/autodiff_internal.h"
+#include "autodiff/opkit.h"
 #include "meta/meta_internal.h"
 #include "nas/nas_internal.h"
 #include "nn/nn_internal.h"
