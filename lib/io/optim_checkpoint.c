@@ -8,32 +8,39 @@
 #include "nn/nn_internal.h"
 #include "tensor/tensor_internal.h"
 
-void mnas__ckpt_w_optim_head(mnas__ckpt_writer *w, const mnas_optim *o)
-{
+/* An optimiser's state (mnas__optim_state) in one value. */
+typedef struct {
     mnas_optim_kind kind;
     int64_t steps;
     size_t n;
     mnas_real *const *m, *const *v;
-    mnas__optim_state(o, &kind, &steps, &n, &m, &v);
-    mnas__ckpt_w_i64(w, "optim.kind", (int64_t)kind);
-    mnas__ckpt_w_i64(w, "optim.steps", steps);
+} optim_state;
+
+static optim_state state_of(const mnas_optim *o)
+{
+    optim_state s;
+    mnas__optim_state(o, &s.kind, &s.steps, &s.n, &s.m, &s.v);
+    return s;
+}
+
+void mnas__ckpt_w_optim_head(mnas__ckpt_writer *w, const mnas_optim *o)
+{
+    optim_state s = state_of(o);
+    mnas__ckpt_w_i64(w, "optim.kind", (int64_t)s.kind);
+    mnas__ckpt_w_i64(w, "optim.steps", s.steps);
 }
 
 void mnas__ckpt_w_optim_moments(mnas__ckpt_writer *w, const mnas_optim *o, size_t i)
 {
-    mnas_optim_kind kind;
-    int64_t steps;
-    size_t n;
-    mnas_real *const *m, *const *v;
-    mnas__optim_state(o, &kind, &steps, &n, &m, &v);
+    optim_state s = state_of(o);
     const mnas_params *p = mnas__optim_params(o);
     const mnas_tensor *t = mnas_params_get(p, i);
     char name[MNAS__CKPT_NAME_MAX + 1];
     mnas__ckpt_param_rec_name(name, sizeof name, "optim.m", mnas_params_name(p, i));
-    mnas__ckpt_w_record(w, name, MNAS__DT_REAL, t->ndim, t->shape, m[i]);
-    if (v && v[i]) {
+    mnas__ckpt_w_record(w, name, MNAS__DT_REAL, t->ndim, t->shape, s.m[i]);
+    if (s.v && s.v[i]) {
         mnas__ckpt_param_rec_name(name, sizeof name, "optim.v", mnas_params_name(p, i));
-        mnas__ckpt_w_record(w, name, MNAS__DT_REAL, t->ndim, t->shape, v[i]);
+        mnas__ckpt_w_record(w, name, MNAS__DT_REAL, t->ndim, t->shape, s.v[i]);
     }
 }
 
@@ -46,11 +53,7 @@ mnas_status mnas__ckpt_need_optim_head(const mnas__ckpt *c, const char *what, co
         return st;
     if (*steps < 0)
         return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: optimiser steps %lld are not valid", what, (long long)*steps);
-    mnas_optim_kind kind;
-    int64_t cur;
-    size_t n;
-    mnas_real *const *m, *const *v;
-    mnas__optim_state(o, &kind, &cur, &n, &m, &v);
+    mnas_optim_kind kind = state_of(o).kind;
     if (okind != (int64_t)kind)
         return mnas__error(c->ctx, MNAS_E_MISMATCH, "%s: optimiser kind %lld, this optimiser's is %d", what,
                            (long long)okind, (int)kind);
@@ -59,11 +62,7 @@ mnas_status mnas__ckpt_need_optim_head(const mnas__ckpt *c, const char *what, co
 
 mnas_status mnas__ckpt_need_optim_moments(const mnas__ckpt *c, const char *what, const mnas_optim *o, size_t i)
 {
-    mnas_optim_kind kind;
-    int64_t steps;
-    size_t n;
-    mnas_real *const *m, *const *v;
-    mnas__optim_state(o, &kind, &steps, &n, &m, &v);
+    optim_state s = state_of(o);
     const mnas_params *p = mnas__optim_params(o);
     const mnas_tensor *t = mnas_params_get(p, i);
     char name[MNAS__CKPT_NAME_MAX + 1];
@@ -71,7 +70,7 @@ mnas_status mnas__ckpt_need_optim_moments(const mnas__ckpt *c, const char *what,
     mnas_status st;
     mnas__ckpt_param_rec_name(name, sizeof name, "optim.m", mnas_params_name(p, i));
     if ((st = mnas__ckpt_need_tensor(c, what, name, t, &r)) != MNAS_OK) return st;
-    if (v && v[i]) {
+    if (s.v && s.v[i]) {
         mnas__ckpt_param_rec_name(name, sizeof name, "optim.v", mnas_params_name(p, i));
         if ((st = mnas__ckpt_need_tensor(c, what, name, t, &r)) != MNAS_OK) return st;
         for (uint64_t k = 0; k < r->count; k++)
@@ -84,33 +83,18 @@ mnas_status mnas__ckpt_need_optim_moments(const mnas__ckpt *c, const char *what,
 
 void mnas__ckpt_copy_optim_moments(const mnas__ckpt *c, mnas_optim *o, size_t i)
 {
-    mnas_optim_kind kind;
-    int64_t steps;
-    size_t n;
-    mnas_real *const *m, *const *v;
-    mnas__optim_state(o, &kind, &steps, &n, &m, &v);
+    optim_state s = state_of(o);
     const mnas_params *p = mnas__optim_params(o);
     char name[MNAS__CKPT_NAME_MAX + 1];
     mnas__ckpt_param_rec_name(name, sizeof name, "optim.m", mnas_params_name(p, i));
-    mnas__ckpt_copy_real(m[i], mnas__ckpt_find(c, name));
-    if (v && v[i]) {
+    mnas__ckpt_copy_real(s.m[i], mnas__ckpt_find(c, name));
+    if (s.v && s.v[i]) {
         mnas__ckpt_param_rec_name(name, sizeof name, "optim.v", mnas_params_name(p, i));
-        mnas__ckpt_copy_real(v[i], mnas__ckpt_find(c, name));
+        mnas__ckpt_copy_real(s.v[i], mnas__ckpt_find(c, name));
     }
 }
 
 /* ---- optimiser checkpoints ------------------------------------------------ */
-
-/* The parameters an optimiser updates: those of its set when it was made. */
-static size_t optim_count(const mnas_optim *o)
-{
-    mnas_optim_kind kind;
-    int64_t steps;
-    size_t n;
-    mnas_real *const *m, *const *v;
-    mnas__optim_state(o, &kind, &steps, &n, &m, &v);
-    return n;
-}
 
 mnas_status mnas_optim_save(const mnas_optim *o, const char *path)
 {
@@ -118,18 +102,13 @@ mnas_status mnas_optim_save(const mnas_optim *o, const char *path)
     if (!o) return MNAS_E_INVALID;
     mnas_ctx *ctx = mnas__params_ctx(mnas__optim_params(o));
     if (!path || !*path) return mnas__error(ctx, MNAS_E_INVALID, "%s: path is NULL or empty", fn);
-    size_t n = optim_count(o);
+    size_t n = state_of(o).n; /* the parameters of its set when it was made */
     mnas__ckpt_writer w;
     mnas__ckpt_w_begin(&w, ctx, MNAS__CKPT_KIND_OPTIM);
     mnas__ckpt_w_optim_head(&w, o);
     mnas__ckpt_w_i64(&w, "params.count", (int64_t)n);
     for (size_t i = 0; i < n; i++) mnas__ckpt_w_optim_moments(&w, o, i);
-    mnas__ckpt_w_finish(&w);
-    mnas_status st = w.st;
-    if (st != MNAS_OK) st = mnas__error(ctx, st, "%s: cannot allocate the checkpoint of '%s'", fn, path);
-    else st = mnas__atomic_write_buf(ctx, fn, path, w.buf, w.len);
-    mnas__free(ctx, w.buf);
-    return st;
+    return mnas__ckpt_w_save(&w, fn, path);
 }
 
 mnas_status mnas__optim_load_parsed(mnas_optim *o, const mnas__ckpt *c, const char *what)
@@ -139,7 +118,7 @@ mnas_status mnas__optim_load_parsed(mnas_optim *o, const mnas__ckpt *c, const ch
     int64_t steps, count;
     if ((st = mnas__ckpt_need_optim_head(c, what, o, &steps)) != MNAS_OK) return st;
     if ((st = mnas__ckpt_need_i64(c, what, "params.count", &count)) != MNAS_OK) return st;
-    size_t n = optim_count(o);
+    size_t n = state_of(o).n; /* the parameters of its set when it was made */
     if (count != (int64_t)n)
         return mnas__error(c->ctx, MNAS_E_MISMATCH, "%s: %lld parameters, this optimiser has %zu", what,
                            (long long)count, n);

@@ -64,13 +64,9 @@ static mnas_status adapt(mnas_learner *l, mnas_tape *tp, const mnas_task *t, uin
 }
 
 
-static void eval_job(void *user, size_t i, int worker)
+static void eval_job(job_data *d, size_t j, mnas_tape *tp)
 {
-    job_data *d = user;
-    size_t j = d->j0 + i;
     mnas_learner *l = d->l;
-    mnas_tape *tp = l->tapes[worker];
-    mnas_tape_reset(tp);
     l->task_status[j] = MNAS_OK;
     mnas_status st = mnas__learner_check_task(l, d->tasks[j], j, l->task_msg[j]);
     if (st != MNAS_OK) {
@@ -98,9 +94,9 @@ static mnas_status evaluate(mnas_learner *l, const char *fn, const mnas_task_set
     for (size_t j = 0; j < n; j++) tasks[j] = mnas_task_set_get(set, j);
     size_t lo, hi;
     mnas__learner_task_range(l, n, l->dist.rank, &lo, &hi);
-    job_data d = { l, tasks, NULL, NULL, 0, steps, 0, before, after, acc_before, acc_after, lo };
+    job_data d = { l, tasks, NULL, NULL, 0, steps, 0, before, after, acc_before, acc_after, lo, NULL };
     for (size_t j = 0; j < n; j++) l->task_msg[j][0] = '\0';
-    mnas__pool_run(l->pool, hi - lo, eval_job, &d);
+    mnas__learner_run_tasks(&d, hi - lo, eval_job);
     mnas__free(l->ctx, tasks);
     /* Evaluation is split across processes like training. */
     st = mnas__learner_gather_status(l, fn, n);
