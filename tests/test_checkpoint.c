@@ -352,6 +352,30 @@ END_TEST
 
 /* ---- optimiser checkpoints ------------------------------------------------ */
 
+static void set_i64_record(uint8_t *buf, size_t len, const char *name, int64_t v);
+
+/* Element 0 of the one-dimensional f32 record `name` set to v, the record's
+ * CRC and the file's made valid again (docs/checkpoints.md). */
+static void set_f32_vector_head(uint8_t *buf, size_t len, const char *name, float v)
+{
+    size_t n = strlen(name);
+    for (size_t i = 2; i + n + 18 <= len; i++) {
+        if (memcmp(buf + i, name, n) != 0 || buf[i - 2] != (uint8_t)n || buf[i - 1] != 0) continue;
+        uint8_t *rec = buf + i - 2, *p = buf + i + n;
+        ck_assert_int_eq(p[0], 1); /* f32 */
+        ck_assert_int_eq(p[1], 1); /* one dimension */
+        uint64_t bytes = 0;
+        for (int k = 0; k < 8; k++) bytes |= (uint64_t)p[10 + k] << (8 * k);
+        ck_assert_uint_le((size_t)(p + 18 + bytes + 4 - buf), len);
+        memcpy(p + 18, &v, 4); /* after type, ndim, the dimension and the payload size */
+        uint32_t c = crc32_ref(rec, (size_t)(p + 18 + bytes - rec));
+        for (int k = 0; k < 4; k++) p[18 + bytes + k] = (uint8_t)(c >> (8 * k));
+        reseal(buf, len);
+        return;
+    }
+    ck_abort_msg("record %s not found", name);
+}
+
 /* A set {w: 3x4, b: <nb>} (b named bname), values from seed. */
 static mnas_params *optim_set(mnas_ctx *ctx, const char *bname, int64_t nb, uint64_t seed)
 {
@@ -522,6 +546,25 @@ START_TEST(optim_refusals)
     reseal(buf, ref_len);
     write_all(bad, buf, ref_len);
     optim_expect_fail(ctx, adam, bad, MNAS_E_FORMAT, "magic", ref, ref_len);
+    /* Well-formed files with values that cannot be: a negative second
+     * moment, a negative step count, another parameter count. */
+    memcpy(buf, ref, ref_len);
+    set_f32_vector_head(buf, ref_len, "optim.v:b", -1.0f);
+    write_all(bad, buf, ref_len);
+    optim_expect_fail(ctx, adam, bad, MNAS_E_FORMAT, "negative second moment", ref, ref_len);
+    memcpy(buf, ref, ref_len);
+    set_i64_record(buf, ref_len, "optim.steps", -1);
+    write_all(bad, buf, ref_len);
+    optim_expect_fail(ctx, adam, bad, MNAS_E_FORMAT, "optimiser steps -1", ref, ref_len);
+    memcpy(buf, ref, ref_len);
+    set_i64_record(buf, ref_len, "params.count", 3);
+    write_all(bad, buf, ref_len);
+    optim_expect_fail(ctx, adam, bad, MNAS_E_MISMATCH, "3 parameters", ref, ref_len);
+    /* A non-finite moment. */
+    memcpy(buf, ref, ref_len);
+    set_f32_vector_head(buf, ref_len, "optim.m:b", NAN);
+    write_all(bad, buf, ref_len);
+    optim_expect_fail(ctx, adam, bad, MNAS_E_NUMERIC, "non-finite", ref, ref_len);
     free(buf);
     /* Other kinds of checkpoint, either way round. */
     char pp[512];
