@@ -107,34 +107,24 @@ done:
 
 int main(int argc, char **argv)
 {
-    long long iters = 40, batch = 8, threads = 2, seed = 1;
+    long long iters = 40;
     const char *path = "custom_space.ckpt";
+    mnas_learner_options o = MNAS_LEARNER_OPTIONS_INIT;
+    o.meta_batch = 8;
+    o.threads = 2;
+    o.seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int ok = 1;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--version")) {
-            return ex_version("custom_space");
-        } else if (!v) {
-            fprintf(stderr, "error: unknown option or missing value: %s\n", a);
-            usage(stderr);
-            return 2;
-        } else if (!strcmp(a, "--iterations")) {
+        int ok = 1, end = ex_option_start("custom_space", a, v, usage);
+        if (end >= 0) return end;
+        if (!strcmp(a, "--iterations")) {
             ok = ex_int(v, a, 2, 1000000, &iters);
-        } else if (!strcmp(a, "--meta-batch")) {
-            ok = ex_int(v, a, 1, 100000, &batch);
-        } else if (!strcmp(a, "--threads")) {
-            ok = ex_int(v, a, 1, 256, &threads);
-        } else if (!strcmp(a, "--seed")) {
-            ok = ex_int(v, a, 0, INT64_MAX, &seed);
         } else if (!strcmp(a, "--checkpoint")) {
             path = v;
+        } else if (strcmp(a, "--meta-batch") && strcmp(a, "--threads") && strcmp(a, "--seed")) {
+            return ex_unknown_option(a, usage);
         } else {
-            fprintf(stderr, "error: unknown option %s\n", a);
-            usage(stderr);
-            return 2;
+            ex_learner_option(a, v, &o, &ok); /* the three learner options this example takes */
         }
         if (!ok) return 2;
         i++;
@@ -148,12 +138,8 @@ int main(int argc, char **argv)
         mnas_search_space_add_op(space, "identity", 0, NULL, identity_forward, NULL) < 0 ||
         mnas_search_space_add_op(space, "zero", 1, NULL, NULL, NULL) < 0)
         goto out;
-    ex_source src = { ctx, MNAS_REGRESSION_OPTIONS_INIT, (uint64_t)seed };
+    ex_source src = { ctx, MNAS_REGRESSION_OPTIONS_INIT, o.seed };
     if (!(test = mnas_regression_test_set(ctx, &src.ro, 1000003, 5))) goto out;
-    mnas_learner_options o = MNAS_LEARNER_OPTIONS_INIT;
-    o.meta_batch = (int)batch;
-    o.threads = (int)threads;
-    o.seed = (uint64_t)seed;
     o.hidden = 32;
     o.inner_lr = 0.01;
     const mnas_method methods[2] = { MNAS_METHOD_MNAS, MNAS_METHOD_MNAS_SHARED };

@@ -120,17 +120,54 @@ static inline int ex_double(const char *arg, const char *name, double lo, double
     return 1;
 }
 
+/* The start of every example's option loop, for argument a with value v
+ * (NULL when a is the last argument): -h / --help prints usage on stdout,
+ * --version the versions, and an option without its value is an error
+ * (usage on stderr). Returns -1 when a is none of these (parse it, with v),
+ * else the status main returns. */
+static inline int ex_option_start(const char *prog, const char *a, const char *v, void (*usage)(FILE *))
+{
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(a, "--version")) return ex_version(prog);
+    if (!v) {
+        fprintf(stderr, "error: unknown option or missing value: %s\n", a);
+        usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+/* An option the example does not know: the message and usage on stderr;
+ * returns main's status. */
+static inline int ex_unknown_option(const char *a, void (*usage)(FILE *))
+{
+    fprintf(stderr, "error: unknown option %s\n", a);
+    usage(stderr);
+    return 2;
+}
+
+/* "--name value" into an int field within [lo, hi]; 0 (message printed)
+ * when out of range. */
+static inline int ex_int_field(const char *arg, const char *name, long long lo, long long hi, int *out)
+{
+    long long n;
+    if (!ex_int(arg, name, lo, hi, &n)) return 0;
+    *out = (int)n;
+    return 1;
+}
+
 /* The learner options both examples accept: returns 1 and sets *ok when
  * option a (with value v) is one of them, 0 when it is not. */
 static inline int ex_learner_option(const char *a, const char *v, mnas_learner_options *o, int *ok)
 {
     long long n = 0;
     if (!strcmp(a, "--meta-batch")) {
-        *ok = ex_int(v, a, 1, 100000, &n);
-        o->meta_batch = (int)n;
+        *ok = ex_int_field(v, a, 1, 100000, &o->meta_batch);
     } else if (!strcmp(a, "--inner-steps")) {
-        *ok = ex_int(v, a, 0, 1000, &n);
-        o->inner_steps = (int)n;
+        *ok = ex_int_field(v, a, 0, 1000, &o->inner_steps);
     } else if (!strcmp(a, "--inner-lr")) {
         *ok = ex_double(v, a, 0, 100, &o->inner_lr);
     } else if (!strcmp(a, "--outer-lr")) {
@@ -140,8 +177,7 @@ static inline int ex_learner_option(const char *a, const char *v, mnas_learner_o
     } else if (!strcmp(a, "--path-dropout")) {
         *ok = ex_double(v, a, 0, 0.95, &o->path_dropout);
     } else if (!strcmp(a, "--threads")) {
-        *ok = ex_int(v, a, 1, 256, &n);
-        o->threads = (int)n;
+        *ok = ex_int_field(v, a, 1, 256, &o->threads);
     } else if (!strcmp(a, "--seed")) {
         *ok = ex_int(v, a, 0, INT64_MAX, &n);
         o->seed = (uint64_t)n;
@@ -153,9 +189,8 @@ static inline int ex_learner_option(const char *a, const char *v, mnas_learner_o
         *ok = ex_double(v, a, -100, 100, &o->modulator_bias);
     } else if (!strcmp(a, "--nodes") || !strcmp(a, "--z-dim") || !strcmp(a, "--f-dim") ||
                !strcmp(a, "--controller-hidden")) {
-        *ok = ex_int(v, a, 1, 4096, &n);
         int *f = a[2] == 'n' ? &o->nodes : a[2] == 'z' ? &o->z_dim : a[2] == 'f' ? &o->f_dim : &o->controller_hidden;
-        *f = (int)n;
+        *ok = ex_int_field(v, a, 1, 4096, f);
     } else if (!strcmp(a, "--encoder")) {
         *ok = !strcmp(v, "gru") || !strcmp(v, "lstm");
         if (*ok) o->encoder = !strcmp(v, "gru") ? MNAS_RNN_GRU : MNAS_RNN_LSTM;

@@ -253,20 +253,12 @@ int main(int argc, char **argv)
     ex_ckpt ck = { NULL, 0, NULL };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int ok = 1;
+        int ok = 1, end;
         if (!strcmp(a, "--first-order")) {
             first_order = 1;
             continue;
         }
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--version")) return ex_version("fewshot_images");
-        if (!v) {
-            fprintf(stderr, "error: %s needs a value\n", a);
-            return usage(stderr), 2;
-        }
+        if ((end = ex_option_start("fewshot_images", a, v, usage)) >= 0) return end;
         i++;
         if (ex_learner_option(a, v, &base, &ok) || ex_checkpoint_option(a, v, &ck, &ok)) {
         } else if (!strcmp(a, "--dataset")) {
@@ -307,11 +299,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--eval-steps")) {
             ok = ex_int(v, a, 0, 1000, &eval_steps);
         } else if (!strcmp(a, "--supernet-channels")) {
-            ok = ex_int(v, a, 2, 1024, &n);
-            base.channels = (int)n;
+            ok = ex_int_field(v, a, 2, 1024, &base.channels);
         } else if (!strcmp(a, "--nodes")) {
-            ok = ex_int(v, a, 1, 8, &n);
-            base.nodes = (int)n;
+            ok = ex_int_field(v, a, 1, 8, &base.nodes);
         } else if (!strcmp(a, "--sample-ops")) { /* k ops per mixed edge (docs/images.md); 0: all */
             ok = ex_int(v, a, 0, 8, &n);
             base.sample_ops = n;
@@ -319,8 +309,7 @@ int main(int argc, char **argv)
             ok = ex_int(v, a, 1, 4, &n) && (n != 3 || (fprintf(stderr, "error: --stem-stride: 1, 2 or 4\n"), 0));
             base.stem_stride = (int)n;
         } else if (!strcmp(a, "--filters")) {
-            ok = ex_int(v, a, 1, 1024, &n);
-            base.filters = (int)n;
+            ok = ex_int_field(v, a, 1, 1024, &base.filters);
         } else if (!strcmp(a, "--train-fraction")) {
             ok = ex_double(v, a, 0, 1, &train_fraction);
         } else if (!strcmp(a, "--val-fraction")) {
@@ -330,8 +319,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--out")) {
             out_dir = v;
         } else {
-            fprintf(stderr, "error: unknown option %s\n", a);
-            return usage(stderr), 2;
+            return ex_unknown_option(a, usage);
         }
         if (!ok) return 2;
     }

@@ -40,23 +40,13 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int ok = 1;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--version")) {
-            return ex_version("maml_regression");
-        } else if (!strcmp(a, "--first-order")) {
-            o.inner_mode = MNAS_INNER_FIRST_ORDER;
+        int ok = 1, end;
+        if (!strcmp(a, "--first-order") || !strcmp(a, "--recompute")) {
+            o.inner_mode = a[2] == 'f' ? MNAS_INNER_FIRST_ORDER : MNAS_INNER_RECOMPUTE;
             continue;
-        } else if (!strcmp(a, "--recompute")) {
-            o.inner_mode = MNAS_INNER_RECOMPUTE;
-            continue;
-        } else if (!v) {
-            fprintf(stderr, "error: unknown option or missing value: %s\n", a);
-            usage(stderr);
-            return 2;
-        } else if (ex_learner_option(a, v, &o, &ok) || ex_checkpoint_option(a, v, &ck, &ok)) {
+        }
+        if ((end = ex_option_start("maml_regression", a, v, usage)) >= 0) return end;
+        if (ex_learner_option(a, v, &o, &ok) || ex_checkpoint_option(a, v, &ck, &ok)) {
             /* handled */
         } else if (!strcmp(a, "--iterations")) {
             ok = ex_int(v, a, 0, 100000000, &iterations);
@@ -67,9 +57,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--shots")) {
             ok = ex_int(v, a, 1, 100000, &shots);
         } else {
-            fprintf(stderr, "error: unknown option %s\n", a);
-            usage(stderr);
-            return 2;
+            return ex_unknown_option(a, usage);
         }
         if (!ok) return 2;
         i++;

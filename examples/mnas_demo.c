@@ -200,17 +200,9 @@ int main(int argc, char **argv)
     int want[MAX_METHODS] = { 0 }, any = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int ok = 1;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--version")) {
-            return ex_version("mnas_demo");
-        } else if (!v) {
-            fprintf(stderr, "error: unknown option or missing value: %s\n", a);
-            usage(stderr);
-            return 2;
-        } else if (ex_learner_option(a, v, &base, &ok) || ex_checkpoint_option(a, v, &ck, &ok)) {
+        int ok = 1, end = ex_option_start("mnas_demo", a, v, usage);
+        if (end >= 0) return end;
+        if (ex_learner_option(a, v, &base, &ok) || ex_checkpoint_option(a, v, &ck, &ok)) {
             /* handled */
         } else if (!strcmp(a, "--method")) {
             int found = 0;
@@ -241,9 +233,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--out")) {
             out = v;
         } else {
-            fprintf(stderr, "error: unknown option %s\n", a);
-            usage(stderr);
-            return 2;
+            return ex_unknown_option(a, usage);
         }
         if (!ok) return 2;
         i++;

@@ -48,6 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static mnas_learner *maml, *shared;
     static mnas_params *params;
+    static mnas_optim *optim;
     mnas_ctx *ctx = fuzz_ctx();
     if (!maml) {
         /* The learners of the seed corpus (fuzz/make_corpus.c). */
@@ -67,7 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         params = mnas_params_create(ctx);
         int64_t s1[2] = { 2, 3 }, s2[1] = { 2 };
         if (!maml || !shared || !params || mnas_params_add(params, "w", 2, s1, MNAS_INIT_ZEROS, 0, 0) < 0 ||
-            mnas_params_add(params, "b", 1, s2, MNAS_INIT_ZEROS, 0, 0) < 0)
+            mnas_params_add(params, "b", 1, s2, MNAS_INIT_ZEROS, 0, 0) < 0 || !(optim = mnas_optim_create(params, NULL)))
             abort();
     }
     if (size < 1) return 0;
@@ -87,6 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int i = 0; i < 2; i++)
             if (mnas__learner_load_parsed(targets[i], &c, "fuzz") != MNAS_OK) fuzz_expect_message(ctx);
         if (mnas__params_load_parsed(params, &c, "fuzz") != MNAS_OK) fuzz_expect_message(ctx);
+        if (mnas__optim_load_parsed(optim, &c, "fuzz") != MNAS_OK) fuzz_expect_message(ctx);
         mnas__ckpt_release(&c);
     }
     free(buf);

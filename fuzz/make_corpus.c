@@ -70,6 +70,18 @@ int main(int argc, char **argv)
     int64_t s1[2] = { 2, 3 }, s2[1] = { 2 };
     rc |= mnas_params_add(p, "w", 2, s1, MNAS_INIT_NORMAL, 1, 0) < 0 || mnas_params_add(p, "b", 1, s2, MNAS_INIT_NORMAL, 1, 0) < 0;
     rc |= mnas_params_save(p, tmp) != MNAS_OK || emit(argv[1], "params", tmp);
+    /* An Adam optimiser's state after two steps (gradients of 0.5 everywhere). */
+    mnas_optim *op = mnas_optim_create(p, NULL);
+    rc |= !op;
+    for (int s = 0; op && s < 2; s++) {
+        for (size_t i = 0; i < mnas_params_count(p); i++) {
+            mnas_tensor *g = mnas_params_grad(p, i);
+            for (int64_t j = 0; j < mnas_tensor_size(g); j++) mnas_tensor_data(g)[j] = 0.5f;
+        }
+        rc |= mnas_optim_step(op) != MNAS_OK;
+    }
+    rc |= !op || mnas_optim_save(op, tmp) != MNAS_OK || emit(argv[1], "optim", tmp);
+    mnas_optim_free(op);
     if (rc) fprintf(stderr, "make_corpus: %s\n", mnas_ctx_last_error(ctx));
     mnas_params_free(p);
     mnas_learner_free(maml);

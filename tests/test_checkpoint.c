@@ -350,6 +350,255 @@ START_TEST(params_round_trip_and_mismatch)
 }
 END_TEST
 
+/* ---- optimiser checkpoints ------------------------------------------------ */
+
+static void set_i64_record(uint8_t *buf, size_t len, const char *name, int64_t v);
+
+/* Element 0 of the one-dimensional f32 record `name` set to v, the record's
+ * CRC and the file's made valid again (docs/checkpoints.md). */
+static void set_f32_vector_head(uint8_t *buf, size_t len, const char *name, float v)
+{
+    size_t n = strlen(name);
+    for (size_t i = 2; i + n + 18 <= len; i++) {
+        if (memcmp(buf + i, name, n) != 0 || buf[i - 2] != (uint8_t)n || buf[i - 1] != 0) continue;
+        uint8_t *rec = buf + i - 2, *p = buf + i + n;
+        ck_assert_int_eq(p[0], 1); /* f32 */
+        ck_assert_int_eq(p[1], 1); /* one dimension */
+        uint64_t bytes = 0;
+        for (int k = 0; k < 8; k++) bytes |= (uint64_t)p[10 + k] << (8 * k);
+        ck_assert_uint_le((size_t)(p + 18 + bytes + 4 - buf), len);
+        memcpy(p + 18, &v, 4); /* after type, ndim, the dimension and the payload size */
+        uint32_t c = crc32_ref(rec, (size_t)(p + 18 + bytes - rec));
+        for (int k = 0; k < 4; k++) p[18 + bytes + k] = (uint8_t)(c >> (8 * k));
+        reseal(buf, len);
+        return;
+    }
+    ck_abort_msg("record %s not found", name);
+}
+
+/* A set {w: 3x4, b: <nb>} (b named bname), values from seed. */
+static mnas_params *optim_set(mnas_ctx *ctx, const char *bname, int64_t nb, uint64_t seed)
+{
+    mnas_params *p = mnas_params_create(ctx);
+    int64_t s1[2] = { 3, 4 }, s2[1] = { nb };
+    ck_assert_int_ge(mnas_params_add(p, "w", 2, s1, MNAS_INIT_NORMAL, 1, 0), 0);
+    ck_assert_int_ge(mnas_params_add(p, bname, 1, s2, MNAS_INIT_NORMAL, 1, 0), 0);
+    for (size_t i = 0; i < mnas_params_count(p); i++) {
+        mnas_tensor *t = mnas_params_get(p, i);
+        for (int64_t j = 0; j < mnas_tensor_size(t); j++)
+            mnas_tensor_data(t)[j] = (mnas_real)sin(0.7 * (double)(seed + 13 * i + (uint64_t)j));
+    }
+    return p;
+}
+
+/* Steps of a loss whose gradient depends on the weights (each w towards
+ * cos(j) with a non-linear term), so the path depends on every moment. */
+static void optim_train(mnas_params *p, mnas_optim *o, int steps)
+{
+    for (int s = 0; s < steps; s++) {
+        for (size_t i = 0; i < mnas_params_count(p); i++) {
+            mnas_tensor *t = mnas_params_get(p, i);
+            mnas_real *w = mnas_tensor_data(t), *g = mnas_tensor_data(mnas_params_grad(p, i));
+            for (int64_t j = 0; j < mnas_tensor_size(t); j++)
+                g[j] = (mnas_real)(w[j] - cos((double)j) + 0.3 * sin(3.0 * w[j]));
+        }
+        ck_assert_int_eq(mnas_optim_step(o), MNAS_OK);
+    }
+}
+
+static mnas_optim *optim_of(mnas_params *p, mnas_optim_kind kind)
+{
+    mnas_optim_options oo = MNAS_OPTIM_OPTIONS_INIT;
+    oo.kind = kind;
+    oo.lr = 0.05;
+    oo.momentum = 0.9;
+    mnas_optim *o = mnas_optim_create(p, &oo);
+    ck_assert_ptr_nonnull(o);
+    return o;
+}
+
+static int same_values(mnas_params *a, mnas_params *b)
+{
+    if (mnas_params_count(a) != mnas_params_count(b)) return 0;
+    for (size_t i = 0; i < mnas_params_count(a); i++) {
+        mnas_tensor *x = mnas_params_get(a, i), *y = mnas_params_get(b, i);
+        if (mnas_tensor_size(x) != mnas_tensor_size(y) ||
+            memcmp(mnas_tensor_data(x), mnas_tensor_data(y), (size_t)mnas_tensor_size(x) * sizeof(mnas_real)))
+            return 0;
+    }
+    return 1;
+}
+
+/* Loop 0 SGD with momentum, 1 Adam: N steps, save parameters and
+ * optimiser, M more; against a fresh set and optimiser loading both and
+ * training M: bit-identical. */
+START_TEST(optim_exact_resume)
+{
+    mnas_optim_kind kind = _i ? MNAS_OPTIM_ADAM : MNAS_OPTIM_SGD;
+    mnas_ctx *ctx = new_ctx();
+    char pp[512], op[512];
+    tmp_path(pp, sizeof pp, "optim_resume.params");
+    tmp_path(op, sizeof op, "optim_resume.optim");
+    mnas_params *a = optim_set(ctx, "b", 5, 1);
+    mnas_optim *oa = optim_of(a, kind);
+    optim_train(a, oa, 3);
+    ck_assert_msg(mnas_params_save(a, pp) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    ck_assert_msg(mnas_optim_save(oa, op) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    optim_train(a, oa, 4);
+    mnas_params *b = optim_set(ctx, "b", 5, 99); /* other values */
+    mnas_optim *ob = optim_of(b, kind);
+    optim_train(b, ob, 2); /* other moments and step count, all overwritten */
+    ck_assert_int_eq(mnas_params_load(b, pp), MNAS_OK);
+    ck_assert_msg(mnas_optim_load(ob, op) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    ck_assert_int_eq(mnas_optim_steps(ob), 3);
+    optim_train(b, ob, 4);
+    ck_assert_int_eq(mnas_optim_steps(ob), 7);
+    ck_assert_msg(same_values(a, b), "the resumed optimiser's parameters differ from the straight run");
+    /* Without the optimiser's state (fresh moments, step 0) the run differs:
+     * the state is what carries it. */
+    mnas_params *c = optim_set(ctx, "b", 5, 1);
+    mnas_optim *oc = optim_of(c, kind);
+    ck_assert_int_eq(mnas_params_load(c, pp), MNAS_OK);
+    optim_train(c, oc, 4);
+    ck_assert(!same_values(a, c));
+    mnas_optim_free(oa);
+    mnas_optim_free(ob);
+    mnas_optim_free(oc);
+    mnas_params_free(a);
+    mnas_params_free(b);
+    mnas_params_free(c);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
+/* Load of path into o must fail with want (0: any failure), the message
+ * holding needle, and o's state must be unchanged (its saved bytes equal
+ * ref's). */
+static void optim_expect_fail(mnas_ctx *ctx, mnas_optim *o, const char *path, mnas_status want, const char *needle,
+                              const uint8_t *ref, size_t ref_len)
+{
+    mnas_status st = mnas_optim_load(o, path);
+    const char *msg = mnas_ctx_last_error(ctx);
+    ck_assert_msg(want ? st == want : st != MNAS_OK, "status %d, expected %d (%s)", st, want, msg);
+    ck_assert_msg(strstr(msg, needle) != NULL, "message \"%s\" lacks \"%s\"", msg, needle);
+    char again[512];
+    tmp_path(again, sizeof again, "optim_after_failure");
+    ck_assert_int_eq(mnas_optim_save(o, again), MNAS_OK);
+    size_t n;
+    uint8_t *now = read_all(again, &n);
+    ck_assert_msg(n == ref_len && memcmp(now, ref, n) == 0, "the optimiser changed after a refused load");
+    free(now);
+}
+
+START_TEST(optim_refusals)
+{
+    mnas_ctx *ctx = new_ctx();
+    char path[512], bad[512], mine[512];
+    tmp_path(path, sizeof path, "optim.ckpt");
+    tmp_path(bad, sizeof bad, "optim_bad.ckpt");
+    tmp_path(mine, sizeof mine, "optim_mine.ckpt");
+    mnas_params *a = optim_set(ctx, "b", 5, 1);
+    mnas_optim *sgd = optim_of(a, MNAS_OPTIM_SGD);
+    optim_train(a, sgd, 2);
+    ck_assert_int_eq(mnas_optim_save(sgd, path), MNAS_OK);
+    /* The victim: an Adam optimiser over a like set, with state of its own. */
+    mnas_params *b = optim_set(ctx, "b", 5, 2);
+    mnas_optim *adam = optim_of(b, MNAS_OPTIM_ADAM);
+    optim_train(b, adam, 3);
+    ck_assert_int_eq(mnas_optim_save(adam, mine), MNAS_OK);
+    size_t ref_len;
+    uint8_t *ref = read_all(mine, &ref_len);
+    optim_expect_fail(ctx, adam, path, MNAS_E_MISMATCH, "optimiser kind", ref, ref_len);
+    /* Adam's own file, loaded into Adam optimisers over other sets. */
+    mnas_params *c = optim_set(ctx, "b", 6, 3), *d = optim_set(ctx, "bias", 5, 4);
+    mnas_params *e = mnas_params_create(ctx);
+    int64_t s1[2] = { 3, 4 };
+    ck_assert_int_ge(mnas_params_add(e, "w", 2, s1, MNAS_INIT_NORMAL, 1, 0), 0);
+    mnas_optim *oc = optim_of(c, MNAS_OPTIM_ADAM), *od = optim_of(d, MNAS_OPTIM_ADAM), *oe = optim_of(e, MNAS_OPTIM_ADAM);
+    char ref2[512];
+    tmp_path(ref2, sizeof ref2, "optim_ref2.ckpt");
+    struct { mnas_optim *o; mnas_status st; const char *needle; } cases[3] = {
+        { oc, MNAS_E_MISMATCH, "optim.m:b" },  /* shape 6 against 5 */
+        { od, MNAS_E_FORMAT, "optim.m:bias" }, /* no such record */
+        { oe, MNAS_E_MISMATCH, "2 parameters" },
+    };
+    for (int k = 0; k < 3; k++) {
+        ck_assert_int_eq(mnas_optim_save(cases[k].o, ref2), MNAS_OK);
+        size_t n2;
+        uint8_t *r2 = read_all(ref2, &n2);
+        optim_expect_fail(ctx, cases[k].o, mine, cases[k].st, cases[k].needle, r2, n2);
+        free(r2);
+    }
+    /* Truncated at a spread of lengths, damaged bytes, wrong magic. */
+    for (size_t n = 0; n < ref_len; n += 1 + n / 4) {
+        write_all(bad, ref, n);
+        optim_expect_fail(ctx, adam, bad, MNAS_E_FORMAT, "truncated", ref, ref_len);
+    }
+    uint8_t *buf = malloc(ref_len);
+    for (size_t i = 8; i < ref_len; i += 5) {
+        memcpy(buf, ref, ref_len);
+        buf[i] ^= 0x10;
+        write_all(bad, buf, ref_len);
+        optim_expect_fail(ctx, adam, bad, 0, "", ref, ref_len);
+    }
+    memcpy(buf, ref, ref_len);
+    buf[0] = 'X';
+    reseal(buf, ref_len);
+    write_all(bad, buf, ref_len);
+    optim_expect_fail(ctx, adam, bad, MNAS_E_FORMAT, "magic", ref, ref_len);
+    /* Well-formed files with values that cannot be: a negative second
+     * moment, a negative step count, another parameter count. */
+    memcpy(buf, ref, ref_len);
+    set_f32_vector_head(buf, ref_len, "optim.v:b", -1.0f);
+    write_all(bad, buf, ref_len);
+    optim_expect_fail(ctx, adam, bad, MNAS_E_FORMAT, "negative second moment", ref, ref_len);
+    memcpy(buf, ref, ref_len);
+    set_i64_record(buf, ref_len, "optim.steps", -1);
+    write_all(bad, buf, ref_len);
+    optim_expect_fail(ctx, adam, bad, MNAS_E_FORMAT, "optimiser steps -1", ref, ref_len);
+    memcpy(buf, ref, ref_len);
+    set_i64_record(buf, ref_len, "params.count", 3);
+    write_all(bad, buf, ref_len);
+    optim_expect_fail(ctx, adam, bad, MNAS_E_MISMATCH, "3 parameters", ref, ref_len);
+    /* A non-finite moment. */
+    memcpy(buf, ref, ref_len);
+    set_f32_vector_head(buf, ref_len, "optim.m:b", NAN);
+    write_all(bad, buf, ref_len);
+    optim_expect_fail(ctx, adam, bad, MNAS_E_NUMERIC, "non-finite", ref, ref_len);
+    free(buf);
+    /* Other kinds of checkpoint, either way round. */
+    char pp[512];
+    tmp_path(pp, sizeof pp, "optim_params.ckpt");
+    ck_assert_int_eq(mnas_params_save(b, pp), MNAS_OK);
+    optim_expect_fail(ctx, adam, pp, MNAS_E_FORMAT, "not an optimiser checkpoint", ref, ref_len);
+    ck_assert_int_eq(mnas_params_load(b, mine), MNAS_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "not a parameter-set checkpoint"));
+    /* NULLs and bad paths. */
+    ck_assert_int_eq(mnas_optim_save(NULL, path), MNAS_E_INVALID);
+    ck_assert_int_eq(mnas_optim_save(adam, NULL), MNAS_E_INVALID);
+    ck_assert_int_eq(mnas_optim_save(adam, ""), MNAS_E_INVALID);
+    ck_assert_int_eq(mnas_optim_load(NULL, path), MNAS_E_INVALID);
+    ck_assert_int_eq(mnas_optim_load(adam, NULL), MNAS_E_INVALID);
+    ck_assert_int_eq(mnas_optim_save(adam, "/nonexistent/dir/o.ckpt"), MNAS_E_IO);
+    optim_expect_fail(ctx, adam, "/nonexistent/dir/o.ckpt", MNAS_E_IO, "/nonexistent/dir/o.ckpt", ref, ref_len);
+    /* After all that, the good file still loads. */
+    ck_assert_int_eq(mnas_optim_load(sgd, path), MNAS_OK);
+    ck_assert_int_eq(mnas_optim_steps(sgd), 2);
+    free(ref);
+    mnas_optim_free(sgd);
+    mnas_optim_free(adam);
+    mnas_optim_free(oc);
+    mnas_optim_free(od);
+    mnas_optim_free(oe);
+    mnas_params_free(a);
+    mnas_params_free(b);
+    mnas_params_free(c);
+    mnas_params_free(d);
+    mnas_params_free(e);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
 /* The modulator form (appended option, issue 17) is saved, read back by
  * mnas_learner_checkpoint_options, and a learner of another form refuses
  * the file. Loop 1 is FiLM (its FC has the shifts' outputs too), trained a
@@ -868,6 +1117,8 @@ int main(int argc, char **argv)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, crc_matches_reference);
     tcase_add_test(tc, params_round_trip_and_mismatch);
+    tcase_add_loop_test(tc, optim_exact_resume, 0, 2);
+    tcase_add_test(tc, optim_refusals);
     tcase_add_loop_test(tc, modulator_form_is_saved, 0, 2);
     tcase_add_test(tc, crash_before_rename_keeps_old_checkpoint);
     tcase_add_test(tc, truncation_at_every_length);

@@ -1,5 +1,5 @@
 /** @file
- * @brief libmnas — io layer: checkpoints of learners and parameter sets (exact
+ * @brief libmnas — io layer: checkpoints of learners, parameter sets and optimisers (exact
  * resume, divergence guard), and PNG figures (line and scatter plots on a
  * grid of panels), used by the examples to draw the paper's Figure 3. */
 #ifndef MNAS_IO_H
@@ -64,6 +64,22 @@ MNAS_API mnas_status mnas_learner_checkpoint_options(mnas_ctx *ctx, const char *
 MNAS_API mnas_status mnas_params_save(const mnas_params *p, const char *path);
 /** Load values saved by mnas_params_save into p (same names and shapes); p is unchanged on failure. */
 MNAS_API mnas_status mnas_params_load(mnas_params *p, const char *path);
+
+/** Save an optimiser's state on its own: its kind, its step count and, per
+ * parameter (by name, with its shape), the SGD momentum or the Adam first
+ * and second moments. The parameter values are not in it (save them with
+ * mnas_params_save), nor the options and group learning rates, which are
+ * configuration given again when the optimiser is created. Saving the
+ * parameters and the optimiser after N steps, then loading both into a
+ * fresh parameter set and optimiser made the same way, continues training
+ * bit-identically. The write is atomic, as for every checkpoint. */
+MNAS_API mnas_status mnas_optim_save(const mnas_optim *o, const char *path);
+/** Restore a state saved by mnas_optim_save into o. The file must be an
+ * optimiser checkpoint (MNAS_E_FORMAT otherwise) of the same kind, over as
+ * many parameters with the same names and shapes as o's (MNAS_E_MISMATCH
+ * naming the difference), with finite moments (MNAS_E_NUMERIC) and second
+ * moments >= 0; o is unchanged on every failure. */
+MNAS_API mnas_status mnas_optim_load(mnas_optim *o, const char *path);
 
 /** mnas_learner_train with checkpoints and a divergence guard. The starting
  * state is saved to path first, then every `every` iterations (0: only at

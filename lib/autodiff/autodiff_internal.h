@@ -1,10 +1,12 @@
-/* Private autodiff: the tape's layout, the recorded node, and the helpers
- * the op files share (input checks, output allocation, recording). */
+/* Private autodiff, for lib/autodiff's own files: the tape's layout, the
+ * recorded node, and the helpers the op files share. Code outside
+ * lib/autodiff that defines ops uses the narrower autodiff/opkit.h. */
 #ifndef MNAS_AUTODIFF_INTERNAL_H
 #define MNAS_AUTODIFF_INTERNAL_H
 
 #include <mnas/autodiff.h>
 
+#include "autodiff/opkit.h"
 #include "core/core_internal.h"
 #include "kernels/kernels.h"
 #include "tensor/tensor_internal.h"
@@ -26,17 +28,7 @@ typedef enum mnas_opcode {
     OP_COUNT
 } mnas_opcode;
 
-typedef struct mnas_backward_ctx mnas_backward_ctx;
-struct mnas_node;
-
-/* An op defined outside this layer (the inner loop's recompute mode): its
- * backward rule is a callback. */
-typedef struct mnas__custom_op {
-    const char *name;
-    mnas_status (*vjp)(mnas_tape *tp, struct mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc, void *state);
-} mnas__custom_op;
-
-typedef struct mnas_node {
+struct mnas_node {
     mnas_tensor *out;
     mnas_tensor **in;          /* nin inputs (values the backward rule reads) */
     struct mnas_node **inode;  /* their nodes; NULL where no gradient flows */
@@ -51,7 +43,7 @@ typedef struct mnas_node {
     void *state;                   /* OP_CUSTOM only, in the arena */
     mnas_tensor *in_buf[3];
     struct mnas_node *inode_buf[3];
-} mnas_node;
+};
 
 struct mnas_tape {
     uint32_t epoch; /* tensors compare their creation epoch with this */
@@ -81,35 +73,10 @@ struct mnas_tape {
     int relu_no_grad;
 };
 
-/* The tape's scratch tape (created on first use), or NULL with an error. */
-mnas_tape *mnas__tape_aux(mnas_tape *tp);
 
-/* relu(x), shared: when x is a tensor of this tape's current recording and
- * the previous call had the same x (and the same no-grad depth), its result
- * is returned again instead of a new tensor. The DARTS ops that all start
- * with ReLU of an edge's input thus keep one ReLU (data, node, backward) per
- * edge instead of one per op. Results are the same as mnas_relu's. */
-mnas_tensor *mnas__relu_shared(mnas_tape *tp, mnas_tensor *x);
 
-/* Record a failure on the tape (first one wins for status) and its context. */
-mnas_status mnas__tape_error(mnas_tape *tp, mnas_status st, const char *fmt, ...) MNAS_PRINTF(3, 4);
 
-/* Validate the tape argument of op fn. */
-int mnas__tape_ok(mnas_tape *tp);
-/* Validate input x of op fn: live, on this tape or persistent, same context.
- * A NULL x while the tape holds an error fails silently (the first message
- * stays). Returns 1 when usable. */
-int mnas__input_ok(mnas_tape *tp, const char *fn, const char *arg, mnas_tensor *x);
 
-/* A new tape tensor (uninitialised data). */
-mnas_tensor *mnas__tape_new(mnas_tape *tp, const char *fn, int ndim, const int64_t *shape);
-/* A new tape tensor of x's shape (no shape validation needed). */
-mnas_tensor *mnas__tape_new_like(mnas_tape *tp, const char *fn, const mnas_tensor *x);
-/* A new tape tensor sharing x's data with a new shape (same count). */
-mnas_tensor *mnas__tape_view(mnas_tape *tp, const char *fn, mnas_tensor *x, int ndim,
-                             const int64_t *shape);
-/* Scratch memory from the tape's arena. */
-void *mnas__tape_scratch(mnas_tape *tp, const char *fn, size_t bytes);
 
 /* Does an op with these inputs get recorded? */
 int mnas__should_record(mnas_tape *tp, size_t n, mnas_tensor *const *ins);
@@ -143,8 +110,6 @@ static inline void mnas__pad4s(int ndim, const int64_t *shape, int64_t s[4])
 /* Backward: the vector-Jacobian product of node for output gradient g; adds
  * each input's contribution through accumulate(). */
 mnas_status mnas__vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
-/* Does input k of node need a gradient in this backward pass? */
-int mnas__bw_wants(mnas_backward_ctx *bc, mnas_node *node, int k);
 /* The alpha-gradient of mnas_mix as an op of its own: a tensor shaped like
  * like with like.flat[idx_k] += <g, ys[k]>. */
 mnas_tensor *mnas__mix_dalpha(mnas_tape *tp, const mnas_tensor *like, mnas_tensor *g, size_t n,
@@ -155,10 +120,6 @@ mnas_status mnas__bng_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_b
 mnas_status mnas__bn_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
 /* The backward rules of the convolution and pooling ops (ops_conv.c). */
 mnas_status mnas__conv_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
-/* Is this backward pass recording (create_graph)? */
-int mnas__bw_create_graph(const mnas_backward_ctx *bc);
-mnas_status mnas__bw_accumulate(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k,
-                                mnas_tensor *contribution);
 /* The gradient of input k of node accumulated so far in this pass (NULL if
  * none yet), and replacing it (checkpoint.c, which continues the sum on its
  * scratch tape in the order an unsegmented pass would add the terms). g must

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "autodiff/autodiff_internal.h"
 #include "autodiff/checkpoint.h"
 
 typedef struct {

@@ -4,7 +4,7 @@
 #ifndef MNAS_AUTODIFF_CHECKPOINT_H
 #define MNAS_AUTODIFF_CHECKPOINT_H
 
-#include "autodiff/autodiff_internal.h"
+#include "autodiff/opkit.h"
 
 /* The segment: builds its output on tp from ins (the same count and order
  * as given to mnas__checkpoint). It must be deterministic, read nothing but

@@ -406,3 +406,17 @@ mnas_tensor *mnas__finish(mnas_tape *tp, const char *fn, int op, mnas_tensor *ou
     if (node_out) *node_out = node;
     return out;
 }
+
+mnas_tensor *mnas__record_op(mnas_tape *tp, const char *fn, const mnas__custom_op *op, void *state,
+                             mnas_tensor *out, size_t n, mnas_tensor *const *ins)
+{
+    mnas_node *node;
+    if (!mnas__finish(tp, fn, OP_CUSTOM, out, n, ins, &node)) return NULL;
+    if (node) {
+        node->custom = op;
+        node->state = state;
+    }
+    return out;
+}
+
+mnas_tensor *mnas__op_input(const mnas_node *node, int k) { return node->in[k]; }

@@ -441,8 +441,10 @@ mnas_status mnas__ckpt_need_kind(const mnas__ckpt *c, const char *what, const ch
     const mnas__ckpt_record *r = mnas__ckpt_find(c, "kind");
     size_t n = strlen(kind);
     if (!r || r->dtype != MNAS__DT_U8 || r->ndim != 1 || r->bytes != n || memcmp(r->data, kind, n) != 0)
-        return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: not a %s checkpoint", what,
-                           !strcmp(kind, MNAS__CKPT_KIND_LEARNER) ? "learner" : "parameter-set");
+        return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: not %s checkpoint", what,
+                           !strcmp(kind, MNAS__CKPT_KIND_LEARNER)  ? "a learner"
+                           : !strcmp(kind, MNAS__CKPT_KIND_OPTIM) ? "an optimiser"
+                                                                  : "a parameter-set");
     return MNAS_OK;
 }
 
@@ -504,7 +506,41 @@ mnas_status mnas__ckpt_load_file(mnas_ctx *ctx, const char *fn, const char *path
     return st;
 }
 
+mnas_status mnas__ckpt_w_save(mnas__ckpt_writer *w, const char *fn, const char *path)
+{
+    mnas__ckpt_w_finish(w);
+    mnas_status st = w->st;
+    if (st != MNAS_OK) st = mnas__error(w->ctx, st, "%s: cannot allocate the checkpoint of '%s'", fn, path);
+    else st = mnas__atomic_write_buf(w->ctx, fn, path, w->buf, w->len);
+    mnas__free(w->ctx, w->buf);
+    w->buf = NULL;
+    return st;
+}
+
 /* ---- parameter-set checkpoints ---------------------------------------------------- */
+
+void mnas__ckpt_w_param(mnas__ckpt_writer *w, const mnas_params *p, size_t i)
+{
+    char name[MNAS__CKPT_NAME_MAX + 1];
+    const mnas_tensor *t = mnas_params_get(p, i);
+    mnas__ckpt_param_rec_name(name, sizeof name, "param", mnas_params_name(p, i));
+    mnas__ckpt_w_record(w, name, MNAS__DT_REAL, t->ndim, t->shape, t->data);
+}
+
+mnas_status mnas__ckpt_need_param(const mnas__ckpt *c, const char *what, const mnas_params *p, size_t i)
+{
+    char name[MNAS__CKPT_NAME_MAX + 1];
+    const mnas__ckpt_record *r;
+    mnas__ckpt_param_rec_name(name, sizeof name, "param", mnas_params_name(p, i));
+    return mnas__ckpt_need_tensor(c, what, name, mnas_params_get(p, i), &r);
+}
+
+void mnas__ckpt_copy_param(const mnas__ckpt *c, mnas_params *p, size_t i)
+{
+    char name[MNAS__CKPT_NAME_MAX + 1];
+    mnas__ckpt_param_rec_name(name, sizeof name, "param", mnas_params_name(p, i));
+    mnas__ckpt_copy_real(mnas_params_get(p, i)->data, mnas__ckpt_find(c, name));
+}
 
 mnas_status mnas_params_save(const mnas_params *p, const char *path)
 {
@@ -515,18 +551,8 @@ mnas_status mnas_params_save(const mnas_params *p, const char *path)
     mnas__ckpt_writer w;
     mnas__ckpt_w_begin(&w, ctx, MNAS__CKPT_KIND_PARAMS);
     mnas__ckpt_w_i64(&w, "params.count", (int64_t)mnas_params_count(p));
-    char name[MNAS__CKPT_NAME_MAX + 1];
-    for (size_t i = 0; i < mnas_params_count(p); i++) {
-        const mnas_tensor *t = mnas_params_get(p, i);
-        mnas__ckpt_param_rec_name(name, sizeof name, "param", mnas_params_name(p, i));
-        mnas__ckpt_w_record(&w, name, MNAS__DT_REAL, t->ndim, t->shape, t->data);
-    }
-    mnas__ckpt_w_finish(&w);
-    mnas_status st = w.st;
-    if (st != MNAS_OK) st = mnas__error(ctx, st, "%s: cannot allocate the checkpoint of '%s'", fn, path);
-    else st = mnas__atomic_write_buf(ctx, fn, path, w.buf, w.len);
-    mnas__free(ctx, w.buf);
-    return st;
+    for (size_t i = 0; i < mnas_params_count(p); i++) mnas__ckpt_w_param(&w, p, i);
+    return mnas__ckpt_w_save(&w, fn, path);
 }
 
 mnas_status mnas__params_load_parsed(mnas_params *p, const mnas__ckpt *c, const char *what)
@@ -538,16 +564,9 @@ mnas_status mnas__params_load_parsed(mnas_params *p, const mnas__ckpt *c, const 
     if (count != (int64_t)mnas_params_count(p))
         return mnas__error(c->ctx, MNAS_E_MISMATCH, "%s: %lld parameters, the set has %zu", what, (long long)count,
                            mnas_params_count(p));
-    char name[MNAS__CKPT_NAME_MAX + 1];
-    const mnas__ckpt_record *r;
-    for (size_t i = 0; i < mnas_params_count(p); i++) {
-        mnas__ckpt_param_rec_name(name, sizeof name, "param", mnas_params_name(p, i));
-        if ((st = mnas__ckpt_need_tensor(c, what, name, mnas_params_get(p, i), &r)) != MNAS_OK) return st;
-    }
-    for (size_t i = 0; i < mnas_params_count(p); i++) {
-        mnas__ckpt_param_rec_name(name, sizeof name, "param", mnas_params_name(p, i));
-        mnas__ckpt_copy_real(mnas_params_get(p, i)->data, mnas__ckpt_find(c, name));
-    }
+    for (size_t i = 0; i < mnas_params_count(p); i++)
+        if ((st = mnas__ckpt_need_param(c, what, p, i)) != MNAS_OK) return st;
+    for (size_t i = 0; i < mnas_params_count(p); i++) mnas__ckpt_copy_param(c, p, i);
     return MNAS_OK;
 }
 

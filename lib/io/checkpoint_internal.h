@@ -64,6 +64,7 @@ const mnas__ckpt_record *mnas__ckpt_find(const mnas__ckpt *c, const char *name);
 
 #define MNAS__CKPT_KIND_LEARNER "mnas.learner"
 #define MNAS__CKPT_KIND_PARAMS "mnas.params"
+#define MNAS__CKPT_KIND_OPTIM "mnas.optim"
 /* The record type of the build's real numbers. */
 #define MNAS__DT_REAL (sizeof(mnas_real) == 8 ? MNAS__DT_F64 : MNAS__DT_F32)
 
@@ -89,6 +90,9 @@ void mnas__ckpt_w_u64(mnas__ckpt_writer *w, const char *name, uint64_t v);
 /* Header and trailer around the records; w->buf[0..len) is then the file
  * (the caller writes it with mnas__atomic_write_buf and frees w->buf). */
 void mnas__ckpt_w_finish(mnas__ckpt_writer *w);
+/* Finish w, write it atomically to path and free its buffer (fn names the
+ * public function in messages). */
+mnas_status mnas__ckpt_w_save(mnas__ckpt_writer *w, const char *fn, const char *path);
 /* "prefix:name", the record name of a parameter (or of its optimiser state). */
 void mnas__ckpt_param_rec_name(char *buf, size_t cap, const char *prefix, const char *name);
 
@@ -124,5 +128,28 @@ mnas_status mnas__ckpt_load_file(mnas_ctx *ctx, const char *fn, const char *path
  * change). Used by the public loaders and the fuzz harnesses. */
 mnas_status mnas__learner_load_parsed(mnas_learner *l, const mnas__ckpt *c, const char *what);
 mnas_status mnas__params_load_parsed(mnas_params *p, const mnas__ckpt *c, const char *what);
+mnas_status mnas__optim_load_parsed(mnas_optim *o, const mnas__ckpt *c, const char *what);
+
+/* Parameter i's values as record "param:<name>": written, checked (present,
+ * of its shape, finite), copied in. Shared by parameter-set and learner
+ * checkpoints. */
+void mnas__ckpt_w_param(mnas__ckpt_writer *w, const mnas_params *p, size_t i);
+mnas_status mnas__ckpt_need_param(const mnas__ckpt *c, const char *what, const mnas_params *p, size_t i);
+void mnas__ckpt_copy_param(const mnas__ckpt *c, mnas_params *p, size_t i);
+
+/* ---- optimiser state records (optim_checkpoint.c), shared by learner and
+ * optimiser checkpoints ---- */
+
+/* "optim.kind" and "optim.steps". */
+void mnas__ckpt_w_optim_head(mnas__ckpt_writer *w, const mnas_optim *o);
+/* "optim.m:<name>" (and Adam's "optim.v:<name>") of o's parameter i. */
+void mnas__ckpt_w_optim_moments(mnas__ckpt_writer *w, const mnas_optim *o, size_t i);
+/* The head records: present, steps >= 0 (into *steps), the kind o's. */
+mnas_status mnas__ckpt_need_optim_head(const mnas__ckpt *c, const char *what, const mnas_optim *o, int64_t *steps);
+/* Parameter i's moment records: present, of its shape, finite, second
+ * moments >= 0. */
+mnas_status mnas__ckpt_need_optim_moments(const mnas__ckpt *c, const char *what, const mnas_optim *o, size_t i);
+/* Copy the records mnas__ckpt_need_optim_moments checked into o. */
+void mnas__ckpt_copy_optim_moments(const mnas__ckpt *c, mnas_optim *o, size_t i);
 
 #endif /* MNAS_CHECKPOINT_INTERNAL_H */

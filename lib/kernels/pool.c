@@ -26,6 +26,23 @@ static void window_counts(const mnas_kconv *g, real *cnt)
 
 int64_t mnas__k_pool_scratch(const mnas_kconv *g) { return 2 * g->OH * g->OW; }
 
+/* Window cell (i, j): its offsets from an output's top-left input, and the
+ * output rows [h0, h1) and columns [w0, w1) for which it lies inside the
+ * input. The loops of every pooling kernel below go tap by tap. */
+typedef struct {
+    int64_t offh, offw, h0, h1, w0, w1;
+} pool_tap;
+
+static inline pool_tap tap_at(const mnas_kconv *g, int64_t i, int64_t j)
+{
+    pool_tap t;
+    t.offh = i - g->pad;
+    t.offw = j - g->pad;
+    mnas__k_tap_span(t.offh, g->stride, g->H, g->OH, &t.h0, &t.h1);
+    mnas__k_tap_span(t.offw, g->stride, g->W, g->OW, &t.w0, &t.w1);
+    return t;
+}
+
 /* The conv net's 2 x 2 pool with stride 2 and no padding (every window
  * full), on AVX-512: 16 outputs at a time, the even and odd cells of each
  * row pair split by permutes, and each window's four cells compared in the
@@ -108,13 +125,11 @@ void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx)
         for (int64_t o = 0; o < L; o++) yp[o] = -INFINITY;
         if (ip)
             for (int64_t o = 0; o < L; o++) ip[o] = -1;
-        for (int64_t i = 0; i < g->kh; i++) {
-            int64_t offh = i - g->pad, h0, h1;
-            mnas__k_tap_span(offh, s, H, OH, &h0, &h1);
+        for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++) {
-                int64_t offw = j - g->pad, w0, w1;
-                mnas__k_tap_span(offw, s, W, OW, &w0, &w1);
-                for (int64_t oh = h0; oh < h1; oh++) {
+                const pool_tap t = tap_at(g, i, j);
+                const int64_t offh = t.offh, offw = t.offw, w0 = t.w0, w1 = t.w1;
+                for (int64_t oh = t.h0; oh < t.h1; oh++) {
                     int64_t row = (oh * s + offh) * W;
                     const real *xr = xp + row;
                     real *yr = yp + oh * OW;
@@ -152,7 +167,6 @@ void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx)
                     }
                 }
             }
-        }
     }
 }
 
@@ -166,13 +180,11 @@ void mnas__k_avg_pool(const mnas_kconv *g, const real *x, real *y, real *scratch
         const real *xp = x + nc * H * W;
         real *yp = y + nc * L;
         for (int64_t o = 0; o < L; o++) yp[o] = 0;
-        for (int64_t i = 0; i < g->kh; i++) {
-            int64_t offh = i - g->pad, h0, h1;
-            mnas__k_tap_span(offh, s, H, OH, &h0, &h1);
+        for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++) {
-                int64_t offw = j - g->pad, w0, w1;
-                mnas__k_tap_span(offw, s, W, OW, &w0, &w1);
-                for (int64_t oh = h0; oh < h1; oh++) {
+                const pool_tap t = tap_at(g, i, j);
+                const int64_t offh = t.offh, offw = t.offw, w0 = t.w0, w1 = t.w1;
+                for (int64_t oh = t.h0; oh < t.h1; oh++) {
                     const real *xr = xp + (oh * s + offh) * W;
                     real *yr = yp + oh * OW;
                     if (s == 1) {
@@ -182,7 +194,6 @@ void mnas__k_avg_pool(const mnas_kconv *g, const real *x, real *y, real *scratch
                     }
                 }
             }
-        }
         for (int64_t o = 0; o < L; o++) yp[o] /= cnt[o];
     }
 }
@@ -198,13 +209,11 @@ void mnas__k_avg_pool_adj(const mnas_kconv *g, const real *gy, real *dx, real *s
         real *dp = dx + nc * H * W;
         const real *gp = gy + nc * L;
         for (int64_t o = 0; o < L; o++) v[o] = gp[o] / cnt[o];
-        for (int64_t i = 0; i < g->kh; i++) {
-            int64_t offh = i - g->pad, h0, h1;
-            mnas__k_tap_span(offh, s, H, OH, &h0, &h1);
+        for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++) {
-                int64_t offw = j - g->pad, w0, w1;
-                mnas__k_tap_span(offw, s, W, OW, &w0, &w1);
-                for (int64_t oh = h0; oh < h1; oh++) {
+                const pool_tap t = tap_at(g, i, j);
+                const int64_t offh = t.offh, offw = t.offw, w0 = t.w0, w1 = t.w1;
+                for (int64_t oh = t.h0; oh < t.h1; oh++) {
                     const real *vr = v + oh * OW;
                     real *dr = dp + (oh * s + offh) * W;
                     if (s == 1) {
@@ -214,7 +223,6 @@ void mnas__k_avg_pool_adj(const mnas_kconv *g, const real *gy, real *dx, real *s
                     }
                 }
             }
-        }
     }
 }
 

@@ -16,7 +16,7 @@
 
 #include <mnas/meta.h>
 
-#include "autodiff/autodiff_internal.h"
+#include "autodiff/opkit.h"
 #include "nn/nn_internal.h"
 
 #define CTRL_MAX_DIM 65536

@@ -26,7 +26,7 @@
 
 #include <mnas/meta.h>
 
-#include "autodiff/autodiff_internal.h"
+#include "autodiff/opkit.h"
 #include "nn/nn_internal.h"
 
 #define ENC_MAX_DIM 65536
@@ -232,12 +232,12 @@ mnas_status mnas_task_encoder_forward(const mnas_task_encoder *e, mnas_tape *tp,
     if (!e) return mnas__tape_error(tp, MNAS_E_INVALID, "%s: the encoder is NULL", fn);
     if (!z) return mnas__tape_error(tp, MNAS_E_INVALID, "%s: z (the output) is NULL", fn);
     if (!mnas__input_ok(tp, fn, "x", x) || !mnas__input_ok(tp, fn, "y", y))
-        return tp->status != MNAS_OK ? tp->status : MNAS_E_INVALID;
+        return mnas_tape_status(tp) != MNAS_OK ? mnas_tape_status(tp) : MNAS_E_INVALID;
     if (!w) return mnas__tape_error(tp, MNAS_E_INVALID, "%s: weights are NULL", fn);
 
     /* The weights must be this encoder's: right count (and matrix shape). */
     for (int k = 0; k < ENC_NP; k++) {
-        if (!mnas__input_ok(tp, fn, "a weight", w[k])) return tp->status != MNAS_OK ? tp->status : MNAS_E_INVALID;
+        if (!mnas__input_ok(tp, fn, "a weight", w[k])) return mnas_tape_status(tp) != MNAS_OK ? mnas_tape_status(tp) : MNAS_E_INVALID;
         int64_t s[2];
         int nd = enc_shape(e, k, s);
         int64_t want = nd == 2 ? s[0] * s[1] : s[0];
@@ -276,7 +276,7 @@ mnas_status mnas_task_encoder_forward(const mnas_task_encoder *e, mnas_tape *tp,
     /* perm must be a permutation of 0..K-1. */
     if (perm) {
         unsigned char *seen = mnas__tape_scratch(tp, fn, (size_t)K);
-        if (!seen) return tp->status;
+        if (!seen) return mnas_tape_status(tp);
         memset(seen, 0, (size_t)K);
         for (int64_t j = 0; j < K; j++) {
             if (perm[j] < 0 || perm[j] >= K)
@@ -290,10 +290,10 @@ mnas_status mnas_task_encoder_forward(const mnas_task_encoder *e, mnas_tape *tp,
     }
     mnas_tensor **zs = mnas__tape_scratch(tp, fn, (size_t)K * sizeof *zs);
     mnas_tensor **ds = recon ? mnas__tape_scratch(tp, fn, (size_t)K * sizeof *ds) : NULL;
-    if (!zs || (recon && !ds)) return tp->status;
+    if (!zs || (recon && !ds)) return mnas_tape_status(tp);
 
     const int64_t H = e->z_dim, D = e->f_dim;
-#define FAIL() return tp->status != MNAS_OK ? tp->status : MNAS_E_INVALID
+#define FAIL() return mnas_tape_status(tp) != MNAS_OK ? mnas_tape_status(tp) : MNAS_E_INVALID
     /* F_j = ReLU(f.w [x, y]_j + f.b) for the pairs in feeding order. The rows
      * are permuted before any arithmetic, so feeding pre-permuted data with
      * perm NULL gives bit-identical results. */

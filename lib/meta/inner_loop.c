@@ -7,7 +7,7 @@
 
 #include <mnas/meta.h>
 
-#include "autodiff/autodiff_internal.h"
+#include "autodiff/opkit.h"
 
 static mnas_status call_loss(mnas_tape *tp, mnas_tape *on, mnas_loss_fn loss, void *user, mnas_tensor *const *w,
                              mnas_tensor *const *extra, int step, mnas_tensor **out)
@@ -15,10 +15,10 @@ static mnas_status call_loss(mnas_tape *tp, mnas_tape *on, mnas_loss_fn loss, vo
     const char *fn = "mnas_inner_loop";
     mnas_tensor *L = loss(on, w, extra, user);
     if (!L) {
-        mnas_status st = on->status ? on->status : MNAS_E_INVALID;
-        if (on != tp) return mnas__tape_error(tp, st, "%s: the loss failed at step %d: %s", fn, step, on->msg);
-        if (!tp->status) mnas__tape_error(tp, st, "%s: the loss returned NULL at step %d", fn, step);
-        return tp->status;
+        mnas_status st = mnas_tape_status(on) ? mnas_tape_status(on) : MNAS_E_INVALID;
+        if (on != tp) return mnas__tape_error(tp, st, "%s: the loss failed at step %d: %s", fn, step, mnas_tape_last_error(on));
+        if (!mnas_tape_status(tp)) mnas__tape_error(tp, st, "%s: the loss returned NULL at step %d", fn, step);
+        return mnas_tape_status(tp);
     }
     if (!mnas__tensor_live(L) || L->size != 1)
         return mnas__tape_error(tp, MNAS_E_SHAPE, "%s: the loss at step %d is not a scalar", fn, step);
@@ -81,14 +81,14 @@ static mnas_status recompute_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g,
     mnas_tensor **w = mnas__tape_scratch(tp, fn, (n + ne + 1) * sizeof *w);
     /* gr, then room for the grad call's inputs (ins below) */
     mnas_tensor **gr = mnas__tape_scratch(tp, fn, 2 * (n + ne + 1) * sizeof *gr);
-    if (!aux || !abar || !ebar || !want_e || !w || !gr) return tp->status;
+    if (!aux || !abar || !ebar || !want_e || !w || !gr) return mnas_tape_status(tp);
     memcpy(abar, g->data, (size_t)s->total * sizeof(mnas_real));
     for (size_t j = 0; j < ne; j++) {
         want_e[j] = mnas__bw_wants(bc, node, (int)(n + j));
         ebar[j] = NULL;
         if (want_e[j]) {
             ebar[j] = mnas__tape_scratch(tp, fn, (size_t)s->extra[j]->size * sizeof(mnas_real));
-            if (!ebar[j]) return tp->status;
+            if (!ebar[j]) return mnas_tape_status(tp);
             memset(ebar[j], 0, (size_t)s->extra[j]->size * sizeof(mnas_real));
         }
     }
@@ -98,12 +98,12 @@ static mnas_status recompute_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g,
         mnas_tape_reset(aux);
         mnas_tensor **e = w + n;
         if (!make_leaves(aux, s, s->ckpt + (size_t)t * (size_t)s->total, w) || !copy_extra(aux, s, want_e, e))
-            return mnas__tape_error(tp, aux->status ? aux->status : MNAS_E_NOMEM, "%s: %s", fn, aux->msg);
+            return mnas__tape_error(tp, mnas_tape_status(aux) ? mnas_tape_status(aux) : MNAS_E_NOMEM, "%s: %s", fn, mnas_tape_last_error(aux));
         mnas_tensor *L;
         mnas_status st = call_loss(tp, aux, s->loss, s->user, w, ne ? e : NULL, t, &L);
         if (st != MNAS_OK) return st;
         if ((st = mnas_grad(aux, L, n, w, gr, 1)) != MNAS_OK)
-            return mnas__tape_error(tp, st, "%s: step %d: %s", fn, t, aux->msg);
+            return mnas__tape_error(tp, st, "%s: step %d: %s", fn, t, mnas_tape_last_error(aux));
         mnas_tensor *dot = NULL;
         for (size_t i = 0; i < n; i++) {
             mnas_tensor *a = mnas_tape_tensor(aux, s->w0[i]->ndim, s->w0[i]->shape, abar + s->off[i]);
@@ -116,9 +116,9 @@ static mnas_status recompute_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g,
         for (size_t i = 0; i < n; i++) ins[k++] = w[i];
         for (size_t j = 0; j < ne; j++)
             if (want_e[j]) ins[k++] = e[j];
-        if (!dot) return mnas__tape_error(tp, aux->status ? aux->status : MNAS_E_INTERNAL, "%s: %s", fn, aux->msg);
+        if (!dot) return mnas__tape_error(tp, mnas_tape_status(aux) ? mnas_tape_status(aux) : MNAS_E_INTERNAL, "%s: %s", fn, mnas_tape_last_error(aux));
         if ((st = mnas_grad(aux, dot, k, ins, gr, 0)) != MNAS_OK)
-            return mnas__tape_error(tp, st, "%s: step %d: %s", fn, t, aux->msg);
+            return mnas__tape_error(tp, st, "%s: step %d: %s", fn, t, mnas_tape_last_error(aux));
         for (size_t i = 0; i < n; i++) {
             mnas_real *a = abar + s->off[i];
             const mnas_real *h = gr[i]->data;
@@ -154,7 +154,7 @@ static mnas_status recompute_forward(mnas_tape *tp, mnas_loss_fn loss, void *use
 {
     const char *fn = "mnas_inner_loop";
     recompute_state *s = mnas__tape_scratch(tp, fn, sizeof *s);
-    if (!s) return tp->status;
+    if (!s) return mnas_tape_status(tp);
     memset(s, 0, sizeof *s);
     s->loss = loss;
     s->user = user;
@@ -165,7 +165,7 @@ static mnas_status recompute_forward(mnas_tape *tp, mnas_loss_fn loss, void *use
     s->off = mnas__tape_scratch(tp, fn, (n + 1) * sizeof *s->off);
     s->w0 = mnas__tape_scratch(tp, fn, (n + 1) * sizeof *s->w0);
     s->extra = mnas__tape_scratch(tp, fn, (ne + 1) * sizeof *s->extra);
-    if (!s->off || !s->w0 || !s->extra) return tp->status;
+    if (!s->off || !s->w0 || !s->extra) return mnas_tape_status(tp);
     s->off[0] = 0;
     for (size_t i = 0; i < n; i++) {
         s->w0[i] = w0[i];
@@ -179,19 +179,19 @@ static mnas_status recompute_forward(mnas_tape *tp, mnas_loss_fn loss, void *use
     mnas_tape *aux = mnas__tape_aux(tp);
     mnas_tensor **w = mnas__tape_scratch(tp, fn, (n + ne + 1) * sizeof *w);
     mnas_tensor **gr = mnas__tape_scratch(tp, fn, (n + 1) * sizeof *gr);
-    if (!s->ckpt || !flat || !aux || !w || !gr) return tp->status;
+    if (!s->ckpt || !flat || !aux || !w || !gr) return mnas_tape_status(tp);
     mnas_real *cur = flat->data;
     for (size_t i = 0; i < n; i++) memcpy(cur + s->off[i], w0[i]->data, (size_t)w0[i]->size * sizeof(mnas_real));
     for (int t = 0; t < steps; t++) {
         memcpy(s->ckpt + (size_t)t * (size_t)s->total, cur, (size_t)s->total * sizeof(mnas_real));
         mnas_tape_reset(aux);
         if (!make_leaves(aux, s, cur, w) || !copy_extra(aux, s, NULL, w + n))
-            return mnas__tape_error(tp, aux->status ? aux->status : MNAS_E_NOMEM, "%s: %s", fn, aux->msg);
+            return mnas__tape_error(tp, mnas_tape_status(aux) ? mnas_tape_status(aux) : MNAS_E_NOMEM, "%s: %s", fn, mnas_tape_last_error(aux));
         mnas_tensor *L;
         mnas_status st = call_loss(tp, aux, loss, user, w, ne ? w + n : NULL, t, &L);
         if (st != MNAS_OK) return st;
         if ((st = mnas_grad(aux, L, n, w, gr, 0)) != MNAS_OK)
-            return mnas__tape_error(tp, st, "%s: step %d: %s", fn, t, aux->msg);
+            return mnas__tape_error(tp, st, "%s: step %d: %s", fn, t, mnas_tape_last_error(aux));
         /* The step mnas_axpy takes in the other modes, rounded the same way
          * (alpha in mnas_real, product and sum each rounded), so every mode
          * computes bit-identical fast weights. */
@@ -205,19 +205,14 @@ static mnas_status recompute_forward(mnas_tape *tp, mnas_loss_fn loss, void *use
     mnas_tape_reset(aux);
     /* One node stands for all the steps; the weights are slices of it. */
     mnas_tensor **ins = mnas__tape_scratch(tp, fn, (n + ne) * sizeof *ins);
-    if (!ins) return tp->status;
+    if (!ins) return mnas_tape_status(tp);
     for (size_t i = 0; i < n; i++) ins[i] = w0[i];
     for (size_t j = 0; j < ne; j++) ins[n + j] = extra[j];
-    mnas_node *node;
-    if (!mnas__finish(tp, fn, OP_CUSTOM, flat, n + ne, ins, &node)) return tp->status;
-    if (node) {
-        node->custom = &recompute_op;
-        node->state = s;
-    }
+    if (!mnas__record_op(tp, fn, &recompute_op, s, flat, n + ne, ins)) return mnas_tape_status(tp);
     for (size_t i = 0; i < n; i++) {
         mnas_tensor *piece = mnas_slice(tp, flat, 0, s->off[i], w0[i]->size);
         w_out[i] = mnas_reshape(tp, piece, w0[i]->ndim, w0[i]->shape);
-        if (!w_out[i]) return tp->status;
+        if (!w_out[i]) return mnas_tape_status(tp);
     }
     return MNAS_OK;
 }
@@ -245,16 +240,16 @@ mnas_status mnas_inner_loop(mnas_tape *tp, mnas_loss_fn loss, void *user, size_t
         o.mode != MNAS_INNER_RECOMPUTE_CELLS)
         return mnas__tape_error(tp, MNAS_E_INVALID, "%s: unknown mode %d", fn, (int)o.mode);
     for (size_t i = 0; i < n; i++)
-        if (!mnas__input_ok(tp, fn, "a weight", w0[i])) return tp->status;
+        if (!mnas__input_ok(tp, fn, "a weight", w0[i])) return mnas_tape_status(tp);
     for (size_t j = 0; j < ne; j++)
-        if (!mnas__input_ok(tp, fn, "an extra input", extra[j])) return tp->status;
+        if (!mnas__input_ok(tp, fn, "an extra input", extra[j])) return mnas_tape_status(tp);
     for (size_t i = 0; i < n; i++) w_out[i] = NULL;
 
     if (o.mode == MNAS_INNER_RECOMPUTE || o.mode == MNAS_INNER_RECOMPUTE_CELLS) return recompute_forward(tp, loss, user, n, w0, ne, extra, o.steps, o.lr, w_out);
 
     mnas_tensor **w = mnas__tape_scratch(tp, fn, n * sizeof *w);
     mnas_tensor **g = mnas__tape_scratch(tp, fn, n * sizeof *g);
-    if (!w || !g) return tp->status;
+    if (!w || !g) return mnas_tape_status(tp);
     memcpy(w, w0, n * sizeof *w);
     int create_graph = o.mode == MNAS_INNER_SECOND_ORDER;
     for (int t = 0; t < o.steps; t++) {
@@ -264,7 +259,7 @@ mnas_status mnas_inner_loop(mnas_tape *tp, mnas_loss_fn loss, void *user, size_t
         if ((st = mnas_grad(tp, L, n, w, g, create_graph)) != MNAS_OK) return st;
         for (size_t i = 0; i < n; i++) {
             w[i] = mnas_axpy(tp, -o.lr, g[i], w[i]);
-            if (!w[i]) return tp->status;
+            if (!w[i]) return mnas_tape_status(tp);
         }
     }
     memcpy(w_out, w, n * sizeof *w);

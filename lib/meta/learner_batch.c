@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "meta/learner_internal.h"
 
 /* Task j of the batch: given, or drawn from the source (then *own is set
@@ -23,14 +24,25 @@ static const mnas_task *batch_task(mnas_learner *l, const job_data *d, size_t j,
     return t;
 }
 
-/* Phase 1 of training with a modulator: draw task j and compute its z. */
-static void encode_job(void *user, size_t i, int worker)
+/* The pool job of mnas__learner_run_tasks: pool index i is task j0 + i. */
+static void task_job(void *user, size_t i, int worker)
 {
     job_data *d = user;
-    size_t j = d->j0 + i;
-    mnas_learner *l = d->l;
-    mnas_tape *tp = l->tapes[worker];
+    mnas_tape *tp = d->l->tapes[worker];
     mnas_tape_reset(tp);
+    d->run(d, d->j0 + i, tp);
+}
+
+void mnas__learner_run_tasks(job_data *d, size_t count, mnas__task_fn run)
+{
+    d->run = run;
+    mnas__pool_run(d->l->pool, count, task_job, d);
+}
+
+/* Phase 1 of training with a modulator: draw task j and compute its z. */
+static void encode_job(job_data *d, size_t j, mnas_tape *tp)
+{
+    mnas_learner *l = d->l;
     l->task_status[j] = MNAS_OK;
     const mnas_task *t = l->btask[j] = batch_task(l, d, j, &l->bown[j]);
     mnas_status st = MNAS_E_INVALID;
@@ -50,13 +62,9 @@ static void encode_job(void *user, size_t i, int worker)
 
 /* Phase 3: the modulator's share of the encoder's gradient, dz = dL/du W
  * (row j of mod_dz), through task j's encoder, added to its gradient row. */
-static void encoder_dz_job(void *user, size_t i, int worker)
+static void encoder_dz_job(job_data *d, size_t j, mnas_tape *tp)
 {
-    job_data *d = user;
-    size_t j = d->j0 + i;
     mnas_learner *l = d->l;
-    mnas_tape *tp = l->tapes[worker];
-    mnas_tape_reset(tp);
     struct mnas_rng r;
     mnas_tensor *z, *g[MAX_P];
     mnas_status st =
@@ -66,7 +74,8 @@ static void encoder_dz_job(void *user, size_t i, int worker)
         mnas_tensor *dz = mnas_tape_tensor(tp, 2, sh, l->mod_dz + j * (size_t)l->mod_zdim);
         mnas_tensor *s = mnas_sum(tp, mnas_mul(tp, z, dz));
         mnas_tensor *const *W = mnas_params_tensors(l->params);
-        st = s ? mnas_grad(tp, s, l->s_enc.count, W + l->s_enc.first, g, 0) : (tp->status ? tp->status : MNAS_E_NOMEM);
+        mnas_status ts = mnas_tape_status(tp);
+        st = s ? mnas_grad(tp, s, l->s_enc.count, W + l->s_enc.first, g, 0) : (ts ? ts : MNAS_E_NOMEM);
     }
     if (st == MNAS_OK) {
         mnas_real *row = l->task_grad + j * l->red_total;
@@ -79,13 +88,9 @@ static void encoder_dz_job(void *user, size_t i, int worker)
     mnas_tape_reset(tp);
 }
 
-static void train_job(void *user, size_t i, int worker)
+static void train_job(job_data *d, size_t j, mnas_tape *tp)
 {
-    job_data *d = user;
-    size_t j = d->j0 + i;
     mnas_learner *l = d->l;
-    mnas_tape *tp = l->tapes[worker];
-    mnas_tape_reset(tp);
     l->task_status[j] = MNAS_OK;
     mnas_tensor *g[MAX_P];
     double loss = 0;
@@ -234,9 +239,10 @@ mnas_status mnas_learner_task_objective(mnas_learner *l, const mnas_task *task, 
     l->task_msg[0][0] = '\0';
     l->task_status[0] = MNAS_OK;
     const mnas_task *one[1] = { task };
-    job_data d = { l, one, NULL, NULL, 0, 0, stream, NULL, NULL, NULL, NULL, 0 };
+    job_data d = { l, one, NULL, NULL, 0, 0, stream, NULL, NULL, NULL, NULL, 0, NULL };
     if (l->mod) {
-        encode_job(&d, 0, 0);
+        mnas_tape_reset(tp);
+        encode_job(&d, 0, tp);
         if (l->task_status[0] != MNAS_OK) return mnas__error(l->ctx, l->task_status[0], "%s: %s", fn, l->task_msg[0]);
         mod_forward_batch(l, 1);
     }
@@ -245,7 +251,7 @@ mnas_status mnas_learner_task_objective(mnas_learner *l, const mnas_task *task, 
     st = mnas__learner_task_gradient(l, tp, task, 0, stream, want_grad ? g : NULL, &loss, objective);
     if (st != MNAS_OK) {
         mnas_tape_reset(tp);
-        return mnas__error(l->ctx, st, "%s: %s", fn, l->task_msg[0][0] ? l->task_msg[0] : tp->msg);
+        return mnas__error(l->ctx, st, "%s: %s", fn, l->task_msg[0][0] ? l->task_msg[0] : mnas_tape_last_error(tp));
     }
     if (want_grad) {
         for (size_t i = 0; i < l->P; i++)
@@ -253,7 +259,8 @@ mnas_status mnas_learner_task_objective(mnas_learner *l, const mnas_task *task, 
         mnas_tape_reset(tp);
         if (l->mod) {
             mod_backward_batch(l, 1);
-            encoder_dz_job(&d, 0, 0);
+            mnas_tape_reset(tp);
+            encoder_dz_job(&d, 0, tp);
             if (l->task_status[0] != MNAS_OK)
                 return mnas__error(l->ctx, l->task_status[0], "%s: %s", fn, l->task_msg[0]);
         }
@@ -292,32 +299,32 @@ static mnas_status run_batch(mnas_learner *l, const char *fn, const mnas_task *c
         l->task_status[j] = MNAS_OK;
     }
     job_data d = { l, tasks, source, source_user, (uint64_t)l->iteration * (uint64_t)n, 0,
-                   (uint64_t)l->iteration * (uint64_t)n, NULL, NULL, NULL, NULL, lo };
+                   (uint64_t)l->iteration * (uint64_t)n, NULL, NULL, NULL, NULL, lo, NULL };
     /* This process computes tasks lo..hi-1; each gather gives every process
      * all tasks' results, so what follows a gather is what one process
      * computing the whole batch does, bit for bit. Every process makes the
      * same gathers whatever failed. */
     if (l->mod) {
         /* The three phases (see mnas_learner.mod_pre). */
-        mnas__pool_run(l->pool, hi - lo, encode_job, &d);
+        mnas__learner_run_tasks(&d, hi - lo, encode_job);
         if ((st = mnas__learner_gather_status(l, fn, n)) == MNAS_OK)
             st = mnas__learner_gather(l, fn, l->mod_z, (size_t)l->mod_zdim * sizeof(mnas_real), n);
         if (st == MNAS_OK && !batch_failed(l, n)) {
             mod_forward_batch(l, n);
-            mnas__pool_run(l->pool, hi - lo, train_job, &d);
+            mnas__learner_run_tasks(&d, hi - lo, train_job);
         }
         if (st == MNAS_OK && (st = mnas__learner_gather_status(l, fn, n)) == MNAS_OK)
             st = mnas__learner_gather(l, fn, l->mod_u, (size_t)l->mod_total * sizeof(mnas_real), n);
         if (st == MNAS_OK && !batch_failed(l, n)) {
             mod_backward_batch(l, n);
-            mnas__pool_run(l->pool, hi - lo, encoder_dz_job, &d);
+            mnas__learner_run_tasks(&d, hi - lo, encoder_dz_job);
         }
         for (size_t j = lo; j < hi; j++) {
             mnas_task_free(l->bown[j]);
             l->bown[j] = NULL;
         }
     } else {
-        mnas__pool_run(l->pool, hi - lo, train_job, &d);
+        mnas__learner_run_tasks(&d, hi - lo, train_job);
     }
     if (st == MNAS_OK) st = mnas__learner_gather_status(l, fn, n);
     if (st == MNAS_OK && !batch_failed(l, n)) {

@@ -169,11 +169,6 @@ mnas_status mnas_learner_save(const mnas_learner *l, const char *path)
     mnas_ctx *ctx = l->ctx;
     if (!path || !*path) return mnas__error(ctx, MNAS_E_INVALID, "%s: path is NULL or empty", fn);
     const mnas_params *p = mnas_learner_params(l);
-    mnas_optim_kind kind;
-    int64_t steps;
-    size_t n;
-    mnas_real *const *m, *const *v;
-    mnas__optim_state(l->opt, &kind, &steps, &n, &m, &v);
     const mnas_real *fixed = l->fixed_alpha;
     size_t edges = l->edges, ops = l->ops;
     int discrete = l->discrete;
@@ -198,27 +193,13 @@ mnas_status mnas_learner_save(const mnas_learner *l, const char *path)
     mnas_rng_get_state(mnas_ctx_rng(ctx), rs);
     int64_t rn = MNAS_RNG_STATE_WORDS;
     mnas__ckpt_w_record(&w, "rng.ctx", MNAS__DT_U64, 1, &rn, rs);
-    mnas__ckpt_w_i64(&w, "optim.kind", (int64_t)kind);
-    mnas__ckpt_w_i64(&w, "optim.steps", steps);
+    mnas__ckpt_w_optim_head(&w, l->opt);
     mnas__ckpt_w_i64(&w, "params.count", (int64_t)mnas_params_count(p));
-    char name[MNAS__CKPT_NAME_MAX + 1];
     for (size_t i = 0; i < mnas_params_count(p); i++) {
-        const mnas_tensor *t = mnas_params_get(p, i);
-        mnas__ckpt_param_rec_name(name, sizeof name, "param", mnas_params_name(p, i));
-        mnas__ckpt_w_record(&w, name, MNAS__DT_REAL, t->ndim, t->shape, t->data);
-        mnas__ckpt_param_rec_name(name, sizeof name, "optim.m", mnas_params_name(p, i));
-        mnas__ckpt_w_record(&w, name, MNAS__DT_REAL, t->ndim, t->shape, m[i]);
-        if (v && v[i]) {
-            mnas__ckpt_param_rec_name(name, sizeof name, "optim.v", mnas_params_name(p, i));
-            mnas__ckpt_w_record(&w, name, MNAS__DT_REAL, t->ndim, t->shape, v[i]);
-        }
+        mnas__ckpt_w_param(&w, p, i);
+        mnas__ckpt_w_optim_moments(&w, l->opt, i);
     }
-    mnas__ckpt_w_finish(&w);
-    mnas_status st = w.st;
-    if (st != MNAS_OK) st = mnas__error(ctx, st, "%s: cannot allocate the checkpoint of '%s'", fn, path);
-    else st = mnas__atomic_write_buf(ctx, fn, path, w.buf, w.len);
-    mnas__free(ctx, w.buf);
-    return st;
+    return mnas__ckpt_w_save(&w, fn, path);
 }
 
 /* The checkpoint's options must equal the learner's, except the Adam rates
@@ -317,29 +298,11 @@ static mnas_status need_rng(const mnas__ckpt *c, const char *what, uint64_t rs[M
 static mnas_status need_param_records(const mnas_learner *l, const mnas__ckpt *c, const char *what)
 {
     const mnas_params *p = l->params;
-    mnas_optim_kind kind;
-    int64_t steps;
-    size_t n;
-    mnas_real *const *m, *const *v;
-    mnas__optim_state(l->opt, &kind, &steps, &n, &m, &v);
-    char name[MNAS__CKPT_NAME_MAX + 1];
-    const mnas__ckpt_record *r;
     mnas_status st;
-    for (size_t i = 0; i < n; i++) {
-        const mnas_tensor *t = mnas_params_get(p, i);
-        mnas__ckpt_param_rec_name(name, sizeof name, "param", mnas_params_name(p, i));
-        if ((st = mnas__ckpt_need_tensor(c, what, name, t, &r)) != MNAS_OK) return st;
-        mnas__ckpt_param_rec_name(name, sizeof name, "optim.m", mnas_params_name(p, i));
-        if ((st = mnas__ckpt_need_tensor(c, what, name, t, &r)) != MNAS_OK) return st;
-        if (v && v[i]) {
-            mnas__ckpt_param_rec_name(name, sizeof name, "optim.v", mnas_params_name(p, i));
-            if ((st = mnas__ckpt_need_tensor(c, what, name, t, &r)) != MNAS_OK) return st;
-            for (uint64_t k = 0; k < r->count; k++)
-                if (mnas__ckpt_rec_real(r, k) < 0)
-                    return mnas__error(l->ctx, MNAS_E_FORMAT, "%s: record \"%s\" has a negative second moment",
-                                       what, name);
-        }
-    }
+    for (size_t i = 0; i < mnas_params_count(p); i++)
+        if ((st = mnas__ckpt_need_param(c, what, p, i)) != MNAS_OK ||
+            (st = mnas__ckpt_need_optim_moments(c, what, l->opt, i)) != MNAS_OK)
+            return st;
     return MNAS_OK;
 }
 
@@ -348,22 +311,9 @@ static mnas_status need_param_records(const mnas_learner *l, const mnas__ckpt *c
 static void copy_param_records(mnas_learner *l, const mnas__ckpt *c)
 {
     mnas_params *p = l->params;
-    mnas_optim_kind kind;
-    int64_t steps;
-    size_t n;
-    mnas_real *const *m, *const *v;
-    mnas__optim_state(l->opt, &kind, &steps, &n, &m, &v);
-    char name[MNAS__CKPT_NAME_MAX + 1];
-    for (size_t i = 0; i < n; i++) {
-        mnas_tensor *t = mnas_params_get(p, i);
-        mnas__ckpt_param_rec_name(name, sizeof name, "param", mnas_params_name(p, i));
-        mnas__ckpt_copy_real(t->data, mnas__ckpt_find(c, name));
-        mnas__ckpt_param_rec_name(name, sizeof name, "optim.m", mnas_params_name(p, i));
-        mnas__ckpt_copy_real(m[i], mnas__ckpt_find(c, name));
-        if (v && v[i]) {
-            mnas__ckpt_param_rec_name(name, sizeof name, "optim.v", mnas_params_name(p, i));
-            mnas__ckpt_copy_real(v[i], mnas__ckpt_find(c, name));
-        }
+    for (size_t i = 0; i < mnas_params_count(p); i++) {
+        mnas__ckpt_copy_param(c, p, i);
+        mnas__ckpt_copy_optim_moments(c, l->opt, i);
     }
     mnas_params_zero_grad(p);
 }
@@ -376,11 +326,10 @@ mnas_status mnas__learner_load_parsed(mnas_learner *l, const mnas__ckpt *c, cons
     double lr[2];
     if ((st = compare_options(c, what, &l->o, lr)) != MNAS_OK) return st;
     if ((st = check_space(l, c, what)) != MNAS_OK) return st;
-    int64_t iteration, discrete, okind, steps, count;
+    int64_t iteration, discrete, steps, count;
     if ((st = mnas__ckpt_need_i64(c, what, "state.iteration", &iteration)) != MNAS_OK ||
         (st = mnas__ckpt_need_i64(c, what, "state.discrete", &discrete)) != MNAS_OK ||
-        (st = mnas__ckpt_need_i64(c, what, "optim.kind", &okind)) != MNAS_OK ||
-        (st = mnas__ckpt_need_i64(c, what, "optim.steps", &steps)) != MNAS_OK ||
+        (st = mnas__ckpt_need_optim_head(c, what, l->opt, &steps)) != MNAS_OK ||
         (st = mnas__ckpt_need_i64(c, what, "params.count", &count)) != MNAS_OK)
         return st;
     if (iteration < 0 || steps < 0 || steps > iteration)
@@ -390,14 +339,6 @@ mnas_status mnas__learner_load_parsed(mnas_learner *l, const mnas__ckpt *c, cons
     if ((st = need_phase(l, c, what, discrete, &fa)) != MNAS_OK) return st;
     uint64_t rs[MNAS_RNG_STATE_WORDS];
     if ((st = need_rng(c, what, rs)) != MNAS_OK) return st;
-    mnas_optim_kind kind;
-    int64_t cur_steps;
-    size_t n;
-    mnas_real *const *m, *const *v;
-    mnas__optim_state(l->opt, &kind, &cur_steps, &n, &m, &v);
-    if (okind != (int64_t)kind)
-        return mnas__error(ctx, MNAS_E_MISMATCH, "%s: optimiser kind %lld, this learner's is %d", what,
-                           (long long)okind, (int)kind);
     if (count != (int64_t)mnas_params_count(l->params))
         return mnas__error(ctx, MNAS_E_MISMATCH, "%s: %lld parameters, this learner has %zu", what, (long long)count,
                            mnas_params_count(l->params));
@@ -434,6 +375,13 @@ mnas_status mnas_learner_load(mnas_learner *l, const char *path)
     return mnas__ckpt_load_file(l->ctx, "mnas_learner_load", path, apply_learner, l);
 }
 
+/* A learner checkpoint's options into obj (an mnas_learner_options). */
+static mnas_status apply_options(void *obj, const mnas__ckpt *c, const char *what)
+{
+    mnas_status st = mnas__ckpt_need_kind(c, what, MNAS__CKPT_KIND_LEARNER);
+    return st == MNAS_OK ? read_options(c, what, obj) : st;
+}
+
 mnas_status mnas_learner_checkpoint_options(mnas_ctx *ctx, const char *path, mnas_learner_options *opts)
 {
     const char *fn = "mnas_learner_checkpoint_options";
@@ -444,17 +392,8 @@ mnas_status mnas_learner_checkpoint_options(mnas_ctx *ctx, const char *path, mna
         return mnas__error(ctx, MNAS_E_INVALID,
                            "%s: opts->struct_size %zu is not valid (use MNAS_LEARNER_OPTIONS_INIT)", fn,
                            opts->struct_size);
-    uint8_t *buf;
-    mnas__ckpt c;
-    mnas_status st = mnas__ckpt_open(ctx, fn, path, &buf, &c);
-    if (st != MNAS_OK) return st;
-    char what[160];
-    snprintf(what, sizeof what, "%s: '%s'", fn, path);
     mnas_learner_options o;
-    st = mnas__ckpt_need_kind(&c, what, MNAS__CKPT_KIND_LEARNER);
-    if (st == MNAS_OK) st = read_options(&c, what, &o);
-    mnas__ckpt_release(&c);
-    mnas__free(ctx, buf);
+    mnas_status st = mnas__ckpt_load_file(ctx, fn, path, apply_options, &o);
     if (st != MNAS_OK) return st;
     size_t keep = opts->struct_size;
     memcpy(opts, &o, keep < sizeof o ? keep : sizeof o);

@@ -19,7 +19,7 @@ static mnas_status query_eval(mnas_learner *l, mnas_tape *tp, const mnas_task *t
     mnas_tensor *out = mnas__learner_predict(l, tp, mnas_task_query_x(t), w, alpha);
     mnas_tensor *q = mnas__learner_task_loss(l, tp, out, qy, qlab);
     mnas_tape_no_grad_end(tp);
-    if (!q) return tp->status ? tp->status : MNAS_E_INTERNAL;
+    if (!q) return mnas_tape_status(tp) ? mnas_tape_status(tp) : MNAS_E_INTERNAL;
     if (loss) *loss = (double)q->data[0];
     if (acc) {
         /* The first largest logit wins a tie. */
@@ -46,7 +46,7 @@ static mnas_status adapt(mnas_learner *l, mnas_tape *tp, const mnas_task *t, uin
     mnas_tensor *sy = mnas_task_support_y(t);
     const int32_t *slab = mnas__learner_labels_of(l, tp, sy),
                   *qlab = mnas__learner_labels_of(l, tp, mnas_task_query_y(t));
-    if (l->classify && (!slab || !qlab)) return tp->status ? tp->status : MNAS_E_NOMEM;
+    if (l->classify && (!slab || !qlab)) return mnas_tape_status(tp) ? mnas_tape_status(tp) : MNAS_E_NOMEM;
     if ((before || acc_before) && (st = query_eval(l, tp, t, w0, alpha, qlab, before, acc_before)) != MNAS_OK)
         return st;
     support_data sd = { l, mnas_task_support_x(t), sy, slab };
@@ -64,13 +64,9 @@ static mnas_status adapt(mnas_learner *l, mnas_tape *tp, const mnas_task *t, uin
 }
 
 
-static void eval_job(void *user, size_t i, int worker)
+static void eval_job(job_data *d, size_t j, mnas_tape *tp)
 {
-    job_data *d = user;
-    size_t j = d->j0 + i;
     mnas_learner *l = d->l;
-    mnas_tape *tp = l->tapes[worker];
-    mnas_tape_reset(tp);
     l->task_status[j] = MNAS_OK;
     mnas_status st = mnas__learner_check_task(l, d->tasks[j], j, l->task_msg[j]);
     if (st != MNAS_OK) {
@@ -98,9 +94,9 @@ static mnas_status evaluate(mnas_learner *l, const char *fn, const mnas_task_set
     for (size_t j = 0; j < n; j++) tasks[j] = mnas_task_set_get(set, j);
     size_t lo, hi;
     mnas__learner_task_range(l, n, l->dist.rank, &lo, &hi);
-    job_data d = { l, tasks, NULL, NULL, 0, steps, 0, before, after, acc_before, acc_after, lo };
+    job_data d = { l, tasks, NULL, NULL, 0, steps, 0, before, after, acc_before, acc_after, lo, NULL };
     for (size_t j = 0; j < n; j++) l->task_msg[j][0] = '\0';
-    mnas__pool_run(l->pool, hi - lo, eval_job, &d);
+    mnas__learner_run_tasks(&d, hi - lo, eval_job);
     mnas__free(l->ctx, tasks);
     /* Evaluation is split across processes like training. */
     st = mnas__learner_gather_status(l, fn, n);
@@ -149,12 +145,12 @@ mnas_status mnas_learner_adapt_predict(mnas_learner *l, const mnas_task *task, i
     mnas_tape_reset(tp);
     mnas_tensor *fast[MAX_P], *alpha = NULL;
     if ((st = adapt(l, tp, task, EVAL_STREAM, steps, fast, &alpha, NULL, NULL, NULL, NULL)) != MNAS_OK)
-        return mnas__error(l->ctx, st, "%s: %s", fn, tp->msg);
+        return mnas__error(l->ctx, st, "%s: %s", fn, mnas_tape_last_error(tp));
     int64_t xs[2] = { (int64_t)n, 1 };
     mnas_tape_no_grad_begin(tp);
     mnas_tensor *out = mnas__learner_predict(l, tp, mnas_tape_tensor(tp, 2, xs, x), fast, alpha);
     mnas_tape_no_grad_end(tp);
-    if (!out) return mnas__error(l->ctx, tp->status ? tp->status : MNAS_E_INTERNAL, "%s: %s", fn, tp->msg);
+    if (!out) return mnas__error(l->ctx, mnas_tape_status(tp) ? mnas_tape_status(tp) : MNAS_E_INTERNAL, "%s: %s", fn, mnas_tape_last_error(tp));
     memcpy(y, out->data, (size_t)out->size * sizeof(mnas_real));
     mnas_tape_reset(tp);
     return MNAS_OK;
@@ -177,7 +173,7 @@ mnas_status mnas_learner_discretize(mnas_learner *l, int reinit)
         if (!fixed || !oh) {
             mnas__free(l->ctx, fixed);
             mnas_tape_reset(tp);
-            return mnas__error(l->ctx, MNAS_E_NOMEM, "%s: %s", fn, tp->msg);
+            return mnas__error(l->ctx, MNAS_E_NOMEM, "%s: %s", fn, mnas_tape_last_error(tp));
         }
         memcpy(fixed, oh->data, l->edges * l->ops * sizeof *fixed);
         mnas_tape_reset(tp);
@@ -234,7 +230,7 @@ mnas_genotype *mnas_learner_genotype(mnas_learner *l, const mnas_task *task)
         if (mnas__learner_prepare(l, tp, task, EVAL_STREAM, 0, w0, &a, &recon, NULL, NULL) != MNAS_OK) a = NULL;
     }
     mnas_genotype *g = a ? mnas_genotype_derive_supernet(l->net, a) : NULL;
-    if (!a) mnas__error(l->ctx, tp->status ? tp->status : MNAS_E_INTERNAL, "%s: %s", fn, tp->msg);
+    if (!a) mnas__error(l->ctx, mnas_tape_status(tp) ? mnas_tape_status(tp) : MNAS_E_INTERNAL, "%s: %s", fn, mnas_tape_last_error(tp));
     mnas_tape_reset(tp);
     return g;
 }
@@ -262,7 +258,7 @@ mnas_status mnas_learner_task_embedding(mnas_learner *l, const mnas_task *task, 
         for (size_t k = 0; k < d; k++) z[k] = (double)zd[k];
         if (z_dim) *z_dim = d;
     } else {
-        st = mnas__error(l->ctx, st != MNAS_OK ? st : MNAS_E_INTERNAL, "%s: %s", fn, tp->msg);
+        st = mnas__error(l->ctx, st != MNAS_OK ? st : MNAS_E_INTERNAL, "%s: %s", fn, mnas_tape_last_error(tp));
     }
     mnas_tape_reset(tp);
     return st;

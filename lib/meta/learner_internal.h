@@ -10,7 +10,7 @@
 
 #include <mnas/meta.h>
 
-#include "autodiff/autodiff_internal.h"
+#include "autodiff/opkit.h"
 #include "meta/meta_internal.h"
 #include "nas/nas_internal.h"
 #include "nn/nn_internal.h"
@@ -100,7 +100,12 @@ typedef struct {
     const int32_t *labels; /* classification: y as class indices */
 } support_data;
 
-typedef struct {
+typedef struct job_data job_data;
+/* The work of a pool job for task j of a batch, with the worker's tape tp
+ * (reset before the call). */
+typedef void (*mnas__task_fn)(job_data *d, size_t j, mnas_tape *tp);
+
+struct job_data {
     mnas_learner *l;
     const mnas_task *const *tasks; /* or, when NULL, drawn from source */
     mnas_task_source source;
@@ -111,7 +116,13 @@ typedef struct {
     double *before, *after; /* evaluation outputs */
     double *acc_before, *acc_after;
     size_t j0; /* this process's first task: pool index i is task j0 + i */
-} job_data;
+    mnas__task_fn run; /* set by mnas__learner_run_tasks */
+};
+
+/* learner_batch.c */
+/* run(d, j, tape) for tasks j = d->j0 .. d->j0 + count - 1 on the worker
+ * pool, each with its worker's tape, reset first. */
+void mnas__learner_run_tasks(job_data *d, size_t count, mnas__task_fn run);
 
 /* learner.c */
 /* Per-task buffers for n tasks; the modulator's rows only when training. */

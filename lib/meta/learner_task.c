@@ -15,7 +15,7 @@ static mnas_tensor *user_forward(const mnas_learner *l, mnas_tape *tp, mnas_tens
 {
     mnas_tensor *y = l->user_forward(l->user_net, tp, x, w);
     if (!y) {
-        if (!tp->status) mnas__tape_error(tp, MNAS_E_INVALID, "the user's network failed (forward returned NULL)");
+        if (!mnas_tape_status(tp)) mnas__tape_error(tp, MNAS_E_INVALID, "the user's network failed (forward returned NULL)");
         return NULL;
     }
     int64_t n = x->shape[0], want = l->classify ? l->o.classes : l->o.out_features;
@@ -142,7 +142,7 @@ mnas_tensor *mnas__learner_onehot_of(const mnas_learner *l, mnas_tape *tp, mnas_
     mnas_tensor *oh = g ? mnas_tape_tensor(tp, 2, sh, NULL) : NULL;
     if (oh && mnas_genotype_onehot_supernet(g, l->net, oh->data) != MNAS_OK) oh = NULL;
     mnas_genotype_free(g);
-    if (!oh && !tp->status)
+    if (!oh && !mnas_tape_status(tp))
         mnas__tape_error(tp, MNAS_E_INVALID, "deriving the genotype failed: %s", mnas_ctx_last_error(l->ctx));
     return oh;
 }
@@ -215,7 +215,7 @@ mnas_status mnas__learner_encode(const mnas_learner *l, mnas_tape *tp, const mna
         int64_t xs[2] = { K, mnas_tensor_size(sx) / (K > 0 ? K : 1) }, ys[2] = { K, l->o.classes };
         mnas_tensor *oh = mnas_tape_tensor(tp, 2, ys, NULL);
         sx = mnas_reshape(tp, sx, 2, xs);
-        if (!oh || !sx) return tp->status ? tp->status : MNAS_E_INTERNAL;
+        if (!oh || !sx) return mnas_tape_status(tp) ? mnas_tape_status(tp) : MNAS_E_INTERNAL;
         const mnas_real *lab = mnas_tensor_cdata(sy);
         memset(oh->data, 0, (size_t)oh->size * sizeof(mnas_real));
         for (int64_t i = 0; i < K; i++) oh->data[i * l->o.classes + (int64_t)lab[i]] = 1;
@@ -257,11 +257,11 @@ mnas_status mnas__learner_prepare(const mnas_learner *l, mnas_tape *tp, const mn
         a = mnas_controller_forward(l->ctl, tp, z, W + l->s_ctl.first);
         if (a && l->discrete) {
             mnas_tensor *oh = mnas__learner_onehot_of(l, tp, a);
-            if (!oh) return tp->status;
+            if (!oh) return mnas_tape_status(tp);
             if (training) {
                 /* Straight-through: forward value one-hot, gradient as if soft. */
                 mnas_tensor *shift = mnas_tape_tensor(tp, 2, a->shape, NULL);
-                if (!shift) return tp->status;
+                if (!shift) return mnas_tape_status(tp);
                 for (int64_t i = 0; i < a->size; i++) shift->data[i] = oh->data[i] - a->data[i];
                 a = mnas_add(tp, a, shift);
             } else {
@@ -271,14 +271,14 @@ mnas_status mnas__learner_prepare(const mnas_learner *l, mnas_tape *tp, const mn
     }
     if (a && !l->discrete && l->o.sample_ops > 0 && (size_t)l->o.sample_ops < l->ops)
         a = sample_edges(l, tp, a, &r, training);
-    if (!a) return tp->status ? tp->status : MNAS_E_INTERNAL;
+    if (!a) return mnas_tape_status(tp) ? mnas_tape_status(tp) : MNAS_E_INTERNAL;
     if (training && !l->discrete && l->o.path_dropout > 0) {
         /* Path dropout on alpha (paper, "Task-Aware Architecture Generation"). */
         mnas_tensor *mask = mnas_tape_tensor(tp, 2, a->shape, NULL);
-        if (!mask) return tp->status;
+        if (!mask) return mnas_tape_status(tp);
         for (int64_t i = 0; i < a->size; i++) mask->data[i] = mnas_rng_uniform(&r) < l->o.path_dropout ? 0 : 1;
         a = mnas_mask_mul(tp, a, mask);
-        if (!a) return tp->status;
+        if (!a) return mnas_tape_status(tp);
     }
     *alpha = a;
     /* u = W z + b comes from the meta-batch's product U (phase 2): the
@@ -293,7 +293,8 @@ mnas_status mnas__learner_prepare(const mnas_learner *l, mnas_tape *tp, const mn
 void mnas__learner_record_failure(mnas_learner *l, size_t j, mnas_tape *tp, mnas_status st)
 {
     l->task_status[j] = st;
-    snprintf(l->task_msg[j], TASK_MSG, "task %zu: %s", j, tp->msg[0] ? tp->msg : mnas_status_str(st));
+    const char *msg = mnas_tape_last_error(tp);
+    snprintf(l->task_msg[j], TASK_MSG, "task %zu: %s", j, msg[0] ? msg : mnas_status_str(st));
 }
 
 /* Eq. (9) for one task: query loss after adaptation + beta L_r, and its
@@ -310,7 +311,7 @@ mnas_status mnas__learner_task_gradient(mnas_learner *l, mnas_tape *tp, const mn
     if ((st = mnas__learner_prepare(l, tp, t, stream, 1, w0, &alpha, &recon, u_pre, u_grad)) != MNAS_OK) return st;
     mnas_tensor *sy = mnas_task_support_y(t), *qy = mnas_task_query_y(t);
     const int32_t *slab = mnas__learner_labels_of(l, tp, sy), *qlab = mnas__learner_labels_of(l, tp, qy);
-    if (l->classify && (!slab || !qlab)) return tp->status ? tp->status : MNAS_E_NOMEM;
+    if (l->classify && (!slab || !qlab)) return mnas_tape_status(tp) ? mnas_tape_status(tp) : MNAS_E_NOMEM;
     support_data sd = { l, mnas_task_support_x(t), sy, slab };
     mnas_inner_options io = MNAS_INNER_OPTIONS_INIT;
     io.steps = l->o.inner_steps;
@@ -321,10 +322,10 @@ mnas_status mnas__learner_task_gradient(mnas_learner *l, mnas_tape *tp, const mn
         return st;
     mnas_tensor *q =
         mnas__learner_task_loss(l, tp, query_predict(l, tp, mnas_task_query_x(t), fast, alpha), qy, qlab);
-    if (!q) return tp->status ? tp->status : MNAS_E_INTERNAL;
+    if (!q) return mnas_tape_status(tp) ? mnas_tape_status(tp) : MNAS_E_INTERNAL;
     double loss = (double)q->data[0];
     if (recon && l->o.beta > 0) q = mnas_add(tp, q, mnas_scale(tp, recon, l->o.beta));
-    if (!q) return tp->status;
+    if (!q) return mnas_tape_status(tp);
     if (!isfinite(loss) || !isfinite(q->data[0]))
         return mnas__tape_error(tp, MNAS_E_NUMERIC, "the query loss is %g (objective %g)", loss, (double)q->data[0]);
     if (objective_out) *objective_out = (double)q->data[0];

@@ -31,7 +31,8 @@
 
 #include <mnas/meta.h>
 
-#include "autodiff/autodiff_internal.h"
+#include "autodiff/opkit.h"
+#include "kernels/kernels.h"
 #include "meta/meta_internal.h"
 #include "nn/nn_internal.h"
 
@@ -180,7 +181,7 @@ mnas_status mnas_modulator_forward(const mnas_modulator *m, mnas_tape *tp, mnas_
         return m ? mnas__error(m->ctx, MNAS_E_INVALID, "%s: the tape is not valid", fn) : MNAS_E_INVALID;
     if (!m) return mnas__tape_error(tp, MNAS_E_INVALID, "%s: the modulator is NULL", fn);
     if (!out) return mnas__tape_error(tp, MNAS_E_INVALID, "%s: out is NULL", fn);
-#define FAIL() return tp->status != MNAS_OK ? tp->status : MNAS_E_INVALID
+#define FAIL() return mnas_tape_status(tp) != MNAS_OK ? mnas_tape_status(tp) : MNAS_E_INVALID
     if (!mnas__input_ok(tp, fn, "z", z)) FAIL();
     if (z->ndim != 2 || z->shape[0] != 1 || z->shape[1] != m->z_dim) {
         char a[MNAS_SHAPE_BUF];
@@ -233,7 +234,7 @@ mnas_status mnas__modulator_apply(const mnas_modulator *m, mnas_tape *tp, mnas_t
                                   mnas_tensor **out)
 {
     const char *fn = "mnas_modulator_forward";
-#define FAIL() return tp->status != MNAS_OK ? tp->status : MNAS_E_INVALID
+#define FAIL() return mnas_tape_status(tp) != MNAS_OK ? mnas_tape_status(tp) : MNAS_E_INVALID
     if (!u || u->size != m->nout) return mnas__tape_error(tp, MNAS_E_SHAPE, "%s: u does not have %lld values", fn,
                                                          (long long)m->nout);
     if (!targets_ok(m, tp, fn, targets)) FAIL();
@@ -297,10 +298,10 @@ static mnas_status row_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_
     if (!mnas__bw_wants(bc, node, 0)) return MNAS_OK;
     if (mnas__bw_create_graph(bc))
         return mnas__tape_error(tp, MNAS_E_UNSUPPORTED, "the batched modulator has first-order gradients only");
-    const mnas_tensor *w = node->in[0];
+    const mnas_tensor *w = mnas__op_input(node, 0);
     const mnas_real *tau = s->tau, *gd = g->data, *wd = w->data;
     mnas_tensor *dw = mnas__tape_new_like(tp, fn, w);
-    if (!dw) return tp->status;
+    if (!dw) return mnas_tape_status(tp);
     if (s->dtau) {
         /* dL/du = (sum over a row of g w) f'(u), dL/dw = g tau */
         for (int64_t r = 0; r < s->rows; r++) {
@@ -329,7 +330,7 @@ mnas_status mnas__modulator_apply_row(const mnas_modulator *m, mnas_tape *tp, co
                                       mnas_tensor *const *targets, mnas_tensor **out)
 {
     const char *fn = "mnas_modulator_forward";
-#define FAIL() return tp->status != MNAS_OK ? tp->status : MNAS_E_INVALID
+#define FAIL() return mnas_tape_status(tp) != MNAS_OK ? mnas_tape_status(tp) : MNAS_E_INVALID
     if (!targets_ok(m, tp, fn, targets)) FAIL();
     mnas_tensor **res = mnas__tape_scratch(tp, fn, m->n * sizeof *res);
     mnas_real *tau = mnas__tape_scratch(tp, fn, (size_t)m->total * sizeof *tau);
@@ -389,12 +390,7 @@ mnas_status mnas__modulator_apply_row(const mnas_modulator *m, mnas_tape *tp, co
          * one gamma and one beta per element: rows = blen) */
         if (si->ub_grad)
             for (int64_t r = 0; r < si->rows; r++) y->data[r] += beta[m->t[i].boff + r];
-        mnas_node *node;
-        if (!mnas__finish(tp, fn, OP_CUSTOM, y, 1, &targets[i], &node)) FAIL();
-        if (node) {
-            node->custom = &row_op;
-            node->state = si;
-        }
+        if (!mnas__record_op(tp, fn, &row_op, si, y, 1, &targets[i])) FAIL();
         res[i] = y;
     }
 #undef FAIL

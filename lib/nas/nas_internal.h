@@ -5,7 +5,7 @@
 
 #include <mnas/nas.h>
 
-#include "autodiff/autodiff_internal.h"
+#include "autodiff/opkit.h"
 #include "nn/nn_internal.h"
 
 typedef struct {

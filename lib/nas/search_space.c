@@ -260,7 +260,7 @@ mnas_tensor *mnas__op_call(const mnas__op_entry *op, mnas_tape *tp, const char *
 {
     mnas_tensor *y = op->forward(op->user, tp, x, w, stride);
     if (!y) {
-        if (!tp->status) mnas__tape_error(tp, MNAS_E_INVALID, "%s: op \"%s\" failed", fn, op->name);
+        if (!mnas_tape_status(tp)) mnas__tape_error(tp, MNAS_E_INVALID, "%s: op \"%s\" failed", fn, op->name);
         return NULL;
     }
     int ok = y->ndim == x->ndim && y->shape[0] == x->shape[0] && y->shape[1] == x->shape[1];

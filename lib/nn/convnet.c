@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "autodiff/autodiff_internal.h"
+#include "autodiff/opkit.h"
 #include "nn/nn_internal.h"
 
 #define CONVNET_BLOCKS 4

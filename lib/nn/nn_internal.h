@@ -32,6 +32,8 @@ int mnas__params_add_module(mnas_params *p, mnas_ctx *ctx, const char *fn, const
  * SGD), each the size of parameter i; n parameters. */
 void mnas__optim_state(const mnas_optim *o, mnas_optim_kind *kind, int64_t *steps, size_t *n, mnas_real *const **m,
                        mnas_real *const **v);
+/* The parameter set o updates. */
+mnas_params *mnas__optim_params(const mnas_optim *o);
 /* Overwrite the step count (the moments are written through the pointers
  * mnas__optim_state gives). */
 void mnas__optim_set_steps(mnas_optim *o, int64_t steps);

@@ -203,4 +203,6 @@ void mnas__optim_state(const mnas_optim *op, mnas_optim_kind *kind, int64_t *ste
     *v = op->v;
 }
 
+mnas_params *mnas__optim_params(const mnas_optim *op) { return op->params; }
+
 void mnas__optim_set_steps(mnas_optim *op, int64_t steps) { op->steps = steps; }

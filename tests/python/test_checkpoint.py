@@ -131,6 +131,68 @@ class TestCheckpoint(unittest.TestCase):
         with self.assertRaises(mnas.MismatchError):
             r.load(self.path("p.ckpt"))
 
+    def _optim_run(self, kind, steps, opt=None, p=None):
+        if p is None:
+            p = mnas.Params(self.ctx)
+            p.add("w", (2, 3), init="normal", arg=1.0)
+            p.add("b", 3, init="normal", arg=1.0)
+        if opt is None:
+            opt = mnas.Optimizer(p, kind, lr=0.05, momentum=0.9)
+        for _ in range(steps):
+            p.zero_grad()
+            # gradient of sum((w - 0.5)^2) / 2 plus a non-linear term: depends on the weights
+            g = [[[x - 0.5 + 0.3 * x * x for x in row] for row in p[0].tolist()],
+                 [x - 0.5 + 0.3 * x * x for x in p[1].tolist()]]
+            p.accumulate_grad([mnas.tensor(self.ctx, g[0]), mnas.tensor(self.ctx, g[1])])
+            opt.step()
+        return p, opt
+
+    def test_optimizer_exact_resume(self):
+        for kind in ("sgd", "adam"):
+            a, oa = self._optim_run(kind, 3)
+            a.save(self.path("p.ckpt"))
+            oa.save(self.path("o.ckpt"))
+            self._optim_run(kind, 4, oa, a)
+            b, ob = self._optim_run(kind, 2)  # other state, overwritten by the loads
+            b.load(self.path("p.ckpt"))
+            ob.load(self.path("o.ckpt"))
+            self.assertEqual(ob.steps, 3)
+            self._optim_run(kind, 4, ob, b)
+            self.assertEqual(b[0].tolist(), a[0].tolist())
+            self.assertEqual(b[1].tolist(), a[1].tolist())
+            self.assertEqual(ob.steps, 7)
+
+    def test_optimizer_refusals(self):
+        _, sgd = self._optim_run("sgd", 2)
+        sgd.save(self.path("sgd.ckpt"))
+        p, adam = self._optim_run("adam", 1)
+        adam.save(self.path("before.ckpt"))
+        with self.assertRaises(mnas.MismatchError) as cm:
+            adam.load(self.path("sgd.ckpt"))
+        self.assertIn("optimiser kind", str(cm.exception))
+        p.save(self.path("params.ckpt"))
+        with self.assertRaises(mnas.FormatError) as cm:
+            adam.load(self.path("params.ckpt"))
+        self.assertIn("not an optimiser checkpoint", str(cm.exception))
+        with open(self.path("before.ckpt"), "rb") as f:
+            data = f.read()
+        with open(self.path("cut.ckpt"), "wb") as f:
+            f.write(data[:len(data) - 5])
+        with self.assertRaises(mnas.FormatError):
+            adam.load(self.path("cut.ckpt"))
+        q = mnas.Params(self.ctx)
+        q.add("w", (3, 2))
+        q.add("b", 3)
+        with self.assertRaises(mnas.MismatchError) as cm:
+            mnas.Adam(q).load(self.path("before.ckpt"))
+        self.assertIn("optim.m:w", str(cm.exception))
+        with self.assertRaises(mnas.FileError):
+            adam.load(self.path("missing.ckpt"))
+        adam.save(self.path("after.ckpt"))
+        with open(self.path("after.ckpt"), "rb") as f:
+            self.assertEqual(f.read(), data)  # unchanged by the refused loads
+        self.assertEqual(adam.steps, 1)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -338,6 +338,8 @@ FUNCTIONS = [
     ("mnas_learner_checkpoint_options", [H, c_char_p, POINTER(S.LearnerOptions)], ST),
     ("mnas_params_save", [H, c_char_p], ST),
     ("mnas_params_load", [H, c_char_p], ST),
+    ("mnas_optim_save", [H, c_char_p], ST),
+    ("mnas_optim_load", [H, c_char_p], ST),
     ("mnas_learner_train_checkpointed",
      [H, TASK_SOURCE_FN, c_void_p, c_int64, c_char_p, c_int64, PROGRESS_FN, c_void_p], ST),
 ]

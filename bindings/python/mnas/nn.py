@@ -267,6 +267,20 @@ class Optimizer(Handle):
         """Number of successful steps."""
         return C.mnas_optim_steps(self._p())
 
+    def save(self, path):
+        """Write the optimiser's state (kind, step count, moments per
+        parameter name) to a checkpoint file, atomically. The parameter
+        values are saved separately (Params.save)."""
+        self._params._ctx.clear_error()
+        self._params._ctx._check(C.mnas_optim_save(self._p(), os.fsencode(path)), "mnas_optim_save")
+
+    def load(self, path):
+        """Read a state written by save: the same kind over parameters of
+        the same names and shapes, or nothing changes and an error is
+        raised (FormatError, MismatchError, NumericError, FileError)."""
+        self._params._ctx.clear_error()
+        self._params._ctx._check(C.mnas_optim_load(self._p(), os.fsencode(path)), "mnas_optim_load")
+
 
 def Adam(params, lr=1e-3, **kw):
     return Optimizer(params, "adam", lr, **kw)
