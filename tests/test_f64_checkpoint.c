@@ -14,6 +14,7 @@
 
 #include <mnas/mnas.h>
 
+#include "autodiff/autodiff_internal.h" /* the tape's scratch tape (aux) */
 #include "autodiff/checkpoint.h"
 
 _Static_assert(sizeof(mnas_real) == sizeof(double), "this test needs the double build");
