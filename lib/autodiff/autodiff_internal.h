@@ -23,6 +23,7 @@ typedef enum mnas_opcode {
     OP_CUSTOM,
     OP_UNFOLD, OP_FOLD, OP_CONV2D, OP_CONV2D_DX, OP_CONV2D_DW,
     OP_AVG_POOL, OP_AVG_POOL_ADJ, OP_POOL_GATHER, OP_POOL_SCATTER,
+    OP_BN_RELU,
     OP_COUNT
 } mnas_opcode;
 
@@ -91,6 +92,13 @@ mnas_tape *mnas__tape_aux(mnas_tape *tp);
  * edge instead of one per op. Results are the same as mnas_relu's. */
 mnas_tensor *mnas__relu_shared(mnas_tape *tp, mnas_tensor *x);
 
+/* relu(mnas_batch_norm(x, gamma, beta, eps)) as one op, with the same
+ * checks, messages and bits: the ReLU is applied as batch-norm stores its
+ * output, and the rule takes the gradient through the ReLU's mask inside
+ * batch-norm's rule, so the normalised values before the ReLU are never
+ * stored (the conv net's blocks). */
+mnas_tensor *mnas__batch_norm_relu(mnas_tape *tp, mnas_tensor *x, mnas_tensor *gamma, mnas_tensor *beta, double eps);
+
 /* Record a failure on the tape (first one wins for status) and its context. */
 mnas_status mnas__tape_error(mnas_tape *tp, mnas_status st, const char *fmt, ...) MNAS_PRINTF(3, 4);
 
@@ -141,23 +149,39 @@ static inline void mnas__pad4s(int ndim, const int64_t *shape, int64_t s[4])
 }
 
 /* Backward: the vector-Jacobian product of node for output gradient g; adds
- * each input's contribution through accumulate(). */
+ * each input's contribution through accumulate(). It routes the node to its
+ * family's rules, which sit at the end of that family's ops_*.c file. */
 mnas_status mnas__vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
+mnas_status mnas__vjp_elementwise(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
+mnas_status mnas__vjp_linalg(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
+mnas_status mnas__vjp_shape(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
+mnas_status mnas__vjp_nn(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
+mnas_status mnas__vjp_conv(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
+/* The error of a family's rule that does not know node's op. */
+mnas_status mnas__bw_no_rule(mnas_tape *tp, const mnas_node *node);
 /* Does input k of node need a gradient in this backward pass? */
 int mnas__bw_wants(mnas_backward_ctx *bc, mnas_node *node, int k);
 /* The alpha-gradient of mnas_mix as an op of its own: a tensor shaped like
  * like with like.flat[idx_k] += <g, ys[k]>. */
 mnas_tensor *mnas__mix_dalpha(mnas_tape *tp, const mnas_tensor *like, mnas_tensor *g, size_t n,
                               mnas_tensor *const *ys, const int64_t *idx);
-/* Batch-norm's backward rules (ops_nn.c). */
-mnas_status mnas__bnb_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
-mnas_status mnas__bng_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
-mnas_status mnas__bn_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
-/* The backward rules of the convolution and pooling ops (ops_conv.c). */
-mnas_status mnas__conv_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
 /* Is this backward pass recording (create_graph)? */
 int mnas__bw_create_graph(const mnas_backward_ctx *bc);
 mnas_status mnas__bw_accumulate(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k,
                                 mnas_tensor *contribution);
+/* Not recorded only: add g into the [start, start + len) block along axis of
+ * input k's gradient in place (slice's rule). */
+mnas_status mnas__bw_accumulate_slice(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k, mnas_tensor *g,
+                                      int axis, int64_t start);
+/* Inside a rule with tp, n and bc in scope: does input k want a gradient;
+ * add expr to its gradient (expr is only evaluated when wanted). */
+#define MNAS__WANT(k) mnas__bw_wants(bc, n, (k))
+#define MNAS__ACC(k, expr)                                                \
+    do {                                                                  \
+        if (MNAS__WANT(k)) {                                              \
+            mnas_status st_ = mnas__bw_accumulate(tp, bc, n, (k), (expr)); \
+            if (st_ != MNAS_OK) return st_;                               \
+        }                                                                 \
+    } while (0)
 
 #endif /* MNAS_AUTODIFF_INTERNAL_H */
