@@ -228,7 +228,7 @@ static mnas_tensor *scatter_op(mnas_tape *tp, mnas_tensor *y, const int64_t *idx
     const char *fn = "mnas_max_pool2d backward";
     mnas_tensor *out = mnas__tape_new(tp, fn, 4, shape);
     if (!out) return NULL;
-    mnas__k_scatter_at(y->size, idx, y->data, out->size, out->data);
+    mnas__k_scatter_at(shape[0] * shape[1], y->size, idx, y->data, out->size, out->data);
     mnas_node *node;
     if (!mnas__finish(tp, fn, OP_POOL_SCATTER, out, 1, &y, &node)) return NULL;
     if (node) {

@@ -150,8 +150,10 @@ int64_t mnas__k_pool_scratch(const mnas_kconv *g);
 void mnas__k_avg_pool(const mnas_kconv *g, const real *x, real *y, real *scratch);
 void mnas__k_avg_pool_adj(const mnas_kconv *g, const real *gy, real *dx, real *scratch);
 /* y[i] = x[idx[i]] for n outputs; and its adjoint x[idx[i]] += y[i] into a
- * zeroed x of size nx. */
+ * zeroed x of size nx, where x and y are `planes` equal planes and plane
+ * p's indices point into plane p of x (max-pooling's argmax per image and
+ * channel; planes 1 when nothing is known). */
 void mnas__k_gather_at(int64_t n, const int64_t *idx, const real *x, real *y);
-void mnas__k_scatter_at(int64_t n, const int64_t *idx, const real *y, int64_t nx, real *x);
+void mnas__k_scatter_at(int64_t planes, int64_t n, const int64_t *idx, const real *y, int64_t nx, real *x);
 
 #endif /* MNAS_KERNELS_H */
