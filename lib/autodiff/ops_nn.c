@@ -139,22 +139,15 @@ mnas_tensor *mnas__batch_norm_relu(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g
  * fused op whose own backward rule is a fused kernel (second derivatives)
  * or, when that is recorded too, the derivative of their composite form. */
 
-static mnas_real *bn_stats(mnas_tape *tp, const char *fn, const mnas_tensor *x, double eps)
-{
-    int64_t outer, C, inner, s[4];
-    bn_layout(x, &outer, &C, &inner, s);
-    mnas_real *st = mnas__tape_scratch(tp, fn, 2 * (size_t)C * sizeof(mnas_real));
-    if (st) mnas__k_bn_stats(outer, C, inner, x->data, eps, st, st + C);
-    return st;
-}
-
-static mnas_tensor *bn_dx(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g, mnas_tensor *gamma, double eps)
+/* st: the forward's per-channel mean and rstd of x (the same kernel would
+ * recompute the same bits). */
+static mnas_tensor *bn_dx(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g, mnas_tensor *gamma, double eps,
+                          mnas_real *st)
 {
     const char *fn = "batch-norm dx";
     int64_t outer, C, inner, s[4];
     bn_layout(x, &outer, &C, &inner, s);
-    mnas_real *st = bn_stats(tp, fn, x, eps);
-    mnas_tensor *out = st ? mnas__tape_new_like(tp, fn, x) : NULL;
+    mnas_tensor *out = mnas__tape_new_like(tp, fn, x);
     if (!out) return NULL;
     mnas__k_bn_backward(outer, C, inner, x->data, g->data, NULL, gamma ? gamma->data : NULL, st, st + C, out->data,
                         NULL, NULL);
@@ -168,14 +161,13 @@ static mnas_tensor *bn_dx(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g, mnas_te
     return out;
 }
 
-static mnas_tensor *bn_dgamma(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g, double eps)
+static mnas_tensor *bn_dgamma(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g, double eps, mnas_real *st)
 {
     const char *fn = "batch-norm dgamma";
     int64_t outer, C, inner, s[4];
     bn_layout(x, &outer, &C, &inner, s);
-    mnas_real *st = bn_stats(tp, fn, x, eps);
     int64_t shape[1] = { C };
-    mnas_tensor *out = st ? mnas__tape_new(tp, fn, 1, shape) : NULL;
+    mnas_tensor *out = mnas__tape_new(tp, fn, 1, shape);
     if (!out) return NULL;
     mnas__k_bn_backward(outer, C, inner, x->data, g->data, NULL, NULL, st, st + C, NULL, out->data, NULL);
     mnas_tensor *ins[2] = { x, g };
@@ -331,8 +323,10 @@ static mnas_status bn_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_back
         }
         /* Recorded: the backward outputs are themselves fused ops with
          * their own rules, so second derivatives stay cheap. */
-        if (want_x && !(dx = bn_dx(tp, x, g, gamma, n->p))) return tp->status;
-        if (want_g && !(dg = mnas_reshape(tp, bn_dgamma(tp, x, g, n->p), gamma->ndim, gamma->shape))) return tp->status;
+        mnas_real *stats = n->state;
+        if (want_x && !(dx = bn_dx(tp, x, g, gamma, n->p, stats))) return tp->status;
+        if (want_g && !(dg = mnas_reshape(tp, bn_dgamma(tp, x, g, n->p, stats), gamma->ndim, gamma->shape)))
+            return tp->status;
         if (want_b && !(db = mnas_reshape(tp, mnas_sum_to(tp, g, x->ndim, s), beta->ndim, beta->shape)))
             return tp->status;
     }
