@@ -1,5 +1,6 @@
 /* Reverse mode: mnas_grad walks the recorded nodes from y back to the inputs
- * and applies each op's backward rule. The rules are written with the
+ * and applies each op's backward rule, which lives beside the op's forward
+ * in its family's ops_*.c file. The rules are written with the
  * differentiable ops themselves, so with create_graph the backward pass is
  * recorded too and can be differentiated again. */
 #include <string.h>

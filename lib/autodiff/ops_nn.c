@@ -1,6 +1,7 @@
-/* Neural-network ops: softmax family, losses and batch normalisation. The
- * losses and batch-norm are compositions of recorded ops, so their
- * derivatives of every order come from the primitives' rules. */
+/* Neural-network ops: softmax family, losses, batch normalisation (alone
+ * or fused with the ReLU after it) and, at the end, their backward rules.
+ * The losses are compositions of recorded ops; batch-norm is one fused op
+ * whose rule emits ops with rules of their own, so every order works. */
 #include <math.h>
 #include <string.h>
 
