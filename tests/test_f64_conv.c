@@ -16,6 +16,8 @@
 
 #include <mnas/mnas.h>
 
+#include "autodiff/autodiff_internal.h" /* mnas__batch_norm_relu, the conv net's fused block op */
+
 _Static_assert(sizeof(mnas_real) == sizeof(double), "this test needs the double build");
 
 enum { INIT_NORMAL, INIT_POSITIVE, INIT_AWAY_FROM_ZERO, INIT_DISTINCT };
@@ -148,6 +150,18 @@ static mnas_tensor *f_bn4d_plain(mnas_tape *t, mnas_tensor *const *in)
     return mnas_batch_norm(t, in[0], NULL, NULL, 1e-3);
 }
 /* DARTS's sep_conv / dil_conv unit: ReLU -> depthwise -> 1x1 -> BN. */
+static mnas_tensor *f_bn_relu4d(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas__batch_norm_relu(t, in[0], in[1], in[2], 1e-5);
+}
+static mnas_tensor *f_bn_relu4d_plain(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas__batch_norm_relu(t, in[0], NULL, NULL, 1e-3);
+}
+static mnas_tensor *f_bn_relu2d(mnas_tape *t, mnas_tensor *const *in)
+{
+    return mnas__batch_norm_relu(t, in[0], in[1], NULL, 1e-5);
+}
 static mnas_tensor *f_sep_chain(mnas_tape *t, mnas_tensor *const *in)
 {
     mnas_tensor *h = mnas_conv2d(t, mnas_relu(t, in[0]), in[1], NULL, 1, 1, 1, 3);
@@ -219,6 +233,9 @@ static const op_case cases[] = {
       f_concat1 },
     { "batch_norm NCHW", 3, { 4, 1, 1 }, { S4(3, 2, 3, 4), S1(2), S1(2) }, { N, N, N }, f_bn4d },
     { "batch_norm NCHW no affine", 1, { 4 }, { S4(2, 3, 2, 3) }, { N }, f_bn4d_plain },
+    { "batch_norm+relu NCHW (fused)", 3, { 4, 1, 1 }, { S4(3, 2, 3, 4), S1(2), S1(2) }, { N, N, N }, f_bn_relu4d },
+    { "batch_norm+relu NCHW no affine (fused)", 1, { 4 }, { S4(2, 3, 2, 3) }, { N }, f_bn_relu4d_plain },
+    { "batch_norm+relu [N, F] gamma only (fused)", 2, { 2, 1 }, { S2(5, 3), S1(3) }, { N, N }, f_bn_relu2d },
     { "sep_conv chain relu-depthwise-1x1-bn", 5, { 4, 4, 4, 1, 1 },
       { S4(2, 3, 5, 5), S4(3, 1, 3, 3), S4(4, 3, 1, 1), S1(4), S1(4) }, { Z, N, N, N, N }, f_sep_chain },
     { "dil_conv chain relu-depthwise(d2)-1x1-bn", 5, { 4, 4, 4, 1, 1 },
@@ -536,6 +553,91 @@ START_TEST(maml_conv_net_meta_gradient)
 }
 END_TEST
 
+static int same_bits(mnas_tensor *a, mnas_tensor *b)
+{
+    return mnas_tensor_size(a) == mnas_tensor_size(b) &&
+           !memcmp(mnas_tensor_cdata(a), mnas_tensor_cdata(b), (size_t)mnas_tensor_size(a) * sizeof(mnas_real));
+}
+
+/* relu(batch_norm) as one op gives the bits of the two ops: values, the
+ * unrecorded gradients (the fused kernel), the recorded ones, and the
+ * gradients of those (through the recorded rule), for [N, C, H, W] runs
+ * longer than the kernel's mask chunk (so the chunked sums are exercised)
+ * and for [N, F] rows, with a NaN in one channel passed through as
+ * mnas_relu passes it. */
+START_TEST(batch_norm_relu_matches_separate_ops)
+{
+    mnas_ctx *ctx;
+    mnas_ctx_options co = MNAS_CTX_OPTIONS_INIT;
+    co.seed = 12;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, &co), MNAS_OK);
+    mnas_tape *tp;
+    ck_assert_int_eq(mnas_tape_create(ctx, &tp), MNAS_OK);
+    for (int shape = 0; shape < 2; shape++) {
+        int64_t sx[4] = { 3, 4, 19, 17 }, sr[2] = { 6, 5 }, sc[1] = { shape ? 5 : 4 };
+        int nd = shape ? 2 : 4;
+        const int64_t *xs = shape ? sr : sx;
+        int64_t nan_at = shape ? 3 : 19 * 17 + 5; /* channel 1 of image 0, or feature 3 of row 0 */
+        mnas_tensor *x = mnas_tensor_randn(ctx, nd, xs, 0, 1), *wy = mnas_tensor_randn(ctx, nd, xs, 0, 1);
+        mnas_tensor *gam = mnas_tensor_randn(ctx, 1, sc, 1, 0.5), *bet = mnas_tensor_randn(ctx, 1, sc, 0, 0.5);
+        ck_assert(x && wy && gam && bet);
+        mnas_tensor_data(x)[nan_at] = NAN;
+        mnas_tensor *in[3] = { x, gam, bet };
+        for (int k = 0; k < 3; k++) mnas_tensor_set_requires_grad(in[k], 1);
+        mnas_tensor *y[2], *g[2][3], *gr[2][3], *h[2][3];
+        for (int fused = 0; fused < 2; fused++) {
+            y[fused] = fused ? mnas__batch_norm_relu(tp, x, gam, bet, 1e-5)
+                             : mnas_relu(tp, mnas_batch_norm(tp, x, gam, bet, 1e-5));
+            ck_assert_ptr_nonnull(y[fused]);
+            /* g = wy + 2 y: not zero where the ReLU cuts */
+            mnas_tensor *loss =
+                mnas_add(tp, mnas_sum(tp, mnas_mul(tp, y[fused], wy)), mnas_sum(tp, mnas_square(tp, y[fused])));
+            ck_assert_int_eq(mnas_grad(tp, loss, 3, in, g[fused], 0), MNAS_OK);
+            ck_assert_int_eq(mnas_grad(tp, loss, 3, in, gr[fused], 1), MNAS_OK);
+            mnas_tensor *const *r = gr[fused];
+            mnas_tensor *s2 = mnas_add(tp, mnas_sum(tp, mnas_square(tp, r[0])), mnas_sum(tp, mnas_mul(tp, r[1], r[2])));
+            ck_assert_int_eq(mnas_grad(tp, s2, 3, in, h[fused], 0), MNAS_OK);
+        }
+        ck_assert(same_bits(y[0], y[1]));
+        ck_assert(isnan(mnas_tensor_cdata(y[1])[nan_at]));
+        int64_t zeros = 0;
+        for (int64_t i = 0; i < mnas_tensor_size(y[1]); i++) zeros += mnas_tensor_cdata(y[1])[i] == 0;
+        ck_assert(zeros > mnas_tensor_size(y[1]) / 4); /* the ReLU does cut */
+        for (int k = 0; k < 3; k++) {
+            ck_assert_msg(same_bits(g[0][k], g[1][k]), "shape %d: gradient %d differs", shape, k);
+            ck_assert_msg(same_bits(gr[0][k], gr[1][k]), "shape %d: recorded gradient %d differs", shape, k);
+            ck_assert_msg(same_bits(h[0][k], h[1][k]), "shape %d: second-order gradient %d differs", shape, k);
+        }
+        mnas_tape_reset(tp);
+        for (int k = 0; k < 3; k++) mnas_tensor_free(in[k]);
+        mnas_tensor_free(wy);
+    }
+    /* Bad input: batch-norm's checks and messages, and the tape goes on. */
+    int64_t s4[4] = { 2, 3, 4, 4 }, s3[3] = { 2, 3, 4 }, s1[1] = { 4 };
+    mnas_tensor *x = mnas_tensor_randn(ctx, 4, s4, 0, 1), *x3 = mnas_tensor_randn(ctx, 3, s3, 0, 1),
+                *gam = mnas_tensor_randn(ctx, 1, s1, 0, 1);
+    struct { mnas_tensor *x, *gamma; double eps; mnas_status st; const char *msg; } bad[] = {
+        { x3, NULL, 1e-5, MNAS_E_SHAPE, "x must be [N, F] or [N, C, H, W]" },
+        { x, gam, 1e-5, MNAS_E_SHAPE, "gamma and beta need 3 elements" },
+        { x, NULL, 0, MNAS_E_INVALID, "eps 0 must be positive" },
+        { NULL, NULL, 1e-5, MNAS_E_INVALID, "x is NULL" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_ptr_null(mnas__batch_norm_relu(tp, bad[i].x, bad[i].gamma, NULL, bad[i].eps));
+        ck_assert_int_eq(mnas_tape_status(tp), bad[i].st);
+        ck_assert_msg(strstr(mnas_tape_last_error(tp), bad[i].msg) != NULL, "'%s' lacks '%s'", mnas_tape_last_error(tp),
+                      bad[i].msg);
+        mnas_tape_clear_error(tp);
+    }
+    ck_assert_ptr_nonnull(mnas__batch_norm_relu(tp, x, NULL, NULL, 1e-5));
+    mnas_tensor_free(x);
+    mnas_tensor_free(x3);
+    mnas_tensor_free(gam);
+    mnas_tape_free(tp);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("conv_f64");
@@ -551,6 +653,7 @@ int main(void)
     TCase *maml = tcase_create("maml");
     tcase_set_timeout(maml, 600);
     tcase_add_test(maml, maml_conv_net_meta_gradient);
+    tcase_add_test(maml, batch_norm_relu_matches_separate_ops);
     suite_add_tcase(s, maml);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

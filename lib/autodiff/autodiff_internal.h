@@ -25,6 +25,7 @@ typedef enum mnas_opcode {
     OP_CUSTOM,
     OP_UNFOLD, OP_FOLD, OP_CONV2D, OP_CONV2D_DX, OP_CONV2D_DW,
     OP_AVG_POOL, OP_AVG_POOL_ADJ, OP_POOL_GATHER, OP_POOL_SCATTER,
+    OP_BN_RELU,
     OP_COUNT
 } mnas_opcode;
 
@@ -108,18 +109,20 @@ static inline void mnas__pad4s(int ndim, const int64_t *shape, int64_t s[4])
 }
 
 /* Backward: the vector-Jacobian product of node for output gradient g; adds
- * each input's contribution through accumulate(). */
+ * each input's contribution through accumulate(). It routes the node to its
+ * family's rules, which sit at the end of that family's ops_*.c file. */
 mnas_status mnas__vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
+mnas_status mnas__vjp_elementwise(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
+mnas_status mnas__vjp_linalg(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
+mnas_status mnas__vjp_shape(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
+mnas_status mnas__vjp_nn(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
+mnas_status mnas__vjp_conv(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
+/* The error of a family's rule that does not know node's op. */
+mnas_status mnas__bw_no_rule(mnas_tape *tp, const mnas_node *node);
 /* The alpha-gradient of mnas_mix as an op of its own: a tensor shaped like
  * like with like.flat[idx_k] += <g, ys[k]>. */
 mnas_tensor *mnas__mix_dalpha(mnas_tape *tp, const mnas_tensor *like, mnas_tensor *g, size_t n,
                               mnas_tensor *const *ys, const int64_t *idx);
-/* Batch-norm's backward rules (ops_nn.c). */
-mnas_status mnas__bnb_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
-mnas_status mnas__bng_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
-mnas_status mnas__bn_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
-/* The backward rules of the convolution and pooling ops (ops_conv.c). */
-mnas_status mnas__conv_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc);
 /* The gradient of input k of node accumulated so far in this pass (NULL if
  * none yet), and replacing it (checkpoint.c, which continues the sum on its
  * scratch tape in the order an unsegmented pass would add the terms). g must
@@ -127,5 +130,19 @@ mnas_status mnas__conv_vjp(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_
  * not record (mnas__bw_create_graph 0). */
 mnas_tensor *mnas__bw_current(const mnas_backward_ctx *bc, const mnas_node *node, int k);
 void mnas__bw_replace(mnas_backward_ctx *bc, mnas_node *node, int k, mnas_tensor *g);
+/* Not recorded only: add g into the [start, start + len) block along axis of
+ * input k's gradient in place (slice's rule). */
+mnas_status mnas__bw_accumulate_slice(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k, mnas_tensor *g,
+                                      int axis, int64_t start);
+/* Inside a rule with tp, n and bc in scope: does input k want a gradient;
+ * add expr to its gradient (expr is only evaluated when wanted). */
+#define MNAS__WANT(k) mnas__bw_wants(bc, n, (k))
+#define MNAS__ACC(k, expr)                                                \
+    do {                                                                  \
+        if (MNAS__WANT(k)) {                                              \
+            mnas_status st_ = mnas__bw_accumulate(tp, bc, n, (k), (expr)); \
+            if (st_ != MNAS_OK) return st_;                               \
+        }                                                                 \
+    } while (0)
 
 #endif /* MNAS_AUTODIFF_INTERNAL_H */

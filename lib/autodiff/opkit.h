@@ -49,6 +49,13 @@ mnas_tape *mnas__tape_aux(mnas_tape *tp);
  * edge instead of one per op. Results are the same as mnas_relu's. */
 mnas_tensor *mnas__relu_shared(mnas_tape *tp, mnas_tensor *x);
 
+/* relu(mnas_batch_norm(x, gamma, beta, eps)) as one op, with the same
+ * checks, messages and bits: the ReLU is applied as batch-norm stores its
+ * output, and the rule takes the gradient through the ReLU's mask inside
+ * batch-norm's rule, so the normalised values before the ReLU are never
+ * stored (the conv net's blocks). */
+mnas_tensor *mnas__batch_norm_relu(mnas_tape *tp, mnas_tensor *x, mnas_tensor *gamma, mnas_tensor *beta, double eps);
+
 /* ---- an op with its own backward rule ---- */
 
 /* The op's backward rule: for the output gradient g, add each input's

@@ -228,7 +228,7 @@ static mnas_tensor *scatter_op(mnas_tape *tp, mnas_tensor *y, const int64_t *idx
     const char *fn = "mnas_max_pool2d backward";
     mnas_tensor *out = mnas__tape_new(tp, fn, 4, shape);
     if (!out) return NULL;
-    mnas__k_scatter_at(y->size, idx, y->data, out->size, out->data);
+    mnas__k_scatter_at(shape[0] * shape[1], y->size, idx, y->data, out->size, out->data);
     mnas_node *node;
     if (!mnas__finish(tp, fn, OP_POOL_SCATTER, out, 1, &y, &node)) return NULL;
     if (node) {
@@ -385,44 +385,35 @@ mnas_tensor *mnas_global_avg_pool(mnas_tape *tp, mnas_tensor *x)
 
 /* ---- backward rules ---------------------------------------------------- */
 
-#define WANT(k) mnas__bw_wants(bc, n, (k))
-#define ACC(k, expr)                                                      \
-    do {                                                                  \
-        if (WANT(k)) {                                                    \
-            mnas_status st_ = mnas__bw_accumulate(tp, bc, n, (k), (expr)); \
-            if (st_ != MNAS_OK) return st_;                               \
-        }                                                                 \
-    } while (0)
-
-mnas_status mnas__conv_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward_ctx *bc)
+mnas_status mnas__vjp_conv(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward_ctx *bc)
 {
     const mnas_kconv *geo = n->state;
     mnas_tensor *in0 = n->in[0], *in1 = n->nin > 1 ? n->in[1] : NULL;
     switch ((mnas_opcode)n->op) {
-    case OP_UNFOLD: ACC(0, fold_op(tp, g, geo)); return MNAS_OK;
-    case OP_FOLD: ACC(0, unfold_op(tp, g, geo)); return MNAS_OK;
+    case OP_UNFOLD: MNAS__ACC(0, fold_op(tp, g, geo)); return MNAS_OK;
+    case OP_FOLD: MNAS__ACC(0, unfold_op(tp, g, geo)); return MNAS_OK;
     case OP_CONV2D: /* y = conv(x, w) + b */
-        ACC(0, conv_dx_op(tp, g, in1, geo));
-        ACC(1, conv_dw_op(tp, in0, g, geo));
-        if (n->nin > 2 && WANT(2)) {
+        MNAS__ACC(0, conv_dx_op(tp, g, in1, geo));
+        MNAS__ACC(1, conv_dw_op(tp, in0, g, geo));
+        if (n->nin > 2 && MNAS__WANT(2)) {
             int64_t s[4] = { 1, geo->O, 1, 1 };
             mnas_tensor *bias = n->in[2];
-            ACC(2, mnas_reshape(tp, mnas_sum_to(tp, g, 4, s), bias->ndim, bias->shape));
+            MNAS__ACC(2, mnas_reshape(tp, mnas_sum_to(tp, g, 4, s), bias->ndim, bias->shape));
         }
         return MNAS_OK;
     case OP_CONV2D_DX: /* dx(gy, w): d/dgy = conv(v, w), d/dw = dw(v, gy) */
-        ACC(0, conv_op(tp, g, in1, NULL, geo));
-        ACC(1, conv_dw_op(tp, g, in0, geo));
+        MNAS__ACC(0, conv_op(tp, g, in1, NULL, geo));
+        MNAS__ACC(1, conv_dw_op(tp, g, in0, geo));
         return MNAS_OK;
     case OP_CONV2D_DW: /* dw(x, gy): d/dx = dx(gy, q), d/dgy = conv(x, q) */
-        ACC(0, conv_dx_op(tp, in1, g, geo));
-        ACC(1, conv_op(tp, in0, g, NULL, geo));
+        MNAS__ACC(0, conv_dx_op(tp, in1, g, geo));
+        MNAS__ACC(1, conv_op(tp, in0, g, NULL, geo));
         return MNAS_OK;
-    case OP_AVG_POOL: ACC(0, avg_adj_op(tp, g, geo)); return MNAS_OK;
-    case OP_AVG_POOL_ADJ: ACC(0, avg_op(tp, g, geo)); return MNAS_OK;
-    case OP_POOL_GATHER: ACC(0, scatter_op(tp, g, n->idx, in0->shape)); return MNAS_OK;
-    case OP_POOL_SCATTER: ACC(0, gather_op(tp, g, n->idx, in0->shape)); return MNAS_OK;
+    case OP_AVG_POOL: MNAS__ACC(0, avg_adj_op(tp, g, geo)); return MNAS_OK;
+    case OP_AVG_POOL_ADJ: MNAS__ACC(0, avg_op(tp, g, geo)); return MNAS_OK;
+    case OP_POOL_GATHER: MNAS__ACC(0, scatter_op(tp, g, n->idx, in0->shape)); return MNAS_OK;
+    case OP_POOL_SCATTER: MNAS__ACC(0, gather_op(tp, g, n->idx, in0->shape)); return MNAS_OK;
     default: break;
     }
-    return mnas__tape_error(tp, MNAS_E_INTERNAL, "mnas_grad: op %d is not a convolution op", (int)n->op);
+    return mnas__bw_no_rule(tp, n);
 }

@@ -249,3 +249,120 @@ mnas_tensor *mnas__step(mnas_tape *tp, mnas_tensor *x)
     if (out) mnas__k_unary(K_STEP, x->size, x->data, out->data, 0);
     return out;
 }
+
+/* ---- backward rules ------------------------------------------------------ */
+
+/* Reduce a broadcast gradient back to the shape of input k. */
+static mnas_tensor *unbroadcast(mnas_tape *tp, mnas_tensor *g, const mnas_tensor *like)
+{
+    if (!g) return NULL;
+    if (mnas__same_shape(g, like)) return g;
+    return mnas_sum_to(tp, g, like->ndim, like->shape);
+}
+
+/* mix: y = sum_k a[idx_k] y_k, so dy_k = a[idx_k] g and da[idx_k] += <g, y_k>. */
+static mnas_status mix_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward_ctx *bc)
+{
+    mnas_tensor *alpha = n->in[0];
+    size_t K = n->nidx;
+    int want_a = mnas__bw_wants(bc, n, 0);
+    mnas_status st;
+    if (!mnas__bw_create_graph(bc)) {
+        for (size_t k = 0; k < K; k++)
+            if (mnas__bw_wants(bc, n, (int)k + 1)) {
+                mnas_tensor *dy = mnas__tape_new_like(tp, "mnas_mix backward", g);
+                if (!dy) return tp->status;
+                mnas__k_unary(K_SCALE, g->size, g->data, dy->data, (double)alpha->data[n->idx[k]]);
+                if ((st = mnas__bw_accumulate(tp, bc, n, (int)k + 1, dy)) != MNAS_OK) return st;
+            }
+        if (want_a) {
+            mnas_tensor *da = mnas__tape_new_like(tp, "mnas_mix backward", alpha);
+            if (!da) return tp->status;
+            memset(da->data, 0, (size_t)da->size * sizeof(mnas_real));
+            for (size_t k = 0; k < K; k++) {
+                double s = mnas__k_dot(g->size, g->data, n->in[k + 1]->data);
+                da->data[n->idx[k]] += (mnas_real)s;
+            }
+            if ((st = mnas__bw_accumulate(tp, bc, n, 0, da)) != MNAS_OK) return st;
+        }
+        return MNAS_OK;
+    }
+    /* Recorded: dy_k is a one-term mix, da a mix_dalpha; both have rules. */
+    for (size_t k = 0; k < K; k++)
+        if (mnas__bw_wants(bc, n, (int)k + 1)) {
+            mnas_tensor *dy = mnas_mix(tp, alpha, 1, &g, &n->idx[k]);
+            if (!dy || (st = mnas__bw_accumulate(tp, bc, n, (int)k + 1, dy)) != MNAS_OK) return tp->status;
+        }
+    if (want_a) {
+        mnas_tensor *da = mnas__mix_dalpha(tp, alpha, g, K, n->in + 1, n->idx);
+        if (!da || (st = mnas__bw_accumulate(tp, bc, n, 0, da)) != MNAS_OK) return tp->status;
+    }
+    return MNAS_OK;
+}
+
+mnas_status mnas__vjp_elementwise(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward_ctx *bc)
+{
+    mnas_tensor *x = n->in[0], *y = n->out;
+    mnas_tensor *b = n->nin > 1 ? n->in[1] : NULL;
+    switch ((mnas_opcode)n->op) {
+    case OP_ADD:
+        if (MNAS__WANT(0)) MNAS__ACC(0, unbroadcast(tp, g, x));
+        if (MNAS__WANT(1)) MNAS__ACC(1, unbroadcast(tp, g, b));
+        return MNAS_OK;
+    case OP_SUB:
+        if (MNAS__WANT(0)) MNAS__ACC(0, unbroadcast(tp, g, x));
+        if (MNAS__WANT(1)) MNAS__ACC(1, unbroadcast(tp, mnas_neg(tp, g), b));
+        return MNAS_OK;
+    case OP_MUL:
+        if (MNAS__WANT(0)) MNAS__ACC(0, unbroadcast(tp, mnas_mul(tp, g, b), x));
+        if (MNAS__WANT(1)) MNAS__ACC(1, unbroadcast(tp, mnas_mul(tp, g, x), b));
+        return MNAS_OK;
+    case OP_MASK_MUL:
+        if (MNAS__WANT(0)) MNAS__ACC(0, unbroadcast(tp, mnas_mask_mul(tp, g, b), x));
+        return MNAS_OK;
+    case OP_DIV:
+        if (MNAS__WANT(0)) MNAS__ACC(0, unbroadcast(tp, mnas_div(tp, g, b), x));
+        if (MNAS__WANT(1)) MNAS__ACC(1, unbroadcast(tp, mnas_neg(tp, mnas_mul(tp, g, mnas_div(tp, y, b))), b));
+        return MNAS_OK;
+    case OP_AXPY: /* alpha x + y */
+        MNAS__ACC(0, mnas_scale(tp, g, n->p));
+        MNAS__ACC(1, g);
+        return MNAS_OK;
+    case OP_MIX: return mix_vjp(tp, n, g, bc);
+    case OP_MIX_DALPHA: { /* da[idx_k] = <g, y_k>: d/dg = mix(v, ys), d/dy_k = v[idx_k] g */
+        size_t K = n->nidx;
+        MNAS__ACC(0, mnas_mix(tp, g, K, n->in + 1, n->idx));
+        for (size_t k = 0; k < K; k++) MNAS__ACC((int)k + 1, mnas_mix(tp, g, 1, &n->in[0], &n->idx[k]));
+        return MNAS_OK;
+    }
+    case OP_NEG: MNAS__ACC(0, mnas_neg(tp, g)); return MNAS_OK;
+    case OP_SCALE: MNAS__ACC(0, mnas_scale(tp, g, n->p)); return MNAS_OK;
+    case OP_ADD_SCALAR: MNAS__ACC(0, g); return MNAS_OK;
+    case OP_RELU: {
+        mnas_tensor *mask = mnas__step(tp, x);
+        if (!mask) return tp->status;
+        MNAS__ACC(0, mnas_mask_mul(tp, g, mask));
+        return MNAS_OK;
+    }
+    case OP_SIGMOID: /* g * y * (1 - y) */
+        MNAS__ACC(0, mnas_mul(tp, g, mnas_mul(tp, y, mnas_add_scalar(tp, mnas_neg(tp, y), 1.0))));
+        return MNAS_OK;
+    case OP_TANH: /* g * (1 - y^2) */
+        MNAS__ACC(0, mnas_mul(tp, g, mnas_add_scalar(tp, mnas_neg(tp, mnas_square(tp, y)), 1.0)));
+        return MNAS_OK;
+    case OP_EXP: MNAS__ACC(0, mnas_mul(tp, g, y)); return MNAS_OK;
+    case OP_LOG: MNAS__ACC(0, mnas_div(tp, g, x)); return MNAS_OK;
+    case OP_SQRT: MNAS__ACC(0, mnas_div(tp, mnas_scale(tp, g, 0.5), y)); return MNAS_OK;
+    case OP_SQUARE: MNAS__ACC(0, mnas_mul(tp, g, mnas_scale(tp, x, 2.0))); return MNAS_OK;
+    case OP_POW:
+        if (n->p == 0.0) return MNAS_OK; /* constant */
+        if (n->p == 1.0) {
+            MNAS__ACC(0, g);
+        } else {
+            MNAS__ACC(0, mnas_mul(tp, g, mnas_scale(tp, mnas_pow(tp, x, n->p - 1.0), n->p)));
+        }
+        return MNAS_OK;
+    default: break;
+    }
+    return mnas__bw_no_rule(tp, n);
+}

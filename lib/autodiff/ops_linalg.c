@@ -88,3 +88,33 @@ mnas_tensor *mnas_transpose(mnas_tape *tp, mnas_tensor *x)
     mnas__k_transpose(x->size / (r * c), r, c, x->data, out->data);
     return mnas__finish(tp, fn, OP_TRANSPOSE, out, 1, &x, NULL);
 }
+
+/* ---- backward rules ------------------------------------------------------ */
+
+mnas_status mnas__vjp_linalg(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward_ctx *bc)
+{
+    mnas_tensor *x = n->in[0];
+    mnas_tensor *b = n->nin > 1 ? n->in[1] : NULL;
+    switch ((mnas_opcode)n->op) {
+    case OP_MATMUL: {
+        int ta = (int)n->a[0], tb = (int)n->a[1];
+        /* C = op(A) op(B); dop(A) = g op(B)^T, dop(B) = op(A)^T g. */
+        if (MNAS__WANT(0)) MNAS__ACC(0, ta ? mnas_matmul(tp, b, g, tb, 1) : mnas_matmul(tp, g, b, 0, !tb));
+        if (MNAS__WANT(1)) MNAS__ACC(1, tb ? mnas_matmul(tp, g, x, 1, ta) : mnas_matmul(tp, x, g, !ta, 0));
+        return MNAS_OK;
+    }
+    case OP_LINEAR: /* y = x W^T + b */
+        if (MNAS__WANT(0)) MNAS__ACC(0, mnas_matmul(tp, g, b, 0, 0));
+        if (MNAS__WANT(1)) MNAS__ACC(1, mnas_matmul(tp, g, x, 1, 0));
+        if (n->nin > 2 && MNAS__WANT(2)) {
+            mnas_tensor *bias = n->in[2];
+            int64_t row[2] = { 1, g->shape[1] };
+            mnas_tensor *s = mnas_sum_to(tp, g, 2, row);
+            MNAS__ACC(2, s ? mnas_reshape(tp, s, bias->ndim, bias->shape) : NULL);
+        }
+        return MNAS_OK;
+    case OP_TRANSPOSE: MNAS__ACC(0, mnas_transpose(tp, g)); return MNAS_OK;
+    default: break;
+    }
+    return mnas__bw_no_rule(tp, n);
+}

@@ -1,6 +1,7 @@
-/* Neural-network ops: softmax family, losses and batch normalisation. The
- * losses and batch-norm are compositions of recorded ops, so their
- * derivatives of every order come from the primitives' rules. */
+/* Neural-network ops: softmax family, losses, batch normalisation (alone
+ * or fused with the ReLU after it) and, at the end, their backward rules.
+ * The losses are compositions of recorded ops; batch-norm is one fused op
+ * whose rule emits ops with rules of their own, so every order works. */
 #include <math.h>
 #include <string.h>
 
@@ -87,9 +88,10 @@ static void bn_layout(const mnas_tensor *x, int64_t *outer, int64_t *C, int64_t 
     s[3] = 1;
 }
 
-mnas_tensor *mnas_batch_norm(mnas_tape *tp, mnas_tensor *x, mnas_tensor *gamma, mnas_tensor *beta, double eps)
+/* batch_norm, or relu(batch_norm) as one op (relu set: op OP_BN_RELU). */
+static mnas_tensor *bn_op(mnas_tape *tp, const char *fn, int relu, mnas_tensor *x, mnas_tensor *gamma, mnas_tensor *beta,
+                          double eps)
 {
-    const char *fn = "mnas_batch_norm";
     if (!mnas__tape_ok(tp) || !mnas__input_ok(tp, fn, "x", x)) return NULL;
     if (gamma && !mnas__input_ok(tp, fn, "gamma", gamma)) return NULL;
     if (beta && !mnas__input_ok(tp, fn, "beta", beta)) return NULL;
@@ -111,11 +113,11 @@ mnas_tensor *mnas_batch_norm(mnas_tape *tp, mnas_tensor *x, mnas_tensor *gamma, 
     mnas_tensor *out = mnas__tape_new_like(tp, fn, x);
     mnas_real *stats = out ? mnas__tape_scratch(tp, fn, 2 * (size_t)C * sizeof(mnas_real)) : NULL;
     if (!stats) return NULL;
-    mnas__k_bn_forward(outer, C, inner, x->data, gamma ? gamma->data : NULL, beta ? beta->data : NULL, eps, out->data,
-                       stats, stats + C);
+    mnas__k_bn_forward(outer, C, inner, x->data, gamma ? gamma->data : NULL, beta ? beta->data : NULL, eps, relu,
+                       out->data, stats, stats + C);
     mnas_tensor *ins[3] = { x, gamma, beta };
     mnas_node *node;
-    if (!mnas__finish(tp, fn, OP_BATCH_NORM, out, 3, ins, &node)) return NULL;
+    if (!mnas__finish(tp, fn, relu ? OP_BN_RELU : OP_BATCH_NORM, out, 3, ins, &node)) return NULL;
     if (node) {
         node->p = eps;
         node->state = stats;
@@ -123,30 +125,33 @@ mnas_tensor *mnas_batch_norm(mnas_tape *tp, mnas_tensor *x, mnas_tensor *gamma, 
     return out;
 }
 
+mnas_tensor *mnas_batch_norm(mnas_tape *tp, mnas_tensor *x, mnas_tensor *gamma, mnas_tensor *beta, double eps)
+{
+    return bn_op(tp, "mnas_batch_norm", 0, x, gamma, beta, eps);
+}
+
+mnas_tensor *mnas__batch_norm_relu(mnas_tape *tp, mnas_tensor *x, mnas_tensor *gamma, mnas_tensor *beta, double eps)
+{
+    return bn_op(tp, "mnas_batch_norm (with ReLU)", 1, x, gamma, beta, eps);
+}
+
 /* ---- batch-norm's backward outputs as ops --------------------------------
  * dx = gamma r (g - mean(g) - xh mean(g xh)) and dgamma = sum(g xh), each a
  * fused op whose own backward rule is a fused kernel (second derivatives)
  * or, when that is recorded too, the derivative of their composite form. */
 
-static mnas_real *bn_stats(mnas_tape *tp, const char *fn, const mnas_tensor *x, double eps)
-{
-    int64_t outer, C, inner, s[4];
-    bn_layout(x, &outer, &C, &inner, s);
-    mnas_real *st = mnas__tape_scratch(tp, fn, 2 * (size_t)C * sizeof(mnas_real));
-    if (st) mnas__k_bn_stats(outer, C, inner, x->data, eps, st, st + C);
-    return st;
-}
-
-static mnas_tensor *bn_dx(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g, mnas_tensor *gamma, double eps)
+/* st: the forward's per-channel mean and rstd of x (the same kernel would
+ * recompute the same bits). */
+static mnas_tensor *bn_dx(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g, mnas_tensor *gamma, double eps,
+                          mnas_real *st)
 {
     const char *fn = "batch-norm dx";
     int64_t outer, C, inner, s[4];
     bn_layout(x, &outer, &C, &inner, s);
-    mnas_real *st = bn_stats(tp, fn, x, eps);
-    mnas_tensor *out = st ? mnas__tape_new_like(tp, fn, x) : NULL;
+    mnas_tensor *out = mnas__tape_new_like(tp, fn, x);
     if (!out) return NULL;
-    mnas__k_bn_backward(outer, C, inner, x->data, g->data, gamma ? gamma->data : NULL, st, st + C, out->data, NULL,
-                        NULL);
+    mnas__k_bn_backward(outer, C, inner, x->data, g->data, NULL, gamma ? gamma->data : NULL, st, st + C, out->data,
+                        NULL, NULL);
     mnas_tensor *ins[3] = { x, g, gamma };
     mnas_node *node;
     if (!mnas__finish(tp, fn, OP_BN_DX, out, 3, ins, &node)) return NULL;
@@ -157,16 +162,15 @@ static mnas_tensor *bn_dx(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g, mnas_te
     return out;
 }
 
-static mnas_tensor *bn_dgamma(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g, double eps)
+static mnas_tensor *bn_dgamma(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g, double eps, mnas_real *st)
 {
     const char *fn = "batch-norm dgamma";
     int64_t outer, C, inner, s[4];
     bn_layout(x, &outer, &C, &inner, s);
-    mnas_real *st = bn_stats(tp, fn, x, eps);
     int64_t shape[1] = { C };
-    mnas_tensor *out = st ? mnas__tape_new(tp, fn, 1, shape) : NULL;
+    mnas_tensor *out = mnas__tape_new(tp, fn, 1, shape);
     if (!out) return NULL;
-    mnas__k_bn_backward(outer, C, inner, x->data, g->data, NULL, st, st + C, NULL, out->data, NULL);
+    mnas__k_bn_backward(outer, C, inner, x->data, g->data, NULL, NULL, st, st + C, NULL, out->data, NULL);
     mnas_tensor *ins[2] = { x, g };
     mnas_node *node;
     if (!mnas__finish(tp, fn, OP_BN_DGAMMA, out, 2, ins, &node)) return NULL;
@@ -191,6 +195,8 @@ static mnas_tensor *xhat_composite(mnas_tape *tp, mnas_tensor *x, double eps, mn
     if (rstd_out) *rstd_out = rstd;
     return mnas_mul(tp, xc, rstd);
 }
+
+/* ---- backward rules ------------------------------------------------------ */
 
 /* A recorded backward rule from the op's composite form, in two halves.
  *
@@ -232,7 +238,7 @@ static mnas_status vjp_via_composite(mnas_tape *tp, mnas_node *n, mnas_tensor *u
     return st;
 }
 
-mnas_status mnas__bnb_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *u, mnas_backward_ctx *bc)
+static mnas_status bnb_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *u, mnas_backward_ctx *bc)
 {
     const char *fn = "batch-norm dx backward";
     mnas_tensor *x = n->in[0], *g = n->in[1], *gamma = n->in[2];
@@ -265,7 +271,7 @@ mnas_status mnas__bnb_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *u, mnas_back
     return r;
 }
 
-mnas_status mnas__bng_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *v, mnas_backward_ctx *bc)
+static mnas_status bng_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *v, mnas_backward_ctx *bc)
 {
     const char *fn = "batch-norm dgamma backward";
     mnas_tensor *x = n->in[0], *g = n->in[1];
@@ -291,7 +297,11 @@ mnas_status mnas__bng_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *v, mnas_back
     return r;
 }
 
-mnas_status mnas__bn_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward_ctx *bc)
+/* batch_norm's rule; for the fused batch-norm + ReLU (relu set) the
+ * incoming gradient first goes through the ReLU: g * step(y), fused into
+ * the kernel when not recorded, a recorded mask_mul (whose rule is itself)
+ * followed by batch-norm's recorded outputs when it is. */
+static mnas_status bn_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward_ctx *bc, int relu)
 {
     const char *fn = "mnas_batch_norm backward";
     mnas_tensor *x = n->in[0], *gamma = n->in[1], *beta = n->in[2];
@@ -305,13 +315,19 @@ mnas_status mnas__bn_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backw
         if (want_x && !(dx = mnas__tape_new_like(tp, fn, x))) return tp->status;
         if (want_g && !(dg = mnas__tape_new_like(tp, fn, gamma))) return tp->status;
         if (want_b && !(db = mnas__tape_new_like(tp, fn, beta))) return tp->status;
-        mnas__k_bn_backward(outer, C, inner, x->data, g->data, gamma ? gamma->data : NULL, stats, stats + C,
-                            dx ? dx->data : NULL, dg ? dg->data : NULL, db ? db->data : NULL);
+        mnas__k_bn_backward(outer, C, inner, x->data, g->data, relu ? n->out->data : NULL, gamma ? gamma->data : NULL,
+                            stats, stats + C, dx ? dx->data : NULL, dg ? dg->data : NULL, db ? db->data : NULL);
     } else {
+        if (relu) {
+            mnas_tensor *mask = mnas__step(tp, n->out);
+            if (!mask || !(g = mnas_mask_mul(tp, g, mask))) return tp->status;
+        }
         /* Recorded: the backward outputs are themselves fused ops with
          * their own rules, so second derivatives stay cheap. */
-        if (want_x && !(dx = bn_dx(tp, x, g, gamma, n->p))) return tp->status;
-        if (want_g && !(dg = mnas_reshape(tp, bn_dgamma(tp, x, g, n->p), gamma->ndim, gamma->shape))) return tp->status;
+        mnas_real *stats = n->state;
+        if (want_x && !(dx = bn_dx(tp, x, g, gamma, n->p, stats))) return tp->status;
+        if (want_g && !(dg = mnas_reshape(tp, bn_dgamma(tp, x, g, n->p, stats), gamma->ndim, gamma->shape)))
+            return tp->status;
         if (want_b && !(db = mnas_reshape(tp, mnas_sum_to(tp, g, x->ndim, s), beta->ndim, beta->shape)))
             return tp->status;
     }
@@ -320,4 +336,33 @@ mnas_status mnas__bn_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backw
     if (st == MNAS_OK && dg) st = mnas__bw_accumulate(tp, bc, n, 1, dg);
     if (st == MNAS_OK && db) st = mnas__bw_accumulate(tp, bc, n, 2, db);
     return st;
+}
+
+mnas_status mnas__vjp_nn(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward_ctx *bc)
+{
+    mnas_tensor *y = n->out;
+    switch ((mnas_opcode)n->op) {
+    case OP_SOFTMAX: { /* y * (g - sum(g*y, last)) */
+        int64_t s[4];
+        memcpy(s, y->shape, sizeof s);
+        s[y->ndim - 1] = 1;
+        mnas_tensor *dot = mnas_sum_to(tp, mnas_mul(tp, g, y), y->ndim, s);
+        MNAS__ACC(0, mnas_mul(tp, y, mnas_sub(tp, g, dot)));
+        return MNAS_OK;
+    }
+    case OP_LOG_SOFTMAX: { /* g - exp(y) * sum(g, last) */
+        int64_t s[4];
+        memcpy(s, y->shape, sizeof s);
+        s[y->ndim - 1] = 1;
+        mnas_tensor *gs = mnas_sum_to(tp, g, y->ndim, s);
+        MNAS__ACC(0, mnas_sub(tp, g, mnas_mul(tp, mnas_exp(tp, y), gs)));
+        return MNAS_OK;
+    }
+    case OP_BATCH_NORM: return bn_vjp(tp, n, g, bc, 0);
+    case OP_BN_RELU: return bn_vjp(tp, n, g, bc, 1);
+    case OP_BN_DX: return bnb_vjp(tp, n, g, bc);
+    case OP_BN_DGAMMA: return bng_vjp(tp, n, g, bc);
+    default: break;
+    }
+    return mnas__bw_no_rule(tp, n);
 }

@@ -343,3 +343,36 @@ mnas_tensor *mnas_scatter_add_rows(mnas_tape *tp, mnas_tensor *x, size_t n, cons
     }
     return out;
 }
+
+/* ---- backward rules ------------------------------------------------------ */
+
+mnas_status mnas__vjp_shape(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward_ctx *bc)
+{
+    mnas_tensor *x = n->in[0];
+    switch ((mnas_opcode)n->op) {
+    case OP_SUM: MNAS__ACC(0, mnas_broadcast_to(tp, g, x->ndim, x->shape)); return MNAS_OK;
+    case OP_SUM_TO: MNAS__ACC(0, mnas_broadcast_to(tp, g, x->ndim, x->shape)); return MNAS_OK;
+    case OP_BROADCAST_TO: MNAS__ACC(0, mnas_sum_to(tp, g, x->ndim, x->shape)); return MNAS_OK;
+    case OP_RESHAPE: MNAS__ACC(0, mnas_reshape(tp, g, x->ndim, x->shape)); return MNAS_OK;
+    case OP_CONCAT: {
+        int axis = (int)n->a[0];
+        int64_t off = 0;
+        for (int k = 0; k < n->nin; k++) {
+            int64_t e = n->in[k]->shape[axis];
+            if (MNAS__WANT(k)) MNAS__ACC(k, mnas_slice(tp, g, axis, off, e));
+            off += e;
+        }
+        return MNAS_OK;
+    }
+    case OP_SLICE:
+        if (!mnas__bw_create_graph(bc) && MNAS__WANT(0))
+            return mnas__bw_accumulate_slice(tp, bc, n, 0, g, (int)n->a[0], n->a[1]);
+        MNAS__ACC(0, mnas_pad_axis(tp, g, (int)n->a[0], n->a[1], x->shape[n->a[0]]));
+        return MNAS_OK;
+    case OP_PAD_AXIS: MNAS__ACC(0, mnas_slice(tp, g, (int)n->a[0], n->a[1], x->shape[n->a[0]])); return MNAS_OK;
+    case OP_GATHER_ROWS: MNAS__ACC(0, mnas_scatter_add_rows(tp, g, n->nidx, n->idx, x->shape[0])); return MNAS_OK;
+    case OP_SCATTER_ROWS: MNAS__ACC(0, mnas_gather_rows(tp, g, n->nidx, n->idx)); return MNAS_OK;
+    default: break;
+    }
+    return mnas__bw_no_rule(tp, n);
+}

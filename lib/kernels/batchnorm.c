@@ -9,7 +9,7 @@
 
 /* [N, F] inputs (inner 1): walk rows in memory order with one accumulator
  * per feature, which the compiler vectorises. */
-enum { ROW_MAX = 512 }; /* per-channel scratch on the stack: keep it small for embedders' threads */
+enum { ROW_MAX = 512, MASK_CHUNK = 256 }; /* per-channel scratch on the stack: keep it small for embedders' threads */
 
 /* Per-feature mean and 1/sqrt(var + eps) of [N, C] rows, in double. */
 static inline void row_moments(int64_t N, int64_t C, const real *x, double eps, double *s, double *r)
@@ -27,9 +27,14 @@ static inline void row_moments(int64_t N, int64_t C, const real *x, double eps, 
     for (int64_t c = 0; c < C; c++) r[c] = 1.0 / sqrt(v[c] / (double)N + eps);
 }
 
+/* relu as mnas_relu computes it (NaN passes through); masked_row below
+ * takes its derivative as mnas__step does (NaN where y is NaN): the fused
+ * batch-norm + ReLU op keeps the bits of the two separate ops. */
+static inline real relu_of(real z) { return (z > 0 || z != z) ? z : 0; }
+
 MNAS_CLONES
 static void bn_forward_rows(int64_t N, int64_t C, const real *x, const real *gamma, const real *beta, double eps,
-                            real *y, real *mean, real *rstd)
+                            int relu, real *y, real *mean, real *rstd)
 {
     double s[ROW_MAX], r[ROW_MAX], a[ROW_MAX], b[ROW_MAX];
     row_moments(N, C, x, eps, s, r);
@@ -41,6 +46,20 @@ static void bn_forward_rows(int64_t N, int64_t C, const real *x, const real *gam
     }
     for (int64_t o = 0; o < N; o++)
         for (int64_t c = 0; c < C; c++) y[o * C + c] = (real)(((double)x[o * C + c] - s[c]) * a[c] + b[c]);
+    if (relu)
+        for (int64_t i = 0; i < N * C; i++) y[i] = relu_of(y[i]);
+}
+
+/* g, or g * step(y) in buf when y is given (the fused ReLU's mask, the
+ * same product as mnas_mask_mul's). */
+static inline const real *masked_row(real *restrict buf, const real *restrict g, const real *restrict y, int64_t n)
+{
+    if (!y) return g;
+    /* two plain loops, as mnas__k_unary's step and the binary product: the
+     * compiler vectorises these, not the fused select */
+    for (int64_t i = 0; i < n; i++) buf[i] = y[i] > 0 ? 1 : (y[i] != y[i] ? y[i] : 0);
+    for (int64_t i = 0; i < n; i++) buf[i] = g[i] * buf[i];
+    return buf;
 }
 
 /* The [N, F] backward and double backward run in the working precision
@@ -48,13 +67,13 @@ static void bn_forward_rows(int64_t N, int64_t C, const real *x, const real *gam
  * twice as wide as double: their sums run over the N rows of a few-shot
  * batch, and mean and rstd come from the forward's double moments. */
 MNAS_CLONES
-static void bn_backward_rows(int64_t N, int64_t C, const real *x, const real *g, const real *gamma, const real *mean,
-                             const real *rstd, real *dx, real *dgamma, real *dbeta)
+static void bn_backward_rows(int64_t N, int64_t C, const real *x, const real *g, const real *y, const real *gamma,
+                             const real *mean, const real *rstd, real *dx, real *dgamma, real *dbeta)
 {
-    real sg[ROW_MAX], sgx[ROW_MAX], k[ROW_MAX];
+    real sg[ROW_MAX], sgx[ROW_MAX], k[ROW_MAX], gm[ROW_MAX];
     for (int64_t c = 0; c < C; c++) sg[c] = sgx[c] = 0;
     for (int64_t o = 0; o < N; o++) {
-        const real *xo = x + o * C, *go = g + o * C;
+        const real *xo = x + o * C, *go = masked_row(gm, g + o * C, y ? y + o * C : NULL, C);
         for (int64_t c = 0; c < C; c++) {
             sg[c] += go[c];
             sgx[c] += go[c] * ((xo[c] - mean[c]) * rstd[c]);
@@ -70,7 +89,7 @@ static void bn_backward_rows(int64_t N, int64_t C, const real *x, const real *g,
     }
     if (!dx) return;
     for (int64_t o = 0; o < N; o++) {
-        const real *xo = x + o * C, *go = g + o * C;
+        const real *xo = x + o * C, *go = masked_row(gm, g + o * C, y ? y + o * C : NULL, C);
         real *d = dx + o * C;
         for (int64_t c = 0; c < C; c++) d[c] = k[c] * (go[c] - sg[c] - ((xo[c] - mean[c]) * rstd[c]) * sgx[c]);
     }
@@ -186,10 +205,10 @@ INL void channel_moments(int64_t outer, int64_t C, int64_t inner, const real *x,
 
 MNAS_CLONES
 void mnas__k_bn_forward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *gamma, const real *beta,
-                        double eps, real *y, real *mean, real *rstd)
+                        double eps, int relu, real *y, real *mean, real *rstd)
 {
     if (inner == 1 && C <= ROW_MAX) {
-        bn_forward_rows(outer, C, x, gamma, beta, eps, y, mean, rstd);
+        bn_forward_rows(outer, C, x, gamma, beta, eps, relu, y, mean, rstd);
         return;
     }
     for (int64_t c = 0; c < C; c++) {
@@ -202,24 +221,38 @@ void mnas__k_bn_forward(int64_t outer, int64_t C, int64_t inner, const real *x, 
             const real *p = x + (o * C + c) * inner;
             real *q = y + (o * C + c) * inner;
             for (int64_t i = 0; i < inner; i++) q[i] = (real)(((double)p[i] - mu) * r * gk + bk);
+            if (relu)
+                for (int64_t i = 0; i < inner; i++) q[i] = relu_of(q[i]);
         }
     }
 }
 
 MNAS_CLONES
-void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *g, const real *gamma,
-                         const real *mean, const real *rstd, real *dx, real *dgamma, real *dbeta)
+void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *g, const real *y,
+                         const real *gamma, const real *mean, const real *rstd, real *dx, real *dgamma, real *dbeta)
 {
     if (inner == 1 && C <= ROW_MAX) {
-        bn_backward_rows(outer, C, x, g, gamma, mean, rstd, dx, dgamma, dbeta);
+        bn_backward_rows(outer, C, x, g, y, gamma, mean, rstd, dx, dgamma, dbeta);
         return;
     }
     double m = (double)(outer * inner);
+    real gm[MASK_CHUNK];
     for (int64_t c = 0; c < C; c++) {
         double mu = mean[c], r = rstd[c];
         double sgl[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, sgxl[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
-        for (int64_t o = 0; o < outer; o++)
-            lanes_g_gxh(sgl, sgxl, x + (o * C + c) * inner, g + (o * C + c) * inner, inner, mu, r);
+        for (int64_t o = 0; o < outer; o++) {
+            int64_t at = (o * C + c) * inner;
+            if (!y) {
+                lanes_g_gxh(sgl, sgxl, x + at, g + at, inner, mu, r);
+                continue;
+            }
+            /* Masked in chunks of a multiple of 8 values: every value
+             * lands in the lane it would have in one call over the run. */
+            for (int64_t i = 0; i < inner; i += MASK_CHUNK) {
+                int64_t len = inner - i < MASK_CHUNK ? inner - i : MASK_CHUNK;
+                lanes_g_gxh(sgl, sgxl, x + at + i, masked_row(gm, g + at + i, y + at + i, len), len, mu, r);
+            }
+        }
         double sg = fold8(sgl), sgx = fold8(sgxl);
         if (dbeta) dbeta[c] = (real)sg;
         if (dgamma) dgamma[c] = (real)sgx;
@@ -230,6 +263,18 @@ void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x,
         for (int64_t o = 0; o < outer; o++) {
             const real *p = x + (o * C + c) * inner, *q = g + (o * C + c) * inner;
             real *d = dx + (o * C + c) * inner;
+            if (y) {
+                const real *yq = y + (o * C + c) * inner;
+                for (int64_t i0 = 0; i0 < inner; i0 += MASK_CHUNK) {
+                    int64_t len = inner - i0 < MASK_CHUNK ? inner - i0 : MASK_CHUNK;
+                    const real *qm = masked_row(gm, q + i0, yq + i0, len);
+                    for (int64_t i = 0; i < len; i++) {
+                        double xh = ((double)p[i0 + i] - mu) * r;
+                        d[i0 + i] = (real)(k * ((double)qm[i] - a - xh * b));
+                    }
+                }
+                continue;
+            }
             for (int64_t i = 0; i < inner; i++) {
                 double xh = ((double)p[i] - mu) * r;
                 d[i] = (real)(k * ((double)q[i] - a - xh * b));

@@ -84,12 +84,14 @@ void mnas__k_copy_axis(int64_t outer, int64_t inner, const real *src, int64_t sr
 
 /* Batch-norm with batch statistics on x viewed as [outer, C, inner];
  * gamma/beta may be NULL (1, 0). Forward also returns the per-C mean and
- * 1/sqrt(var + eps). Backward (given those) fills any of dx, dgamma, dbeta
- * that is not NULL. */
+ * 1/sqrt(var + eps); with relu set it stores relu of the result (the fused
+ * batch-norm + ReLU op). Backward (given those) fills any of dx, dgamma,
+ * dbeta that is not NULL; y, when not NULL, is that op's output, and the
+ * gradient g is taken as g * step(y) (through the ReLU). */
 void mnas__k_bn_forward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *gamma, const real *beta,
-                        double eps, real *y, real *mean, real *rstd);
-void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *g, const real *gamma,
-                         const real *mean, const real *rstd, real *dx, real *dgamma, real *dbeta);
+                        double eps, int relu, real *y, real *mean, real *rstd);
+void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *g, const real *y,
+                         const real *gamma, const real *mean, const real *rstd, real *dx, real *dgamma, real *dbeta);
 
 /* One Adam update of n weights: m = b1 m + (1-b1) c g, v = b2 v + (1-b2)
  * (c g)^2, w -= step * m / (sqrt(v / c2) + eps), in double, stored back. */
@@ -148,8 +150,10 @@ int64_t mnas__k_pool_scratch(const mnas_kconv *g);
 void mnas__k_avg_pool(const mnas_kconv *g, const real *x, real *y, real *scratch);
 void mnas__k_avg_pool_adj(const mnas_kconv *g, const real *gy, real *dx, real *scratch);
 /* y[i] = x[idx[i]] for n outputs; and its adjoint x[idx[i]] += y[i] into a
- * zeroed x of size nx. */
+ * zeroed x of size nx, where x and y are `planes` equal planes and plane
+ * p's indices point into plane p of x (max-pooling's argmax per image and
+ * channel; planes 1 when nothing is known). */
 void mnas__k_gather_at(int64_t n, const int64_t *idx, const real *x, real *y);
-void mnas__k_scatter_at(int64_t n, const int64_t *idx, const real *y, int64_t nx, real *x);
+void mnas__k_scatter_at(int64_t planes, int64_t n, const int64_t *idx, const real *y, int64_t nx, real *x);
 
 #endif /* MNAS_KERNELS_H */

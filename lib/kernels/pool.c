@@ -231,8 +231,19 @@ void mnas__k_gather_at(int64_t n, const int64_t *idx, const real *x, real *y)
     for (int64_t i = 0; i < n; i++) y[i] = x[idx[i]];
 }
 
-void mnas__k_scatter_at(int64_t n, const int64_t *idx, const real *y, int64_t nx, real *x)
+void mnas__k_scatter_at(int64_t planes, int64_t n, const int64_t *idx, const real *y, int64_t nx, real *x)
 {
-    memset(x, 0, (size_t)nx * sizeof(real));
-    for (int64_t i = 0; i < n; i++) x[idx[i]] += y[i];
+    /* Plane by plane (planes divides n and nx; plane p's values land in
+     * plane p): each plane is zeroed right before its values are added, so
+     * it is still in cache, instead of one pass zeroing the whole tensor
+     * and a second pass returning to it. The additions per cell are those
+     * of the whole-tensor loop, in the same order. */
+    if (planes < 1 || n % planes || nx % planes) planes = 1;
+    int64_t pn = n / planes, px = nx / planes;
+    for (int64_t p = 0; p < planes; p++) {
+        memset(x + p * px, 0, (size_t)px * sizeof(real));
+        const int64_t *ip = idx + p * pn;
+        const real *yp = y + p * pn;
+        for (int64_t i = 0; i < pn; i++) x[ip[i]] += yp[i];
+    }
 }

@@ -133,7 +133,7 @@ mnas_tensor *mnas_convnet_forward(const mnas_convnet *m, mnas_tape *tp, mnas_ten
     for (int l = 0; l < CONVNET_BLOCKS; l++) {
         mnas_tensor *const *wl = w + 4 * l;
         h = mnas_conv2d(tp, h, wl[0], wl[1], 1, 1, 1, 1);
-        h = mnas_relu(tp, mnas_batch_norm(tp, h, wl[2], wl[3], 1e-5));
+        h = mnas__batch_norm_relu(tp, h, wl[2], wl[3], 1e-5);
         h = mnas_max_pool2d(tp, h, 2, 2, 0);
     }
     if (!h) return NULL;
