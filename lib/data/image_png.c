@@ -1,4 +1,5 @@
-/* Decoding PNG files through libpng into float [0, 1] pixels, and the
+/* Decoding PNG files through libpng into 8- or 16-bit samples, samples to
+ * float [0, 1], and the
  * conversions every loader shares: channels (grey <-> RGB, alpha) and
  * resizing (area or bilinear, separable). */
 #include <png.h>
@@ -20,7 +21,6 @@ typedef struct png_job {
      * through a pointer) so that the cleanup sees their current values. */
     unsigned char *pixels;
     png_bytep *rows;
-    float *out;
 } png_job;
 
 static void job_read(png_structp png, png_bytep data, size_t n)
@@ -57,7 +57,7 @@ static void job_free(png_structp png, png_voidp p)
 }
 
 /* The body that may longjmp out; everything it allocates hangs off job. */
-static int decode_body(png_job *job, png_structp png, png_infop info, mnas__raw_image *out)
+static int decode_body(png_job *job, png_structp png, png_infop info, mnas__png_image *out)
 {
     if (setjmp(job->jump)) return -1;
     png_set_read_fn(png, job, job_read);
@@ -84,24 +84,17 @@ static int decode_body(png_job *job, png_structp png, png_infop info, mnas__raw_
     }
     job->pixels = mnas__alloc(job->ctx, rowbytes * h);
     job->rows = mnas__alloc(job->ctx, sizeof *job->rows * h);
-    job->out = mnas__alloc(job->ctx, sizeof(float) * (size_t)c * w * h);
-    if (!job->pixels || !job->rows || !job->out) {
+    if (!job->pixels || !job->rows) {
         snprintf(job->message, sizeof job->message, "out of memory for a %ux%u image", (unsigned)w, (unsigned)h);
         return -2;
     }
     for (png_uint_32 y = 0; y < h; y++) job->rows[y] = job->pixels + (size_t)y * rowbytes;
     png_read_image(png, job->rows);
     png_read_end(png, NULL);
-    /* Interleaved HWC samples to planar CHW floats. */
-    const size_t plane = (size_t)w * h;
-    for (size_t p = 0; p < plane; p++)
-        for (int k = 0; k < c; k++) {
-            const unsigned char *s = job->pixels + (p * (size_t)c + (size_t)k) * (size_t)bytes;
-            float v = bytes == 2 ? (float)((s[0] << 8) | s[1]) / 65535.0f : (float)s[0] / 255.0f;
-            job->out[(size_t)k * plane + p] = v;
-        }
-    out->data = job->out;
-    job->out = NULL;
+    /* kept as libpng gives them: interleaved [h, w, c], big-endian 16-bit */
+    out->data = job->pixels;
+    job->pixels = NULL;
+    out->enc = bytes == 2 ? MNAS__ENC_U16 : MNAS__ENC_U8;
     out->c = c;
     out->h = (int)h;
     out->w = (int)w;
@@ -109,7 +102,7 @@ static int decode_body(png_job *job, png_structp png, png_infop info, mnas__raw_
 }
 
 mnas_status mnas__png_decode(mnas_ctx *ctx, const char *fn, const char *name, const unsigned char *buf, size_t len,
-                             mnas__raw_image *out)
+                             mnas__png_image *out)
 {
     memset(out, 0, sizeof *out);
     if (len < 8 || png_sig_cmp(buf, 0, 8) != 0)
@@ -138,9 +131,20 @@ mnas_status mnas__png_decode(mnas_ctx *ctx, const char *fn, const char *name, co
     png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
     mnas__free(ctx, job->pixels);
     mnas__free(ctx, job->rows);
-    mnas__free(ctx, job->out);
     mnas__free(ctx, job);
     return st;
+}
+
+void mnas__image_samples_to_float(const void *data, int c, int h, int w, int enc, float *out)
+{
+    const unsigned char *b = data;
+    const size_t plane = (size_t)w * (size_t)h;
+    for (size_t p = 0; p < plane; p++)
+        for (int k = 0; k < c; k++) {
+            const unsigned char *s = b + (p * (size_t)c + (size_t)k) * (size_t)enc;
+            float v = enc == MNAS__ENC_U16 ? (float)((s[0] << 8) | s[1]) / 65535.0f : (float)s[0] / 255.0f;
+            out[(size_t)k * plane + p] = v;
+        }
 }
 
 /* ---- channel conversion and resizing ------------------------------------ */
