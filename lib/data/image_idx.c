@@ -195,9 +195,9 @@ mnas_image_dataset *mnas_image_dataset_load_idx(mnas_ctx *ctx, const char *image
         ds->class_count[c] = count[v];
         s += count[v];
     }
-    /* The images stay in the file's buffer as bytes (converted when read);
-     * only when their bytes outweigh the converted floats are they
-     * converted now, into one float block. */
+    /* The images are kept as bytes, in class order, in one block of their
+     * exact size (converted when read); only when their bytes outweigh the
+     * converted floats are they converted now, into one float block. */
     mnas__image_store *st = ds->store;
     const size_t plane = (size_t)rows * (size_t)cols, per = mnas__image_floats(ds);
     const int keep = mnas__image_keep_raw(1, rows, cols, MNAS__ENC_U8, channels, h, w);
@@ -217,15 +217,22 @@ mnas_image_dataset *mnas_image_dataset_load_idx(mnas_ctx *ctx, const char *image
         }
         st->blob = conv;
     } else {
-        st->blob = img;
-        img = NULL;
+        st->blob = mnas__alloc(ctx, plane * idim[0]);
+        if (!st->blob) {
+            mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate %zu bytes of pixels", k_fn, plane * idim[0]);
+            mnas_image_dataset_free(ds);
+            ds = NULL;
+            goto done;
+        }
     }
     for (uint32_t i = 0; i < idim[0]; i++) {
         const unsigned char *p = pixels + (size_t)i * plane;
         size_t slot = start[labels[i]]++; /* file order within a class */
         mnas__image_rec *r = &st->recs[slot];
         if (keep) {
-            r->data = p;
+            unsigned char *dst = (unsigned char *)st->blob + slot * plane;
+            memcpy(dst, p, plane);
+            r->data = dst;
             r->c = 1;
             r->h = rows;
             r->w = cols;
