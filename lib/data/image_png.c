@@ -205,6 +205,10 @@ void mnas__image_convert(const mnas__raw_image *raw, int channels, int alpha, in
     float *conv = scratch;
     const int has_alpha = raw->c == 2 || raw->c == 4;
     const int colour = raw->c >= 3;
+    /* A grey source made RGB has three equal planes: one is computed (the
+     * same operations on the same values) and copied, bit for bit. */
+    const int replicate = channels == 3 && !colour;
+    const int cc = replicate ? 1 : channels;
     const float *a = has_alpha ? src + (size_t)(raw->c - 1) * plane : NULL;
     for (size_t p = 0; p < plane; p++) {
         float v[3];
@@ -217,42 +221,47 @@ void mnas__image_convert(const mnas__raw_image *raw, int channels, int alpha, in
         }
         if (a && alpha == MNAS_ALPHA_WHITE)
             for (int k = 0; k < 3; k++) v[k] = a[p] * v[k] + (1.0f - a[p]);
-        if (channels == 1) {
+        if (cc == 1) {
             /* ITU-R BT.601 luma on the stored (gamma-encoded) values */
             conv[p] = colour ? 0.299f * v[0] + 0.587f * v[1] + 0.114f * v[2] : v[0];
         } else {
             for (int k = 0; k < 3; k++) conv[(size_t)k * plane + p] = v[k];
         }
     }
+    const size_t out_plane = (size_t)h * (size_t)w;
     if (raw->h == h && raw->w == w) {
-        memcpy(out, conv, sizeof(float) * (size_t)channels * plane);
-        return;
+        memcpy(out, conv, sizeof(float) * (size_t)cc * plane);
+    } else {
+        /* Horizontal pass into tmp [cc, raw h, w], then vertical into out. */
+        float *tmp = scratch + (size_t)cc * plane;
+        int idx[1024];
+        float wt[1024];
+        for (int ox = 0; ox < w; ox++) {
+            int n = 0;
+            if (max_taps(raw->w, w) <= 1024) n = axis_taps(resize, raw->w, w, ox, idx, wt);
+            for (int c = 0; c < cc; c++)
+                for (int y = 0; y < raw->h; y++) {
+                    const float *row = conv + ((size_t)c * raw->h + (size_t)y) * raw->w;
+                    float s = 0.0f;
+                    for (int k = 0; k < n; k++) s += wt[k] * row[idx[k]];
+                    tmp[((size_t)c * raw->h + (size_t)y) * w + ox] = s;
+                }
+        }
+        for (int oy = 0; oy < h; oy++) {
+            int n = 0;
+            if (max_taps(raw->h, h) <= 1024) n = axis_taps(resize, raw->h, h, oy, idx, wt);
+            for (int c = 0; c < cc; c++)
+                for (int x = 0; x < w; x++) {
+                    float s = 0.0f;
+                    for (int k = 0; k < n; k++) s += wt[k] * tmp[((size_t)c * raw->h + (size_t)idx[k]) * w + x];
+                    if (s < 0.0f) s = 0.0f;
+                    if (s > 1.0f) s = 1.0f;
+                    out[((size_t)c * h + (size_t)oy) * w + x] = s;
+                }
+        }
     }
-    /* Horizontal pass into tmp [channels, raw h, w], then vertical into out. */
-    float *tmp = scratch + (size_t)channels * plane;
-    int idx[1024];
-    float wt[1024];
-    for (int ox = 0; ox < w; ox++) {
-        int n = 0;
-        if (max_taps(raw->w, w) <= 1024) n = axis_taps(resize, raw->w, w, ox, idx, wt);
-        for (int c = 0; c < channels; c++)
-            for (int y = 0; y < raw->h; y++) {
-                const float *row = conv + ((size_t)c * raw->h + (size_t)y) * raw->w;
-                float s = 0.0f;
-                for (int k = 0; k < n; k++) s += wt[k] * row[idx[k]];
-                tmp[((size_t)c * raw->h + (size_t)y) * w + ox] = s;
-            }
-    }
-    for (int oy = 0; oy < h; oy++) {
-        int n = 0;
-        if (max_taps(raw->h, h) <= 1024) n = axis_taps(resize, raw->h, h, oy, idx, wt);
-        for (int c = 0; c < channels; c++)
-            for (int x = 0; x < w; x++) {
-                float s = 0.0f;
-                for (int k = 0; k < n; k++) s += wt[k] * tmp[((size_t)c * raw->h + (size_t)idx[k]) * w + x];
-                if (s < 0.0f) s = 0.0f;
-                if (s > 1.0f) s = 1.0f;
-                out[((size_t)c * h + (size_t)oy) * w + x] = s;
-            }
+    if (replicate) {
+        memcpy(out + out_plane, out, sizeof(float) * out_plane);
+        memcpy(out + 2 * out_plane, out, sizeof(float) * out_plane);
     }
 }
