@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t size)
         free(data);
         return 0;
     }
-    mnas__image_samples_to_float(png.data, png.c, png.h, png.w, png.enc, src);
+    mnas__image_samples_to_float(png.data, png.c, png.h, png.w, png.enc, NULL, src);
     mnas__raw_image raw = { src, png.c, png.h, png.w };
     /* Convert to a small size, both channel counts, each resize rule. */
     for (int channels = 1; channels <= 3; channels += 2) {

@@ -68,7 +68,7 @@ void mnas__image_get(const mnas__image_store *s, size_t k, float *out, float *wo
     }
     /* The loaders' conversion, on the samples as they were decoded. */
     mnas__raw_image raw = { work, r->c, r->h, r->w };
-    mnas__image_samples_to_float(r->data, r->c, r->h, r->w, r->enc, work);
+    mnas__image_samples_to_float(r->data, r->c, r->h, r->w, r->enc, s->u8, work);
     mnas__image_convert(&raw, s->channels, s->alpha, s->resize, s->height, s->width, out,
                         work + (size_t)r->c * (size_t)r->h * (size_t)r->w);
 }
@@ -114,6 +114,7 @@ mnas_image_dataset *mnas__image_dataset_alloc(mnas_ctx *ctx, const char *fn, siz
         st->width = w;
         st->alpha = alpha;
         st->resize = resize;
+        mnas__image_u8_table(st->u8);
         d->store = st;
         st->recs = mnas__calloc(ctx, n_images ? n_images : 1, sizeof *st->recs);
     }

@@ -264,7 +264,7 @@ static mnas_image_dataset *decode_all(mnas_ctx *ctx, const char *root, const lis
                     st = NOMEM();
                 } else {
                     mnas__raw_image fl = { scratch, raw.c, raw.h, raw.w };
-                    mnas__image_samples_to_float(raw.data, raw.c, raw.h, raw.w, raw.enc, scratch);
+                    mnas__image_samples_to_float(raw.data, raw.c, raw.h, raw.w, raw.enc, NULL, scratch);
                     mnas__image_convert(&fl, channels, o->alpha, o->resize, h, w, conv, scratch + plane);
                 }
             }

@@ -239,7 +239,7 @@ mnas_image_dataset *mnas_image_dataset_load_idx(mnas_ctx *ctx, const char *image
             r->enc = MNAS__ENC_U8;
         } else {
             mnas__raw_image raw = { src, 1, rows, cols };
-            mnas__image_samples_to_float(p, 1, rows, cols, MNAS__ENC_U8, src);
+            mnas__image_samples_to_float(p, 1, rows, cols, MNAS__ENC_U8, NULL, src);
             mnas__image_convert(&raw, channels, o.alpha, o.resize, h, w, conv + slot * per, scratch);
             r->data = conv + slot * per;
             r->c = (uint8_t)channels;

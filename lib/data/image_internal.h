@@ -50,6 +50,7 @@ typedef struct mnas__image_store {
     int alpha, resize;      /* the conversion rules */
     size_t work;            /* floats of work space mnas__image_get needs */
     size_t bytes;           /* pixel bytes held (records' data) */
+    float u8[256];          /* v / 255 in float (mnas__image_u8_table) */
 } mnas__image_store;
 
 struct mnas_image_dataset {
@@ -128,8 +129,11 @@ typedef struct mnas__png_image {
 mnas_status mnas__png_decode(mnas_ctx *ctx, const char *fn, const char *name, const unsigned char *buf, size_t len,
                              mnas__png_image *out);
 /* Samples [h, w, c] of enc bytes to planar float [c, h, w] in [0, 1]
- * (v / 255 or v / 65535, in float). */
-void mnas__image_samples_to_float(const void *data, int c, int h, int w, int enc, float *out);
+ * (v / 255 or v / 65535, in float); u8 (may be NULL) is the table of
+ * mnas__image_u8_table, which gives the same values without dividing. */
+void mnas__image_samples_to_float(const void *data, int c, int h, int w, int enc, const float *u8, float *out);
+/* table[v] = v / 255 in float, v = 0..255. */
+void mnas__image_u8_table(float table[256]);
 
 /* ---- the decoded cache (image_cache.c) -------------------------------- */
 

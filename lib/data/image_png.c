@@ -135,10 +135,20 @@ mnas_status mnas__png_decode(mnas_ctx *ctx, const char *fn, const char *name, co
     return st;
 }
 
-void mnas__image_samples_to_float(const void *data, int c, int h, int w, int enc, float *out)
+void mnas__image_u8_table(float table[256])
+{
+    for (int v = 0; v < 256; v++) table[v] = (float)v / 255.0f;
+}
+
+void mnas__image_samples_to_float(const void *data, int c, int h, int w, int enc, const float *u8, float *out)
 {
     const unsigned char *b = data;
     const size_t plane = (size_t)w * (size_t)h;
+    if (enc == MNAS__ENC_U8 && u8) {
+        for (size_t p = 0; p < plane; p++)
+            for (int k = 0; k < c; k++) out[(size_t)k * plane + p] = u8[b[p * (size_t)c + (size_t)k]];
+        return;
+    }
     for (size_t p = 0; p < plane; p++)
         for (int k = 0; k < c; k++) {
             const unsigned char *s = b + (p * (size_t)c + (size_t)k) * (size_t)enc;
@@ -210,7 +220,10 @@ void mnas__image_convert(const mnas__raw_image *raw, int channels, int alpha, in
     const int replicate = channels == 3 && !colour;
     const int cc = replicate ? 1 : channels;
     const float *a = has_alpha ? src + (size_t)(raw->c - 1) * plane : NULL;
-    for (size_t p = 0; p < plane; p++) {
+    /* A grey source whose alpha is not applied is its own converted plane. */
+    const int as_is = !colour && cc == 1 && !(a && alpha == MNAS_ALPHA_WHITE);
+    if (as_is) conv = (float *)(uintptr_t)src;
+    for (size_t p = 0; p < plane && !as_is; p++) {
         float v[3];
         if (colour) {
             v[0] = src[p];
