@@ -27,7 +27,7 @@ static void fix_chunk_crcs(uint8_t *b, size_t n)
 int LLVMFuzzerTestOneInput(const uint8_t *input, size_t size)
 {
     mnas_ctx *ctx = fuzz_ctx();
-    mnas__raw_image raw = { 0 };
+    mnas__png_image png = { 0 };
     if (size < 1) return 0;
     int mode = input[0];
     size--;
@@ -35,12 +35,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t size)
     if (!data) return 0;
     memcpy(data, input + 1, size);
     if (mode & 1) fix_chunk_crcs(data, size);
-    if (mnas__png_decode(ctx, "fuzz", "input.png", data, size, &raw) != MNAS_OK) {
+    if (mnas__png_decode(ctx, "fuzz", "input.png", data, size, &png) != MNAS_OK) {
         fuzz_expect_message(ctx);
         free(data);
         return 0;
     }
-    if (raw.c < 1 || raw.c > 4 || raw.h < 1 || raw.w < 1) abort();
+    if (png.c < 1 || png.c > 4 || png.h < 1 || png.w < 1 || (png.enc != MNAS__ENC_U8 && png.enc != MNAS__ENC_U16))
+        abort();
+    float *src = malloc(sizeof(float) * (size_t)png.c * (size_t)png.h * (size_t)png.w);
+    if (!src) {
+        mnas__free(ctx, png.data);
+        free(data);
+        return 0;
+    }
+    mnas__image_samples_to_float(png.data, png.c, png.h, png.w, png.enc, NULL, src);
+    mnas__raw_image raw = { src, png.c, png.h, png.w };
     /* Convert to a small size, both channel counts, each resize rule. */
     for (int channels = 1; channels <= 3; channels += 2) {
         int h = 1 + (int)(size % 7), w = 1 + (int)(size % 5);
@@ -56,7 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t size)
         free(out);
         free(scratch);
     }
-    mnas__free(ctx, raw.data);
+    free(src);
+    mnas__free(ctx, png.data);
     free(data);
     return 0;
 }

@@ -1295,6 +1295,382 @@ START_TEST(sampler_over_folder)
 }
 END_TEST
 
+
+/* --------------------------------------------------------- pixel store */
+
+/* Loaded datasets keep decoded samples and convert an image when it is
+ * read; caller pixels and images whose samples outweigh their floats are
+ * kept as float (docs/data.md, "Memory"). These tests hold the two paths
+ * to each other and to the API's promises: same floats, shared splits,
+ * the compact cache. */
+
+/* Every image of a and b equal bit for bit. */
+static void same_images(const mnas_image_dataset *a, const mnas_image_dataset *b)
+{
+    int64_t sa[3], sb[3];
+    ck_assert_int_eq(mnas_image_dataset_shape(a, sa), MNAS_OK);
+    ck_assert_int_eq(mnas_image_dataset_shape(b, sb), MNAS_OK);
+    ck_assert_mem_eq(sa, sb, sizeof sa);
+    const size_t per = (size_t)(sa[0] * sa[1] * sa[2]);
+    mnas_real *x = malloc(per * sizeof *x), *y = malloc(per * sizeof *y);
+    ck_assert(x && y);
+    ck_assert_uint_eq(mnas_image_dataset_num_classes(a), mnas_image_dataset_num_classes(b));
+    for (size_t c = 0; c < mnas_image_dataset_num_classes(a); c++) {
+        ck_assert_uint_eq(mnas_image_dataset_class_size(a, c), mnas_image_dataset_class_size(b, c));
+        for (size_t i = 0; i < mnas_image_dataset_class_size(a, c); i++) {
+            ck_assert_int_eq(mnas_image_dataset_copy_image(a, c, i, x, per), MNAS_OK);
+            ck_assert_int_eq(mnas_image_dataset_copy_image(b, c, i, y, per), MNAS_OK);
+            ck_assert_mem_eq(x, y, per * sizeof *x);
+        }
+    }
+    free(x);
+    free(y);
+}
+
+/* The eager form of ds: every image converted (copy_image) into caller
+ * pixels, i.e. a float store, as every dataset was held before. */
+static mnas_image_dataset *eager_copy(mnas_ctx *ctx, const mnas_image_dataset *ds)
+{
+    int64_t sh[3];
+    ck_assert_int_eq(mnas_image_dataset_shape(ds, sh), MNAS_OK);
+    const size_t per = (size_t)(sh[0] * sh[1] * sh[2]), n = mnas_image_dataset_num_images(ds);
+    const size_t nc = mnas_image_dataset_num_classes(ds);
+    mnas_real *data = malloc(per * n * sizeof *data);
+    size_t *counts = malloc(nc * sizeof *counts);
+    const char **names = malloc(nc * sizeof *names);
+    ck_assert(data && counts && names);
+    size_t k = 0;
+    for (size_t c = 0; c < nc; c++) {
+        counts[c] = mnas_image_dataset_class_size(ds, c);
+        names[c] = mnas_image_dataset_class_name(ds, c);
+        for (size_t i = 0; i < counts[c]; i++, k++)
+            ck_assert_int_eq(mnas_image_dataset_copy_image(ds, c, i, data + k * per, per), MNAS_OK);
+    }
+    mnas_image_dataset *e = mnas_image_dataset_create(ctx, nc, counts, names, (int)sh[0], (int)sh[1], (int)sh[2], data);
+    ck_assert_msg(e != NULL, "%s", mnas_ctx_last_error(ctx));
+    free(data);
+    free(counts);
+    free(names);
+    return e;
+}
+
+/* Tasks of a sampler over ds and over its eager copy: identical tensors. */
+static void same_tasks(mnas_ctx *ctx, const mnas_image_dataset *ds, const mnas_image_dataset *eager, int way)
+{
+    mnas_fewshot_options o = MNAS_FEWSHOT_OPTIONS_INIT;
+    o.way = way;
+    o.shot = 1;
+    o.query = 3;
+    mnas_fewshot_sampler *a = mnas_fewshot_sampler_create(ctx, &ds, 1, &o);
+    mnas_fewshot_sampler *b = mnas_fewshot_sampler_create(ctx, &eager, 1, &o);
+    ck_assert_msg(a && b, "%s", mnas_ctx_last_error(ctx));
+    for (uint64_t i = 0; i < 8; i++) {
+        mnas_task *ta = mnas_fewshot_task(ctx, a, 5, i), *tb = mnas_fewshot_task(ctx, b, 5, i);
+        ck_assert(ta && tb);
+        const mnas_tensor *xa[2] = { mnas_task_support_x(ta), mnas_task_query_x(ta) };
+        const mnas_tensor *xb[2] = { mnas_task_support_x(tb), mnas_task_query_x(tb) };
+        for (int k = 0; k < 2; k++) {
+            ck_assert_int_eq(mnas_tensor_size(xa[k]), mnas_tensor_size(xb[k]));
+            ck_assert_mem_eq(mnas_tensor_cdata(xa[k]), mnas_tensor_cdata(xb[k]),
+                             (size_t)mnas_tensor_size(xa[k]) * sizeof(mnas_real));
+        }
+        ck_assert_uint_eq(task_hash(ta), task_hash(tb));
+        mnas_task_free(ta);
+        mnas_task_free(tb);
+    }
+    mnas_fewshot_sampler_free(a);
+    mnas_fewshot_sampler_free(b);
+}
+
+/* IDX and PNG datasets, kept as bytes (upscaled, to RGB) and converted at
+ * load (shrunk): copy_image, the sampler and a float store all agree, and
+ * threads drawing from the byte store get the tasks drawn alone. */
+START_TEST(store_tasks_equal_float_store)
+{
+    make_tmp();
+    static unsigned char img[16 + IDX_N * IDX_R * IDX_C], lab[8 + IDX_N];
+    write_gz("img.idx.gz", img, make_idx_images(img, IDX_N));
+    write_bytes("lab.idx", lab, make_idx_labels(lab, IDX_N));
+    make_three_classes();
+    counting_alloc ca;
+    mnas_ctx *ctx = new_ctx(&ca);
+    mnas_image_load_options o = MNAS_IMAGE_LOAD_OPTIONS_INIT;
+    /* {channels, height, width, resize}: bytes kept, then converted at load */
+    const int cfg[4][4] = { { 3, 10, 8, MNAS_RESIZE_AREA },
+                            { 1, 7, 3, MNAS_RESIZE_BILINEAR },
+                            { 1, 2, 2, MNAS_RESIZE_AREA },
+                            { 3, 1, 2, MNAS_RESIZE_BILINEAR } };
+    for (int k = 0; k < 4; k++) {
+        o.channels = cfg[k][0];
+        o.height = cfg[k][1];
+        o.width = cfg[k][2];
+        o.resize = cfg[k][3];
+        mnas_image_dataset *sets[2] = { load_idx(ctx, "img.idx.gz", "lab.idx", &o), load(ctx, "ds", &o) };
+        for (int d = 0; d < 2; d++) {
+            ck_assert_msg(sets[d] != NULL, "%s", mnas_ctx_last_error(ctx));
+            mnas_image_dataset *e = eager_copy(ctx, sets[d]);
+            same_images(sets[d], e);
+            same_tasks(ctx, sets[d], e, 3);
+            mnas_image_dataset_free(e);
+        }
+        /* threads on the byte store (IDX; 3 classes have >= 4 images) */
+        mnas_fewshot_options fo = MNAS_FEWSHOT_OPTIONS_INIT;
+        fo.way = 3;
+        fo.shot = 1;
+        fo.query = 3;
+        const mnas_image_dataset *list[2] = { sets[0], sets[1] };
+        mnas_fewshot_sampler *s = mnas_fewshot_sampler_create(ctx, list, 1, &fo);
+        ck_assert_ptr_nonnull(s);
+        uint64_t ref[24];
+        for (uint64_t i = 0; i < 24; i++) {
+            mnas_task *t = mnas_fewshot_task(ctx, s, 11, i);
+            ref[i] = task_hash(t);
+            mnas_task_free(t);
+        }
+        pthread_t th[2];
+        thread_job jobs[2];
+        for (int t = 0; t < 2; t++) {
+            jobs[t].ctx = ctx;
+            jobs[t].s = s;
+            jobs[t].first = (uint64_t)t * 7;
+            ck_assert_int_eq(pthread_create(&th[t], NULL, thread_main, &jobs[t]), 0);
+        }
+        for (int t = 0; t < 2; t++) pthread_join(th[t], NULL);
+        for (int t = 0; t < 2; t++)
+            for (int i = 0; i < 24; i++) ck_assert_uint_eq(jobs[t].hash[i], ref[i]);
+        mnas_fewshot_sampler_free(s);
+        mnas_image_dataset_free(sets[0]);
+        mnas_image_dataset_free(sets[1]);
+    }
+    free_ctx_check(ctx, &ca);
+    remove_tmp();
+}
+END_TEST
+
+/* Allocator hooks that also keep the bytes live (a size header per block). */
+typedef struct byte_alloc {
+    long allocs, frees;
+    size_t bytes;
+} byte_alloc;
+
+#define HEAD 16 /* keeps malloc's alignment */
+
+static void *byte_alloc_fn(void *user, size_t size)
+{
+    byte_alloc *b = user;
+    unsigned char *p = malloc(size + HEAD);
+    if (!p) return NULL;
+    memcpy(p, &size, sizeof size);
+    b->allocs++;
+    b->bytes += size;
+    return p + HEAD;
+}
+
+static void byte_free_fn(void *user, void *q)
+{
+    byte_alloc *b = user;
+    unsigned char *p = (unsigned char *)q - HEAD;
+    size_t size;
+    memcpy(&size, p, sizeof size);
+    b->frees++;
+    b->bytes -= size;
+    free(p);
+}
+
+/* Splits and subsets share the pixels: they allocate a few class tables,
+ * not the images; freeing the parent first leaves them valid. */
+START_TEST(store_split_shares_pixels)
+{
+    make_tmp();
+    static unsigned char img[16 + IDX_N * IDX_R * IDX_C], lab[8 + IDX_N];
+    write_bytes("img.idx", img, make_idx_images(img, IDX_N));
+    write_bytes("lab.idx", lab, make_idx_labels(lab, IDX_N));
+    byte_alloc ba = { 0, 0, 0 };
+    mnas_ctx_options co = MNAS_CTX_OPTIONS_INIT;
+    co.alloc = byte_alloc_fn;
+    co.free = byte_free_fn;
+    co.alloc_user = &ba;
+    mnas_ctx *ctx = NULL;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, &co), MNAS_OK);
+    mnas_image_load_options o = MNAS_IMAGE_LOAD_OPTIONS_INIT;
+    o.channels = 3;
+    o.height = 40;
+    o.width = 32;
+    const size_t per = 3 * 40 * 32, as_float = IDX_N * per * sizeof(float);
+    size_t before = ba.bytes;
+    mnas_image_dataset *ds = load_idx(ctx, "img.idx", "lab.idx", &o);
+    ck_assert_ptr_nonnull(ds);
+    /* the load holds bytes: far less than the floats it stands for */
+    ck_assert_msg(ba.bytes - before < as_float / 16, "the load holds %zu bytes (floats: %zu)", ba.bytes - before,
+                  as_float);
+    mnas_image_dataset *e = eager_copy(ctx, ds);
+    mnas_image_split_options so = MNAS_IMAGE_SPLIT_OPTIONS_INIT;
+    so.train_fraction = 0.5;
+    so.val_fraction = 0.25;
+    mnas_image_dataset *tr = NULL, *va = NULL, *te = NULL;
+    before = ba.bytes;
+    ck_assert_int_eq(mnas_image_dataset_split(ds, &so, &tr, &va, &te), MNAS_OK);
+    const size_t pick[2] = { 2, 0 };
+    mnas_image_dataset *sub = mnas_image_dataset_subset(ds, pick, 2);
+    ck_assert_ptr_nonnull(sub);
+    ck_assert_msg(ba.bytes - before < 2048, "split and subset hold %zu bytes", ba.bytes - before);
+    /* the same split of the eager copy, for the expected pixels */
+    mnas_image_dataset *etr = NULL, *eva = NULL, *ete = NULL;
+    ck_assert_int_eq(mnas_image_dataset_split(e, &so, &etr, &eva, &ete), MNAS_OK);
+    mnas_image_dataset *esub = mnas_image_dataset_subset(e, pick, 2);
+    /* parent first, then a subset of a split, then the rest in another order */
+    mnas_image_dataset_free(ds);
+    mnas_image_dataset *sub2 = mnas_image_dataset_subset(tr, pick + 1, 1);
+    mnas_image_dataset *esub2 = mnas_image_dataset_subset(etr, pick + 1, 1);
+    ck_assert(sub2 && esub2);
+    same_images(tr, etr);
+    same_images(va, eva);
+    same_images(te, ete);
+    same_images(sub, esub);
+    mnas_image_dataset_free(tr);
+    same_images(sub2, esub2);
+    same_tasks(ctx, sub, esub, 2);
+    mnas_image_dataset_free(sub);
+    mnas_image_dataset_free(te);
+    same_images(va, eva);
+    mnas_image_dataset_free(sub2);
+    mnas_image_dataset_free(va);
+    mnas_image_dataset *eds[6] = { e, etr, eva, ete, esub, esub2 };
+    for (int i = 0; i < 6; i++) mnas_image_dataset_free(eds[i]);
+    mnas_ctx_free(ctx);
+    ck_assert_int_eq(ba.allocs, ba.frees);
+    remove_tmp();
+}
+END_TEST
+
+static void keep_log(void *user, mnas_log_level level, const char *message)
+{
+    (void)level;
+    char *buf = user;
+    strncat(buf, message, 4095 - strlen(buf));
+    strncat(buf, "\n", 4095 - strlen(buf));
+}
+
+static uint64_t read_u64_at(const char *path, long at)
+{
+    unsigned char b[8];
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, at, SEEK_SET), 0);
+    ck_assert_uint_eq(fread(b, 1, 8, f), 8);
+    fclose(f);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+
+static void write_u64_at(const char *path, long at, uint64_t v)
+{
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(v >> (8 * i));
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, at, SEEK_SET), 0);
+    ck_assert_uint_eq(fwrite(b, 1, 8, f), 8);
+    fclose(f);
+}
+
+/* The cache holds the compact records (version 2): a version-1 file is
+ * refused by its version and rewritten; a damaged record table, a file
+ * cut anywhere or with a byte more is refused, and the images decoded
+ * again are right. */
+START_TEST(store_cache_format)
+{
+    make_tmp();
+    make_three_classes();
+    char cache[512], log[4096] = "";
+    tmp_path(cache, sizeof cache, "cache.bin");
+    counting_alloc ca;
+    mnas_ctx_options co = MNAS_CTX_OPTIONS_INIT;
+    co.alloc = count_alloc;
+    co.free = count_free;
+    co.alloc_user = &ca;
+    memset(&ca, 0, sizeof ca);
+    co.log = keep_log;
+    co.log_user = log;
+    co.log_level = MNAS_LOG_INFO;
+    mnas_ctx *ctx = NULL;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, &co), MNAS_OK);
+    mnas_image_load_options o = MNAS_IMAGE_LOAD_OPTIONS_INIT;
+    /* 3 x 5 grey from 6 x 4 grey: bytes kept; 1 x 1 RGB: floats kept */
+    const int hw[2][3] = { { 1, 3, 5 }, { 3, 1, 1 } };
+    for (int k = 0; k < 2; k++) {
+        o.channels = hw[k][0];
+        o.height = hw[k][1];
+        o.width = hw[k][2];
+        o.cache_path = NULL;
+        mnas_image_dataset *ref = load(ctx, "ds", &o);
+        ck_assert_ptr_nonnull(ref);
+        remove(cache);
+        o.cache_path = cache;
+        mnas_image_dataset *b = load(ctx, "ds", &o);
+        ck_assert_int_eq(mnas_image_dataset_from_cache(b), 0);
+        mnas_image_dataset_free(b);
+        ck_assert_uint_eq(read_u64_at(cache, 8), 2); /* the version */
+        b = load(ctx, "ds", &o);
+        ck_assert_int_eq(mnas_image_dataset_from_cache(b), 1);
+        same_images(ref, b);
+        mnas_image_dataset_free(b);
+        /* header 10 words, classes "Alpha", "beta", "zeta" (2 words + name
+         * each), then a word per image (15), the samples, a CRC-32 */
+        const long recs = 80 + 16 * 3 + 5 + 4 + 4;
+        const size_t n = file_size("cache.bin");
+        /* 6 x 4 bytes per image, or 3 floats */
+        ck_assert_uint_eq(n, (size_t)recs + 15 * 8 + 15 * (k == 0 ? 24 : 12) + 4);
+        const uint64_t word = read_u64_at(cache, recs);
+        ck_assert_uint_eq(word & 0xff, k == 0 ? 1 : 3);         /* samples per pixel */
+        ck_assert_uint_eq(word >> 8 & 0xff, k == 0 ? 1 : 4);    /* encoding */
+        /* version 1: refused by its version, rewritten as 2 */
+        write_u64_at(cache, 8, 1);
+        log[0] = '\0';
+        b = load(ctx, "ds", &o);
+        ck_assert_int_eq(mnas_image_dataset_from_cache(b), 0);
+        ck_assert_msg(contains(log, "another cache version"), "log: %s", log);
+        same_images(ref, b);
+        mnas_image_dataset_free(b);
+        ck_assert_uint_eq(read_u64_at(cache, 8), 2);
+        /* an encoding that does not exist (3) */
+        write_u64_at(cache, recs, (word & ~(uint64_t)0xff00) | (uint64_t)3 << 8);
+        log[0] = '\0';
+        b = load(ctx, "ds", &o);
+        ck_assert_int_eq(mnas_image_dataset_from_cache(b), 0);
+        ck_assert_msg(contains(log, "corrupt image table"), "log: %s", log);
+        same_images(ref, b);
+        mnas_image_dataset_free(b);
+        /* cut in the header, class table, record table, samples, CRC */
+        const size_t cuts[6] = { 40, 100, (size_t)recs + 12, (size_t)recs + 15 * 8 + 3, n - 2, n - 4 };
+        for (int c = 0; c < 6; c++) {
+            b = load(ctx, "ds", &o); /* rewrites a whole cache */
+            mnas_image_dataset_free(b);
+            ck_assert_uint_eq(file_size("cache.bin"), n);
+            truncate_rel("cache.bin", cuts[c]);
+            b = load(ctx, "ds", &o);
+            ck_assert_ptr_nonnull(b);
+            ck_assert_msg(mnas_image_dataset_from_cache(b) == 0, "cut at %zu was read", cuts[c]);
+            same_images(ref, b);
+            mnas_image_dataset_free(b);
+        }
+        /* a byte more */
+        FILE *f = fopen(cache, "ab");
+        fputc(0, f);
+        fclose(f);
+        log[0] = '\0';
+        b = load(ctx, "ds", &o);
+        ck_assert_int_eq(mnas_image_dataset_from_cache(b), 0);
+        ck_assert_msg(contains(log, "trailing bytes"), "log: %s", log);
+        mnas_image_dataset_free(b);
+        mnas_image_dataset_free(ref);
+    }
+    free_ctx_check(ctx, &ca);
+    remove_tmp();
+}
+END_TEST
+
 /* ----------------------------------------------------------- accuracy */
 
 START_TEST(accuracy_values)
@@ -1394,6 +1770,11 @@ static Suite *images_suite(void)
     tcase_add_test(tc, sampler_over_folder);
     tcase_add_test(tc, accuracy_values);
     tcase_add_test(tc, throughput_report);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("store");
+    tcase_add_test(tc, store_tasks_equal_float_store);
+    tcase_add_test(tc, store_split_shares_pixels);
+    tcase_add_test(tc, store_cache_format);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -109,10 +109,18 @@ MNAS_API void mnas_task_set_free(mnas_task_set *set);
 
 /* ---- image datasets (few-shot classification) --------------------------
  *
- * An image dataset holds every image as float32 [C, H, W] with values in
- * [0, 1], grouped by class; classes have names. Datasets are immutable once
- * loaded, so several threads may read one at a time (samplers do).
- * docs/data.md describes the layouts, conversions, resizing and the cache. */
+ * An image dataset presents every image as float32 [C, H, W] with values in
+ * [0, 1], grouped by class; classes have names. Loaded images are held
+ * compactly: the decoded samples (a byte, or two for 16-bit PNG, per
+ * sample) at their source size and channel count, converted (channels,
+ * resize, scaling) only when an image is read (mnas_image_dataset_copy_image,
+ * the few-shot sampler); an image whose samples would take more room than
+ * its floats, and every image of mnas_image_dataset_create, is held as
+ * float. The values read are the same either way, bit for bit. Subsets and
+ * splits share their parent's pixels (no copy); any of them may be freed
+ * first. Datasets are immutable once loaded, so several threads may read
+ * one at a time (samplers do). docs/data.md describes the layouts,
+ * conversions, resizing, memory and the cache. */
 
 /** Decoded images of several classes (opaque). */
 typedef struct mnas_image_dataset mnas_image_dataset;
@@ -157,13 +165,16 @@ MNAS_API mnas_image_dataset *mnas_image_dataset_load_folder(mnas_ctx *ctx, const
 /** IDX files (MNIST, Fashion-MNIST): unsigned-byte images [n, rows, cols] and
  * labels [n], each plain or gzip-compressed. Classes are the label values
  * present, in increasing order, named by their decimal value. cache_path
- * is not used. */
+ * is not used. The images are kept as bytes (rows * cols per image, e.g.
+ * 55 MB for Fashion-MNIST's 70 000) whatever size is asked for, unless the
+ * floats of the asked size are smaller. */
 MNAS_API mnas_image_dataset *mnas_image_dataset_load_idx(mnas_ctx *ctx, const char *images_path,
                                                          const char *labels_path,
                                                          const mnas_image_load_options *opts);
 /** A dataset from caller pixels: n_classes classes with counts[c] images
  * each, data = every image [C, H, W] in class order; names may be NULL
- * ("0", "1", ...). Values must be finite. */
+ * ("0", "1", ...). Values must be finite. The pixels are copied and held as
+ * float32 (4 * C * H * W bytes per image). */
 MNAS_API mnas_image_dataset *mnas_image_dataset_create(mnas_ctx *ctx, size_t n_classes,
                                                        const size_t *counts,
                                                        const char *const *names, int channels,
@@ -183,12 +194,16 @@ MNAS_API const char *mnas_image_dataset_class_name(const mnas_image_dataset *ds,
 MNAS_API int64_t mnas_image_dataset_find_class(const mnas_image_dataset *ds, const char *name);
 /** shape = { C, H, W }. */
 MNAS_API mnas_status mnas_image_dataset_shape(const mnas_image_dataset *ds, int64_t shape[3]);
-/** Copy image i of class cls into out (room for C * H * W values). */
+/** Copy image i of class cls into out (room for C * H * W values), converting
+ * it from its stored samples when it is held compactly (work space comes from
+ * the context's allocator: MNAS_E_NOMEM is possible). */
 MNAS_API mnas_status mnas_image_dataset_copy_image(const mnas_image_dataset *ds, size_t cls, size_t i,
                                                    mnas_real *out, size_t out_len);
 /** 1 if the dataset was read from its decoded cache, 0 if it was decoded. */
 MNAS_API int mnas_image_dataset_from_cache(const mnas_image_dataset *ds);
-/** A new dataset of the classes classes[0..n) (in that order), copied. */
+/** A new dataset of the classes classes[0..n) (in that order). It shares
+ * ds's pixels (only class tables and names are allocated); ds may be freed
+ * before it. */
 MNAS_API mnas_image_dataset *mnas_image_dataset_subset(const mnas_image_dataset *ds,
                                                        const size_t *classes, size_t n);
 
@@ -218,7 +233,9 @@ typedef struct mnas_image_split_options {
     { sizeof(mnas_image_split_options), 0.64, 0.16, 0u, NULL, NULL, NULL }
 
 /** Any of train, val, test may be NULL (that set is not made); a set that is
- * asked for must get at least one class. On failure all outputs are NULL. */
+ * asked for must get at least one class. On failure all outputs are NULL.
+ * The sets share ds's pixels (as mnas_image_dataset_subset does); the four
+ * datasets may be freed in any order. */
 MNAS_API mnas_status mnas_image_dataset_split(const mnas_image_dataset *ds,
                                               const mnas_image_split_options *opts,
                                               mnas_image_dataset **train, mnas_image_dataset **val,

@@ -151,16 +151,18 @@ static void shuffle(mnas_rng *rng, size_t *a, size_t n)
     for (size_t i = n; i-- > 1;) swap_sz(a, i, (size_t)mnas_rng_below(rng, (uint64_t)i + 1));
 }
 
-/* Rows of one set: image (global index in the dataset) and label per row,
- * permuted by perm, copied into x [rows, C, H, W] and y [rows, 1]. */
+/* Rows of one set: image (store index) and label per row, permuted by
+ * perm, converted into x [rows, C, H, W] and y [rows, 1]; only the images
+ * drawn are converted, through this task's own buffer tmp (per + work
+ * floats), so threads drawing tasks share nothing they write. */
 static void fill(const mnas_image_dataset *d, const size_t *img, const size_t *lab, const size_t *perm, size_t rows,
-                 mnas_tensor *x, mnas_tensor *y)
+                 mnas_tensor *x, mnas_tensor *y, float *tmp)
 {
     const size_t per = mnas__image_floats(d);
     mnas_real *xd = mnas_tensor_data(x), *yd = mnas_tensor_data(y);
     for (size_t r = 0; r < rows; r++) {
-        const float *src = d->pixels + img[perm[r]] * per;
-        for (size_t k = 0; k < per; k++) xd[r * per + k] = (mnas_real)src[k];
+        mnas__image_get(d->store, img[perm[r]], tmp, tmp + per);
+        for (size_t k = 0; k < per; k++) xd[r * per + k] = (mnas_real)tmp[k];
         yd[r] = (mnas_real)lab[perm[r]];
     }
 }
@@ -174,6 +176,7 @@ static mnas_task *draw_task(mnas_ctx *ctx, const mnas_fewshot_sampler *s, uint64
     size_t *buf = mnas__alloc(ctx, slots * sizeof *buf);
     mnas_rng *rng = mnas_rng_create(ctx, seed, index);
     mnas_task *task = NULL;
+    float *tmp = NULL;
     if (!buf || !rng) {
         mnas__error(ctx, MNAS_E_NOMEM, "%s: out of memory", fn);
         goto done;
@@ -228,11 +231,19 @@ static mnas_task *draw_task(mnas_ctx *ctx, const mnas_fewshot_sampler *s, uint64
         mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate the task's tensors", fn);
         goto done;
     }
-    fill(d, s_img, s_lab, s_perm, N * K, task->support_x, task->support_y);
-    fill(d, q_img, q_lab, q_perm, N * Q, task->query_x, task->query_y);
+    tmp = mnas__alloc(ctx, sizeof(float) * (mnas__image_floats(d) + d->store->work));
+    if (!tmp) {
+        mnas__task_destroy(task);
+        task = NULL;
+        mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate the task's conversion buffer", fn);
+        goto done;
+    }
+    fill(d, s_img, s_lab, s_perm, N * K, task->support_x, task->support_y, tmp);
+    fill(d, q_img, q_lab, q_perm, N * Q, task->query_x, task->query_y, tmp);
     task->family = (int)di;
 done:
     mnas_rng_free(rng);
+    mnas__free(ctx, tmp);
     mnas__free(ctx, buf);
     return task;
 }

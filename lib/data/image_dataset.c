@@ -1,6 +1,7 @@
-/* Image datasets: the container (classes of float [C, H, W] images with
- * names), its accessors, datasets from caller pixels, class subsets and the
- * train/val/test class splits. */
+/* Image datasets: the container (classes of [C, H, W] images with names)
+ * and its shared pixel store, the accessors, datasets from caller pixels,
+ * class subsets and the train/val/test class splits (which share the
+ * store). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,17 +17,67 @@ char *mnas__strdup(mnas_ctx *ctx, const char *s)
     return d;
 }
 
-mnas_image_dataset *mnas__image_dataset_alloc(mnas_ctx *ctx, const char *fn, size_t n_classes,
-                                              size_t n_images, int c, int h, int w)
+/* ---- the pixel store ----------------------------------------------------- */
+
+static void store_release(mnas__image_store *st)
 {
-    size_t per = (size_t)c * (size_t)h * (size_t)w, floats, bytes;
-    if (!mnas__mul_ok(per, n_images, &floats) || !mnas__mul_ok(floats, sizeof(float), &bytes)) {
-        mnas__error(ctx, MNAS_E_NOMEM, "%s: %zu images of [%d, %d, %d] do not fit in memory", fn, n_images, c, h,
-                    w);
-        return NULL;
+    if (!st) return;
+    if (atomic_fetch_sub(&st->refs, 1) != 1) return;
+    mnas_ctx *ctx = st->ctx;
+    if (st->own_each && st->recs)
+        for (size_t i = 0; i < st->n; i++) mnas__free(ctx, (void *)st->recs[i].data);
+    mnas__free(ctx, st->blob);
+    mnas__free(ctx, st->recs);
+    mnas__free(ctx, st);
+}
+
+size_t mnas__image_rec_bytes(const mnas__image_rec *r)
+{
+    return (size_t)r->c * (size_t)r->h * (size_t)r->w * (size_t)r->enc;
+}
+
+int mnas__image_keep_raw(int src_c, int h, int w, int enc, int C, int H, int W)
+{
+    const uint64_t raw = (uint64_t)src_c * (uint64_t)h * (uint64_t)w * (uint64_t)enc;
+    const uint64_t conv = (uint64_t)C * (uint64_t)H * (uint64_t)W * sizeof(float);
+    return raw <= conv;
+}
+
+void mnas__image_store_finish(mnas__image_store *s)
+{
+    size_t work = 0, bytes = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const mnas__image_rec *r = &s->recs[i];
+        bytes += mnas__image_rec_bytes(r);
+        if (r->enc == MNAS__ENC_F32) continue;
+        const mnas__raw_image raw = { NULL, r->c, r->h, r->w };
+        size_t need = (size_t)r->c * (size_t)r->h * (size_t)r->w +
+                      mnas__image_scratch_floats(&raw, s->channels, s->height, s->width);
+        if (need > work) work = need;
     }
+    s->work = work;
+    s->bytes = bytes;
+}
+
+void mnas__image_get(const mnas__image_store *s, size_t k, float *out, float *work)
+{
+    const mnas__image_rec *r = &s->recs[k];
+    if (r->enc == MNAS__ENC_F32) {
+        memcpy(out, r->data, sizeof(float) * (size_t)s->channels * (size_t)s->height * (size_t)s->width);
+        return;
+    }
+    /* The loaders' conversion, on the samples as they were decoded. */
+    mnas__raw_image raw = { work, r->c, r->h, r->w };
+    mnas__image_samples_to_float(r->data, r->c, r->h, r->w, r->enc, s->u8, work);
+    mnas__image_convert(&raw, s->channels, s->alpha, s->resize, s->height, s->width, out,
+                        work + (size_t)r->c * (size_t)r->h * (size_t)r->w);
+}
+
+/* A dataset with its class tables and no store. */
+static mnas_image_dataset *dataset_new(mnas_ctx *ctx, size_t n_classes, size_t n_images, int c, int h, int w)
+{
     mnas_image_dataset *d = mnas__calloc(ctx, 1, sizeof *d);
-    if (!d) goto nomem;
+    if (!d) return NULL;
     d->magic = MNAS_IMAGE_DATASET_MAGIC;
     d->ctx = ctx;
     d->channels = c;
@@ -37,16 +88,43 @@ mnas_image_dataset *mnas__image_dataset_alloc(mnas_ctx *ctx, const char *fn, siz
     d->class_start = mnas__calloc(ctx, n_classes ? n_classes : 1, sizeof *d->class_start);
     d->class_count = mnas__calloc(ctx, n_classes ? n_classes : 1, sizeof *d->class_count);
     d->names = mnas__calloc(ctx, n_classes ? n_classes : 1, sizeof *d->names);
-    d->pixels = mnas__alloc(ctx, bytes);
-    if (!d->class_start || !d->class_count || !d->names || !d->pixels) {
+    if (!d->class_start || !d->class_count || !d->names) {
         mnas_image_dataset_free(d);
-        goto nomem;
+        return NULL;
     }
     return d;
-nomem:
-    mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate a dataset of %zu images of [%d, %d, %d] (%zu bytes)", fn,
-                n_images, c, h, w, bytes);
-    return NULL;
+}
+
+mnas_image_dataset *mnas__image_dataset_alloc(mnas_ctx *ctx, const char *fn, size_t n_classes,
+                                              size_t n_images, int c, int h, int w, int alpha, int resize)
+{
+    size_t recs;
+    if (!mnas__mul_ok(n_images ? n_images : 1, sizeof(mnas__image_rec), &recs)) {
+        mnas__error(ctx, MNAS_E_NOMEM, "%s: %zu images do not fit in memory", fn, n_images);
+        return NULL;
+    }
+    mnas_image_dataset *d = dataset_new(ctx, n_classes, n_images, c, h, w);
+    mnas__image_store *st = d ? mnas__calloc(ctx, 1, sizeof *st) : NULL;
+    if (st) {
+        st->ctx = ctx;
+        atomic_init(&st->refs, 1);
+        st->n = n_images;
+        st->channels = c;
+        st->height = h;
+        st->width = w;
+        st->alpha = alpha;
+        st->resize = resize;
+        mnas__image_u8_table(st->u8);
+        d->store = st;
+        st->recs = mnas__calloc(ctx, n_images ? n_images : 1, sizeof *st->recs);
+    }
+    if (!st || !st->recs) {
+        mnas_image_dataset_free(d);
+        mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate a dataset of %zu images of [%d, %d, %d]", fn, n_images,
+                    c, h, w);
+        return NULL;
+    }
+    return d;
 }
 
 void mnas_image_dataset_free(mnas_image_dataset *ds)
@@ -58,7 +136,7 @@ void mnas_image_dataset_free(mnas_image_dataset *ds)
     mnas__free(ctx, ds->names);
     mnas__free(ctx, ds->class_start);
     mnas__free(ctx, ds->class_count);
-    mnas__free(ctx, ds->pixels);
+    store_release(ds->store);
     ds->magic = 0;
     mnas__free(ctx, ds);
 }
@@ -188,8 +266,12 @@ mnas_status mnas_image_dataset_copy_image(const mnas_image_dataset *ds, size_t c
     if (!out) return mnas__error(ds->ctx, MNAS_E_INVALID, "%s: out is NULL", fn);
     if (out_len < per)
         return mnas__error(ds->ctx, MNAS_E_SHAPE, "%s: out holds %zu values, an image has %zu", fn, out_len, per);
-    const float *src = ds->pixels + (ds->class_start[cls] + i) * per;
-    for (size_t k = 0; k < per; k++) out[k] = (mnas_real)src[k];
+    const mnas__image_store *st = ds->store;
+    float *tmp = mnas__alloc(ds->ctx, sizeof(float) * (per + st->work));
+    if (!tmp) return mnas__error(ds->ctx, MNAS_E_NOMEM, "%s: cannot allocate %zu floats of work space", fn, per + st->work);
+    mnas__image_get(st, ds->class_start[cls] + i, tmp, tmp + per);
+    for (size_t k = 0; k < per; k++) out[k] = (mnas_real)tmp[k];
+    mnas__free(ds->ctx, tmp);
     return MNAS_OK;
 }
 
@@ -237,17 +319,38 @@ mnas_image_dataset *mnas_image_dataset_create(mnas_ctx *ctx, size_t n_classes, c
             mnas__error(ctx, MNAS_E_INVALID, "%s: names[%zu] is NULL", fn, c);
             return NULL;
         }
-    mnas_image_dataset *d = mnas__image_dataset_alloc(ctx, fn, n_classes, total, channels, height, width);
-    if (!d) return NULL;
-    size_t per = mnas__image_floats(d), all = per * total;
-    for (size_t k = 0; k < all; k++) {
+    size_t per = (size_t)channels * (size_t)height * (size_t)width, all, bytes;
+    if (!mnas__mul_ok(per, total, &all) || !mnas__mul_ok(all, sizeof(float), &bytes)) {
+        mnas__error(ctx, MNAS_E_NOMEM, "%s: %zu images of [%d, %d, %d] do not fit in memory", fn, total, channels,
+                    height, width);
+        return NULL;
+    }
+    for (size_t k = 0; k < all; k++)
         if (!isfinite((double)data[k])) {
-            mnas_image_dataset_free(d);
             mnas__error(ctx, MNAS_E_NUMERIC, "%s: data holds a non-finite value at element %zu", fn, k);
             return NULL;
         }
-        d->pixels[k] = (float)data[k];
+    /* Caller pixels are kept as float at their shape (MNAS__ENC_F32). */
+    mnas_image_dataset *d =
+        mnas__image_dataset_alloc(ctx, fn, n_classes, total, channels, height, width, MNAS_ALPHA_WHITE, MNAS_RESIZE_AREA);
+    if (!d) return NULL;
+    float *px = mnas__alloc(ctx, bytes);
+    if (!px) {
+        mnas_image_dataset_free(d);
+        mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate %zu bytes of pixels", fn, bytes);
+        return NULL;
     }
+    d->store->blob = px;
+    for (size_t k = 0; k < all; k++) px[k] = (float)data[k];
+    for (size_t i = 0; i < total; i++) {
+        mnas__image_rec *r = &d->store->recs[i];
+        r->data = px + i * per;
+        r->c = (uint8_t)channels;
+        r->h = height;
+        r->w = width;
+        r->enc = MNAS__ENC_F32;
+    }
+    mnas__image_store_finish(d->store);
     size_t start = 0;
     for (size_t c = 0; c < n_classes; c++) {
         char num[32];
@@ -265,14 +368,17 @@ mnas_image_dataset *mnas_image_dataset_create(mnas_ctx *ctx, size_t n_classes, c
     return d;
 }
 
+/* The classes of ds listed in classes[0..n), sharing ds's store. */
 static mnas_image_dataset *subset(const mnas_image_dataset *ds, const size_t *classes, size_t n, const char *fn)
 {
     mnas_ctx *ctx = ds->ctx;
     size_t total = 0;
     for (size_t i = 0; i < n; i++) total += ds->class_count[classes[i]];
-    mnas_image_dataset *d = mnas__image_dataset_alloc(ctx, fn, n, total, ds->channels, ds->height, ds->width);
-    if (!d) return NULL;
-    size_t per = mnas__image_floats(ds), start = 0;
+    mnas_image_dataset *d = dataset_new(ctx, n, total, ds->channels, ds->height, ds->width);
+    if (!d) {
+        mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate a dataset of %zu classes", fn, n);
+        return NULL;
+    }
     for (size_t i = 0; i < n; i++) {
         size_t c = classes[i];
         d->names[i] = mnas__strdup(ctx, ds->names[c]);
@@ -281,11 +387,11 @@ static mnas_image_dataset *subset(const mnas_image_dataset *ds, const size_t *cl
             mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot copy the class names", fn);
             return NULL;
         }
-        d->class_start[i] = start;
+        d->class_start[i] = ds->class_start[c];
         d->class_count[i] = ds->class_count[c];
-        memcpy(d->pixels + start * per, ds->pixels + ds->class_start[c] * per, ds->class_count[c] * per * sizeof(float));
-        start += ds->class_count[c];
     }
+    atomic_fetch_add(&ds->store->refs, 1);
+    d->store = ds->store;
     return d;
 }
 

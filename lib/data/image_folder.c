@@ -171,7 +171,7 @@ static uint64_t hash_u64(uint64_t h, uint64_t v)
 /* The cache key: everything that decides the decoded pixels. */
 static uint64_t listing_key(const listing *l, const mnas_image_load_options *o)
 {
-    uint64_t h = mnas__fnv1a(MNAS_FNV_OFFSET, "mnas-image-cache-1", 18);
+    uint64_t h = mnas__fnv1a(MNAS_FNV_OFFSET, "mnas-image-cache-2", 18);
     const int64_t opt[5] = { o->channels, o->height, o->width, o->resize, o->alpha };
     for (int i = 0; i < 5; i++) h = hash_u64(h, (uint64_t)opt[i]);
     h = hash_u64(h, l->n);
@@ -190,7 +190,7 @@ static uint64_t listing_key(const listing *l, const mnas_image_load_options *o)
 }
 
 /* Read and decode one file; on failure the message names it. */
-static mnas_status decode_file(mnas_ctx *ctx, const char *path, mnas__raw_image *raw)
+static mnas_status decode_file(mnas_ctx *ctx, const char *path, mnas__png_image *raw)
 {
     unsigned char *buf;
     size_t len;
@@ -209,6 +209,7 @@ static mnas_image_dataset *decode_all(mnas_ctx *ctx, const char *root, const lis
     mnas_image_dataset *ds = NULL;
     float *scratch = NULL;
     size_t scratch_cap = 0;
+    const size_t f32 = sizeof(float);
     int channels = o->channels, h = o->height, w = o->width;
     size_t img = 0;
     mnas_status st = MNAS_OK;
@@ -224,7 +225,7 @@ static mnas_image_dataset *decode_all(mnas_ctx *ctx, const char *root, const lis
                 st = NOMEM();
                 break;
             }
-            mnas__raw_image raw;
+            mnas__png_image raw;
             st = decode_file(ctx, path, &raw);
             if (st == MNAS_OK && !ds) {
                 /* The first image fixes what the options leave open. */
@@ -233,8 +234,9 @@ static mnas_image_dataset *decode_all(mnas_ctx *ctx, const char *root, const lis
                     h = raw.h;
                     w = raw.w;
                 }
-                ds = mnas__image_dataset_alloc(ctx, k_fn, l->n, total, channels, h, w);
+                ds = mnas__image_dataset_alloc(ctx, k_fn, l->n, total, channels, h, w, o->alpha, o->resize);
                 if (!ds) st = MNAS_E_NOMEM;
+                else ds->store->own_each = 1;
             }
             if (st == MNAS_OK && o->height == 0 && (raw.h != h || raw.w != w))
                 st = mnas__error(ctx, MNAS_E_SHAPE,
@@ -244,18 +246,46 @@ static mnas_image_dataset *decode_all(mnas_ctx *ctx, const char *root, const lis
             if (st == MNAS_OK && (raw.w > MNAS_IMAGE_MAX_DOWNSCALE * w || raw.h > MNAS_IMAGE_MAX_DOWNSCALE * h))
                 st = mnas__error(ctx, MNAS_E_UNSUPPORTED, "%s: %s (%dx%d) would shrink by more than %dx", k_fn, path,
                                  raw.w, raw.h, MNAS_IMAGE_MAX_DOWNSCALE);
-            if (st == MNAS_OK) {
-                size_t need = mnas__image_scratch_floats(&raw, channels, h, w);
+            /* Kept as decoded (converted when read) unless its samples
+             * outweigh the converted floats: then converted now. */
+            const int keep = st == MNAS_OK && mnas__image_keep_raw(raw.c, raw.h, raw.w, raw.enc, channels, h, w);
+            float *conv = NULL;
+            if (st == MNAS_OK && !keep) {
+                const mnas__raw_image fr = { NULL, raw.c, raw.h, raw.w };
+                size_t plane = (size_t)raw.c * (size_t)raw.h * (size_t)raw.w;
+                size_t need = plane + mnas__image_scratch_floats(&fr, channels, h, w);
                 if (need > scratch_cap) {
                     mnas__free(ctx, scratch);
-                    scratch = mnas__alloc(ctx, need * sizeof *scratch);
+                    scratch = mnas__alloc(ctx, need * f32);
                     scratch_cap = scratch ? need : 0;
-                    if (!scratch) st = NOMEM();
+                }
+                conv = scratch ? mnas__alloc(ctx, mnas__image_floats(ds) * f32) : NULL;
+                if (!conv) {
+                    st = NOMEM();
+                } else {
+                    mnas__raw_image fl = { scratch, raw.c, raw.h, raw.w };
+                    mnas__image_samples_to_float(raw.data, raw.c, raw.h, raw.w, raw.enc, NULL, scratch);
+                    mnas__image_convert(&fl, channels, o->alpha, o->resize, h, w, conv, scratch + plane);
                 }
             }
             if (st == MNAS_OK) {
-                mnas__image_convert(&raw, channels, o->alpha, o->resize, h, w, ds->pixels + img * mnas__image_floats(ds),
-                                    scratch);
+                mnas__image_rec *r = &ds->store->recs[img];
+                if (keep) {
+                    r->data = raw.data;
+                    raw.data = NULL;
+                    r->c = (uint8_t)raw.c;
+                    r->h = raw.h;
+                    r->w = raw.w;
+                    r->enc = (uint8_t)raw.enc;
+                } else {
+                    mnas__free(ctx, raw.data);
+                    raw.data = NULL;
+                    r->data = conv;
+                    r->c = (uint8_t)channels;
+                    r->h = h;
+                    r->w = w;
+                    r->enc = MNAS__ENC_F32;
+                }
                 img++;
             }
             mnas__free(ctx, raw.data);
@@ -274,6 +304,7 @@ static mnas_image_dataset *decode_all(mnas_ctx *ctx, const char *root, const lis
         mnas_image_dataset_free(ds);
         return NULL;
     }
+    mnas__image_store_finish(ds->store);
     return ds;
 }
 
@@ -292,7 +323,7 @@ mnas_image_dataset *mnas_image_dataset_load_folder(mnas_ctx *ctx, const char *pa
     mnas_image_dataset *ds = NULL;
     if (list_folder(ctx, root, &l) == MNAS_OK) {
         uint64_t key = listing_key(&l, &o);
-        if (o.cache_path) ds = mnas__image_cache_read(ctx, o.cache_path, key);
+        if (o.cache_path) ds = mnas__image_cache_read(ctx, o.cache_path, key, o.height == 0);
         if (ds) {
             ds->from_cache = 1;
         } else {

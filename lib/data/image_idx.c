@@ -176,7 +176,7 @@ mnas_image_dataset *mnas_image_dataset_load_idx(mnas_ctx *ctx, const char *image
     size_t n_classes = 0;
     for (int v = 0; v < 256; v++)
         if (count[v]) cls_of[v] = n_classes++;
-    ds = mnas__image_dataset_alloc(ctx, k_fn, n_classes, idim[0], channels, h, w);
+    ds = mnas__image_dataset_alloc(ctx, k_fn, n_classes, idim[0], channels, h, w, o.alpha, o.resize);
     if (!ds) goto done;
     size_t s = 0;
     for (int v = 0; v < 256; v++) {
@@ -195,23 +195,60 @@ mnas_image_dataset *mnas_image_dataset_load_idx(mnas_ctx *ctx, const char *image
         ds->class_count[c] = count[v];
         s += count[v];
     }
-    mnas__raw_image raw = { NULL, 1, rows, cols };
-    src = mnas__alloc(ctx, sizeof(float) * (size_t)rows * (size_t)cols);
-    scratch = mnas__alloc(ctx, sizeof(float) * mnas__image_scratch_floats(&raw, channels, h, w));
-    if (!src || !scratch) {
-        mnas__error(ctx, MNAS_E_NOMEM, "%s: out of memory", k_fn);
-        mnas_image_dataset_free(ds);
-        ds = NULL;
-        goto done;
-    }
-    raw.data = src;
+    /* The images are kept as bytes, in class order, in one block of their
+     * exact size (converted when read); only when their bytes outweigh the
+     * converted floats are they converted now, into one float block. */
+    mnas__image_store *st = ds->store;
     const size_t plane = (size_t)rows * (size_t)cols, per = mnas__image_floats(ds);
+    const int keep = mnas__image_keep_raw(1, rows, cols, MNAS__ENC_U8, channels, h, w);
+    float *conv = NULL;
+    if (!keep) {
+        mnas__raw_image raw = { NULL, 1, rows, cols };
+        src = mnas__alloc(ctx, sizeof(float) * plane);
+        scratch = mnas__alloc(ctx, sizeof(float) * mnas__image_scratch_floats(&raw, channels, h, w));
+        conv = src && scratch && per <= SIZE_MAX / sizeof(float) / idim[0]
+                   ? mnas__alloc(ctx, sizeof(float) * per * idim[0])
+                   : NULL;
+        if (!conv) {
+            mnas__error(ctx, MNAS_E_NOMEM, "%s: out of memory", k_fn);
+            mnas_image_dataset_free(ds);
+            ds = NULL;
+            goto done;
+        }
+        st->blob = conv;
+    } else {
+        st->blob = mnas__alloc(ctx, plane * idim[0]);
+        if (!st->blob) {
+            mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate %zu bytes of pixels", k_fn, plane * idim[0]);
+            mnas_image_dataset_free(ds);
+            ds = NULL;
+            goto done;
+        }
+    }
     for (uint32_t i = 0; i < idim[0]; i++) {
         const unsigned char *p = pixels + (size_t)i * plane;
-        for (size_t k = 0; k < plane; k++) src[k] = (float)p[k] / 255.0f;
         size_t slot = start[labels[i]]++; /* file order within a class */
-        mnas__image_convert(&raw, channels, o.alpha, o.resize, h, w, ds->pixels + slot * per, scratch);
+        mnas__image_rec *r = &st->recs[slot];
+        if (keep) {
+            unsigned char *dst = (unsigned char *)st->blob + slot * plane;
+            memcpy(dst, p, plane);
+            r->data = dst;
+            r->c = 1;
+            r->h = rows;
+            r->w = cols;
+            r->enc = MNAS__ENC_U8;
+        } else {
+            mnas__raw_image raw = { src, 1, rows, cols };
+            mnas__image_samples_to_float(p, 1, rows, cols, MNAS__ENC_U8, NULL, src);
+            mnas__image_convert(&raw, channels, o.alpha, o.resize, h, w, conv + slot * per, scratch);
+            r->data = conv + slot * per;
+            r->c = (uint8_t)channels;
+            r->h = h;
+            r->w = w;
+            r->enc = MNAS__ENC_F32;
+        }
     }
+    mnas__image_store_finish(st);
 done:
     mnas__free(ctx, img);
     mnas__free(ctx, lab);

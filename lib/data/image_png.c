@@ -1,4 +1,5 @@
-/* Decoding PNG files through libpng into float [0, 1] pixels, and the
+/* Decoding PNG files through libpng into 8- or 16-bit samples, samples to
+ * float [0, 1], and the
  * conversions every loader shares: channels (grey <-> RGB, alpha) and
  * resizing (area or bilinear, separable). */
 #include <png.h>
@@ -20,7 +21,6 @@ typedef struct png_job {
      * through a pointer) so that the cleanup sees their current values. */
     unsigned char *pixels;
     png_bytep *rows;
-    float *out;
 } png_job;
 
 static void job_read(png_structp png, png_bytep data, size_t n)
@@ -57,7 +57,7 @@ static void job_free(png_structp png, png_voidp p)
 }
 
 /* The body that may longjmp out; everything it allocates hangs off job. */
-static int decode_body(png_job *job, png_structp png, png_infop info, mnas__raw_image *out)
+static int decode_body(png_job *job, png_structp png, png_infop info, mnas__png_image *out)
 {
     if (setjmp(job->jump)) return -1;
     png_set_read_fn(png, job, job_read);
@@ -84,24 +84,17 @@ static int decode_body(png_job *job, png_structp png, png_infop info, mnas__raw_
     }
     job->pixels = mnas__alloc(job->ctx, rowbytes * h);
     job->rows = mnas__alloc(job->ctx, sizeof *job->rows * h);
-    job->out = mnas__alloc(job->ctx, sizeof(float) * (size_t)c * w * h);
-    if (!job->pixels || !job->rows || !job->out) {
+    if (!job->pixels || !job->rows) {
         snprintf(job->message, sizeof job->message, "out of memory for a %ux%u image", (unsigned)w, (unsigned)h);
         return -2;
     }
     for (png_uint_32 y = 0; y < h; y++) job->rows[y] = job->pixels + (size_t)y * rowbytes;
     png_read_image(png, job->rows);
     png_read_end(png, NULL);
-    /* Interleaved HWC samples to planar CHW floats. */
-    const size_t plane = (size_t)w * h;
-    for (size_t p = 0; p < plane; p++)
-        for (int k = 0; k < c; k++) {
-            const unsigned char *s = job->pixels + (p * (size_t)c + (size_t)k) * (size_t)bytes;
-            float v = bytes == 2 ? (float)((s[0] << 8) | s[1]) / 65535.0f : (float)s[0] / 255.0f;
-            job->out[(size_t)k * plane + p] = v;
-        }
-    out->data = job->out;
-    job->out = NULL;
+    /* kept as libpng gives them: interleaved [h, w, c], big-endian 16-bit */
+    out->data = job->pixels;
+    job->pixels = NULL;
+    out->enc = bytes == 2 ? MNAS__ENC_U16 : MNAS__ENC_U8;
     out->c = c;
     out->h = (int)h;
     out->w = (int)w;
@@ -109,7 +102,7 @@ static int decode_body(png_job *job, png_structp png, png_infop info, mnas__raw_
 }
 
 mnas_status mnas__png_decode(mnas_ctx *ctx, const char *fn, const char *name, const unsigned char *buf, size_t len,
-                             mnas__raw_image *out)
+                             mnas__png_image *out)
 {
     memset(out, 0, sizeof *out);
     if (len < 8 || png_sig_cmp(buf, 0, 8) != 0)
@@ -138,9 +131,30 @@ mnas_status mnas__png_decode(mnas_ctx *ctx, const char *fn, const char *name, co
     png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
     mnas__free(ctx, job->pixels);
     mnas__free(ctx, job->rows);
-    mnas__free(ctx, job->out);
     mnas__free(ctx, job);
     return st;
+}
+
+void mnas__image_u8_table(float table[256])
+{
+    for (int v = 0; v < 256; v++) table[v] = (float)v / 255.0f;
+}
+
+void mnas__image_samples_to_float(const void *data, int c, int h, int w, int enc, const float *u8, float *out)
+{
+    const unsigned char *b = data;
+    const size_t plane = (size_t)w * (size_t)h;
+    if (enc == MNAS__ENC_U8 && u8) {
+        for (size_t p = 0; p < plane; p++)
+            for (int k = 0; k < c; k++) out[(size_t)k * plane + p] = u8[b[p * (size_t)c + (size_t)k]];
+        return;
+    }
+    for (size_t p = 0; p < plane; p++)
+        for (int k = 0; k < c; k++) {
+            const unsigned char *s = b + (p * (size_t)c + (size_t)k) * (size_t)enc;
+            float v = enc == MNAS__ENC_U16 ? (float)((s[0] << 8) | s[1]) / 65535.0f : (float)s[0] / 255.0f;
+            out[(size_t)k * plane + p] = v;
+        }
 }
 
 /* ---- channel conversion and resizing ------------------------------------ */
@@ -201,8 +215,15 @@ void mnas__image_convert(const mnas__raw_image *raw, int channels, int alpha, in
     float *conv = scratch;
     const int has_alpha = raw->c == 2 || raw->c == 4;
     const int colour = raw->c >= 3;
+    /* A grey source made RGB has three equal planes: one is computed (the
+     * same operations on the same values) and copied, bit for bit. */
+    const int replicate = channels == 3 && !colour;
+    const int cc = replicate ? 1 : channels;
     const float *a = has_alpha ? src + (size_t)(raw->c - 1) * plane : NULL;
-    for (size_t p = 0; p < plane; p++) {
+    /* A grey source whose alpha is not applied is its own converted plane. */
+    const int as_is = !colour && cc == 1 && !(a && alpha == MNAS_ALPHA_WHITE);
+    if (as_is) conv = (float *)(uintptr_t)src;
+    for (size_t p = 0; p < plane && !as_is; p++) {
         float v[3];
         if (colour) {
             v[0] = src[p];
@@ -213,42 +234,47 @@ void mnas__image_convert(const mnas__raw_image *raw, int channels, int alpha, in
         }
         if (a && alpha == MNAS_ALPHA_WHITE)
             for (int k = 0; k < 3; k++) v[k] = a[p] * v[k] + (1.0f - a[p]);
-        if (channels == 1) {
+        if (cc == 1) {
             /* ITU-R BT.601 luma on the stored (gamma-encoded) values */
             conv[p] = colour ? 0.299f * v[0] + 0.587f * v[1] + 0.114f * v[2] : v[0];
         } else {
             for (int k = 0; k < 3; k++) conv[(size_t)k * plane + p] = v[k];
         }
     }
+    const size_t out_plane = (size_t)h * (size_t)w;
     if (raw->h == h && raw->w == w) {
-        memcpy(out, conv, sizeof(float) * (size_t)channels * plane);
-        return;
+        memcpy(out, conv, sizeof(float) * (size_t)cc * plane);
+    } else {
+        /* Horizontal pass into tmp [cc, raw h, w], then vertical into out. */
+        float *tmp = scratch + (size_t)cc * plane;
+        int idx[1024];
+        float wt[1024];
+        for (int ox = 0; ox < w; ox++) {
+            int n = 0;
+            if (max_taps(raw->w, w) <= 1024) n = axis_taps(resize, raw->w, w, ox, idx, wt);
+            for (int c = 0; c < cc; c++)
+                for (int y = 0; y < raw->h; y++) {
+                    const float *row = conv + ((size_t)c * raw->h + (size_t)y) * raw->w;
+                    float s = 0.0f;
+                    for (int k = 0; k < n; k++) s += wt[k] * row[idx[k]];
+                    tmp[((size_t)c * raw->h + (size_t)y) * w + ox] = s;
+                }
+        }
+        for (int oy = 0; oy < h; oy++) {
+            int n = 0;
+            if (max_taps(raw->h, h) <= 1024) n = axis_taps(resize, raw->h, h, oy, idx, wt);
+            for (int c = 0; c < cc; c++)
+                for (int x = 0; x < w; x++) {
+                    float s = 0.0f;
+                    for (int k = 0; k < n; k++) s += wt[k] * tmp[((size_t)c * raw->h + (size_t)idx[k]) * w + x];
+                    if (s < 0.0f) s = 0.0f;
+                    if (s > 1.0f) s = 1.0f;
+                    out[((size_t)c * h + (size_t)oy) * w + x] = s;
+                }
+        }
     }
-    /* Horizontal pass into tmp [channels, raw h, w], then vertical into out. */
-    float *tmp = scratch + (size_t)channels * plane;
-    int idx[1024];
-    float wt[1024];
-    for (int ox = 0; ox < w; ox++) {
-        int n = 0;
-        if (max_taps(raw->w, w) <= 1024) n = axis_taps(resize, raw->w, w, ox, idx, wt);
-        for (int c = 0; c < channels; c++)
-            for (int y = 0; y < raw->h; y++) {
-                const float *row = conv + ((size_t)c * raw->h + (size_t)y) * raw->w;
-                float s = 0.0f;
-                for (int k = 0; k < n; k++) s += wt[k] * row[idx[k]];
-                tmp[((size_t)c * raw->h + (size_t)y) * w + ox] = s;
-            }
-    }
-    for (int oy = 0; oy < h; oy++) {
-        int n = 0;
-        if (max_taps(raw->h, h) <= 1024) n = axis_taps(resize, raw->h, h, oy, idx, wt);
-        for (int c = 0; c < channels; c++)
-            for (int x = 0; x < w; x++) {
-                float s = 0.0f;
-                for (int k = 0; k < n; k++) s += wt[k] * tmp[((size_t)c * raw->h + (size_t)idx[k]) * w + x];
-                if (s < 0.0f) s = 0.0f;
-                if (s > 1.0f) s = 1.0f;
-                out[((size_t)c * h + (size_t)oy) * w + x] = s;
-            }
+    if (replicate) {
+        memcpy(out + out_plane, out, sizeof(float) * out_plane);
+        memcpy(out + 2 * out_plane, out, sizeof(float) * out_plane);
     }
 }

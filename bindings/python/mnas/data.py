@@ -342,6 +342,8 @@ class ImageDataset(Handle):
     Made by ``ImageDataset.load_folder`` (class folders of PNG files),
     ``ImageDataset.load_idx`` (MNIST-style IDX, plain or gzip),
     ``ImageDataset.create`` (caller pixels), ``subset`` and ``split``.
+    Loaded images are held as their decoded samples and converted when
+    read; subsets and splits share their parent's pixels (docs/data.md).
     ``len(ds)`` is the number of classes."""
 
     __slots__ = ("_ctx", "_samplers")
