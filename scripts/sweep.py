@@ -14,6 +14,9 @@ shared machine it is the fairer measure of what a setting costs).
         --set "--outer-lr 0.001,0.005" --set "--lr-decay 0,0.3" \\
         --budget-minutes 60 --run-minutes 10 --jobs 2 -- --iterations 3000 --eval-iterations 800
 
+--inner-lr-mode fixed,per-element adds learned inner rates (Meta-SGD) as a grid
+axis, like --set "--inner-lr-mode fixed,per-element".
+
 Each --set names one mnas_demo option and its comma-separated values; the
 grid is their product. Arguments after "--" go to every run. Runs start in
 grid order, seed by seed (all settings for the first seed first), so a
@@ -114,6 +117,9 @@ def main(argv):
     ap.add_argument("--budget-minutes", type=float, default=0, help="start no run after this (0: no limit)")
     ap.add_argument("--run-minutes", type=float, default=0,
                     help="wall-time limit of each run: a longer run is stopped and counts as failed (0: no limit)")
+    ap.add_argument("--inner-lr-mode", metavar="M1,M2,...",
+                    help="learned inner rates to compare: comma-separated fixed, per-tensor, per-element "
+                         "(a grid axis, the same as --set \"--inner-lr-mode M1,M2\")")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
     ap.add_argument("extra", nargs=argparse.REMAINDER, help="after --: arguments for every run")
     a = ap.parse_args(argv)
@@ -129,6 +135,12 @@ def main(argv):
     if not (a.run_minutes >= 0 and a.budget_minutes >= 0) or math.isinf(a.run_minutes + a.budget_minutes):
         ap.error("--run-minutes and --budget-minutes must be finite and >= 0")
     axes = []
+    if a.inner_lr_mode is not None:
+        modes = [m for m in a.inner_lr_mode.split(",") if m]
+        bad = [m for m in modes if m not in ("fixed", "per-tensor", "per-element")]
+        if not modes or bad:
+            ap.error("--inner-lr-mode: fixed, per-tensor or per-element expected, got %r" % a.inner_lr_mode)
+        a.set = ["--inner-lr-mode " + ",".join(modes)] + a.set
     for spec in a.set:
         parts = spec.split(None, 1)
         if len(parts) != 2 or not parts[0].startswith("--"):

@@ -53,6 +53,7 @@ static mnas_status adapt(mnas_learner *l, mnas_tape *tp, const mnas_task *t, uin
     mnas_inner_options io = MNAS_INNER_OPTIONS_INIT;
     io.steps = steps;
     io.lr = l->o.inner_lr;
+    io.rates = mnas__learner_rates(l);
     io.mode = MNAS_INNER_FIRST_ORDER; /* no meta-gradient needed */
     if ((st = mnas_inner_loop(tp, mnas__learner_support_loss, &sd, l->s_net.count, w0, alpha ? 1 : 0, &alpha, &io,
                               fast)) != MNAS_OK)

@@ -41,6 +41,7 @@ struct mnas_learner {
     mnas_controller *ctl;       /* ... the controller (M-NAS, M-NAS-NM) ... */
     mnas_modulator *mod;        /* ... and the modulator (M-NAS, M-NAS-Shared) */
     span s_net, s_enc, s_ctl, s_mod;
+    span s_lr;                  /* learned inner rates (inner_lr_mode), one per s_net tensor; count 0 when fixed */
     int alpha_idx;              /* M-NAS-Shared: the [edges, ops] logits */
     size_t edges, ops;
     int discrete;               /* architecture-evaluation phase */
@@ -114,6 +115,11 @@ typedef struct {
 } job_data;
 
 /* learner.c */
+/* The learned inner rates of the network's weights (NULL in the fixed mode). */
+static inline mnas_tensor *const *mnas__learner_rates(const mnas_learner *l)
+{
+    return l->s_lr.count ? mnas_params_tensors(l->params) + l->s_lr.first : NULL;
+}
 /* Per-task buffers for n tasks; the modulator's rows only when training. */
 mnas_status mnas__learner_ensure_slots(mnas_learner *l, size_t n, int training);
 

@@ -304,6 +304,7 @@ mnas_status mnas__learner_task_gradient(mnas_learner *l, mnas_tape *tp, const mn
     mnas_inner_options io = MNAS_INNER_OPTIONS_INIT;
     io.steps = l->o.inner_steps;
     io.lr = l->o.inner_lr;
+    io.rates = mnas__learner_rates(l);
     io.mode = l->o.inner_mode;
     if ((st = mnas_inner_loop(tp, mnas__learner_support_loss, &sd, l->s_net.count, w0, alpha ? 1 : 0, &alpha, &io,
                               fast)) != MNAS_OK)
