@@ -194,8 +194,8 @@ def sweep(a, seeds, settings, command):
             label = " ".join("%s %s" % kv for kv in s) or "(defaults)"
             if status == "ok":
                 results[s].append(r)
-                print("  seed %d  %-40s validation MSE %.4f  (train %.0f s, CPU %.0f s)" % (seed, label, r[0], r[2], r[3]),
-                      file=sys.stderr)
+                print("  seed %d  %-40s validation MSE %.4f  (%s; train %.0f s, CPU %.0f s)"
+                      % (seed, label, r[0], " ".join("%.4f" % v for v in r[1]), r[2], r[3]), file=sys.stderr)
             elif status == "skipped":
                 skipped += 1
             else:
@@ -220,6 +220,17 @@ def sweep(a, seeds, settings, command):
         mark = "" if n == len(seeds) else " *"
         print("%-44s %5d %8.4f +- %-8.4f %s %8.1f %8.1f%s" % (label[:44], n, m, ci, " ".join("%-9.4f" % v for v in fam),
                                                              secs, cpu, mark))
+    # Per family: mean +- 95 % CI over seeds (a family can rank settings
+    # differently from the average).
+    print("\nper family: validation MSE over seeds (mean +- 95%% CI, Student t)")
+    print("%-44s %s" % ("setting", " ".join("%-19s" % f for f in FAMILIES)))
+    for m, ci, s, n, fam, secs, cpu in rows:
+        label = " ".join("%s %s" % kv for kv in s) or "(defaults)"
+        cells = []
+        for k in range(len(FAMILIES)):
+            fm, fci = mean_ci([r[1][k] for r in results[s]])
+            cells.append("%-19s" % ("%.4f +- %.4f" % (fm, fci)))
+        print("%-44s %s" % (label[:44], " ".join(cells)))
     if rows:
         m, ci, s, n = rows[0][:4]
         label = " ".join("%s %s" % kv for kv in s) or "(defaults)"

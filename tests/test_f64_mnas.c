@@ -101,7 +101,7 @@ static void check_full(int mi, mnas_inner_mode mode, mnas_modulation modulation,
         if (!strncmp(mnas_params_name(p, i), "lr.", 3)) {
             mnas_tensor *r = mnas_params_get(p, i);
             for (int64_t j = 0; j < mnas_tensor_size(r); j++)
-                mnas_tensor_data(r)[j] = o.inner_lr * (0.6 + 0.8 * (double)((j * 7 + (int64_t)i * 3) % 11) / 11.0);
+                mnas_tensor_data(r)[j] = -0.4 + 0.8 * (double)((j * 7 + (int64_t)i * 3) % 11) / 11.0; /* log rate */
         }
     double f0;
     ck_assert_msg(mnas_learner_task_objective(l, t, stream, &f0, 1) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));

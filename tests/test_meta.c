@@ -618,10 +618,11 @@ static size_t rates_train_copy(mnas_learner_options o, int threads, int iters, m
 }
 
 /* For every method, per tensor (_i even) and per element (_i odd): one "lr."
- * parameter per network weight, of shape [1] or the weight's, all at
- * inner_lr; at that starting point evaluation is bit-identical to the fixed
- * rate (w - r g rounds like the fixed step's w + (-lr) g); training moves
- * the rates; 1 and 2 threads give identical bits. */
+ * parameter (the log rate rho, rate = inner_lr exp(rho)) per network weight,
+ * of shape [1] or the weight's, all 0; at that starting point evaluation is
+ * bit-identical to the fixed rate (w - r g with r = inner_lr rounds like the
+ * fixed step's w + (-lr) g); training moves the rates; 1 and 2 threads give
+ * identical bits. */
 START_TEST(learned_inner_rates_start_train_and_threads)
 {
     static const mnas_method ms[4] = { MNAS_METHOD_MAML, MNAS_METHOD_MNAS, MNAS_METHOD_MNAS_SHARED,
@@ -658,8 +659,7 @@ START_TEST(learned_inner_rates_start_train_and_threads)
             ck_assert_int_eq(mnas_tensor_ndim(r), mnas_tensor_ndim(w));
             ck_assert_int_eq(mnas_tensor_size(r), mnas_tensor_size(w));
         }
-        for (int64_t j = 0; j < mnas_tensor_size(r); j++)
-            ck_assert(mnas_tensor_data(r)[j] == (mnas_real)o.inner_lr);
+        for (int64_t j = 0; j < mnas_tensor_size(r); j++) ck_assert(mnas_tensor_data(r)[j] == 0); /* log rate */
         /* the other parameters start where the fixed learner's do */
         ck_assert(memcmp(mnas_tensor_data(w), mnas_tensor_data(mnas_params_get(pl, i)),
                          (size_t)mnas_tensor_size(w) * sizeof(mnas_real)) == 0);
@@ -677,7 +677,7 @@ START_TEST(learned_inner_rates_start_train_and_threads)
     int moved = 0;
     for (size_t i = nf; i < nl; i++) {
         mnas_tensor *r = mnas_params_get(pl, i);
-        for (int64_t j = 0; j < mnas_tensor_size(r); j++) moved += mnas_tensor_data(r)[j] != (mnas_real)o.inner_lr;
+        for (int64_t j = 0; j < mnas_tensor_size(r); j++) moved += mnas_tensor_data(r)[j] != 0;
     }
     ck_assert_msg(moved > 0, "%s: no learned rate moved", mnas_method_name(m));
     mnas_task_set_free(set);

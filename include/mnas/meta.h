@@ -194,9 +194,11 @@ typedef enum mnas_method {
 MNAS_API const char *mnas_method_name(mnas_method method);
 
 /** Learned inner step sizes (Meta-SGD, issue 17; docs/meta.md "Learned
- * inner rates"): the inner update becomes w <- w - r (.) g with r a
- * meta-parameter, initialised at inner_lr and trained by the outer Adam
- * (group 0, outer_lr) with everything else. */
+ * inner rates"): the inner update becomes w <- w - r (.) g with r = inner_lr
+ * exp(rho), rho a meta-parameter (0 at the start, so r starts at inner_lr)
+ * trained by the outer Adam (group 0, outer_lr) with everything else. The
+ * log form keeps r positive and makes an Adam step change r by a fraction
+ * of itself, whatever inner_lr's scale. */
 typedef enum mnas_inner_lr_mode {
     MNAS_INNER_LR_FIXED = 0,      /**< one fixed rate inner_lr (the paper's, the default) */
     MNAS_INNER_LR_PER_TENSOR = 1, /**< one learned rate per network weight tensor */
@@ -273,9 +275,10 @@ typedef struct mnas_learner_options {
     int stem_stride;
     /** Appended in 0.2 (issue 17). Learned inner rates (docs/meta.md "Learned
      * inner rates"), for every method: MNAS_INNER_LR_FIXED (default) steps
-     * by inner_lr; PER_TENSOR and PER_ELEMENT add meta-parameters named
+     * by inner_lr; PER_TENSOR and PER_ELEMENT add meta-parameters rho named
      * "lr." + the weight's name ([1] or the weight's shape), initialised at
-     * inner_lr, used by training, evaluation and prediction alike. The
+     * 0, and step by inner_lr exp(rho) in training, evaluation and
+     * prediction alike. The
      * rates step the network's weights (after the modulator for M-NAS and
      * M-NAS-Shared). inner_mode MNAS_INNER_RECOMPUTE is refused with them. */
     mnas_inner_lr_mode inner_lr_mode;

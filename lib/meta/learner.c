@@ -243,10 +243,11 @@ static mnas_status build_model(mnas_learner *l, const char *fn, const mnas_searc
     return MNAS_OK;
 }
 
-/* Learned inner rates (inner_lr_mode): one parameter per network weight,
- * "lr." + its name ("lr.#" + its index when that name would be too long),
- * [1] or the weight's shape, every element inner_lr. Added last, so the
- * other parameters' indices and initial values do not depend on the mode. */
+/* Learned inner rates (inner_lr_mode): one parameter rho per network
+ * weight, "lr." + its name ("lr.#" + its index when that name would be too
+ * long), [1] or the weight's shape, every element 0: the rate is inner_lr *
+ * exp(rho) (mnas__learner_rates). Added last, so the other parameters'
+ * indices and initial values do not depend on the mode. */
 static mnas_status add_rates(mnas_learner *l, const char *fn)
 {
     if (l->o.inner_lr_mode == MNAS_INNER_LR_FIXED) return MNAS_OK;
@@ -260,8 +261,8 @@ static mnas_status add_rates(mnas_learner *l, const char *fn)
         else snprintf(name, sizeof name, "lr.#%zu", i);
         int64_t one[1] = { 1 };
         int per_element = l->o.inner_lr_mode == MNAS_INNER_LR_PER_ELEMENT;
-        if (mnas_params_add(p, name, per_element ? w->ndim : 1, per_element ? w->shape : one, MNAS_INIT_CONSTANT,
-                            l->o.inner_lr, 0) < 0) {
+        if (mnas_params_add(p, name, per_element ? w->ndim : 1, per_element ? w->shape : one, MNAS_INIT_ZEROS, 0,
+                            0) < 0) {
             char msg[MNAS_MSG_MAX];
             snprintf(msg, sizeof msg, "%s", mnas_ctx_last_error(l->ctx));
             return mnas__error(l->ctx, MNAS_E_INVALID, "%s: cannot add the inner rate %s: %s", fn, name, msg);

@@ -115,12 +115,10 @@ typedef struct {
 } job_data;
 
 /* learner.c */
-/* The learned inner rates of the network's weights (NULL in the fixed mode). */
-static inline mnas_tensor *const *mnas__learner_rates(const mnas_learner *l)
-{
-    return l->s_lr.count ? mnas_params_tensors(l->params) + l->s_lr.first : NULL;
-}
-/* Per-task buffers for n tasks; the modulator's rows only when training. */
+/* The learned inner rates of the network's weights on tape: r = inner_lr *
+ * exp(rho) from the "lr." parameters rho, into r[0..s_net.count-1]; returns
+ * r, or NULL in the fixed mode (or on failure, with the tape's error set). */
+mnas_tensor *const *mnas__learner_rates(const mnas_learner *l, mnas_tape *tp, mnas_tensor **r);/* Per-task buffers for n tasks; the modulator's rows only when training. */
 mnas_status mnas__learner_ensure_slots(mnas_learner *l, size_t n, int training);
 
 /* learner_task.c */

@@ -405,8 +405,9 @@ class Learner(Handle):
     top-k with straight-through gradients; 0 is the paper's full supernet),
     stem_stride=1 (M-NAS variants: 2 or 4 reduce the images in the
     supernet's stem, docs/images.md), inner_lr_mode="fixed" ("per_tensor",
-    "per_element": learned inner rates, Meta-SGD, parameters "lr.<weight>"
-    initialised at inner_lr; docs/meta.md "Learned inner rates").
+    "per_element": learned inner rates, Meta-SGD: rate = inner_lr *
+    exp(rho) with rho the parameters "lr.<weight>", 0 at the start;
+    docs/meta.md "Learned inner rates").
     space: an ``mnas.SearchSpace`` for the M-NAS methods' supernet instead
     of the preset's (``mnas_learner_create_with_space``; ops registered from
     Python are not bound, so a built-in space or one made in C)."""
