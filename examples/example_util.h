@@ -200,7 +200,7 @@ static inline int ex_learner_option(const char *a, const char *v, mnas_learner_o
     "                      one-plus-tanh: 1 + tanh(u) (both tau = 1 at u = 0: use --modulator-bias 0)\n" \
     "                      or film: sigmoid(u) w + beta, a shift on biases and batch-norm parameters\n" \
     "  --inner-lr-mode M   fixed (default, the paper's), per-tensor or per-element: learned inner\n"     \
-    "                      step sizes (Meta-SGD), initialised at --inner-lr, trained with the rest\n"      \
+    "                      step sizes (Meta-SGD): --inner-lr * exp(rho), rho trained with the rest\n"     \
     "  --beta X            weight of the reconstruction loss L_r (default 0.01)\n"                          \
     "  --clip-norm X       clip the meta-gradient's norm at X (default 0: off)\n"
 
