@@ -115,13 +115,14 @@ typedef struct {
 } job_data;
 
 /* learner.c */
-/* The learned inner rates of the network's weights on tape: r = inner_lr *
- * exp(rho) from the "lr." parameters rho, into r[0..s_net.count-1]; returns
- * r, or NULL in the fixed mode (or on failure, with the tape's error set). */
-mnas_tensor *const *mnas__learner_rates(const mnas_learner *l, mnas_tape *tp, mnas_tensor **r);/* Per-task buffers for n tasks; the modulator's rows only when training. */
+/* Per-task buffers for n tasks; the modulator's rows only when training. */
 mnas_status mnas__learner_ensure_slots(mnas_learner *l, size_t n, int training);
 
 /* learner_task.c */
+/* The learned inner rates of the network's weights on tape: r = inner_lr *
+ * exp(rho) from the "lr." parameters rho, into r[0..s_net.count-1]; returns
+ * r, or NULL in the fixed mode (or on failure, with the tape's error set). */
+mnas_tensor *const *mnas__learner_rates(const mnas_learner *l, mnas_tape *tp, mnas_tensor **r);
 mnas_tensor *mnas__learner_predict(const mnas_learner *l, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w,
                                    mnas_tensor *alpha);
 mnas_tensor *mnas__learner_task_loss(const mnas_learner *l, mnas_tape *tp, mnas_tensor *out, mnas_tensor *y,
