@@ -208,6 +208,14 @@ static inline int ex_learner_option(const char *a, const char *v, mnas_learner_o
                 *ok = 1;
             }
         if (!*ok) fprintf(stderr, "error: --modulator-form %s: sigmoid, two-sigmoid, one-plus-tanh or film\n", v);
+    } else if (!strcmp(a, "--inner-lr-mode")) {
+        *ok = 0;
+        for (int k = 0; k < 3; k++)
+            if (!strcmp(v, mnas_inner_lr_mode_name((mnas_inner_lr_mode)k))) {
+                o->inner_lr_mode = (mnas_inner_lr_mode)k;
+                *ok = 1;
+            }
+        if (!*ok) fprintf(stderr, "error: --inner-lr-mode %s: fixed, per-tensor or per-element\n", v);
     } else {
         return 0;
     }
@@ -226,6 +234,8 @@ static inline int ex_learner_option(const char *a, const char *v, mnas_learner_o
     "  --modulator-form F  tau = sigmoid(u) (default, the paper's), two-sigmoid: 2 sigmoid(u),\n"        \
     "                      one-plus-tanh: 1 + tanh(u) (both tau = 1 at u = 0: use --modulator-bias 0)\n" \
     "                      or film: sigmoid(u) w + beta, a shift on biases and batch-norm parameters\n" \
+    "  --inner-lr-mode M   fixed (default, the paper's), per-tensor or per-element: learned inner\n"     \
+    "                      step sizes (Meta-SGD): --inner-lr * exp(rho), rho trained with the rest\n"     \
     "  --beta X            weight of the reconstruction loss L_r (default 0.01)\n"                          \
     "  --clip-norm X       clip the meta-gradient's norm at X (default 0: off)\n"
 

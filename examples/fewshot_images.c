@@ -138,6 +138,8 @@ static void usage(FILE *f)
             "                        4 fits 84x84 in memory, docs/images.md)\n"
             "  --filters N           filters per block of MAML's 4-block conv network (default 32)\n"
             "  --first-order         first-order inner loop (no second derivatives)\n"
+            "  --recompute-cells     second order, saving memory: inner steps recomputed in the backward pass and\n"
+            "                        the supernet's cells checkpointed (same results; for 84x84, docs/images.md)\n"
             "  --train-fraction F    fraction of each dataset's classes used for training (default 0.64)\n"
             "  --val-fraction F      fraction held out for validation (default 0.16); the rest is the test split\n"
             "  --split-seed N        seed of the class split (default 1)\n"
@@ -245,7 +247,8 @@ int main(int argc, char **argv)
     base.classes = 5;
     base.image_size = 28;
     const char *paths[MAX_DATASETS];
-    int nds = 0, methods[4] = { 0, 0, 0, 0 }, any_method = 0, first_order = 0;
+    int nds = 0, methods[4] = { 0, 0, 0, 0 }, any_method = 0;
+    int mode_flag = 0; /* 1: --first-order, 2: --recompute-cells */
     long long way = 5, shot = 1, query = 15, size = 28, channels = 1, iterations = 1000, eval_iterations = 0;
     long long eval_tasks = 600, eval_steps = 10, split_seed = 1, n;
     double minutes = 0, train_fraction = 0.64, val_fraction = 0.16;
@@ -254,8 +257,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = 1, end;
-        if (!strcmp(a, "--first-order")) {
-            first_order = 1;
+        if (!strcmp(a, "--first-order") || !strcmp(a, "--recompute-cells")) {
+            mode_flag = a[2] == 'f' ? 1 : 2;
             continue;
         }
         if ((end = ex_option_start("fewshot_images", a, v, usage)) >= 0) return end;
@@ -335,7 +338,7 @@ int main(int argc, char **argv)
     base.classes = (int)way;
     base.in_channels = (int)channels;
     base.image_size = (int)size;
-    if (first_order) base.inner_mode = MNAS_INNER_FIRST_ORDER;
+    if (mode_flag) base.inner_mode = mode_flag == 1 ? MNAS_INNER_FIRST_ORDER : MNAS_INNER_RECOMPUTE_CELLS;
 
     mnas_ctx *ctx;
     if (mnas_ctx_create(&ctx, NULL) != MNAS_OK) return 1;
@@ -436,7 +439,8 @@ int main(int argc, char **argv)
                    (long long)mnas_learner_iteration(l));
         printf("\n%s: %lld meta-parameters, meta-batch %d, %d inner steps (%s), inner lr %g\n",
                mnas_method_name(o.method), (long long)mnas_params_numel(mnas_learner_params(l)), o.meta_batch,
-               o.inner_steps, first_order ? "first order" : "second order", o.inner_lr);
+               o.inner_steps,
+               mode_flag == 1 ? "first order" : mode_flag ? "second order, cells recomputed" : "second order", o.inner_lr);
         image_source src = { ctx, train_sampler, o.seed ^ 0x5eed };
         timed_progress tp;
         /* --iterations is a total: a resumed run trains what is left. */

@@ -21,6 +21,8 @@ static void usage(FILE *f)
             "  --test-seed N      seed of the fixed test set (default 1000003)\n"
             "  --shots N          support points per task (default 10)\n"
             "  --clip-norm X      clip the meta-gradient's norm at X (default 0: off)\n"
+            "  --inner-lr-mode M  fixed (default), per-tensor or per-element: learned inner step sizes\n"
+            "                     (Meta-SGD), inner_lr * exp(rho), rho trained with the weights\n"
             "  (the M-NAS options of mnas_demo, --arch-lr, --path-dropout, --beta, --nodes, --z-dim,\n"
             "  --f-dim, --controller-hidden, --encoder, --modulation, --modulator-bias, --modulator-form, are accepted\n"
             "  and have no effect on MAML)\n"

@@ -276,9 +276,10 @@ int main(int argc, char **argv)
     mnas_real gx[GRID];
     for (int i = 0; i < GRID; i++) grid[i] = -5.0 + 10.0 * i / (GRID - 1), gx[i] = (mnas_real)grid[i];
 
-    printf("libmnas %s: toy regression, %d-shot, meta-batch %d, inner %d x %g, outer lr %g (MAML %g), arch lr %g, "
+    printf("libmnas %s: toy regression, %d-shot, meta-batch %d, inner %d x %g (%s), outer lr %g (MAML %g), arch lr %g, "
            "lr decay %g, %d threads, seed %llu, %lld test and %lld validation tasks per family\n",
-           mnas_version_string(), src.ro.k_shot, base.meta_batch, base.inner_steps, base.inner_lr, base.outer_lr,
+           mnas_version_string(), src.ro.k_shot, base.meta_batch, base.inner_steps, base.inner_lr,
+           mnas_inner_lr_mode_name(base.inner_lr_mode), base.outer_lr,
            maml_outer_lr >= 0 ? maml_outer_lr : base.outer_lr, base.arch_lr, lr_decay, base.threads,
            (unsigned long long)base.seed, test_tasks, val_tasks);
     for (int k = 0; k < MAX_METHODS; k++) {

@@ -14,6 +14,9 @@ shared machine it is the fairer measure of what a setting costs).
         --set "--outer-lr 0.001,0.005" --set "--lr-decay 0,0.3" \\
         --budget-minutes 60 --run-minutes 10 --jobs 2 -- --iterations 3000 --eval-iterations 800
 
+--inner-lr-mode fixed,per-element adds learned inner rates (Meta-SGD) as a grid
+axis, like --set "--inner-lr-mode fixed,per-element".
+
 Each --set names one mnas_demo option and its comma-separated values; the
 grid is their product. Arguments after "--" go to every run. Runs start in
 grid order, seed by seed (all settings for the first seed first), so a
@@ -114,6 +117,9 @@ def main(argv):
     ap.add_argument("--budget-minutes", type=float, default=0, help="start no run after this (0: no limit)")
     ap.add_argument("--run-minutes", type=float, default=0,
                     help="wall-time limit of each run: a longer run is stopped and counts as failed (0: no limit)")
+    ap.add_argument("--inner-lr-mode", metavar="M1,M2,...",
+                    help="learned inner rates to compare: comma-separated fixed, per-tensor, per-element "
+                         "(a grid axis, the same as --set \"--inner-lr-mode M1,M2\")")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
     ap.add_argument("extra", nargs=argparse.REMAINDER, help="after --: arguments for every run")
     a = ap.parse_args(argv)
@@ -129,6 +135,12 @@ def main(argv):
     if not (a.run_minutes >= 0 and a.budget_minutes >= 0) or math.isinf(a.run_minutes + a.budget_minutes):
         ap.error("--run-minutes and --budget-minutes must be finite and >= 0")
     axes = []
+    if a.inner_lr_mode is not None:
+        modes = [m for m in a.inner_lr_mode.split(",") if m]
+        bad = [m for m in modes if m not in ("fixed", "per-tensor", "per-element")]
+        if not modes or bad:
+            ap.error("--inner-lr-mode: fixed, per-tensor or per-element expected, got %r" % a.inner_lr_mode)
+        a.set = ["--inner-lr-mode " + ",".join(modes)] + a.set
     for spec in a.set:
         parts = spec.split(None, 1)
         if len(parts) != 2 or not parts[0].startswith("--"):
@@ -182,8 +194,8 @@ def sweep(a, seeds, settings, command):
             label = " ".join("%s %s" % kv for kv in s) or "(defaults)"
             if status == "ok":
                 results[s].append(r)
-                print("  seed %d  %-40s validation MSE %.4f  (train %.0f s, CPU %.0f s)" % (seed, label, r[0], r[2], r[3]),
-                      file=sys.stderr)
+                print("  seed %d  %-40s validation MSE %.4f  (%s; train %.0f s, CPU %.0f s)"
+                      % (seed, label, r[0], " ".join("%.4f" % v for v in r[1]), r[2], r[3]), file=sys.stderr)
             elif status == "skipped":
                 skipped += 1
             else:
@@ -208,6 +220,17 @@ def sweep(a, seeds, settings, command):
         mark = "" if n == len(seeds) else " *"
         print("%-44s %5d %8.4f +- %-8.4f %s %8.1f %8.1f%s" % (label[:44], n, m, ci, " ".join("%-9.4f" % v for v in fam),
                                                              secs, cpu, mark))
+    # Per family: mean +- 95 % CI over seeds (a family can rank settings
+    # differently from the average).
+    print("\nper family: validation MSE over seeds (mean +- 95%% CI, Student t)")
+    print("%-44s %s" % ("setting", " ".join("%-19s" % f for f in FAMILIES)))
+    for m, ci, s, n, fam, secs, cpu in rows:
+        label = " ".join("%s %s" % kv for kv in s) or "(defaults)"
+        cells = []
+        for k in range(len(FAMILIES)):
+            fm, fci = mean_ci([r[1][k] for r in results[s]])
+            cells.append("%-19s" % ("%.4f +- %.4f" % (fm, fci)))
+        print("%-44s %s" % (label[:44], " ".join(cells)))
     if rows:
         m, ci, s, n = rows[0][:4]
         label = " ".join("%s %s" % kv for kv in s) or "(defaults)"

@@ -83,6 +83,17 @@ for lr, n, mean, ci, fam in rows:
         fm = sum(v[f] for v in vals) / len(vals)
         check(abs(fam[f] - fm) <= 1e-4 + 1e-6 * abs(fm), "--outer-lr %s: family %d mean %.6g, runs give %.6g"
               % (lr, f, fam[f], fm))
+    # the per-family table: mean +- Student-t interval of each family over the seeds
+    per = ps.stdout.split("per family:", 1)
+    fline = [l for l in per[1].splitlines() if l.startswith("--outer-lr %s " % lr)] if len(per) == 2 else []
+    fpairs = re.findall(NUM + r" \+- " + NUM, fline[0]) if fline else []
+    check(len(fpairs) == 4, "--outer-lr %s: a per-family row: %r" % (lr, ps.stdout[-600:]))
+    for f, (fm_s, fci_s) in enumerate(fpairs):
+        fv = [v[f] for v in vals]
+        fm = sum(fv) / len(fv)
+        fci = T95_1DF * math.sqrt(sum((a - fm) ** 2 for a in fv) / (len(fv) - 1)) / math.sqrt(len(fv))
+        check(abs(float(fm_s) - fm) <= 1e-4 + 1e-6 * abs(fm) and abs(float(fci_s) - fci) <= 1e-4 + 1e-6 * fci,
+              "--outer-lr %s: family %d: %s +- %s, runs give %.6g +- %.6g" % (lr, f, fm_s, fci_s, fm, fci))
 
 # 3. Sorted, and the best row is the minimum.
 means = [r[2] for r in rows]

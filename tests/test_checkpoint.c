@@ -229,6 +229,67 @@ START_TEST(exact_resume_in_process)
 }
 END_TEST
 
+/* Learned inner rates (issue 17), per element for every method: the rates
+ * are saved ("param:lr.*" records and config.inner_lr_mode), a run resumed
+ * from a checkpoint on 2 threads ends bit-identical to a straight run on 1
+ * thread, and a learner of another inner_lr_mode refuses the file, naming
+ * the option. */
+START_TEST(learned_rates_saved_and_resumed)
+{
+    mnas_method m = methods[_i];
+    const int64_t N = 4, half = 2, sw = m == MNAS_METHOD_MAML ? -1 : 3;
+    mnas_ctx *ctx = new_ctx();
+    src_data sd = { ctx, MNAS_REGRESSION_OPTIONS_INIT, 4, -1 };
+    mnas_learner_options o = tiny(m, 1);
+    o.inner_lr_mode = MNAS_INNER_LR_PER_ELEMENT;
+    mnas_learner *straight = mnas_learner_create(ctx, &o), *first = mnas_learner_create(ctx, &o);
+    ck_assert_msg(straight && first, "%s", mnas_ctx_last_error(ctx));
+    train_to(straight, &sd, N, sw);
+    train_to(first, &sd, half, sw);
+    char path[512];
+    tmp_path(path, sizeof path, "rates.ckpt");
+    ck_assert_msg(mnas_learner_save(first, path) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    size_t len;
+    uint8_t *buf = read_all(path, &len);
+    const char *rec = "param:lr.net.";
+    int found = 0;
+    for (size_t i = 0; i + strlen(rec) <= len && !found; i++) found = !memcmp(buf + i, rec, strlen(rec));
+    free(buf);
+    ck_assert_msg(found, "no learned-rate record in the checkpoint");
+
+    mnas_ctx *ctx2 = new_ctx();
+    mnas_learner_options o2 = MNAS_LEARNER_OPTIONS_INIT;
+    ck_assert_msg(mnas_learner_checkpoint_options(ctx2, path, &o2) == MNAS_OK, "%s", mnas_ctx_last_error(ctx2));
+    ck_assert_int_eq(o2.inner_lr_mode, MNAS_INNER_LR_PER_ELEMENT);
+    o2.threads = 2;
+    mnas_learner *second = mnas_learner_create(ctx2, &o2);
+    ck_assert_ptr_nonnull(second);
+    ck_assert_msg(mnas_learner_load(second, path) == MNAS_OK, "%s", mnas_ctx_last_error(ctx2));
+    ck_assert(same_params(first, second));
+    src_data sd2 = { ctx2, MNAS_REGRESSION_OPTIONS_INIT, 4, -1 };
+    train_to(second, &sd2, N, sw);
+    ck_assert_msg(same_params(straight, second), "%s: resumed run with learned rates differs", mnas_method_name(m));
+    /* another mode refuses the file by name, and changes nothing */
+    for (int k = 0; k < 2; k++) {
+        mnas_learner_options ob = o;
+        ob.inner_lr_mode = k ? MNAS_INNER_LR_PER_TENSOR : MNAS_INNER_LR_FIXED;
+        mnas_learner *other = mnas_learner_create(ctx2, &ob), *fresh = mnas_learner_create(ctx2, &ob);
+        ck_assert(other && fresh);
+        ck_assert_int_eq(mnas_learner_load(other, path), MNAS_E_MISMATCH);
+        ck_assert_msg(strstr(mnas_ctx_last_error(ctx2), "inner_lr_mode = per-element") != NULL, "%s",
+                      mnas_ctx_last_error(ctx2));
+        ck_assert(same_params(other, fresh));
+        mnas_learner_free(other);
+        mnas_learner_free(fresh);
+    }
+    mnas_learner_free(second);
+    mnas_ctx_free(ctx2);
+    mnas_learner_free(first);
+    mnas_learner_free(straight);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
 /* The child half of exact_resume_new_process. */
 static int resume_child(const char *ckpt, long iterations, int threads, const char *out)
 {
@@ -992,11 +1053,12 @@ START_TEST(older_files_without_the_appended_options_load)
     cf_init(&f, MNAS_METHOD_MNAS);
     uint8_t *buf = malloc(f.len);
     /* absurd values of those records (resealed) are refused, naming them */
-    static const char *const names[] = { "config.modulator_form", "config.sample_ops", "config.stem_stride" };
+    static const char *const names[] = { "config.modulator_form", "config.sample_ops", "config.stem_stride",
+                                         "config.inner_lr_mode" };
     const int64_t bad[] = { -1, 4, 65, INT64_MAX }; /* 4: one past the last form, MNAS_MODULATOR_FILM */
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-            if (k >= 1 && bad[i] == 4) continue; /* a valid sample_ops and stem_stride */
+            if ((k == 1 || k == 2) && bad[i] == 4) continue; /* a valid sample_ops and stem_stride */
             memcpy(buf, f.good, f.len);
             set_i64_record(buf, f.len, names[k], bad[i]);
             cf_expect_fail(&f, buf, f.len, MNAS_E_FORMAT, names[k] + 7, names[k]);
@@ -1005,15 +1067,18 @@ START_TEST(older_files_without_the_appended_options_load)
     rename_record(buf, f.len, "config.modulator_form", "config.xodulator_form");
     rename_record(buf, f.len, "config.sample_ops", "config.xample_ops");
     rename_record(buf, f.len, "config.stem_stride", "config.xtem_stride");
+    rename_record(buf, f.len, "config.inner_lr_mode", "config.xnner_lr_mode");
     write_all(f.bad, buf, f.len);
     mnas_learner_options r = MNAS_LEARNER_OPTIONS_INIT;
     r.modulator_form = MNAS_MODULATOR_TWO_SIGMOID;
     r.sample_ops = 3;
     r.stem_stride = 4;
+    r.inner_lr_mode = MNAS_INNER_LR_PER_ELEMENT;
     ck_assert_msg(mnas_learner_checkpoint_options(f.ctx, f.bad, &r) == MNAS_OK, "%s", mnas_ctx_last_error(f.ctx));
     ck_assert_int_eq(r.modulator_form, MNAS_MODULATOR_SIGMOID);
     ck_assert_int_eq(r.sample_ops, 0);
     ck_assert_int_eq(r.stem_stride, 1);
+    ck_assert_int_eq(r.inner_lr_mode, MNAS_INNER_LR_FIXED); /* an older file: the fixed rate */
     ck_assert_msg(mnas_learner_load(f.l, f.bad) == MNAS_OK, "%s", mnas_ctx_last_error(f.ctx));
     mnas_learner_options o = r;
     o.sample_ops = 1;
@@ -1021,6 +1086,13 @@ START_TEST(older_files_without_the_appended_options_load)
     ck_assert_ptr_nonnull(k1);
     ck_assert_int_eq(mnas_learner_load(k1, f.bad), MNAS_E_MISMATCH);
     ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(f.ctx), "sample_ops"));
+    mnas_learner_free(k1);
+    o = r;
+    o.inner_lr_mode = MNAS_INNER_LR_PER_TENSOR;
+    k1 = mnas_learner_create(f.ctx, &o);
+    ck_assert_ptr_nonnull(k1);
+    ck_assert_int_eq(mnas_learner_load(k1, f.bad), MNAS_E_MISMATCH);
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(f.ctx), "inner_lr_mode"));
     mnas_learner_free(k1);
     free(buf);
     cf_free(&f);
@@ -1133,6 +1205,7 @@ int main(int argc, char **argv)
     tcase_add_loop_test(tr, exact_resume_in_process, 0, slow ? 4 : 8);
     tcase_add_loop_test(tr, exact_resume_new_process, 0, slow ? 1 : 4);
     tcase_add_loop_test(tr, divergence_stops_and_keeps_last_good, 0, 2);
+    tcase_add_loop_test(tr, learned_rates_saved_and_resumed, 0, slow ? 2 : 4);
     suite_add_tcase(s, tr);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

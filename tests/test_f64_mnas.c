@@ -5,7 +5,9 @@
  * alpha) and modulator. Tiny configuration: 2 inner steps, widths of 3-4.
  * The same for few-shot image classification (cross-entropy): the DARTS
  * supernet on 5x5 images (2 channels, 1 node per cell) and MAML's conv
- * network (16x16 images, 2 filters). */
+ * network (16x16 images, 2 filters). Learned inner rates (Meta-SGD): the
+ * same objective through 5 steps with the rates among the parameters, and
+ * the inner loop's rates at orders 1 and 2. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -43,16 +45,26 @@ static mnas_task *image_task(mnas_ctx *ctx, int s)
     return t;
 }
 
+static void check_full(int mi, mnas_inner_mode mode, mnas_modulation modulation, mnas_rnn_kind rnn, int images,
+                       mnas_modulator_form form, mnas_inner_lr_mode lr_mode, int steps);
+
 static void check_method_form(int mi, mnas_inner_mode mode, mnas_modulation modulation, mnas_rnn_kind rnn, int images,
                               mnas_modulator_form form)
+{
+    check_full(mi, mode, modulation, rnn, images, form, MNAS_INNER_LR_FIXED, 2);
+}
+
+static void check_full(int mi, mnas_inner_mode mode, mnas_modulation modulation, mnas_rnn_kind rnn, int images,
+                       mnas_modulator_form form, mnas_inner_lr_mode lr_mode, int steps)
 {
     mnas_ctx *ctx;
     ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
     mnas_learner_options o = MNAS_LEARNER_OPTIONS_INIT;
     o.method = methods[mi];
     o.seed = 17;
-    o.inner_steps = 2;
+    o.inner_steps = steps;
     o.inner_lr = 0.05; /* large enough that the steps matter */
+    o.inner_lr_mode = lr_mode;
     o.inner_mode = mode;
     o.hidden = 3;
     o.layers = 3;
@@ -83,6 +95,14 @@ static void check_method_form(int mi, mnas_inner_mode mode, mnas_modulation modu
     ck_assert_ptr_nonnull(t);
     const uint64_t stream = 12345;
     mnas_params *p = mnas_learner_params(l);
+    /* Learned rates away from their uniform start, so that a rate applied
+     * to the wrong element or tensor shows. */
+    for (size_t i = 0; i < mnas_params_count(p); i++)
+        if (!strncmp(mnas_params_name(p, i), "lr.", 3)) {
+            mnas_tensor *r = mnas_params_get(p, i);
+            for (int64_t j = 0; j < mnas_tensor_size(r); j++)
+                mnas_tensor_data(r)[j] = -0.4 + 0.8 * (double)((j * 7 + (int64_t)i * 3) % 11) / 11.0; /* log rate */
+        }
     double f0;
     ck_assert_msg(mnas_learner_task_objective(l, t, stream, &f0, 1) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
     ck_assert(isfinite(f0));
@@ -92,7 +112,7 @@ static void check_method_form(int mi, mnas_inner_mode mode, mnas_modulation modu
     double worst = 0;
     size_t checked = 0;
     const int slow = getenv("MNAS_TEST_UNDER_VALGRIND") != NULL;
-    int saw_enc = 0, saw_arch = 0, saw_mod = 0, saw_net = 0;
+    int saw_enc = 0, saw_arch = 0, saw_mod = 0, saw_net = 0, saw_rate = 0;
     for (size_t i = 0; i < P; i++) {
         mnas_tensor *w = mnas_params_get(p, i), *g = mnas_params_grad(p, i);
         const char *name = mnas_params_name(p, i);
@@ -124,11 +144,13 @@ static void check_method_form(int mi, mnas_inner_mode mode, mnas_modulation modu
                 if (!strncmp(name, "ctl.", 4) || !strncmp(name, "arch.", 5)) saw_arch = 1;
                 if (!strncmp(name, "mod.", 4)) saw_mod = 1;
                 if (!strncmp(name, "net.", 4)) saw_net = 1;
+                if (!strncmp(name, "lr.", 3)) saw_rate = 1;
             }
         }
     }
     /* The check covered each part with a non-zero gradient. */
     ck_assert(saw_net);
+    ck_assert(saw_rate == (lr_mode != MNAS_INNER_LR_FIXED));
     if (o.method != MNAS_METHOD_MAML) ck_assert(saw_enc);
     if (o.method != MNAS_METHOD_MAML) ck_assert(saw_arch);
     if (o.method == MNAS_METHOD_MNAS || o.method == MNAS_METHOD_MNAS_SHARED) ck_assert(saw_mod);
@@ -190,6 +212,103 @@ START_TEST(eq9_gradient_modulator_forms)
 }
 END_TEST
 
+/* Learned inner rates (issue 17): the meta-gradient with respect to every
+ * parameter, the rates ("lr.*") included, through 5 second-order inner steps,
+ * for the four methods: per element (_i < 4) and per tensor. */
+START_TEST(eq9_gradient_learned_rates)
+{
+    /* under valgrind and the sanitizers: M-NAS per element, MAML per tensor */
+    if ((getenv("MNAS_TEST_UNDER_VALGRIND") || getenv("MNAS_TEST_SANITIZED")) && _i != 1 && _i != 4) return;
+    check_full(_i % 4, MNAS_INNER_SECOND_ORDER, MNAS_MODULATE_ELEMENT, MNAS_RNN_GRU, 0, MNAS_MODULATOR_SIGMOID,
+               _i < 4 ? MNAS_INNER_LR_PER_ELEMENT : MNAS_INNER_LR_PER_TENSOR, 5);
+}
+END_TEST
+
+/* ---- the inner loop's rates, orders 1 and 2 ------------------------------------- */
+
+/* A Linear-tanh-Linear network; weights w[0..3], rates w[4..7] (per element
+ * for the matrices, per tensor for the biases). */
+typedef struct {
+    mnas_tensor *xs, *ys, *xq, *yq;
+    int steps;
+    mnas_inner_mode mode;
+    mnas_tensor *const *w; /* the fixed weights, when only the rates are inputs */
+} rates_data;
+
+static mnas_tensor *net2(mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w)
+{
+    return mnas_linear(tp, mnas_tanh(tp, mnas_linear(tp, x, w[0], w[1])), w[2], w[3]);
+}
+
+static mnas_tensor *net2_support(mnas_tape *tp, mnas_tensor *const *w, mnas_tensor *const *extra, void *user)
+{
+    (void)extra;
+    rates_data *d = user;
+    return mnas_mse(tp, net2(tp, d->xs, w), d->ys);
+}
+
+/* The query loss after the inner steps; inputs: 4 weights then 4 rates, or
+ * (d->w set) the 4 rates alone. */
+static mnas_tensor *rates_objective(mnas_tape *tp, mnas_tensor *const *in, void *user)
+{
+    rates_data *d = user;
+    mnas_tensor *const *w = d->w ? d->w : in, *const *r = d->w ? in : in + 4;
+    mnas_inner_options io = MNAS_INNER_OPTIONS_INIT;
+    io.steps = d->steps;
+    io.mode = d->mode;
+    io.rates = r;
+    mnas_tensor *fast[4];
+    if (mnas_inner_loop(tp, net2_support, d, 4, w, 0, NULL, &io, fast) != MNAS_OK) return NULL;
+    return mnas_mse(tp, net2(tp, d->xq, fast), d->yq);
+}
+
+START_TEST(inner_loop_rates_orders_1_and_2)
+{
+    mnas_ctx *ctx;
+    mnas_ctx_options co = MNAS_CTX_OPTIONS_INIT;
+    co.seed = 5;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, &co), MNAS_OK);
+    int64_t sx[2] = { 6, 2 }, sy[2] = { 6, 1 }, w1[2] = { 4, 2 }, b1[1] = { 4 }, w2[2] = { 1, 4 }, b2[1] = { 1 };
+    rates_data d = { mnas_tensor_randn(ctx, 2, sx, 0, 1), mnas_tensor_randn(ctx, 2, sy, 0, 1),
+                     mnas_tensor_randn(ctx, 2, sx, 0, 1), mnas_tensor_randn(ctx, 2, sy, 0, 1), 5,
+                     MNAS_INNER_SECOND_ORDER, NULL };
+    mnas_tensor *in[8] = { mnas_tensor_randn(ctx, 2, w1, 0, 0.7), mnas_tensor_randn(ctx, 1, b1, 0, 0.3),
+                           mnas_tensor_randn(ctx, 2, w2, 0, 0.7), mnas_tensor_randn(ctx, 1, b2, 0, 0.3),
+                           mnas_tensor_rand(ctx, 2, w1, 0.05, 0.3), mnas_tensor_rand(ctx, 1, b2, 0.05, 0.3),
+                           mnas_tensor_rand(ctx, 2, w2, 0.05, 0.3), mnas_tensor_rand(ctx, 1, b2, 0.05, 0.3) };
+    for (int k = 0; k < 8; k++) {
+        ck_assert_ptr_nonnull(in[k]);
+        mnas_tensor_set_requires_grad(in[k], 1);
+    }
+    double worst;
+    mnas_gradcheck_options o = MNAS_GRADCHECK_OPTIONS_INIT;
+    /* order 2 is left to the plain run under valgrind and the sanitizers */
+    const int slow = getenv("MNAS_TEST_UNDER_VALGRIND") || getenv("MNAS_TEST_SANITIZED");
+    for (int order = 1; order <= (slow ? 1 : 2); order++) {
+        o.order = order;
+        mnas_status st = mnas_gradcheck(ctx, rates_objective, &d, 8, in, &o, &worst);
+        ck_assert_msg(st == MNAS_OK, "order %d: %s", order, mnas_ctx_last_error(ctx));
+    }
+    /* First order, one step: the step's gradient does not depend on the
+     * rates, so the first-order derivative with respect to them is exact. */
+    d.mode = MNAS_INNER_FIRST_ORDER;
+    d.steps = 1;
+    d.w = in;
+    o.order = 1;
+    ck_assert_msg(mnas_gradcheck(ctx, rates_objective, &d, 4, in + 4, &o, &worst) == MNAS_OK, "%s",
+                  mnas_ctx_last_error(ctx));
+    /* Over 5 steps it is not, and the checker sees it: the test has teeth. */
+    d.steps = 5;
+    ck_assert_int_eq(mnas_gradcheck(ctx, rates_objective, &d, 4, in + 4, &o, &worst), MNAS_E_NUMERIC);
+    for (int k = 0; k < 8; k++) mnas_tensor_free(in[k]);
+    mnas_tensor_free(d.xs);
+    mnas_tensor_free(d.ys);
+    mnas_tensor_free(d.xq);
+    mnas_tensor_free(d.yq);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("mnas_f64");
@@ -199,6 +318,8 @@ int main(void)
     tcase_add_loop_test(tc, eq9_gradient_recompute, 0, 4);
     tcase_add_loop_test(tc, eq9_gradient_images, 0, 4);
     tcase_add_loop_test(tc, eq9_gradient_modulator_forms, 0, 12);
+    tcase_add_loop_test(tc, eq9_gradient_learned_rates, 0, 8);
+    tcase_add_test(tc, inner_loop_rates_orders_1_and_2);
     suite_add_tcase(s, tc);
     TCase *cells = tcase_create("recompute_cells");
     tcase_set_timeout(cells, 600);

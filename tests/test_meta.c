@@ -2,6 +2,7 @@
  * loss, threads do not change a single bit, bad input is refused. */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -590,6 +591,181 @@ START_TEST(modulator_form_values_and_bad_input)
 }
 END_TEST
 
+
+/* ---- learned inner rates (Meta-SGD, issue 17) ------------------------------ */
+
+/* The learner's parameters flattened, trained `iters` meta-updates. */
+static size_t rates_train_copy(mnas_learner_options o, int threads, int iters, mnas_real *out, size_t cap)
+{
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    o.threads = threads;
+    mnas_learner *l = mnas_learner_create(ctx, &o);
+    ck_assert_msg(l != NULL, "%s", mnas_ctx_last_error(ctx));
+    src_data sd = { ctx, MNAS_REGRESSION_OPTIONS_INIT, 4 };
+    ck_assert_msg(mnas_learner_train(l, src, &sd, iters, NULL, NULL) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    mnas_params *p = mnas_learner_params(l);
+    size_t k = 0;
+    for (size_t i = 0; i < mnas_params_count(p); i++) {
+        mnas_tensor *t = mnas_params_get(p, i);
+        ck_assert_uint_le(k + (size_t)mnas_tensor_size(t), cap);
+        memcpy(out + k, mnas_tensor_data(t), (size_t)mnas_tensor_size(t) * sizeof *out);
+        k += (size_t)mnas_tensor_size(t);
+    }
+    mnas_learner_free(l);
+    mnas_ctx_free(ctx);
+    return k;
+}
+
+/* For every method, per tensor (_i even) and per element (_i odd): one "lr."
+ * parameter (the log rate rho, rate = inner_lr exp(rho)) per network weight,
+ * of shape [1] or the weight's, all 0; at that starting point evaluation is
+ * bit-identical to the fixed rate (w - r g with r = inner_lr rounds like the
+ * fixed step's w + (-lr) g); training moves the rates; 1 and 2 threads give
+ * identical bits. */
+START_TEST(learned_inner_rates_start_train_and_threads)
+{
+    static const mnas_method ms[4] = { MNAS_METHOD_MAML, MNAS_METHOD_MNAS, MNAS_METHOD_MNAS_SHARED,
+                                       MNAS_METHOD_MNAS_NM };
+    const mnas_method m = ms[_i / 2];
+    const mnas_inner_lr_mode mode = _i % 2 ? MNAS_INNER_LR_PER_ELEMENT : MNAS_INNER_LR_PER_TENSOR;
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    mnas_learner_options o = tiny_mnas(m, 1);
+    o.layers = 3;
+    o.meta_batch = 4;
+    mnas_learner *fixed = mnas_learner_create(ctx, &o);
+    o.inner_lr_mode = mode;
+    mnas_learner *learned = mnas_learner_create(ctx, &o);
+    ck_assert_msg(fixed && learned, "%s", mnas_ctx_last_error(ctx));
+    mnas_params *pf = mnas_learner_params(fixed), *pl = mnas_learner_params(learned);
+    size_t nf = mnas_params_count(pf), nl = mnas_params_count(pl), nets = 0;
+    for (size_t i = 0; i < nf; i++) nets += !strncmp(mnas_params_name(pf, i), "net.", 4);
+    ck_assert_uint_gt(nets, 0);
+    ck_assert_uint_eq(nl, nf + nets);
+    size_t k = 0;
+    for (size_t i = 0; i < nf; i++) {
+        const char *name = mnas_params_name(pf, i);
+        ck_assert_str_eq(mnas_params_name(pl, i), name);
+        if (strncmp(name, "net.", 4) != 0) continue;
+        mnas_tensor *w = mnas_params_get(pf, i), *r = mnas_params_get(pl, nf + k++);
+        char want[80];
+        snprintf(want, sizeof want, "lr.%s", name);
+        ck_assert_str_eq(mnas_params_name(pl, nf + k - 1), want);
+        if (mode == MNAS_INNER_LR_PER_TENSOR) {
+            ck_assert_int_eq(mnas_tensor_ndim(r), 1);
+            ck_assert_int_eq(mnas_tensor_size(r), 1);
+        } else {
+            ck_assert_int_eq(mnas_tensor_ndim(r), mnas_tensor_ndim(w));
+            ck_assert_int_eq(mnas_tensor_size(r), mnas_tensor_size(w));
+        }
+        for (int64_t j = 0; j < mnas_tensor_size(r); j++) ck_assert(mnas_tensor_data(r)[j] == 0); /* log rate */
+        /* the other parameters start where the fixed learner's do */
+        ck_assert(memcmp(mnas_tensor_data(w), mnas_tensor_data(mnas_params_get(pl, i)),
+                         (size_t)mnas_tensor_size(w) * sizeof(mnas_real)) == 0);
+    }
+    mnas_regression_options ro = MNAS_REGRESSION_OPTIONS_INIT;
+    mnas_task_set *set = mnas_regression_test_set(ctx, &ro, 5, 2);
+    ck_assert_uint_eq(mnas_task_set_size(set), 8);
+    double af[8], al[8];
+    ck_assert_int_eq(mnas_learner_evaluate(fixed, set, -1, NULL, af), MNAS_OK);
+    ck_assert_msg(mnas_learner_evaluate(learned, set, -1, NULL, al) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    ck_assert_msg(memcmp(af, al, sizeof af) == 0, "at inner_lr the learned rates must adapt like the fixed one");
+    /* trained, the rates move (the meta-gradient reaches them) */
+    src_data sd = { ctx, MNAS_REGRESSION_OPTIONS_INIT, 4 };
+    ck_assert_msg(mnas_learner_train(learned, src, &sd, 2, NULL, NULL) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+    int moved = 0;
+    for (size_t i = nf; i < nl; i++) {
+        mnas_tensor *r = mnas_params_get(pl, i);
+        for (int64_t j = 0; j < mnas_tensor_size(r); j++) moved += mnas_tensor_data(r)[j] != 0;
+    }
+    ck_assert_msg(moved > 0, "%s: no learned rate moved", mnas_method_name(m));
+    mnas_task_set_free(set);
+    mnas_learner_free(fixed);
+    mnas_learner_free(learned);
+    mnas_ctx_free(ctx);
+    if (getenv("MNAS_TEST_UNDER_VALGRIND") || getenv("MNAS_TEST_SANITIZED")) return;
+    static mnas_real a[200000], b[200000];
+    size_t na = rates_train_copy(o, 1, 2, a, 200000), nb = rates_train_copy(o, 2, 2, b, 200000);
+    ck_assert_uint_eq(na, nb);
+    ck_assert_msg(memcmp(a, b, na * sizeof *a) == 0, "%s, %s: 1 and 2 threads differ", mnas_method_name(m),
+                  mnas_inner_lr_mode_name(mode));
+}
+END_TEST
+
+static mnas_tensor *filled(mnas_ctx *ctx, int64_t n, double v)
+{
+    int64_t sh[1] = { n };
+    mnas_tensor *t = mnas_tensor_zeros(ctx, 1, sh);
+    ck_assert_ptr_nonnull(t);
+    for (int64_t j = 0; j < n; j++) mnas_tensor_data(t)[j] = (mnas_real)v;
+    return t;
+}
+
+/* Learned rates refused where they cannot work, naming the option: an
+ * unknown mode, recompute (learner and inner loop), a rate of the wrong
+ * shape. The names of the modes. */
+START_TEST(learned_inner_rates_bad_input)
+{
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    mnas_learner_options o = tiny_mnas(MNAS_METHOD_MNAS, 1);
+    o.inner_lr_mode = (mnas_inner_lr_mode)3;
+    ck_assert_ptr_null(mnas_learner_create(ctx, &o));
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "inner_lr_mode"));
+    o.inner_lr_mode = MNAS_INNER_LR_PER_ELEMENT;
+    o.inner_mode = MNAS_INNER_RECOMPUTE;
+    ck_assert_ptr_null(mnas_learner_create(ctx, &o));
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "inner_lr_mode per-element"));
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "recompute"));
+    o.inner_mode = MNAS_INNER_RECOMPUTE_CELLS;
+    ck_assert_ptr_null(mnas_learner_create(ctx, &o));
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "recompute_cells"));
+    o.inner_mode = MNAS_INNER_FIRST_ORDER; /* first order is supported */
+    mnas_learner *l = mnas_learner_create(ctx, &o);
+    ck_assert_msg(l != NULL, "%s", mnas_ctx_last_error(ctx));
+    mnas_learner_free(l);
+    ck_assert_str_eq(mnas_inner_lr_mode_name(MNAS_INNER_LR_FIXED), "fixed");
+    ck_assert_str_eq(mnas_inner_lr_mode_name(MNAS_INNER_LR_PER_TENSOR), "per-tensor");
+    ck_assert_str_eq(mnas_inner_lr_mode_name((mnas_inner_lr_mode)9), "unknown");
+    mnas_ctx_free(ctx);
+
+    fixture f;
+    fx_init(&f, 4);
+    size_t P = mnas_params_count(f.p);
+    mnas_tensor *const *W = mnas_params_tensors(f.p);
+    mnas_tensor *rates[32];
+    for (size_t i = 0; i < P; i++) rates[i] = filled(f.ctx, 1, 0.01);
+    mnas_tape *tp;
+    ck_assert_int_eq(mnas_tape_create(f.ctx, &tp), MNAS_OK);
+    sup s = { f.mlp, f.xs, f.ys };
+    mnas_inner_options io = MNAS_INNER_OPTIONS_INIT;
+    io.rates = rates;
+    mnas_tensor *fast[32];
+    ck_assert_int_eq(mnas_inner_loop(tp, sup_loss, &s, P, W, 0, NULL, &io, fast), MNAS_OK);
+    io.mode = MNAS_INNER_RECOMPUTE;
+    mnas_tape_reset(tp);
+    ck_assert_int_eq(mnas_inner_loop(tp, sup_loss, &s, P, W, 0, NULL, &io, fast), MNAS_E_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(mnas_tape_last_error(tp), "recompute"));
+    io.mode = MNAS_INNER_RECOMPUTE_CELLS;
+    mnas_tape_clear_error(tp);
+    mnas_tape_reset(tp);
+    ck_assert_int_eq(mnas_inner_loop(tp, sup_loss, &s, P, W, 0, NULL, &io, fast), MNAS_E_UNSUPPORTED);
+    io.mode = MNAS_INNER_SECOND_ORDER;
+    mnas_tensor *keep = rates[1];
+    rates[1] = filled(f.ctx, 2, 0.01);
+    mnas_tape_clear_error(tp);
+    mnas_tape_reset(tp);
+    ck_assert_int_eq(mnas_inner_loop(tp, sup_loss, &s, P, W, 0, NULL, &io, fast), MNAS_E_SHAPE);
+    ck_assert_ptr_nonnull(strstr(mnas_tape_last_error(tp), "rates[1]"));
+    mnas_tensor_free(rates[1]);
+    rates[1] = keep;
+    for (size_t i = 0; i < P; i++) mnas_tensor_free(rates[i]);
+    mnas_tape_free(tp);
+    fx_free(&f);
+}
+END_TEST
+
 START_TEST(mnas_variants_identical_across_threads)
 {
     static const mnas_method m[3] = { MNAS_METHOD_MNAS, MNAS_METHOD_MNAS_SHARED, MNAS_METHOD_MNAS_NM };
@@ -807,6 +983,8 @@ int main(void)
     tcase_add_loop_test(lt, batch_gradient_is_mean_of_task_gradients, 0, 9);
     tcase_add_test(lt, modulator_form_values_and_bad_input);
     if (!slow) tcase_add_loop_test(lt, modulator_forms_identical_across_threads, 0, 3);
+    tcase_add_loop_test(lt, learned_inner_rates_start_train_and_threads, 0, slow ? 2 : 8);
+    tcase_add_test(lt, learned_inner_rates_bad_input);
     suite_add_tcase(s, lt);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

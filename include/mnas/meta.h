@@ -58,14 +58,25 @@ typedef struct mnas_inner_options {
     int steps; /**< 0..1000 (default 5) */
     double lr; /**< SGD step size, >= 0 (default 0.001, the paper's toy value) */
     mnas_inner_mode mode; /**< default MNAS_INNER_SECOND_ORDER */
+    /** Appended in 0.2 (issue 17). Learned step sizes (Meta-SGD): NULL (the
+     * default) steps every weight by lr; otherwise n_weights tensors, rates[i]
+     * of shape [1] (one rate for weight i) or of weight i's shape (one rate
+     * per element), and each step is w_i <- w_i - rates[i] (.) g_i, with lr
+     * unused. The rates are inputs of the recorded graph like w0 (persistent
+     * tensors that require a gradient, or tape tensors), so w_out is
+     * differentiable with respect to them. Second and first order only:
+     * MNAS_INNER_RECOMPUTE refuses them (MNAS_E_UNSUPPORTED). The caller keeps
+     * the array and the tensors alive during the call. */
+    mnas_tensor *const *rates;
 } mnas_inner_options;
 
-/** Defaults: 5 steps of 0.001, second order. */
-#define MNAS_INNER_OPTIONS_INIT { sizeof(mnas_inner_options), 5, 0.001, MNAS_INNER_SECOND_ORDER }
+/** Defaults: 5 steps of 0.001, second order, no learned rates. */
+#define MNAS_INNER_OPTIONS_INIT { sizeof(mnas_inner_options), 5, 0.001, MNAS_INNER_SECOND_ORDER, NULL }
 
-/** steps SGD steps w <- w - lr * d loss(w, extra) / d w from w0, recorded on
- * tape so that w_out (n_weights tape tensors) is differentiable with respect
- * to w0 and extra. A non-finite inner loss fails with MNAS_E_NUMERIC. */
+/** steps SGD steps w <- w - lr * d loss(w, extra) / d w from w0 (or with
+ * opts->rates, w <- w - rates (.) d loss / d w), recorded on tape so that
+ * w_out (n_weights tape tensors) is differentiable with respect to w0, extra
+ * and the rates. A non-finite inner loss fails with MNAS_E_NUMERIC. */
 MNAS_API mnas_status mnas_inner_loop(mnas_tape *tape, mnas_loss_fn loss, void *user, size_t n_weights,
                                      mnas_tensor *const *w0, size_t n_extra, mnas_tensor *const *extra,
                                      const mnas_inner_options *opts, mnas_tensor **w_out);
@@ -189,6 +200,21 @@ typedef enum mnas_method {
 /** Name of a method ("MAML", "M-NAS", ...), or "unknown" if out of range. */
 MNAS_API const char *mnas_method_name(mnas_method method);
 
+/** Learned inner step sizes (Meta-SGD, issue 17; docs/meta.md "Learned
+ * inner rates"): the inner update becomes w <- w - r (.) g with r = inner_lr
+ * exp(rho), rho a meta-parameter (0 at the start, so r starts at inner_lr)
+ * trained by the outer Adam (group 0, outer_lr) with everything else. The
+ * log form keeps r positive and makes an Adam step change r by a fraction
+ * of itself, whatever inner_lr's scale. */
+typedef enum mnas_inner_lr_mode {
+    MNAS_INNER_LR_FIXED = 0,      /**< one fixed rate inner_lr (the paper's, the default) */
+    MNAS_INNER_LR_PER_TENSOR = 1, /**< one learned rate per network weight tensor */
+    MNAS_INNER_LR_PER_ELEMENT = 2 /**< one learned rate per network weight element (Meta-SGD) */
+} mnas_inner_lr_mode;
+
+/** Name of an inner-rate mode ("fixed", "per-tensor", "per-element"), or "unknown". */
+MNAS_API const char *mnas_inner_lr_mode_name(mnas_inner_lr_mode mode);
+
 /** Options of mnas_learner_create; initialise with MNAS_LEARNER_OPTIONS_INIT. */
 typedef struct mnas_learner_options {
     /** sizeof(mnas_learner_options), set by the _INIT macro. */
@@ -254,13 +280,22 @@ typedef struct mnas_learner_options {
      * 21 x 21 before the cells, which is what makes the paper's image scale
      * fit in memory (docs/images.md). */
     int stem_stride;
+    /** Appended in 0.2 (issue 17). Learned inner rates (docs/meta.md "Learned
+     * inner rates"), for every method: MNAS_INNER_LR_FIXED (default) steps
+     * by inner_lr; PER_TENSOR and PER_ELEMENT add meta-parameters rho named
+     * "lr." + the weight's name ([1] or the weight's shape), initialised at
+     * 0, and step by inner_lr exp(rho) in training, evaluation and
+     * prediction alike. The
+     * rates step the network's weights (after the modulator for M-NAS and
+     * M-NAS-Shared). inner_mode MNAS_INNER_RECOMPUTE is refused with them. */
+    mnas_inner_lr_mode inner_lr_mode;
 } mnas_learner_options;
 
 /** Defaults of mnas_learner_options (the paper's toy-regression settings). */
 #define MNAS_LEARNER_OPTIONS_INIT                                                                          \
     { sizeof(mnas_learner_options), MNAS_METHOD_MAML, 25, 5, 0.001, 0.001, MNAS_INNER_SECOND_ORDER, 1, 0u,  \
       0.0, 50, 5, 1, 1, 1e-4, 0.01, 0.1, 3, 32, 32, 64, MNAS_RNN_GRU, MNAS_MODULATE_ELEMENT, 3.0, 0, 1, 28,  \
-      32, 16, MNAS_MODULATOR_SIGMOID, 0, 1 }
+      32, 16, MNAS_MODULATOR_SIGMOID, 0, 1, MNAS_INNER_LR_FIXED }
 
 /** A meta-learner (opaque): one of the paper's methods with its parameters and optimisers. */
 typedef struct mnas_learner mnas_learner;

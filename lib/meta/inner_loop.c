@@ -243,6 +243,20 @@ mnas_status mnas_inner_loop(mnas_tape *tp, mnas_loss_fn loss, void *user, size_t
         if (!mnas__input_ok(tp, fn, "a weight", w0[i])) return mnas_tape_status(tp);
     for (size_t j = 0; j < ne; j++)
         if (!mnas__input_ok(tp, fn, "an extra input", extra[j])) return mnas_tape_status(tp);
+    if (o.rates) {
+        if (o.mode == MNAS_INNER_RECOMPUTE || o.mode == MNAS_INNER_RECOMPUTE_CELLS)
+            return mnas__tape_error(tp, MNAS_E_UNSUPPORTED,
+                                    "%s: learned rates (opts->rates) need mode second or first order, not recompute", fn);
+        for (size_t i = 0; i < n; i++) {
+            mnas_tensor *r = o.rates[i];
+            if (!mnas__input_ok(tp, fn, "a rate", r)) return mnas_tape_status(tp);
+            int same = r->ndim == w0[i]->ndim;
+            for (int d = 0; same && d < r->ndim; d++) same = r->shape[d] == w0[i]->shape[d];
+            if (!same && !(r->ndim == 1 && r->shape[0] == 1))
+                return mnas__tape_error(tp, MNAS_E_SHAPE, "%s: rates[%zu] must have shape [1] or weight %zu's shape",
+                                        fn, i, i);
+        }
+    }
     for (size_t i = 0; i < n; i++) w_out[i] = NULL;
 
     if (o.mode == MNAS_INNER_RECOMPUTE || o.mode == MNAS_INNER_RECOMPUTE_CELLS) return recompute_forward(tp, loss, user, n, w0, ne, extra, o.steps, o.lr, w_out);
@@ -258,7 +272,8 @@ mnas_status mnas_inner_loop(mnas_tape *tp, mnas_loss_fn loss, void *user, size_t
         if (st != MNAS_OK) return st;
         if ((st = mnas_grad(tp, L, n, w, g, create_graph)) != MNAS_OK) return st;
         for (size_t i = 0; i < n; i++) {
-            w[i] = mnas_axpy(tp, -o.lr, g[i], w[i]);
+            /* Meta-SGD: w - r (.) g, a rate of shape [1] broadcast. */
+            w[i] = o.rates ? mnas_sub(tp, w[i], mnas_mul(tp, o.rates[i], g[i])) : mnas_axpy(tp, -o.lr, g[i], w[i]);
             if (!w[i]) return mnas_tape_status(tp);
         }
     }

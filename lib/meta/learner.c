@@ -22,6 +22,16 @@ const char *mnas_method_name(mnas_method m)
     return "unknown";
 }
 
+const char *mnas_inner_lr_mode_name(mnas_inner_lr_mode m)
+{
+    switch (m) {
+    case MNAS_INNER_LR_FIXED: return "fixed";
+    case MNAS_INNER_LR_PER_TENSOR: return "per-tensor";
+    case MNAS_INNER_LR_PER_ELEMENT: return "per-element";
+    }
+    return "unknown";
+}
+
 static int in_range(double v, double lo, double hi) { return isfinite(v) && v >= lo && v <= hi; }
 
 static mnas_status check_options(mnas_ctx *ctx, const char *fn, const mnas_learner_options *o, int user_net)
@@ -59,6 +69,16 @@ static mnas_status check_options(mnas_ctx *ctx, const char *fn, const mnas_learn
     if (o->inner_mode != MNAS_INNER_SECOND_ORDER && o->inner_mode != MNAS_INNER_FIRST_ORDER &&
         o->inner_mode != MNAS_INNER_RECOMPUTE && o->inner_mode != MNAS_INNER_RECOMPUTE_CELLS)
         return mnas__error(ctx, MNAS_E_INVALID, "%s: unknown inner_mode %d", fn, (int)o->inner_mode);
+    if (o->inner_lr_mode != MNAS_INNER_LR_FIXED && o->inner_lr_mode != MNAS_INNER_LR_PER_TENSOR &&
+        o->inner_lr_mode != MNAS_INNER_LR_PER_ELEMENT)
+        return mnas__error(ctx, MNAS_E_INVALID, "%s: unknown inner_lr_mode %d", fn, (int)o->inner_lr_mode);
+    if (o->inner_lr_mode != MNAS_INNER_LR_FIXED &&
+        (o->inner_mode == MNAS_INNER_RECOMPUTE || o->inner_mode == MNAS_INNER_RECOMPUTE_CELLS))
+        return mnas__error(ctx, MNAS_E_UNSUPPORTED,
+                           "%s: inner_lr_mode %s (learned inner rates) does not support inner_mode %s; use "
+                           "second or first order",
+                           fn, mnas_inner_lr_mode_name(o->inner_lr_mode),
+                           o->inner_mode == MNAS_INNER_RECOMPUTE ? "recompute" : "recompute_cells");
     if (o->threads < 1 || o->threads > 256)
         return mnas__error(ctx, MNAS_E_INVALID, "%s: threads %d is outside 1..256", fn, o->threads);
     if (!in_range(o->clip_norm, 0, 1e30))
@@ -225,6 +245,36 @@ static mnas_status build_model(mnas_learner *l, const char *fn, const mnas_searc
     return MNAS_OK;
 }
 
+/* Learned inner rates (inner_lr_mode): one parameter rho per network
+ * weight, "lr." + its name ("lr.#" + its index when that name would be too
+ * long), [1] or the weight's shape, every element 0: the rate is inner_lr *
+ * exp(rho) (mnas__learner_rates). Added last, so the other parameters'
+ * indices and initial values do not depend on the mode. */
+static mnas_status add_rates(mnas_learner *l, const char *fn)
+{
+    if (l->o.inner_lr_mode == MNAS_INNER_LR_FIXED) return MNAS_OK;
+    mnas_params *p = l->params;
+    size_t first = mnas_params_count(p);
+    for (size_t i = 0; i < l->s_net.count; i++) {
+        const mnas_tensor *w = mnas_params_get(p, l->s_net.first + i);
+        const char *wn = mnas_params_name(p, l->s_net.first + i);
+        char name[80];
+        if (strlen(wn) + 3 <= 63) snprintf(name, sizeof name, "lr.%s", wn);
+        else snprintf(name, sizeof name, "lr.#%zu", i);
+        int64_t one[1] = { 1 };
+        int per_element = l->o.inner_lr_mode == MNAS_INNER_LR_PER_ELEMENT;
+        if (mnas_params_add(p, name, per_element ? w->ndim : 1, per_element ? w->shape : one, MNAS_INIT_ZEROS, 0,
+                            0) < 0) {
+            char msg[MNAS_MSG_MAX];
+            snprintf(msg, sizeof msg, "%s", mnas_ctx_last_error(l->ctx));
+            return mnas__error(l->ctx, MNAS_E_INVALID, "%s: cannot add the inner rate %s: %s", fn, name, msg);
+        }
+    }
+    l->s_lr.first = first;
+    l->s_lr.count = l->s_net.count;
+    return MNAS_OK;
+}
+
 /* The learner of options opts over space (NULL: the preset's built-in one). */
 static mnas_learner *create(mnas_ctx *ctx, const char *fn, const mnas_learner_options *opts,
                             const mnas_search_space *space, const user_network *un)
@@ -262,7 +312,12 @@ static mnas_learner *create(mnas_ctx *ctx, const char *fn, const mnas_learner_op
     l->dist.rank = 0;
     l->dist.nprocs = 1;
     if (!l->params) goto fail;
-    if (build_model(l, fn, space, un) != MNAS_OK) goto fail;
+    if (build_model(l, fn, space, un) != MNAS_OK || add_rates(l, fn) != MNAS_OK) goto fail;
+    if (mnas_params_count(l->params) > MAX_P) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: %zu parameter tensors (at most %d)", fn, mnas_params_count(l->params),
+                    MAX_P);
+        goto fail;
+    }
     /* Initialise from the learner's seed, not from whatever the context
      * RNG has done so far. */
     mnas_rng *rng = mnas_rng_create(ctx, o.seed, 0x1417);

@@ -58,6 +58,7 @@ static void w_options(mnas__ckpt_writer *w, const mnas_learner_options *o)
     mnas__ckpt_w_i64(w, "config.modulator_form", (int64_t)o->modulator_form);
     mnas__ckpt_w_i64(w, "config.sample_ops", o->sample_ops);
     mnas__ckpt_w_i64(w, "config.stem_stride", o->stem_stride);
+    mnas__ckpt_w_i64(w, "config.inner_lr_mode", (int64_t)o->inner_lr_mode);
 }
 
 /* Read the options of a checkpoint into o (threads included). */
@@ -112,6 +113,15 @@ static mnas_status read_options(const mnas__ckpt *c, const char *what, mnas_lear
             return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: config.stem_stride is %lld (1, 2 or 4)", what,
                                (long long)th);
         r.stem_stride = (int)th;
+    }
+    /* Absent from checkpoints written before learned inner rates existed:
+     * the fixed rate (their parameters have no "lr." records). */
+    if (mnas__ckpt_find(c, "config.inner_lr_mode")) {
+        if ((st = mnas__ckpt_need_i64(c, what, "config.inner_lr_mode", &th)) != MNAS_OK) return st;
+        if (th < MNAS_INNER_LR_FIXED || th > MNAS_INNER_LR_PER_ELEMENT)
+            return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: config.inner_lr_mode is %lld (unknown mode)", what,
+                               (long long)th);
+        r.inner_lr_mode = (mnas_inner_lr_mode)th;
     }
     *o = r;
     return MNAS_OK;
@@ -248,6 +258,9 @@ static mnas_status compare_options(const mnas__ckpt *c, const char *what, const 
     if (f.stem_stride != mine->stem_stride)
         return mnas__error(c->ctx, MNAS_E_MISMATCH, "%s: written with stem_stride = %d, this learner has %d", what,
                            f.stem_stride, mine->stem_stride);
+    if (f.inner_lr_mode != mine->inner_lr_mode)
+        return mnas__error(c->ctx, MNAS_E_MISMATCH, "%s: written with inner_lr_mode = %s, this learner has %s", what,
+                           mnas_inner_lr_mode_name(f.inner_lr_mode), mnas_inner_lr_mode_name(mine->inner_lr_mode));
     return MNAS_OK;
 }
 

@@ -40,7 +40,7 @@ static mnas_status adapt(mnas_learner *l, mnas_tape *tp, const mnas_task *t, uin
                          mnas_tensor **fast, mnas_tensor **alpha_out, double *before, double *after,
                          double *acc_before, double *acc_after)
 {
-    mnas_tensor *w0[MAX_P], *alpha, *recon;
+    mnas_tensor *w0[MAX_P], *rates[MAX_P], *alpha, *recon;
     mnas_status st = mnas__learner_prepare(l, tp, t, stream, 0, w0, &alpha, &recon, NULL, NULL);
     if (st != MNAS_OK) return st;
     mnas_tensor *sy = mnas_task_support_y(t);
@@ -53,6 +53,8 @@ static mnas_status adapt(mnas_learner *l, mnas_tape *tp, const mnas_task *t, uin
     mnas_inner_options io = MNAS_INNER_OPTIONS_INIT;
     io.steps = steps;
     io.lr = l->o.inner_lr;
+    io.rates = mnas__learner_rates(l, tp, rates);
+    if (l->s_lr.count && !io.rates) return mnas_tape_status(tp) ? mnas_tape_status(tp) : MNAS_E_INTERNAL;
     io.mode = MNAS_INNER_FIRST_ORDER; /* no meta-gradient needed */
     if ((st = mnas_inner_loop(tp, mnas__learner_support_loss, &sd, l->s_net.count, w0, alpha ? 1 : 0, &alpha, &io,
                               fast)) != MNAS_OK)

@@ -41,6 +41,7 @@ struct mnas_learner {
     mnas_controller *ctl;       /* ... the controller (M-NAS, M-NAS-NM) ... */
     mnas_modulator *mod;        /* ... and the modulator (M-NAS, M-NAS-Shared) */
     span s_net, s_enc, s_ctl, s_mod;
+    span s_lr;                  /* learned inner rates (inner_lr_mode), one per s_net tensor; count 0 when fixed */
     int alpha_idx;              /* M-NAS-Shared: the [edges, ops] logits */
     size_t edges, ops;
     int discrete;               /* architecture-evaluation phase */
@@ -129,6 +130,10 @@ void mnas__learner_run_tasks(job_data *d, size_t count, mnas__task_fn run);
 mnas_status mnas__learner_ensure_slots(mnas_learner *l, size_t n, int training);
 
 /* learner_task.c */
+/* The learned inner rates of the network's weights on tape: r = inner_lr *
+ * exp(rho) from the "lr." parameters rho, into r[0..s_net.count-1]; returns
+ * r, or NULL in the fixed mode (or on failure, with the tape's error set). */
+mnas_tensor *const *mnas__learner_rates(const mnas_learner *l, mnas_tape *tp, mnas_tensor **r);
 mnas_tensor *mnas__learner_predict(const mnas_learner *l, mnas_tape *tp, mnas_tensor *x, mnas_tensor *const *w,
                                    mnas_tensor *alpha);
 mnas_tensor *mnas__learner_task_loss(const mnas_learner *l, mnas_tape *tp, mnas_tensor *out, mnas_tensor *y,

@@ -297,12 +297,23 @@ void mnas__learner_record_failure(mnas_learner *l, size_t j, mnas_tape *tp, mnas
     snprintf(l->task_msg[j], TASK_MSG, "task %zu: %s", j, msg[0] ? msg : mnas_status_str(st));
 }
 
+mnas_tensor *const *mnas__learner_rates(const mnas_learner *l, mnas_tape *tp, mnas_tensor **r)
+{
+    if (!l->s_lr.count) return NULL;
+    mnas_tensor *const *rho = mnas_params_tensors(l->params) + l->s_lr.first;
+    /* Log-parametrised (docs/meta.md "Learned inner rates"): positive, and
+     * an Adam step changes a rate by a fraction of itself. */
+    for (size_t i = 0; i < l->s_lr.count; i++)
+        if (!(r[i] = mnas_scale(tp, mnas_exp(tp, rho[i]), l->o.inner_lr))) return NULL;
+    return r;
+}
+
 /* Eq. (9) for one task: query loss after adaptation + beta L_r, and its
  * gradient with respect to every meta-parameter. */
 mnas_status mnas__learner_task_gradient(mnas_learner *l, mnas_tape *tp, const mnas_task *t, size_t j, uint64_t stream,
                                  mnas_tensor **g, double *loss_out, double *objective_out)
 {
-    mnas_tensor *w0[MAX_P], *fast[MAX_P], *alpha, *recon;
+    mnas_tensor *w0[MAX_P], *fast[MAX_P], *rates[MAX_P], *alpha, *recon;
     mnas_status st = mnas__learner_check_task(l, t, j, l->task_msg[j]);
     if (st != MNAS_OK) return st;
     mnas_real *u_grad = l->mod ? l->mod_u + j * (size_t)l->mod_total : NULL;
@@ -316,6 +327,8 @@ mnas_status mnas__learner_task_gradient(mnas_learner *l, mnas_tape *tp, const mn
     mnas_inner_options io = MNAS_INNER_OPTIONS_INIT;
     io.steps = l->o.inner_steps;
     io.lr = l->o.inner_lr;
+    io.rates = mnas__learner_rates(l, tp, rates);
+    if (l->s_lr.count && !io.rates) return mnas_tape_status(tp) ? mnas_tape_status(tp) : MNAS_E_INTERNAL;
     io.mode = l->o.inner_mode;
     if ((st = mnas_inner_loop(tp, mnas__learner_support_loss, &sd, l->s_net.count, w0, alpha ? 1 : 0, &alpha, &io,
                               fast)) != MNAS_OK)

@@ -122,6 +122,10 @@ with tempfile.TemporaryDirectory() as tmp:
     check("| M-NAS |" in f1.stdout and results(f2.stdout, f_out2) == results(f1.stdout, f_out1),
           "fewshot_images: 2 ranks equal one process\n%s\n%s" % (f1.stdout[-1200:], f2.stdout[-1200:]))
     check(files(f_out2) == files(f_out1) and files(f_out1), "fewshot_images: the same DOT files and figures")
+    # --recompute-cells reaches the learner (the mode's results are checked in test_recompute_cells)
+    f3 = run([FEWSHOT] + few + ["--recompute-cells", "--method", "mnas", "--out", os.path.join(tmp, "few-3")])
+    check(f3.stdout.count("second order, cells recomputed") == 1 and "| M-NAS |" in f3.stdout,
+          "fewshot_images --recompute-cells trains M-NAS in that mode\n%s" % f3.stdout[-1200:])
     p = run(MPIRUN + ["-np", "2", FEWSHOT] + few + ["--minutes", "1", "--out", f_out2], expect=2)
     check("--minutes" in p.stderr, "fewshot_images --minutes under mpirun is refused, naming the option")
 

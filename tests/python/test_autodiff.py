@@ -159,6 +159,28 @@ class TestGradients(unittest.TestCase):
         gw = tp.grad(tp.sum(tp.mul(cb, tp.square(w1))), w)
         self.assertTrue(close(gw.item(), want2))
 
+    def test_inner_loop_learned_rates(self):
+        # loss = sum((w - 3)^2), per-element rates r: one step gives
+        # w1 = w - 2 r (w - 3), so d sum(w1) / d r = -2 (w - 3)
+        w = self.ctx.tensor([0.0, 5.0], requires_grad=True)
+        r = self.ctx.tensor([0.1, 0.2], requires_grad=True)
+        three = self.ctx.tensor([3.0, 3.0])
+        tp = self.tape
+        for mode in ("second_order", "first_order"):
+            tp.reset()
+            fast = mnas.inner_loop(tp, lambda tape, ws, ex: tape.sum(tape.square(tape.sub(ws[0], three))),
+                                   [w], steps=1, lr=0.5, mode=mode, rates=[r])
+            self.assertTrue(all(close(a, b) for a, b in zip(fast[0].tolist(), [0.6, 4.2])), mode)
+            gr = tp.grad(tp.sum(fast[0]), r)
+            self.assertTrue(all(close(a, b) for a, b in zip(gr.tolist(), [6.0, -4.0])), (mode, gr.tolist()))
+        tp.reset()
+        with self.assertRaises(mnas.Unsupported):
+            mnas.inner_loop(tp, lambda tape, ws, ex: tape.sum(tape.square(ws[0])), [w], steps=1,
+                            mode="recompute", rates=[r])
+        tp.reset()
+        with self.assertRaises(mnas.InvalidArgument):
+            mnas.inner_loop(tp, lambda tape, ws, ex: tape.sum(tape.square(ws[0])), [w], steps=1, rates=[])
+
     def test_inner_loop_with_extra_inputs(self):
         # loss = sum((w - t)^2) with extra t: k steps give w_k = t + (w0 - t)(1 - 2 lr)^k
         w = self.ctx.tensor([0.0, 4.0], requires_grad=True)

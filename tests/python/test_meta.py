@@ -2,11 +2,17 @@
 
 import io
 import math
+import os
+import tempfile
 import unittest
 from unittest import mock
 
 from mnas_test_util import mnas
 from mnas import meta
+
+
+def _flat(v):
+    return [x for item in v for x in _flat(item)] if isinstance(v, list) else [v]
 
 
 class TestData(unittest.TestCase):
@@ -252,6 +258,41 @@ class TestLearner(unittest.TestCase):
         self.assertEqual(img.options["stem_stride"], 4)
         with self.assertRaises(mnas.InvalidArgument):
             self.small("mnas", classes=3, image_size=8, channels=2, nodes=1, stem_stride=3)
+
+    def test_learned_inner_rates(self):
+        # issue 17's learned inner rates (Meta-SGD): by name (either spelling)
+        # or number; an "lr." parameter per network weight
+        # (its log rate, 0 at the start) moved by training; saved in checkpoints; recompute and bad modes refused
+        fixed = self.small("mnas", inner_lr=0.01)
+        self.assertEqual(fixed.options["inner_lr_mode"], meta.INNER_LR_FIXED)
+        learner = self.small("mnas", inner_lr=0.01, inner_lr_mode="per_element")
+        self.assertEqual(learner.options["inner_lr_mode"], meta.INNER_LR_PER_ELEMENT)
+        self.assertEqual(self.small(inner_lr_mode="per-tensor").options["inner_lr_mode"],
+                         meta.INNER_LR_PER_TENSOR)
+        names = learner.params.names()
+        nets = [n for n in names if n.startswith("net.")]
+        rates = [n for n in names if n.startswith("lr.")]
+        self.assertEqual(rates, ["lr." + n for n in nets])
+        self.assertEqual(len(names), len(fixed.params.names()) + len(nets))
+        first = names.index(rates[0])
+        before = [t.tolist() for t in learner.params.tensors()[first:]]
+        self.assertTrue(all(v == 0 for r in before for v in _flat(r)))  # log rates: inner_lr * exp(0)
+        learner.train(2)
+        after = [t.tolist() for t in learner.params.tensors()[first:]]
+        self.assertNotEqual(before, after)
+        with self.assertRaises(mnas.InvalidArgument):
+            self.small(inner_lr_mode="per_layer")
+        with self.assertRaises(mnas.Error) as e:
+            self.small(inner_lr_mode="per_element", inner_mode="recompute")
+        self.assertIn("inner_lr_mode", str(e.exception))
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "rates.ckpt")
+            learner.save(path)
+            again = meta.Learner.from_checkpoint(self.ctx, path)
+            self.assertEqual(again.options["inner_lr_mode"], meta.INNER_LR_PER_ELEMENT)
+            self.assertEqual([t.tolist() for t in again.params.tensors()[first:]], after)
+            with self.assertRaises(mnas.MismatchError):
+                fixed.load(path)
 
     def test_mnas_methods(self):
         test = mnas.regression_test_set(self.ctx, 5, 2)

@@ -316,6 +316,7 @@ FUNCTIONS = [
     ("mnas_modulator_forward", [H, H, H, c_void_p, HP, HP], ST),
     ("mnas_modulator_set_form", [H, c_int], ST),
     ("mnas_method_name", [c_int], c_char_p),
+    ("mnas_inner_lr_mode_name", [c_int], c_char_p),
     ("mnas_learner_create", [H, POINTER(S.LearnerOptions)], H),
     ("mnas_learner_create_with_space", [H, POINTER(S.LearnerOptions), H], H),
     ("mnas_learner_search_space", [H], H),

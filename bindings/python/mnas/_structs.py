@@ -105,6 +105,7 @@ class InnerOptions(_Options):
         ("steps", c_int),
         ("lr", c_double),
         ("mode", c_int),           # mnas_inner_mode
+        ("rates", c_void_p),       # mnas_tensor *const * (learned rates; the caller keeps them alive)
     ]
     # MNAS_INNER_OPTIONS_INIT
     _defaults = (("steps", 5), ("lr", 0.001), ("mode", 0))
@@ -147,6 +148,7 @@ class LearnerOptions(_Options):
         ("modulator_form", c_int),  # mnas_modulator_form
         ("sample_ops", c_int64),   # 0: full supernet; k: Gumbel top-k ops per edge
         ("stem_stride", c_int),    # conv supernet stem: 1, 2 or 4
+        ("inner_lr_mode", c_int),  # mnas_inner_lr_mode: fixed, per-tensor, per-element
     ]
     # MNAS_LEARNER_OPTIONS_INIT
     _defaults = (("method", 0), ("meta_batch", 25), ("inner_steps", 5), ("inner_lr", 0.001),
@@ -157,7 +159,7 @@ class LearnerOptions(_Options):
                  ("encoder", 0), ("modulation", 0), ("modulator_bias", 3.0), ("classes", 0),
                  ("in_channels", 1), ("image_size", 28), ("filters", 32), ("channels", 16),
                  ("modulator_form", 0),
-                 ("sample_ops", 0), ("stem_stride", 1))
+                 ("sample_ops", 0), ("stem_stride", 1), ("inner_lr_mode", 0))
 
 
 class ImageLoadOptions(_Options):

@@ -39,6 +39,9 @@ MODULATIONS = {"element": MODULATE_ELEMENT, "channel": MODULATE_CHANNEL}
 MODULATOR_SIGMOID, MODULATOR_TWO_SIGMOID, MODULATOR_ONE_PLUS_TANH, MODULATOR_FILM = range(4)
 MODULATOR_FORMS = {"sigmoid": MODULATOR_SIGMOID, "two_sigmoid": MODULATOR_TWO_SIGMOID,
                    "one_plus_tanh": MODULATOR_ONE_PLUS_TANH, "film": MODULATOR_FILM}
+INNER_LR_FIXED, INNER_LR_PER_TENSOR, INNER_LR_PER_ELEMENT = range(3)
+INNER_LR_MODES = {"fixed": INNER_LR_FIXED, "per_tensor": INNER_LR_PER_TENSOR,
+                  "per_element": INNER_LR_PER_ELEMENT}
 _INT = (-(1 << 31), (1 << 31) - 1)
 
 
@@ -78,10 +81,15 @@ def method_name(method):
 
 # ---- the inner loop ----------------------------------------------------------
 
-def inner_loop(tape, loss, weights, extra=(), steps=5, lr=0.001, mode="second_order"):
+def inner_loop(tape, loss, weights, extra=(), steps=5, lr=0.001, mode="second_order", rates=None):
     """``steps`` SGD steps w <- w - lr * d loss(tape, w, extra) / d w from
     ``weights``, recorded on ``tape``; returns the adapted weights (tape
     tensors, differentiable with respect to ``weights`` and ``extra``).
+
+    ``rates`` (Meta-SGD): one tensor per weight, of shape [1] or the
+    weight's shape; each step is then w <- w - rate * grad (elementwise) and
+    the result is differentiable with respect to the rates too ("recompute"
+    mode refuses them).
 
     ``loss(tape, weights, extra)`` builds a scalar tensor on the tape it is
     given (in "recompute" mode that is a scratch tape of the library, and it
@@ -123,6 +131,12 @@ def inner_loop(tape, loss, weights, extra=(), steps=5, lr=0.001, mode="second_or
     tape._keep.append(cb)  # recompute mode calls it again during tape.grad
     opts = InnerOptions.new(steps=as_int(steps, "steps", *_INT), lr=as_float(lr, "lr"),
                             mode=_mode_id(mode))
+    if rates is not None:
+        rs = list(rates)
+        if len(rs) != n:
+            raise InvalidArgument("inner_loop: %d rates for %d weights" % (len(rs), n))
+        arr_r = (c_void_p * max(n, 1))(*[tape._arg(r) for r in rs])
+        opts.rates = ctypes.cast(arr_r, c_void_p)
     arr_w = (c_void_p * max(n, 1))(*wp)
     arr_e = (c_void_p * max(ne, 1))(*ep)
     out = (c_void_p * max(n, 1))()
@@ -391,7 +405,10 @@ class Learner(Handle):
     sample_ops=0 (M-NAS variants: k ops per mixed edge drawn per task, Gumbel
     top-k with straight-through gradients; 0 is the paper's full supernet),
     stem_stride=1 (M-NAS variants: 2 or 4 reduce the images in the
-    supernet's stem, docs/images.md).
+    supernet's stem, docs/images.md), inner_lr_mode="fixed" ("per_tensor",
+    "per_element": learned inner rates, Meta-SGD: rate = inner_lr *
+    exp(rho) with rho the parameters "lr.<weight>", 0 at the start;
+    docs/meta.md "Learned inner rates").
     space: an ``mnas.SearchSpace`` for the M-NAS methods' supernet instead
     of the preset's (``mnas_learner_create_with_space``; ops registered from
     Python are not bound, so a built-in space or one made in C)."""
@@ -406,7 +423,7 @@ class Learner(Handle):
     _FLOAT_OPTS = ("inner_lr", "outer_lr", "clip_norm", "arch_lr", "beta", "path_dropout",
                    "modulator_bias")
     _OPTION_NAMES = frozenset(_INT_OPTS + _FLOAT_OPTS + ("seed", "inner_mode", "encoder", "modulation",
-                                                               "modulator_form"))
+                                                               "modulator_form", "inner_lr_mode"))
 
     def __init__(self, ctx, method: str = "maml", *,
                  meta_batch: Optional[int] = None, inner_steps: Optional[int] = None,
@@ -424,7 +441,7 @@ class Learner(Handle):
                  classes: Optional[int] = None, in_channels: Optional[int] = None,
                  image_size: Optional[int] = None, filters: Optional[int] = None,
                  channels: Optional[int] = None, sample_ops: Optional[int] = None,
-                 stem_stride: Optional[int] = None,
+                 stem_stride: Optional[int] = None, inner_lr_mode: Optional[str] = None,
                  space: Optional["SearchSpace"] = None) -> None:
         # Named keyword-only options (None: the library's default), so a
         # misspelt option is a TypeError from Python itself and editors list
@@ -448,6 +465,9 @@ class Learner(Handle):
                 o.modulation = _choice(value, MODULATIONS, "modulation")
             elif name == "modulator_form":
                 o.modulator_form = _choice(value, MODULATOR_FORMS, "modulator_form")
+            elif name == "inner_lr_mode":
+                key = value.replace("-", "_") if isinstance(value, str) else value
+                o.inner_lr_mode = _choice(key, INNER_LR_MODES, "inner_lr_mode")
             else:
                 raise ArgumentTypeError("Learner got an unknown option %r" % name)
         ctx.clear_error()
