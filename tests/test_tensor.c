@@ -171,6 +171,209 @@ START_TEST(from_data_copies)
 }
 END_TEST
 
+/* mnas_tensor_wrap views the caller's buffer: both sides see each other's
+ * writes, and freeing the tensor leaves the buffer to the caller (ASan and
+ * valgrind would report a free of a stack or malloc'd block, or a leak). */
+START_TEST(wrap_shares_memory)
+{
+    mnas_ctx *ctx = new_ctx(0);
+    int64_t live0 = mnas_ctx_live_tensors(ctx);
+    mnas_real *buf = malloc(6 * sizeof *buf);
+    ck_assert_ptr_nonnull(buf);
+    for (int i = 0; i < 6; i++) buf[i] = (mnas_real)i;
+    const int64_t shape[2] = { 2, 3 };
+    mnas_tensor *t = mnas_tensor_wrap(ctx, 2, shape, buf);
+    ck_assert_ptr_nonnull(t);
+    assert_shape(t, 2, shape);
+    ck_assert_int_eq(mnas_tensor_is_tape_owned(t), 0);
+    ck_assert_int_eq(mnas_ctx_live_tensors(ctx), live0 + 1);
+    ck_assert_ptr_eq(mnas_tensor_cdata(t), buf);
+    /* caller -> tensor */
+    buf[4] = 40.5f;
+    ck_assert(mnas_tensor_cdata(t)[4] == 40.5f);
+    /* tensor -> caller, through data and through assign */
+    mnas_tensor_data(t)[1] = -7.0f;
+    ck_assert(buf[1] == -7.0f);
+    const mnas_real ones[6] = { 1, 1, 1, 1, 1, 1 };
+    mnas_tensor *src = mnas_tensor_from_data(ctx, 1, (int64_t[]){ 6 }, ones);
+    ck_assert_int_eq(mnas_tensor_assign(t, src), MNAS_OK);
+    for (int i = 0; i < 6; i++) ck_assert(buf[i] == 1.0f);
+    /* a persistent copy owns its memory */
+    mnas_tensor *c = mnas_tensor_copy(t);
+    ck_assert_ptr_ne(mnas_tensor_cdata(c), buf);
+    /* reshape works on the view, the buffer stays where it is */
+    ck_assert_int_eq(mnas_tensor_reshape(t, 1, (int64_t[]){ 6 }), MNAS_OK);
+    ck_assert_ptr_eq(mnas_tensor_cdata(t), buf);
+    mnas_tensor_free(c);
+    mnas_tensor_free(src);
+    mnas_tensor_free(t);
+    ck_assert_int_eq(mnas_ctx_live_tensors(ctx), live0);
+    /* the buffer is still the caller's, with the values written through t */
+    for (int i = 0; i < 6; i++) ck_assert(buf[i] == 1.0f);
+    free(buf);
+    /* a stack buffer and a scalar work too (free must not touch it) */
+    mnas_real v = 3.0f;
+    mnas_tensor *s = mnas_tensor_wrap(ctx, 0, NULL, &v);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_double_eq(mnas_tensor_item(s), 3.0);
+    mnas_tensor_free(s);
+    ck_assert(v == 3.0f);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
+/* Bad input: NULL context/data/shape, bad extents, overflowing counts and a
+ * pointer that is not aligned to an element. Each is refused with a message
+ * naming the problem and leaves the context usable. */
+START_TEST(wrap_bad_input)
+{
+    ck_assert_ptr_null(mnas_tensor_wrap(NULL, 1, (int64_t[]){ 1 }, (mnas_real[1]){ 0 }));
+    mnas_ctx *ctx = new_ctx(0);
+    int64_t live0 = mnas_ctx_live_tensors(ctx);
+    mnas_real buf[8] = { 0 };
+    static const struct {
+        int ndim;
+        int64_t shape[4];
+        int null_shape;
+        mnas_status status;
+        const char *says;
+    } cases[] = {
+        { 1, { 0 }, 0, MNAS_E_SHAPE, "not positive" },
+        { 2, { 2, -3 }, 0, MNAS_E_SHAPE, "not positive" },
+        { 5, { 1 }, 0, MNAS_E_SHAPE, "outside" },
+        { -1, { 1 }, 0, MNAS_E_SHAPE, "outside" },
+        { 2, { INT64_MAX, 2 }, 0, MNAS_E_SHAPE, "2^40" },
+        { 4, { 1 << 20, 1 << 20, 1 << 20, 1 << 20 }, 0, MNAS_E_SHAPE, "2^40" },
+        { 1, { 1 }, 1, MNAS_E_INVALID, "shape is NULL" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mnas_ctx_clear_error(ctx);
+        mnas_tensor *t = mnas_tensor_wrap(ctx, cases[i].ndim, cases[i].null_shape ? NULL : cases[i].shape, buf);
+        ck_assert_msg(t == NULL, "case %zu accepted", i);
+        ASSERT_ERROR(ctx, "mnas_tensor_wrap", cases[i].status);
+        ck_assert_msg(contains(mnas_ctx_last_error(ctx), cases[i].says), "case %zu: \"%s\"", i,
+                      mnas_ctx_last_error(ctx));
+    }
+    mnas_ctx_clear_error(ctx);
+    ck_assert_ptr_null(mnas_tensor_wrap(ctx, 1, (int64_t[]){ 2 }, NULL));
+    ASSERT_ERROR(ctx, "mnas_tensor_wrap", MNAS_E_INVALID);
+    ck_assert(contains(mnas_ctx_last_error(ctx), "data is NULL"));
+
+    /* misaligned by one byte: refused, naming the alignment */
+    mnas_ctx_clear_error(ctx);
+    mnas_real *odd = (mnas_real *)(void *)((unsigned char *)buf + 1);
+    ck_assert_ptr_null(mnas_tensor_wrap(ctx, 1, (int64_t[]){ 2 }, odd));
+    ASSERT_ERROR(ctx, "mnas_tensor_wrap", MNAS_E_INVALID);
+    char want[64];
+    snprintf(want, sizeof want, "aligned to %zu bytes", sizeof(mnas_real));
+    ck_assert_msg(contains(mnas_ctx_last_error(ctx), want), "\"%s\"", mnas_ctx_last_error(ctx));
+    ck_assert_int_eq(mnas_ctx_live_tensors(ctx), live0);
+    for (int i = 0; i < 8; i++) ck_assert(buf[i] == 0.0f);
+    /* the context still works */
+    mnas_tensor *ok = mnas_tensor_wrap(ctx, 1, (int64_t[]){ 8 }, buf);
+    ck_assert_ptr_nonnull(ok);
+    mnas_tensor_free(ok);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
+/* Allocator hooks that fail while *user is nonzero. */
+static void *failing_alloc(void *user, size_t size) { return *(int *)user ? NULL : malloc(size); }
+static void plain_free(void *user, void *p)
+{
+    (void)user;
+    free(p);
+}
+
+/* Out of memory for the tensor header: NULL with MNAS_E_NOMEM, nothing
+ * counted, the caller's buffer untouched; the context works afterwards. */
+START_TEST(wrap_out_of_memory)
+{
+    int failing = 0;
+    mnas_ctx_options o = MNAS_CTX_OPTIONS_INIT;
+    o.alloc = failing_alloc;
+    o.free = plain_free;
+    o.alloc_user = &failing;
+    mnas_ctx *ctx = NULL;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, &o), MNAS_OK);
+    int64_t blocks = mnas_ctx_live_allocations(ctx);
+    mnas_real buf[4] = { 1, 2, 3, 4 };
+    failing = 1;
+    ck_assert_ptr_null(mnas_tensor_wrap(ctx, 1, (int64_t[]){ 4 }, buf));
+    failing = 0;
+    ASSERT_ERROR(ctx, "mnas_tensor_wrap", MNAS_E_NOMEM);
+    ck_assert_int_eq(mnas_ctx_live_tensors(ctx), 0);
+    ck_assert_int_eq(mnas_ctx_live_allocations(ctx), blocks);
+    ck_assert(buf[0] == 1 && buf[3] == 4);
+    mnas_tensor *t = mnas_tensor_wrap(ctx, 1, (int64_t[]){ 4 }, buf);
+    ck_assert_ptr_nonnull(t);
+    /* one block for the header, none for the data */
+    ck_assert_int_eq(mnas_ctx_live_allocations(ctx), blocks + 1);
+    mnas_tensor_free(t);
+    ck_assert_int_eq(mnas_ctx_live_allocations(ctx), blocks);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
+/* Element-aligned but not 64-byte aligned data is accepted (the kernels
+ * load unaligned), and an op and its gradient on such a wrapped tensor give
+ * the values an owned copy gives: y = sum(x * x * w), dy/dx = 2 x w. Sizes
+ * past one AVX-512 vector so the vector loops run. */
+START_TEST(wrap_op_and_gradient_unaligned)
+{
+    enum { N = 37 };
+    mnas_ctx *ctx = new_ctx(0);
+    mnas_real *raw = malloc((N + 1) * sizeof *raw);
+    ck_assert_ptr_nonnull(raw);
+    mnas_real *x = raw + 1; /* 4 bytes past a malloc boundary: not 64-aligned */
+    mnas_real wv[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = (mnas_real)(0.25 * (i - 18));
+        wv[i] = (mnas_real)(1.0 + 0.125 * (i % 5));
+    }
+    const int64_t shape[1] = { N };
+    mnas_tensor *xw = mnas_tensor_wrap(ctx, 1, shape, x);
+    ck_assert_ptr_nonnull(xw);
+    mnas_tensor *xc = mnas_tensor_from_data(ctx, 1, shape, x);
+    mnas_tensor *w = mnas_tensor_from_data(ctx, 1, shape, wv);
+    ck_assert_int_eq(mnas_tensor_set_requires_grad(xw, 1), MNAS_OK);
+    ck_assert_int_eq(mnas_tensor_set_requires_grad(xc, 1), MNAS_OK);
+    mnas_real gw[N], gc[N];
+    double yw = 0, yc = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        mnas_tensor *in = pass ? xc : xw;
+        mnas_tape *tp = new_tape(ctx);
+        mnas_tensor *y = mnas_sum(tp, mnas_mul(tp, mnas_mul(tp, in, in), w));
+        ck_assert_ptr_nonnull(y);
+        mnas_tensor *g = NULL;
+        ck_assert_int_eq(mnas_grad(tp, y, 1, &in, &g, 0), MNAS_OK);
+        ck_assert_ptr_nonnull(g);
+        memcpy(pass ? gc : gw, mnas_tensor_cdata(g), sizeof gw);
+        *(pass ? &yc : &yw) = mnas_tensor_item(y);
+        mnas_tape_free(tp);
+    }
+    double want = 0;
+    for (int i = 0; i < N; i++) {
+        want += (double)x[i] * x[i] * wv[i];
+        ck_assert_float_eq_tol(gw[i], 2.0 * x[i] * wv[i], 1e-5);
+        ck_assert(gw[i] == gc[i]);
+    }
+    ck_assert_double_eq_tol(yw, want, 1e-4 * (1 + fabs(want)));
+    ck_assert(yw == yc);
+    /* a change of the caller's buffer is what the next op reads */
+    x[0] = 100.0f;
+    mnas_tape *tp = new_tape(ctx);
+    mnas_tensor *y = mnas_sum(tp, xw);
+    ck_assert_double_eq_tol(mnas_tensor_item(y), mnas_tensor_item(mnas_sum(tp, xc)) + 100.0 - (-4.5), 1e-3);
+    mnas_tape_free(tp);
+    mnas_tensor_free(w);
+    mnas_tensor_free(xc);
+    mnas_tensor_free(xw);
+    free(raw);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(random_shapes_and_ranges)
 {
     mnas_ctx *ctx = new_ctx(5);
@@ -891,12 +1094,16 @@ static Suite *tensor_suite(void)
     tcase_add_test(tc, random_shapes_and_ranges);
     tcase_add_test(tc, rand_excludes_hi);
     tcase_add_test(tc, copy_persistent);
+    tcase_add_test(tc, wrap_shares_memory);
+    tcase_add_test(tc, wrap_op_and_gradient_unaligned);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("bad_input");
     tcase_add_test(tc, bad_shapes);
     tcase_add_test(tc, bad_params);
     tcase_add_test(tc, bad_random_keeps_rng);
+    tcase_add_test(tc, wrap_bad_input);
+    tcase_add_test(tc, wrap_out_of_memory);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("queries");

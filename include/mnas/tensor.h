@@ -31,6 +31,27 @@ MNAS_API mnas_tensor *mnas_tensor_zeros(mnas_ctx *ctx, int ndim, const int64_t *
 /** Copies size elements from data (row-major). data must not be NULL. */
 MNAS_API mnas_tensor *mnas_tensor_from_data(mnas_ctx *ctx, int ndim, const int64_t *shape,
                                             const mnas_real *data);
+/** A persistent tensor that views the caller's memory instead of copying it
+ * (zero-copy input). data holds size elements, row-major; the tensor reads
+ * and writes them in place.
+ *
+ * The contract: the caller keeps data alive and unmoved until
+ * mnas_tensor_free(t); the library never frees or reallocates it, and
+ * mnas_tensor_free releases only the tensor itself. Writes through the
+ * tensor (mnas_tensor_assign, stores through mnas_tensor_data) land in the
+ * caller's memory, and the caller's writes are seen by the next op that
+ * reads the tensor; writing while a recorded graph still reads the tensor
+ * changes what its gradients compute, as with mnas_tensor_data.
+ * mnas_tensor_reshape changes the view's shape only; mnas_tensor_copy makes
+ * a tensor that owns a copy.
+ *
+ * data needs the alignment of mnas_real only (4 bytes for float32), not the
+ * 64 bytes the library gives its own buffers: every kernel uses unaligned
+ * loads and stores. A NULL or misaligned data pointer is refused with
+ * MNAS_E_INVALID (the message names the alignment); shapes are checked as
+ * in mnas_tensor_from_data (MNAS_E_SHAPE). Returns NULL on failure with the
+ * reason in mnas_ctx_last_error(ctx). */
+MNAS_API mnas_tensor *mnas_tensor_wrap(mnas_ctx *ctx, int ndim, const int64_t *shape, mnas_real *data);
 /** Normal(mean, std^2) and Uniform[lo, hi) values from the context RNG. */
 MNAS_API mnas_tensor *mnas_tensor_randn(mnas_ctx *ctx, int ndim, const int64_t *shape,
                                         double mean, double std);

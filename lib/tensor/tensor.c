@@ -103,6 +103,40 @@ mnas_tensor *mnas_tensor_from_data(mnas_ctx *ctx, int ndim, const int64_t *shape
     return t;
 }
 
+mnas_tensor *mnas_tensor_wrap(mnas_ctx *ctx, int ndim, const int64_t *shape, mnas_real *data)
+{
+    static const char fn[] = "mnas_tensor_wrap";
+    if (!mnas__ctx_ok(ctx)) return NULL;
+    if (!data) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: data is NULL", fn);
+        return NULL;
+    }
+    /* Element alignment only: every kernel reads and writes tensor data with
+     * unaligned (loadu/storeu) vector accesses, since tape views and BLIS
+     * operands start anywhere, so MNAS_ALIGN is a speed habit, not a need. */
+    if ((uintptr_t)data % _Alignof(mnas_real) != 0) {
+        mnas__error(ctx, MNAS_E_INVALID, "%s: data %p is not aligned to %zu bytes (the alignment of mnas_real)",
+                    fn, (void *)data, (size_t)_Alignof(mnas_real));
+        return NULL;
+    }
+    int64_t size;
+    if (mnas__shape_check(ctx, fn, ndim, shape, &size) != MNAS_OK) return NULL;
+    mnas_tensor *t = mnas__alloc(ctx, sizeof *t);
+    if (!t) {
+        mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate a tensor header", fn);
+        return NULL;
+    }
+    memset(t, 0, sizeof *t);
+    t->data = data;
+    t->magic = MNAS_TENSOR_MAGIC;
+    t->ctx = ctx;
+    t->owns_data = 1;
+    t->wraps_data = 1;
+    mnas__tensor_set_shape(t, ndim, shape, size);
+    __atomic_add_fetch(&ctx->live_tensors, 1, __ATOMIC_RELAXED);
+    return t;
+}
+
 static int bad_param(double x) { return !isfinite(x); }
 
 #if defined(MNAS_REAL_IS_DOUBLE) && MNAS_REAL_IS_DOUBLE
@@ -201,7 +235,8 @@ void mnas_tensor_free(mnas_tensor *t)
     mnas_ctx *ctx = t->ctx;
     t->magic = MNAS_TENSOR_DEAD;
     __atomic_sub_fetch(&ctx->live_tensors, 1, __ATOMIC_RELAXED);
-    mnas__free_aligned(ctx, t->data);
+    if (!t->wraps_data) mnas__free_aligned(ctx, t->data);
+    t->data = NULL;
     mnas__free(ctx, t);
 }
 

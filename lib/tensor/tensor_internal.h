@@ -24,7 +24,9 @@ struct mnas_tensor {
     int64_t size;
     int ndim;
     unsigned char requires_grad;
-    unsigned char owns_data;      /* persistent tensors own their buffer */
+    unsigned char owns_data;      /* persistent (freed by mnas_tensor_free); 0 on tapes */
+    unsigned char wraps_data;     /* persistent over the caller's buffer (mnas_tensor_wrap):
+                                     free releases the header only */
     struct mnas_node *node;       /* producer on the tape, or leaf node */
 };
 

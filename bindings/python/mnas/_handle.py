@@ -19,11 +19,18 @@ for Python either way):
   closed.
 """
 
+from __future__ import annotations
+
 import functools
 import operator
 import weakref
+from typing import TYPE_CHECKING, Any, Tuple
 
 from .errors import ArgumentTypeError, ClosedHandleError, InvalidArgument, ShapeError
+from ._types import ShapeLike
+
+if TYPE_CHECKING:  # names used in annotations only (no import cycles at run time)
+    from typing import Self
 
 MAX_DIMS = 4
 _U64 = 1 << 64
@@ -98,7 +105,7 @@ class Handle:
     def _on_close(self):
         """Hook run when the handle closes, before the C object is freed."""
 
-    def close(self):
+    def close(self) -> None:
         """Free the C object (after closing the handles that depend on it).
 
         Idempotent. Any later use of this handle, or of a handle that
@@ -126,7 +133,7 @@ class Handle:
             obj = obj._parent
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         """True once close() was called (or the owner was closed)."""
         return self._ptr is None
 
@@ -139,27 +146,27 @@ class Handle:
     # ctypes uses this when a handle is passed straight to a C function.
     _as_parameter_ = property(_p)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         self._p()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> bool:
         self.close()
         return False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "closed" if self._ptr is None else "0x%x" % self._ptr
         return "<mnas.%s %s>" % (type(self).__name__, state)
 
 
-def new_handle(cls):
+def new_handle(cls: type) -> Any:
     """An uninitialised instance (for wrapping pointers the library made)."""
     return cls.__new__(cls)
 
 
 # ---- argument conversion ----------------------------------------------------
 
-def as_int(value, what, lo=-_I64, hi=_I64 - 1):
+def as_int(value: Any, what: str, lo: int = -_I64, hi: int = _I64 - 1) -> int:
     """An exact int in [lo, hi] (bool refused), else ArgumentTypeError /
     InvalidArgument."""
     if isinstance(value, bool):
@@ -173,11 +180,11 @@ def as_int(value, what, lo=-_I64, hi=_I64 - 1):
     return v
 
 
-def as_u64(value, what):
+def as_u64(value: Any, what: str) -> int:
     return as_int(value, what, 0, _U64 - 1)
 
 
-def as_float(value, what):
+def as_float(value: Any, what: str) -> float:
     if isinstance(value, (bool, str, bytes)):
         raise ArgumentTypeError("%s must be a number, not %s" % (what, type(value).__name__))
     try:
@@ -186,7 +193,7 @@ def as_float(value, what):
         raise ArgumentTypeError("%s must be a number, not %s" % (what, type(value).__name__)) from None
 
 
-def as_shape(shape, what="shape"):
+def as_shape(shape: ShapeLike, what: str = "shape") -> Tuple[int, ...]:
     """A tuple of 0..4 int extents (an int is a 1-D shape)."""
     if isinstance(shape, (str, bytes)):
         raise ArgumentTypeError("%s must be a sequence of integers" % what)

@@ -16,15 +16,19 @@ grows within a major version); loading another one fails with
 table below (it names the function).
 """
 
+from __future__ import annotations
+
 import ctypes
 import ctypes.util
 import glob
 import os
 from ctypes import (CFUNCTYPE, POINTER, c_char_p, c_double, c_int, c_int32, c_int64,
                     c_size_t, c_uint, c_uint64, c_void_p)
+from typing import Optional
 
 from . import _structs as S
 from .errors import LibraryNotFoundError, LibraryVersionError
+from ._types import PathLike
 
 EXPECTED_MAJOR = 0
 
@@ -75,6 +79,7 @@ FUNCTIONS = [
     # tensor.h
     ("mnas_tensor_zeros", [H, c_int, I64P], H),
     ("mnas_tensor_from_data", [H, c_int, I64P, DATA], H),
+    ("mnas_tensor_wrap", [H, c_int, I64P, DATA], H),
     ("mnas_tensor_randn", [H, c_int, I64P, c_double, c_double], H),
     ("mnas_tensor_rand", [H, c_int, I64P, c_double, c_double], H),
     ("mnas_tensor_randn_rng", [H, H, c_int, I64P, c_double, c_double], H),
@@ -438,7 +443,7 @@ def _open(path):
     return cdll, api
 
 
-def load(path=None):
+def load(path: Optional[PathLike] = None) -> str:
     """Load libmnas and return the path it was loaded from.
 
     ``path`` names the shared library explicitly; without it the library
@@ -505,16 +510,16 @@ def _install(cdll, api, path):
     _state["status_prefixes"] = tuple(prefixes)
 
 
-def loaded_path():
+def loaded_path() -> Optional[str]:
     """The path libmnas was loaded from, or None."""
     return _state["path"]
 
 
-def mark_in_use():
+def mark_in_use() -> None:
     _state["in_use"] = True
 
 
-def status_of_message(message):
+def status_of_message(message: str) -> int:
     """The status a library message starts with ("shape mismatch: ..."), or
     MNAS_E_INTERNAL when it names none (libmnas formats every message as
     "<mnas_status_str(status)>: <details>")."""
@@ -524,6 +529,6 @@ def status_of_message(message):
     return -10
 
 
-def decode(b):
+def decode(b: Optional[bytes]) -> str:
     return b.decode("utf-8", "replace") if b is not None else ""
 

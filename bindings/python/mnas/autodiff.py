@@ -10,9 +10,12 @@ the tape of a tape-tensor operand, else on the tape made active with
 ``with tape:`` (which also closes it at the end) or ``with tape.active():``.
 """
 
+from __future__ import annotations
+
 import contextlib
 import ctypes
 from ctypes import c_double, c_int32, c_int64, c_void_p
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
 
 from . import _lib
 from ._handle import Handle, as_float, as_int, as_shape
@@ -21,6 +24,7 @@ from ._structs import GradcheckOptions
 from .core import Context, check_ctx
 from .errors import ArgumentTypeError, ClosedHandleError, InvalidArgument, NumericError, make_error
 from .tensors import Tensor, _pop_tape, _push_tape, _stale, float_buffer, shape_array
+from ._types import ShapeLike
 
 _INT32 = (-(1 << 31), (1 << 31) - 1)
 
@@ -44,7 +48,7 @@ class Tape(Handle):
     __slots__ = ("_ctx", "_gen", "_held", "_keep", "_pending")
     _kind = "tape"
 
-    def __init__(self, ctx):
+    def __init__(self, ctx: Context) -> None:
         p = check_ctx(ctx)
         out = c_void_p()
         ctx.clear_error()
@@ -77,7 +81,7 @@ class Tape(Handle):
 
     # ---- the recording ----------------------------------------------------
 
-    def reset(self):
+    def reset(self) -> None:
         """Drop the recording in O(1), keeping the memory. Every tensor of
         the tape becomes stale."""
         C.mnas_tape_reset(self._p())
@@ -87,40 +91,40 @@ class Tape(Handle):
         self._pending = None
 
     @property
-    def ctx(self):
+    def ctx(self) -> Context:
         return self._ctx
 
     @property
-    def generation(self):
+    def generation(self) -> int:
         """Counts resets (tape tensors remember the one they were made in)."""
         return self._gen
 
     @property
-    def num_nodes(self):
+    def num_nodes(self) -> int:
         return C.mnas_tape_num_nodes(self._p())
 
     @property
-    def bytes_reserved(self):
+    def bytes_reserved(self) -> int:
         return C.mnas_tape_bytes_reserved(self._p())
 
     @property
-    def is_recording(self):
+    def is_recording(self) -> bool:
         return bool(C.mnas_tape_is_recording(self._p()))
 
     @property
-    def status(self):
+    def status(self) -> int:
         """Status of the first failure since the last reset or clear."""
         return C.mnas_tape_status(self._p())
 
     @property
-    def last_error(self):
+    def last_error(self) -> str:
         return decode(C.mnas_tape_last_error(self._p()))
 
-    def clear_error(self):
+    def clear_error(self) -> None:
         C.mnas_tape_clear_error(self._p())
 
     @contextlib.contextmanager
-    def no_grad(self):
+    def no_grad(self) -> Iterator[None]:
         """Inside the block ops compute but record nothing."""
         p = self._p()
         C.mnas_tape_no_grad_begin(p)
@@ -131,7 +135,7 @@ class Tape(Handle):
                 C.mnas_tape_no_grad_end(self._ptr)
 
     @contextlib.contextmanager
-    def active(self):
+    def active(self) -> Iterator[Tape]:
         """Make this the tape of operators (a + b) inside the block, without
         closing it at the end (``with tape:`` closes it)."""
         self._p()
@@ -141,12 +145,12 @@ class Tape(Handle):
         finally:
             _pop_tape(self)
 
-    def __enter__(self):
+    def __enter__(self) -> Tape:
         self._p()
         _push_tape(self)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> bool:
         _pop_tape(self)
         self.close()
         return False
@@ -214,7 +218,8 @@ class Tape(Handle):
 
     # ---- tensors on the tape ------------------------------------------------
 
-    def tensor(self, data=None, shape=None, requires_grad=False):
+    def tensor(self, data: Any = None, shape: Optional[ShapeLike] = None,
+               requires_grad: bool = False) -> Tensor:
         """A tape tensor: zeros of ``shape`` when data is None, else a copy
         of ``data`` (any float32 buffer, nested lists, ...)."""
         p = self._p()
@@ -232,7 +237,7 @@ class Tape(Handle):
             t.requires_grad = True
         return t
 
-    def detach(self, x):
+    def detach(self, x: Tensor) -> Tensor:
         """The same values cut from the recording (shares x's memory)."""
         r = C.mnas_detach(self._p(), self._arg(x))
         return self._done_view(r, x)
@@ -243,7 +248,8 @@ class Tape(Handle):
         base = x if x._tape is None else x._base
         return self._wrap(r, base)
 
-    def grad(self, y, inputs, create_graph=False):
+    def grad(self, y: Tensor, inputs: Union[Tensor, Sequence[Tensor]],
+             create_graph: bool = False) -> Union[Tensor, List[Tensor]]:
         """Gradients of the one-element tensor ``y`` with respect to
         ``inputs`` (a Tensor, or a sequence of them: returns a list). With
         ``create_graph`` the gradients are recorded and can be
@@ -263,70 +269,70 @@ class Tape(Handle):
 
     # ---- elementwise ----------------------------------------------------------
 
-    def add(self, a, b):
+    def add(self, a: Tensor, b: Tensor) -> Tensor:
         """a + b (broadcasting like NumPy)."""
         r = C.mnas_add(self._p(), self._arg(a), self._arg(b))
         if not r:
             self._fail()
         return self._wrap(r)
 
-    def sub(self, a, b):
+    def sub(self, a: Tensor, b: Tensor) -> Tensor:
         """a - b (broadcasting)."""
         return self._done(C.mnas_sub(self._p(), self._arg(a), self._arg(b)))
 
-    def mul(self, a, b):
+    def mul(self, a: Tensor, b: Tensor) -> Tensor:
         """a * b elementwise (broadcasting)."""
         return self._done(C.mnas_mul(self._p(), self._arg(a), self._arg(b)))
 
-    def div(self, a, b):
+    def div(self, a: Tensor, b: Tensor) -> Tensor:
         """a / b elementwise (broadcasting)."""
         return self._done(C.mnas_div(self._p(), self._arg(a), self._arg(b)))
 
-    def mask_mul(self, x, mask):
+    def mask_mul(self, x: Tensor, mask: Tensor) -> Tensor:
         """x * mask, the mask treated as a constant (dropout)."""
         return self._done(C.mnas_mask_mul(self._p(), self._arg(x), self._arg(mask)))
 
-    def axpy(self, alpha, x, y):
+    def axpy(self, alpha: float, x: Tensor, y: Tensor) -> Tensor:
         """alpha * x + y (same shapes): the fused SGD step."""
         return self._done(C.mnas_axpy(self._p(), as_float(alpha, "alpha"), self._arg(x), self._arg(y)))
 
-    def neg(self, x):
+    def neg(self, x: Tensor) -> Tensor:
         return self._done(C.mnas_neg(self._p(), self._arg(x)))
 
-    def scale(self, x, s):
+    def scale(self, x: Tensor, s: float) -> Tensor:
         """s * x for a number s."""
         return self._done(C.mnas_scale(self._p(), self._arg(x), as_float(s, "s")))
 
-    def add_scalar(self, x, c):
+    def add_scalar(self, x: Tensor, c: float) -> Tensor:
         """x + c for a number c."""
         return self._done(C.mnas_add_scalar(self._p(), self._arg(x), as_float(c, "c")))
 
-    def relu(self, x):
+    def relu(self, x: Tensor) -> Tensor:
         return self._done(C.mnas_relu(self._p(), self._arg(x)))
 
-    def sigmoid(self, x):
+    def sigmoid(self, x: Tensor) -> Tensor:
         return self._done(C.mnas_sigmoid(self._p(), self._arg(x)))
 
-    def tanh(self, x):
+    def tanh(self, x: Tensor) -> Tensor:
         return self._done(C.mnas_tanh(self._p(), self._arg(x)))
 
-    def exp(self, x):
+    def exp(self, x: Tensor) -> Tensor:
         return self._done(C.mnas_exp(self._p(), self._arg(x)))
 
-    def log(self, x):
+    def log(self, x: Tensor) -> Tensor:
         return self._done(C.mnas_log(self._p(), self._arg(x)))
 
-    def sqrt(self, x):
+    def sqrt(self, x: Tensor) -> Tensor:
         return self._done(C.mnas_sqrt(self._p(), self._arg(x)))
 
-    def pow(self, x, p):
+    def pow(self, x: Tensor, p: float) -> Tensor:
         """x ** p for a number p."""
         return self._done(C.mnas_pow(self._p(), self._arg(x), as_float(p, "p")))
 
-    def square(self, x):
+    def square(self, x: Tensor) -> Tensor:
         return self._done(C.mnas_square(self._p(), self._arg(x)))
 
-    def mix(self, alpha, ys, idx):
+    def mix(self, alpha: Tensor, ys: Sequence[Tensor], idx: Sequence[int]) -> Tensor:
         """sum_k alpha.flat[idx[k]] * ys[k]: a weighted sum of same-shaped
         tensors with weights read from alpha at flat indices (one supernet
         node's mixed edges in one op)."""
@@ -341,73 +347,74 @@ class Tape(Handle):
 
     # ---- linear algebra --------------------------------------------------------
 
-    def matmul(self, a, b, transpose_a=False, transpose_b=False):
+    def matmul(self, a: Tensor, b: Tensor, transpose_a: bool = False,
+               transpose_b: bool = False) -> Tensor:
         """op(a) @ op(b) for 2-D a, b."""
         return self._done(C.mnas_matmul(self._p(), self._arg(a), self._arg(b),
                                         1 if transpose_a else 0, 1 if transpose_b else 0))
 
-    def linear(self, x, w, b=None):
+    def linear(self, x: Tensor, w: Tensor, b: Optional[Tensor] = None) -> Tensor:
         """x @ w.T + b: x [N, in], w [out, in], b [out] or None."""
         return self._done(C.mnas_linear(self._p(), self._arg(x), self._arg(w), self._opt(b)))
 
-    def transpose(self, x):
+    def transpose(self, x: Tensor) -> Tensor:
         """Swap the last two axes."""
         return self._done(C.mnas_transpose(self._p(), self._arg(x)))
 
     # ---- reductions and shape ----------------------------------------------------
 
-    def sum(self, x, axis=None, keepdim=False):
+    def sum(self, x: Tensor, axis: Optional[int] = None, keepdim: bool = False) -> Tensor:
         """Sum of all elements (a scalar), or along ``axis``."""
         if axis is None:
             return self._done(C.mnas_sum(self._p(), self._arg(x)))
         return self._done(C.mnas_sum_axis(self._p(), self._arg(x), as_int(axis, "axis", *_INT32),
                                           1 if keepdim else 0))
 
-    def mean(self, x, axis=None, keepdim=False):
+    def mean(self, x: Tensor, axis: Optional[int] = None, keepdim: bool = False) -> Tensor:
         """Mean of all elements (a scalar), or along ``axis``."""
         if axis is None:
             return self._done(C.mnas_mean(self._p(), self._arg(x)))
         return self._done(C.mnas_mean_axis(self._p(), self._arg(x), as_int(axis, "axis", *_INT32),
                                            1 if keepdim else 0))
 
-    def sum_to(self, x, shape):
+    def sum_to(self, x: Tensor, shape: ShapeLike) -> Tensor:
         """Sum x down to a shape it broadcasts from."""
         nd, sh = shape_array(as_shape(shape))
         return self._done(C.mnas_sum_to(self._p(), self._arg(x), nd, sh))
 
-    def broadcast_to(self, x, shape):
+    def broadcast_to(self, x: Tensor, shape: ShapeLike) -> Tensor:
         nd, sh = shape_array(as_shape(shape))
         return self._done(C.mnas_broadcast_to(self._p(), self._arg(x), nd, sh))
 
-    def reshape(self, x, shape):
+    def reshape(self, x: Tensor, shape: ShapeLike) -> Tensor:
         """The same elements in another shape (shares x's memory)."""
         nd, sh = shape_array(as_shape(shape))
         return self._done_view(C.mnas_reshape(self._p(), self._arg(x), nd, sh), x)
 
-    def concat(self, xs, axis=0):
+    def concat(self, xs: Sequence[Tensor], axis: int = 0) -> Tensor:
         """Join tensors along ``axis``."""
         xs = list(xs)
         ptrs = [self._arg(t) for t in xs]
         arr = (c_void_p * max(len(ptrs), 1))(*ptrs)
         return self._done(C.mnas_concat(self._p(), len(ptrs), arr, as_int(axis, "axis", *_INT32)))
 
-    def slice(self, x, axis, start, length):
+    def slice(self, x: Tensor, axis: int, start: int, length: int) -> Tensor:
         """x[..., start:start+length, ...] along ``axis``."""
         return self._done(C.mnas_slice(self._p(), self._arg(x), as_int(axis, "axis", *_INT32),
                                        as_int(start, "start"), as_int(length, "length")))
 
-    def pad_axis(self, x, axis, start, full):
+    def pad_axis(self, x: Tensor, axis: int, start: int, full: int) -> Tensor:
         """x placed at [start, start+len) of zeros whose extent along axis is full."""
         return self._done(C.mnas_pad_axis(self._p(), self._arg(x), as_int(axis, "axis", *_INT32),
                                           as_int(start, "start"), as_int(full, "full")))
 
-    def gather_rows(self, x, idx):
+    def gather_rows(self, x: Tensor, idx: Sequence[int]) -> Tensor:
         """Rows idx (a sequence of ints, repeats allowed) of x."""
         idx = [as_int(i, "index") for i in idx]
         arr = (c_int64 * max(len(idx), 1))(*idx)
         return self._done(C.mnas_gather_rows(self._p(), self._arg(x), len(idx), arr))
 
-    def scatter_add_rows(self, x, idx, rows):
+    def scatter_add_rows(self, x: Tensor, idx: Sequence[int], rows: int) -> Tensor:
         """Zeros of ``rows`` rows with the rows of x added at idx."""
         idx = [as_int(i, "index") for i in idx]
         arr = (c_int64 * max(len(idx), 1))(*idx)
@@ -416,37 +423,40 @@ class Tape(Handle):
 
     # ---- neural-network ops ---------------------------------------------------------
 
-    def softmax(self, x):
+    def softmax(self, x: Tensor) -> Tensor:
         """Softmax along the last axis."""
         return self._done(C.mnas_softmax(self._p(), self._arg(x)))
 
-    def log_softmax(self, x):
+    def log_softmax(self, x: Tensor) -> Tensor:
         return self._done(C.mnas_log_softmax(self._p(), self._arg(x)))
 
-    def cross_entropy(self, logits, labels):
+    def cross_entropy(self, logits: Tensor, labels: Sequence[int]) -> Tensor:
         """Mean over rows of -log softmax(logits)[label] (labels: ints)."""
         labels = [as_int(v, "label", *_INT32) for v in labels]
         arr = (c_int32 * max(len(labels), 1))(*labels)
         return self._done(C.mnas_cross_entropy(self._p(), self._arg(logits), len(labels), arr))
 
-    def mse(self, pred, target):
+    def mse(self, pred: Tensor, target: Tensor) -> Tensor:
         """mean((pred - target) ** 2) over all elements."""
         return self._done(C.mnas_mse(self._p(), self._arg(pred), self._arg(target)))
 
-    def batch_norm(self, x, gamma=None, beta=None, eps=1e-5):
+    def batch_norm(self, x: Tensor, gamma: Optional[Tensor] = None, beta: Optional[Tensor] = None,
+                   eps: float = 1e-5) -> Tensor:
         """Batch normalisation with batch statistics ([N, F] or [N, C, H, W])."""
         return self._done(C.mnas_batch_norm(self._p(), self._arg(x), self._opt(gamma),
                                             self._opt(beta), as_float(eps, "eps")))
 
     # ---- convolution and pooling ([N, C, H, W] tensors) ----------------------
 
-    def unfold(self, x, kh, kw, stride=1, padding=0, dilation=1):
+    def unfold(self, x: Tensor, kh: int, kw: int, stride: int = 1, padding: int = 0,
+               dilation: int = 1) -> Tensor:
         """im2col: x [N, C, H, W] -> columns [N, C*kh*kw, OH*OW] (zero padding)."""
         return self._done(C.mnas_unfold(self._p(), self._arg(x), as_int(kh, "kh", *_INT32),
                                         as_int(kw, "kw", *_INT32), as_int(stride, "stride", *_INT32),
                                         as_int(padding, "padding", *_INT32), as_int(dilation, "dilation", *_INT32)))
 
-    def fold(self, cols, channels, height, width, kh, kw, stride=1, padding=0, dilation=1):
+    def fold(self, cols: Tensor, channels: int, height: int, width: int, kh: int, kw: int,
+             stride: int = 1, padding: int = 0, dilation: int = 1) -> Tensor:
         """The adjoint of unfold: columns summed back into [N, channels, height, width]."""
         return self._done(C.mnas_fold(self._p(), self._arg(cols), as_int(channels, "channels"),
                                       as_int(height, "height"), as_int(width, "width"),
@@ -454,28 +464,31 @@ class Tape(Handle):
                                       as_int(stride, "stride", *_INT32), as_int(padding, "padding", *_INT32),
                                       as_int(dilation, "dilation", *_INT32)))
 
-    def conv2d(self, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    def conv2d(self, x: Tensor, w: Tensor, b: Optional[Tensor] = None, stride: int = 1,
+               padding: int = 0, dilation: int = 1, groups: int = 1) -> Tensor:
         """Cross-correlation of x [N, C, H, W] with w [O, C/groups, kh, kw], plus b [O]."""
         return self._done(C.mnas_conv2d(self._p(), self._arg(x), self._arg(w), self._opt(b),
                                         as_int(stride, "stride", *_INT32), as_int(padding, "padding", *_INT32),
                                         as_int(dilation, "dilation", *_INT32), as_int(groups, "groups", *_INT32)))
 
-    def max_pool2d(self, x, kernel, stride=1, padding=0):
+    def max_pool2d(self, x: Tensor, kernel: int, stride: int = 1, padding: int = 0) -> Tensor:
         """Max over kernel x kernel windows (padding never wins)."""
         return self._done(C.mnas_max_pool2d(self._p(), self._arg(x), as_int(kernel, "kernel", *_INT32),
                                             as_int(stride, "stride", *_INT32), as_int(padding, "padding", *_INT32)))
 
-    def avg_pool2d(self, x, kernel, stride=1, padding=0):
+    def avg_pool2d(self, x: Tensor, kernel: int, stride: int = 1, padding: int = 0) -> Tensor:
         """Mean over kernel x kernel windows, padding excluded from the count."""
         return self._done(C.mnas_avg_pool2d(self._p(), self._arg(x), as_int(kernel, "kernel", *_INT32),
                                             as_int(stride, "stride", *_INT32), as_int(padding, "padding", *_INT32)))
 
-    def global_avg_pool(self, x):
+    def global_avg_pool(self, x: Tensor) -> Tensor:
         """[N, C, H, W] -> [N, C]: the mean over H and W."""
         return self._done(C.mnas_global_avg_pool(self._p(), self._arg(x)))
 
 
-def gradcheck(ctx, f, inputs, order=1, eps=0.0, atol=0.0, rtol=0.0, seed=1, record_last=False):
+def gradcheck(ctx: Context, f: Callable[[Tape, List[Tensor]], Tensor], inputs: Sequence[Tensor],
+              order: int = 1, eps: float = 0.0, atol: float = 0.0, rtol: float = 0.0, seed: int = 1,
+              record_last: bool = False) -> float:
     """Check the analytic gradient of ``f(tape, inputs) -> scalar tensor``
     against central finite differences (order 2: the gradient of a
     Hessian-vector product v·grad; order 3: of w·grad(v·grad)). With

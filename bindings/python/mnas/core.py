@@ -1,14 +1,23 @@
 """The core layer: versions, the context (root of every object, holder of
 the last error message) and the deterministic random number generator."""
 
+from __future__ import annotations
+
 import ctypes
 import sys
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Tuple, Union
 
 from . import _lib
 from ._handle import Handle, as_int, as_u64, new_handle
 from ._lib import C, decode
 from ._structs import CtxOptions
 from .errors import ArgumentTypeError, InvalidArgument, make_error
+from ._types import ShapeLike
+
+if TYPE_CHECKING:  # names used in annotations only (no import cycles at run time)
+    from .autodiff import Tape
+    from .nn import Params
+    from .tensors import Tensor
 
 LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG = 0, 1, 2, 3
 _LOG_LEVELS = {"error": LOG_ERROR, "warn": LOG_WARN, "warning": LOG_WARN, "info": LOG_INFO,
@@ -16,17 +25,17 @@ _LOG_LEVELS = {"error": LOG_ERROR, "warn": LOG_WARN, "warning": LOG_WARN, "info"
 RNG_STATE_WORDS = 6
 
 
-def version():
+def version() -> str:
     """The library's version string ("0.1.0")."""
     return decode(C.mnas_version_string())
 
 
-def version_number():
+def version_number() -> int:
     """major * 10000 + minor * 100 + patch of the loaded library."""
     return C.mnas_version_number()
 
 
-def status_str(status):
+def status_str(status: int) -> str:
     """The library's description of a status code."""
     return decode(C.mnas_status_str(as_int(status, "status", -(1 << 31), (1 << 31) - 1)))
 
@@ -55,7 +64,8 @@ class Context(Handle):
     __slots__ = ("_log_cb", "_rng")
     _kind = "context"
 
-    def __init__(self, seed=0, log=None, log_level="warn"):
+    def __init__(self, seed: int = 0, log: Optional[Callable[[int, str], None]] = None,
+                 log_level: Union[int, str] = "warn") -> None:
         opts = CtxOptions.new(seed=as_u64(seed, "seed"), log_level=_log_level(log_level))
         cb = None
         if log is not None:
@@ -82,11 +92,11 @@ class Context(Handle):
     # ---- errors and logging ---------------------------------------------
 
     @property
-    def last_error(self):
+    def last_error(self) -> str:
         """The message of the last failure on this context ("" if none)."""
         return decode(C.mnas_ctx_last_error(self._p()))
 
-    def clear_error(self):
+    def clear_error(self) -> None:
         C.mnas_ctx_clear_error(self._p())
 
     @property
@@ -100,7 +110,7 @@ class Context(Handle):
         """Live persistent tensors made from this context."""
         return int(C.mnas_ctx_live_tensors(self._p()))
 
-    def log(self, level, message):
+    def log(self, level: Union[int, str], message: str) -> None:
         """Send a message through the context's log callback."""
         C.mnas_ctx_log(self._p(), _log_level(level), str(message).encode())
 
@@ -122,12 +132,12 @@ class Context(Handle):
 
     # ---- randomness -----------------------------------------------------
 
-    def seed(self, seed):
+    def seed(self, seed: int) -> None:
         """Re-seed the context's generator (parameter initialisation, randn, ...)."""
         C.mnas_ctx_seed(self._p(), as_u64(seed, "seed"))
 
     @property
-    def rng(self):
+    def rng(self) -> Rng:
         """The context's own generator (an Rng owned by the context)."""
         if self._rng is None or self._rng._ptr is None:
             r = new_handle(Rng)
@@ -137,37 +147,40 @@ class Context(Handle):
 
     # ---- factories (see the classes for details) -------------------------
 
-    def tensor(self, data, shape=None, requires_grad=False):
+    def tensor(self, data: Any, shape: Optional[ShapeLike] = None,
+               requires_grad: bool = False) -> Tensor:
         """A persistent tensor holding a copy of ``data`` (buffer, NumPy
         array, nested lists, a number, or a Tensor)."""
         from .tensors import tensor
         return tensor(self, data, shape, requires_grad)
 
-    def zeros(self, shape, requires_grad=False):
+    def zeros(self, shape: ShapeLike, requires_grad: bool = False) -> Tensor:
         from .tensors import Tensor
         return Tensor.zeros(self, shape, requires_grad)
 
-    def randn(self, shape, mean=0.0, std=1.0, rng=None):
+    def randn(self, shape: ShapeLike, mean: float = 0.0, std: float = 1.0,
+              rng: Optional[Rng] = None) -> Tensor:
         from .tensors import Tensor
         return Tensor.randn(self, shape, mean, std, rng)
 
-    def rand(self, shape, lo=0.0, hi=1.0, rng=None):
+    def rand(self, shape: ShapeLike, lo: float = 0.0, hi: float = 1.0,
+             rng: Optional[Rng] = None) -> Tensor:
         from .tensors import Tensor
         return Tensor.rand(self, shape, lo, hi, rng)
 
-    def tape(self):
+    def tape(self) -> Tape:
         from .autodiff import Tape
         return Tape(self)
 
-    def params(self):
+    def params(self) -> Params:
         from .nn import Params
         return Params(self)
 
-    def rng_create(self, seed=0, stream=0):
+    def rng_create(self, seed: int = 0, stream: int = 0) -> Rng:
         return Rng(self, seed, stream)
 
 
-def check_ctx(ctx):
+def check_ctx(ctx: Any) -> int:
     if not isinstance(ctx, Context):
         raise ArgumentTypeError("expected an mnas.Context, got %s" % type(ctx).__name__)
     return ctx._p()
@@ -182,7 +195,7 @@ class Rng(Handle):
     __slots__ = ()
     _kind = "rng"
 
-    def __init__(self, ctx, seed=0, stream=0):
+    def __init__(self, ctx: Context, seed: int = 0, stream: int = 0) -> None:
         p = check_ctx(ctx)
         ctx.clear_error()
         r = C.mnas_rng_create(p, as_u64(seed, "seed"), as_u64(stream, "stream"))
@@ -194,34 +207,34 @@ class Rng(Handle):
         obj = self._parent
         return obj
 
-    def seed(self, seed, stream=0):
+    def seed(self, seed: int, stream: int = 0) -> None:
         C.mnas_rng_seed(self._p(), as_u64(seed, "seed"), as_u64(stream, "stream"))
 
-    def u64(self):
+    def u64(self) -> int:
         """A uniform 64-bit unsigned integer."""
         return C.mnas_rng_u64(self._p())
 
-    def below(self, n):
+    def below(self, n: int) -> int:
         """A uniform integer in [0, n) (0 when n == 0)."""
         return C.mnas_rng_below(self._p(), as_u64(n, "n"))
 
-    def uniform(self):
+    def uniform(self) -> float:
         """A uniform double in [0, 1)."""
         return C.mnas_rng_uniform(self._p())
 
-    def normal(self):
+    def normal(self) -> float:
         """A standard normal double."""
         return C.mnas_rng_normal(self._p())
 
     @property
-    def state(self):
+    def state(self) -> Tuple[int, ...]:
         """The full state as a tuple of 6 ints (for checkpoints)."""
         buf = (ctypes.c_uint64 * RNG_STATE_WORDS)()
         C.mnas_rng_get_state(self._p(), buf)
         return tuple(buf)
 
     @state.setter
-    def state(self, words):
+    def state(self, words: Sequence[int]) -> None:
         words = tuple(words)
         if len(words) != RNG_STATE_WORDS:
             raise InvalidArgument("an Rng state has %d words, got %d" % (RNG_STATE_WORDS, len(words)))

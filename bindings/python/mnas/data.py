@@ -2,11 +2,14 @@
 test sets, image datasets (PNG class folders, IDX) with N-way K-shot task
 samplers, accuracy, and mean +- 95 % confidence intervals."""
 
+from __future__ import annotations
+
 import ctypes
 import math
 import os
 import weakref
 from ctypes import c_double, c_int, c_int64, c_void_p
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ._handle import Handle, as_float, as_int, as_u64
 from ._lib import C, decode
@@ -14,13 +17,17 @@ from ._structs import FewshotOptions, ImageLoadOptions, ImageSplitOptions, Regre
 from .core import check_ctx
 from .errors import ArgumentTypeError, InvalidArgument, MismatchError, NumericError, StateError, make_error
 from .tensors import Tensor, float_buffer
+from ._types import PathLike
+
+if TYPE_CHECKING:  # names used in annotations only (no import cycles at run time)
+    from .core import Context
 
 FAMILY_SINUSOID, FAMILY_LINEAR, FAMILY_QUADRATIC, FAMILY_HARMONICS = range(4)
 REGRESSION_FAMILIES = 4
 FAMILIES = ("sinusoid", "linear", "quadratic", "harmonics")
 
 
-def family_name(family):
+def family_name(family: int) -> str:
     """The library's name of a regression family id ("unknown" otherwise)."""
     return decode(C.mnas_regression_family_name(as_int(family, "family", -(1 << 31), (1 << 31) - 1)))
 
@@ -36,7 +43,8 @@ def _family_id(family):
     return as_int(family, "family", -(1 << 31), (1 << 31) - 1)
 
 
-def regression_options(k_shot=10, k_query=10, families=None):
+def regression_options(k_shot: int = 10, k_query: int = 10,
+                       families: Optional[Sequence[int]] = None) -> Any:
     """The mnas_regression_options struct; families: a bit mask, or names/ids."""
     if families is None:
         mask = 0xF
@@ -66,7 +74,8 @@ class Task(Handle):
     __slots__ = ("_ctx", "_views", "_in_set")
     _kind = "task"
 
-    def __init__(self, ctx, support_x, support_y, query_x, query_y, family=-1):
+    def __init__(self, ctx: Context, support_x: Tensor, support_y: Tensor, query_x: Tensor,
+                 query_y: Tensor, family: int = -1) -> None:
         p = check_ctx(ctx)
         ptrs = []
         for name, t in (("support_x", support_x), ("support_y", support_y), ("query_x", query_x),
@@ -102,37 +111,37 @@ class Task(Handle):
         return t
 
     @property
-    def ctx(self):
+    def ctx(self) -> Context:
         return self._ctx
 
     @property
-    def support_x(self):
+    def support_x(self) -> Tensor:
         return self._view("sx", C.mnas_task_support_x)
 
     @property
-    def support_y(self):
+    def support_y(self) -> Tensor:
         return self._view("sy", C.mnas_task_support_y)
 
     @property
-    def query_x(self):
+    def query_x(self) -> Tensor:
         return self._view("qx", C.mnas_task_query_x)
 
     @property
-    def query_y(self):
+    def query_y(self) -> Tensor:
         return self._view("qy", C.mnas_task_query_y)
 
     @property
-    def family(self):
+    def family(self) -> int:
         """Family or dataset id, -1 when unknown."""
         return C.mnas_task_family(self._p())
 
     @property
-    def family_name(self):
+    def family_name(self) -> str:
         f = self.family
         return family_name(f) if f >= 0 else "unknown"
 
     @property
-    def params(self):
+    def params(self) -> List[float]:
         """Parameters of the true function (regression tasks; see docs/data.md)."""
         out = (c_double * 8)()
         n = C.mnas_task_params(self._p(), out)
@@ -140,7 +149,7 @@ class Task(Handle):
             raise make_error(n, "mnas_task_params failed")
         return list(out[:n])
 
-    def eval(self, x):
+    def eval(self, x: Union[float, Sequence[float]]) -> Union[float, List[float]]:
         """The true function at x (a number or a sequence); NaN if unknown."""
         p = self._p()
         try:
@@ -149,14 +158,16 @@ class Task(Handle):
             return C.mnas_regression_eval(p, as_float(x, "x"))
         return [C.mnas_regression_eval(p, as_float(v, "x")) for v in values]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self._ptr is None:
             return "<mnas.Task closed>"
         return "<mnas.Task %s support %r query %r>" % (self.family_name, self.support_x.shape,
                                                       self.query_x.shape)
 
 
-def regression_task(ctx, seed, index, family=None, k_shot=10, k_query=10, families=None):
+def regression_task(ctx: Context, seed: int, index: int, family: Optional[int] = None,
+                    k_shot: int = 10, k_query: int = 10,
+                    families: Optional[Sequence[int]] = None) -> Task:
     """Task number ``index`` of the toy-regression stream ``seed`` (a pure
     function of its arguments). ``family`` (id or name) forces the family;
     ``families`` restricts the draw (names, ids or a bit mask)."""
@@ -178,7 +189,7 @@ class TaskSet(Handle):
     __slots__ = ("_ctx", "_tasks")
     _kind = "task set"
 
-    def __init__(self, ctx, tasks=()):
+    def __init__(self, ctx: Context, tasks: Iterable[Task] = ()) -> None:
         p = check_ctx(ctx)
         ctx.clear_error()
         r = C.mnas_task_set_create(p)
@@ -194,10 +205,10 @@ class TaskSet(Handle):
         self._setup(ptr, C.mnas_task_set_free, ctx)
 
     @property
-    def ctx(self):
+    def ctx(self) -> Context:
         return self._ctx
 
-    def add(self, task):
+    def add(self, task: Task) -> None:
         """Move ``task`` into the set (the Task object now refers to the
         set's copy; it is no longer freed on its own)."""
         sp = self._p()
@@ -222,10 +233,10 @@ class TaskSet(Handle):
         self._adopt(task)
         self._tasks[len(self) - 1] = task
 
-    def __len__(self):
+    def __len__(self) -> int:
         return C.mnas_task_set_size(self._p())
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: Union[int, slice]) -> Union[Task, List[Task]]:
         n = len(self)
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(n))]
@@ -242,16 +253,17 @@ class TaskSet(Handle):
             t = self._tasks[k] = Task._wrap(self._ctx, r, owner=self)
         return t
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Task]:
         for k in range(len(self)):
             yield self[k]
 
-    def families(self):
+    def families(self) -> List[int]:
         """The family id of every task, in order."""
         return [C.mnas_task_family(C.mnas_task_set_get(self._p(), k)) for k in range(len(self))]
 
 
-def regression_test_set(ctx, seed, n_per_family, k_shot=10, k_query=10, families=None):
+def regression_test_set(ctx: Context, seed: int, n_per_family: int, k_shot: int = 10,
+                        k_query: int = 10, families: Optional[Sequence[int]] = None) -> TaskSet:
     """A fixed test set: ``n_per_family`` tasks of every family (in
     family-major order) from the stream ``seed``."""
     p = check_ctx(ctx)
@@ -266,7 +278,7 @@ def regression_test_set(ctx, seed, n_per_family, k_shot=10, k_query=10, families
     return s
 
 
-def mean_ci95(values):
+def mean_ci95(values: Sequence[float]) -> Tuple[float, float]:
     """(mean, 95 % CI half-width = 1.96 sd / sqrt(n)) of a sequence of
     numbers. Raises NumericError for NaN/Inf values (the results would be
     NaN), InvalidArgument for an empty sequence."""
@@ -349,7 +361,7 @@ class ImageDataset(Handle):
     __slots__ = ("_ctx", "_samplers")
     _kind = "image dataset"
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("use ImageDataset.load_folder, load_idx or create")
 
     @classmethod
@@ -361,7 +373,9 @@ class ImageDataset(Handle):
         return d
 
     @classmethod
-    def load_folder(cls, ctx, path, channels=0, size=None, resize="area", alpha="white", cache=None):
+    def load_folder(cls, ctx: Context, path: PathLike, channels: int = 0,
+                    size: Optional[Tuple[int, int]] = None, resize: str = "area",
+                    alpha: str = "white", cache: Optional[PathLike] = None) -> ImageDataset:
         """Class folders: ``path/<class>/<image>.png``. ``channels`` 1 or 3
         (0: as the first image); ``size=(height, width)`` resizes every
         image (``resize`` "area" or "bilinear"); ``alpha`` "white"
@@ -377,7 +391,9 @@ class ImageDataset(Handle):
         return cls._wrap(ctx, r)
 
     @classmethod
-    def load_idx(cls, ctx, images, labels, channels=0, size=None, resize="area", alpha="white"):
+    def load_idx(cls, ctx: Context, images: PathLike, labels: PathLike, channels: int = 0,
+                 size: Optional[Tuple[int, int]] = None, resize: str = "area",
+                 alpha: str = "white") -> ImageDataset:
         """IDX image and label files (MNIST, Fashion-MNIST), plain or gzip."""
         p = check_ctx(ctx)
         opts, _ = _load_options(channels, size, resize, alpha, None)
@@ -389,7 +405,8 @@ class ImageDataset(Handle):
         return cls._wrap(ctx, r)
 
     @classmethod
-    def create(cls, ctx, counts, data, shape, names=None):
+    def create(cls, ctx: Context, counts: Sequence[int], data: Any, shape: Sequence[int],
+               names: Optional[Sequence[str]] = None) -> ImageDataset:
         """From caller pixels: ``counts[c]`` images per class, ``data`` every
         image [C, H, W] in class order (a float32 buffer or nested lists),
         ``shape`` = (C, H, W), ``names`` optional class names."""
@@ -413,7 +430,7 @@ class ImageDataset(Handle):
             ctx._fail("mnas_image_dataset_create")
         return cls._wrap(ctx, r)
 
-    def close(self):
+    def close(self) -> None:
         # A sampler reads the dataset's pixels: it goes first.
         if self._ptr is not None:
             for s in list(self._samplers):
@@ -421,37 +438,37 @@ class ImageDataset(Handle):
         Handle.close(self)
 
     @property
-    def ctx(self):
+    def ctx(self) -> Context:
         return self._ctx
 
-    def __len__(self):
+    def __len__(self) -> int:
         return C.mnas_image_dataset_num_classes(self._p())
 
     @property
-    def num_classes(self):
+    def num_classes(self) -> int:
         return len(self)
 
     @property
-    def num_images(self):
+    def num_images(self) -> int:
         return C.mnas_image_dataset_num_images(self._p())
 
     @property
-    def shape(self):
+    def shape(self) -> Tuple[int, int, int]:
         """(C, H, W) of every image."""
         out = (c_int64 * 3)()
         self._ctx._check(C.mnas_image_dataset_shape(self._p(), out), "mnas_image_dataset_shape")
         return tuple(out)
 
     @property
-    def class_names(self):
+    def class_names(self) -> List[str]:
         p = self._p()
         return [decode(C.mnas_image_dataset_class_name(p, i)) for i in range(len(self))]
 
-    def class_size(self, cls):
+    def class_size(self, cls: int) -> int:
         """Images of class ``cls`` (an index or a name)."""
         return C.mnas_image_dataset_class_size(self._p(), self._class(cls))
 
-    def find_class(self, name):
+    def find_class(self, name: str) -> int:
         """Index of a class name, or -1."""
         return C.mnas_image_dataset_find_class(self._p(), _path(name, "name"))
 
@@ -467,7 +484,7 @@ class ImageDataset(Handle):
             raise IndexError("class %d out of range (%d classes)" % (k, n))
         return k
 
-    def image(self, cls, i):
+    def image(self, cls: int, i: int) -> Tensor:
         """Image ``i`` of class ``cls`` as a new Tensor [C, H, W]."""
         k = self._class(cls)
         shape = self.shape
@@ -481,11 +498,11 @@ class ImageDataset(Handle):
         return t
 
     @property
-    def from_cache(self):
+    def from_cache(self) -> bool:
         """True if the images were read from the decoded cache."""
         return bool(C.mnas_image_dataset_from_cache(self._p()))
 
-    def subset(self, classes):
+    def subset(self, classes: Sequence[int]) -> ImageDataset:
         """A new dataset of the given classes (indices or names), in that order."""
         idx = [self._class(c) for c in classes]
         if not idx:
@@ -497,7 +514,10 @@ class ImageDataset(Handle):
             self._ctx._fail("mnas_image_dataset_subset")
         return ImageDataset._wrap(self._ctx, r)
 
-    def split(self, train=0.64, val=0.16, seed=0, lists=None, want=("train", "val", "test")):
+    def split(self, train: float = 0.64, val: float = 0.16, seed: int = 0,
+              lists: Optional[Dict[str, PathLike]] = None,
+              want: Sequence[str] = ("train", "val", "test")
+              ) -> Tuple[Optional[ImageDataset], Optional[ImageDataset], Optional[ImageDataset]]:
         """Class split into (train, val, test) datasets (None for a set not
         in ``want``). By fraction with ``seed`` (same seed, same split), or
         from ``lists`` = {"train": path, "val": path, "test": path} of
@@ -524,7 +544,7 @@ class ImageDataset(Handle):
             self._ctx._fail("mnas_image_dataset_split", st)
         return tuple(ImageDataset._wrap(self._ctx, o.value) if o.value else None for o in outs)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self._ptr is None:
             return "<mnas.ImageDataset closed>"
         return "<mnas.ImageDataset %d classes, %d images of %r>" % (len(self), self.num_images,
@@ -540,7 +560,8 @@ class FewShotSampler(Handle):
     __slots__ = ("_ctx", "_datasets")
     _kind = "few-shot sampler"
 
-    def __init__(self, ctx, datasets, way=5, shot=1, query=15):
+    def __init__(self, ctx: Context, datasets: Union[ImageDataset, Sequence[ImageDataset]],
+                 way: int = 5, shot: int = 1, query: int = 15) -> None:
         p = check_ctx(ctx)
         if isinstance(datasets, ImageDataset):
             datasets = [datasets]
@@ -565,22 +586,22 @@ class FewShotSampler(Handle):
             d._samplers.add(self)
 
     @property
-    def ctx(self):
+    def ctx(self) -> Context:
         return self._ctx
 
     @property
-    def datasets(self):
+    def datasets(self) -> List[ImageDataset]:
         return self._datasets
 
     @property
-    def sizes(self):
+    def sizes(self) -> Tuple[int, int, int]:
         """(way, shot, query)."""
         w, s, q = c_int(), c_int(), c_int()
         self._ctx._check(C.mnas_fewshot_sampler_sizes(self._p(), ctypes.byref(w), ctypes.byref(s),
                                                       ctypes.byref(q)))
         return w.value, s.value, q.value
 
-    def task(self, seed, index):
+    def task(self, seed: int, index: int) -> Task:
         p = self._p()
         self._ctx.clear_error()
         r = C.mnas_fewshot_task(self._ctx._p(), p, as_u64(seed, "seed"), as_u64(index, "index"))
@@ -588,7 +609,7 @@ class FewShotSampler(Handle):
             self._ctx._fail("mnas_fewshot_task")
         return Task._wrap(self._ctx, r)
 
-    def test_set(self, seed, n_tasks):
+    def test_set(self, seed: int, n_tasks: int) -> TaskSet:
         """Tasks 0..n_tasks-1 of the stream ``seed``, as a TaskSet."""
         p = self._p()
         self._ctx.clear_error()
@@ -600,7 +621,7 @@ class FewShotSampler(Handle):
         return s
 
 
-def accuracy(logits, labels):
+def accuracy(logits: Tensor, labels: Tensor) -> float:
     """Fraction of rows of ``logits`` [n, classes] whose arg-max equals the
     class index in ``labels`` [n, 1]."""
     if not isinstance(logits, Tensor) or not isinstance(labels, Tensor):

@@ -7,7 +7,10 @@ derive from the closest built-in exception (``ShapeError`` is a
 code that catches those keeps working.
 """
 
+from __future__ import annotations
+
 import builtins
+from typing import Optional
 
 # Status codes of include/mnas/core.h (part of the ABI: fixed values).
 OK = 0
@@ -34,7 +37,7 @@ class Error(Exception):
 
     status = E_INTERNAL
 
-    def __init__(self, message="", status=None):
+    def __init__(self, message: str = "", status: Optional[int] = None) -> None:
         if status is not None:
             self.status = status
         self.message = message
@@ -134,12 +137,12 @@ _BY_STATUS = {
 }
 
 
-def error_class(status):
+def error_class(status: int) -> type:
     """The exception class of a status code (InternalError if unknown)."""
     return _BY_STATUS.get(status, InternalError)
 
 
-def make_error(status, message):
+def make_error(status: int, message: str) -> Error:
     """An exception instance for a failing status and its message."""
     cls = _BY_STATUS.get(status)
     if cls is None:

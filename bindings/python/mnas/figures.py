@@ -2,15 +2,24 @@
 and ``plot_regression`` drawing the paper's Figure 3 (true function, support
 points and each learner's prediction after adaptation)."""
 
+from __future__ import annotations
+
 import ctypes
 import math
 import os
 from ctypes import c_double, c_int
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
 
 from ._handle import Handle, as_float, as_int
 from ._lib import C
 from .core import check_ctx
 from .errors import ArgumentTypeError, InvalidArgument, ShapeError
+from ._types import PathLike
+
+if TYPE_CHECKING:  # names used in annotations only (no import cycles at run time)
+    from .core import Context
+    from .data import Task
+    from .meta import Learner
 
 LEGEND_AUTO, LEGEND_NONE, LEGEND_UPPER_RIGHT, LEGEND_UPPER_LEFT, LEGEND_LOWER_LEFT, \
     LEGEND_LOWER_RIGHT = range(6)
@@ -20,7 +29,7 @@ _LEGENDS = {"auto": LEGEND_AUTO, "none": LEGEND_NONE, "upper right": LEGEND_UPPE
 _INT = (-(1 << 31), (1 << 31) - 1)
 
 
-def color(index):
+def color(index: int) -> int:
     """Colour number index of the figure palette, as 0xRRGGBB."""
     return C.mnas_figure_color(as_int(index, "index", 0, (1 << 32) - 1))
 
@@ -49,7 +58,8 @@ class Figure(Handle):
     __slots__ = ("_ctx",)
     _kind = "figure"
 
-    def __init__(self, ctx, width=800, height=600, rows=1, cols=1):
+    def __init__(self, ctx: Context, width: int = 800, height: int = 600, rows: int = 1,
+                 cols: int = 1) -> None:
         p = check_ctx(ctx)
         ctx.clear_error()
         r = C.mnas_figure_create(p, as_int(width, "width", *_INT), as_int(height, "height", *_INT),
@@ -67,16 +77,17 @@ class Figure(Handle):
         return as_int(panel, "panel", *_INT)
 
     @property
-    def panels(self):
+    def panels(self) -> int:
         return C.mnas_figure_panels(self._p())
 
-    def text_scale(self, scale):
+    def text_scale(self, scale: float) -> Figure:
         """Text size 1..4 (times the built-in font), 0 to choose from the size."""
         self._ctx.clear_error()
         return self._check(C.mnas_figure_text_scale(self._p(), as_int(scale, "scale", *_INT)),
                            "mnas_figure_text_scale")
 
-    def range(self, panel, xlim=None, ylim=None):
+    def range(self, panel: int, xlim: Optional[Tuple[float, float]] = None,
+              ylim: Optional[Tuple[float, float]] = None) -> Figure:
         """Fix a panel's data range per axis ((lo, hi)); None: automatic."""
         xs = (math.nan, math.nan) if xlim is None else tuple(as_float(v, "xlim") for v in xlim)
         ys = (math.nan, math.nan) if ylim is None else tuple(as_float(v, "ylim") for v in ylim)
@@ -86,7 +97,7 @@ class Figure(Handle):
         return self._check(C.mnas_figure_panel_range(self._p(), self._panel(panel), xs[0], xs[1],
                                                      ys[0], ys[1]), "mnas_figure_panel_range")
 
-    def get_range(self, panel):
+    def get_range(self, panel: int) -> Tuple[float, float, float, float]:
         """(xmin, xmax, ymin, ymax) in use now."""
         out = (c_double * 4)()
         self._ctx.clear_error()
@@ -105,27 +116,30 @@ class Figure(Handle):
         return self._check(f(fp, self._panel(panel), xa, ya, len(xv), rgb, as_float(size, "size"),
                              _text(label, "label")), what)
 
-    def line(self, panel, x, y, rgb=None, width=2.0, label=None):
+    def line(self, panel: int, x: Sequence[float], y: Sequence[float], rgb: Optional[int] = None,
+             width: float = 2.0, label: Optional[str] = None) -> Figure:
         """A polyline through (x[i], y[i]); NaN breaks it."""
         rgb = color(0) if rgb is None else rgb
         return self._series(C.mnas_figure_line, "mnas_figure_line", panel, x, y, rgb, width, label)
 
-    def points(self, panel, x, y, rgb=None, radius=3.0, label=None):
+    def points(self, panel: int, x: Sequence[float], y: Sequence[float], rgb: Optional[int] = None,
+               radius: float = 3.0, label: Optional[str] = None) -> Figure:
         """Filled circles at the points."""
         rgb = color(0) if rgb is None else rgb
         return self._series(C.mnas_figure_points, "mnas_figure_points", panel, x, y, rgb, radius, label)
 
-    def title(self, panel, text):
+    def title(self, panel: int, text: str) -> Figure:
         self._ctx.clear_error()
         return self._check(C.mnas_figure_title(self._p(), self._panel(panel), _text(text, "title")),
                            "mnas_figure_title")
 
-    def axis_labels(self, panel, xlabel=None, ylabel=None):
+    def axis_labels(self, panel: int, xlabel: Optional[str] = None,
+                    ylabel: Optional[str] = None) -> Figure:
         self._ctx.clear_error()
         return self._check(C.mnas_figure_axis_labels(self._p(), self._panel(panel), _text(xlabel, "xlabel"),
                                                      _text(ylabel, "ylabel")), "mnas_figure_axis_labels")
 
-    def legend(self, panel, pos="auto"):
+    def legend(self, panel: int, pos: str = "auto") -> Figure:
         """Legend position: auto, none, upper right/left, lower left/right."""
         if isinstance(pos, str):
             if pos.lower() not in _LEGENDS:
@@ -135,11 +149,11 @@ class Figure(Handle):
         return self._check(C.mnas_figure_legend(self._p(), self._panel(panel), as_int(pos, "pos", *_INT)),
                            "mnas_figure_legend")
 
-    def clear(self, panel):
+    def clear(self, panel: int) -> Figure:
         self._ctx.clear_error()
         return self._check(C.mnas_figure_panel_clear(self._p(), self._panel(panel)), "mnas_figure_panel_clear")
 
-    def plot_area(self, panel):
+    def plot_area(self, panel: int) -> Tuple[int, int, int, int]:
         """(x0, y0, x1, y1): the pixel rectangle of the panel's frame."""
         v = [c_int() for _ in range(4)]
         self._ctx.clear_error()
@@ -147,7 +161,7 @@ class Figure(Handle):
                     "mnas_figure_plot_area")
         return tuple(i.value for i in v)
 
-    def data_to_pixel(self, panel, x, y):
+    def data_to_pixel(self, panel: int, x: float, y: float) -> Tuple[float, float]:
         px, py = c_double(), c_double()
         self._ctx.clear_error()
         self._check(C.mnas_figure_data_to_pixel(self._p(), self._panel(panel), as_float(x, "x"),
@@ -155,7 +169,7 @@ class Figure(Handle):
                     "mnas_figure_data_to_pixel")
         return px.value, py.value
 
-    def pixels(self):
+    def pixels(self) -> Tuple[int, int, bytes]:
         """(width, height, bytes of height rows of width * 3 RGB bytes) — a copy."""
         rgb = ctypes.c_void_p()
         w, h = c_int(), c_int()
@@ -164,14 +178,17 @@ class Figure(Handle):
                     "mnas_figure_pixels")
         return w.value, h.value, ctypes.string_at(rgb.value, w.value * h.value * 3)
 
-    def save_png(self, path):
+    def save_png(self, path: PathLike) -> Figure:
         """Write the figure as a PNG (atomically: the old file or the new one)."""
         self._ctx.clear_error()
         return self._check(C.mnas_figure_save_png(self._p(), os.fsencode(path)), "mnas_figure_save_png")
 
 
-def plot_regression(path, learners, tasks, labels=None, steps=None, grid=200, xlim=(-5.0, 5.0),
-                    width=None, height=None):
+def plot_regression(path: PathLike, learners: Union[Learner, Sequence[Learner]],
+                    tasks: Union[Task, Sequence[Task]], labels: Optional[Sequence[str]] = None,
+                    steps: Optional[int] = None, grid: int = 200,
+                    xlim: Tuple[float, float] = (-5.0, 5.0), width: Optional[int] = None,
+                    height: Optional[int] = None) -> Figure:
     """The paper's Figure 3: for each task a panel with its true function,
     its support points and every learner's prediction after adapting to the
     support set. Saves a PNG at path and returns the Figure (close it or

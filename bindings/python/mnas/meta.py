@@ -6,13 +6,15 @@ Eq. (2)/(8)) and the meta-learner that trains, evaluates and predicts.
 which answers ``Unsupported`` until the search core lands.
 """
 
+from __future__ import annotations
+
 import ctypes
 import math
 import os
 import sys
 import time
-from typing import Optional
 from ctypes import c_double, c_void_p
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _lib
 from ._handle import Handle, as_float, as_int, as_u64
@@ -25,6 +27,10 @@ from .errors import ArgumentTypeError, InvalidArgument, ShapeError
 from .nas import Genotype, SearchSpace
 from .nn import Module, Params, check_tape, weight_array
 from .tensors import Tensor, float_buffer
+from ._types import PathLike, WeightsLike
+
+if TYPE_CHECKING:  # names used in annotations only (no import cycles at run time)
+    from .core import Context
 
 METHOD_MAML, METHOD_MNAS, METHOD_MNAS_SHARED, METHOD_MNAS_NM = range(4)
 METHODS = {"maml": METHOD_MAML, "mnas": METHOD_MNAS, "mnas-shared": METHOD_MNAS_SHARED,
@@ -74,14 +80,17 @@ def _choice(value, table, what):
     return as_int(value, what, *_INT)
 
 
-def method_name(method):
+def method_name(method: Union[int, str]) -> str:
     """The library's display name of a method ("MAML", "M-NAS", ...)."""
     return decode(C.mnas_method_name(_method_id(method)))
 
 
 # ---- the inner loop ----------------------------------------------------------
 
-def inner_loop(tape, loss, weights, extra=(), steps=5, lr=0.001, mode="second_order", rates=None):
+def inner_loop(tape: Tape, loss: Callable[..., Tensor], weights: Sequence[Tensor],
+               extra: Sequence[Tensor] = (), steps: int = 5, lr: float = 0.001,
+               mode: str = "second_order",
+               rates: Optional[Sequence[Tensor]] = None) -> List[Tensor]:
     """``steps`` SGD steps w <- w - lr * d loss(tape, w, extra) / d w from
     ``weights``, recorded on ``tape``; returns the adapted weights (tape
     tensors, differentiable with respect to ``weights`` and ``extra``).
@@ -158,7 +167,8 @@ class TaskEncoder(Module):
     _c_add_params = "mnas_task_encoder_add_params"
     _c_num_params = "mnas_task_encoder_num_params"
 
-    def __init__(self, ctx, x_features=1, y_features=1, f_dim=32, z_dim=32, kind="gru"):
+    def __init__(self, ctx: Context, x_features: int = 1, y_features: int = 1, f_dim: int = 32,
+                 z_dim: int = 32, kind: str = "gru") -> None:
         p = check_ctx(ctx)
         ctx.clear_error()
         r = C.mnas_task_encoder_create(p, as_int(x_features, "x_features"), as_int(y_features, "y_features"),
@@ -169,10 +179,12 @@ class TaskEncoder(Module):
         self._init_module(ctx, r, C.mnas_task_encoder_free, ctx)
 
     @property
-    def z_dim(self):
+    def z_dim(self) -> int:
         return C.mnas_task_encoder_z_dim(self._p())
 
-    def forward(self, tape, x, y, weights, perm=None, recon=True):
+    def forward(self, tape: Tape, x: Tensor, y: Tensor, weights: WeightsLike,
+                perm: Optional[Sequence[int]] = None,
+                recon: bool = True) -> Tuple[Tensor, Optional[Tensor]]:
         """(z, L_r) of the support set x [K, x_features], y [K, y_features];
         perm: the feeding order (a permutation of range(K)) or None. With
         recon=False, L_r is None."""
@@ -207,7 +219,7 @@ class Controller(Module):
     _c_add_params = "mnas_controller_add_params"
     _c_num_params = "mnas_controller_num_params"
 
-    def __init__(self, ctx, z_dim, hidden, edges, ops):
+    def __init__(self, ctx: Context, z_dim: int, hidden: int, edges: int, ops: int) -> None:
         p = check_ctx(ctx)
         ctx.clear_error()
         r = C.mnas_controller_create(p, as_int(z_dim, "z_dim"), as_int(hidden, "hidden"),
@@ -216,7 +228,7 @@ class Controller(Module):
             ctx._fail("mnas_controller_create")
         self._init_module(ctx, r, C.mnas_controller_free, ctx)
 
-    def forward(self, tape, z, weights):
+    def forward(self, tape: Tape, z: Tensor, weights: WeightsLike) -> Tensor:
         cp = self._p()
         tp = check_tape(tape)
         arr = self._weights(tape, weights)
@@ -237,7 +249,8 @@ class Modulator(Module):
     _c_add_params = "mnas_modulator_add_params"
     _c_num_params = "mnas_modulator_num_params"
 
-    def __init__(self, ctx, z_dim, targets, mode="element", bias_init=3.0, form="sigmoid"):
+    def __init__(self, ctx: Context, z_dim: int, targets: WeightsLike,
+                 mode: str = "element", bias_init: float = 3.0, form: str = "sigmoid") -> None:
         p = check_ctx(ctx)
         if isinstance(targets, Params):
             targets = targets.tensors()
@@ -258,7 +271,8 @@ class Modulator(Module):
         ctx._check(C.mnas_modulator_set_form(r, _choice(form, MODULATOR_FORMS, "modulator form")),
                    "mnas_modulator_set_form")
 
-    def forward(self, tape, z, weights, targets):
+    def forward(self, tape: Tape, z: Tensor, weights: WeightsLike,
+                targets: Sequence[Tensor]) -> List[Tensor]:
         mp = self._p()
         tp = check_tape(tape)
         arr = self._weights(tape, weights)
@@ -316,7 +330,8 @@ class Evaluation:
     """Per-task query losses of a test set, before and after adaptation,
     with per-family mean +- 95 % CI in the layout of the paper's Table 1."""
 
-    def __init__(self, families, before, after, label="MAML", archs=None):
+    def __init__(self, families: Sequence[int], before: Sequence[float], after: Sequence[float],
+                 label: str = "MAML", archs: Optional[str] = None) -> None:
         self.families = list(families)
         self.before = list(before)
         self.after = list(after)
@@ -327,7 +342,7 @@ class Evaluation:
         ids = sorted(set(f for f in self.families if f >= 0))
         return ids
 
-    def stats(self, which="after"):
+    def stats(self, which: str = "after") -> Dict[str, Tuple[float, float]]:
         """{family name: (mean, ci95)} plus "average" (over every task)."""
         values = self.after if which == "after" else self.before
         out = {}
@@ -338,11 +353,11 @@ class Evaluation:
         return out
 
     @property
-    def mean_mse(self):
+    def mean_mse(self) -> float:
         """Mean query loss after adaptation over all tasks."""
         return self.stats("after")["average"][0]
 
-    def table(self, label=None, archs=None):
+    def table(self, label: Optional[str] = None, archs: Optional[str] = None) -> str:
         label = self.label if label is None else label
         archs = self.archs if archs is None else archs
         before, after = self.stats("before"), self.stats("after")
@@ -357,15 +372,15 @@ class Evaluation:
         lines = [head, row(label + " (before adapt.)", before), row(label, after)]
         return "\n".join(line.rstrip() for line in lines)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.table()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<mnas.Evaluation %d tasks, mean MSE after adaptation %.4g>" % (
             len(self.after), self.mean_mse)
 
 
-def results_table(evaluations, before=False):
+def results_table(evaluations: Sequence[Evaluation], before: bool = False) -> str:
     """Table 1 of the paper for several evaluations (one row each, query
     MSE +- 95 % CI after adaptation, or before with before=True)."""
     evaluations = list(evaluations)
@@ -425,24 +440,23 @@ class Learner(Handle):
     _OPTION_NAMES = frozenset(_INT_OPTS + _FLOAT_OPTS + ("seed", "inner_mode", "encoder", "modulation",
                                                                "modulator_form", "inner_lr_mode"))
 
-    def __init__(self, ctx, method: str = "maml", *,
-                 meta_batch: Optional[int] = None, inner_steps: Optional[int] = None,
-                 inner_lr: Optional[float] = None, outer_lr: Optional[float] = None,
-                 inner_mode: Optional[str] = None, threads: Optional[int] = None,
-                 seed: Optional[int] = None, clip_norm: Optional[float] = None,
-                 hidden: Optional[int] = None, layers: Optional[int] = None,
-                 in_features: Optional[int] = None, out_features: Optional[int] = None,
-                 arch_lr: Optional[float] = None, beta: Optional[float] = None,
-                 path_dropout: Optional[float] = None, nodes: Optional[int] = None,
-                 z_dim: Optional[int] = None, f_dim: Optional[int] = None,
-                 controller_hidden: Optional[int] = None, encoder: Optional[str] = None,
-                 modulation: Optional[str] = None, modulator_bias: Optional[float] = None,
-                 modulator_form: Optional[str] = None,
+    def __init__(self, ctx: Context, method: str = "maml", *, meta_batch: Optional[int] = None,
+                 inner_steps: Optional[int] = None, inner_lr: Optional[float] = None,
+                 outer_lr: Optional[float] = None, inner_mode: Optional[str] = None,
+                 threads: Optional[int] = None, seed: Optional[int] = None,
+                 clip_norm: Optional[float] = None, hidden: Optional[int] = None,
+                 layers: Optional[int] = None, in_features: Optional[int] = None,
+                 out_features: Optional[int] = None, arch_lr: Optional[float] = None,
+                 beta: Optional[float] = None, path_dropout: Optional[float] = None,
+                 nodes: Optional[int] = None, z_dim: Optional[int] = None,
+                 f_dim: Optional[int] = None, controller_hidden: Optional[int] = None,
+                 encoder: Optional[str] = None, modulation: Optional[str] = None,
+                 modulator_bias: Optional[float] = None, modulator_form: Optional[str] = None,
                  classes: Optional[int] = None, in_channels: Optional[int] = None,
                  image_size: Optional[int] = None, filters: Optional[int] = None,
                  channels: Optional[int] = None, sample_ops: Optional[int] = None,
                  stem_stride: Optional[int] = None, inner_lr_mode: Optional[str] = None,
-                 space: Optional["SearchSpace"] = None) -> None:
+                 space: Optional[SearchSpace] = None) -> None:
         # Named keyword-only options (None: the library's default), so a
         # misspelt option is a TypeError from Python itself and editors list
         # them; the values are checked as before.
@@ -489,7 +503,8 @@ class Learner(Handle):
         self._setup(r, C.mnas_learner_free, ctx if space is None else space)
 
     @classmethod
-    def from_checkpoint(cls, ctx, path, threads=None):
+    def from_checkpoint(cls, ctx: Context, path: PathLike,
+                        threads: Optional[int] = None) -> Learner:
         """A learner with the options a checkpoint was written with (threads
         as given, else as saved), with the checkpoint loaded: training goes
         on exactly where it stopped."""
@@ -512,13 +527,13 @@ class Learner(Handle):
         s.load(path)
         return s
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Write a checkpoint of the complete training state (atomically:
         the old file or the new one; format in docs/checkpoints.md)."""
         self._ctx.clear_error()
         self._ctx._check(C.mnas_learner_save(self._p(), os.fsencode(path)), "mnas_learner_save")
 
-    def load(self, path):
+    def load(self, path: PathLike) -> None:
         """Restore a checkpoint written by save. The whole file is validated
         first: a damaged, foreign or mismatched file raises (FormatError,
         MismatchError, NumericError, FileError) and changes nothing."""
@@ -526,21 +541,21 @@ class Learner(Handle):
         self._ctx._check(C.mnas_learner_load(self._p(), os.fsencode(path)), "mnas_learner_load")
 
     @property
-    def ctx(self):
+    def ctx(self) -> Context:
         return self._ctx
 
     @property
-    def method(self):
+    def method(self) -> str:
         return decode(C.mnas_method_name(self._opts.method))
 
     @property
-    def options(self):
+    def options(self) -> Dict[str, Any]:
         """The learner's options as a dict."""
         return {name: getattr(self._opts, name) for name, _ in LearnerOptions._fields_
                 if name != "struct_size"}
 
     @property
-    def params(self):
+    def params(self) -> Params:
         """The meta-parameters (a Params owned by the learner)."""
         lp = self._p()
         if self._params is None or self._params._ptr is None:
@@ -548,7 +563,7 @@ class Learner(Handle):
         return self._params
 
     @property
-    def iteration(self):
+    def iteration(self) -> int:
         """Meta-updates done so far."""
         return C.mnas_learner_iteration(self._p())
 
@@ -563,7 +578,7 @@ class Learner(Handle):
             ptrs.append(t._p())
         return tasks, ptrs
 
-    def step(self, tasks):
+    def step(self, tasks: Union[Task, Sequence[Task]]) -> float:
         """One meta-update on the given tasks; returns the mean query loss."""
         lp = self._p()
         tasks, ptrs = self._task_ptrs(tasks)
@@ -576,7 +591,7 @@ class Learner(Handle):
         self._ctx._check(st, "mnas_learner_step")
         return loss.value
 
-    def task_objective(self, task, stream=0, want_grad=False):
+    def task_objective(self, task: Task, stream: int = 0, want_grad: bool = False) -> float:
         """The per-task meta-objective as training computes it (query loss
         after adaptation + beta * L_r), with the random choices of stream;
         with want_grad the parameters' gradient buffers receive its gradient."""
@@ -590,7 +605,7 @@ class Learner(Handle):
         self._ctx._check(st, "mnas_learner_task_objective")
         return out.value
 
-    def set_lr(self, outer_lr, arch_lr):
+    def set_lr(self, outer_lr: float, arch_lr: float) -> None:
         """Change the Adam step sizes from the next meta-update on (the
         meta-weights, encoder and modulator; the controller or shared alpha).
         Checkpoints record the rates in force and loading restores them."""
@@ -598,7 +613,7 @@ class Learner(Handle):
         st = C.mnas_learner_set_lr(self._p(), as_float(outer_lr, "outer_lr"), as_float(arch_lr, "arch_lr"))
         self._ctx._check(st, "mnas_learner_set_lr")
 
-    def discretize(self, reinit=False):
+    def discretize(self, reinit: bool = False) -> None:
         """Enter the architecture-evaluation phase (M-NAS methods; MAML:
         StateError)."""
         self._ctx.clear_error()
@@ -606,10 +621,10 @@ class Learner(Handle):
         self._ctx._check(st, "mnas_learner_discretize")
 
     @property
-    def is_discrete(self):
+    def is_discrete(self) -> bool:
         return bool(C.mnas_learner_is_discrete(self._p()))
 
-    def genotype(self, task):
+    def genotype(self, task: Task) -> Optional[Genotype]:
         """The genotype the learner uses for task (None for MAML)."""
         lp = self._p()
         if not isinstance(task, Task):
@@ -644,8 +659,11 @@ class Learner(Handle):
             self._ctx._fail("mnas_task_create")
         return r
 
-    def train(self, iterations, tasks=None, *, seed=None, progress=False, k_shot=10, k_query=10,
-              families=None, checkpoint=None, every=0):
+    def train(self, iterations: int, tasks: Optional[Callable[[int], Task]] = None, *,
+              seed: Optional[int] = None,
+              progress: Union[bool, Callable[[int, int, float], Any]] = False, k_shot: int = 10,
+              k_query: int = 10, families: Optional[Sequence[int]] = None,
+              checkpoint: Optional[PathLike] = None, every: int = 0) -> List[float]:
         """``iterations`` meta-updates; returns the loss of each.
 
         Tasks come from ``tasks(index) -> Task`` (the learner takes each
@@ -726,7 +744,8 @@ class Learner(Handle):
         ctx._check(st, "mnas_learner_train")
         return losses
 
-    def evaluate(self, test_set, steps=None, label=None):
+    def evaluate(self, test_set: TaskSet, steps: Optional[int] = None,
+                 label: Optional[str] = None) -> Evaluation:
         """Query losses of every task of ``test_set`` before and after
         adaptation (``steps`` SGD steps; default the training inner_steps).
         Returns an Evaluation (``print(result)`` shows the Table-1 layout)."""
@@ -734,7 +753,8 @@ class Learner(Handle):
         return Evaluation(test_set.families(), before, after,
                           label=self.method if label is None else label)
 
-    def evaluate_accuracy(self, test_set, steps=None):
+    def evaluate_accuracy(self, test_set: TaskSet,
+                          steps: Optional[int] = None) -> Tuple[List[float], List[float]]:
         """Few-shot classification accuracy of every task of ``test_set``
         before and after adaptation (``steps`` SGD steps; default the
         training inner_steps): a pair of lists of floats in [0, 1].
@@ -760,7 +780,8 @@ class Learner(Handle):
         self._ctx._check(st, name)
         return before, after
 
-    def adapt_predict(self, task, x, steps=None):
+    def adapt_predict(self, task: Task, x: Union[float, Sequence[float], Sequence[Sequence[float]]],
+                      steps: Optional[int] = None) -> Union[List[float], List[List[float]]]:
         """Adapt to ``task``'s support set, then predict at the inputs ``x``
         (a sequence or float32 buffer of single-feature inputs). Returns a
         list of floats (lists of out_features floats per input when the

@@ -11,8 +11,11 @@ cell's rows, then the reduction cell's; its genotypes are (normal, reduce)
 pairs printed as "normal: ... | reduce: ...".
 """
 
+from __future__ import annotations
+
 import ctypes
 import array
+from typing import TYPE_CHECKING, Any, List, Tuple, Union
 
 from ._handle import Handle, as_int
 from ._lib import C, decode
@@ -20,6 +23,11 @@ from .core import check_ctx
 from .errors import ArgumentTypeError
 from .nn import Module, Params, _name, check_tape, weight_array
 from .tensors import Tensor
+from ._types import WeightsLike
+
+if TYPE_CHECKING:  # names used in annotations only (no import cycles at run time)
+    from .autodiff import Tape
+    from .core import Context
 
 
 class SearchSpace(Handle):
@@ -28,7 +36,7 @@ class SearchSpace(Handle):
     __slots__ = ("_ctx",)
     _kind = "search space"
 
-    def __init__(self, ctx):
+    def __init__(self, ctx: Context) -> None:
         p = check_ctx(ctx)
         ctx.clear_error()
         self._init(ctx, C.mnas_search_space_create(p), "mnas_search_space_create")
@@ -40,7 +48,7 @@ class SearchSpace(Handle):
         self._setup(r, C.mnas_search_space_free, ctx)
 
     @classmethod
-    def mlp(cls, ctx):
+    def mlp(cls, ctx: Context) -> SearchSpace:
         """The paper's MLP space: linear (Linear-ReLU-BN), skip, zero."""
         p = check_ctx(ctx)
         s = cls.__new__(cls)
@@ -49,13 +57,13 @@ class SearchSpace(Handle):
         return s
 
     @property
-    def ctx(self):
+    def ctx(self) -> Context:
         return self._ctx
 
-    def __len__(self):
+    def __len__(self) -> int:
         return C.mnas_search_space_num_ops(self._p())
 
-    def op_name(self, op):
+    def op_name(self, op: int) -> str:
         n = len(self)
         k = as_int(op, "op")
         if not 0 <= k < n:
@@ -63,12 +71,12 @@ class SearchSpace(Handle):
         return decode(C.mnas_search_space_op_name(self._p(), k))
 
     @property
-    def ops(self):
+    def ops(self) -> List[str]:
         """The op names in registry order."""
         return [self.op_name(k) for k in range(len(self))]
 
     @classmethod
-    def darts(cls, ctx):
+    def darts(cls, ctx: Context) -> SearchSpace:
         """The DARTS conv space: none, max_pool_3x3, avg_pool_3x3,
         skip_connect, sep_conv_3x3, sep_conv_5x5, dil_conv_3x3,
         dil_conv_5x5."""
@@ -78,7 +86,7 @@ class SearchSpace(Handle):
         s._init(ctx, C.mnas_search_space_darts(p), "mnas_search_space_darts")
         return s
 
-    def op_num_params(self, op, width, stride=1):
+    def op_num_params(self, op: int, width: int, stride: int = 1) -> int:
         """How many parameters op has on an edge of width at stride."""
         self.op_name(op)
         self._ctx.clear_error()
@@ -88,7 +96,8 @@ class SearchSpace(Handle):
             self._ctx._fail("mnas_search_space_op_num_params")
         return n
 
-    def op_add_params(self, op, width, stride, params, prefix="", group=0):
+    def op_add_params(self, op: int, width: int, stride: int, params: Params, prefix: str = "",
+                      group: int = 0) -> int:
         """Add op's parameters for an edge of width at stride to params
         (named prefix + suffix); returns the index of the first."""
         self.op_name(op)
@@ -103,7 +112,8 @@ class SearchSpace(Handle):
             self._ctx._fail("mnas_search_space_add_op_params")
         return i
 
-    def op_forward(self, tape, op, x, weights, stride=1):
+    def op_forward(self, tape: Tape, op: int, x: Tensor, weights: WeightsLike,
+                   stride: int = 1) -> Tensor:
         """One op on x ([N, C, H, W] for the conv ops) with its weights."""
         self.op_name(op)
         tp = check_tape(tape)
@@ -114,11 +124,11 @@ class SearchSpace(Handle):
         return tape._done(C.mnas_search_space_op_forward(
             self._p(), op, tp, tape._arg(x), arr, as_int(stride, "stride", -(1 << 31), (1 << 31) - 1)))
 
-    def find_op(self, name):
+    def find_op(self, name: str) -> int:
         """Index of the op called name, or -1."""
         return C.mnas_search_space_find_op(self._p(), _name(name))
 
-    def op_is_zero(self, op):
+    def op_is_zero(self, op: int) -> bool:
         self.op_name(op)
         return bool(C.mnas_search_space_op_is_zero(self._p(), op))
 
@@ -140,7 +150,7 @@ class Cell(Module):
     _c_add_params = "mnas_cell_add_params"
     _c_num_params = "mnas_cell_num_params"
 
-    def __init__(self, space, n_nodes, width):
+    def __init__(self, space: SearchSpace, n_nodes: int, width: int) -> None:
         sp = _check_space(space)
         ctx = space._ctx
         ctx.clear_error()
@@ -152,8 +162,8 @@ class Cell(Module):
         self._init_module(ctx, r, C.mnas_cell_free, space)
 
     @classmethod
-    def conv(cls, space, n_nodes, c_prev_prev, c_prev, channels, reduction=False,
-             reduction_prev=False):
+    def conv(cls, space: SearchSpace, n_nodes: int, c_prev_prev: int, c_prev: int, channels: int,
+             reduction: bool = False, reduction_prev: bool = False) -> Cell:
         """A DARTS conv cell of ``channels`` per state; inputs of c_prev_prev
         and c_prev channels; output n_nodes * channels channels."""
         sp = _check_space(space)
@@ -171,15 +181,15 @@ class Cell(Module):
         return c
 
     @property
-    def is_conv(self):
+    def is_conv(self) -> bool:
         return bool(C.mnas_cell_is_conv(self._p()))
 
     @property
-    def is_reduction(self):
+    def is_reduction(self) -> bool:
         return bool(C.mnas_cell_is_reduction(self._p()))
 
     @property
-    def out_width(self):
+    def out_width(self) -> int:
         """Features (MLP) or channels (conv: n_nodes * channels) of the output."""
         return C.mnas_cell_out_width(self._p())
 
@@ -191,28 +201,29 @@ class Cell(Module):
         return c
 
     @property
-    def space(self):
+    def space(self) -> SearchSpace:
         return self._space
 
     @property
-    def num_nodes(self):
+    def num_nodes(self) -> int:
         return C.mnas_cell_num_nodes(self._p())
 
     @property
-    def num_edges(self):
+    def num_edges(self) -> int:
         return C.mnas_cell_num_edges(self._p())
 
     @property
-    def alpha_shape(self):
+    def alpha_shape(self) -> Tuple[int, int]:
         """(edges, ops): the shape of the architecture weights."""
         return (self.num_edges, len(self._space))
 
-    def edge(self, node, input):
+    def edge(self, node: int, input: int) -> int:
         """Edge number of (node, input state), or -1."""
         return C.mnas_cell_edge(self._p(), as_int(node, "node", -(1 << 31), (1 << 31) - 1),
                                 as_int(input, "input", -(1 << 31), (1 << 31) - 1))
 
-    def forward(self, tape, s0, s1, weights, alpha):
+    def forward(self, tape: Tape, s0: Tensor, s1: Tensor, weights: WeightsLike,
+                alpha: Tensor) -> Tensor:
         cp = self._p()
         tp = check_tape(tape)
         arr = self._weights(tape, weights)
@@ -232,7 +243,8 @@ class Supernet(Module):
     _c_add_params = "mnas_supernet_add_params"
     _c_num_params = "mnas_supernet_num_params"
 
-    def __init__(self, space, in_features=1, width=50, n_nodes=3, out_features=1):
+    def __init__(self, space: SearchSpace, in_features: int = 1, width: int = 50, n_nodes: int = 3,
+                 out_features: int = 1) -> None:
         sp = _check_space(space)
         ctx = space._ctx
         ctx.clear_error()
@@ -246,7 +258,8 @@ class Supernet(Module):
         self._init_module(ctx, r, C.mnas_supernet_free, space)
 
     @classmethod
-    def conv(cls, space, in_channels=1, channels=16, n_nodes=4, n_classes=5):
+    def conv(cls, space: SearchSpace, in_channels: int = 1, channels: int = 16, n_nodes: int = 4,
+             n_classes: int = 5) -> Supernet:
         """The paper's conv supernet: stem 3x3 conv (-> 3C) - BN, a normal
         cell of C channels, a reduction cell of 2C, global average pooling,
         Linear head. ``net(tape, x, weights, alpha)`` with x [N,
@@ -267,11 +280,11 @@ class Supernet(Module):
         return n
 
     @property
-    def space(self):
+    def space(self) -> SearchSpace:
         return self._space
 
     @property
-    def is_conv(self):
+    def is_conv(self) -> bool:
         return bool(C.mnas_supernet_is_conv(self._p()))
 
     @property
@@ -288,7 +301,7 @@ class Supernet(Module):
                          "mnas_supernet_set_stem_stride")
 
     @property
-    def cells(self):
+    def cells(self) -> List[Cell]:
         """The supernet's cells (owned by it): [cell] for the MLP one,
         [normal, reduction] for the conv one."""
         p = self._p()
@@ -298,20 +311,20 @@ class Supernet(Module):
         return list(self._cells)
 
     @property
-    def cell(self):
+    def cell(self) -> Cell:
         """The supernet's (first) cell (owned by the supernet)."""
         return self.cells[0]
 
     @property
-    def alpha_rows(self):
+    def alpha_rows(self) -> int:
         return C.mnas_supernet_alpha_rows(self._p())
 
     @property
-    def alpha_shape(self):
+    def alpha_shape(self) -> Tuple[int, int]:
         """(rows, ops) of the alpha the forward takes."""
         return (self.alpha_rows, len(self._space))
 
-    def forward(self, tape, x, weights, alpha):
+    def forward(self, tape: Tape, x: Tensor, weights: WeightsLike, alpha: Tensor) -> Tensor:
         np_ = self._p()
         tp = check_tape(tape)
         arr = self._weights(tape, weights)
@@ -344,7 +357,7 @@ class Genotype(Handle):
         return g
 
     @classmethod
-    def derive(cls, cell, alpha):
+    def derive(cls, cell: Cell, alpha: Tensor) -> Genotype:
         """Per node the 2 strongest incoming edges, each with its strongest
         non-zero op (alpha: [edges, ops] tensor). cell may be a Supernet:
         alpha is then its whole [alpha_rows, ops] and the conv supernet
@@ -366,7 +379,7 @@ class Genotype(Handle):
         return cls._wrap(ctx, r, cell._space)
 
     @classmethod
-    def pair(cls, normal, reduce):
+    def pair(cls, normal: Genotype, reduce: Genotype) -> Genotype:
         """A (normal, reduce) pair from two single-cell genotypes."""
         if not isinstance(normal, Genotype) or not isinstance(reduce, Genotype):
             raise ArgumentTypeError("normal and reduce must be mnas.Genotype objects")
@@ -378,11 +391,11 @@ class Genotype(Handle):
         return cls._wrap(ctx, r, normal._parent)
 
     @property
-    def num_cells(self):
+    def num_cells(self) -> int:
         """1 for a single cell, 2 for a (normal, reduce) pair."""
         return C.mnas_genotype_num_cells(self._p())
 
-    def part(self, k):
+    def part(self, k: int) -> Genotype:
         """Cell k of a pair (0 normal, 1 reduce) as a single-cell genotype."""
         self._ctx.clear_error()
         r = C.mnas_genotype_part(self._p(), as_int(k, "k", -(1 << 31), (1 << 31) - 1))
@@ -391,7 +404,7 @@ class Genotype(Handle):
         return Genotype._wrap(self._ctx, r, self._parent)
 
     @classmethod
-    def parse(cls, space, text):
+    def parse(cls, space: SearchSpace, text: str) -> Genotype:
         """The genotype of a text form; FormatError says where it is wrong."""
         sp = _check_space(space)
         ctx = space._ctx
@@ -401,7 +414,7 @@ class Genotype(Handle):
             ctx._fail("mnas_genotype_parse")
         return cls._wrap(ctx, r, space)
 
-    def copy(self):
+    def copy(self) -> Genotype:
         self._ctx.clear_error()
         r = C.mnas_genotype_copy(self._p())
         if not r:
@@ -409,13 +422,13 @@ class Genotype(Handle):
         return Genotype._wrap(self._ctx, r, self._parent)
 
     @property
-    def num_nodes(self):
+    def num_nodes(self) -> int:
         return C.mnas_genotype_num_nodes(self._p())
 
-    def input(self, node, k):
+    def input(self, node: int, k: int) -> int:
         return self._pair(C.mnas_genotype_input, node, k)
 
-    def op(self, node, k):
+    def op(self, node: int, k: int) -> int:
         """Index of the op of pair k of node (in the search space)."""
         return self._pair(C.mnas_genotype_op, node, k)
 
@@ -436,17 +449,17 @@ class Genotype(Handle):
         f(p, *args, buf, n + 1)
         return decode(buf.value)
 
-    def to_string(self):
+    def to_string(self) -> str:
         return self._text(C.mnas_genotype_to_string)
 
-    def to_dot(self, title=""):
+    def to_dot(self, title: str = "") -> str:
         """The cell as a Graphviz DOT graph."""
         return self._text(C.mnas_genotype_to_dot, _name(title, "title"))
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.to_string()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self._ptr is None:
             return "<mnas.Genotype closed>"
         return "<mnas.Genotype %s>" % self.to_string()
@@ -463,7 +476,7 @@ class Genotype(Handle):
         return out
 
     @property
-    def cells(self):
+    def cells(self) -> List[List[Tuple[Tuple[str, int], ...]]]:
         """Per cell (one, or normal and reduce) its nodes as in ``nodes``."""
         text = self.to_string()
         if "|" not in text:
@@ -471,20 +484,20 @@ class Genotype(Handle):
         return [self._parse_nodes(part.strip().partition(":")[2]) for part in text.split("|")]
 
     @property
-    def nodes(self):
+    def nodes(self) -> List[Tuple[Tuple[str, int], ...]]:
         """[((op name, input), (op name, input)), ...] per node (of the
         normal cell for a pair)."""
         return self.cells[0]
 
-    def __eq__(self, other):
+    def __eq__(self, other: Any) -> bool:
         if not isinstance(other, Genotype):
             return NotImplemented
         return bool(C.mnas_genotype_equal(self._p(), other._p()))
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self._key)
 
-    def onehot(self, cell):
+    def onehot(self, cell: Union[Cell, Supernet]) -> Tensor:
         """The one-hot alpha ([edges, ops] persistent tensor) of this
         genotype for cell; for a Supernet its whole [alpha_rows, ops]."""
         if not isinstance(cell, (Cell, Supernet)):
@@ -513,7 +526,7 @@ class Child(Module):
     _c_add_params = "mnas_child_add_params"
     _c_num_params = "mnas_child_num_params"
 
-    def __init__(self, supernet, genotype):
+    def __init__(self, supernet: Supernet, genotype: Genotype) -> None:
         if not isinstance(supernet, Supernet):
             raise ArgumentTypeError("supernet must be an mnas.Supernet")
         if not isinstance(genotype, Genotype):
@@ -525,7 +538,7 @@ class Child(Module):
             ctx._fail("mnas_child_create")
         self._init_module(ctx, r, C.mnas_child_free, supernet)
 
-    def forward(self, tape, x, weights):
+    def forward(self, tape: Tape, x: Tensor, weights: WeightsLike) -> Tensor:
         cp = self._p()
         tp = check_tape(tape)
         arr = self._weights(tape, weights)

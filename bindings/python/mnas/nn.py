@@ -2,9 +2,12 @@
 buffers), the SGD/Adam optimisers, and the MLP used functionally
 (``mlp(tape, x, weights)`` with any weights of the right shapes)."""
 
+from __future__ import annotations
+
 import ctypes
 import os
 from ctypes import c_int64, c_void_p
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from ._handle import Handle, as_float, as_int, as_shape
 from ._lib import C, decode
@@ -13,6 +16,10 @@ from .autodiff import Tape
 from .core import Rng, check_ctx
 from .errors import ArgumentTypeError, InvalidArgument, ShapeError
 from .tensors import Tensor, shape_array
+from ._types import PathLike, ShapeLike, WeightsLike
+
+if TYPE_CHECKING:  # names used in annotations only (no import cycles at run time)
+    from .core import Context
 
 INIT_ZEROS, INIT_ONES, INIT_FAN_IN, INIT_UNIFORM, INIT_NORMAL, INIT_CONSTANT = range(6)
 _INITS = {"zeros": INIT_ZEROS, "ones": INIT_ONES, "fan_in": INIT_FAN_IN, "uniform": INIT_UNIFORM,
@@ -40,7 +47,7 @@ class Params(Handle):
     __slots__ = ("_ctx", "_values", "_grads")
     _kind = "parameter set"
 
-    def __init__(self, ctx):
+    def __init__(self, ctx: Context) -> None:
         p = check_ctx(ctx)
         ctx.clear_error()
         r = C.mnas_params_create(p)
@@ -51,12 +58,12 @@ class Params(Handle):
         self._grads = []
         self._setup(r, C.mnas_params_free, ctx)
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Write the values to a checkpoint file (atomically)."""
         self._ctx.clear_error()
         self._ctx._check(C.mnas_params_save(self._p(), os.fsencode(path)), "mnas_params_save")
 
-    def load(self, path):
+    def load(self, path: PathLike) -> None:
         """Read values saved by save: the same names with the same shapes
         (any order), all finite, or nothing changes and an error is raised."""
         self._ctx.clear_error()
@@ -72,10 +79,11 @@ class Params(Handle):
         return s
 
     @property
-    def ctx(self):
+    def ctx(self) -> Context:
         return self._ctx
 
-    def add(self, name, shape, init="fan_in", arg=None, group=0):
+    def add(self, name: str, shape: ShapeLike, init: str = "fan_in", arg: Optional[float] = None,
+            group: int = 0) -> int:
         """Append a parameter; returns its index. ``init`` is one of zeros,
         ones, fan_in (arg = fan-in, default: the last extent), uniform and
         normal (arg = scale), constant (arg = value)."""
@@ -97,7 +105,7 @@ class Params(Handle):
             self._ctx._fail("mnas_params_add")
         return i
 
-    def init(self, rng=None):
+    def init(self, rng: Optional[Rng] = None) -> None:
         """Redraw every parameter from its initialiser (context RNG if None)."""
         p = self._p()
         if rng is not None and not isinstance(rng, Rng):
@@ -106,11 +114,11 @@ class Params(Handle):
         st = C.mnas_params_init(p, None if rng is None else rng._p())
         self._ctx._check(st, "mnas_params_init")
 
-    def __len__(self):
+    def __len__(self) -> int:
         return C.mnas_params_count(self._p())
 
     @property
-    def numel(self):
+    def numel(self) -> int:
         """Total number of elements over all parameters."""
         return C.mnas_params_numel(self._p())
 
@@ -137,40 +145,40 @@ class Params(Handle):
             t = cache[k] = Tensor._borrowed(self, self._ctx, r)
         return t
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: Union[int, str, slice]) -> Union[Tensor, List[Tensor]]:
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
         return self._cached(self._values, C.mnas_params_get, self._index(i))
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Tensor]:
         for k in range(len(self)):
             yield self[k]
 
-    def tensors(self):
+    def tensors(self) -> List[Tensor]:
         """The parameter tensors in order (what a forward takes)."""
         return [self[k] for k in range(len(self))]
 
-    def grad(self, i):
+    def grad(self, i: Union[int, str]) -> Tensor:
         """The gradient buffer of parameter i (index or name)."""
         return self._cached(self._grads, C.mnas_params_grad, self._index(i))
 
-    def name(self, i):
+    def name(self, i: int) -> str:
         return decode(C.mnas_params_name(self._p(), self._index(i)))
 
-    def names(self):
+    def names(self) -> List[str]:
         return [self.name(k) for k in range(len(self))]
 
-    def group(self, i):
+    def group(self, i: Union[int, str]) -> int:
         return C.mnas_params_group(self._p(), self._index(i))
 
-    def find(self, name):
+    def find(self, name: str) -> int:
         """Index of the parameter called name, or -1."""
         return C.mnas_params_find(self._p(), _name(name))
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         C.mnas_params_zero_grad(self._p())
 
-    def accumulate_grad(self, grads, scale=1.0):
+    def accumulate_grad(self, grads: Sequence[Optional[Tensor]], scale: float = 1.0) -> None:
         """grad_i += scale * grads[i]; one entry per parameter (None skips)."""
         p = self._p()
         grads = list(grads)
@@ -190,7 +198,7 @@ class Params(Handle):
         st = C.mnas_params_accumulate_grad(p, arr, as_float(scale, "scale"))
         self._ctx._check(st, "mnas_params_accumulate_grad")
 
-    def copy_values(self, src):
+    def copy_values(self, src: Params) -> None:
         """Copy the values of src (same names and shapes, same order)."""
         if not isinstance(src, Params):
             raise ArgumentTypeError("src must be an mnas.Params")
@@ -198,7 +206,7 @@ class Params(Handle):
         st = C.mnas_params_copy_values(self._p(), src._p())
         self._ctx._check(st, "mnas_params_copy_values")
 
-    def copy_matching(self, src):
+    def copy_matching(self, src: Params) -> int:
         """Copy the values of every parameter of src whose name and shape
         match one here (any order); returns how many were copied."""
         if not isinstance(src, Params):
@@ -209,11 +217,11 @@ class Params(Handle):
             self._ctx._fail("mnas_params_copy_matching")
         return n
 
-    def grad_norm(self):
+    def grad_norm(self) -> float:
         """sqrt of the sum of squares of every gradient buffer."""
         return C.mnas_params_grad_norm(self._p())
 
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         """{name: nested lists of values} (a copy)."""
         return {self.name(k): self[k].tolist() for k in range(len(self))}
 
@@ -228,8 +236,9 @@ class Optimizer(Handle):
     __slots__ = ("_params",)
     _kind = "optimizer"
 
-    def __init__(self, params, kind="adam", lr=1e-3, momentum=0.0, beta1=0.9, beta2=0.999,
-                 eps=1e-8, clip_norm=0.0):
+    def __init__(self, params: Params, kind: Union[int, str] = "adam", lr: float = 1e-3,
+                 momentum: float = 0.0, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 clip_norm: float = 0.0) -> None:
         if not isinstance(params, Params):
             raise ArgumentTypeError("params must be an mnas.Params")
         if isinstance(kind, str):
@@ -251,30 +260,30 @@ class Optimizer(Handle):
         self._params = params
         self._setup(r, C.mnas_optim_free, params)
 
-    def set_group_lr(self, group, lr):
+    def set_group_lr(self, group: int, lr: float) -> None:
         self._params._ctx.clear_error()
         st = C.mnas_optim_set_group_lr(self._p(), as_int(group, "group", -(1 << 31), (1 << 31) - 1),
                                        as_float(lr, "lr"))
         self._params._ctx._check(st, "mnas_optim_set_group_lr")
 
-    def step(self):
+    def step(self) -> None:
         self._params._ctx.clear_error()
         st = C.mnas_optim_step(self._p())
         self._params._ctx._check(st, "mnas_optim_step")
 
     @property
-    def steps(self):
+    def steps(self) -> int:
         """Number of successful steps."""
         return C.mnas_optim_steps(self._p())
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Write the optimiser's state (kind, step count, moments per
         parameter name) to a checkpoint file, atomically. The parameter
         values are saved separately (Params.save)."""
         self._params._ctx.clear_error()
         self._params._ctx._check(C.mnas_optim_save(self._p(), os.fsencode(path)), "mnas_optim_save")
 
-    def load(self, path):
+    def load(self, path: PathLike) -> None:
         """Read a state written by save: the same kind over parameters of
         the same names and shapes, or nothing changes and an error is
         raised (FormatError, MismatchError, NumericError, FileError)."""
@@ -282,15 +291,18 @@ class Optimizer(Handle):
         self._params._ctx._check(C.mnas_optim_load(self._p(), os.fsencode(path)), "mnas_optim_load")
 
 
-def Adam(params, lr=1e-3, **kw):
-    return Optimizer(params, "adam", lr, **kw)
+def Adam(params: Params, lr: float = 1e-3, *, beta1: float = 0.9, beta2: float = 0.999,
+         eps: float = 1e-8, clip_norm: float = 0.0) -> Optimizer:
+    """Adam over ``params`` (the options of Optimizer, by name)."""
+    return Optimizer(params, "adam", lr, beta1=beta1, beta2=beta2, eps=eps, clip_norm=clip_norm)
 
 
-def SGD(params, lr, momentum=0.0, **kw):
-    return Optimizer(params, "sgd", lr, momentum, **kw)
+def SGD(params: Params, lr: float, momentum: float = 0.0, *, clip_norm: float = 0.0) -> Optimizer:
+    """SGD (with momentum) over ``params`` (the options of Optimizer, by name)."""
+    return Optimizer(params, "sgd", lr, momentum, clip_norm=clip_norm)
 
 
-def weight_array(tape, weights, n, what="the module"):
+def weight_array(tape: Tape, weights: WeightsLike, n: int, what: str = "the module") -> Any:
     """A C array of exactly n tensor pointers from a Params or a sequence of
     tensors (C reads n entries, so the count is checked here)."""
     if isinstance(weights, Params):
@@ -306,7 +318,7 @@ def weight_array(tape, weights, n, what="the module"):
     return (c_void_p * max(n, 1))(*[tape._arg(w) for w in weights])
 
 
-def check_tape(tape):
+def check_tape(tape: Any) -> int:
     if not isinstance(tape, Tape):
         raise ArgumentTypeError("tape must be an mnas.Tape, not %s" % type(tape).__name__)
     return tape._p()
@@ -326,15 +338,15 @@ class Module(Handle):
         self._n = getattr(C, self._c_num_params)(ptr)
 
     @property
-    def ctx(self):
+    def ctx(self) -> Context:
         return self._ctx
 
     @property
-    def num_params(self):
+    def num_params(self) -> int:
         """Number of weight tensors the forward takes."""
         return self._n
 
-    def add_params(self, params, prefix="", group=0):
+    def add_params(self, params: Params, prefix: str = "", group: int = 0) -> int:
         """Add the module's parameters to params (names start with prefix);
         returns the index of the first."""
         if not isinstance(params, Params):
@@ -363,7 +375,7 @@ class MLP(Module):
     _c_add_params = "mnas_mlp_add_params"
     _c_num_params = "mnas_mlp_num_params"
 
-    def __init__(self, ctx, dims, batch_norm=True):
+    def __init__(self, ctx: Context, dims: Sequence[int], batch_norm: bool = True) -> None:
         p = check_ctx(ctx)
         dims = [as_int(d, "width") for d in dims]
         if len(dims) < 2:
@@ -376,7 +388,7 @@ class MLP(Module):
         self.dims = tuple(dims)
         self._init_module(ctx, r, C.mnas_mlp_free, ctx)
 
-    def forward(self, tape, x, weights):
+    def forward(self, tape: Tape, x: Tensor, weights: WeightsLike) -> Tensor:
         """y = MLP(x; weights) on tape; weights: a Params holding exactly
         this network's parameters, or a sequence of num_params tensors."""
         mp = self._p()
@@ -400,7 +412,8 @@ class ConvNet(Module):
     _c_add_params = "mnas_convnet_add_params"
     _c_num_params = "mnas_convnet_num_params"
 
-    def __init__(self, ctx, in_channels, height, width, filters=32, n_classes=5):
+    def __init__(self, ctx: Context, in_channels: int, height: int, width: int, filters: int = 32,
+                 n_classes: int = 5) -> None:
         p = check_ctx(ctx)
         ctx.clear_error()
         r = C.mnas_convnet_create(p, as_int(in_channels, "in_channels"), as_int(height, "height"),
@@ -412,10 +425,10 @@ class ConvNet(Module):
         self._init_module(ctx, r, C.mnas_convnet_free, ctx)
 
     @property
-    def filters(self):
+    def filters(self) -> int:
         return C.mnas_convnet_filters(self._p())
 
-    def forward(self, tape, x, weights):
+    def forward(self, tape: Tape, x: Tensor, weights: WeightsLike) -> Tensor:
         mp = self._p()
         tp = check_tape(tape)
         arr = self._weights(tape, weights)

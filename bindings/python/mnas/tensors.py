@@ -4,9 +4,11 @@ buffers without NumPy as a dependency.
 In: ``Tensor.from_buffer`` / ``ctx.tensor`` take anything with the buffer
 protocol holding C-contiguous float32 (``array('f')``, a memoryview, NumPy
 float32 arrays, raw ``bytes``), or nested lists and numbers; the data is
-copied. Out: ``__array_interface__`` (``numpy.asarray(t)`` is a zero-copy
-view that keeps the tensor alive), ``memoryview()`` (zero-copy), and
-``tolist()`` / ``to_bytes()`` (copies).
+copied, or with ``from_buffer(..., copy=False)`` viewed in place (a
+writable float32 buffer the tensor keeps alive; docs/python.md). Out:
+``__array_interface__`` (``numpy.asarray(t)`` is a zero-copy view that
+keeps the tensor alive), ``memoryview()`` (zero-copy), and ``tolist()`` /
+``to_bytes()`` (copies).
 
 Two lifetimes, as in C: persistent tensors (``ctx.tensor``, ``zeros``,
 ``copy()``, ...) live until closed or garbage; tape tensors (results of
@@ -14,24 +16,32 @@ ops) live until their tape is reset or closed, after which using them
 raises ``StaleTensor`` / ``ClosedHandleError``.
 """
 
+from __future__ import annotations
+
 import array
 import ctypes
 import sys
 import threading
 from ctypes import c_int64, c_void_p
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from ._handle import MAX_DIMS, Handle, as_float, as_shape
 from ._lib import C
 from .core import check_ctx
 from .errors import (ArgumentTypeError, ClosedHandleError, InvalidArgument, ShapeError, StaleTensor,
                      StateError, make_error)
+from ._types import ShapeLike
+
+if TYPE_CHECKING:  # names used in annotations only (no import cycles at run time)
+    from .autodiff import Tape
+    from .core import Context, Rng
 
 _FLOAT_FORMATS = {"f", "=f", "@f", "<f" if sys.byteorder == "little" else ">f"}
 _BYTE_FORMATS = {"B", "b", "c"}
 _TYPESTR = ("<f4" if sys.byteorder == "little" else ">f4")
 
 
-def shape_array(shape):
+def shape_array(shape: Tuple[int, ...]) -> Tuple[int, Any]:
     """(ndim, int64 array) for a checked shape tuple."""
     n = len(shape)
     return n, (c_int64 * n)(*shape) if n else None
@@ -61,7 +71,7 @@ def _nested(obj, depth=0):
     return [float(obj)], ()
 
 
-def float_buffer(data, shape=None):
+def float_buffer(data: Any, shape: Optional[ShapeLike] = None) -> Tuple[Any, int, Tuple[int, ...]]:
     """Turn ``data`` into (keepalive, address, shape) of C-contiguous float32
     values, checking that the element count matches ``shape`` (so C never
     reads past the buffer)."""
@@ -117,12 +127,66 @@ def float_buffer(data, shape=None):
     return keep, addr, shape
 
 
+def _writable_float_buffer(data, shape=None):
+    """(export, address, shape) of a writable, C-contiguous float32 buffer
+    for ``copy=False``; the export (a ctypes array over the buffer) pins the
+    buffer: the object stays alive and a bytearray cannot be resized while
+    the export exists. A refused buffer is released at once."""
+    if isinstance(data, Tensor):
+        raise ArgumentTypeError("a Tensor is not a buffer here; use the tensor itself or t.copy()")
+    try:
+        mv = memoryview(data)
+    except TypeError:
+        raise ArgumentTypeError("copy=False needs an object with the buffer protocol (array('f'), "
+                                "bytearray, a NumPy float32 array), not %s" % type(data).__name__) from None
+    try:
+        shape = _check_wrappable(mv, type(data).__name__, shape)
+        raw = mv.cast("B")
+    except BaseException:
+        mv.release()
+        raise
+    keep = (ctypes.c_char * mv.nbytes).from_buffer(raw)
+    return keep, ctypes.addressof(keep), shape
+
+
+def _check_wrappable(mv, kind, shape):
+    fmt = mv.format
+    if fmt in _BYTE_FORMATS:
+        raw = True
+    elif fmt in _FLOAT_FORMATS:
+        raw = False
+    else:
+        raise ArgumentTypeError(
+            "copy=False needs float32 data (buffer format 'f'), got format %r; converting would copy "
+            "(use copy=True, or a.astype(numpy.float32) and wrap that)" % fmt)
+    if mv.readonly:
+        raise InvalidArgument("copy=False needs a writable buffer; this %s is read-only "
+                              "(use copy=True to copy it)" % kind)
+    if not mv.c_contiguous:
+        raise InvalidArgument("copy=False needs a C-contiguous buffer; this one is strided "
+                              "(numpy.ascontiguousarray(a) makes a contiguous copy to wrap)")
+    if raw and mv.nbytes % 4:
+        raise ShapeError("%d bytes are not a whole number of float32 values" % mv.nbytes)
+    n_items = mv.nbytes // 4
+    if shape is None:
+        shape = (n_items,) if raw else tuple(mv.shape)
+    shape = as_shape(shape)
+    if any(d < 1 for d in shape):
+        raise ShapeError("shape %r has an extent below 1" % (shape,))
+    count = 1
+    for d in shape:
+        count *= d
+    if count != n_items:
+        raise ShapeError("shape %r needs %d values, the buffer holds %d" % (shape, count, n_items))
+    return shape
+
+
 # ---- the active tape (for operators such as a + b) ---------------------------
 
 _active = threading.local()
 
 
-def active_tape():
+def active_tape() -> Optional[Tape]:
     """The innermost tape made active by ``with tape:`` / ``tape.active()``
     on this thread, or None."""
     stack = getattr(_active, "stack", None)
@@ -161,20 +225,20 @@ class Tensor(Handle):
     __slots__ = ("_ctx", "_tape", "_gen", "_base")
     _kind = "tensor"
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("make tensors with ctx.tensor(data), ctx.zeros(shape), "
                         "Tensor.from_buffer(ctx, buf), or ops on a tape")
 
     # ---- wrapping pointers ------------------------------------------------
 
     @classmethod
-    def _owned(cls, ctx, ptr):
+    def _owned(cls, ctx, ptr, *keepalive):
         t = cls.__new__(cls)
         t._ctx = ctx
         t._tape = None
         t._gen = 0
         t._base = None
-        t._setup(ptr, C.mnas_tensor_free, ctx)
+        t._setup(ptr, C.mnas_tensor_free, ctx, *keepalive)
         return t
 
     @classmethod
@@ -191,7 +255,7 @@ class Tensor(Handle):
     # ---- constructors -----------------------------------------------------
 
     @classmethod
-    def zeros(cls, ctx, shape, requires_grad=False):
+    def zeros(cls, ctx: Context, shape: ShapeLike, requires_grad: bool = False) -> Tensor:
         p = check_ctx(ctx)
         nd, sh = shape_array(as_shape(shape))
         ctx.clear_error()
@@ -204,30 +268,56 @@ class Tensor(Handle):
         return t
 
     @classmethod
-    def from_buffer(cls, ctx, data, shape=None, requires_grad=False):
-        """A persistent copy of float32 data from any buffer (array('f'),
-        memoryview, bytes, NumPy float32 arrays), or nested lists/numbers.
-        ``shape`` defaults to the buffer's shape (1-D for bytes)."""
+    def from_buffer(cls, ctx: Context, data: Any, shape: Optional[ShapeLike] = None,
+                    requires_grad: bool = False, copy: bool = True) -> Tensor:
+        """A persistent tensor from float32 data in any buffer (array('f'),
+        memoryview, bytes, bytearray, NumPy float32 arrays), or from nested
+        lists/numbers. ``shape`` defaults to the buffer's shape (1-D for
+        byte buffers).
+
+        With ``copy=True`` (the default) the values are copied. With
+        ``copy=False`` the tensor views the buffer itself (zero-copy,
+        ``mnas_tensor_wrap``): writes on either side are seen by the other,
+        including ``assign`` and the results of in-place updates. Only a
+        writable, C-contiguous buffer of float32 (format 'f', or raw bytes
+        such as a bytearray) holding exactly the values of ``shape`` is
+        accepted; anything else raises ``ArgumentTypeError`` (a TypeError:
+        wrong element type, not a buffer) or ``InvalidArgument`` /
+        ``ShapeError`` (ValueErrors: read-only, not contiguous, misaligned,
+        wrong size). The tensor holds an export of the buffer, so the buffer
+        object stays alive at least as long as the tensor (``del`` of the
+        caller's name is safe) and a bytearray cannot be resized meanwhile;
+        the caller must not reallocate the memory by other means (e.g.
+        ``numpy.ndarray.resize(refcheck=False)``) while the tensor lives."""
         p = check_ctx(ctx)
-        keep, addr, shape = float_buffer(data, shape)
+        if copy:
+            keep, addr, shape = float_buffer(data, shape)
+        else:
+            keep, addr, shape = _writable_float_buffer(data, shape)
         nd, sh = shape_array(shape)
         ctx.clear_error()
-        r = C.mnas_tensor_from_data(p, nd, sh, addr)
-        del keep
+        fn = "mnas_tensor_from_data" if copy else "mnas_tensor_wrap"
+        r = getattr(C, fn)(p, nd, sh, addr)
         if not r:
-            ctx._fail("mnas_tensor_from_data")
-        t = cls._owned(ctx, r)
+            del keep  # a refused buffer is not kept exported
+            ctx._fail(fn)
+        # A wrapped tensor's finaliser holds the buffer export: it is
+        # released after mnas_tensor_free, never before.
+        t = cls._owned(ctx, r) if copy else cls._owned(ctx, r, keep)
+        del keep
         if requires_grad:
             t.requires_grad = True
         return t
 
     @classmethod
-    def randn(cls, ctx, shape, mean=0.0, std=1.0, rng=None):
+    def randn(cls, ctx: Context, shape: ShapeLike, mean: float = 0.0, std: float = 1.0,
+              rng: Optional[Rng] = None) -> Tensor:
         """Normal(mean, std^2) values from the context's generator (or rng)."""
         return cls._random(ctx, shape, as_float(mean, "mean"), as_float(std, "std"), rng, True)
 
     @classmethod
-    def rand(cls, ctx, shape, lo=0.0, hi=1.0, rng=None):
+    def rand(cls, ctx: Context, shape: ShapeLike, lo: float = 0.0, hi: float = 1.0,
+             rng: Optional[Rng] = None) -> Tensor:
         """Uniform [lo, hi) values from the context's generator (or rng)."""
         return cls._random(ctx, shape, as_float(lo, "lo"), as_float(hi, "hi"), rng, False)
 
@@ -269,21 +359,21 @@ class Tensor(Handle):
     # ---- queries ----------------------------------------------------------
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         """True once closed, or when its owner or tape was closed."""
         return self._ptr is None or (self._tape is not None and self._tape._ptr is None)
 
     @property
-    def ctx(self):
+    def ctx(self) -> Context:
         return self._ctx
 
     @property
-    def tape(self):
+    def tape(self) -> Optional[Tape]:
         """The owning tape, or None for a persistent tensor."""
         return self._tape
 
     @property
-    def shape(self):
+    def shape(self) -> Tuple[int, ...]:
         p = self._live()
         buf = (c_int64 * MAX_DIMS)()
         st = C.mnas_tensor_shape(p, buf)
@@ -292,14 +382,14 @@ class Tensor(Handle):
         return tuple(buf[: C.mnas_tensor_ndim(p)])
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
         n = C.mnas_tensor_ndim(self._live())
         if n < 0:
             self._fail("mnas_tensor_ndim", -4 if self._tape is not None else -1)
         return n
 
     @property
-    def size(self):
+    def size(self) -> int:
         """Number of elements."""
         p = self._live()
         if not C.mnas_tensor_is_valid(p):
@@ -307,15 +397,15 @@ class Tensor(Handle):
         return C.mnas_tensor_size(p)
 
     @property
-    def is_tape_owned(self):
+    def is_tape_owned(self) -> bool:
         return self._tape is not None
 
     @property
-    def requires_grad(self):
+    def requires_grad(self) -> bool:
         return bool(C.mnas_tensor_requires_grad(self._live()))
 
     @requires_grad.setter
-    def requires_grad(self, flag):
+    def requires_grad(self, flag: bool) -> None:
         self._ctx.clear_error()
         st = C.mnas_tensor_set_requires_grad(self._live(), 1 if flag else 0)
         if st != 0:
@@ -328,27 +418,27 @@ class Tensor(Handle):
             self._fail("mnas_tensor_data", -4 if self._tape is not None else -1)
         return a
 
-    def item(self):
+    def item(self) -> float:
         """The value of a one-element tensor, as a float."""
         if self.size != 1:
             raise ShapeError("item() needs a tensor with one element, this one has shape %r" % (self.shape,))
         return C.mnas_tensor_item(self._live())
 
-    def __float__(self):
+    def __float__(self) -> float:
         return self.item()
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         """A copy of the elements as bytes (native float32, row-major)."""
         n = self.size
         return ctypes.string_at(self._addr(), 4 * n)
 
-    def to_array(self):
+    def to_array(self) -> array.array:
         """A copy of the elements as a flat array('f')."""
         a = array.array("f")
         a.frombytes(self.to_bytes())
         return a
 
-    def tolist(self):
+    def tolist(self) -> Any:
         """The elements as nested lists of floats (a float for a scalar)."""
         shape = self.shape
         flat = self.to_array().tolist()
@@ -365,7 +455,7 @@ class Tensor(Handle):
         if self._base is not None:
             self._base._exported = True
 
-    def memoryview(self):
+    def memoryview(self) -> memoryview:
         """A writable, zero-copy memoryview of the elements (format 'f', the
         tensor's shape). It keeps the tensor alive; closing the tensor
         postpones freeing its memory until the view is gone. A view of a
@@ -378,14 +468,14 @@ class Tensor(Handle):
         return memoryview(arr).cast("B").cast("f", list(shape))
 
     @property
-    def __array_interface__(self):
+    def __array_interface__(self) -> Dict[str, Any]:
         shape = self.shape
         addr = self._addr()
         self._mark_exported()
         return {"version": 3, "shape": shape, "typestr": _TYPESTR, "data": (addr, False),
                 "strides": None}
 
-    def copy(self):
+    def copy(self) -> Tensor:
         """A persistent copy (does not require a gradient)."""
         p = self._live()
         self._ctx.clear_error()
@@ -394,7 +484,7 @@ class Tensor(Handle):
             self._fail("mnas_tensor_copy")
         return Tensor._owned(self._ctx, r)
 
-    def assign(self, src):
+    def assign(self, src: Any) -> Tensor:
         """Copy values in from a tensor (same element count) or a buffer."""
         p = self._live()
         if isinstance(src, Tensor):
@@ -416,7 +506,7 @@ class Tensor(Handle):
         del keep
         return self
 
-    def reshape_(self, shape):
+    def reshape_(self, shape: Optional[ShapeLike]) -> Tensor:
         """Change a persistent tensor's shape in place (same element count)."""
         p = self._live()
         nd, sh = shape_array(as_shape(shape))
@@ -426,7 +516,7 @@ class Tensor(Handle):
             self._fail("mnas_tensor_reshape", st)
         return self
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self._ptr is None:
             return "<mnas.Tensor closed>"
         if self._tape is not None and self._gen != self._tape._gen:
@@ -444,7 +534,7 @@ class Tensor(Handle):
 
     # ---- operators (on the tensor's tape, or the active tape) -------------
 
-    def __add__(self, other):
+    def __add__(self, other: Any) -> Tensor:
         tp = _tape_for(self, other)
         if isinstance(other, Tensor):
             return tp.add(self, other)
@@ -452,17 +542,17 @@ class Tensor(Handle):
 
     __radd__ = __add__
 
-    def __sub__(self, other):
+    def __sub__(self, other: Any) -> Tensor:
         tp = _tape_for(self, other)
         if isinstance(other, Tensor):
             return tp.sub(self, other)
         return tp.add_scalar(self, -as_float(other, "scalar"))
 
-    def __rsub__(self, other):
+    def __rsub__(self, other: Any) -> Tensor:
         tp = _tape_for(self, other)
         return tp.add_scalar(tp.neg(self), other)
 
-    def __mul__(self, other):
+    def __mul__(self, other: Any) -> Tensor:
         tp = _tape_for(self, other)
         if isinstance(other, Tensor):
             return tp.mul(self, other)
@@ -470,27 +560,27 @@ class Tensor(Handle):
 
     __rmul__ = __mul__
 
-    def __truediv__(self, other):
+    def __truediv__(self, other: Any) -> Tensor:
         tp = _tape_for(self, other)
         if isinstance(other, Tensor):
             return tp.div(self, other)
         return tp.scale(self, 1.0 / as_float(other, "scalar"))
 
-    def __rtruediv__(self, other):
+    def __rtruediv__(self, other: Any) -> Tensor:
         tp = _tape_for(self, other)
         return tp.scale(tp.pow(self, -1.0), other)
 
-    def __neg__(self):
+    def __neg__(self) -> Tensor:
         return _tape_for(self).neg(self)
 
-    def __pow__(self, p):
+    def __pow__(self, p: float) -> Tensor:
         return _tape_for(self).pow(self, p)
 
-    def __matmul__(self, other):
+    def __matmul__(self, other: Any) -> Tensor:
         return _tape_for(self, other).matmul(self, other)
 
     @property
-    def T(self):
+    def T(self) -> Tensor:
         """Transpose of the last two axes (an op on the tape)."""
         return _tape_for(self).transpose(self)
 
@@ -505,7 +595,8 @@ def _stale(t):
     # one reset back: the library detects it and says so itself
 
 
-def tensor(ctx, data, shape=None, requires_grad=False):
+def tensor(ctx: Context, data: Any, shape: Optional[ShapeLike] = None,
+           requires_grad: bool = False) -> Tensor:
     """A persistent tensor from ``data``: a buffer or NumPy array of float32,
     nested lists or a number (converted), or a Tensor (copied)."""
     if isinstance(data, Tensor):
@@ -518,11 +609,11 @@ def tensor(ctx, data, shape=None, requires_grad=False):
     return Tensor.from_buffer(ctx, data, shape, requires_grad)
 
 
-def zeros(ctx, shape, requires_grad=False):
+def zeros(ctx: Context, shape: ShapeLike, requires_grad: bool = False) -> Tensor:
     return Tensor.zeros(ctx, shape, requires_grad)
 
 
-def tensor_ptr(x, what="argument"):
+def tensor_ptr(x: Any, what: str = "argument") -> int:
     """The live pointer of a tensor argument, with a clear type error."""
     if not isinstance(x, Tensor):
         raise ArgumentTypeError("%s must be an mnas.Tensor, not %s" % (what, type(x).__name__))
