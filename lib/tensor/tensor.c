@@ -58,7 +58,9 @@ void mnas__tensor_set_shape(mnas_tensor *t, int ndim, const int64_t *shape, int6
     t->size = size;
 }
 
-static mnas_tensor *persistent_new(mnas_ctx *ctx, const char *fn, int ndim, const int64_t *shape)
+/* A persistent tensor of this shape: its own (aligned) data, or, with wrap
+ * non-NULL, the caller's memory, which is never freed (mnas_tensor_wrap). */
+static mnas_tensor *persistent_new(mnas_ctx *ctx, const char *fn, int ndim, const int64_t *shape, mnas_real *wrap)
 {
     if (!mnas__ctx_ok(ctx)) return NULL;
     int64_t size;
@@ -69,7 +71,7 @@ static mnas_tensor *persistent_new(mnas_ctx *ctx, const char *fn, int ndim, cons
         return NULL;
     }
     memset(t, 0, sizeof *t);
-    t->data = mnas__alloc_aligned(ctx, (size_t)size * sizeof(mnas_real));
+    t->data = wrap ? wrap : mnas__alloc_aligned(ctx, (size_t)size * sizeof(mnas_real));
     if (!t->data) {
         mnas__free(ctx, t);
         mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate %lld elements", fn, (long long)size);
@@ -78,6 +80,7 @@ static mnas_tensor *persistent_new(mnas_ctx *ctx, const char *fn, int ndim, cons
     t->magic = MNAS_TENSOR_MAGIC;
     t->ctx = ctx;
     t->owns_data = 1;
+    t->wraps_data = wrap != NULL;
     mnas__tensor_set_shape(t, ndim, shape, size);
     __atomic_add_fetch(&ctx->live_tensors, 1, __ATOMIC_RELAXED);
     return t;
@@ -85,7 +88,7 @@ static mnas_tensor *persistent_new(mnas_ctx *ctx, const char *fn, int ndim, cons
 
 mnas_tensor *mnas_tensor_zeros(mnas_ctx *ctx, int ndim, const int64_t *shape)
 {
-    mnas_tensor *t = persistent_new(ctx, "mnas_tensor_zeros", ndim, shape);
+    mnas_tensor *t = persistent_new(ctx, "mnas_tensor_zeros", ndim, shape, NULL);
     if (t) memset(t->data, 0, (size_t)t->size * sizeof(mnas_real));
     return t;
 }
@@ -98,7 +101,7 @@ mnas_tensor *mnas_tensor_from_data(mnas_ctx *ctx, int ndim, const int64_t *shape
         mnas__error(ctx, MNAS_E_INVALID, "mnas_tensor_from_data: data is NULL");
         return NULL;
     }
-    mnas_tensor *t = persistent_new(ctx, "mnas_tensor_from_data", ndim, shape);
+    mnas_tensor *t = persistent_new(ctx, "mnas_tensor_from_data", ndim, shape, NULL);
     if (t) memcpy(t->data, data, (size_t)t->size * sizeof(mnas_real));
     return t;
 }
@@ -119,22 +122,7 @@ mnas_tensor *mnas_tensor_wrap(mnas_ctx *ctx, int ndim, const int64_t *shape, mna
                     fn, (void *)data, (size_t)_Alignof(mnas_real));
         return NULL;
     }
-    int64_t size;
-    if (mnas__shape_check(ctx, fn, ndim, shape, &size) != MNAS_OK) return NULL;
-    mnas_tensor *t = mnas__alloc(ctx, sizeof *t);
-    if (!t) {
-        mnas__error(ctx, MNAS_E_NOMEM, "%s: cannot allocate a tensor header", fn);
-        return NULL;
-    }
-    memset(t, 0, sizeof *t);
-    t->data = data;
-    t->magic = MNAS_TENSOR_MAGIC;
-    t->ctx = ctx;
-    t->owns_data = 1;
-    t->wraps_data = 1;
-    mnas__tensor_set_shape(t, ndim, shape, size);
-    __atomic_add_fetch(&ctx->live_tensors, 1, __ATOMIC_RELAXED);
-    return t;
+    return persistent_new(ctx, fn, ndim, shape, data);
 }
 
 static int bad_param(double x) { return !isfinite(x); }
@@ -164,7 +152,7 @@ mnas_tensor *mnas_tensor_randn_rng(mnas_ctx *ctx, mnas_rng *rng, int ndim, const
         mnas__error(ctx, MNAS_E_INVALID, "mnas_tensor_randn: mean %g, std %g overflow the element type", mean, std);
         return NULL;
     }
-    mnas_tensor *t = persistent_new(ctx, "mnas_tensor_randn", ndim, shape);
+    mnas_tensor *t = persistent_new(ctx, "mnas_tensor_randn", ndim, shape, NULL);
     if (t)
         for (int64_t i = 0; i < t->size; i++) t->data[i] = (mnas_real)(mean + std * mnas_rng_normal(rng));
     return t;
@@ -187,7 +175,7 @@ mnas_tensor *mnas_tensor_rand_rng(mnas_ctx *ctx, mnas_rng *rng, int ndim, const 
         mnas__error(ctx, MNAS_E_INVALID, "mnas_tensor_rand: range [%g, %g) exceeds the element type", lo, hi);
         return NULL;
     }
-    mnas_tensor *t = persistent_new(ctx, "mnas_tensor_rand", ndim, shape);
+    mnas_tensor *t = persistent_new(ctx, "mnas_tensor_rand", ndim, shape, NULL);
     if (t)
         for (int64_t i = 0; i < t->size; i++) {
             mnas_real v = (mnas_real)(lo + (hi - lo) * mnas_rng_uniform(rng));
@@ -211,7 +199,7 @@ mnas_tensor *mnas_tensor_rand(mnas_ctx *ctx, int ndim, const int64_t *shape, dou
 mnas_tensor *mnas_tensor_copy(const mnas_tensor *src)
 {
     if (mnas__tensor_check(src, "mnas_tensor_copy", "the source") != MNAS_OK) return NULL;
-    mnas_tensor *t = persistent_new(src->ctx, "mnas_tensor_copy", src->ndim, src->shape);
+    mnas_tensor *t = persistent_new(src->ctx, "mnas_tensor_copy", src->ndim, src->shape, NULL);
     if (t) memcpy(t->data, src->data, (size_t)src->size * sizeof(mnas_real));
     return t;
 }
