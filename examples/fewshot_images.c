@@ -248,7 +248,7 @@ int main(int argc, char **argv)
     base.image_size = 28;
     const char *paths[MAX_DATASETS];
     int nds = 0, methods[4] = { 0, 0, 0, 0 }, any_method = 0;
-    int mode_flag = 0; /* 1: --first-order, 2: --recompute-cells */
+    mnas_inner_mode inner_mode = MNAS_INNER_SECOND_ORDER; /* --first-order, --recompute-cells */
     long long way = 5, shot = 1, query = 15, size = 28, channels = 1, iterations = 1000, eval_iterations = 0;
     long long eval_tasks = 600, eval_steps = 10, split_seed = 1, n;
     double minutes = 0, train_fraction = 0.64, val_fraction = 0.16;
@@ -258,7 +258,7 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = 1, end;
         if (!strcmp(a, "--first-order") || !strcmp(a, "--recompute-cells")) {
-            mode_flag = a[2] == 'f' ? 1 : 2;
+            inner_mode = !strcmp(a, "--first-order") ? MNAS_INNER_FIRST_ORDER : MNAS_INNER_RECOMPUTE_CELLS;
             continue;
         }
         if ((end = ex_option_start("fewshot_images", a, v, usage)) >= 0) return end;
@@ -338,7 +338,7 @@ int main(int argc, char **argv)
     base.classes = (int)way;
     base.in_channels = (int)channels;
     base.image_size = (int)size;
-    if (mode_flag) base.inner_mode = mode_flag == 1 ? MNAS_INNER_FIRST_ORDER : MNAS_INNER_RECOMPUTE_CELLS;
+    base.inner_mode = inner_mode;
 
     mnas_ctx *ctx;
     if (mnas_ctx_create(&ctx, NULL) != MNAS_OK) return 1;
@@ -440,7 +440,10 @@ int main(int argc, char **argv)
         printf("\n%s: %lld meta-parameters, meta-batch %d, %d inner steps (%s), inner lr %g\n",
                mnas_method_name(o.method), (long long)mnas_params_numel(mnas_learner_params(l)), o.meta_batch,
                o.inner_steps,
-               mode_flag == 1 ? "first order" : mode_flag ? "second order, cells recomputed" : "second order", o.inner_lr);
+               inner_mode == MNAS_INNER_FIRST_ORDER       ? "first order"
+               : inner_mode == MNAS_INNER_RECOMPUTE_CELLS ? "second order, cells recomputed"
+                                                          : "second order",
+               o.inner_lr);
         image_source src = { ctx, train_sampler, o.seed ^ 0x5eed };
         timed_progress tp;
         /* --iterations is a total: a resumed run trains what is left. */

@@ -122,7 +122,8 @@ with tempfile.TemporaryDirectory() as tmp:
 
     for bad, needle in [(["--method", "darts"], "darts"), (["--iterations", "-3"], "--iterations"),
                         (["--path-dropout", "1.5"], "--path-dropout"), (["--inner-lr", "nan"], "--inner-lr"),
-                        (["--maml-outer-lr", "x"], "--maml-outer-lr"), (["--lr-decay", "2"], "--lr-decay"), (["--no-such-option", "1"], "--no-such-option"),
+                        (["--maml-outer-lr", "x"], "--maml-outer-lr"), (["--lr-decay", "2"], "--lr-decay"),
+                        (["--inner-lr-mode", "fast"], "--inner-lr-mode"), (["--no-such-option", "1"], "--no-such-option"),
                         (["--threads"], "--threads")]:
         p = run([DEMO] + bad + ["--out", out2], expect=2)
         check(needle in p.stderr, "mnas_demo %s: the message names %s: %r" % (bad, needle, p.stderr[:200]))

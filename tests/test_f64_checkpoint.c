@@ -69,10 +69,11 @@ static void fx_free(fixture *f)
     mnas_ctx_free(f->ctx);
 }
 
-/* L = <seg(x, x, w, g, b, alpha, unused), c> + sum(x^2) + sum(alpha^2) with
- * x = 1.5 x0 (a tape tensor). The squares come after the segment, so the
- * backward pass reaches them first: x's and alpha's gradients hold terms
- * when it reaches the segment. */
+/* L = <y, c> + sum(y^2) / 2 + sum(x^2) + sum(alpha^2) with y = seg(x, x, w,
+ * g, b, alpha, unused) and x = 1.5 x0 (a tape tensor): the gradient
+ * reaching the segment (c + y) depends on its inputs. The squares of x and
+ * alpha come after the segment, so the backward pass reaches them first:
+ * x's and alpha's gradients hold terms when it reaches the segment. */
 static mnas_tensor *objective(fixture *f, mnas_tape *tp, int checkpoint, int bad)
 {
     mnas_tensor *x = mnas_scale(tp, f->x0, 1.5);
@@ -81,6 +82,7 @@ static mnas_tensor *objective(fixture *f, mnas_tape *tp, int checkpoint, int bad
                                 : segment(tp, ins, &bad);
     if (!y) return NULL;
     mnas_tensor *L = mnas_sum(tp, mnas_mul(tp, y, f->c));
+    L = mnas_add(tp, L, mnas_scale(tp, mnas_sum(tp, mnas_square(tp, y)), 0.5));
     L = mnas_add(tp, L, mnas_sum(tp, mnas_square(tp, x)));
     return mnas_add(tp, L, mnas_sum(tp, mnas_square(tp, f->alpha)));
 }
