@@ -216,6 +216,8 @@ static inline int ex_learner_option(const char *a, const char *v, mnas_learner_o
                 *ok = 1;
             }
         if (!*ok) fprintf(stderr, "error: --inner-lr-mode %s: fixed, per-tensor or per-element\n", v);
+    } else if (!strcmp(a, "--inner-lr-max")) {
+        *ok = ex_double(v, a, 0, 1e6, &o->inner_lr_max);
     } else {
         return 0;
     }
@@ -236,6 +238,7 @@ static inline int ex_learner_option(const char *a, const char *v, mnas_learner_o
     "                      or film: sigmoid(u) w + beta, a shift on biases and batch-norm parameters\n" \
     "  --inner-lr-mode M   fixed (default, the paper's), per-tensor or per-element: learned inner\n"     \
     "                      step sizes (Meta-SGD): --inner-lr * exp(rho), rho trained with the rest\n"     \
+    "  --inner-lr-max X    bound the learned rates smoothly below X (> --inner-lr; default 0: none)\n"    \
     "  --beta X            weight of the reconstruction loss L_r (default 0.01)\n"                          \
     "  --clip-norm X       clip the meta-gradient's norm at X (default 0: off)\n"
 

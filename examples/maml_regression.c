@@ -23,6 +23,7 @@ static void usage(FILE *f)
             "  --clip-norm X      clip the meta-gradient's norm at X (default 0: off)\n"
             "  --inner-lr-mode M  fixed (default), per-tensor or per-element: learned inner step sizes\n"
             "                     (Meta-SGD), inner_lr * exp(rho), rho trained with the weights\n"
+            "  --inner-lr-max X   bound the learned rates smoothly below X (> --inner-lr; default 0: none)\n"
             "  (the M-NAS options of mnas_demo, --arch-lr, --path-dropout, --beta, --nodes, --z-dim,\n"
             "  --f-dim, --controller-hidden, --encoder, --modulation, --modulator-bias, --modulator-form, are accepted\n"
             "  and have no effect on MAML)\n"

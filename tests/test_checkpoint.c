@@ -242,6 +242,9 @@ START_TEST(learned_rates_saved_and_resumed)
     src_data sd = { ctx, MNAS_REGRESSION_OPTIONS_INIT, 4, -1 };
     mnas_learner_options o = tiny(m, 1);
     o.inner_lr_mode = MNAS_INNER_LR_PER_ELEMENT;
+    /* odd loops: rates bounded by inner_lr_max (saved, and a learner with
+     * another bound refuses the file) */
+    if (_i % 2) o.inner_lr_max = 5 * o.inner_lr;
     mnas_learner *straight = mnas_learner_create(ctx, &o), *first = mnas_learner_create(ctx, &o);
     ck_assert_msg(straight && first, "%s", mnas_ctx_last_error(ctx));
     train_to(straight, &sd, N, sw);
@@ -261,6 +264,7 @@ START_TEST(learned_rates_saved_and_resumed)
     mnas_learner_options o2 = MNAS_LEARNER_OPTIONS_INIT;
     ck_assert_msg(mnas_learner_checkpoint_options(ctx2, path, &o2) == MNAS_OK, "%s", mnas_ctx_last_error(ctx2));
     ck_assert_int_eq(o2.inner_lr_mode, MNAS_INNER_LR_PER_ELEMENT);
+    ck_assert(o2.inner_lr_max == o.inner_lr_max);
     o2.threads = 2;
     mnas_learner *second = mnas_learner_create(ctx2, &o2);
     ck_assert_ptr_nonnull(second);
@@ -269,15 +273,16 @@ START_TEST(learned_rates_saved_and_resumed)
     src_data sd2 = { ctx2, MNAS_REGRESSION_OPTIONS_INIT, 4, -1 };
     train_to(second, &sd2, N, sw);
     ck_assert_msg(same_params(straight, second), "%s: resumed run with learned rates differs", mnas_method_name(m));
-    /* another mode refuses the file by name, and changes nothing */
-    for (int k = 0; k < 2; k++) {
+    /* another mode or bound refuses the file by name, and changes nothing */
+    for (int k = 0; k < 3; k++) {
         mnas_learner_options ob = o;
-        ob.inner_lr_mode = k ? MNAS_INNER_LR_PER_TENSOR : MNAS_INNER_LR_FIXED;
+        ob.inner_lr_mode = k == 2 ? o.inner_lr_mode : k ? MNAS_INNER_LR_PER_TENSOR : MNAS_INNER_LR_FIXED;
+        ob.inner_lr_max = k < 2 ? 0 : o.inner_lr_max > 0 ? 0 : 3 * o.inner_lr;
         mnas_learner *other = mnas_learner_create(ctx2, &ob), *fresh = mnas_learner_create(ctx2, &ob);
-        ck_assert(other && fresh);
+        ck_assert_msg(other && fresh, "%s", mnas_ctx_last_error(ctx2));
         ck_assert_int_eq(mnas_learner_load(other, path), MNAS_E_MISMATCH);
-        ck_assert_msg(strstr(mnas_ctx_last_error(ctx2), "inner_lr_mode = per-element") != NULL, "%s",
-                      mnas_ctx_last_error(ctx2));
+        ck_assert_msg(strstr(mnas_ctx_last_error(ctx2), k < 2 ? "inner_lr_mode = per-element" : "inner_lr_max") != NULL,
+                      "%s", mnas_ctx_last_error(ctx2));
         ck_assert(same_params(other, fresh));
         mnas_learner_free(other);
         mnas_learner_free(fresh);
@@ -1063,8 +1068,15 @@ START_TEST(older_files_without_the_appended_options_load)
             set_i64_record(buf, f.len, names[k], bad[i]);
             cf_expect_fail(&f, buf, f.len, MNAS_E_FORMAT, names[k] + 7, names[k]);
         }
+    /* the bound on learned rates: negative, NaN, infinite or absurd */
+    const double bad_max[] = { -1e-3, NAN, INFINITY, 1e7 };
+    for (size_t i = 0; i < sizeof bad_max / sizeof bad_max[0]; i++) {
+        memcpy(buf, f.good, f.len);
+        set_f64_record(buf, f.len, "config.inner_lr_max", bad_max[i]);
+        cf_expect_fail(&f, buf, f.len, MNAS_E_FORMAT, "inner_lr_max", "config.inner_lr_max");
+    }
     memcpy(buf, f.good, f.len);
-    rename_record(buf, f.len, "config.modulator_form", "config.xodulator_form");
+    rename_record(buf, f.len, "config.inner_lr_max", "config.xnner_lr_max");
     rename_record(buf, f.len, "config.sample_ops", "config.xample_ops");
     rename_record(buf, f.len, "config.stem_stride", "config.xtem_stride");
     rename_record(buf, f.len, "config.inner_lr_mode", "config.xnner_lr_mode");
@@ -1074,7 +1086,9 @@ START_TEST(older_files_without_the_appended_options_load)
     r.sample_ops = 3;
     r.stem_stride = 4;
     r.inner_lr_mode = MNAS_INNER_LR_PER_ELEMENT;
+    r.inner_lr_max = 7;
     ck_assert_msg(mnas_learner_checkpoint_options(f.ctx, f.bad, &r) == MNAS_OK, "%s", mnas_ctx_last_error(f.ctx));
+    ck_assert(r.inner_lr_max == 0); /* an older file: unbounded */
     ck_assert_int_eq(r.modulator_form, MNAS_MODULATOR_SIGMOID);
     ck_assert_int_eq(r.sample_ops, 0);
     ck_assert_int_eq(r.stem_stride, 1);

@@ -48,6 +48,9 @@ static mnas_task *image_task(mnas_ctx *ctx, int s)
 static void check_full(int mi, mnas_inner_mode mode, mnas_modulation modulation, mnas_rnn_kind rnn, int images,
                        mnas_modulator_form form, mnas_inner_lr_mode lr_mode, int steps);
 
+/* > 0: check_full bounds the learned rates at inner_lr_max = rate_bound * inner_lr */
+static double rate_bound;
+
 static void check_method_form(int mi, mnas_inner_mode mode, mnas_modulation modulation, mnas_rnn_kind rnn, int images,
                               mnas_modulator_form form)
 {
@@ -65,6 +68,7 @@ static void check_full(int mi, mnas_inner_mode mode, mnas_modulation modulation,
     o.inner_steps = steps;
     o.inner_lr = 0.05; /* large enough that the steps matter */
     o.inner_lr_mode = lr_mode;
+    o.inner_lr_max = rate_bound * o.inner_lr;
     o.inner_mode = mode;
     o.hidden = 3;
     o.layers = 3;
@@ -233,10 +237,16 @@ END_TEST
  * for the four methods: per element (_i < 4) and per tensor. */
 START_TEST(eq9_gradient_learned_rates)
 {
-    /* under valgrind and the sanitizers: M-NAS per element, MAML per tensor */
-    if ((getenv("MNAS_TEST_UNDER_VALGRIND") || getenv("MNAS_TEST_SANITIZED")) && _i != 1 && _i != 4) return;
+    /* under valgrind and the sanitizers: M-NAS per element, MAML per tensor,
+     * M-NAS bounded */
+    if ((getenv("MNAS_TEST_UNDER_VALGRIND") || getenv("MNAS_TEST_SANITIZED")) && _i != 1 && _i != 4 && _i != 9)
+        return;
+    /* 8..11: per element, bounded by inner_lr_max = 3 inner_lr (the log
+     * rates of check_full, +-0.4, are then 0.36 of the bound's range) */
+    rate_bound = _i >= 8 ? 3 : 0;
     check_full(_i % 4, MNAS_INNER_SECOND_ORDER, MNAS_MODULATE_ELEMENT, MNAS_RNN_GRU, 0, MNAS_MODULATOR_SIGMOID,
-               _i < 4 ? MNAS_INNER_LR_PER_ELEMENT : MNAS_INNER_LR_PER_TENSOR, 5);
+               _i < 4 || _i >= 8 ? MNAS_INNER_LR_PER_ELEMENT : MNAS_INNER_LR_PER_TENSOR, 5);
+    rate_bound = 0;
 }
 END_TEST
 
@@ -334,7 +344,7 @@ int main(void)
     tcase_add_loop_test(tc, eq9_gradient_recompute, 0, 4);
     tcase_add_loop_test(tc, eq9_gradient_images, 0, 4);
     tcase_add_loop_test(tc, eq9_gradient_modulator_forms, 0, 12);
-    tcase_add_loop_test(tc, eq9_gradient_learned_rates, 0, 8);
+    tcase_add_loop_test(tc, eq9_gradient_learned_rates, 0, 12);
     tcase_add_test(tc, inner_loop_rates_orders_1_and_2);
     suite_add_tcase(s, tc);
     TCase *cells = tcase_create("recompute_cells");

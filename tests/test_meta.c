@@ -766,6 +766,84 @@ START_TEST(learned_inner_rates_bad_input)
 }
 END_TEST
 
+/* inner_lr_max: refused where it means nothing; bounded rates at their
+ * extremes adapt like fixed rates at the bound's ends, inner_lr_max and
+ * inner_lr^2 / inner_lr_max; at rho = 0 like the unbounded rates. Loop:
+ * MAML per tensor, M-NAS per element. */
+START_TEST(learned_inner_rates_bound)
+{
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    mnas_learner_options o = tiny_mnas(_i ? MNAS_METHOD_MNAS : MNAS_METHOD_MAML, 1);
+    o.layers = 3;
+    const double lr = o.inner_lr, R = 4;
+    /* refused, naming the option, with nothing created */
+    o.inner_lr_max = R * lr; /* with the fixed rate */
+    ck_assert_ptr_null(mnas_learner_create(ctx, &o));
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "inner_lr_max"));
+    o.inner_lr_mode = _i ? MNAS_INNER_LR_PER_ELEMENT : MNAS_INNER_LR_PER_TENSOR;
+    const double bad[] = { -1, NAN, INFINITY, lr, 0.5 * lr, 2e6 * lr };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        o.inner_lr_max = bad[k];
+        mnas_ctx_clear_error(ctx);
+        ck_assert_msg(mnas_learner_create(ctx, &o) == NULL, "inner_lr_max %g accepted", bad[k]);
+        ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "inner_lr_max"));
+    }
+    o.inner_lr_max = R * lr;
+    o.inner_lr = 0;
+    ck_assert_ptr_null(mnas_learner_create(ctx, &o));
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "inner_lr_max"));
+    o.inner_lr = lr;
+
+    mnas_regression_options ro = MNAS_REGRESSION_OPTIONS_INIT;
+    mnas_task_set *set = mnas_regression_test_set(ctx, &ro, 5, 2);
+    ck_assert_ptr_nonnull(set);
+    double want[8], got[8];
+    /* rho = 0: the bounded rates equal the unbounded ones, bit for bit */
+    mnas_learner_options ou = o;
+    ou.inner_lr_max = 0;
+    mnas_learner *unb = mnas_learner_create(ctx, &ou), *bnd = mnas_learner_create(ctx, &o);
+    ck_assert_msg(unb && bnd, "%s", mnas_ctx_last_error(ctx));
+    ck_assert_int_eq(mnas_learner_evaluate(unb, set, -1, NULL, want), MNAS_OK);
+    ck_assert_int_eq(mnas_learner_evaluate(bnd, set, -1, NULL, got), MNAS_OK);
+    ck_assert(memcmp(want, got, sizeof want) == 0);
+    double base[8];
+    memcpy(base, want, sizeof base);
+    /* rho = +-60 saturates tanh: the rates are the bound's ends */
+    mnas_params *p = mnas_learner_params(bnd);
+    for (int end = 0; end < 2; end++) {
+        size_t nr = 0;
+        for (size_t i = 0; i < mnas_params_count(p); i++)
+            if (!strncmp(mnas_params_name(p, i), "lr.", 3)) {
+                mnas_tensor *r = mnas_params_get(p, i);
+                for (int64_t j = 0; j < mnas_tensor_size(r); j++) mnas_tensor_data(r)[j] = end ? -60 : 60;
+                nr++;
+            }
+        ck_assert_uint_gt(nr, 0);
+        mnas_learner_options of = o;
+        of.inner_lr_mode = MNAS_INNER_LR_FIXED;
+        of.inner_lr_max = 0;
+        of.inner_lr = end ? lr / R : lr * R;
+        mnas_learner *fixed = mnas_learner_create(ctx, &of);
+        ck_assert_ptr_nonnull(fixed);
+        ck_assert_int_eq(mnas_learner_evaluate(fixed, set, -1, NULL, want), MNAS_OK);
+        ck_assert_msg(mnas_learner_evaluate(bnd, set, -1, NULL, got) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
+        int differs = 0; /* from the rate inner_lr: the test can tell the rates apart */
+        for (int t = 0; t < 8; t++) {
+            ck_assert_msg(fabs(got[t] - want[t]) <= 1e-4 * fabs(want[t]) + 1e-6,
+                          "end %d, task %d: bounded %.9g, fixed at the bound %.9g", end, t, got[t], want[t]);
+            differs += fabs(got[t] - base[t]) > 1e-3 * fabs(base[t]);
+        }
+        ck_assert_int_gt(differs, 0);
+        mnas_learner_free(fixed);
+    }
+    mnas_learner_free(unb);
+    mnas_learner_free(bnd);
+    mnas_task_set_free(set);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(mnas_variants_identical_across_threads)
 {
     static const mnas_method m[3] = { MNAS_METHOD_MNAS, MNAS_METHOD_MNAS_SHARED, MNAS_METHOD_MNAS_NM };
@@ -985,6 +1063,7 @@ int main(void)
     if (!slow) tcase_add_loop_test(lt, modulator_forms_identical_across_threads, 0, 3);
     tcase_add_loop_test(lt, learned_inner_rates_start_train_and_threads, 0, slow ? 2 : 8);
     tcase_add_test(lt, learned_inner_rates_bad_input);
+    tcase_add_loop_test(lt, learned_inner_rates_bound, 0, 2);
     suite_add_tcase(s, lt);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

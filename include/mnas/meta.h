@@ -289,13 +289,22 @@ typedef struct mnas_learner_options {
      * rates step the network's weights (after the modulator for M-NAS and
      * M-NAS-Shared). inner_mode MNAS_INNER_RECOMPUTE is refused with them. */
     mnas_inner_lr_mode inner_lr_mode;
+    /** Appended in 0.2 (issue 17). A bound on the learned inner rates: 0
+     * (default) leaves them unbounded (rate = inner_lr exp(rho)); a value
+     * above inner_lr bounds them smoothly, rate = inner_lr exp(b tanh(rho / b))
+     * with b = log(inner_lr_max / inner_lr), so every rate stays in
+     * (inner_lr^2 / inner_lr_max, inner_lr_max) and equals inner_lr at
+     * rho = 0, with the unbounded form's slope there. Needs inner_lr_mode
+     * PER_TENSOR or PER_ELEMENT; any other value is refused
+     * (docs/meta.md "Learned inner rates"). */
+    double inner_lr_max;
 } mnas_learner_options;
 
 /** Defaults of mnas_learner_options (the paper's toy-regression settings). */
 #define MNAS_LEARNER_OPTIONS_INIT                                                                          \
     { sizeof(mnas_learner_options), MNAS_METHOD_MAML, 25, 5, 0.001, 0.001, MNAS_INNER_SECOND_ORDER, 1, 0u,  \
       0.0, 50, 5, 1, 1, 1e-4, 0.01, 0.1, 3, 32, 32, 64, MNAS_RNN_GRU, MNAS_MODULATE_ELEMENT, 3.0, 0, 1, 28,  \
-      32, 16, MNAS_MODULATOR_SIGMOID, 0, 1, MNAS_INNER_LR_FIXED }
+      32, 16, MNAS_MODULATOR_SIGMOID, 0, 1, MNAS_INNER_LR_FIXED, 0.0 }
 
 /** A meta-learner (opaque): one of the paper's methods with its parameters and optimisers. */
 typedef struct mnas_learner mnas_learner;

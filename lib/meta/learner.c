@@ -79,6 +79,20 @@ static mnas_status check_options(mnas_ctx *ctx, const char *fn, const mnas_learn
                            "second or first order",
                            fn, mnas_inner_lr_mode_name(o->inner_lr_mode),
                            o->inner_mode == MNAS_INNER_RECOMPUTE ? "recompute" : "recompute_cells");
+    if (o->inner_lr_max != 0) {
+        if (o->inner_lr_mode == MNAS_INNER_LR_FIXED)
+            return mnas__error(ctx, MNAS_E_INVALID,
+                               "%s: inner_lr_max %g bounds learned inner rates; inner_lr_mode is fixed (use 0)", fn,
+                               o->inner_lr_max);
+        /* The bound's log range b = log(inner_lr_max / inner_lr) must be
+         * positive and finite. */
+        if (!(o->inner_lr > 0) || !in_range(o->inner_lr_max, 0, 1e6) || !(o->inner_lr_max > o->inner_lr) ||
+            !(o->inner_lr_max <= 1e6 * o->inner_lr))
+            return mnas__error(ctx, MNAS_E_INVALID,
+                               "%s: inner_lr_max %g must be 0 or finite, above inner_lr %g > 0 and at most "
+                               "1e6 times it",
+                               fn, o->inner_lr_max, o->inner_lr);
+    }
     if (o->threads < 1 || o->threads > 256)
         return mnas__error(ctx, MNAS_E_INVALID, "%s: threads %d is outside 1..256", fn, o->threads);
     if (!in_range(o->clip_norm, 0, 1e30))

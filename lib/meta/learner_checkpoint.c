@@ -59,6 +59,7 @@ static void w_options(mnas__ckpt_writer *w, const mnas_learner_options *o)
     mnas__ckpt_w_i64(w, "config.sample_ops", o->sample_ops);
     mnas__ckpt_w_i64(w, "config.stem_stride", o->stem_stride);
     mnas__ckpt_w_i64(w, "config.inner_lr_mode", (int64_t)o->inner_lr_mode);
+    mnas__ckpt_w_f64(w, "config.inner_lr_max", o->inner_lr_max);
 }
 
 /* Read the options of a checkpoint into o (threads included). */
@@ -122,6 +123,12 @@ static mnas_status read_options(const mnas__ckpt *c, const char *what, mnas_lear
             return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: config.inner_lr_mode is %lld (unknown mode)", what,
                                (long long)th);
         r.inner_lr_mode = (mnas_inner_lr_mode)th;
+    }
+    /* Absent from checkpoints written before the bound existed: 0. */
+    if (mnas__ckpt_find(c, "config.inner_lr_max")) {
+        if ((st = mnas__ckpt_need_f64(c, what, "config.inner_lr_max", &r.inner_lr_max)) != MNAS_OK) return st;
+        if (!(r.inner_lr_max >= 0 && r.inner_lr_max <= 1e6))
+            return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: config.inner_lr_max is %g (0..1e6)", what, r.inner_lr_max);
     }
     *o = r;
     return MNAS_OK;
@@ -261,6 +268,9 @@ static mnas_status compare_options(const mnas__ckpt *c, const char *what, const 
     if (f.inner_lr_mode != mine->inner_lr_mode)
         return mnas__error(c->ctx, MNAS_E_MISMATCH, "%s: written with inner_lr_mode = %s, this learner has %s", what,
                            mnas_inner_lr_mode_name(f.inner_lr_mode), mnas_inner_lr_mode_name(mine->inner_lr_mode));
+    if (f.inner_lr_max != mine->inner_lr_max)
+        return mnas__error(c->ctx, MNAS_E_MISMATCH, "%s: written with inner_lr_max = %.17g, this learner has %.17g",
+                           what, f.inner_lr_max, mine->inner_lr_max);
     return MNAS_OK;
 }
 

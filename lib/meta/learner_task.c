@@ -302,9 +302,13 @@ mnas_tensor *const *mnas__learner_rates(const mnas_learner *l, mnas_tape *tp, mn
     if (!l->s_lr.count) return NULL;
     mnas_tensor *const *rho = mnas_params_tensors(l->params) + l->s_lr.first;
     /* Log-parametrised (docs/meta.md "Learned inner rates"): positive, and
-     * an Adam step changes a rate by a fraction of itself. */
-    for (size_t i = 0; i < l->s_lr.count; i++)
-        if (!(r[i] = mnas_scale(tp, mnas_exp(tp, rho[i]), l->o.inner_lr))) return NULL;
+     * an Adam step changes a rate by a fraction of itself. With inner_lr_max
+     * the log rate is squashed to b tanh(rho / b), b = log(max / inner_lr). */
+    const double b = l->o.inner_lr_max > 0 ? log(l->o.inner_lr_max / l->o.inner_lr) : 0;
+    for (size_t i = 0; i < l->s_lr.count; i++) {
+        mnas_tensor *lr = b > 0 ? mnas_scale(tp, mnas_tanh(tp, mnas_scale(tp, rho[i], 1 / b)), b) : rho[i];
+        if (!(r[i] = mnas_scale(tp, mnas_exp(tp, lr), l->o.inner_lr))) return NULL;
+    }
     return r;
 }
 

@@ -294,6 +294,29 @@ class TestLearner(unittest.TestCase):
             with self.assertRaises(mnas.MismatchError):
                 fixed.load(path)
 
+    def test_learned_inner_rates_bound(self):
+        # inner_lr_max bounds the learned rates: kept in the options and in
+        # checkpoints; refused with the fixed rate or at or below inner_lr
+        bounded = self.small("mnas", inner_lr=0.01, inner_lr_mode="per_tensor", inner_lr_max=0.05)
+        self.assertAlmostEqual(bounded.options["inner_lr_max"], 0.05)
+        self.assertEqual(self.small(inner_lr=0.01, inner_lr_mode="per_tensor").options["inner_lr_max"], 0.0)
+        for bad in ({"inner_lr_max": 0.05},  # the fixed rate
+                    {"inner_lr_max": 0.01, "inner_lr_mode": "per_tensor"},
+                    {"inner_lr_max": -1.0, "inner_lr_mode": "per_tensor"}):
+            with self.assertRaises(mnas.Error) as e:
+                self.small("mnas", inner_lr=0.01, **bad)
+            self.assertIn("inner_lr_max", str(e.exception))
+        bounded.train(1)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "bounded.ckpt")
+            bounded.save(path)
+            again = meta.Learner.from_checkpoint(self.ctx, path)
+            self.assertAlmostEqual(again.options["inner_lr_max"], 0.05)
+            other = self.small("mnas", inner_lr=0.01, inner_lr_mode="per_tensor", inner_lr_max=0.02)
+            with self.assertRaises(mnas.MismatchError) as e:
+                other.load(path)
+            self.assertIn("inner_lr_max", str(e.exception))
+
     def test_mnas_methods(self):
         test = mnas.regression_test_set(self.ctx, 5, 2)
         evaluations = []

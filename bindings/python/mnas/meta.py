@@ -423,7 +423,9 @@ class Learner(Handle):
     supernet's stem, docs/images.md), inner_lr_mode="fixed" ("per_tensor",
     "per_element": learned inner rates, Meta-SGD: rate = inner_lr *
     exp(rho) with rho the parameters "lr.<weight>", 0 at the start;
-    docs/meta.md "Learned inner rates").
+    docs/meta.md "Learned inner rates"), inner_lr_max=0.0 (> inner_lr: the
+    learned rates bounded smoothly below it, inner_lr * exp(b tanh(rho / b)),
+    b = log(inner_lr_max / inner_lr)).
     space: an ``mnas.SearchSpace`` for the M-NAS methods' supernet instead
     of the preset's (``mnas_learner_create_with_space``; ops registered from
     Python are not bound, so a built-in space or one made in C)."""
@@ -436,7 +438,7 @@ class Learner(Handle):
                  "in_channels", "image_size", "filters", "channels", "sample_ops",
                  "stem_stride")
     _FLOAT_OPTS = ("inner_lr", "outer_lr", "clip_norm", "arch_lr", "beta", "path_dropout",
-                   "modulator_bias")
+                   "modulator_bias", "inner_lr_max")
     _OPTION_NAMES = frozenset(_INT_OPTS + _FLOAT_OPTS + ("seed", "inner_mode", "encoder", "modulation",
                                                                "modulator_form", "inner_lr_mode"))
 
@@ -456,6 +458,7 @@ class Learner(Handle):
                  image_size: Optional[int] = None, filters: Optional[int] = None,
                  channels: Optional[int] = None, sample_ops: Optional[int] = None,
                  stem_stride: Optional[int] = None, inner_lr_mode: Optional[str] = None,
+                 inner_lr_max: Optional[float] = None,
                  space: Optional[SearchSpace] = None) -> None:
         # Named keyword-only options (None: the library's default), so a
         # misspelt option is a TypeError from Python itself and editors list
