@@ -213,24 +213,27 @@ def sweep(a, seeds, settings, command):
     rows.sort(key=lambda r: (r[0] if math.isfinite(r[0]) else float("inf")))
     print("\n%s: averaged validation MSE over seeds (mean +- 95%% CI, Student t), %d validation tasks per family"
           % (METHOD_NAMES[a.method], a.val_tasks))
-    print("%-44s %5s %-20s %s %8s %8s" % ("setting", "seeds", "validation MSE",
+    # the setting column fits the longest label (a grid of several options
+    # must not be cut to look like one setting)
+    width = max([44] + [len(" ".join("%s %s" % kv for kv in r[2])) for r in rows])
+    print("%-*s %5s %-20s %s %8s %8s" % (width, "setting", "seeds", "validation MSE",
                                           " ".join("%-9s" % f[:9] for f in FAMILIES), "train s", "CPU s"))
     for m, ci, s, n, fam, secs, cpu in rows:
         label = " ".join("%s %s" % kv for kv in s) or "(defaults)"
         mark = "" if n == len(seeds) else " *"
-        print("%-44s %5d %8.4f +- %-8.4f %s %8.1f %8.1f%s" % (label[:44], n, m, ci, " ".join("%-9.4f" % v for v in fam),
+        print("%-*s %5d %8.4f +- %-8.4f %s %8.1f %8.1f%s" % (width, label, n, m, ci, " ".join("%-9.4f" % v for v in fam),
                                                              secs, cpu, mark))
     # Per family: mean +- 95 % CI over seeds (a family can rank settings
     # differently from the average).
-    print("\nper family: validation MSE over seeds (mean +- 95%% CI, Student t)")
-    print("%-44s %s" % ("setting", " ".join("%-19s" % f for f in FAMILIES)))
+    print("\nper family: validation MSE over seeds (mean +- 95% CI, Student t)")
+    print("%-*s %s" % (width, "setting", " ".join("%-19s" % f for f in FAMILIES)))
     for m, ci, s, n, fam, secs, cpu in rows:
         label = " ".join("%s %s" % kv for kv in s) or "(defaults)"
         cells = []
         for k in range(len(FAMILIES)):
             fm, fci = mean_ci([r[1][k] for r in results[s]])
             cells.append("%-19s" % ("%.4f +- %.4f" % (fm, fci)))
-        print("%-44s %s" % (label[:44], " ".join(cells)))
+        print("%-*s %s" % (width, label, " ".join(cells)))
     if rows:
         m, ci, s, n = rows[0][:4]
         label = " ".join("%s %s" % kv for kv in s) or "(defaults)"
