@@ -159,6 +159,19 @@ static inline int ex_int_field(const char *arg, const char *name, long long lo, 
     return 1;
 }
 
+/* An inner-rate mode by name (fixed, per-tensor, per-element) for option
+ * `name`; 0 with a message when v is none of them. */
+static inline int ex_inner_lr_mode(const char *v, const char *name, mnas_inner_lr_mode *out)
+{
+    for (int k = 0; k < 3; k++)
+        if (!strcmp(v, mnas_inner_lr_mode_name((mnas_inner_lr_mode)k))) {
+            *out = (mnas_inner_lr_mode)k;
+            return 1;
+        }
+    fprintf(stderr, "error: %s %s: fixed, per-tensor or per-element\n", name, v);
+    return 0;
+}
+
 /* The learner options both examples accept: returns 1 and sets *ok when
  * option a (with value v) is one of them, 0 when it is not. */
 static inline int ex_learner_option(const char *a, const char *v, mnas_learner_options *o, int *ok)
@@ -209,13 +222,7 @@ static inline int ex_learner_option(const char *a, const char *v, mnas_learner_o
             }
         if (!*ok) fprintf(stderr, "error: --modulator-form %s: sigmoid, two-sigmoid, one-plus-tanh or film\n", v);
     } else if (!strcmp(a, "--inner-lr-mode")) {
-        *ok = 0;
-        for (int k = 0; k < 3; k++)
-            if (!strcmp(v, mnas_inner_lr_mode_name((mnas_inner_lr_mode)k))) {
-                o->inner_lr_mode = (mnas_inner_lr_mode)k;
-                *ok = 1;
-            }
-        if (!*ok) fprintf(stderr, "error: --inner-lr-mode %s: fixed, per-tensor or per-element\n", v);
+        *ok = ex_inner_lr_mode(v, a, &o->inner_lr_mode);
     } else if (!strcmp(a, "--inner-lr-max")) {
         *ok = ex_double(v, a, 0, 1e6, &o->inner_lr_max);
     } else {

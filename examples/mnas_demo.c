@@ -23,7 +23,13 @@ static void usage(FILE *f)
             "  --iterations N      search meta-updates of each M-NAS variant (default 1500)\n"
             "  --eval-iterations N architecture-evaluation meta-updates after the search (default 500)\n"
             "  --maml-iterations N MAML meta-updates (default 8000)\n"
+            "  --preset P          paper (default: the paper's settings) or validated: the rates and\n"
+            "                      budgets chosen on validation tasks (docs/meta.md \"The validated\n"
+            "                      preset\"): outer lr 0.01 (MAML 0.004), --lr-decay 0.3, 1600 + 400\n"
+            "                      M-NAS and 10000 MAML meta-updates, MAML with per-element learned\n"
+            "                      inner rates; options given anywhere on the line override it\n"
             "  --maml-outer-lr X   MAML's Adam step size (default: --outer-lr)\n"
+            "  --maml-inner-lr-mode M  MAML's inner rates (default: --inner-lr-mode)\n"
             "  --lr-decay F        in the last fraction F of each training phase (MAML's training, the\n"
             "                      search, the evaluation phase) the Adam step sizes fall to 0 along a\n"
             "                      half cosine (default 0: constant)\n"
@@ -33,7 +39,9 @@ static void usage(FILE *f)
             "  --outer-lr X        Adam step size of weights, encoder, modulator (default 0.001)\n"
             "  --arch-lr X         Adam step size of controller / shared alpha (default 1e-4)\n"
             "  --path-dropout P    probability of dropping each alpha entry while searching (default 0.1)\n"
-            EX_MODEL_USAGE
+            EX_MODEL_USAGE);
+    /* two strings: one would pass the 4095 characters C compilers must accept */
+    fprintf(f,
             "  --threads N         worker threads (default 2)\n"
             "  --seed N            seed (default 1)\n"
             "  --test-tasks N      test tasks per family (default 1000, as the paper); 0: no test\n"
@@ -194,16 +202,40 @@ int main(int argc, char **argv)
     base.seed = 1;
     long long iterations = 1500, eval_iterations = 500, maml_iterations = 8000, test_tasks = 1000, val_tasks = 0;
     double maml_outer_lr = -1; /* < 0: the same as --outer-lr */
+    int maml_lr_mode = -1;     /* < 0: the same as --inner-lr-mode */
     double lr_decay = 0;
     const char *out = "mnas-demo-out";
     ex_ckpt ck = { NULL, 0, NULL };
     int want[MAX_METHODS] = { 0 }, any = 0;
+    /* --preset first, wherever it stands (the last one if several), so that
+     * every other option overrides it. "validated": the settings the validation sweeps chose
+     * (docs/meta.md), each method at its best measured rate and at about
+     * equal CPU time per method. */
+    const char *preset = "paper"; /* the last --preset wins */
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--preset")) preset = argv[i + 1];
+    if (!strcmp(preset, "validated")) {
+        base.outer_lr = 0.01;
+        maml_outer_lr = 0.004;
+        lr_decay = 0.3;
+        iterations = 1600;
+        eval_iterations = 400;
+        maml_iterations = 10000;
+        maml_lr_mode = MNAS_INNER_LR_PER_ELEMENT;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = 1, end = ex_option_start("mnas_demo", a, v, usage);
         if (end >= 0) return end;
         if (ex_learner_option(a, v, &base, &ok) || ex_checkpoint_option(a, v, &ck, &ok)) {
             /* handled */
+        } else if (!strcmp(a, "--preset")) {
+            ok = !strcmp(v, "paper") || !strcmp(v, "validated"); /* applied above */
+            if (!ok) fprintf(stderr, "error: --preset %s: paper or validated\n", v);
+        } else if (!strcmp(a, "--maml-inner-lr-mode")) {
+            mnas_inner_lr_mode m = MNAS_INNER_LR_FIXED;
+            ok = ex_inner_lr_mode(v, a, &m);
+            if (ok) maml_lr_mode = (int)m;
         } else if (!strcmp(a, "--method")) {
             int found = 0;
             for (int k = 0; k < MAX_METHODS; k++)
@@ -276,10 +308,11 @@ int main(int argc, char **argv)
     mnas_real gx[GRID];
     for (int i = 0; i < GRID; i++) grid[i] = -5.0 + 10.0 * i / (GRID - 1), gx[i] = (mnas_real)grid[i];
 
-    printf("libmnas %s: toy regression, %d-shot, meta-batch %d, inner %d x %g (%s), outer lr %g (MAML %g), arch lr %g, "
-           "lr decay %g, %d threads, seed %llu, %lld test and %lld validation tasks per family\n",
+    printf("libmnas %s: toy regression, %d-shot, meta-batch %d, inner %d x %g (%s%s%s), outer lr %g (MAML %g), "
+           "arch lr %g, lr decay %g, %d threads, seed %llu, %lld test and %lld validation tasks per family\n",
            mnas_version_string(), src.ro.k_shot, base.meta_batch, base.inner_steps, base.inner_lr,
-           mnas_inner_lr_mode_name(base.inner_lr_mode), base.outer_lr,
+           mnas_inner_lr_mode_name(base.inner_lr_mode), maml_lr_mode >= 0 ? "; MAML " : "",
+           maml_lr_mode >= 0 ? mnas_inner_lr_mode_name((mnas_inner_lr_mode)maml_lr_mode) : "", base.outer_lr,
            maml_outer_lr >= 0 ? maml_outer_lr : base.outer_lr, base.arch_lr, lr_decay, base.threads,
            (unsigned long long)base.seed, test_tasks, val_tasks);
     for (int k = 0; k < MAX_METHODS; k++) {
@@ -290,6 +323,10 @@ int main(int argc, char **argv)
         mnas_learner_options o = base;
         o.method = known[k].method;
         if (o.method == MNAS_METHOD_MAML && maml_outer_lr >= 0) o.outer_lr = maml_outer_lr;
+        if (o.method == MNAS_METHOD_MAML && maml_lr_mode >= 0) {
+            o.inner_lr_mode = (mnas_inner_lr_mode)maml_lr_mode;
+            if (o.inner_lr_mode == MNAS_INNER_LR_FIXED) o.inner_lr_max = 0; /* a bound is for learned rates */
+        }
         char save_buf[1024], resume_buf[1024];
         const char *save = ex_ckpt_path(ck.save, known[k].flag, save_buf, sizeof save_buf);
         const char *resume = ex_ckpt_path(ck.resume, known[k].flag, resume_buf, sizeof resume_buf);

@@ -119,11 +119,36 @@ with tempfile.TemporaryDirectory() as tmp:
         t6 = table(p6.stdout, methods)
         check(sorted(t6) == sorted(methods) and all(t6[m] != t1[m] for m in methods),
               "--lr-decay 0.5 changes every row")
+        # --maml-inner-lr-mode applies to MAML only.
+        p7 = run([DEMO] + tiny + ["--maml-inner-lr-mode", "per-element", "--out", out2])
+        t7 = table(p7.stdout, methods)
+        check(t7.get("MAML") != t1.get("MAML") and all(t7.get(m) == t1.get(m) for m in methods[:3]),
+              "--maml-inner-lr-mode changes the MAML row and nothing else")
+
+    # --preset validated sets the validated rates, schedule, budgets and
+    # MAML's learned rates; any other option overrides it, before or after.
+    def header(args):
+        p = run([DEMO, "--method", "maml", "--maml-iterations", "1", "--test-tasks", "0", "--val-tasks", "1",
+                 "--threads", "1", "--out", out2] + args)
+        return p.stdout.splitlines()[0] if p.stdout else ""
+    h0, h1 = header([]), header(["--preset", "validated"])
+    check("(fixed)" in h0 and "outer lr 0.001 (MAML 0.001)" in h0 and "lr decay 0," in h0,
+          "the default preset is the paper's: %r" % h0)
+    check("(fixed; MAML per-element)" in h1 and "outer lr 0.01 (MAML 0.004)" in h1 and "lr decay 0.3," in h1,
+          "--preset validated: %r" % h1)
+    for args in (["--outer-lr", "0.02", "--preset", "validated"], ["--preset", "validated", "--outer-lr", "0.02"]):
+        h = header(args)
+        check("outer lr 0.02 (MAML 0.004)" in h, "%s: the explicit option wins: %r" % (args, h))
+    h = header(["--maml-inner-lr-mode", "fixed", "--preset", "validated"])
+    check("(fixed; MAML fixed)" in h, "an explicit --maml-inner-lr-mode wins over the preset: %r" % h)
+    h = header(["--preset", "validated", "--preset", "paper"])
+    check("(fixed)" in h and "outer lr 0.001 (MAML 0.001)" in h, "the last --preset wins: %r" % h)
 
     for bad, needle in [(["--method", "darts"], "darts"), (["--iterations", "-3"], "--iterations"),
                         (["--path-dropout", "1.5"], "--path-dropout"), (["--inner-lr", "nan"], "--inner-lr"),
                         (["--maml-outer-lr", "x"], "--maml-outer-lr"), (["--lr-decay", "2"], "--lr-decay"),
                         (["--inner-lr-mode", "fast"], "--inner-lr-mode"), (["--no-such-option", "1"], "--no-such-option"),
+                        (["--preset", "tuned"], "--preset"), (["--maml-inner-lr-mode", "fast"], "--maml-inner-lr-mode"),
                         (["--threads"], "--threads")]:
         p = run([DEMO] + bad + ["--out", out2], expect=2)
         check(needle in p.stderr, "mnas_demo %s: the message names %s: %r" % (bad, needle, p.stderr[:200]))
