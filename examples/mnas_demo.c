@@ -23,6 +23,9 @@ static void usage(FILE *f)
             "  --iterations N      search meta-updates of each M-NAS variant (default 1500)\n"
             "  --eval-iterations N architecture-evaluation meta-updates after the search (default 500)\n"
             "  --maml-iterations N MAML meta-updates (default 8000)\n"
+            "  --eval-reinit 0|1   1: the evaluation phase starts from freshly drawn weights (encoder,\n"
+            "                      modulator, network), as the paper retrains the searched model;\n"
+            "                      0 (default): it continues from the search's weights\n"
             "  --preset P          paper (default: the paper's settings) or validated: the rates and\n"
             "                      budgets chosen on validation tasks (docs/meta.md \"The validated\n"
             "                      preset\"): outer lr 0.01 (MAML 0.004), --lr-decay 0.3, 1600 + 400\n"
@@ -203,6 +206,7 @@ int main(int argc, char **argv)
     long long iterations = 1500, eval_iterations = 500, maml_iterations = 8000, test_tasks = 1000, val_tasks = 0;
     double maml_outer_lr = -1; /* < 0: the same as --outer-lr */
     int maml_lr_mode = -1;     /* < 0: the same as --inner-lr-mode */
+    int eval_reinit = 0;       /* --eval-reinit: fresh weights for the evaluation phase */
     double lr_decay = 0;
     const char *out = "mnas-demo-out";
     ex_ckpt ck = { NULL, 0, NULL };
@@ -232,6 +236,10 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--preset")) {
             ok = !strcmp(v, "paper") || !strcmp(v, "validated"); /* applied above */
             if (!ok) fprintf(stderr, "error: --preset %s: paper or validated\n", v);
+        } else if (!strcmp(a, "--eval-reinit")) {
+            long long r = 0;
+            ok = ex_int(v, a, 0, 1, &r);
+            eval_reinit = (int)r;
         } else if (!strcmp(a, "--maml-inner-lr-mode")) {
             mnas_inner_lr_mode m = MNAS_INNER_LR_FIXED;
             ok = ex_inner_lr_mode(v, a, &m);
@@ -363,7 +371,7 @@ int main(int argc, char **argv)
         if (todo && ex_train(l, ex_regression_source, &src, todo, save, ck.every, cb, cb_user) != MNAS_OK)
             goto fail_l;
         if (!is_maml) {
-            if (!mnas_learner_is_discrete(l) && mnas_learner_discretize(l, 0) != MNAS_OK) goto fail_l;
+            if (!mnas_learner_is_discrete(l) && mnas_learner_discretize(l, eval_reinit) != MNAS_OK) goto fail_l;
             done = (long long)mnas_learner_iteration(l);
             long long etodo = its + eval_iterations > done ? its + eval_iterations - done : 0;
             snprintf(label, sizeof label, "%s evaluation phase", mnas_method_name(o.method));

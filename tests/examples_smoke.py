@@ -119,6 +119,12 @@ with tempfile.TemporaryDirectory() as tmp:
         t6 = table(p6.stdout, methods)
         check(sorted(t6) == sorted(methods) and all(t6[m] != t1[m] for m in methods),
               "--lr-decay 0.5 changes every row")
+        # --eval-reinit 1 changes the M-NAS variants (their evaluation phase
+        # starts afresh), not MAML.
+        p8 = run([DEMO] + tiny + ["--eval-reinit", "1", "--out", out2])
+        t8 = table(p8.stdout, methods)
+        check(t8.get("MAML") == t1.get("MAML") and all(t8.get(m) != t1.get(m) for m in methods[:3]),
+              "--eval-reinit 1 changes the M-NAS rows and not MAML's")
         # --maml-inner-lr-mode applies to MAML only.
         p7 = run([DEMO] + tiny + ["--maml-inner-lr-mode", "per-element", "--out", out2])
         t7 = table(p7.stdout, methods)
@@ -148,7 +154,7 @@ with tempfile.TemporaryDirectory() as tmp:
                         (["--path-dropout", "1.5"], "--path-dropout"), (["--inner-lr", "nan"], "--inner-lr"),
                         (["--maml-outer-lr", "x"], "--maml-outer-lr"), (["--lr-decay", "2"], "--lr-decay"),
                         (["--inner-lr-mode", "fast"], "--inner-lr-mode"), (["--no-such-option", "1"], "--no-such-option"),
-                        (["--preset", "tuned"], "--preset"), (["--maml-inner-lr-mode", "fast"], "--maml-inner-lr-mode"),
+                        (["--preset", "tuned"], "--preset"), (["--eval-reinit", "2"], "--eval-reinit"), (["--maml-inner-lr-mode", "fast"], "--maml-inner-lr-mode"),
                         (["--threads"], "--threads")]:
         p = run([DEMO] + bad + ["--out", out2], expect=2)
         check(needle in p.stderr, "mnas_demo %s: the message names %s: %r" % (bad, needle, p.stderr[:200]))
