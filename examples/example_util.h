@@ -419,9 +419,39 @@ static inline mnas_task *ex_regression_source(void *user, uint64_t index)
 }
 
 
+/* How well the representations z (m rows of dim) separate the groups g:
+ * the share of tasks whose nearest neighbour in z (Euclidean, ties to the
+ * first) belongs to the same group, and that share expected for the same
+ * group sizes drawn at random, sum_g n_g (n_g - 1) / (m (m - 1)). */
+static inline void ex_nn_same_group(const double *z, const int *g, size_t m, size_t dim, int groups, double *same,
+                                    double *chance)
+{
+    size_t hits = 0;
+    for (size_t i = 0; i < m; i++) {
+        double best = INFINITY;
+        size_t bj = i;
+        for (size_t j = 0; j < m; j++) {
+            if (j == i) continue;
+            double d = 0;
+            for (size_t k = 0; k < dim; k++) d += (z[i * dim + k] - z[j * dim + k]) * (z[i * dim + k] - z[j * dim + k]);
+            if (d < best) best = d, bj = j;
+        }
+        hits += bj != i && g[bj] == g[i];
+    }
+    double c = 0;
+    for (int h = 0; h < groups; h++) {
+        size_t n = 0;
+        for (size_t i = 0; i < m; i++) n += g[i] == h;
+        c += (double)n * (double)(n ? n - 1 : 0);
+    }
+    *same = m > 1 ? (double)hits / (double)m : 0;
+    *chance = m > 1 ? c / ((double)m * (double)(m - 1)) : 0;
+}
+
 /* The paper's Figure 6: a t-SNE map of the task representations z of up to
  * per_group tasks of each group (family or dataset) of set, one colour per
- * group, written to path. name(g) labels group g. Returns 1 on success. */
+ * group, written to path. name(g) labels group g. Prints, on success, how
+ * well z separates the groups (ex_nn_same_group). Returns 1 on success. */
 static inline int ex_figure6(mnas_ctx *ctx, mnas_learner *l, const mnas_task_set *set, int groups, int per_group,
                              const char *(*name)(int), const char *title, const char *path)
 {
@@ -475,6 +505,15 @@ static inline int ex_figure6(mnas_ctx *ctx, mnas_learner *l, const mnas_task_set
         if (k) ok = mnas_figure_points(fig, 0, px, py, k, mnas_figure_color((unsigned)g), 3.5, name(g)) == MNAS_OK;
     }
     ok = ok && mnas_figure_legend(fig, 0, 0) == MNAS_OK && mnas_figure_save_png(fig, path) == MNAS_OK;
+    int *grp = ok ? malloc(m * sizeof *grp) : NULL;
+    if (grp) {
+        for (size_t i = 0; i < m; i++) grp[i] = mnas_task_family(mnas_task_set_get(set, pick[i]));
+        double same, chance;
+        ex_nn_same_group(z, grp, m, dim, groups, &same, &chance);
+        printf("  figure 6: z's nearest neighbour is of the same group for %.1f %% of %zu tasks (chance %.1f %%)\n",
+               100 * same, m, 100 * chance);
+        free(grp);
+    }
     mnas_figure_free(fig);
     free(taken);
     free(pick);
