@@ -508,10 +508,18 @@ static inline int ex_figure6(mnas_ctx *ctx, mnas_learner *l, const mnas_task_set
     int *grp = ok ? malloc(m * sizeof *grp) : NULL;
     if (grp) {
         for (size_t i = 0; i < m; i++) grp[i] = mnas_task_family(mnas_task_set_get(set, pick[i]));
-        double same, chance;
+        double same, chance, spread = 0;
         ex_nn_same_group(z, grp, m, dim, groups, &same, &chance);
-        printf("  figure 6: z's nearest neighbour is of the same group for %.1f %% of %zu tasks (chance %.1f %%)\n",
-               100 * same, m, 100 * chance);
+        /* RMS distance of z to its mean over the tasks: 0 when the encoder
+         * gives every task the same representation */
+        for (size_t k = 0; k < dim; k++) {
+            double mu = 0;
+            for (size_t i = 0; i < m; i++) mu += z[i * dim + k] / (double)m;
+            for (size_t i = 0; i < m; i++) spread += (z[i * dim + k] - mu) * (z[i * dim + k] - mu) / (double)m;
+        }
+        printf("  figure 6: z's nearest neighbour is of the same group for %.1f %% of %zu tasks (chance %.1f %%); "
+               "z's spread (RMS distance to its mean) %.3g\n",
+               100 * same, m, 100 * chance, sqrt(spread));
         free(grp);
     }
     mnas_figure_free(fig);

@@ -94,12 +94,12 @@ with tempfile.TemporaryDirectory() as tmp:
     # With the figure, how well z separates the families: a share of the 4 x 8
     # test tasks (a whole number of them), against chance 4 * 8 * 7 / (32 * 31).
     sep = re.findall(r"figure 6: z's nearest neighbour is of the same group for ([0-9.]+) % of (\d+) tasks "
-                     r"\(chance ([0-9.]+) %\)", p1.stdout)
+                     r"\(chance ([0-9.]+) %\); z's spread \(RMS distance to its mean\) ([0-9.e+-]+)", p1.stdout)
     check(len(sep) == 3, "mnas_demo prints figure 6's separation for each M-NAS variant: %r" % sep)
-    for same, n, chance in sep:
+    for same, n, chance, spread in sep:
         k = float(same) * 32 / 100
-        check(n == "32" and chance == "22.6" and abs(k - round(k)) < 0.02,
-              "separation %s %% of %s tasks, chance %s %%" % (same, n, chance))
+        check(n == "32" and chance == "22.6" and abs(k - round(k)) < 0.02 and float(spread) > 0,
+              "separation %s %% of %s tasks, chance %s %%, spread %s" % (same, n, chance, spread))
     for flag in ["mnas", "mnas-shared", "mnas-nm"]:
         path = os.path.join(out1, "genotype-%s.dot" % flag)
         ok = os.path.exists(path)
