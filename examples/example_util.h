@@ -225,6 +225,8 @@ static inline int ex_learner_option(const char *a, const char *v, mnas_learner_o
         *ok = ex_inner_lr_mode(v, a, &o->inner_lr_mode);
     } else if (!strcmp(a, "--inner-lr-max")) {
         *ok = ex_double(v, a, 0, 1e6, &o->inner_lr_max);
+    } else if (!strcmp(a, "--encoder-input-scale")) {
+        *ok = ex_double(v, a, 0, 1, &o->encoder_input_scale);
     } else {
         return 0;
     }
@@ -246,6 +248,8 @@ static inline int ex_learner_option(const char *a, const char *v, mnas_learner_o
     "  --inner-lr-mode M   fixed (default, the paper's), per-tensor or per-element: learned inner\n"     \
     "                      step sizes (Meta-SGD): --inner-lr * exp(rho), rho trained with the rest\n"     \
     "  --inner-lr-max X    bound the learned rates smoothly below X (> --inner-lr; default 0: none)\n"    \
+    "  --encoder-input-scale S  the task encoder reads S [x, y] (0 < S <= 1; default 0: unscaled);\n"   \
+    "                      for images 1/sqrt(pixels + classes) keeps its embedding alive\n"          \
     "  --beta X            weight of the reconstruction loss L_r (default 0.01)\n"                          \
     "  --clip-norm X       clip the meta-gradient's norm at X (default 0: off)\n"
 

@@ -163,7 +163,8 @@ with tempfile.TemporaryDirectory() as tmp:
                         (["--path-dropout", "1.5"], "--path-dropout"), (["--inner-lr", "nan"], "--inner-lr"),
                         (["--maml-outer-lr", "x"], "--maml-outer-lr"), (["--lr-decay", "2"], "--lr-decay"),
                         (["--inner-lr-mode", "fast"], "--inner-lr-mode"), (["--no-such-option", "1"], "--no-such-option"),
-                        (["--preset", "tuned"], "--preset"), (["--eval-reinit", "2"], "--eval-reinit"), (["--maml-inner-lr-mode", "fast"], "--maml-inner-lr-mode"),
+                        (["--preset", "tuned"], "--preset"), (["--eval-reinit", "2"], "--eval-reinit"),
+                        (["--encoder-input-scale", "2"], "--encoder-input-scale"), (["--maml-inner-lr-mode", "fast"], "--maml-inner-lr-mode"),
                         (["--threads"], "--threads")]:
         p = run([DEMO] + bad + ["--out", out2], expect=2)
         check(needle in p.stderr, "mnas_demo %s: the message names %s: %r" % (bad, needle, p.stderr[:200]))

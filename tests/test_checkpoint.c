@@ -1068,15 +1068,20 @@ START_TEST(older_files_without_the_appended_options_load)
             set_i64_record(buf, f.len, names[k], bad[i]);
             cf_expect_fail(&f, buf, f.len, MNAS_E_FORMAT, names[k] + 7, names[k]);
         }
-    /* the bound on learned rates: negative, NaN, infinite or absurd */
+    /* the bound on learned rates and the encoder's input scale: negative,
+     * NaN, infinite or absurd */
     const double bad_max[] = { -1e-3, NAN, INFINITY, 1e7 };
     for (size_t i = 0; i < sizeof bad_max / sizeof bad_max[0]; i++) {
         memcpy(buf, f.good, f.len);
         set_f64_record(buf, f.len, "config.inner_lr_max", bad_max[i]);
         cf_expect_fail(&f, buf, f.len, MNAS_E_FORMAT, "inner_lr_max", "config.inner_lr_max");
+        memcpy(buf, f.good, f.len);
+        set_f64_record(buf, f.len, "config.encoder_input_scale", bad_max[i]);
+        cf_expect_fail(&f, buf, f.len, MNAS_E_FORMAT, "encoder_input_scale", "config.encoder_input_scale");
     }
     memcpy(buf, f.good, f.len);
     rename_record(buf, f.len, "config.inner_lr_max", "config.xnner_lr_max");
+    rename_record(buf, f.len, "config.encoder_input_scale", "config.xncoder_input_scale");
     rename_record(buf, f.len, "config.sample_ops", "config.xample_ops");
     rename_record(buf, f.len, "config.stem_stride", "config.xtem_stride");
     rename_record(buf, f.len, "config.inner_lr_mode", "config.xnner_lr_mode");
@@ -1087,8 +1092,10 @@ START_TEST(older_files_without_the_appended_options_load)
     r.stem_stride = 4;
     r.inner_lr_mode = MNAS_INNER_LR_PER_ELEMENT;
     r.inner_lr_max = 7;
+    r.encoder_input_scale = 0.5;
     ck_assert_msg(mnas_learner_checkpoint_options(f.ctx, f.bad, &r) == MNAS_OK, "%s", mnas_ctx_last_error(f.ctx));
-    ck_assert(r.inner_lr_max == 0); /* an older file: unbounded */
+    ck_assert(r.inner_lr_max == 0);        /* an older file: unbounded */
+    ck_assert(r.encoder_input_scale == 0); /* and unscaled */
     ck_assert_int_eq(r.modulator_form, MNAS_MODULATOR_SIGMOID);
     ck_assert_int_eq(r.sample_ops, 0);
     ck_assert_int_eq(r.stem_stride, 1);
@@ -1107,6 +1114,13 @@ START_TEST(older_files_without_the_appended_options_load)
     ck_assert_ptr_nonnull(k1);
     ck_assert_int_eq(mnas_learner_load(k1, f.bad), MNAS_E_MISMATCH);
     ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(f.ctx), "inner_lr_mode"));
+    mnas_learner_free(k1);
+    o = r;
+    o.encoder_input_scale = 0.25; /* same shapes, another encoder: refused by name */
+    k1 = mnas_learner_create(f.ctx, &o);
+    ck_assert_ptr_nonnull(k1);
+    ck_assert_int_eq(mnas_learner_load(k1, f.bad), MNAS_E_MISMATCH);
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(f.ctx), "encoder_input_scale"));
     mnas_learner_free(k1);
     free(buf);
     cf_free(&f);

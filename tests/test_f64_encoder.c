@@ -81,12 +81,13 @@ static mnas_tensor *enc_fn(mnas_tape *tp, mnas_tensor *const *in, void *user)
     return c->recon ? rec : reduce(tp, z, c->w1, c->w2);
 }
 
-static void check_encoder(mnas_rnn_kind kind)
+static void check_encoder(mnas_rnn_kind kind, double scale)
 {
     mnas_ctx *ctx = new_ctx(100 + (uint64_t)kind);
     const int64_t K = 3, XF = 2, YF = 1, FD = 3, ZD = 4;
     mnas_task_encoder *e = mnas_task_encoder_create(ctx, XF, YF, FD, ZD, kind);
     ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(mnas_task_encoder_set_input_scale(e, scale), MNAS_OK);
     mnas_params *p = mnas_params_create(ctx);
     ck_assert_int_eq(mnas_task_encoder_add_params(e, p, "", 0), 0);
     /* Weights larger than the init (U[-1, 1]) so that the gates are not all
@@ -109,7 +110,8 @@ static void check_encoder(mnas_rnn_kind kind)
     mnas_tape *tp;
     ck_assert_int_eq(mnas_tape_create(ctx, &tp), MNAS_OK);
     mnas_tensor *xy[2] = { c.x, c.y };
-    mnas_tensor *pre = mnas_linear(tp, mnas_concat(tp, 2, xy, 1), mnas_params_get(p, 0), mnas_params_get(p, 1));
+    mnas_tensor *pre = mnas_linear(tp, mnas_scale(tp, mnas_concat(tp, 2, xy, 1), scale), mnas_params_get(p, 0),
+                                   mnas_params_get(p, 1));
     ck_assert_ptr_nonnull(pre);
     int active = 0;
     for (int64_t j = 0; j < mnas_tensor_size(pre); j++) {
@@ -138,10 +140,77 @@ static void check_encoder(mnas_rnn_kind kind)
     mnas_ctx_free(ctx);
 }
 
-START_TEST(encoder_gru_gradients) { check_encoder(MNAS_RNN_GRU); }
+START_TEST(encoder_gru_gradients) { check_encoder(MNAS_RNN_GRU, 1); }
 END_TEST
 
-START_TEST(encoder_lstm_gradients) { check_encoder(MNAS_RNN_LSTM); }
+START_TEST(encoder_lstm_gradients) { check_encoder(MNAS_RNN_LSTM, 1); }
+END_TEST
+
+/* mnas_task_encoder_set_input_scale: gradients through the scaled input
+ * (orders as above); z of an encoder with scale s and f.w / s equals z of
+ * the unscaled encoder with f.w; the initialisation of f.w is 1 / s wider
+ * (f.b's is not); bad scales refused, the encoder unchanged. */
+START_TEST(encoder_input_scale)
+{
+    check_encoder(MNAS_RNN_GRU, 0.3);
+    mnas_ctx *ctx = new_ctx(5);
+    const int64_t K = 4, XF = 50, YF = 3;
+    mnas_task_encoder *a = mnas_task_encoder_create(ctx, XF, YF, 6, 5, MNAS_RNN_LSTM),
+                      *b = mnas_task_encoder_create(ctx, XF, YF, 6, 5, MNAS_RNN_LSTM);
+    ck_assert(a && b);
+    const double s = 0.125; /* a power of 2: f.w / s is exact */
+    ck_assert_int_eq(mnas_task_encoder_set_input_scale(b, s), MNAS_OK);
+    static const double bad[4] = { 0, -0.5, 1.5, NAN };
+    for (int k = 0; k < 4; k++) {
+        mnas_ctx_clear_error(ctx);
+        ck_assert_int_eq(mnas_task_encoder_set_input_scale(b, bad[k]), MNAS_E_INVALID);
+        ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "scale"));
+    }
+    mnas_params *pa = mnas_params_create(ctx), *pb = mnas_params_create(ctx);
+    ck_assert_int_eq(mnas_task_encoder_add_params(a, pa, "", 0), 0);
+    ck_assert_int_eq(mnas_task_encoder_add_params(b, pb, "", 0), 0);
+    mnas_rng *r = mnas_rng_create(ctx, 3, 0);
+    ck_assert_int_eq(mnas_params_init(pb, r), MNAS_OK);
+    mnas_rng_free(r);
+    /* the bounds of the initialisation */
+    const double fan = (double)(XF + YF), wb = 1 / (s * sqrt(fan)), bb = 1 / sqrt(fan);
+    double mw = 0, mb = 0;
+    mnas_tensor *fw = mnas_params_get(pb, 0), *fb = mnas_params_get(pb, 1);
+    for (int64_t j = 0; j < mnas_tensor_size(fw); j++) mw = fmax(mw, fabs(mnas_tensor_data(fw)[j]));
+    for (int64_t j = 0; j < mnas_tensor_size(fb); j++) mb = fmax(mb, fabs(mnas_tensor_data(fb)[j]));
+    ck_assert_msg(mw <= wb && mw > 0.9 * wb, "f.w: largest |w| %g, bound %g", mw, wb);
+    ck_assert_msg(mb <= bb && mb > 0.5 * bb, "f.b: largest |b| %g, bound %g", mb, bb);
+    /* a gets b's weights with f.w multiplied by s: the same z */
+    for (size_t i = 0; i < mnas_params_count(pb); i++) {
+        mnas_tensor *src = mnas_params_get(pb, i);
+        mnas_tensor *dst = mnas_params_get(pa, i);
+        for (int64_t j = 0; j < mnas_tensor_size(src); j++)
+            mnas_tensor_data(dst)[j] = mnas_tensor_data(src)[j] * (i == 0 ? s : 1);
+    }
+    int64_t sx[2] = { K, XF }, sy[2] = { K, YF };
+    mnas_tensor *x = mnas_tensor_rand(ctx, 2, sx, 0, 1), *y = mnas_tensor_rand(ctx, 2, sy, 0, 1);
+    mnas_tape *tp;
+    ck_assert_int_eq(mnas_tape_create(ctx, &tp), MNAS_OK);
+    mnas_tensor *za, *zb, *ra, *rb;
+    ck_assert_int_eq(mnas_task_encoder_forward(a, tp, x, y, mnas_params_tensors(pa), NULL, &za, &ra), MNAS_OK);
+    ck_assert_int_eq(mnas_task_encoder_forward(b, tp, x, y, mnas_params_tensors(pb), NULL, &zb, &rb), MNAS_OK);
+    double spread = 0;
+    for (int64_t j = 0; j < mnas_tensor_size(za); j++) {
+        ck_assert_msg(fabs(mnas_tensor_data(za)[j] - mnas_tensor_data(zb)[j]) <= 1e-12, "z[%lld]: %.17g vs %.17g",
+                      (long long)j, mnas_tensor_data(za)[j], mnas_tensor_data(zb)[j]);
+        spread += fabs(mnas_tensor_data(za)[j]);
+    }
+    ck_assert(spread > 1e-3); /* z is not trivially 0 */
+    ck_assert(fabs(mnas_tensor_data(ra)[0] - mnas_tensor_data(rb)[0]) <= 1e-12 * fabs(mnas_tensor_data(ra)[0]) + 1e-15);
+    mnas_tape_free(tp);
+    mnas_tensor_free(x);
+    mnas_tensor_free(y);
+    mnas_params_free(pa);
+    mnas_params_free(pb);
+    mnas_task_encoder_free(a);
+    mnas_task_encoder_free(b);
+    mnas_ctx_free(ctx);
+}
 END_TEST
 
 /* ---- controller -------------------------------------------------------------- */
@@ -352,6 +421,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, encoder_gru_gradients);
     tcase_add_test(tc, encoder_lstm_gradients);
+    tcase_add_test(tc, encoder_input_scale);
     tcase_add_test(tc, controller_gradients);
     tcase_add_test(tc, modulator_element_gradients);
     tcase_add_test(tc, modulator_channel_gradients);

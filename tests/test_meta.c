@@ -844,6 +844,42 @@ START_TEST(learned_inner_rates_bound)
 }
 END_TEST
 
+/* encoder_input_scale: bad values refused by name; a scaled learner's
+ * encoder starts with f.w 1 / s wider than the unscaled one's. */
+START_TEST(encoder_input_scale_option)
+{
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    mnas_learner_options o = tiny_mnas(MNAS_METHOD_MNAS, 1);
+    const double bad[] = { -0.1, 1.5, NAN, INFINITY };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        o.encoder_input_scale = bad[k];
+        mnas_ctx_clear_error(ctx);
+        ck_assert_msg(mnas_learner_create(ctx, &o) == NULL, "encoder_input_scale %g accepted", bad[k]);
+        ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "encoder_input_scale"));
+    }
+    o.encoder_input_scale = 0;
+    mnas_learner *plain = mnas_learner_create(ctx, &o);
+    o.encoder_input_scale = 0.25;
+    mnas_learner *scaled = mnas_learner_create(ctx, &o);
+    ck_assert_msg(plain && scaled, "%s", mnas_ctx_last_error(ctx));
+    mnas_params *pp = mnas_learner_params(plain), *ps = mnas_learner_params(scaled);
+    ck_assert_uint_eq(mnas_params_count(pp), mnas_params_count(ps));
+    double mp = 0, ms = 0;
+    for (size_t i = 0; i < mnas_params_count(pp); i++) {
+        if (strcmp(mnas_params_name(pp, i), "enc.f.w") != 0) continue;
+        for (int64_t j = 0; j < mnas_tensor_size(mnas_params_get(pp, i)); j++) {
+            mp = fmax(mp, fabs(mnas_tensor_data(mnas_params_get(pp, i))[j]));
+            ms = fmax(ms, fabs(mnas_tensor_data(mnas_params_get(ps, i))[j]));
+        }
+    }
+    ck_assert_msg(mp > 0 && ms > 3 * mp && ms < 5 * mp, "enc.f.w: largest |w| %g unscaled, %g at scale 0.25", mp, ms);
+    mnas_learner_free(plain);
+    mnas_learner_free(scaled);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(mnas_variants_identical_across_threads)
 {
     static const mnas_method m[3] = { MNAS_METHOD_MNAS, MNAS_METHOD_MNAS_SHARED, MNAS_METHOD_MNAS_NM };
@@ -1064,6 +1100,7 @@ int main(void)
     tcase_add_loop_test(lt, learned_inner_rates_start_train_and_threads, 0, slow ? 2 : 8);
     tcase_add_test(lt, learned_inner_rates_bad_input);
     tcase_add_loop_test(lt, learned_inner_rates_bound, 0, 2);
+    tcase_add_test(lt, encoder_input_scale_option);
     suite_add_tcase(s, lt);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

@@ -111,6 +111,16 @@ MNAS_API int64_t mnas_task_encoder_z_dim(const mnas_task_encoder *e);
 MNAS_API int mnas_task_encoder_add_params(const mnas_task_encoder *e, mnas_params *p, const char *prefix, int group);
 /** Number of parameter tensors the encoder adds. */
 MNAS_API size_t mnas_task_encoder_num_params(const mnas_task_encoder *e);
+/** Scale the embedding's input: F = ReLU(f.w (s [x, y]) + f.b), with f.w
+ * initialised s times wider, U[+-1 / (s sqrt(x_features + y_features))], so
+ * that at initialisation F has the distribution it has with s = 1. Adam
+ * moves every weight by about its step size, so a unit of F moves by about
+ * that times the sum of its inputs: with many inputs (flattened images) a
+ * single update can switch every ReLU of F off for every task. With s =
+ * 1 / sqrt(fan-in) the same steps move it sqrt(fan-in) times less
+ * (docs/encoder.md "Input scale"). s in (0, 1] (default 1: the paper's);
+ * set it before mnas_task_encoder_add_params. MNAS_E_INVALID otherwise. */
+MNAS_API mnas_status mnas_task_encoder_set_input_scale(mnas_task_encoder *e, double s);
 /** Encode the support set x [K, x_features], y [K, y_features]; perm is a
  * permutation of 0..K-1 (the feeding order), or NULL for 0..K-1. *z gets
  * the [1, z_dim] representation and *recon (may be NULL) the scalar L_r,
@@ -298,13 +308,21 @@ typedef struct mnas_learner_options {
      * PER_TENSOR or PER_ELEMENT; any other value is refused
      * (docs/meta.md "Learned inner rates"). */
     double inner_lr_max;
+    /** Appended in 0.2 (issue 17). M-NAS variants: the task encoder's input
+     * scale (mnas_task_encoder_set_input_scale): 0 (default) leaves it at 1,
+     * the paper's; a value in (0, 1] scales the embedding's input and widens
+     * its initialisation to match. For images, whose flattened pixels are
+     * thousands of inputs, 1 / sqrt(in_channels image_size^2 + classes) keeps
+     * Adam from switching the embedding off in a few meta-updates
+     * (docs/images.md "The Table-2 run"). */
+    double encoder_input_scale;
 } mnas_learner_options;
 
 /** Defaults of mnas_learner_options (the paper's toy-regression settings). */
 #define MNAS_LEARNER_OPTIONS_INIT                                                                          \
     { sizeof(mnas_learner_options), MNAS_METHOD_MAML, 25, 5, 0.001, 0.001, MNAS_INNER_SECOND_ORDER, 1, 0u,  \
       0.0, 50, 5, 1, 1, 1e-4, 0.01, 0.1, 3, 32, 32, 64, MNAS_RNN_GRU, MNAS_MODULATE_ELEMENT, 3.0, 0, 1, 28,  \
-      32, 16, MNAS_MODULATOR_SIGMOID, 0, 1, MNAS_INNER_LR_FIXED, 0.0 }
+      32, 16, MNAS_MODULATOR_SIGMOID, 0, 1, MNAS_INNER_LR_FIXED, 0.0, 0.0 }
 
 /** A meta-learner (opaque): one of the paper's methods with its parameters and optimisers. */
 typedef struct mnas_learner mnas_learner;

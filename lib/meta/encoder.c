@@ -39,6 +39,7 @@ struct mnas_task_encoder {
     mnas_ctx *ctx;
     int64_t xf, yf, f_dim, z_dim;
     mnas_rnn_kind kind;
+    double in_scale; /* the embedding reads in_scale [x, y] (1: the paper's) */
 };
 
 static const char *const enc_names[ENC_NP] = { "f.w",      "f.b",      "enc.w_ih", "enc.w_hh", "enc.b_ih",
@@ -98,7 +99,18 @@ mnas_task_encoder *mnas_task_encoder_create(mnas_ctx *ctx, int64_t x_features, i
     e->f_dim = f_dim;
     e->z_dim = z_dim;
     e->kind = kind;
+    e->in_scale = 1;
     return e;
+}
+
+mnas_status mnas_task_encoder_set_input_scale(mnas_task_encoder *e, double s)
+{
+    if (!e) return MNAS_E_INVALID;
+    if (!(s > 0 && s <= 1))
+        return mnas__error(e->ctx, MNAS_E_INVALID, "mnas_task_encoder_set_input_scale: scale %g is outside (0, 1]",
+                           s);
+    e->in_scale = s;
+    return MNAS_OK;
 }
 
 void mnas_task_encoder_free(mnas_task_encoder *e)
@@ -120,6 +132,12 @@ int mnas_task_encoder_add_params(const mnas_task_encoder *e, mnas_params *p, con
         spec[k].ndim = enc_shape(e, k, spec[k].shape);
         spec[k].init = MNAS_INIT_FAN_IN;
         spec[k].arg = enc_fan_in(e, k);
+    }
+    /* f.w reads in_scale [x, y]: a bound 1 / in_scale times wider keeps F's
+     * distribution at initialisation. */
+    if (e->in_scale != 1) {
+        spec[P_FW].init = MNAS_INIT_UNIFORM;
+        spec[P_FW].arg = 1.0 / (e->in_scale * sqrt(enc_fan_in(e, P_FW)));
     }
     return mnas__params_add_module(p, e->ctx, "mnas_task_encoder_add_params", prefix, ENC_NP, spec, group);
 }
@@ -300,6 +318,7 @@ mnas_status mnas_task_encoder_forward(const mnas_task_encoder *e, mnas_tape *tp,
     mnas_tensor *xy2[2] = { as_rows(tp, x), as_rows(tp, y) };
     mnas_tensor *xy = mnas_concat(tp, 2, xy2, 1);
     if (xy && perm) xy = mnas_gather_rows(tp, xy, (size_t)K, perm);
+    if (xy && e->in_scale != 1) xy = mnas_scale(tp, xy, e->in_scale);
     mnas_tensor *F = mnas_relu(tp, mnas_linear(tp, xy, w[P_FW], w[P_FB]));
     if (!F) FAIL();
 

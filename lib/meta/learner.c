@@ -93,6 +93,9 @@ static mnas_status check_options(mnas_ctx *ctx, const char *fn, const mnas_learn
                                "1e6 times it",
                                fn, o->inner_lr_max, o->inner_lr);
     }
+    if (!(o->encoder_input_scale >= 0 && o->encoder_input_scale <= 1))
+        return mnas__error(ctx, MNAS_E_INVALID, "%s: encoder_input_scale %g is outside [0, 1] (0: unscaled)", fn,
+                           o->encoder_input_scale);
     if (o->threads < 1 || o->threads > 256)
         return mnas__error(ctx, MNAS_E_INVALID, "%s: threads %d is outside 1..256", fn, o->threads);
     if (!in_range(o->clip_norm, 0, 1e30))
@@ -235,6 +238,8 @@ static mnas_status build_model(mnas_learner *l, const char *fn, const mnas_searc
     int64_t yf = l->classify ? o->classes : o->out_features;
     l->enc = mnas_task_encoder_create(ctx, xf, yf, o->f_dim, o->z_dim, o->encoder);
     if (!l->enc) return MNAS_E_INVALID;
+    if (o->encoder_input_scale > 0 && mnas_task_encoder_set_input_scale(l->enc, o->encoder_input_scale) != MNAS_OK)
+        return MNAS_E_INVALID;
     l->s_enc = add_span(p, mnas_task_encoder_add_params(l->enc, p, "enc.", 0));
     if (!l->s_enc.count) return MNAS_E_INVALID;
     if (o->method == MNAS_METHOD_MNAS_SHARED) {

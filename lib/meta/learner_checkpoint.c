@@ -60,6 +60,7 @@ static void w_options(mnas__ckpt_writer *w, const mnas_learner_options *o)
     mnas__ckpt_w_i64(w, "config.stem_stride", o->stem_stride);
     mnas__ckpt_w_i64(w, "config.inner_lr_mode", (int64_t)o->inner_lr_mode);
     mnas__ckpt_w_f64(w, "config.inner_lr_max", o->inner_lr_max);
+    mnas__ckpt_w_f64(w, "config.encoder_input_scale", o->encoder_input_scale);
 }
 
 /* Read the options of a checkpoint into o (threads included). */
@@ -129,6 +130,14 @@ static mnas_status read_options(const mnas__ckpt *c, const char *what, mnas_lear
         if ((st = mnas__ckpt_need_f64(c, what, "config.inner_lr_max", &r.inner_lr_max)) != MNAS_OK) return st;
         if (!(r.inner_lr_max >= 0 && r.inner_lr_max <= 1e6))
             return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: config.inner_lr_max is %g (0..1e6)", what, r.inner_lr_max);
+    }
+    /* Absent from checkpoints written before the option existed: 0. */
+    if (mnas__ckpt_find(c, "config.encoder_input_scale")) {
+        if ((st = mnas__ckpt_need_f64(c, what, "config.encoder_input_scale", &r.encoder_input_scale)) != MNAS_OK)
+            return st;
+        if (!(r.encoder_input_scale >= 0 && r.encoder_input_scale <= 1))
+            return mnas__error(c->ctx, MNAS_E_FORMAT, "%s: config.encoder_input_scale is %g (0..1)", what,
+                               r.encoder_input_scale);
     }
     *o = r;
     return MNAS_OK;
@@ -271,6 +280,10 @@ static mnas_status compare_options(const mnas__ckpt *c, const char *what, const 
     if (f.inner_lr_max != mine->inner_lr_max)
         return mnas__error(c->ctx, MNAS_E_MISMATCH, "%s: written with inner_lr_max = %.17g, this learner has %.17g",
                            what, f.inner_lr_max, mine->inner_lr_max);
+    if (f.encoder_input_scale != mine->encoder_input_scale)
+        return mnas__error(c->ctx, MNAS_E_MISMATCH,
+                           "%s: written with encoder_input_scale = %.17g, this learner has %.17g", what,
+                           f.encoder_input_scale, mine->encoder_input_scale);
     return MNAS_OK;
 }
 

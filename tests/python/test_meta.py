@@ -317,6 +317,15 @@ class TestLearner(unittest.TestCase):
                 other.load(path)
             self.assertIn("inner_lr_max", str(e.exception))
 
+    def test_encoder_input_scale(self):
+        # the task encoder's input scale: kept in the options, refused outside [0, 1]
+        scaled = self.small("mnas", encoder_input_scale=0.25)
+        self.assertEqual(scaled.options["encoder_input_scale"], 0.25)
+        self.assertEqual(self.small("mnas").options["encoder_input_scale"], 0.0)
+        with self.assertRaises(mnas.Error) as e:
+            self.small("mnas", encoder_input_scale=1.5)
+        self.assertIn("encoder_input_scale", str(e.exception))
+
     def test_mnas_methods(self):
         test = mnas.regression_test_set(self.ctx, 5, 2)
         evaluations = []

@@ -150,6 +150,7 @@ class LearnerOptions(_Options):
         ("stem_stride", c_int),    # conv supernet stem: 1, 2 or 4
         ("inner_lr_mode", c_int),  # mnas_inner_lr_mode: fixed, per-tensor, per-element
         ("inner_lr_max", c_double),  # 0: unbounded learned rates; else their smooth bound
+        ("encoder_input_scale", c_double),  # 0: unscaled; (0, 1]: the task encoder's input scale
     ]
     # MNAS_LEARNER_OPTIONS_INIT
     _defaults = (("method", 0), ("meta_batch", 25), ("inner_steps", 5), ("inner_lr", 0.001),
@@ -161,7 +162,7 @@ class LearnerOptions(_Options):
                  ("in_channels", 1), ("image_size", 28), ("filters", 32), ("channels", 16),
                  ("modulator_form", 0),
                  ("sample_ops", 0), ("stem_stride", 1), ("inner_lr_mode", 0),
-                 ("inner_lr_max", 0.0))
+                 ("inner_lr_max", 0.0), ("encoder_input_scale", 0.0))
 
 
 class ImageLoadOptions(_Options):

@@ -425,7 +425,10 @@ class Learner(Handle):
     exp(rho) with rho the parameters "lr.<weight>", 0 at the start;
     docs/meta.md "Learned inner rates"), inner_lr_max=0.0 (> inner_lr: the
     learned rates bounded smoothly below it, inner_lr * exp(b tanh(rho / b)),
-    b = log(inner_lr_max / inner_lr)).
+    b = log(inner_lr_max / inner_lr)), encoder_input_scale=0.0 (M-NAS
+    variants, in (0, 1]: the task encoder reads that scale of [x, y], its
+    embedding initialised wider to match; 1/sqrt(pixels + classes) for
+    images, docs/encoder.md "Input scale").
     space: an ``mnas.SearchSpace`` for the M-NAS methods' supernet instead
     of the preset's (``mnas_learner_create_with_space``; ops registered from
     Python are not bound, so a built-in space or one made in C)."""
@@ -438,7 +441,7 @@ class Learner(Handle):
                  "in_channels", "image_size", "filters", "channels", "sample_ops",
                  "stem_stride")
     _FLOAT_OPTS = ("inner_lr", "outer_lr", "clip_norm", "arch_lr", "beta", "path_dropout",
-                   "modulator_bias", "inner_lr_max")
+                   "modulator_bias", "inner_lr_max", "encoder_input_scale")
     _OPTION_NAMES = frozenset(_INT_OPTS + _FLOAT_OPTS + ("seed", "inner_mode", "encoder", "modulation",
                                                                "modulator_form", "inner_lr_mode"))
 
@@ -458,7 +461,7 @@ class Learner(Handle):
                  image_size: Optional[int] = None, filters: Optional[int] = None,
                  channels: Optional[int] = None, sample_ops: Optional[int] = None,
                  stem_stride: Optional[int] = None, inner_lr_mode: Optional[str] = None,
-                 inner_lr_max: Optional[float] = None,
+                 inner_lr_max: Optional[float] = None, encoder_input_scale: Optional[float] = None,
                  space: Optional[SearchSpace] = None) -> None:
         # Named keyword-only options (None: the library's default), so a
         # misspelt option is a TypeError from Python itself and editors list
