@@ -25,8 +25,8 @@ static void usage(FILE *f)
             "                     (Meta-SGD), inner_lr * exp(rho), rho trained with the weights\n"
             "  --inner-lr-max X   bound the learned rates smoothly below X (> --inner-lr; default 0: none)\n"
             "  (the M-NAS options of mnas_demo, --arch-lr, --path-dropout, --beta, --nodes, --z-dim,\n"
-            "  --f-dim, --controller-hidden, --encoder, --modulation, --modulator-bias, --modulator-form, are accepted\n"
-            "  and have no effect on MAML)\n"
+            "  --f-dim, --controller-hidden, --encoder, --modulation, --modulator-bias, --modulator-form,\n"
+            "  --encoder-input-scale, are accepted and have no effect on MAML)\n"
             EX_CKPT_USAGE
             "  --version          print the program's and the library's version\n"
             "  --help, -h         this text\n"
