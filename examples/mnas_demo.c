@@ -58,7 +58,8 @@ static void usage(FILE *f)
             "                      --iterations, --eval-iterations and --maml-iterations stay the totals)\n"
             "  --version           print the program's and the library's version\n"
             "  --help, -h          this text\n"
-            "Results go to stdout, progress to stderr.\n");
+            "Results go to stdout, progress to stderr. A method that fails (a diverged run, say) gets a\n"
+            "row naming the failure, the others still run, and the exit status is 1.\n");
 }
 
 static const struct {
@@ -81,6 +82,7 @@ typedef struct {
     char genotype[512];             /* the shared or most frequent one */
     int distinct;                   /* distinct genotypes over the test tasks */
     double seconds;
+    char error[256];                /* non-empty: the method failed (the row says why) */
 } result;
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -98,6 +100,10 @@ static void print_table(const char *title, long long tasks, const result *res, i
         const double *mean = validation ? r->mean_v : r->mean, *ci = validation ? r->ci_v : r->ci;
         printf("%-13s %-6s", mnas_method_name(known[r->k].method),
                known[r->k].method == MNAS_METHOD_MAML ? "5 FCs" : "Cell");
+        if (r->error[0]) {
+            printf(" failed: %s\n", r->error);
+            continue;
+        }
         for (int f = 0; f <= MNAS_REGRESSION_FAMILIES; f++) printf(" %7.3f +- %-5.3f", mean[f], ci[f]);
         printf(" %8.1f\n", r->seconds);
     }
@@ -290,7 +296,7 @@ int main(int argc, char **argv)
 
     mnas_ctx *ctx;
     if (mnas_ctx_create(&ctx, NULL) != MNAS_OK) return 1;
-    int rc = 1, nres = 0;
+    int rc = 1, nres = 0, failed = 0;
     if (!ex_mpi_join(ctx, &argc, &argv)) {
         mnas_ctx_free(ctx);
         return 1;
@@ -413,24 +419,32 @@ int main(int argc, char **argv)
         nres++;
         continue;
     fail_l:
+        /* One method failing (a diverged run, say) does not cost the
+         * others their rows: its row says why, and the exit status is 1. */
+        snprintf(r->error, sizeof r->error, "%s", mnas_ctx_last_error(ctx));
+        fprintf(stderr, "error: %s: %s\n", mnas_method_name(o.method), r->error);
         mnas_learner_free(l);
-        goto fail;
+        nres++;
+        failed++;
     }
 
     if (val) print_table("Validation", val_tasks, res, nres, 1);
     if (!test) {
-        rc = 0;
-        goto fail;
+        rc = failed ? 1 : 0;
+        goto done;
     }
     print_table("Table 1", test_tasks, res, nres, 0);
     printf("\nBefore adaptation (averaged): ");
     for (int i = 0; i < nres; i++)
-        printf("%s %.3f +- %.3f%s", mnas_method_name(known[res[i].k].method), res[i].mean_b[4], res[i].ci_b[4],
-               i + 1 < nres ? ", " : "\n");
+        if (res[i].error[0])
+            printf("%s failed%s", mnas_method_name(known[res[i].k].method), i + 1 < nres ? ", " : "\n");
+        else
+            printf("%s %.3f +- %.3f%s", mnas_method_name(known[res[i].k].method), res[i].mean_b[4], res[i].ci_b[4],
+                   i + 1 < nres ? ", " : "\n");
     printf("\nGenotypes (op@input per node; inputs 0, 1 = cell inputs, k >= 2 = node k-2):\n");
     for (int i = 0; i < nres; i++) {
         const result *r = &res[i];
-        if (known[r->k].method == MNAS_METHOD_MAML) continue;
+        if (known[r->k].method == MNAS_METHOD_MAML || r->error[0]) continue;
         if (known[r->k].method == MNAS_METHOD_MNAS_SHARED)
             printf("  %-13s shared: %s\n", mnas_method_name(known[r->k].method), r->genotype);
         else
@@ -441,9 +455,13 @@ int main(int argc, char **argv)
         write_dot(ctx, out, known[r->k].flag, r->genotype, title);
     }
     if (write_figure(ctx, out, test, res, nres, fig_task) != 0) goto fail;
-    rc = 0;
+    if (failed) fprintf(stderr, "error: %d method%s failed (see %s)\n", failed, failed > 1 ? "s" : "",
+                        failed > 1 ? "their rows" : "its row");
+    rc = failed ? 1 : 0;
+    goto done;
 fail:
-    if (rc) fprintf(stderr, "error: %s\n", mnas_ctx_last_error(ctx));
+    fprintf(stderr, "error: %s\n", mnas_ctx_last_error(ctx));
+done:
     free(before);
     free(after);
     mnas_task_set_free(test);
@@ -481,8 +499,9 @@ static int write_figure(mnas_ctx *ctx, const char *dir, const mnas_task_set *tes
         ok &= mnas_figure_axis_labels(fig, f, "x", "y") == MNAS_OK;
         ok &= mnas_figure_line(fig, f, gx, gt, GRID, 0x000000, 2.5, "true function") == MNAS_OK;
         for (int r = 0; r < nres && ok; r++)
-            ok &= mnas_figure_line(fig, f, gx, res[r].pred[f], GRID, known[res[r].k].colour, 2.0,
-                                   mnas_method_name(known[res[r].k].method)) == MNAS_OK;
+            if (!res[r].error[0])
+                ok &= mnas_figure_line(fig, f, gx, res[r].pred[f], GRID, known[res[r].k].colour, 2.0,
+                                       mnas_method_name(known[res[r].k].method)) == MNAS_OK;
         mnas_tensor *sx = mnas_task_support_x(t), *sy = mnas_task_support_y(t);
         int64_t k = mnas_tensor_dim(sx, 0);
         double px[4096], py[4096];

@@ -139,6 +139,19 @@ with tempfile.TemporaryDirectory() as tmp:
         t7 = table(p7.stdout, methods)
         check(t7.get("MAML") != t1.get("MAML") and all(t7.get(m) == t1.get(m) for m in methods[:3]),
               "--maml-inner-lr-mode changes the MAML row and nothing else")
+        # A method that fails (here the M-NAS variants diverge at once with
+        # an absurd outer rate) gets a row saying why; the others still run
+        # and print theirs, and the exit status is 1.
+        pf = run([DEMO] + tiny + ["--outer-lr", "50", "--maml-outer-lr", "0.001", "--out", out2], expect=1)
+        tf = table(pf.stdout, methods)
+        failed_rows = [l for l in pf.stdout.splitlines() if " failed: " in l]
+        check(sorted(tf) == ["MAML"] and tf.get("MAML") == t1.get("MAML"),
+              "a failed method leaves the other rows as they were: %s" % sorted(tf))
+        check(len(failed_rows) == 3 and all("non-finite" in l for l in failed_rows)
+              and all(any(l.startswith(m + " ") for l in failed_rows) for m in methods[:3]),
+              "each failed method's row names the failure: %r" % failed_rows)
+        check("3 methods failed" in pf.stderr and "figure3.png" in pf.stdout,
+              "the demo says how many failed and still writes figure 3: %r" % pf.stderr[-300:])
 
     # --preset validated sets the validated rates, schedule, budgets and
     # MAML's learned rates; any other option overrides it, before or after.
