@@ -28,10 +28,13 @@ static void usage(FILE *f)
             "                      0 (default): it continues from the search's weights\n"
             "  --preset P          paper (default: the paper's settings) or validated: the rates and\n"
             "                      budgets chosen on validation tasks (docs/meta.md \"The validated\n"
-            "                      preset\"): outer lr 0.01 (MAML 0.004), --lr-decay 0.3, 1600 + 400\n"
+            "                      preset\"): outer lr 0.01 (M-NAS-Shared 0.005, MAML 0.004),\n"
+            "                      --lr-decay 0.3, 1600 + 400\n"
             "                      M-NAS and 10000 MAML meta-updates, MAML with per-element learned\n"
             "                      inner rates; options given anywhere on the line override it\n"
             "  --maml-outer-lr X   MAML's Adam step size (default: --outer-lr)\n"
+            "  --mnas-shared-outer-lr X, --mnas-nm-outer-lr X\n"
+            "                      M-NAS-Shared's, M-NAS-NM's Adam step size (default: --outer-lr)\n"
             "  --maml-inner-lr-mode M  MAML's inner rates (default: --inner-lr-mode)\n"
             "  --lr-decay F        in the last fraction F of each training phase (MAML's training, the\n"
             "                      search, the evaluation phase) the Adam step sizes fall to 0 along a\n"
@@ -61,6 +64,11 @@ static void usage(FILE *f)
             "Results go to stdout, progress to stderr. A method that fails (a diverged run, say) gets a\n"
             "row naming the failure, the others still run, and the exit status is 1.\n");
 }
+
+enum { METHOD_MNAS, METHOD_SHARED, METHOD_NM, METHOD_MAML }; /* indices into known[] */
+/* The validated preset's outer rates of M-NAS-Shared and M-NAS-NM (docs/meta.md). */
+#define SHARED_LR_VALIDATED 0.005
+#define NM_LR_VALIDATED 0.01
 
 static const struct {
     const char *flag;
@@ -210,7 +218,9 @@ int main(int argc, char **argv)
     base.threads = 2;
     base.seed = 1;
     long long iterations = 1500, eval_iterations = 500, maml_iterations = 8000, test_tasks = 1000, val_tasks = 0;
-    double maml_outer_lr = -1; /* < 0: the same as --outer-lr */
+    /* Each method's outer rate, indexed as known[] (M-NAS's is --outer-lr);
+     * < 0: the same as --outer-lr. */
+    double method_lr[MAX_METHODS] = { -1, -1, -1, -1 };
     int maml_lr_mode = -1;     /* < 0: the same as --inner-lr-mode */
     int eval_reinit = 0;       /* --eval-reinit: fresh weights for the evaluation phase */
     double lr_decay = 0;
@@ -226,7 +236,9 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--preset")) preset = argv[i + 1];
     if (!strcmp(preset, "validated")) {
         base.outer_lr = 0.01;
-        maml_outer_lr = 0.004;
+        method_lr[METHOD_SHARED] = SHARED_LR_VALIDATED;
+        method_lr[METHOD_NM] = NM_LR_VALIDATED;
+        method_lr[METHOD_MAML] = 0.004;
         lr_decay = 0.3;
         iterations = 1600;
         eval_iterations = 400;
@@ -269,7 +281,11 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--maml-iterations")) {
             ok = ex_int(v, a, 0, 100000000, &maml_iterations);
         } else if (!strcmp(a, "--maml-outer-lr")) {
-            ok = ex_double(v, a, 0, 100, &maml_outer_lr);
+            ok = ex_double(v, a, 0, 100, &method_lr[METHOD_MAML]);
+        } else if (!strcmp(a, "--mnas-shared-outer-lr")) {
+            ok = ex_double(v, a, 0, 100, &method_lr[METHOD_SHARED]);
+        } else if (!strcmp(a, "--mnas-nm-outer-lr")) {
+            ok = ex_double(v, a, 0, 100, &method_lr[METHOD_NM]);
         } else if (!strcmp(a, "--lr-decay")) {
             ok = ex_double(v, a, 0, 1, &lr_decay);
         } else if (!strcmp(a, "--test-tasks")) {
@@ -322,12 +338,15 @@ int main(int argc, char **argv)
     mnas_real gx[GRID];
     for (int i = 0; i < GRID; i++) grid[i] = -5.0 + 10.0 * i / (GRID - 1), gx[i] = (mnas_real)grid[i];
 
-    printf("libmnas %s: toy regression, %d-shot, meta-batch %d, inner %d x %g (%s%s%s), outer lr %g (MAML %g), "
+    for (int k = 0; k < MAX_METHODS; k++)
+        if (method_lr[k] < 0) method_lr[k] = base.outer_lr;
+    printf("libmnas %s: toy regression, %d-shot, meta-batch %d, inner %d x %g (%s%s%s), outer lr %g "
+           "(M-NAS-Shared %g, M-NAS-NM %g, MAML %g), "
            "arch lr %g, lr decay %g, %d threads, seed %llu, %lld test and %lld validation tasks per family\n",
            mnas_version_string(), src.ro.k_shot, base.meta_batch, base.inner_steps, base.inner_lr,
            mnas_inner_lr_mode_name(base.inner_lr_mode), maml_lr_mode >= 0 ? "; MAML " : "",
            maml_lr_mode >= 0 ? mnas_inner_lr_mode_name((mnas_inner_lr_mode)maml_lr_mode) : "", base.outer_lr,
-           maml_outer_lr >= 0 ? maml_outer_lr : base.outer_lr, base.arch_lr, lr_decay, base.threads,
+           method_lr[METHOD_SHARED], method_lr[METHOD_NM], method_lr[METHOD_MAML], base.arch_lr, lr_decay, base.threads,
            (unsigned long long)base.seed, test_tasks, val_tasks);
     for (int k = 0; k < MAX_METHODS; k++) {
         if (!want[k]) continue;
@@ -336,7 +355,7 @@ int main(int argc, char **argv)
         r->k = k;
         mnas_learner_options o = base;
         o.method = known[k].method;
-        if (o.method == MNAS_METHOD_MAML && maml_outer_lr >= 0) o.outer_lr = maml_outer_lr;
+        o.outer_lr = method_lr[k];
         if (o.method == MNAS_METHOD_MAML && maml_lr_mode >= 0) {
             o.inner_lr_mode = (mnas_inner_lr_mode)maml_lr_mode;
             if (o.inner_lr_mode == MNAS_INNER_LR_FIXED) o.inner_lr_max = 0; /* a bound is for learned rates */
@@ -369,7 +388,7 @@ int main(int argc, char **argv)
         ex_progress_init(&pr, label, todo, o.meta_batch);
         /* The schedule's rates are the command line's (a checkpoint holds
          * the decayed rate it was written at). */
-        ex_schedule sch = { l, is_maml && maml_outer_lr >= 0 ? maml_outer_lr : base.outer_lr, base.arch_lr, lr_decay,
+        ex_schedule sch = { l, method_lr[k], base.arch_lr, lr_decay,
                             0, its, ex_progress_cb, &pr };
         mnas_progress_fn cb = lr_decay > 0 ? ex_schedule_cb : ex_progress_cb;
         void *cb_user = lr_decay > 0 ? (void *)&sch : (void *)&pr;

@@ -123,6 +123,11 @@ with tempfile.TemporaryDirectory() as tmp:
         t5 = table(p5.stdout, methods)
         check(t5.get("MAML") != t1.get("MAML") and all(t5.get(m) == t1.get(m) for m in methods[:3]),
               "--maml-outer-lr changes the MAML row and nothing else")
+        # --mnas-shared-outer-lr and --mnas-nm-outer-lr apply to their method only.
+        for flag, name in (("--mnas-shared-outer-lr", "M-NAS-Shared"), ("--mnas-nm-outer-lr", "M-NAS-NM")):
+            tm = table(run([DEMO] + tiny + [flag, "0.01", "--out", out2]).stdout, methods)
+            check(tm.get(name) != t1.get(name) and all(tm.get(m) == t1.get(m) for m in methods if m != name),
+                  "%s changes the %s row and nothing else" % (flag, name))
         # --lr-decay changes the training of every method.
         p6 = run([DEMO] + tiny + ["--lr-decay", "0.5", "--out", out2])
         t6 = table(p6.stdout, methods)
@@ -155,26 +160,34 @@ with tempfile.TemporaryDirectory() as tmp:
 
     # --preset validated sets the validated rates, schedule, budgets and
     # MAML's learned rates; any other option overrides it, before or after.
+    VALIDATED_LRS = "outer lr 0.01 (M-NAS-Shared 0.005, M-NAS-NM 0.01, MAML 0.004)"
     def header(args):
         p = run([DEMO, "--method", "maml", "--maml-iterations", "1", "--test-tasks", "0", "--val-tasks", "1",
                  "--threads", "1", "--out", out2] + args)
         return p.stdout.splitlines()[0] if p.stdout else ""
     h0, h1 = header([]), header(["--preset", "validated"])
-    check("(fixed)" in h0 and "outer lr 0.001 (MAML 0.001)" in h0 and "lr decay 0," in h0,
+    check("(fixed)" in h0 and "outer lr 0.001 (M-NAS-Shared 0.001, M-NAS-NM 0.001, MAML 0.001)" in h0 and "lr decay 0," in h0,
           "the default preset is the paper's: %r" % h0)
-    check("(fixed; MAML per-element)" in h1 and "outer lr 0.01 (MAML 0.004)" in h1 and "lr decay 0.3," in h1,
+    check("(fixed; MAML per-element)" in h1 and VALIDATED_LRS in h1 and "lr decay 0.3," in h1,
           "--preset validated: %r" % h1)
     for args in (["--outer-lr", "0.02", "--preset", "validated"], ["--preset", "validated", "--outer-lr", "0.02"]):
         h = header(args)
-        check("outer lr 0.02 (MAML 0.004)" in h, "%s: the explicit option wins: %r" % (args, h))
+        check(VALIDATED_LRS.replace("outer lr 0.01 ", "outer lr 0.02 ") in h,
+              "%s: the explicit option wins: %r" % (args, h))
+    h = header(["--mnas-nm-outer-lr", "0.03", "--preset", "validated", "--mnas-shared-outer-lr", "0.02"])
+    check("outer lr 0.01 (M-NAS-Shared 0.02, M-NAS-NM 0.03, MAML 0.004)" in h,
+          "explicit per-method outer rates win over the preset: %r" % h)
     h = header(["--maml-inner-lr-mode", "fixed", "--preset", "validated"])
     check("(fixed; MAML fixed)" in h, "an explicit --maml-inner-lr-mode wins over the preset: %r" % h)
     h = header(["--preset", "validated", "--preset", "paper"])
-    check("(fixed)" in h and "outer lr 0.001 (MAML 0.001)" in h, "the last --preset wins: %r" % h)
+    check("(fixed)" in h and "outer lr 0.001 (M-NAS-Shared 0.001, M-NAS-NM 0.001, MAML 0.001)" in h,
+          "the last --preset wins: %r" % h)
 
     for bad, needle in [(["--method", "darts"], "darts"), (["--iterations", "-3"], "--iterations"),
                         (["--path-dropout", "1.5"], "--path-dropout"), (["--inner-lr", "nan"], "--inner-lr"),
-                        (["--maml-outer-lr", "x"], "--maml-outer-lr"), (["--lr-decay", "2"], "--lr-decay"),
+                        (["--maml-outer-lr", "x"], "--maml-outer-lr"),
+                        (["--mnas-shared-outer-lr", "-1"], "--mnas-shared-outer-lr"),
+                        (["--mnas-nm-outer-lr", "inf"], "--mnas-nm-outer-lr"), (["--lr-decay", "2"], "--lr-decay"),
                         (["--inner-lr-mode", "fast"], "--inner-lr-mode"), (["--no-such-option", "1"], "--no-such-option"),
                         (["--preset", "tuned"], "--preset"), (["--eval-reinit", "2"], "--eval-reinit"),
                         (["--encoder-input-scale", "2"], "--encoder-input-scale"), (["--maml-inner-lr-mode", "fast"], "--maml-inner-lr-mode"),
