@@ -23,7 +23,8 @@ grid order, seed by seed (all settings for the first seed first), so a
 budget that runs out leaves every setting with the same seeds where
 possible; settings with fewer seeds are marked. --run-minutes stops a run
 that takes longer (it counts as failed, and is listed). After the table, the
-best setting (lowest mean) and the settings whose interval overlaps its
+best setting (lowest mean among the settings that finished on every seed)
+and the settings whose interval overlaps its
 interval. Standard library only.
 """
 
@@ -234,7 +235,14 @@ def sweep(a, seeds, settings, command):
             fm, fci = mean_ci([r[1][k] for r in results[s]])
             cells.append("%-19s" % ("%.4f +- %.4f" % (fm, fci)))
         print("%-*s %s" % (width, label, " ".join(cells)))
-    if rows:
+    # The best is the lowest mean among the settings that finished on every
+    # seed: a setting that fails one run in three is not a choice, whatever
+    # the mean of the runs it finished.
+    complete = [r for r in rows if r[3] == len(seeds)]
+    if rows and not complete:
+        print("best: none (no setting finished on every seed; rows marked * did not)")
+    if complete:
+        rows = complete + [r for r in rows if r[3] != len(seeds)]
         m, ci, s, n = rows[0][:4]
         label = " ".join("%s %s" % kv for kv in s) or "(defaults)"
         print("best: %s  validation MSE %.4f +- %.4f over %d seed%s" % (label, m, ci, n, "" if n == 1 else "s"))
