@@ -365,13 +365,18 @@ static inline int ex_progress_cb(void *user, int64_t it, int64_t total, double l
  * of the learner's counter: the rates stay at outer / arch until the last
  * `decay` fraction of the phase, then fall to 0 along a half cosine. The
  * rate of the update after `done` updates is a function of `done` alone, so
- * a resumed run continues the same schedule. Wraps a progress callback. */
+ * a resumed run continues the same schedule. With temp0 > 0 it also sets
+ * the architecture weights' temperature (not for MAML): temp0 at update 0,
+ * falling geometrically to temp1 at update temp_len and staying there.
+ * Wraps a progress callback. */
 typedef struct {
     mnas_learner *l;
     double outer, arch, decay;
     long long begin, end;
     mnas_progress_fn inner;
     void *inner_user;
+    double temp0, temp1;
+    long long temp_len;
 } ex_schedule;
 
 static inline mnas_status ex_schedule_apply(const ex_schedule *s)
@@ -383,7 +388,32 @@ static inline mnas_status ex_schedule_apply(const ex_schedule *s)
         double u = (double)(done - d0) / (double)(s->end - d0);
         f = u >= 1 ? 0 : 0.5 * (1 + cos(3.14159265358979323846 * u));
     }
+    if (s->temp0 > 0) {
+        double u = s->temp_len > 0 && done < s->temp_len ? (double)done / (double)s->temp_len : 1;
+        mnas_status st = mnas_learner_set_alpha_temperature(s->l, s->temp0 * pow(s->temp1 / s->temp0, u));
+        if (st != MNAS_OK) return st;
+    }
     return mnas_learner_set_lr(s->l, s->outer * f, s->arch * f);
+}
+
+/* "T0" or "T0:T1" (each in [1e-3, 1e3]) into *t0, *t1 (T1 = T0 when absent);
+ * 0 with a message naming the option on bad input. */
+static inline int ex_temperatures(const char *v, const char *opt, double *t0, double *t1)
+{
+    char *end;
+    double a = strtod(v, &end), b = a;
+    if (end != v && *end == ':') {
+        const char *w = end + 1;
+        b = strtod(w, &end);
+        if (end == w) end = (char *)v; /* force the error below */
+    }
+    if (end == v || *end || !(a >= 1e-3 && a <= 1e3) || !(b >= 1e-3 && b <= 1e3)) {
+        fprintf(stderr, "error: %s %s: T0 or T0:T1 expected, each in [0.001, 1000]\n", opt, v);
+        return 0;
+    }
+    *t0 = a;
+    *t1 = b;
+    return 1;
 }
 
 static inline int ex_schedule_cb(void *user, int64_t it, int64_t total, double loss)

@@ -45,6 +45,9 @@ static void usage(FILE *f)
             "  --outer-lr X        Adam step size of weights, encoder, modulator (default 0.001)\n"
             "  --arch-lr X         Adam step size of controller / shared alpha (default 1e-4)\n"
             "  --path-dropout P    probability of dropping each alpha entry while searching (default 0.1)\n"
+            "  --alpha-temperature T0[:T1]  M-NAS variants: alpha = softmax(logits / T) while searching,\n"
+            "                      T falling geometrically from T0 to T1 over the search (default 1,\n"
+            "                      the paper's; T1 defaults to T0)\n"
             EX_MODEL_USAGE);
     /* two strings: one would pass the 4095 characters C compilers must accept */
     fprintf(f,
@@ -224,6 +227,7 @@ int main(int argc, char **argv)
     int maml_lr_mode = -1;     /* < 0: the same as --inner-lr-mode */
     int eval_reinit = 0;       /* --eval-reinit: fresh weights for the evaluation phase */
     double lr_decay = 0;
+    double temp0 = 0, temp1 = 0; /* --alpha-temperature; 0: not set (1, the library's) */
     const char *out = "mnas-demo-out";
     ex_ckpt ck = { NULL, 0, NULL };
     int want[MAX_METHODS] = { 0 }, any = 0;
@@ -288,6 +292,8 @@ int main(int argc, char **argv)
             ok = ex_double(v, a, 0, 100, &method_lr[METHOD_NM]);
         } else if (!strcmp(a, "--lr-decay")) {
             ok = ex_double(v, a, 0, 1, &lr_decay);
+        } else if (!strcmp(a, "--alpha-temperature")) {
+            ok = ex_temperatures(v, a, &temp0, &temp1);
         } else if (!strcmp(a, "--test-tasks")) {
             ok = ex_int(v, a, 0, 1000000, &test_tasks);
         } else if (!strcmp(a, "--val-tasks")) {
@@ -340,13 +346,15 @@ int main(int argc, char **argv)
 
     for (int k = 0; k < MAX_METHODS; k++)
         if (method_lr[k] < 0) method_lr[k] = base.outer_lr;
+    char temp_note[64] = "";
+    if (temp0 > 0) snprintf(temp_note, sizeof temp_note, ", alpha temperature %g -> %g", temp0, temp1);
     printf("libmnas %s: toy regression, %d-shot, meta-batch %d, inner %d x %g (%s%s%s), outer lr %g "
            "(M-NAS-Shared %g, M-NAS-NM %g, MAML %g), "
-           "arch lr %g, lr decay %g, %d threads, seed %llu, %lld test and %lld validation tasks per family\n",
+           "arch lr %g, lr decay %g%s, %d threads, seed %llu, %lld test and %lld validation tasks per family\n",
            mnas_version_string(), src.ro.k_shot, base.meta_batch, base.inner_steps, base.inner_lr,
            mnas_inner_lr_mode_name(base.inner_lr_mode), maml_lr_mode >= 0 ? "; MAML " : "",
            maml_lr_mode >= 0 ? mnas_inner_lr_mode_name((mnas_inner_lr_mode)maml_lr_mode) : "", base.outer_lr,
-           method_lr[METHOD_SHARED], method_lr[METHOD_NM], method_lr[METHOD_MAML], base.arch_lr, lr_decay, base.threads,
+           method_lr[METHOD_SHARED], method_lr[METHOD_NM], method_lr[METHOD_MAML], base.arch_lr, lr_decay, temp_note, base.threads,
            (unsigned long long)base.seed, test_tasks, val_tasks);
     for (int k = 0; k < MAX_METHODS; k++) {
         if (!want[k]) continue;
@@ -389,10 +397,11 @@ int main(int argc, char **argv)
         /* The schedule's rates are the command line's (a checkpoint holds
          * the decayed rate it was written at). */
         ex_schedule sch = { l, method_lr[k], base.arch_lr, lr_decay,
-                            0, its, ex_progress_cb, &pr };
-        mnas_progress_fn cb = lr_decay > 0 ? ex_schedule_cb : ex_progress_cb;
-        void *cb_user = lr_decay > 0 ? (void *)&sch : (void *)&pr;
-        if (todo && lr_decay > 0 && ex_schedule_apply(&sch) != MNAS_OK) goto fail_l;
+                            0, its, ex_progress_cb, &pr, is_maml ? 0 : temp0, temp1, its };
+        int sched = lr_decay > 0 || sch.temp0 > 0;
+        mnas_progress_fn cb = sched ? ex_schedule_cb : ex_progress_cb;
+        void *cb_user = sched ? (void *)&sch : (void *)&pr;
+        if (todo && sched && ex_schedule_apply(&sch) != MNAS_OK) goto fail_l;
         if (todo && ex_train(l, ex_regression_source, &src, todo, save, ck.every, cb, cb_user) != MNAS_OK)
             goto fail_l;
         if (!is_maml) {
@@ -403,7 +412,7 @@ int main(int argc, char **argv)
             ex_progress_init(&pr, label, etodo, o.meta_batch);
             sch.begin = its;
             sch.end = its + eval_iterations;
-            if (etodo && lr_decay > 0 && ex_schedule_apply(&sch) != MNAS_OK) goto fail_l;
+            if (etodo && sched && ex_schedule_apply(&sch) != MNAS_OK) goto fail_l;
             if (etodo && ex_train(l, ex_regression_source, &src, etodo, save, ck.every, cb, cb_user) != MNAS_OK)
                 goto fail_l;
             if (save && !etodo && ex_rank == 0 && mnas_learner_save(l, save) != MNAS_OK) goto fail_l;

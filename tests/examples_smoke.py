@@ -139,6 +139,16 @@ with tempfile.TemporaryDirectory() as tmp:
         t8 = table(p8.stdout, methods)
         check(t8.get("MAML") == t1.get("MAML") and all(t8.get(m) != t1.get(m) for m in methods[:3]),
               "--eval-reinit 1 changes the M-NAS rows and not MAML's")
+        # --alpha-temperature: T = 1 is the default's bits; annealing 2 -> 0.2
+        # changes the three M-NAS rows and not MAML's (no alpha); the header
+        # says the schedule.
+        p9 = run([DEMO] + tiny + ["--alpha-temperature", "1", "--out", out2])
+        check(table(p9.stdout, methods) == t1, "--alpha-temperature 1 gives the default's table")
+        p9 = run([DEMO] + tiny + ["--alpha-temperature", "2:0.2", "--out", out2])
+        t9 = table(p9.stdout, methods)
+        check(t9.get("MAML") == t1.get("MAML") and all(t9.get(m) != t1.get(m) for m in methods[:3]),
+              "--alpha-temperature 2:0.2 changes the M-NAS rows and not MAML's")
+        check("alpha temperature 2 -> 0.2" in p9.stdout.splitlines()[0], "the header names the schedule")
         # --maml-inner-lr-mode applies to MAML only.
         p7 = run([DEMO] + tiny + ["--maml-inner-lr-mode", "per-element", "--out", out2])
         t7 = table(p7.stdout, methods)
@@ -191,6 +201,9 @@ with tempfile.TemporaryDirectory() as tmp:
                         (["--inner-lr-mode", "fast"], "--inner-lr-mode"), (["--no-such-option", "1"], "--no-such-option"),
                         (["--preset", "tuned"], "--preset"), (["--eval-reinit", "2"], "--eval-reinit"),
                         (["--encoder-input-scale", "2"], "--encoder-input-scale"), (["--maml-inner-lr-mode", "fast"], "--maml-inner-lr-mode"),
+                        (["--alpha-temperature", "0:1"], "--alpha-temperature"),
+                        (["--alpha-temperature", "1:"], "--alpha-temperature"),
+                        (["--alpha-temperature", "nan"], "--alpha-temperature"),
                         (["--threads"], "--threads")]:
         p = run([DEMO] + bad + ["--out", out2], expect=2)
         check(needle in p.stderr, "mnas_demo %s: the message names %s: %r" % (bad, needle, p.stderr[:200]))

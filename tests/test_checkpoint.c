@@ -710,6 +710,45 @@ START_TEST(modulator_form_is_saved)
 }
 END_TEST
 
+/* The alpha temperature (mnas_learner_set_alpha_temperature) is state: a
+ * checkpoint restores it, and the resumed run continues bit for bit like
+ * one that was never interrupted; a learner loaded from a checkpoint at
+ * T = 1 goes back to 1. */
+START_TEST(alpha_temperature_is_saved)
+{
+    mnas_ctx *ctx = new_ctx();
+    mnas_learner_options o = tiny(_i ? MNAS_METHOD_MNAS_SHARED : MNAS_METHOD_MNAS, 1);
+    src_data sd = { ctx, MNAS_REGRESSION_OPTIONS_INIT, 5, -1 };
+    mnas_learner *l = mnas_learner_create(ctx, &o), *ref = mnas_learner_create(ctx, &o);
+    mnas_learner *res = mnas_learner_create(ctx, &o), *plain = mnas_learner_create(ctx, &o);
+    ck_assert(l && ref && res && plain);
+    ck_assert_int_eq(mnas_learner_set_alpha_temperature(l, 0.5), MNAS_OK);
+    ck_assert_int_eq(mnas_learner_set_alpha_temperature(ref, 0.5), MNAS_OK);
+    train_to(l, &sd, 2, -1);
+    char path[512], path1[512];
+    tmp_path(path, sizeof path, "temp.ckpt");
+    tmp_path(path1, sizeof path1, "temp1.ckpt");
+    ck_assert_int_eq(mnas_learner_save(l, path), MNAS_OK);
+    ck_assert_double_eq(mnas_learner_alpha_temperature(res), 1);
+    ck_assert_int_eq(mnas_learner_load(res, path), MNAS_OK);
+    ck_assert_double_eq(mnas_learner_alpha_temperature(res), 0.5);
+    train_to(res, &sd, 4, -1);
+    train_to(ref, &sd, 4, -1);
+    ck_assert_msg(same_params(res, ref), "resumed at T 0.5 differs from the uninterrupted run");
+    /* the same two meta-updates at T = 1 train differently */
+    train_to(plain, &sd, 4, -1);
+    ck_assert_msg(!same_params(plain, ref), "T 0.5 trains like T 1");
+    ck_assert_int_eq(mnas_learner_save(plain, path1), MNAS_OK);
+    ck_assert_int_eq(mnas_learner_load(res, path1), MNAS_OK);
+    ck_assert_double_eq(mnas_learner_alpha_temperature(res), 1);
+    mnas_learner_free(plain);
+    mnas_learner_free(res);
+    mnas_learner_free(ref);
+    mnas_learner_free(l);
+    mnas_ctx_free(ctx);
+}
+END_TEST
+
 /* ---- atomic saves ------------------------------------------------------------- */
 
 START_TEST(crash_before_rename_keeps_old_checkpoint)
@@ -1220,6 +1259,7 @@ int main(int argc, char **argv)
     tcase_add_loop_test(tc, optim_exact_resume, 0, 2);
     tcase_add_test(tc, optim_refusals);
     tcase_add_loop_test(tc, modulator_form_is_saved, 0, 2);
+    tcase_add_loop_test(tc, alpha_temperature_is_saved, 0, 2);
     tcase_add_test(tc, crash_before_rename_keeps_old_checkpoint);
     tcase_add_test(tc, truncation_at_every_length);
     tcase_add_test(tc, every_flipped_byte_is_detected);

@@ -618,6 +618,37 @@ START_TEST(controller_alpha_is_a_distribution_per_edge)
                     ck_assert_msg(fabs(a1[e * O + o] - exp(lg[e * O + o]) / den) < 1e-6, "alpha[%d][%d] %g vs %g", e, o,
                                   a1[e * O + o], exp(lg[e * O + o]) / den);
             }
+            /* At temperature T: softmax_rows(logits / T); T = 0.25 sharpens
+             * (the largest weight of each edge grows), T = 1 again gives the
+             * same bits as never setting it. */
+            ck_assert_double_eq(mnas_controller_temperature(c), 1);
+            ck_assert_int_eq(mnas_controller_set_temperature(c, 0.25), MNAS_OK);
+            ck_assert_double_eq(mnas_controller_temperature(c), 0.25);
+            mnas_tensor *at = mnas_controller_forward(c, tp, z1, mnas_params_tensors(p));
+            ck_assert_msg(at != NULL, "%s", mnas_tape_last_error(tp));
+            for (int e = 0; e < E; e++) {
+                double den = 0, mx1 = 0, mxt = 0;
+                for (int o = 0; o < O; o++) den += exp(lg[e * O + o] / 0.25);
+                for (int o = 0; o < O; o++) {
+                    double want = exp(lg[e * O + o] / 0.25) / den, got = mnas_tensor_data(at)[e * O + o];
+                    ck_assert_msg(fabs(got - want) < 1e-5, "T 0.25: alpha[%d][%d] %g vs %g", e, o, got, want);
+                    mx1 = fmax(mx1, a1[e * O + o]);
+                    mxt = fmax(mxt, got);
+                }
+                ck_assert_msg(mxt > mx1, "T 0.25 sharpens edge %d: max %g vs %g at T 1", e, mxt, mx1);
+            }
+            ck_assert_int_eq(mnas_controller_set_temperature(c, 1), MNAS_OK);
+            mnas_tensor *a1b = mnas_controller_forward(c, tp, z1, mnas_params_tensors(p));
+            ck_assert(a1b && memcmp(mnas_tensor_data(a1b), a1, sizeof a1) == 0);
+            /* bad temperatures are refused, naming the value; nothing changes */
+            const double bad_t[] = { 0, -1, 1e-4, 2e3, NAN, INFINITY };
+            for (size_t i = 0; i < sizeof bad_t / sizeof bad_t[0]; i++) {
+                ck_assert_int_eq(mnas_controller_set_temperature(c, bad_t[i]), MNAS_E_INVALID);
+                ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "mnas_controller_set_temperature: temperature"));
+                ck_assert_double_eq(mnas_controller_temperature(c), 1);
+            }
+            ck_assert_int_eq(mnas_controller_set_temperature(NULL, 1), MNAS_E_INVALID);
+            ck_assert_double_eq(mnas_controller_temperature(NULL), 1);
         }
     }
 

@@ -263,6 +263,12 @@ START_TEST(controller_gradients)
     for (int k = 0; k < 4; k++) in[k] = mnas_params_get(p, (size_t)k);
     in[4] = z;
     run_check(ctx, ctrl_fn, &c, 5, in, "controller alpha");
+    /* alpha = softmax(logits / T): the temperature's scaling is on the tape,
+     * first and second order, for a sharpening and a flattening T. */
+    ck_assert_int_eq(mnas_controller_set_temperature(c.c, 0.4), MNAS_OK);
+    run_check(ctx, ctrl_fn, &c, 5, in, "controller alpha, temperature 0.4");
+    ck_assert_int_eq(mnas_controller_set_temperature(c.c, 2.5), MNAS_OK);
+    run_check(ctx, ctrl_fn, &c, 5, in, "controller alpha, temperature 2.5");
 
     mnas_tensor_free(z);
     mnas_tensor_free(c.w1);

@@ -470,8 +470,9 @@ static mnas_learner_options tiny_mnas(mnas_method m, int threads)
     return o;
 }
 
-static void mnas_train_copy_form(mnas_method m, mnas_modulator_form form, int threads, mnas_real *out, size_t cap,
-                                 size_t *count)
+/* temp > 0: the alpha temperature set before training. */
+static void mnas_train_copy_temp(mnas_method m, mnas_modulator_form form, double temp, int threads, mnas_real *out,
+                                 size_t cap, size_t *count)
 {
     mnas_ctx *ctx;
     ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
@@ -479,6 +480,7 @@ static void mnas_train_copy_form(mnas_method m, mnas_modulator_form form, int th
     o.modulator_form = form;
     mnas_learner *l = mnas_learner_create(ctx, &o);
     ck_assert_msg(l != NULL, "%s", mnas_ctx_last_error(ctx));
+    if (temp > 0) ck_assert_int_eq(mnas_learner_set_alpha_temperature(l, temp), MNAS_OK);
     src_data sd = { ctx, MNAS_REGRESSION_OPTIONS_INIT, 4 };
     ck_assert_msg(mnas_learner_train(l, src, &sd, 3, NULL, NULL) == MNAS_OK, "%s", mnas_ctx_last_error(ctx));
     if (m != MNAS_METHOD_MAML) {
@@ -497,6 +499,12 @@ static void mnas_train_copy_form(mnas_method m, mnas_modulator_form form, int th
     *count = k;
     mnas_learner_free(l);
     mnas_ctx_free(ctx);
+}
+
+static void mnas_train_copy_form(mnas_method m, mnas_modulator_form form, int threads, mnas_real *out, size_t cap,
+                                 size_t *count)
+{
+    mnas_train_copy_temp(m, form, 0, threads, out, cap, count);
 }
 
 static void mnas_train_copy(mnas_method m, int threads, mnas_real *out, size_t cap, size_t *count)
@@ -524,6 +532,51 @@ START_TEST(modulator_forms_identical_across_threads)
         ck_assert_uint_eq(na, nc);
         ck_assert_msg(memcmp(a, c, na * sizeof(mnas_real)) != 0, "form %d trains like the sigmoid", (int)form);
     }
+}
+END_TEST
+
+/* The alpha temperature: bit-identical across threads, T = 1 set by hand
+ * is the default's bits, T = 0.3 trains differently (search and evaluation
+ * phase, whose straight-through gradient uses the soft alpha); bad values
+ * and MAML are refused by name and change nothing. */
+START_TEST(alpha_temperature_threads_and_bad_input)
+{
+    static mnas_real a[400000], b[400000], c[400000], d[400000];
+    size_t na, nb, nc, nd;
+    const mnas_method m = _i ? MNAS_METHOD_MNAS_SHARED : MNAS_METHOD_MNAS;
+    mnas_train_copy_temp(m, MNAS_MODULATOR_SIGMOID, 0.3, 1, a, 400000, &na);
+    mnas_train_copy_temp(m, MNAS_MODULATOR_SIGMOID, 0.3, 2, b, 400000, &nb);
+    mnas_train_copy_temp(m, MNAS_MODULATOR_SIGMOID, 0, 2, c, 400000, &nc);
+    mnas_train_copy_temp(m, MNAS_MODULATOR_SIGMOID, 1, 1, d, 400000, &nd);
+    ck_assert(na == nb && na == nc && na == nd);
+    ck_assert_msg(memcmp(a, b, na * sizeof(mnas_real)) == 0, "T 0.3: 1 and 2 threads differ");
+    ck_assert_msg(memcmp(c, d, na * sizeof(mnas_real)) == 0, "T 1 set by hand differs from the default");
+    ck_assert_msg(memcmp(a, c, na * sizeof(mnas_real)) != 0, "T 0.3 trains like T 1");
+
+    mnas_ctx *ctx;
+    ck_assert_int_eq(mnas_ctx_create(&ctx, NULL), MNAS_OK);
+    mnas_learner_options o = tiny_mnas(m, 1);
+    mnas_learner *l = mnas_learner_create(ctx, &o);
+    ck_assert_ptr_nonnull(l);
+    ck_assert_double_eq(mnas_learner_alpha_temperature(l), 1);
+    ck_assert_int_eq(mnas_learner_set_alpha_temperature(l, 2), MNAS_OK);
+    const double bad[] = { 0, -0.5, 5e-4, 1001, NAN, -INFINITY };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(mnas_learner_set_alpha_temperature(l, bad[i]), MNAS_E_INVALID);
+        ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "mnas_learner_set_alpha_temperature: temperature"));
+        ck_assert_double_eq(mnas_learner_alpha_temperature(l), 2);
+    }
+    mnas_learner_free(l);
+    o = tiny_mnas(MNAS_METHOD_MAML, 1);
+    l = mnas_learner_create(ctx, &o);
+    ck_assert_ptr_nonnull(l);
+    ck_assert_int_eq(mnas_learner_set_alpha_temperature(l, 0.5), MNAS_E_STATE);
+    ck_assert_ptr_nonnull(strstr(mnas_ctx_last_error(ctx), "MAML has no architecture weights"));
+    ck_assert_double_eq(mnas_learner_alpha_temperature(l), 1);
+    ck_assert_int_eq(mnas_learner_set_alpha_temperature(NULL, 1), MNAS_E_INVALID);
+    ck_assert_double_eq(mnas_learner_alpha_temperature(NULL), 1);
+    mnas_learner_free(l);
+    mnas_ctx_free(ctx);
 }
 END_TEST
 
@@ -1097,6 +1150,7 @@ int main(void)
     tcase_add_loop_test(lt, batch_gradient_is_mean_of_task_gradients, 0, 9);
     tcase_add_test(lt, modulator_form_values_and_bad_input);
     if (!slow) tcase_add_loop_test(lt, modulator_forms_identical_across_threads, 0, 3);
+    if (!slow) tcase_add_loop_test(lt, alpha_temperature_threads_and_bad_input, 0, 2);
     tcase_add_loop_test(lt, learned_inner_rates_start_train_and_threads, 0, slow ? 2 : 8);
     tcase_add_test(lt, learned_inner_rates_bad_input);
     tcase_add_loop_test(lt, learned_inner_rates_bound, 0, 2);

@@ -146,9 +146,18 @@ MNAS_API void mnas_controller_free(mnas_controller *c);
 MNAS_API int mnas_controller_add_params(const mnas_controller *c, mnas_params *p, const char *prefix, int group);
 /** Number of parameter tensors the controller adds. */
 MNAS_API size_t mnas_controller_num_params(const mnas_controller *c);
-/** alpha [edges, ops] (rows sum to 1) from z [1, z_dim]. */
+/** alpha [edges, ops] (rows sum to 1) from z [1, z_dim]: softmax(logits / T)
+ * per edge, T the controller's temperature (1 unless set). */
 MNAS_API mnas_tensor *mnas_controller_forward(const mnas_controller *c, mnas_tape *tape, mnas_tensor *z,
                                               mnas_tensor *const *w);
+/** Set the softmax temperature T of mnas_controller_forward (default 1, the
+ * paper's; below 1 sharpens alpha towards one op per edge, above 1 flattens
+ * it). T must be finite and in [1e-3, 1e3], else MNAS_E_INVALID and nothing
+ * changes. Not thread-safe against a running forward: set it between
+ * passes (e.g. from a training callback, for an annealing schedule). */
+MNAS_API mnas_status mnas_controller_set_temperature(mnas_controller *c, double temperature);
+/** The controller's temperature (1 for NULL). */
+MNAS_API double mnas_controller_temperature(const mnas_controller *c);
 
 /* ---- modulator (Eq. (7)) ---------------------------------------------------------
  *
@@ -346,6 +355,17 @@ MNAS_API int64_t mnas_learner_iteration(const mnas_learner *l);
  * changes. The rates become the learner's options: checkpoints record the
  * rates in force, and mnas_learner_checkpoint_options returns them. */
 MNAS_API mnas_status mnas_learner_set_lr(mnas_learner *l, double outer_lr, double arch_lr);
+/** Set the temperature T of the architecture weights while searching:
+ * alpha = softmax(logits / T) per edge, for the controller's logits (M-NAS,
+ * M-NAS-NM) and the shared logits (M-NAS-Shared). Default 1 (the paper's);
+ * call it between meta-updates for an annealing schedule (mnas_demo
+ * --alpha-temperature, docs/meta.md). The genotype is derived from the
+ * alpha at the temperature in force. Checkpoints record it. T must be finite
+ * and in [1e-3, 1e3], else MNAS_E_INVALID; MAML (no alpha) gives
+ * MNAS_E_STATE; nothing changes on error. */
+MNAS_API mnas_status mnas_learner_set_alpha_temperature(mnas_learner *l, double temperature);
+/** The temperature in force (1 for NULL or MAML). */
+MNAS_API double mnas_learner_alpha_temperature(const mnas_learner *l);
 
 /** One meta-update on n tasks (n >= 1): the mean over tasks of the query
  * loss after adaptation. *loss (may be NULL) receives that mean. On failure

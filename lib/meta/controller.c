@@ -17,6 +17,7 @@
 #include <mnas/meta.h>
 
 #include "autodiff/opkit.h"
+#include "meta/meta_internal.h"
 #include "nn/nn_internal.h"
 
 #define CTRL_MAX_DIM 65536
@@ -28,6 +29,7 @@ enum { C_W0, C_B0, C_W1, C_B1, CTRL_NP };
 struct mnas_controller {
     mnas_ctx *ctx;
     int64_t z_dim, hidden, edges, ops;
+    double temperature; /* softmax(logits / temperature); 1 skips the scaling */
 };
 
 static const char *const ctrl_names[CTRL_NP] = { "l0.w", "l0.b", "l1.w", "l1.b" };
@@ -68,6 +70,7 @@ mnas_controller *mnas_controller_create(mnas_ctx *ctx, int64_t z_dim, int64_t hi
     c->hidden = hidden;
     c->edges = edges;
     c->ops = ops;
+    c->temperature = 1;
     return c;
 }
 
@@ -134,6 +137,20 @@ mnas_tensor *mnas_controller_forward(const mnas_controller *c, mnas_tape *tp, mn
     }
     mnas_tensor *h = mnas_relu(tp, mnas_linear(tp, z, w[C_W0], w[C_B0]));
     mnas_tensor *logits = mnas_linear(tp, h, w[C_W1], w[C_B1]);
+    if (c->temperature != 1) logits = mnas_scale(tp, logits, 1 / c->temperature);
     int64_t s[2] = { c->edges, c->ops };
     return mnas_softmax(tp, mnas_reshape(tp, logits, 2, s));
 }
+
+mnas_status mnas_controller_set_temperature(mnas_controller *c, double temperature)
+{
+    if (!c) return MNAS_E_INVALID;
+    if (!(temperature >= MNAS__TEMP_MIN && temperature <= MNAS__TEMP_MAX))
+        return mnas__error(c->ctx, MNAS_E_INVALID,
+                           "mnas_controller_set_temperature: temperature %g must be finite and in [%g, %g]",
+                           temperature, MNAS__TEMP_MIN, MNAS__TEMP_MAX);
+    c->temperature = temperature;
+    return MNAS_OK;
+}
+
+double mnas_controller_temperature(const mnas_controller *c) { return c ? c->temperature : 1; }

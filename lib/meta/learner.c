@@ -328,6 +328,7 @@ static mnas_learner *create(mnas_ctx *ctx, const char *fn, const mnas_learner_op
     l->nthreads = o.threads;
     l->params = mnas_params_create(ctx);
     l->alpha_idx = -1;
+    l->alpha_temp = 1;
     l->dist.rank = 0;
     l->dist.nprocs = 1;
     if (!l->params) goto fail;
@@ -424,6 +425,28 @@ mnas_status mnas_learner_set_lr(mnas_learner *l, double outer_lr, double arch_lr
     l->o.outer_lr = outer_lr;
     l->o.arch_lr = arch_lr;
     return MNAS_OK;
+}
+
+mnas_status mnas_learner_set_alpha_temperature(mnas_learner *l, double temperature)
+{
+    if (!l) return MNAS_E_INVALID;
+    const char *fn = "mnas_learner_set_alpha_temperature";
+    if (!l->net) return mnas__error(l->ctx, MNAS_E_STATE, "%s: MAML has no architecture weights", fn);
+    if (!(temperature >= MNAS__TEMP_MIN && temperature <= MNAS__TEMP_MAX))
+        return mnas__error(l->ctx, MNAS_E_INVALID, "%s: temperature %g must be finite and in [%g, %g]", fn, temperature,
+                           MNAS__TEMP_MIN, MNAS__TEMP_MAX);
+    if (l->ctl) (void)mnas_controller_set_temperature(l->ctl, temperature); /* in range: cannot fail */
+    l->alpha_temp = temperature;
+    return MNAS_OK;
+}
+
+double mnas_learner_alpha_temperature(const mnas_learner *l) { return l ? l->alpha_temp : 1; }
+
+mnas_tensor *mnas__learner_shared_alpha(const mnas_learner *l, mnas_tape *tp)
+{
+    mnas_tensor *logits = mnas_params_get(l->params, (size_t)l->alpha_idx);
+    if (l->alpha_temp != 1) logits = mnas_scale(tp, logits, 1 / l->alpha_temp);
+    return mnas_softmax(tp, logits);
 }
 
 int64_t mnas_learner_iteration(const mnas_learner *l) { return l ? l->iteration : 0; }

@@ -211,6 +211,7 @@ mnas_status mnas_learner_save(const mnas_learner *l, const char *path)
     }
     mnas__ckpt_w_i64(&w, "state.iteration", mnas_learner_iteration(l));
     mnas__ckpt_w_i64(&w, "state.discrete", discrete);
+    mnas__ckpt_w_f64(&w, "state.alpha_temperature", l->alpha_temp);
     if (fixed) {
         int64_t sh[2] = { (int64_t)edges, (int64_t)ops };
         mnas__ckpt_w_record(&w, "state.fixed_alpha", MNAS__DT_REAL, 2, sh, fixed);
@@ -373,6 +374,14 @@ mnas_status mnas__learner_load_parsed(mnas_learner *l, const mnas__ckpt *c, cons
                            (long long)iteration, (long long)steps);
     const mnas__ckpt_record *fa;
     if ((st = need_phase(l, c, what, discrete, &fa)) != MNAS_OK) return st;
+    /* Written since 0.1's alpha temperature; older checkpoints had 1. */
+    double temp = 1;
+    if (mnas__ckpt_find(c, "state.alpha_temperature") &&
+        (st = mnas__ckpt_need_f64(c, what, "state.alpha_temperature", &temp)) != MNAS_OK)
+        return st;
+    if (!(temp >= MNAS__TEMP_MIN && temp <= MNAS__TEMP_MAX) || (!l->net && temp != 1))
+        return mnas__error(ctx, MNAS_E_FORMAT, "%s: state.alpha_temperature %g is not valid (in [%g, %g]; 1 for MAML)",
+                           what, temp, MNAS__TEMP_MIN, MNAS__TEMP_MAX);
     uint64_t rs[MNAS_RNG_STATE_WORDS];
     if ((st = need_rng(c, what, rs)) != MNAS_OK) return st;
     if (count != (int64_t)mnas_params_count(l->params))
@@ -396,6 +405,7 @@ mnas_status mnas__learner_load_parsed(mnas_learner *l, const mnas__ckpt *c, cons
         l->fixed_alpha = fixed;
     }
     (void)mnas_learner_set_lr(l, lr[0], lr[1]); /* validated above */
+    if (l->net) (void)mnas_learner_set_alpha_temperature(l, temp); /* validated above */
     (void)mnas_rng_set_state(mnas_ctx_rng(ctx), rs);
     return MNAS_OK;
 }

@@ -169,7 +169,7 @@ mnas_status mnas_learner_discretize(mnas_learner *l, int reinit)
     if (l->alpha_idx >= 0) {
         mnas_tape *tp = l->tapes[0];
         mnas_tape_reset(tp);
-        mnas_tensor *a = mnas_softmax(tp, mnas_params_get(l->params, (size_t)l->alpha_idx));
+        mnas_tensor *a = mnas__learner_shared_alpha(l, tp);
         mnas_real *fixed = mnas__calloc(l->ctx, l->edges * l->ops, sizeof *fixed);
         mnas_tensor *oh = a ? mnas__learner_onehot_of(l, tp, a) : NULL;
         if (!fixed || !oh) {
@@ -216,7 +216,7 @@ mnas_genotype *mnas_learner_genotype(mnas_learner *l, const mnas_task *task)
             int64_t sh[2] = { (int64_t)l->edges, (int64_t)l->ops };
             a = mnas_tape_tensor(tp, 2, sh, l->fixed_alpha);
         } else {
-            a = mnas_softmax(tp, mnas_params_get(l->params, (size_t)l->alpha_idx));
+            a = mnas__learner_shared_alpha(l, tp);
         }
     } else {
         char msg[TASK_MSG];

@@ -45,6 +45,7 @@ struct mnas_learner {
     int alpha_idx;              /* M-NAS-Shared: the [edges, ops] logits */
     size_t edges, ops;
     int discrete;               /* architecture-evaluation phase */
+    double alpha_temp;          /* alpha = softmax(logits / alpha_temp) while searching */
     mnas_real *fixed_alpha;     /* M-NAS-Shared in that phase: one-hot */
     mnas_params *params;
     mnas_optim *opt;
@@ -158,5 +159,9 @@ mnas_status mnas__learner_task_gradient(mnas_learner *l, mnas_tape *tp, const mn
 void mnas__learner_task_range(const mnas_learner *l, size_t n, int r, size_t *first, size_t *end);
 mnas_status mnas__learner_gather(mnas_learner *l, const char *fn, void *data, size_t unit, size_t n);
 mnas_status mnas__learner_gather_status(mnas_learner *l, const char *fn, size_t n);
+
+/* M-NAS-Shared's alpha while searching: softmax of the shared logits at the
+ * learner's temperature, on tp. */
+mnas_tensor *mnas__learner_shared_alpha(const mnas_learner *l, mnas_tape *tp);
 
 #endif /* MNAS_LEARNER_INTERNAL_H */

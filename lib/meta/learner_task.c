@@ -251,7 +251,7 @@ mnas_status mnas__learner_prepare(const mnas_learner *l, mnas_tape *tp, const mn
             int64_t sh[2] = { (int64_t)l->edges, (int64_t)l->ops };
             a = mnas_tape_tensor(tp, 2, sh, l->fixed_alpha);
         } else {
-            a = mnas_softmax(tp, W[l->alpha_idx]);
+            a = mnas__learner_shared_alpha(l, tp);
         }
     } else {
         a = mnas_controller_forward(l->ctl, tp, z, W + l->s_ctl.first);

@@ -6,6 +6,11 @@
 
 #include "core/core_internal.h" /* mnas_pool */
 
+/* The range of the architecture weights' softmax temperature
+ * (mnas_controller_set_temperature, mnas_learner_set_alpha_temperature). */
+#define MNAS__TEMP_MIN 1e-3
+#define MNAS__TEMP_MAX 1e3
+
 /* The second half of mnas_modulator_forward: tau = sigmoid(u) applied to
  * the targets, for a u = W z + b ([1, total]) the caller made (the learner
  * computes the FC for a whole meta-batch in one product). */

@@ -66,6 +66,39 @@ class TestCheckpoint(unittest.TestCase):
         b.train(2)
         self.assertEqual(values(a), values(b))
 
+    def test_alpha_temperature(self):
+        a = mnas.Learner(self.ctx, "mnas-shared", **OPTS)
+        self.assertEqual(a.alpha_temperature, 1.0)
+        for bad in (0.0, -1.0, float("nan"), 1e4):
+            with self.assertRaises(mnas.InvalidArgument) as cm:
+                a.alpha_temperature = bad
+            self.assertIn("mnas_learner_set_alpha_temperature", str(cm.exception))
+        self.assertEqual(a.alpha_temperature, 1.0)
+        with self.assertRaises(mnas.ArgumentTypeError):
+            a.alpha_temperature = "hot"
+        a.alpha_temperature = 0.25
+        a.train(1)
+        a.save(self.path("temp.ckpt"))
+        b = mnas.Learner(self.ctx, "mnas-shared", **OPTS)
+        b.load(self.path("temp.ckpt"))
+        self.assertEqual(b.alpha_temperature, 0.25)
+        a.train(2)
+        b.train(2)
+        self.assertEqual(values(a), values(b))
+        c = mnas.Learner(self.ctx, "mnas-shared", **OPTS)  # T = 1 throughout
+        c.train(3)
+        self.assertNotEqual(values(c), values(a))
+        m = mnas.Learner(self.ctx, "maml", **OPTS)
+        with self.assertRaises(mnas.StateError):
+            m.alpha_temperature = 0.5
+        ctl = mnas.Controller(self.ctx, 3, 4, 2, 5)
+        self.assertEqual(ctl.temperature, 1.0)
+        ctl.temperature = 0.5
+        self.assertEqual(ctl.temperature, 0.5)
+        with self.assertRaises(mnas.InvalidArgument):
+            ctl.temperature = float("inf")
+        self.assertEqual(ctl.temperature, 0.5)
+
     def test_damaged_and_mismatched_files(self):
         a = mnas.Learner(self.ctx, "maml", **OPTS)
         a.train(1)

@@ -236,6 +236,18 @@ class Controller(Module):
 
     __call__ = forward
 
+    @property
+    def temperature(self) -> float:
+        """Softmax temperature T: alpha = softmax(logits / T) per edge
+        (default 1; settable, in [1e-3, 1e3])."""
+        return C.mnas_controller_temperature(self._p())
+
+    @temperature.setter
+    def temperature(self, t: float) -> None:
+        self._ctx.clear_error()
+        st = C.mnas_controller_set_temperature(self._p(), as_float(t, "temperature"))
+        self._ctx._check(st, "mnas_controller_set_temperature")
+
 
 class Modulator(Module):
     """tau = sigmoid(FC(z)) scaling meta-weights (Eq. (7)):
@@ -618,6 +630,19 @@ class Learner(Handle):
         self._ctx.clear_error()
         st = C.mnas_learner_set_lr(self._p(), as_float(outer_lr, "outer_lr"), as_float(arch_lr, "arch_lr"))
         self._ctx._check(st, "mnas_learner_set_lr")
+
+    @property
+    def alpha_temperature(self) -> float:
+        """Temperature T of the architecture weights while searching,
+        alpha = softmax(logits / T) (default 1, the paper's; settable between
+        meta-updates, in [1e-3, 1e3]; MAML: StateError). Checkpoints record it."""
+        return C.mnas_learner_alpha_temperature(self._p())
+
+    @alpha_temperature.setter
+    def alpha_temperature(self, t: float) -> None:
+        self._ctx.clear_error()
+        st = C.mnas_learner_set_alpha_temperature(self._p(), as_float(t, "temperature"))
+        self._ctx._check(st, "mnas_learner_set_alpha_temperature")
 
     def discretize(self, reinit: bool = False) -> None:
         """Enter the architecture-evaluation phase (M-NAS methods; MAML:
