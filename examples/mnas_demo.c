@@ -26,11 +26,13 @@ static void usage(FILE *f)
             "  --eval-reinit 0|1   1: the evaluation phase starts from freshly drawn weights (encoder,\n"
             "                      modulator, network), as the paper retrains the searched model;\n"
             "                      0 (default): it continues from the search's weights\n"
-            "  --preset P          paper (default: the paper's settings) or validated: the rates and\n"
+            "  --preset P          paper (default: the paper's settings); validated: the rates and\n"
             "                      budgets chosen on validation tasks (docs/meta.md \"The validated\n"
             "                      preset\"): outer lr 0.01 (M-NAS-Shared 0.005, MAML 0.004),\n"
             "                      --lr-decay 0.3, 1600 + 400 M-NAS and 10000 MAML meta-updates,\n"
-            "                      MAML with per-element learned inner rates; options given\n"
+            "                      MAML with per-element learned inner rates; validated-long:\n"
+            "                      the same with 4 times the meta-updates and MAML's rate 0.002\n"
+            "                      (chosen on validation at that length); options given\n"
             "                      anywhere on the line override it\n"
             "  --maml-outer-lr X   MAML's Adam step size (default: --outer-lr)\n"
             "  --mnas-shared-outer-lr X, --mnas-nm-outer-lr X\n"
@@ -238,7 +240,8 @@ int main(int argc, char **argv)
     const char *preset = "paper"; /* the last --preset wins */
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--preset")) preset = argv[i + 1];
-    if (!strcmp(preset, "validated")) {
+    int long_preset = !strcmp(preset, "validated-long");
+    if (!strcmp(preset, "validated") || long_preset) {
         base.outer_lr = 0.01;
         method_lr[METHOD_SHARED] = SHARED_LR_VALIDATED;
         method_lr[METHOD_NM] = NM_LR_VALIDATED;
@@ -249,6 +252,12 @@ int main(int argc, char **argv)
         maml_iterations = 10000;
         maml_lr_mode = MNAS_INNER_LR_PER_ELEMENT;
     }
+    if (long_preset) { /* four times the budgets; MAML's rate re-chosen at that length */
+        iterations *= 4;
+        eval_iterations *= 4;
+        maml_iterations *= 4;
+        method_lr[METHOD_MAML] = 0.002;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = 1, end = ex_option_start("mnas_demo", a, v, usage);
@@ -256,8 +265,8 @@ int main(int argc, char **argv)
         if (ex_learner_option(a, v, &base, &ok) || ex_checkpoint_option(a, v, &ck, &ok)) {
             /* handled */
         } else if (!strcmp(a, "--preset")) {
-            ok = !strcmp(v, "paper") || !strcmp(v, "validated"); /* applied above */
-            if (!ok) fprintf(stderr, "error: --preset %s: paper or validated\n", v);
+            ok = !strcmp(v, "paper") || !strcmp(v, "validated") || !strcmp(v, "validated-long"); /* applied above */
+            if (!ok) fprintf(stderr, "error: --preset %s: paper, validated or validated-long\n", v);
         } else if (!strcmp(a, "--eval-reinit")) {
             long long r = 0;
             ok = ex_int(v, a, 0, 1, &r);
@@ -350,12 +359,13 @@ int main(int argc, char **argv)
     if (temp0 > 0) snprintf(temp_note, sizeof temp_note, ", alpha temperature %g -> %g", temp0, temp1);
     printf("libmnas %s: toy regression, %d-shot, meta-batch %d, inner %d x %g (%s%s%s), outer lr %g "
            "(M-NAS-Shared %g, M-NAS-NM %g, MAML %g), "
-           "arch lr %g, lr decay %g%s, %d threads, seed %llu, %lld test and %lld validation tasks per family\n",
+           "arch lr %g, lr decay %g%s, %d threads, seed %llu, %lld test and %lld validation tasks per family; "
+           "meta-updates %lld + %lld (M-NAS variants), %lld (MAML)\n",
            mnas_version_string(), src.ro.k_shot, base.meta_batch, base.inner_steps, base.inner_lr,
            mnas_inner_lr_mode_name(base.inner_lr_mode), maml_lr_mode >= 0 ? "; MAML " : "",
            maml_lr_mode >= 0 ? mnas_inner_lr_mode_name((mnas_inner_lr_mode)maml_lr_mode) : "", base.outer_lr,
            method_lr[METHOD_SHARED], method_lr[METHOD_NM], method_lr[METHOD_MAML], base.arch_lr, lr_decay, temp_note, base.threads,
-           (unsigned long long)base.seed, test_tasks, val_tasks);
+           (unsigned long long)base.seed, test_tasks, val_tasks, iterations, eval_iterations, maml_iterations);
     for (int k = 0; k < MAX_METHODS; k++) {
         if (!want[k]) continue;
         result *r = &res[nres];

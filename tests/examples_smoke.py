@@ -189,6 +189,17 @@ with tempfile.TemporaryDirectory() as tmp:
           "explicit per-method outer rates win over the preset: %r" % h)
     h = header(["--maml-inner-lr-mode", "fixed", "--preset", "validated"])
     check("(fixed; MAML fixed)" in h, "an explicit --maml-inner-lr-mode wins over the preset: %r" % h)
+    # (header() gives --maml-iterations 1, which wins over any preset)
+    check("meta-updates 1600 + 400 (M-NAS variants), 1 (MAML)" in h1, "--preset validated's budgets: %r" % h1)
+    hl = header(["--preset", "validated-long"])
+    check(VALIDATED_LRS.replace("MAML 0.004", "MAML 0.002") in hl and "lr decay 0.3," in hl
+          and "(fixed; MAML per-element)" in hl and "meta-updates 6400 + 1600 (M-NAS variants), 1 (MAML)" in hl,
+          "--preset validated-long: 4x the budgets, MAML at 0.002: %r" % hl)
+    pl = run([DEMO, "--method", "mnas", "--preset", "validated-long", "--iterations", "1", "--eval-iterations", "1",
+              "--test-tasks", "0", "--val-tasks", "1", "--threads", "1", "--out", out2])
+    hl = pl.stdout.splitlines()[0] if pl.stdout else ""
+    check("meta-updates 1 + 1 (M-NAS variants), 40000 (MAML)" in hl,
+          "validated-long's MAML budget is 40000; explicit budgets win: %r" % hl)
     h = header(["--preset", "validated", "--preset", "paper"])
     check("(fixed)" in h and "outer lr 0.001 (M-NAS-Shared 0.001, M-NAS-NM 0.001, MAML 0.001)" in h,
           "the last --preset wins: %r" % h)
