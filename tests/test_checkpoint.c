@@ -1166,6 +1166,46 @@ START_TEST(older_files_without_the_appended_options_load)
 }
 END_TEST
 
+/* state.alpha_temperature: a resealed file with a zero, negative, tiny,
+ * huge, NaN or infinite temperature is refused naming it, the learner and
+ * its temperature untouched; MAML's file must say 1; a file without the
+ * record (older than it) loads as T = 1; a valid other value loads. */
+START_TEST(alpha_temperature_record_is_validated)
+{
+    corrupt_fx f;
+    cf_init(&f, MNAS_METHOD_MNAS);
+    uint8_t *buf = malloc(f.len);
+    ck_assert_int_eq(mnas_learner_set_alpha_temperature(f.l, 0.5), MNAS_OK);
+    const double bad[] = { 0, -1, 1e-4, 2e3, NAN, INFINITY };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memcpy(buf, f.good, f.len);
+        set_f64_record(buf, f.len, "state.alpha_temperature", bad[i]);
+        cf_expect_fail(&f, buf, f.len, MNAS_E_FORMAT, "state.alpha_temperature", "state.alpha_temperature");
+        ck_assert_double_eq(mnas_learner_alpha_temperature(f.l), 0.5);
+    }
+    memcpy(buf, f.good, f.len);
+    set_f64_record(buf, f.len, "state.alpha_temperature", 0.7);
+    write_all(f.bad, buf, f.len);
+    ck_assert_msg(mnas_learner_load(f.l, f.bad) == MNAS_OK, "%s", mnas_ctx_last_error(f.ctx));
+    ck_assert_double_eq(mnas_learner_alpha_temperature(f.l), 0.7);
+    memcpy(buf, f.good, f.len);
+    rename_record(buf, f.len, "state.alpha_temperature", "state.xlpha_temperature");
+    write_all(f.bad, buf, f.len);
+    ck_assert_msg(mnas_learner_load(f.l, f.bad) == MNAS_OK, "%s", mnas_ctx_last_error(f.ctx));
+    ck_assert_double_eq(mnas_learner_alpha_temperature(f.l), 1);
+    free(buf);
+    cf_free(&f);
+
+    cf_init(&f, MNAS_METHOD_MAML);
+    buf = malloc(f.len);
+    memcpy(buf, f.good, f.len);
+    set_f64_record(buf, f.len, "state.alpha_temperature", 0.5);
+    cf_expect_fail(&f, buf, f.len, MNAS_E_FORMAT, "1 for MAML", "MAML with a temperature");
+    free(buf);
+    cf_free(&f);
+}
+END_TEST
+
 /* The rates a file holds are validated like the rest before anything is
  * restored: a resealed file with a negative, NaN, infinite or huge rate is
  * refused, naming the rate; a valid other rate loads. */
@@ -1267,6 +1307,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, learning_rates_are_state);
     tcase_add_test(tc, invalid_rates_in_a_file_are_refused);
     tcase_add_test(tc, older_files_without_the_appended_options_load);
+    tcase_add_test(tc, alpha_temperature_record_is_validated);
     suite_add_tcase(s, tc);
     TCase *tr = tcase_create("resume");
     tcase_set_timeout(tr, 600);
