@@ -364,8 +364,8 @@ int main(int argc, char **argv)
            mnas_version_string(), src.ro.k_shot, base.meta_batch, base.inner_steps, base.inner_lr,
            mnas_inner_lr_mode_name(base.inner_lr_mode), maml_lr_mode >= 0 ? "; MAML " : "",
            maml_lr_mode >= 0 ? mnas_inner_lr_mode_name((mnas_inner_lr_mode)maml_lr_mode) : "", base.outer_lr,
-           method_lr[METHOD_SHARED], method_lr[METHOD_NM], method_lr[METHOD_MAML], base.arch_lr, lr_decay, temp_note, base.threads,
-           (unsigned long long)base.seed, test_tasks, val_tasks, iterations, eval_iterations, maml_iterations);
+           method_lr[METHOD_SHARED], method_lr[METHOD_NM], method_lr[METHOD_MAML], base.arch_lr, lr_decay, temp_note,
+           base.threads, (unsigned long long)base.seed, test_tasks, val_tasks, iterations, eval_iterations, maml_iterations);
     for (int k = 0; k < MAX_METHODS; k++) {
         if (!want[k]) continue;
         result *r = &res[nres];

@@ -145,7 +145,7 @@ mnas_tensor *mnas_controller_forward(const mnas_controller *c, mnas_tape *tp, mn
 mnas_status mnas_controller_set_temperature(mnas_controller *c, double temperature)
 {
     if (!c) return MNAS_E_INVALID;
-    if (!(temperature >= MNAS__TEMP_MIN && temperature <= MNAS__TEMP_MAX))
+    if (!mnas__temperature_ok(temperature))
         return mnas__error(c->ctx, MNAS_E_INVALID,
                            "mnas_controller_set_temperature: temperature %g must be finite and in [%g, %g]",
                            temperature, MNAS__TEMP_MIN, MNAS__TEMP_MAX);

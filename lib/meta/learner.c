@@ -432,7 +432,7 @@ mnas_status mnas_learner_set_alpha_temperature(mnas_learner *l, double temperatu
     if (!l) return MNAS_E_INVALID;
     const char *fn = "mnas_learner_set_alpha_temperature";
     if (!l->net) return mnas__error(l->ctx, MNAS_E_STATE, "%s: MAML has no architecture weights", fn);
-    if (!(temperature >= MNAS__TEMP_MIN && temperature <= MNAS__TEMP_MAX))
+    if (!mnas__temperature_ok(temperature))
         return mnas__error(l->ctx, MNAS_E_INVALID, "%s: temperature %g must be finite and in [%g, %g]", fn, temperature,
                            MNAS__TEMP_MIN, MNAS__TEMP_MAX);
     if (l->ctl) (void)mnas_controller_set_temperature(l->ctl, temperature); /* in range: cannot fail */

@@ -374,12 +374,12 @@ mnas_status mnas__learner_load_parsed(mnas_learner *l, const mnas__ckpt *c, cons
                            (long long)iteration, (long long)steps);
     const mnas__ckpt_record *fa;
     if ((st = need_phase(l, c, what, discrete, &fa)) != MNAS_OK) return st;
-    /* Written since 0.1's alpha temperature; older checkpoints had 1. */
+    /* Checkpoints written before the alpha temperature existed were at T = 1. */
     double temp = 1;
     if (mnas__ckpt_find(c, "state.alpha_temperature") &&
         (st = mnas__ckpt_need_f64(c, what, "state.alpha_temperature", &temp)) != MNAS_OK)
         return st;
-    if (!(temp >= MNAS__TEMP_MIN && temp <= MNAS__TEMP_MAX) || (!l->net && temp != 1))
+    if (!mnas__temperature_ok(temp) || (!l->net && temp != 1))
         return mnas__error(ctx, MNAS_E_FORMAT, "%s: state.alpha_temperature %g is not valid (in [%g, %g]; 1 for MAML)",
                            what, temp, MNAS__TEMP_MIN, MNAS__TEMP_MAX);
     uint64_t rs[MNAS_RNG_STATE_WORDS];

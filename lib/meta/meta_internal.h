@@ -10,6 +10,7 @@
  * (mnas_controller_set_temperature, mnas_learner_set_alpha_temperature). */
 #define MNAS__TEMP_MIN 1e-3
 #define MNAS__TEMP_MAX 1e3
+static inline int mnas__temperature_ok(double t) { return t >= MNAS__TEMP_MIN && t <= MNAS__TEMP_MAX; }
 
 /* The second half of mnas_modulator_forward: tau = sigmoid(u) applied to
  * the targets, for a u = W z + b ([1, total]) the caller made (the learner
