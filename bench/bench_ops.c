@@ -17,14 +17,18 @@
  *      the same extra loops (bias, sum, ones, bias gradient).
  *
  *   4. convolution and pooling on a DARTS-sized batch [5, 16, 28, 28]:
- *      conv2d 3x3 (16 -> 16, pad 1; im2col + BLIS GEMM), 1x1 (16 -> 16),
- *      depthwise 3x3 and depthwise 5x5 with dilation 2 (direct loops), each
+ *      conv2d 3x3 (16 -> 16, pad 1; Winograd), the same with dilation 2
+ *      (direct), 1x1 (16 -> 16), depthwise 3x3 and depthwise 5x5 with
+ *      dilation 2 (direct loops), each
  *      forward in a no-grad scope and forward + backward (gradients of
  *      sum(y) with respect to x, w, b); GFLOP/s count 2*N*O*OH*OW*(C/groups)
  *      *kh*kw flops per pass, three passes for forward + backward. Also a
  *      plain direct-loop 3x3 convolution for comparison, and max / average
  *      pooling 3x3 (stride 1, pad 1) forward and forward + backward, in
- *      input elements per second.
+ *      input elements per second; then the conv net's 3x3 layers (32 -> 32
+ *      at 14 x 14 on 5 and 25 images, Winograd; at 7 x 7, direct), whose
+ *      GFLOP/s are those of the direct arithmetic (Winograd does 2.25 times
+ *      fewer multiplications).
  *
  * Before timing a shape, libmnas's values and gradients are checked against
  * the raw BLIS results.
@@ -714,9 +718,10 @@ NOINLINE static void naive_conv(void *vs, long reps)
     }
 }
 
-static void bench_conv_case(const char *name, int64_t O, int64_t Cg, int k, int pad, int dil, int groups)
+static void bench_conv_shape(const char *name, int64_t N, int64_t C, int64_t H, int64_t O, int64_t Cg, int k, int pad,
+                             int dil, int groups)
 {
-    const int64_t N = 5, C = 16, H = 28, W = 28;
+    const int64_t W = H;
     int64_t xs[4] = { N, C, H, W }, ws[4] = { O, Cg, k, k }, bs[1] = { O };
     conv_state s = { NULL, param(4, xs, 1), param(4, ws, 1), param(1, bs, 1), K_CONV, 1, pad, dil, groups, 0 };
     if (mnas_tape_create(g_ctx, &s.tape) != MNAS_OK) die_ctx("mnas_tape_create");
@@ -731,6 +736,11 @@ static void bench_conv_case(const char *name, int64_t O, int64_t Cg, int k, int 
     mnas_tensor_free(s.x);
     mnas_tensor_free(s.w);
     mnas_tensor_free(s.b);
+}
+
+static void bench_conv_case(const char *name, int64_t O, int64_t Cg, int k, int pad, int dil, int groups)
+{
+    bench_conv_shape(name, 5, 16, 28, O, Cg, k, pad, dil, groups);
 }
 
 static void bench_pool_case(const char *name, int kind)
@@ -751,11 +761,12 @@ static void bench_pool_case(const char *name, int kind)
 static void bench_conv(void)
 {
     printf("== 4. convolution and pooling, x [5, 16, 28, 28] (same padding)\n");
-    bench_conv_case("conv2d 3x3 16->16 (im2col+GEMM)", 16, 16, 3, 1, 1, 1);
+    bench_conv_case("conv2d 3x3 16->16 (Winograd)", 16, 16, 3, 1, 1, 1);
     bench_conv_case("conv2d 1x1 16->16 (GEMM)", 16, 16, 1, 0, 1, 1);
     bench_conv_case("depthwise 3x3 (direct)", 16, 1, 3, 1, 1, 16);
     bench_conv_case("depthwise 5x5 dilation 2 (direct)", 16, 1, 5, 4, 2, 16);
     bench_conv_case("conv2d 3x3 groups 4 (im2col+GEMM)", 16, 4, 3, 1, 1, 4);
+    bench_conv_case("conv2d 3x3 16->16 dil 2 (direct)", 16, 16, 3, 2, 2, 1);
     {
         const int64_t N = 5, C = 16, H = 28, W = 28, O = 16;
         float *x = falloc((size_t)(N * C * H * W)), *w = falloc((size_t)(O * C * 9));
@@ -772,6 +783,10 @@ static void bench_conv(void)
     }
     bench_pool_case("max_pool2d 3x3 stride 1 pad 1", K_MAXPOOL);
     bench_pool_case("avg_pool2d 3x3 stride 1 pad 1", K_AVGPOOL);
+    printf("== 4b. the conv net's 3x3 layers (32 filters; support 5 images, queries 25)\n");
+    bench_conv_shape("[5, 32, 14, 14] (Winograd)", 5, 32, 14, 32, 32, 3, 1, 1, 1);
+    bench_conv_shape("[25, 32, 14, 14] (Winograd)", 25, 32, 14, 32, 32, 3, 1, 1, 1);
+    bench_conv_shape("[5, 32, 7, 7] (direct)", 5, 32, 7, 32, 32, 3, 1, 1, 1);
 }
 
 /* -------------------------------------------------------------------- main */

@@ -17,6 +17,7 @@
 #include <mnas/mnas.h>
 
 #include "autodiff/autodiff_internal.h" /* mnas__batch_norm_relu, the conv net's fused block op */
+#include "kernels/kernels.h"             /* the convolution kernels, on scratch of their exact size */
 
 _Static_assert(sizeof(mnas_real) == sizeof(double), "this test needs the double build");
 
@@ -218,6 +219,8 @@ static const op_case cases[] = {
     { "conv2d 1x1 stride 2", 2, { 4, 4 }, { S4(1, 3, 5, 5), S4(2, 3, 1, 1) }, { N, N }, f_conv_1x1_s2 },
     { "conv2d 2x3 kernel pad 1 non-square image", 3, { 4, 4, 1 }, { S4(2, 2, 4, 6), S4(3, 2, 2, 3), S1(3) },
       { N, N, N }, f_conv_2x3_p1 },
+    { "conv2d 3x3 pad 1, 8 -> 9 channels, 8 x 9 (Winograd)", 3, { 4, 4, 1 },
+      { S4(1, 8, 8, 9), S4(9, 8, 3, 3), S1(9) }, { N, N, N }, f_conv_2x3_p1 },
     { "conv2d pad 3 (im2col)", 3, { 4, 4, 1 }, { S4(1, 2, 4, 5), S4(3, 2, 3, 3), S1(3) }, { N, N, N }, f_conv_p3 },
     { "conv2d 5x3 dilation 2 one channel", 2, { 4, 4 }, { S4(2, 1, 9, 5), S4(1, 1, 5, 3) }, { N, N }, f_conv_5x3_d2 },
     { "conv2d groups == C, O == 2C", 3, { 4, 4, 1 }, { S4(1, 2, 4, 4), S4(4, 1, 3, 3), S1(4) }, { N, N, N },
@@ -638,6 +641,93 @@ START_TEST(batch_norm_relu_matches_separate_ops)
 }
 END_TEST
 
+/* ---- the convolution kernels on scratch of exactly their size -----------
+ * The ops take kernel scratch from the tape's arena, inside which an
+ * overrun would go unseen; here each kernel (forward, input and weight
+ * gradients) gets a heap block of exactly mnas__k_conv_scratch elements,
+ * so the sanitizers and valgrind see every byte past it, and its results
+ * are compared with plain loops. The geometries cover each kernel family
+ * and the Winograd edge cases. */
+
+#undef N /* the op table's shorthands */
+#undef Z
+#undef D
+
+/* N, C, H, W, O, groups, kh, kw, stride, pad, dil (OH, OW derived) */
+static const mnas_kconv kgeo[] = {
+    { 1, 64, 8, 8, 64, 1, 3, 3, 1, 1, 1, 0, 0 },  /* Winograd: filter planes larger than the tile buffers */
+    { 2, 8, 64, 66, 8, 1, 3, 3, 1, 1, 1, 0, 0 },  /* Winograd: chunks that split an image */
+    { 3, 9, 9, 11, 12, 1, 3, 3, 1, 1, 1, 0, 0 },  /* Winograd: odd sizes, C != O */
+    { 9, 16, 8, 9, 8, 1, 3, 3, 1, 1, 1, 0, 0 },   /* Winograd: several chunks of whole images */
+    { 2, 32, 7, 7, 32, 1, 3, 3, 1, 1, 1, 0, 0 },  /* direct */
+    { 1, 3, 9, 7, 5, 1, 3, 3, 1, 3, 1, 0, 0 },    /* im2col */
+    { 2, 4, 6, 5, 4, 4, 3, 3, 1, 1, 1, 0, 0 },    /* depthwise */
+};
+#define NKGEO ((int)(sizeof kgeo / sizeof kgeo[0]))
+
+static double kx(const mnas_kconv *g, const double *x, int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    return h < 0 || h >= g->H || w < 0 || w >= g->W ? 0 : x[((n * g->C + c) * g->H + h) * g->W + w];
+}
+
+START_TEST(kernels_on_exact_scratch)
+{
+    mnas_kconv g = kgeo[_i];
+    g.OH = (g.H + 2 * g.pad - g.dil * (g.kh - 1) - 1) / g.stride + 1;
+    g.OW = (g.W + 2 * g.pad - g.dil * (g.kw - 1) - 1) / g.stride + 1;
+    const int64_t Cg = g.C / g.groups, Og = g.O / g.groups;
+    const int64_t nx = g.N * g.C * g.H * g.W, nw = g.O * Cg * g.kh * g.kw, ny = g.N * g.O * g.OH * g.OW;
+    int64_t ns = mnas__k_conv_scratch(&g);
+    ck_assert_int_ge(ns, 0);
+    double *x = malloc((size_t)nx * sizeof *x), *w = malloc((size_t)nw * sizeof *w), *b = malloc((size_t)g.O * sizeof *b);
+    double *gy = malloc((size_t)ny * sizeof *gy), *y = malloc((size_t)ny * sizeof *y);
+    double *dx = malloc((size_t)nx * sizeof *dx), *dw = malloc((size_t)nw * sizeof *dw);
+    double *ry = calloc((size_t)ny, sizeof *ry), *rdx = calloc((size_t)nx, sizeof *rdx), *rdw = calloc((size_t)nw, sizeof *rdw);
+    double *scratch = ns ? malloc((size_t)ns * sizeof *scratch) : NULL;
+    ck_assert(x && w && b && gy && y && dx && dw && ry && rdx && rdw && (scratch || !ns));
+    uint64_t st = 12345u + (uint64_t)_i;
+    double *all[4] = { x, w, b, gy };
+    int64_t cnt[4] = { nx, nw, g.O, ny };
+    for (int a = 0; a < 4; a++)
+        for (int64_t k = 0; k < cnt[a]; k++) {
+            st = st * 6364136223846793005u + 1442695040888963407u;
+            all[a][k] = (double)(st >> 11) / 9007199254740992.0 * 2 - 1;
+        }
+    for (int64_t n = 0; n < g.N; n++)
+        for (int64_t o = 0; o < g.O; o++)
+            for (int64_t oh = 0; oh < g.OH; oh++)
+                for (int64_t ow = 0; ow < g.OW; ow++) {
+                    int64_t yi = ((n * g.O + o) * g.OH + oh) * g.OW + ow;
+                    ry[yi] = b[o];
+                    for (int64_t ci = 0; ci < Cg; ci++)
+                        for (int64_t i = 0; i < g.kh; i++)
+                            for (int64_t j = 0; j < g.kw; j++) {
+                                int64_t c = o / Og * Cg + ci, h = oh * g.stride - g.pad + i * g.dil,
+                                        ww = ow * g.stride - g.pad + j * g.dil;
+                                int64_t wi = ((o * Cg + ci) * g.kh + i) * g.kw + j;
+                                ry[yi] += w[wi] * kx(&g, x, n, c, h, ww);
+                                if (h >= 0 && h < g.H && ww >= 0 && ww < g.W) {
+                                    rdx[((n * g.C + c) * g.H + h) * g.W + ww] += w[wi] * gy[yi];
+                                    rdw[wi] += gy[yi] * x[((n * g.C + c) * g.H + h) * g.W + ww];
+                                }
+                            }
+                }
+    mnas__k_conv2d(&g, x, w, b, y, scratch);
+    mnas__k_conv2d_dx(&g, gy, w, dx, scratch);
+    mnas__k_conv2d_dw(&g, x, gy, dw, scratch);
+    const double *got[3] = { y, dx, dw }, *want[3] = { ry, rdx, rdw };
+    const int64_t len[3] = { ny, nx, nw };
+    const char *what[3] = { "y", "dx", "dw" };
+    for (int a = 0; a < 3; a++) {
+        int64_t k = 0;
+        while (k < len[a] && fabs(got[a][k] - want[a][k]) <= 1e-12 * (1 + fabs(want[a][k])) * 64) k++;
+        ck_assert_msg(k == len[a], "geometry %d: %s[%lld] = %.17g, want %.17g", _i, what[a], (long long)k,
+                      k < len[a] ? got[a][k] : 0.0, k < len[a] ? want[a][k] : 0.0);
+    }
+    free(x), free(w), free(b), free(gy), free(y), free(dx), free(dw), free(ry), free(rdx), free(rdw), free(scratch);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("conv_f64");
@@ -655,6 +745,9 @@ int main(void)
     tcase_add_test(maml, maml_conv_net_meta_gradient);
     tcase_add_test(maml, batch_norm_relu_matches_separate_ops);
     suite_add_tcase(s, maml);
+    TCase *kernels = tcase_create("kernels");
+    tcase_add_loop_test(kernels, kernels_on_exact_scratch, 0, NKGEO);
+    suite_add_tcase(s, kernels);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
     int failed = srunner_ntests_failed(r);

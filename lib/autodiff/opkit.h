@@ -39,6 +39,12 @@ mnas_tensor *mnas__tape_new_like(mnas_tape *tp, const char *fn, const mnas_tenso
 mnas_tensor *mnas__tape_view(mnas_tape *tp, const char *fn, mnas_tensor *x, int ndim, const int64_t *shape);
 /* Scratch memory from the tape's arena (freed with the recording). */
 void *mnas__tape_scratch(mnas_tape *tp, const char *fn, size_t bytes);
+/* Scratch for one kernel call only: taken after *m is set to the arena's
+ * current point, and given back (with everything allocated after it) by
+ * mnas__tape_scratch_end(tp, *m), which must come before the op allocates
+ * anything it keeps. NULL with an error on failure (nothing to give back). */
+void *mnas__tape_scratch_begin(mnas_tape *tp, const char *fn, size_t bytes, mnas_arena_mark *m);
+void mnas__tape_scratch_end(mnas_tape *tp, mnas_arena_mark m);
 /* The tape's scratch tape for recomputation (created on first use), or
  * NULL with an error. */
 mnas_tape *mnas__tape_aux(mnas_tape *tp);

@@ -107,12 +107,15 @@ static mnas_tensor *finish(mnas_tape *tp, const char *fn, int op, mnas_tensor *o
     return out;
 }
 
-static real *conv_scratch(mnas_tape *tp, const char *fn, const mnas_kconv *g, int *ok)
+/* The kernel's scratch (NULL when it needs none), given back by
+ * mnas__tape_scratch_end(tp, *m) as soon as the kernel is done (it is megabytes for Winograd; kept for the
+ * recording, every op would touch fresh memory). */
+static real *conv_scratch(mnas_tape *tp, const char *fn, const mnas_kconv *g, int *ok, mnas_arena_mark *m)
 {
     int64_t n = mnas__k_conv_scratch(g);
     *ok = 1;
     if (n == 0) return NULL;
-    real *p = mnas__tape_scratch(tp, fn, (size_t)n * sizeof(real));
+    real *p = mnas__tape_scratch_begin(tp, fn, (size_t)n * sizeof(real), m);
     if (!p) *ok = 0;
     return p;
 }
@@ -148,10 +151,12 @@ static mnas_tensor *conv_op(mnas_tape *tp, mnas_tensor *x, mnas_tensor *w, mnas_
     const char *fn = "mnas_conv2d";
     int64_t shape[4] = { g->N, g->O, g->OH, g->OW };
     int ok;
+    mnas_arena_mark mark;
     mnas_tensor *out = mnas__tape_new(tp, fn, 4, shape);
-    real *scratch = out ? conv_scratch(tp, fn, g, &ok) : NULL;
+    real *scratch = out ? conv_scratch(tp, fn, g, &ok, &mark) : NULL;
     if (!out || !ok) return NULL;
     mnas__k_conv2d(g, x->data, w->data, b ? b->data : NULL, out->data, scratch);
+    if (scratch) mnas__tape_scratch_end(tp, mark);
     mnas_tensor *ins[3] = { x, w, b };
     return finish(tp, fn, OP_CONV2D, out, b ? 3 : 2, ins, g);
 }
@@ -162,10 +167,12 @@ static mnas_tensor *conv_dx_op(mnas_tape *tp, mnas_tensor *gy, mnas_tensor *w, c
     const char *fn = "mnas_conv2d backward (input)";
     int64_t shape[4] = { g->N, g->C, g->H, g->W };
     int ok;
+    mnas_arena_mark mark;
     mnas_tensor *out = mnas__tape_new(tp, fn, 4, shape);
-    real *scratch = out ? conv_scratch(tp, fn, g, &ok) : NULL;
+    real *scratch = out ? conv_scratch(tp, fn, g, &ok, &mark) : NULL;
     if (!out || !ok) return NULL;
     mnas__k_conv2d_dx(g, gy->data, w->data, out->data, scratch);
+    if (scratch) mnas__tape_scratch_end(tp, mark);
     mnas_tensor *ins[2] = { gy, w };
     return finish(tp, fn, OP_CONV2D_DX, out, 2, ins, g);
 }
@@ -176,10 +183,12 @@ static mnas_tensor *conv_dw_op(mnas_tape *tp, mnas_tensor *x, mnas_tensor *gy, c
     const char *fn = "mnas_conv2d backward (weights)";
     int64_t shape[4] = { g->O, g->C / g->groups, g->kh, g->kw };
     int ok;
+    mnas_arena_mark mark;
     mnas_tensor *out = mnas__tape_new(tp, fn, 4, shape);
-    real *scratch = out ? conv_scratch(tp, fn, g, &ok) : NULL;
+    real *scratch = out ? conv_scratch(tp, fn, g, &ok, &mark) : NULL;
     if (!out || !ok) return NULL;
     mnas__k_conv2d_dw(g, x->data, gy->data, out->data, scratch);
+    if (scratch) mnas__tape_scratch_end(tp, mark);
     mnas_tensor *ins[2] = { x, gy };
     return finish(tp, fn, OP_CONV2D_DW, out, 2, ins, g);
 }

@@ -224,6 +224,14 @@ void *mnas__tape_scratch(mnas_tape *tp, const char *fn, size_t bytes)
     return p;
 }
 
+void *mnas__tape_scratch_begin(mnas_tape *tp, const char *fn, size_t bytes, mnas_arena_mark *m)
+{
+    *m = mnas__arena_mark(&tp->data);
+    return mnas__tape_scratch(tp, fn, bytes);
+}
+
+void mnas__tape_scratch_end(mnas_tape *tp, mnas_arena_mark m) { mnas__arena_rewind(&tp->data, m); }
+
 mnas_tensor *mnas_tape_tensor(mnas_tape *tp, int ndim, const int64_t *shape, const mnas_real *data)
 {
     if (!mnas__tape_ok(tp)) return NULL;

@@ -80,6 +80,24 @@ void mnas__arena_reset(mnas_arena *a)
     a->in_use = 0;
 }
 
+mnas_arena_mark mnas__arena_mark(const mnas_arena *a)
+{
+    mnas_arena_mark m = { a->cur, a->cur ? a->cur->used : 0, a->in_use };
+    return m;
+}
+
+void mnas__arena_rewind(mnas_arena *a, mnas_arena_mark m)
+{
+    if (!m.chunk) {
+        /* nothing was allocated at the mark: the whole arena is free */
+        mnas__arena_reset(a);
+        return;
+    }
+    a->cur = m.chunk;
+    m.chunk->used = m.used;
+    a->in_use = m.in_use;
+}
+
 void mnas__arena_release(mnas_arena *a)
 {
     mnas_arena_chunk *c = a->first;

@@ -94,6 +94,15 @@ void mnas__arena_init(mnas_arena *a, mnas_ctx *ctx, size_t min_chunk);
 /* MNAS_ALIGN-aligned; NULL when the context allocator fails. */
 void *mnas__arena_alloc(mnas_arena *a, size_t size);
 void mnas__arena_reset(mnas_arena *a);
+/* A point to come back to: everything allocated after mnas__arena_mark is
+ * given back by mnas__arena_rewind (for scratch that lives only during one
+ * call; the chunks stay reserved for the next allocations). */
+typedef struct mnas_arena_mark {
+    mnas_arena_chunk *chunk;
+    size_t used, in_use;
+} mnas_arena_mark;
+mnas_arena_mark mnas__arena_mark(const mnas_arena *a);
+void mnas__arena_rewind(mnas_arena *a, mnas_arena_mark m);
 void mnas__arena_release(mnas_arena *a);
 
 /* Deterministic natural logarithm (basic IEEE operations only), used where

@@ -1,6 +1,7 @@
 /* Convolution loops: im2col / col2im, convolution as one GEMM per image and
  * group, the direct convolution (groups 1, stride 1, no im2col) and direct
- * loops for depthwise convolution. Pooling is in pool.c. */
+ * loops for depthwise convolution. The 3 x 3 same-size convolution with 8
+ * or more channels goes to Winograd (winograd.c). Pooling is in pool.c. */
 #include <math.h>
 #include <string.h>
 
@@ -50,7 +51,9 @@ int64_t mnas__k_conv_scratch(const mnas_kconv *g)
 {
     if (mnas__k_conv_depthwise(g)) return flat_scratch(g);
     if (pointwise(g)) return 0;
-    int64_t d = direct_scratch(g);
+    int64_t d = mnas__k_wino_scratch(g);
+    if (d) return d;
+    d = direct_scratch(g);
     if (d) return d;
     return g->C * g->kh * g->kw * g->OH * g->OW;
 }
@@ -489,6 +492,10 @@ void mnas__k_conv2d(const mnas_kconv *g, const real *x, const real *w, const rea
             dw_forward(g, x, w, b, y);
         return;
     }
+    if (mnas__k_wino_scratch(g)) {
+        mnas__k_wino_forward(g, x, w, b, y, scratch);
+        return;
+    }
     if (direct_scratch(g)) {
         direct_forward(g, x, w, b, y, scratch);
         return;
@@ -521,6 +528,10 @@ void mnas__k_conv2d_dx(const mnas_kconv *g, const real *gy, const real *w, real 
             dw_dx(g, gy, w, dx);
         return;
     }
+    if (mnas__k_wino_scratch(g)) {
+        mnas__k_wino_dx(g, gy, w, dx, scratch);
+        return;
+    }
     if (direct_scratch(g)) {
         direct_dx(g, gy, w, dx, scratch);
         return;
@@ -548,6 +559,10 @@ void mnas__k_conv2d_dw(const mnas_kconv *g, const real *x, const real *gy, real 
             flat_dw(g, x, gy, dw, scratch);
         else
             dw_dw(g, x, gy, dw);
+        return;
+    }
+    if (mnas__k_wino_scratch(g)) {
+        mnas__k_wino_dw(g, x, gy, dw, scratch);
         return;
     }
     if (direct_scratch(g)) {

@@ -129,8 +129,9 @@ void mnas__k_tap_span(int64_t off, int64_t s, int64_t n_in, int64_t n_out, int64
 void mnas__k_unfold(const mnas_kconv *g, const real *x, real *cols);
 void mnas__k_fold_add(const mnas_kconv *g, const real *cols, real *x);
 /* Elements of scratch the three convolution kernels below need: one
- * image's columns; for depthwise with stride 1 a padded plane; 0 for 1x1
- * and the other depthwise cases. */
+ * image's columns; the Winograd or the direct kernels' buffers where those
+ * apply; for depthwise with stride 1 a padded plane; 0 for 1x1 and the
+ * other depthwise cases. */
 int64_t mnas__k_conv_scratch(const mnas_kconv *g);
 /* Is this the depthwise case (groups == C == O) that has direct loops? */
 int mnas__k_conv_depthwise(const mnas_kconv *g);
@@ -140,6 +141,16 @@ void mnas__k_conv2d(const mnas_kconv *g, const real *x, const real *w, const rea
 void mnas__k_conv2d_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx, real *scratch);
 /* dw [O, C/groups, kh, kw] = sum over the batch of gy (x) windows of x. */
 void mnas__k_conv2d_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw, real *scratch);
+
+/* Winograd F(2x2, 3x3) (winograd.c): the 3 x 3, stride 1, padding 1,
+ * groups 1 convolution with at least 8 channels in and out. The scratch
+ * the three kernels need, or 0 when this case does not apply (the callers
+ * above dispatch on it); then the forward, the input and the weight
+ * gradients, with the meanings of mnas__k_conv2d, _dx and _dw. */
+int64_t mnas__k_wino_scratch(const mnas_kconv *g);
+void mnas__k_wino_forward(const mnas_kconv *g, const real *x, const real *w, const real *b, real *y, real *scratch);
+void mnas__k_wino_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx, real *scratch);
+void mnas__k_wino_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw, real *scratch);
 
 /* Max over each kh x kw window (padding never wins); idx (may be NULL)
  * receives the flat index into x of each output's maximum (first on ties). */
