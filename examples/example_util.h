@@ -200,6 +200,8 @@ static inline int ex_learner_option(const char *a, const char *v, mnas_learner_o
         *ok = ex_double(v, a, 0, 1e6, &o->beta);
     } else if (!strcmp(a, "--modulator-bias")) {
         *ok = ex_double(v, a, -100, 100, &o->modulator_bias);
+    } else if (!strcmp(a, "--hidden")) {
+        *ok = ex_int_field(v, a, 1, 4096, &o->hidden);
     } else if (!strcmp(a, "--nodes") || !strcmp(a, "--z-dim") || !strcmp(a, "--f-dim") ||
                !strcmp(a, "--controller-hidden")) {
         int *f = a[2] == 'n' ? &o->nodes : a[2] == 'z' ? &o->z_dim : a[2] == 'f' ? &o->f_dim : &o->controller_hidden;
@@ -237,6 +239,8 @@ static inline int ex_learner_option(const char *a, const char *v, mnas_learner_o
  * beyond its own list. */
 #define EX_MODEL_USAGE                                                                                       \
     "  --nodes N           intermediate nodes of the searched cell (default 3; images 4)\n"                  \
+    "  --hidden N          regression only: units of the searched cell's nodes and of MAML's MLP layers\n"  \
+    "                      (default 50)\n"                                                                     \
     "  --z-dim N, --f-dim N, --controller-hidden N\n"                                                        \
     "                      task representation, pair embedding and controller sizes (32, 32, 64)\n"         \
     "  --encoder gru|lstm  the task encoder's RNN (default gru)\n"                                           \

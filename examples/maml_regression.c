@@ -20,6 +20,7 @@ static void usage(FILE *f)
             "  --test-tasks N     test tasks per family (default 1000)\n"
             "  --test-seed N      seed of the fixed test set (default 1000003)\n"
             "  --shots N          support points per task (default 10)\n"
+            "  --hidden N         units of each hidden layer of the MLP (default 50)\n"
             "  --clip-norm X      clip the meta-gradient's norm at X (default 0: off)\n"
             "  --inner-lr-mode M  fixed (default), per-tensor or per-element: learned inner step sizes\n"
             "                     (Meta-SGD), inner_lr * exp(rho), rho trained with the weights\n"

@@ -149,6 +149,12 @@ with tempfile.TemporaryDirectory() as tmp:
         check(t9.get("MAML") == t1.get("MAML") and all(t9.get(m) != t1.get(m) for m in methods[:3]),
               "--alpha-temperature 2:0.2 changes the M-NAS rows and not MAML's")
         check("alpha temperature 2 -> 0.2" in p9.stdout.splitlines()[0], "the header names the schedule")
+        # --hidden 50 is the default's bits; another width changes every row
+        # (the searched cell's nodes and MAML's layers both use it).
+        check(table(run([DEMO] + tiny + ["--hidden", "50", "--out", out2]).stdout, methods) == t1,
+              "--hidden 50 gives the default's table")
+        th = table(run([DEMO] + tiny + ["--hidden", "20", "--out", out2]).stdout, methods)
+        check(sorted(th) == sorted(methods) and all(th[m] != t1[m] for m in methods), "--hidden 20 changes every row")
         # --maml-inner-lr-mode applies to MAML only.
         p7 = run([DEMO] + tiny + ["--maml-inner-lr-mode", "per-element", "--out", out2])
         t7 = table(p7.stdout, methods)
@@ -215,7 +221,7 @@ with tempfile.TemporaryDirectory() as tmp:
                         (["--alpha-temperature", "0:1"], "--alpha-temperature"),
                         (["--alpha-temperature", "1:"], "--alpha-temperature"),
                         (["--alpha-temperature", "nan"], "--alpha-temperature"),
-                        (["--threads"], "--threads")]:
+                        (["--hidden", "0"], "--hidden"), (["--threads"], "--threads")]:
         p = run([DEMO] + bad + ["--out", out2], expect=2)
         check(needle in p.stderr, "mnas_demo %s: the message names %s: %r" % (bad, needle, p.stderr[:200]))
     check("usage: mnas_demo" in run([DEMO, "--help"]).stdout, "mnas_demo --help prints the usage")
