@@ -55,12 +55,25 @@ typedef struct {
     int64_t R;      /* tile rows per chunk */
     int64_t Tc;     /* columns per chunk: R TS */
     int64_t rows;   /* the row buffers: 8 R Wb + 16 */
+    int64_t su;     /* the stride of the 16 planes of U or P (O C values) */
+    int64_t sc, so; /* the stride of the 16 planes of a chunk's C or O channels (C Tc, O Tc) */
 } wino_geom;
 
+/* The distance between consecutive planes of n values: n rounded up to 16
+ * values (64 bytes), and an odd number of those. A multiple of 4 KiB would
+ * put the same element of all 16 planes in one set of the L1 cache (8
+ * ways), and the transforms read or write 16 planes at once. */
+static int64_t plane_stride(int64_t n)
+{
+    int64_t s = (n + 15) / 16 * 16;
+    return (s / 16) % 2 ? s : s + 16;
+}
+
 /* The geometry and the scratch size, or 0 when Winograd does not apply (or
- * its scratch would overflow). Scratch: U (or P), 16 O C; then either V and
- * M (or Z), 16 (C + O) Tc, and the row buffers; or the filters' tap planes
- * and their half-transformed planes, 21 O C. */
+ * its scratch would overflow). Scratch: U (or P), 16 planes of O C; then
+ * either V and M (or Z), 16 planes of C Tc and 16 of O Tc, and the row
+ * buffers; or the filters' 9 tap planes and 12 half-transformed planes of
+ * O C. */
 static int64_t wino_plan(const mnas_kconv *g, wino_geom *q)
 {
     if (g->groups != 1 || g->kh != 3 || g->kw != 3 || g->stride != 1 || g->pad != 1 || g->dil != 1) return 0;
@@ -84,13 +97,19 @@ static int64_t wino_plan(const mnas_kconv *g, wino_geom *q)
     if (__builtin_mul_overflow(g->N, q->TH, &rows)) return 0;
     if (q->R > rows) q->R = rows;
     q->Tc = q->R * q->TS;
-    int64_t a, b, r, n;
-    if (__builtin_mul_overflow(16 * g->C, g->O, &a) || __builtin_mul_overflow(16 * (g->C + g->O), q->Tc, &b) ||
-        __builtin_mul_overflow(8 * q->R, q->Wb, &r) || __builtin_add_overflow(r, 16, &q->rows) ||
-        __builtin_add_overflow(b, q->rows, &n))
+    int64_t oc, ct, ot, r, n;
+    if (__builtin_mul_overflow(g->C, g->O, &oc) || __builtin_mul_overflow(g->C, q->Tc, &ct) ||
+        __builtin_mul_overflow(g->O, q->Tc, &ot) || __builtin_mul_overflow(8 * q->R, q->Wb, &r) ||
+        __builtin_add_overflow(r, 16, &q->rows) || oc > ((int64_t)1 << 40) || ct > ((int64_t)1 << 40) ||
+        ot > ((int64_t)1 << 40))
         return 0;
-    if (n < a / 16 * 21) n = a / 16 * 21;
-    if (__builtin_add_overflow(a, n, &n) || n > ((int64_t)1 << 40)) return 0;
+    q->su = plane_stride(oc);
+    q->sc = plane_stride(ct);
+    q->so = plane_stride(ot);
+    n = 16 * (q->sc + q->so);
+    if (__builtin_add_overflow(n, q->rows, &n)) return 0;
+    if (n < 21 * q->su) n = 21 * q->su;
+    if (__builtin_add_overflow(n, 16 * q->su, &n) || n > ((int64_t)1 << 42)) return 0;
     return n;
 }
 
@@ -195,41 +214,41 @@ static void merge2(int64_t n, const real *restrict e, const real *restrict o, re
  * or of the input gradient (flip 1: the filter from o to c is w[o, c]
  * turned by 180 degrees), for w [O, C, 3, 3]: U = G f Gᵀ, on 9 planes of
  * taps and 12 half-transformed planes of O C in t. */
-static void weights_transform(const real *w, int64_t O, int64_t C, int flip, real *t, real *U)
+static void weights_transform(const real *w, int64_t O, int64_t C, int flip, int64_t sp, real *t, real *U)
 {
     const int64_t n = O * C;
-    real *a = t + 9 * n;
+    real *a = t + 9 * sp;
     for (int64_t o = 0; o < O; o++)
         for (int64_t c = 0; c < C; c++) {
             const real *f = w + (o * C + c) * 9;
             int64_t k = flip ? c * O + o : o * C + c;
-            for (int q = 0; q < 9; q++) t[q * n + k] = f[flip ? 8 - q : q];
+            for (int q = 0; q < 9; q++) t[q * sp + k] = f[flip ? 8 - q : q];
         }
     /* down the columns: a[4 j + i] = (G f)[i][j] */
     for (int j = 0; j < 3; j++)
-        step_g(n, t + j * n, t + (3 + j) * n, t + (6 + j) * n, a + (4 * j) * n, a + (4 * j + 1) * n,
-               a + (4 * j + 2) * n, a + (4 * j + 3) * n);
+        step_g(n, t + j * sp, t + (3 + j) * sp, t + (6 + j) * sp, a + (4 * j) * sp, a + (4 * j + 1) * sp,
+               a + (4 * j + 2) * sp, a + (4 * j + 3) * sp);
     /* along the rows: U[4 i + j] = (G f Gᵀ)[i][j] */
     for (int i = 0; i < 4; i++)
-        step_g(n, a + i * n, a + (4 + i) * n, a + (8 + i) * n, U + (4 * i) * n, U + (4 * i + 1) * n,
-               U + (4 * i + 2) * n, U + (4 * i + 3) * n);
+        step_g(n, a + i * sp, a + (4 + i) * sp, a + (8 + i) * sp, U + (4 * i) * sp, U + (4 * i + 1) * sp,
+               U + (4 * i + 2) * sp, U + (4 * i + 3) * sp);
 }
 
 /* dw [n, 3, 3] = Gᵀ P G for the n filters of P[ξ] (planes of n), through
  * 12 half-transformed planes and 9 tap planes in t. */
-static void weights_untransform(int64_t n, const real *P, real *t, real *dw)
+static void weights_untransform(int64_t n, int64_t sp, const real *P, real *t, real *dw)
 {
-    real *d = t + 12 * n;
+    real *d = t + 12 * sp;
     /* down the columns: t[3 l + i] = (Gᵀ P)[i][l] */
     for (int l = 0; l < 4; l++)
-        step_gt(n, P + l * n, P + (4 + l) * n, P + (8 + l) * n, P + (12 + l) * n, t + (3 * l) * n,
-                t + (3 * l + 1) * n, t + (3 * l + 2) * n);
+        step_gt(n, P + l * sp, P + (4 + l) * sp, P + (8 + l) * sp, P + (12 + l) * sp, t + (3 * l) * sp,
+                t + (3 * l + 1) * sp, t + (3 * l + 2) * sp);
     /* along the rows: d[3 i + j] = (Gᵀ P G)[i][j] */
     for (int i = 0; i < 3; i++)
-        step_gt(n, t + i * n, t + (3 + i) * n, t + (6 + i) * n, t + (9 + i) * n, d + (3 * i) * n,
-                d + (3 * i + 1) * n, d + (3 * i + 2) * n);
+        step_gt(n, t + i * sp, t + (3 + i) * sp, t + (6 + i) * sp, t + (9 + i) * sp, d + (3 * i) * sp,
+                d + (3 * i + 1) * sp, d + (3 * i + 2) * sp);
     for (int64_t k = 0; k < n; k++)
-        for (int q = 0; q < 9; q++) dw[k * 9 + q] = d[q * n + k];
+        for (int q = 0; q < 9; q++) dw[k * 9 + q] = d[q * sp + k];
 }
 
 /* Row h of an H x W plane (zeros when h is outside) as the even and odd
@@ -349,26 +368,27 @@ static int64_t piece(const wino_geom *q, int64_t r0, int64_t k, int64_t nr, int6
 }
 
 /* y [N, Co, H, W] = the 3 x 3 convolution (padding 1) of x [N, Ci, H, W]
- * whose transformed filters are U[ξ] (Co x Ci), plus b (may be NULL). */
+ * whose transformed filters are U[ξ] (Co x Ci), plus b (may be NULL). The
+ * 16 planes of U are q->su apart, those of V (Ci channels) sv and those of
+ * M (Co channels) sm. */
 static void wino_apply(const wino_geom *q, int64_t N, int64_t Ci, int64_t Co, int64_t H, int64_t W, const real *x,
-                       const real *U, const real *b, real *y, real *scratch)
+                       const real *U, int64_t sv, int64_t sm, const real *b, real *y, real *scratch)
 {
-    const int64_t R = q->R, Tc = q->Tc, TS = q->TS, rows = N * q->TH;
-    real *V = scratch, *M = V + 16 * Ci * Tc, *t = M + 16 * Co * Tc;
+    const int64_t R = q->R, Tc = q->Tc, TS = q->TS, rows = N * q->TH, su = q->su;
+    real *V = scratch, *M = V + 16 * sv, *t = M + 16 * sm;
     for (int64_t r0 = 0; r0 < rows; r0 += R) {
         const int64_t nr = rows - r0 < R ? rows - r0 : R, nt = nr * TS;
         for (int64_t k = 0, n, th, len; k < nr; k += len) {
             len = piece(q, r0, k, nr, &n, &th);
             for (int64_t c = 0; c < Ci; c++)
-                input_rows(x + (n * Ci + c) * H * W, H, W, th, len, q, t, V + c * Tc + k * TS, Ci * Tc);
+                input_rows(x + (n * Ci + c) * H * W, H, W, th, len, q, t, V + c * Tc + k * TS, sv);
         }
         for (int xi = 0; xi < 16; xi++)
-            mnas__k_gemm(0, 0, Co, nt, Ci, 1, U + xi * Co * Ci, Ci, V + xi * Ci * Tc, Tc, 0, M + xi * Co * Tc, Tc);
+            mnas__k_gemm(0, 0, Co, nt, Ci, 1, U + xi * su, Ci, V + xi * sv, Tc, 0, M + xi * sm, Tc);
         for (int64_t k = 0, n, th, len; k < nr; k += len) {
             len = piece(q, r0, k, nr, &n, &th);
             for (int64_t o = 0; o < Co; o++)
-                output_rows(M + o * Tc + k * TS, Co * Tc, th, len, q, H, W, b ? b[o] : 0, t,
-                            y + (n * Co + o) * H * W);
+                output_rows(M + o * Tc + k * TS, sm, th, len, q, H, W, b ? b[o] : 0, t, y + (n * Co + o) * H * W);
         }
     }
 }
@@ -377,18 +397,18 @@ void mnas__k_wino_forward(const mnas_kconv *g, const real *x, const real *w, con
 {
     wino_geom q;
     wino_plan(g, &q);
-    real *U = scratch, *rest = scratch + 16 * g->O * g->C;
-    weights_transform(w, g->O, g->C, 0, rest, U); /* its planes go where V and M will be */
-    wino_apply(&q, g->N, g->C, g->O, g->H, g->W, x, U, b, y, rest);
+    real *U = scratch, *rest = scratch + 16 * q.su;
+    weights_transform(w, g->O, g->C, 0, q.su, rest, U); /* its planes go where V and M will be */
+    wino_apply(&q, g->N, g->C, g->O, g->H, g->W, x, U, q.sc, q.so, b, y, rest);
 }
 
 void mnas__k_wino_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx, real *scratch)
 {
     wino_geom q;
     wino_plan(g, &q);
-    real *U = scratch, *rest = scratch + 16 * g->O * g->C;
-    weights_transform(w, g->O, g->C, 1, rest, U);
-    wino_apply(&q, g->N, g->O, g->C, g->H, g->W, gy, U, NULL, dx, rest);
+    real *U = scratch, *rest = scratch + 16 * q.su;
+    weights_transform(w, g->O, g->C, 1, q.su, rest, U);
+    wino_apply(&q, g->N, g->O, g->C, g->H, g->W, gy, U, q.so, q.sc, NULL, dx, rest);
 }
 
 void mnas__k_wino_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw, real *scratch)
@@ -397,18 +417,18 @@ void mnas__k_wino_dw(const mnas_kconv *g, const real *x, const real *gy, real *d
     wino_plan(g, &q);
     const int64_t C = g->C, O = g->O, H = g->H, W = g->W;
     const int64_t R = q.R, Tc = q.Tc, TS = q.TS, rows = g->N * q.TH;
-    real *P = scratch, *V = P + 16 * O * C, *Z = V + 16 * C * Tc, *t = Z + 16 * O * Tc;
+    real *P = scratch, *V = P + 16 * q.su, *Z = V + 16 * q.sc, *t = Z + 16 * q.so;
     for (int64_t r0 = 0; r0 < rows; r0 += R) {
         const int64_t nr = rows - r0 < R ? rows - r0 : R, nt = nr * TS;
         for (int64_t k = 0, n, th, len; k < nr; k += len) {
             len = piece(&q, r0, k, nr, &n, &th);
             for (int64_t c = 0; c < C; c++)
-                input_rows(x + (n * C + c) * H * W, H, W, th, len, &q, t, V + c * Tc + k * TS, C * Tc);
+                input_rows(x + (n * C + c) * H * W, H, W, th, len, &q, t, V + c * Tc + k * TS, q.sc);
             for (int64_t o = 0; o < O; o++)
-                grad_rows(gy + (n * O + o) * H * W, H, W, th, len, &q, t, Z + o * Tc + k * TS, O * Tc);
+                grad_rows(gy + (n * O + o) * H * W, H, W, th, len, &q, t, Z + o * Tc + k * TS, q.so);
         }
         for (int xi = 0; xi < 16; xi++)
-            mnas__k_gemm(0, 1, O, C, nt, 1, Z + xi * O * Tc, Tc, V + xi * C * Tc, Tc, r0 ? 1 : 0, P + xi * O * C, C);
+            mnas__k_gemm(0, 1, O, C, nt, 1, Z + xi * q.so, Tc, V + xi * q.sc, Tc, r0 ? 1 : 0, P + xi * q.su, C);
     }
-    weights_untransform(O * C, P, V, dw); /* V's place is free now */
+    weights_untransform(O * C, q.su, P, V, dw); /* V's place is free now */
 }
