@@ -78,8 +78,9 @@ static int64_t wino_plan(const mnas_kconv *g, wino_geom *q)
 {
     if (g->groups != 1 || g->kh != 3 || g->kw != 3 || g->stride != 1 || g->pad != 1 || g->dil != 1) return 0;
     if (g->C < WINO_MIN_CHANNELS || g->O < WINO_MIN_CHANNELS || g->OH != g->H || g->OW != g->W) return 0;
-    /* smaller images waste too much of their tiles (measured: 7 x 7 is
-     * slower than the direct loops, 8 x 8 a little faster) */
+    /* smaller images waste too much of their tiles (measured, 32
+     * channels: 7 x 7 level with the direct loops, 3 x 3 1.5 times slower;
+     * docs/images.md) */
     if (g->H < WINO_MIN_SIZE || g->W < WINO_MIN_SIZE) return 0;
     if (g->C > ((int64_t)1 << 20) || g->O > ((int64_t)1 << 20) || g->H > ((int64_t)1 << 30) ||
         g->W > ((int64_t)1 << 30))
