@@ -32,7 +32,9 @@ static void usage(FILE *f)
             "                      --lr-decay 0.3, 1600 + 400 M-NAS and 10000 MAML meta-updates,\n"
             "                      MAML with per-element learned inner rates; validated-long:\n"
             "                      the same with 4 times the meta-updates and MAML's rate 0.002\n"
-            "                      (chosen on validation at that length); options given\n"
+            "                      (chosen on validation at that length); validated-wide: validated\n"
+            "                      with the M-NAS variants' cell twice as wide (--mnas-hidden 100;\n"
+            "                      MAML keeps 50, its better width); options given\n"
             "                      anywhere on the line override it\n"
             "  --maml-outer-lr X   MAML's Adam step size (default: --outer-lr)\n"
             "  --mnas-shared-outer-lr X, --mnas-nm-outer-lr X\n"
@@ -53,6 +55,7 @@ static void usage(FILE *f)
             EX_MODEL_USAGE);
     /* two strings: one would pass the 4095 characters C compilers must accept */
     fprintf(f,
+            "  --mnas-hidden N     the M-NAS variants' cell width apart from MAML's (default: --hidden)\n"
             "  --threads N         worker threads (default 2)\n"
             "  --seed N            seed (default 1)\n"
             "  --test-tasks N      test tasks per family (default 1000, as the paper); 0: no test\n"
@@ -74,6 +77,9 @@ enum { METHOD_MNAS, METHOD_SHARED, METHOD_NM, METHOD_MAML }; /* indices into kno
 /* The validated preset's outer rates of M-NAS-Shared and M-NAS-NM (docs/meta.md). */
 #define SHARED_LR_VALIDATED 0.005
 #define NM_LR_VALIDATED 0.01
+/* validated-wide: the M-NAS variants' cell width (docs/meta.md, "Table 1
+ * with the wider cell"). */
+#define WIDE_HIDDEN_VALIDATED 100
 
 static const struct {
     const char *flag;
@@ -240,8 +246,9 @@ int main(int argc, char **argv)
     const char *preset = "paper"; /* the last --preset wins */
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--preset")) preset = argv[i + 1];
-    int long_preset = !strcmp(preset, "validated-long");
-    if (!strcmp(preset, "validated") || long_preset) {
+    int long_preset = !strcmp(preset, "validated-long"), wide_preset = !strcmp(preset, "validated-wide");
+    int mnas_hidden = 0; /* the M-NAS variants' --hidden; 0: the same as MAML's */
+    if (!strcmp(preset, "validated") || long_preset || wide_preset) {
         base.outer_lr = 0.01;
         method_lr[METHOD_SHARED] = SHARED_LR_VALIDATED;
         method_lr[METHOD_NM] = NM_LR_VALIDATED;
@@ -251,6 +258,12 @@ int main(int argc, char **argv)
         eval_iterations = 400;
         maml_iterations = 10000;
         maml_lr_mode = MNAS_INNER_LR_PER_ELEMENT;
+    }
+    if (wide_preset) { /* the wider cell, chosen on validation (docs/meta.md) */
+        mnas_hidden = WIDE_HIDDEN_VALIDATED;
+        /* an explicit --hidden sets every method's width */
+        for (int i = 1; i < argc; i++)
+            if (!strcmp(argv[i], "--hidden")) mnas_hidden = 0;
     }
     if (long_preset) { /* four times the budgets; MAML's rate re-chosen at that length */
         iterations *= 4;
@@ -265,8 +278,13 @@ int main(int argc, char **argv)
         if (ex_learner_option(a, v, &base, &ok) || ex_checkpoint_option(a, v, &ck, &ok)) {
             /* handled */
         } else if (!strcmp(a, "--preset")) {
-            ok = !strcmp(v, "paper") || !strcmp(v, "validated") || !strcmp(v, "validated-long"); /* applied above */
-            if (!ok) fprintf(stderr, "error: --preset %s: paper, validated or validated-long\n", v);
+            ok = !strcmp(v, "paper") || !strcmp(v, "validated") || !strcmp(v, "validated-long") ||
+                 !strcmp(v, "validated-wide"); /* applied above */
+            if (!ok) fprintf(stderr, "error: --preset %s: paper, validated, validated-long or validated-wide\n", v);
+        } else if (!strcmp(a, "--mnas-hidden")) {
+            long long h = 0;
+            ok = ex_int(v, a, 1, 4096, &h);
+            mnas_hidden = (int)h;
         } else if (!strcmp(a, "--eval-reinit")) {
             long long r = 0;
             ok = ex_int(v, a, 0, 1, &r);
@@ -360,12 +378,13 @@ int main(int argc, char **argv)
     printf("libmnas %s: toy regression, %d-shot, meta-batch %d, inner %d x %g (%s%s%s), outer lr %g "
            "(M-NAS-Shared %g, M-NAS-NM %g, MAML %g), "
            "arch lr %g, lr decay %g%s, %d threads, seed %llu, %lld test and %lld validation tasks per family; "
-           "meta-updates %lld + %lld (M-NAS variants), %lld (MAML)\n",
+           "meta-updates %lld + %lld (M-NAS variants), %lld (MAML); width %d (M-NAS variants), %d (MAML)\n",
            mnas_version_string(), src.ro.k_shot, base.meta_batch, base.inner_steps, base.inner_lr,
            mnas_inner_lr_mode_name(base.inner_lr_mode), maml_lr_mode >= 0 ? "; MAML " : "",
            maml_lr_mode >= 0 ? mnas_inner_lr_mode_name((mnas_inner_lr_mode)maml_lr_mode) : "", base.outer_lr,
            method_lr[METHOD_SHARED], method_lr[METHOD_NM], method_lr[METHOD_MAML], base.arch_lr, lr_decay, temp_note,
-           base.threads, (unsigned long long)base.seed, test_tasks, val_tasks, iterations, eval_iterations, maml_iterations);
+           base.threads, (unsigned long long)base.seed, test_tasks, val_tasks, iterations, eval_iterations, maml_iterations,
+           mnas_hidden > 0 ? mnas_hidden : base.hidden, base.hidden);
     for (int k = 0; k < MAX_METHODS; k++) {
         if (!want[k]) continue;
         result *r = &res[nres];
@@ -374,6 +393,7 @@ int main(int argc, char **argv)
         mnas_learner_options o = base;
         o.method = known[k].method;
         o.outer_lr = method_lr[k];
+        if (o.method != MNAS_METHOD_MAML && mnas_hidden > 0) o.hidden = mnas_hidden;
         if (o.method == MNAS_METHOD_MAML && maml_lr_mode >= 0) {
             o.inner_lr_mode = (mnas_inner_lr_mode)maml_lr_mode;
             if (o.inner_lr_mode == MNAS_INNER_LR_FIXED) o.inner_lr_max = 0; /* a bound is for learned rates */

@@ -155,6 +155,10 @@ with tempfile.TemporaryDirectory() as tmp:
               "--hidden 50 gives the default's table")
         th = table(run([DEMO] + tiny + ["--hidden", "20", "--out", out2]).stdout, methods)
         check(sorted(th) == sorted(methods) and all(th[m] != t1[m] for m in methods), "--hidden 20 changes every row")
+        # --mnas-hidden sets the M-NAS variants' width apart from MAML's.
+        tw = table(run([DEMO] + tiny + ["--mnas-hidden", "20", "--out", out2]).stdout, methods)
+        check(tw.get("MAML") == t1.get("MAML") and all(tw.get(m) == th.get(m) for m in methods[:3]),
+              "--mnas-hidden 20 gives the M-NAS rows of --hidden 20 and MAML's of the default")
         # --maml-inner-lr-mode applies to MAML only.
         p7 = run([DEMO] + tiny + ["--maml-inner-lr-mode", "per-element", "--out", out2])
         t7 = table(p7.stdout, methods)
@@ -206,6 +210,14 @@ with tempfile.TemporaryDirectory() as tmp:
     hl = pl.stdout.splitlines()[0] if pl.stdout else ""
     check("meta-updates 1 + 1 (M-NAS variants), 40000 (MAML)" in hl,
           "validated-long's MAML budget is 40000; explicit budgets win: %r" % hl)
+    hw = header(["--preset", "validated-wide"])
+    check(VALIDATED_LRS in hw and "meta-updates 1600 + 400 (M-NAS variants)" in hw and
+          "width 100 (M-NAS variants), 50 (MAML)" in hw, "--preset validated-wide: %r" % hw)
+    check("width 50 (M-NAS variants), 50 (MAML)" in h1, "--preset validated keeps the width: %r" % h1)
+    h = header(["--hidden", "70", "--preset", "validated-wide"])
+    check("width 70 (M-NAS variants), 70 (MAML)" in h, "an explicit --hidden wins over validated-wide: %r" % h)
+    h = header(["--preset", "validated-wide", "--mnas-hidden", "30", "--hidden", "70"])
+    check("width 30 (M-NAS variants), 70 (MAML)" in h, "--mnas-hidden sets the M-NAS variants' width: %r" % h)
     h = header(["--preset", "validated", "--preset", "paper"])
     check("(fixed)" in h and "outer lr 0.001 (M-NAS-Shared 0.001, M-NAS-NM 0.001, MAML 0.001)" in h,
           "the last --preset wins: %r" % h)
@@ -221,7 +233,8 @@ with tempfile.TemporaryDirectory() as tmp:
                         (["--alpha-temperature", "0:1"], "--alpha-temperature"),
                         (["--alpha-temperature", "1:"], "--alpha-temperature"),
                         (["--alpha-temperature", "nan"], "--alpha-temperature"),
-                        (["--hidden", "0"], "--hidden"), (["--threads"], "--threads")]:
+                        (["--hidden", "0"], "--hidden"), (["--mnas-hidden", "5000"], "--mnas-hidden"),
+                        (["--threads"], "--threads")]:
         p = run([DEMO] + bad + ["--out", out2], expect=2)
         check(needle in p.stderr, "mnas_demo %s: the message names %s: %r" % (bad, needle, p.stderr[:200]))
     check("usage: mnas_demo" in run([DEMO, "--help"]).stdout, "mnas_demo --help prints the usage")
