@@ -108,8 +108,9 @@ static mnas_tensor *finish(mnas_tape *tp, const char *fn, int op, mnas_tensor *o
 }
 
 /* The kernel's scratch (NULL when it needs none), given back by
- * mnas__tape_scratch_end(tp, *m) as soon as the kernel is done (it is megabytes for Winograd; kept for the
- * recording, every op would touch fresh memory). */
+ * mnas__tape_scratch_end(tp, *m) as soon as the kernel is done: it is
+ * megabytes for Winograd, and kept for the recording every op would touch
+ * fresh memory. */
 static real *conv_scratch(mnas_tape *tp, const char *fn, const mnas_kconv *g, int *ok, mnas_arena_mark *m)
 {
     int64_t n = mnas__k_conv_scratch(g);
