@@ -336,6 +336,63 @@ START_TEST(softmax_losses_batchnorm_values)
 }
 END_TEST
 
+/* NCHW batch-norm in float: the kernels sum in 16 float lanes (and dbeta
+ * in double), so runs of 9, 49, 196 and 323 values cover full blocks of 16,
+ * a block of 8 and one-by-one tails. Values and gradients against the
+ * formulas in double; and the recorded backward (dx and dgamma as fused
+ * ops, dbeta as mnas_sum_to) gives the bits of the unrecorded one: the
+ * memory-saving inner loops rely on it (their first pass is unrecorded). */
+START_TEST(batch_norm_nchw_values_and_recorded_bits)
+{
+    const int64_t hw[4][2] = { { 3, 3 }, { 7, 7 }, { 14, 14 }, { 19, 17 } };
+    for (int k = 0; k < 4; k++) {
+        int64_t N = 3, C = 4, inner = hw[k][0] * hw[k][1];
+        int64_t s4[4] = { N, C, hw[k][0], hw[k][1] }, s1[1] = { C };
+        mnas_tensor *x = mnas_tensor_randn(ctx, 4, s4, 0.5, 2), *w = mnas_tensor_randn(ctx, 4, s4, 0, 1);
+        mnas_tensor *gam = mnas_tensor_randn(ctx, 1, s1, 1, 0.5), *bet = mnas_tensor_randn(ctx, 1, s1, 0, 0.5);
+        ck_assert(x && w && gam && bet);
+        mnas_tensor *in[3] = { x, gam, bet };
+        for (int i = 0; i < 3; i++) mnas_tensor_set_requires_grad(in[i], 1);
+        mnas_tensor *y = mnas_batch_norm(tp, x, gam, bet, 1e-5);
+        mnas_tensor *loss = mnas_sum(tp, mnas_mul(tp, y, w)); /* upstream gradient w */
+        mnas_tensor *g[3], *gr[3];
+        ck_assert_int_eq(mnas_grad(tp, loss, 3, in, g, 0), MNAS_OK);
+        ck_assert_int_eq(mnas_grad(tp, loss, 3, in, gr, 1), MNAS_OK);
+        for (int i = 0; i < 3; i++)
+            ck_assert_msg(!memcmp(D(g[i]), D(gr[i]), (size_t)mnas_tensor_size(g[i]) * sizeof(mnas_real)),
+                          "%lld values a run: recorded gradient %d differs from the fused one", (long long)inner, i);
+        const mnas_real *xd = D(x), *wd = D(w), *gd = D(gam), *bd = D(bet);
+        for (int64_t c = 0; c < C; c++) {
+            double m = (double)(N * inner), mu = 0, var = 0, sw = 0, swx = 0;
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t i = 0; i < inner; i++) mu += xd[(n * C + c) * inner + i] / m;
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t i = 0; i < inner; i++) var += pow(xd[(n * C + c) * inner + i] - mu, 2) / m;
+            double r = 1 / sqrt(var + 1e-5);
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t i = 0; i < inner; i++) {
+                    int64_t at = (n * C + c) * inner + i;
+                    sw += wd[at];
+                    swx += wd[at] * (xd[at] - mu) * r;
+                }
+            ASSERT_CLOSE(D(g[2])[c], sw, 1e-5 * (1 + fabs(sw)));
+            ASSERT_CLOSE(D(g[1])[c], swx, 1e-4 * (1 + fabs(swx)));
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t i = 0; i < inner; i++) {
+                    int64_t at = (n * C + c) * inner + i;
+                    double xh = (xd[at] - mu) * r;
+                    ASSERT_CLOSE(D(y)[at], xh * gd[c] + bd[c], 1e-5 * (1 + fabs(xh * gd[c])));
+                    double dx = gd[c] * r * (wd[at] - sw / m - xh * swx / m);
+                    ASSERT_CLOSE(D(g[0])[at], dx, 1e-5 * (1 + fabs(dx)));
+                }
+        }
+        mnas_tape_reset(tp);
+        for (int i = 0; i < 3; i++) mnas_tensor_free(in[i]);
+        mnas_tensor_free(w);
+    }
+}
+END_TEST
+
 /* A log-probability near 0 survives: log_softmax is (x - m) - log s, so the
  * row's largest entry is exact and log s (6.1e-7 here) is not rounded away
  * against m = 45 as it would be in x - (m + log s). */
@@ -657,6 +714,7 @@ int main(void)
     tcase_add_test(tc, matmul_long_skinny);
     tcase_add_test(tc, reduction_and_shape_values);
     tcase_add_test(tc, softmax_losses_batchnorm_values);
+    tcase_add_test(tc, batch_norm_nchw_values_and_recorded_bits);
     tcase_add_test(tc, log_softmax_keeps_small_log_probabilities);
     tcase_add_test(tc, relu_propagates_nan);
     suite_add_tcase(s, tc);

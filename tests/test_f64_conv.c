@@ -237,6 +237,7 @@ static const op_case cases[] = {
     { "batch_norm NCHW", 3, { 4, 1, 1 }, { S4(3, 2, 3, 4), S1(2), S1(2) }, { N, N, N }, f_bn4d },
     { "batch_norm NCHW no affine", 1, { 4 }, { S4(2, 3, 2, 3) }, { N }, f_bn4d_plain },
     { "batch_norm+relu NCHW (fused)", 3, { 4, 1, 1 }, { S4(3, 2, 3, 4), S1(2), S1(2) }, { N, N, N }, f_bn_relu4d },
+    { "batch_norm+relu NCHW, 5x5 planes (fused)", 3, { 4, 1, 1 }, { S4(2, 2, 5, 5), S1(2), S1(2) }, { N, N, N }, f_bn_relu4d },
     { "batch_norm+relu NCHW no affine (fused)", 1, { 4 }, { S4(2, 3, 2, 3) }, { N }, f_bn_relu4d_plain },
     { "batch_norm+relu [N, F] gamma only (fused)", 2, { 2, 1 }, { S2(5, 3), S1(3) }, { N, N }, f_bn_relu2d },
     { "sep_conv chain relu-depthwise-1x1-bn", 5, { 4, 4, 4, 1, 1 },
@@ -565,9 +566,9 @@ static int same_bits(mnas_tensor *a, mnas_tensor *b)
 /* relu(batch_norm) as one op gives the bits of the two ops: values, the
  * unrecorded gradients (the fused kernel), the recorded ones, and the
  * gradients of those (through the recorded rule), for [N, C, H, W] runs
- * longer than the kernel's mask chunk (so the chunked sums are exercised)
- * and for [N, F] rows, with a NaN in one channel passed through as
- * mnas_relu passes it. */
+ * of 323 values (the kernel's blocks of 16 and a tail of 3, with the ReLU's
+ * mask applied in the sums) and for [N, F] rows, with a NaN in one channel
+ * passed through as mnas_relu passes it. */
 START_TEST(batch_norm_relu_matches_separate_ops)
 {
     mnas_ctx *ctx;

@@ -190,6 +190,7 @@ static const op_case cases[] = {
     { "batch_norm 2-D no affine", 1, { 2 }, { S2(4, 3) }, { N }, f_bn2d_plain },
     { "batch_norm NCHW", 3, { 4, 1, 1 }, { S4(2, 3, 2, 2), S1(3), S1(3) }, { N, N, N }, f_bn4d },
     { "batch_norm NCHW, 3x5 planes", 3, { 4, 1, 1 }, { S4(2, 2, 3, 5), S1(2), S1(2) }, { N, N, N }, f_bn4d },
+    { "batch_norm NCHW, 5x7 planes", 3, { 4, 1, 1 }, { S4(2, 2, 5, 7), S1(2), S1(2) }, { N, N, N }, f_bn4d },
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 

@@ -242,7 +242,7 @@ START_TEST(recompute_matches_second_order)
         mnas_learner_free(l);
     }
     ck_assert_uint_gt(tensors, 255);
-    ck_assert(obj[0] == obj[1]); /* the same forward computation */
+    ck_assert_msg(obj[0] == obj[1], "%.9g vs %.9g", obj[0], obj[1]); /* the same forward computation */
     double gmax = 0;
     for (size_t q = 0; q < total; q++) gmax = fmax(gmax, fabs(g[0][q]));
     for (size_t q = 0; q < total; q++)

@@ -1,7 +1,9 @@
 /* Batch normalisation with batch statistics: the fused forward, and the
  * fused backward used when the backward pass is not recorded. Layout:
  * x is [outer, C, inner] (2-D [N, F]: inner 1; NCHW: outer N, inner H*W);
- * statistics are per C over outer*inner values, biased variance. */
+ * statistics are per C over outer*inner values, biased variance. [N, F]
+ * moments are summed in double; NCHW sums run in the working precision in
+ * 16 fixed lanes (dbeta in double lanes). */
 #include <math.h>
 #include <string.h>
 
@@ -9,7 +11,7 @@
 
 /* [N, F] inputs (inner 1): walk rows in memory order with one accumulator
  * per feature, which the compiler vectorises. */
-enum { ROW_MAX = 512, MASK_CHUNK = 256 }; /* per-channel scratch on the stack: keep it small for embedders' threads */
+enum { ROW_MAX = 512 }; /* per-channel scratch on the stack: keep it small for embedders' threads */
 
 /* Per-feature mean and 1/sqrt(var + eps) of [N, C] rows, in double. */
 static inline void row_moments(int64_t N, int64_t C, const real *x, double eps, double *s, double *r)
@@ -92,194 +94,6 @@ static void bn_backward_rows(int64_t N, int64_t C, const real *x, const real *g,
         const real *xo = x + o * C, *go = masked_row(gm, g + o * C, y ? y + o * C : NULL, C);
         real *d = dx + o * C;
         for (int64_t c = 0; c < C; c++) d[c] = k[c] * (go[c] - sg[c] - ((xo[c] - mean[c]) * rstd[c]) * sgx[c]);
-    }
-}
-
-/* [outer, C, inner] inputs with inner > 1 (NCHW): a channel's values are
- * `outer` runs of `inner` contiguous values. Its sums go to 8 double lanes
- * (element i of a run to lane i mod 8, the tail of a run to lane 0), which
- * vectorise, folded in a fixed order: the same bits on every call. */
-#define INL static inline __attribute__((always_inline))
-
-INL double fold8(const double s[8]) { return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])); }
-
-/* The 8 lanes as two 4-wide vectors (GNU vector extension): GCC does not
- * vectorise the lane arrays by itself. Lane-wise operations are the same
- * IEEE operations in the same order, so the bits are those of scalar
- * lanes. */
-#if defined(__GNUC__) && !defined(__clang__)
-/* the helpers are always inlined: no vector crosses a real call */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-typedef double v4d __attribute__((vector_size(4 * sizeof(double))));
-typedef real v4r __attribute__((vector_size(4 * sizeof(real))));
-
-INL v4d load4(const real *p)
-{
-    v4r t;
-    memcpy(&t, p, sizeof t);
-    return __builtin_convertvector(t, v4d);
-}
-
-#define LANES_IN(S, s) v4d S##0, S##1; memcpy(&S##0, (s), sizeof S##0); memcpy(&S##1, (s) + 4, sizeof S##1)
-#define LANES_OUT(S, s) memcpy((s), &S##0, sizeof S##0); memcpy((s) + 4, &S##1, sizeof S##1)
-
-INL void lanes_sum(double s[8], const real *p, int64_t n)
-{
-    int64_t i = 0;
-    LANES_IN(S, s);
-    for (; i + 8 <= n; i += 8) {
-        S0 += load4(p + i);
-        S1 += load4(p + i + 4);
-    }
-    LANES_OUT(S, s);
-    for (; i < n; i++) s[0] += (double)p[i];
-}
-
-INL void lanes_sqdev(double s[8], const real *p, int64_t n, double mu)
-{
-    int64_t i = 0;
-    LANES_IN(S, s);
-    for (; i + 8 <= n; i += 8) {
-        v4d d0 = load4(p + i) - mu, d1 = load4(p + i + 4) - mu;
-        S0 += d0 * d0;
-        S1 += d1 * d1;
-    }
-    LANES_OUT(S, s);
-    for (; i < n; i++) {
-        double d = (double)p[i] - mu;
-        s[0] += d * d;
-    }
-}
-
-/* s += g, t += g * xh with xh = (x - mu) r */
-INL void lanes_g_gxh(double s[8], double t[8], const real *x, const real *g, int64_t n, double mu, double r)
-{
-    int64_t i = 0;
-    LANES_IN(S, s);
-    LANES_IN(T, t);
-    for (; i + 8 <= n; i += 8) {
-        v4d g0 = load4(g + i), g1 = load4(g + i + 4);
-        S0 += g0;
-        S1 += g1;
-        T0 += g0 * ((load4(x + i) - mu) * r);
-        T1 += g1 * ((load4(x + i + 4) - mu) * r);
-    }
-    LANES_OUT(S, s);
-    LANES_OUT(T, t);
-    for (; i < n; i++) {
-        s[0] += (double)g[i];
-        t[0] += (double)g[i] * (((double)x[i] - mu) * r);
-    }
-}
-
-/* s += u (g - a - xh b) */
-INL void lanes_D(double s[8], const real *x, const real *g, const real *u, int64_t n, double mu, double r, double a,
-                 double b)
-{
-    int64_t i = 0;
-    LANES_IN(S, s);
-    for (; i + 8 <= n; i += 8) {
-        v4d h0 = (load4(x + i) - mu) * r, h1 = (load4(x + i + 4) - mu) * r;
-        S0 += load4(u + i) * ((load4(g + i) - a) - h0 * b);
-        S1 += load4(u + i + 4) * ((load4(g + i + 4) - a) - h1 * b);
-    }
-    LANES_OUT(S, s);
-    for (; i < n; i++) {
-        double xh = ((double)x[i] - mu) * r;
-        s[0] += (double)u[i] * ((double)g[i] - a - xh * b);
-    }
-}
-
-/* Mean and 1/sqrt(var + eps) of channel c. */
-INL void channel_moments(int64_t outer, int64_t C, int64_t inner, const real *x, int64_t c, double eps, double *mu,
-                         double *r)
-{
-    double s[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, v[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
-    const double m = (double)(outer * inner);
-    for (int64_t o = 0; o < outer; o++) lanes_sum(s, x + (o * C + c) * inner, inner);
-    *mu = fold8(s) / m;
-    for (int64_t o = 0; o < outer; o++) lanes_sqdev(v, x + (o * C + c) * inner, inner, *mu);
-    *r = 1.0 / sqrt(fold8(v) / m + eps);
-}
-
-MNAS_CLONES
-void mnas__k_bn_forward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *gamma, const real *beta,
-                        double eps, int relu, real *y, real *mean, real *rstd)
-{
-    if (inner == 1 && C <= ROW_MAX) {
-        bn_forward_rows(outer, C, x, gamma, beta, eps, relu, y, mean, rstd);
-        return;
-    }
-    for (int64_t c = 0; c < C; c++) {
-        double mu, r;
-        channel_moments(outer, C, inner, x, c, eps, &mu, &r);
-        mean[c] = (real)mu;
-        rstd[c] = (real)r;
-        double gk = gamma ? (double)gamma[c] : 1.0, bk = beta ? (double)beta[c] : 0.0;
-        for (int64_t o = 0; o < outer; o++) {
-            const real *p = x + (o * C + c) * inner;
-            real *q = y + (o * C + c) * inner;
-            for (int64_t i = 0; i < inner; i++) q[i] = (real)(((double)p[i] - mu) * r * gk + bk);
-            if (relu)
-                for (int64_t i = 0; i < inner; i++) q[i] = relu_of(q[i]);
-        }
-    }
-}
-
-MNAS_CLONES
-void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *g, const real *y,
-                         const real *gamma, const real *mean, const real *rstd, real *dx, real *dgamma, real *dbeta)
-{
-    if (inner == 1 && C <= ROW_MAX) {
-        bn_backward_rows(outer, C, x, g, y, gamma, mean, rstd, dx, dgamma, dbeta);
-        return;
-    }
-    double m = (double)(outer * inner);
-    real gm[MASK_CHUNK];
-    for (int64_t c = 0; c < C; c++) {
-        double mu = mean[c], r = rstd[c];
-        double sgl[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, sgxl[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
-        for (int64_t o = 0; o < outer; o++) {
-            int64_t at = (o * C + c) * inner;
-            if (!y) {
-                lanes_g_gxh(sgl, sgxl, x + at, g + at, inner, mu, r);
-                continue;
-            }
-            /* Masked in chunks of a multiple of 8 values: every value
-             * lands in the lane it would have in one call over the run. */
-            for (int64_t i = 0; i < inner; i += MASK_CHUNK) {
-                int64_t len = inner - i < MASK_CHUNK ? inner - i : MASK_CHUNK;
-                lanes_g_gxh(sgl, sgxl, x + at + i, masked_row(gm, g + at + i, y + at + i, len), len, mu, r);
-            }
-        }
-        double sg = fold8(sgl), sgx = fold8(sgxl);
-        if (dbeta) dbeta[c] = (real)sg;
-        if (dgamma) dgamma[c] = (real)sgx;
-        if (!dx) continue;
-        /* dx = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)) */
-        double gk = gamma ? (double)gamma[c] : 1.0;
-        double a = sg / m, b = sgx / m, k = gk * r;
-        for (int64_t o = 0; o < outer; o++) {
-            const real *p = x + (o * C + c) * inner, *q = g + (o * C + c) * inner;
-            real *d = dx + (o * C + c) * inner;
-            if (y) {
-                const real *yq = y + (o * C + c) * inner;
-                for (int64_t i0 = 0; i0 < inner; i0 += MASK_CHUNK) {
-                    int64_t len = inner - i0 < MASK_CHUNK ? inner - i0 : MASK_CHUNK;
-                    const real *qm = masked_row(gm, q + i0, yq + i0, len);
-                    for (int64_t i = 0; i < len; i++) {
-                        double xh = ((double)p[i0 + i] - mu) * r;
-                        d[i0 + i] = (real)(k * ((double)qm[i] - a - xh * b));
-                    }
-                }
-                continue;
-            }
-            for (int64_t i = 0; i < inner; i++) {
-                double xh = ((double)p[i] - mu) * r;
-                d[i] = (real)(k * ((double)q[i] - a - xh * b));
-            }
-        }
     }
 }
 
@@ -374,6 +188,305 @@ static void bn_double_backward_rows(int64_t N, int64_t C, const real *x, const r
     }
 }
 
+/* [outer, C, inner] inputs with inner > 1 (NCHW): a channel's values are
+ * `outer` runs of `inner` contiguous values. Everything runs in the working
+ * precision, 8 values to a vector (GNU vector extension; GCC does not
+ * vectorise reductions by itself without reassociating them). A channel's
+ * sums go to 16 lanes, element i of a run to lane i mod 16 (the tail of a
+ * run too), folded in a fixed order at the end, so the bits depend on the
+ * shape alone: not on the call, the thread count or the instruction set
+ * (lane-wise operations are the same IEEE operations in the same order,
+ * and contraction into FMA is off). */
+#define INL static inline __attribute__((always_inline))
+
+#if defined(__GNUC__) && !defined(__clang__)
+/* the helpers are always inlined: no vector crosses a real call */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+typedef real v8r __attribute__((vector_size(8 * sizeof(real))));
+typedef __typeof__(*(v8r *)0 > 0) v8i; /* a comparison's result: lanes of all ones or zeros */
+
+enum { LANES = 16 };
+
+INL v8r ld8(const real *p)
+{
+    v8r t;
+    memcpy(&t, p, sizeof t);
+    return t;
+}
+
+INL void st8(real *p, v8r v) { memcpy(p, &v, sizeof v); }
+
+INL v8r bits_and(v8r v, v8i m)
+{
+    v8i b;
+    memcpy(&b, &v, sizeof b);
+    b &= m;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+/* relu_of lane-wise: z where z > 0 or z is NaN, else +0. */
+INL v8r relu8(v8r z) { return bits_and(z, (z > 0) | (z != z)); }
+
+/* g * step(y) lane-wise, step as mnas__step: 1 where y > 0, y where y is
+ * NaN, else 0 (so the same product as masked_row's). */
+INL v8r mask8(v8r g, v8r y)
+{
+    const v8r one = { 1, 1, 1, 1, 1, 1, 1, 1 };
+    v8r f = bits_and(one, y > 0), n = bits_and(y, y != y);
+    v8i fb, nb;
+    memcpy(&fb, &f, sizeof fb);
+    memcpy(&nb, &n, sizeof nb);
+    fb |= nb;
+    memcpy(&f, &fb, sizeof f);
+    return g * f;
+}
+
+INL real mask1(real g, real y) { return g * (y > 0 ? 1 : (y != y ? y : 0)); }
+
+/* 16 lanes: lane j < 8 is lo[j], lane j >= 8 is hi[j - 8]. */
+typedef struct {
+    v8r lo, hi;
+} lanes;
+
+INL lanes lanes_zero(void)
+{
+    lanes s;
+    memset(&s, 0, sizeof s);
+    return s;
+}
+
+/* The lanes as an array, for a run's tail or the fold, and back. */
+INL void lanes_out(real t[LANES], lanes s)
+{
+    memcpy(t, &s.lo, sizeof s.lo);
+    memcpy(t + 8, &s.hi, sizeof s.hi);
+}
+
+INL lanes lanes_in(const real t[LANES])
+{
+    lanes s;
+    memcpy(&s.lo, t, sizeof s.lo);
+    memcpy(&s.hi, t + 8, sizeof s.hi);
+    return s;
+}
+
+INL real fold16(lanes s)
+{
+    real t[LANES];
+    lanes_out(t, s);
+    for (int w = 1; w < LANES; w *= 2) /* pairwise: ((t0 + t1) + (t2 + t3)) + ... */
+        for (int j = 0; j < LANES; j += 2 * w) t[j] += t[j + w];
+    return t[0];
+}
+
+/* One run of n values into the lanes: VEC(i) gives the vector of terms
+ * for elements i .. i + 7, ONE(i) the term for element i. The full blocks
+ * of 16 go to both halves; a block of 8 left over goes to lanes 0-7 (its
+ * elements are 0-7 mod 16); the rest, one at a time, to lane i mod 16. */
+#define RUN_LANES(S, n, VEC, ONE)                                          \
+    do {                                                                   \
+        int64_t i_ = 0;                                                    \
+        for (; i_ + 16 <= (n); i_ += 16) {                                 \
+            (S).lo += VEC(i_);                                             \
+            (S).hi += VEC(i_ + 8);                                         \
+        }                                                                  \
+        if (i_ + 8 <= (n)) {                                               \
+            (S).lo += VEC(i_);                                             \
+            i_ += 8;                                                       \
+        }                                                                  \
+        if (i_ < (n)) {                                                    \
+            real t_[LANES];                                                \
+            lanes_out(t_, (S));                                            \
+            for (; i_ < (n); i_++) t_[i_ & (LANES - 1)] += ONE(i_);        \
+            (S) = lanes_in(t_);                                            \
+        }                                                                  \
+    } while (0)
+
+/* Mean and 1/sqrt(var + eps) of channel c (two passes: the mean, then the
+ * squared deviations from it); m is the channel's count. */
+INL void channel_moments(int64_t outer, int64_t C, int64_t inner, const real *x, int64_t c, double eps, real *mu,
+                         real *r)
+{
+    const double m = (double)(outer * inner);
+    lanes s = lanes_zero(), v = lanes_zero();
+    for (int64_t o = 0; o < outer; o++) {
+        const real *p = x + (o * C + c) * inner;
+#define V(i) ld8(p + (i))
+#define S1(i) p[i]
+        RUN_LANES(s, inner, V, S1);
+#undef V
+#undef S1
+    }
+    const real mean = (real)((double)fold16(s) / m);
+    for (int64_t o = 0; o < outer; o++) {
+        const real *p = x + (o * C + c) * inner;
+#define V(i) ((ld8(p + (i)) - mean) * (ld8(p + (i)) - mean))
+#define S1(i) ((p[i] - mean) * (p[i] - mean))
+        RUN_LANES(v, inner, V, S1);
+#undef V
+#undef S1
+    }
+    *mu = mean;
+    *r = (real)(1.0 / sqrt((double)fold16(v) / m + eps));
+}
+
+/* dbeta's sum runs in 16 double lanes (the same assignment as above):
+ * the recorded backward forms dbeta with mnas_sum_to, which sums in
+ * double, and summed in double here too the two agree once rounded to the
+ * working precision (float lanes would not). The memory-saving inner loops,
+ * whose first pass is unrecorded, rely on that for their bits. */
+typedef double v4d __attribute__((vector_size(4 * sizeof(double))));
+typedef real v4r __attribute__((vector_size(4 * sizeof(real))));
+
+/* 16 double lanes as four 4-wide vectors: GCC converts 4 floats to 4
+ * doubles in one instruction, but splits wider conversions into scalars. */
+typedef struct {
+    v4d q[4];
+} dlanes;
+
+/* d += v, the 8 values of v to lanes at (0 - 7 or 8 - 15) */
+INL void dlanes_add(v4d *d, v8r v)
+{
+    v4r a, b;
+    memcpy(&a, &v, sizeof a);
+    memcpy(&b, (const char *)&v + sizeof a, sizeof b);
+    d[0] += __builtin_convertvector(a, v4d);
+    d[1] += __builtin_convertvector(b, v4d);
+}
+
+INL double fold16d(dlanes s)
+{
+    double t[LANES];
+    memcpy(t, s.q, sizeof t);
+    for (int w = 1; w < LANES; w *= 2)
+        for (int j = 0; j < LANES; j += 2 * w) t[j] += t[j + w];
+    return t[0];
+}
+
+/* The backward's sums over one run, in one pass: s += G, t += G xh with
+ * xh = (x - mu) r, and d += G in double lanes when want_d, where G is g, or
+ * g * step(y) when masked. masked and want_d are constants at every call,
+ * so each combination inlines to a loop of its own. */
+INL void run_sums(lanes *s, lanes *t, dlanes *d, const real *x, const real *g, const real *y, int64_t n, real mu,
+                  real r, const int masked, const int want_d)
+{
+    v8r s0 = s->lo, s1 = s->hi, t0 = t->lo, t1 = t->hi;
+    dlanes dd = *d;
+    int64_t i = 0;
+#define G8(k) (masked ? mask8(ld8(g + (k)), ld8(y + (k))) : ld8(g + (k)))
+    for (; i + 16 <= n; i += 16) {
+        v8r ga = G8(i), gb = G8(i + 8);
+        s0 += ga;
+        s1 += gb;
+        t0 += ga * ((ld8(x + i) - mu) * r);
+        t1 += gb * ((ld8(x + i + 8) - mu) * r);
+        if (want_d) {
+            dlanes_add(dd.q, ga);
+            dlanes_add(dd.q + 2, gb);
+        }
+    }
+    if (i + 8 <= n) {
+        v8r ga = G8(i);
+        s0 += ga;
+        t0 += ga * ((ld8(x + i) - mu) * r);
+        if (want_d) dlanes_add(dd.q, ga);
+        i += 8;
+    }
+#undef G8
+    s->lo = s0, s->hi = s1, t->lo = t0, t->hi = t1, *d = dd;
+    if (i == n) return;
+    real ts[LANES], tt[LANES];
+    double td[LANES];
+    lanes_out(ts, *s);
+    lanes_out(tt, *t);
+    memcpy(td, d->q, sizeof td);
+    for (; i < n; i++) {
+        real G = masked ? mask1(g[i], y[i]) : g[i];
+        ts[i & (LANES - 1)] += G;
+        tt[i & (LANES - 1)] += G * ((x[i] - mu) * r);
+        if (want_d) td[i & (LANES - 1)] += (double)G;
+    }
+    *s = lanes_in(ts);
+    *t = lanes_in(tt);
+    memcpy(d->q, td, sizeof td);
+}
+
+MNAS_CLONES
+void mnas__k_bn_forward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *gamma, const real *beta,
+                        double eps, int relu, real *y, real *mean, real *rstd)
+{
+    if (inner == 1 && C <= ROW_MAX) {
+        bn_forward_rows(outer, C, x, gamma, beta, eps, relu, y, mean, rstd);
+        return;
+    }
+    for (int64_t c = 0; c < C; c++) {
+        real mu, r;
+        channel_moments(outer, C, inner, x, c, eps, &mu, &r);
+        mean[c] = mu;
+        rstd[c] = r;
+        const real k = r * (gamma ? gamma[c] : 1), bk = beta ? beta[c] : 0;
+        for (int64_t o = 0; o < outer; o++) {
+            const real *restrict p = x + (o * C + c) * inner;
+            real *restrict q = y + (o * C + c) * inner;
+            int64_t i = 0;
+            if (relu) {
+                for (; i + 8 <= inner; i += 8) st8(q + i, relu8((ld8(p + i) - mu) * k + bk));
+                for (; i < inner; i++) q[i] = relu_of((p[i] - mu) * k + bk);
+            } else {
+                for (; i + 8 <= inner; i += 8) st8(q + i, (ld8(p + i) - mu) * k + bk);
+                for (; i < inner; i++) q[i] = (p[i] - mu) * k + bk;
+            }
+        }
+    }
+}
+
+MNAS_CLONES
+void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *g, const real *y,
+                         const real *gamma, const real *mean, const real *rstd, real *dx, real *dgamma, real *dbeta)
+{
+    if (inner == 1 && C <= ROW_MAX) {
+        bn_backward_rows(outer, C, x, g, y, gamma, mean, rstd, dx, dgamma, dbeta);
+        return;
+    }
+    const real inv = (real)(1.0 / (double)(outer * inner));
+    for (int64_t c = 0; c < C; c++) {
+        const real mu = mean[c], r = rstd[c];
+        lanes sl = lanes_zero(), sxl = lanes_zero();
+        dlanes sd;
+        memset(&sd, 0, sizeof sd);
+        for (int64_t o = 0; o < outer; o++) {
+            int64_t at = (o * C + c) * inner;
+            if (y && dbeta) run_sums(&sl, &sxl, &sd, x + at, g + at, y + at, inner, mu, r, 1, 1);
+            else if (y) run_sums(&sl, &sxl, &sd, x + at, g + at, y + at, inner, mu, r, 1, 0);
+            else if (dbeta) run_sums(&sl, &sxl, &sd, x + at, g + at, NULL, inner, mu, r, 0, 1);
+            else run_sums(&sl, &sxl, &sd, x + at, g + at, NULL, inner, mu, r, 0, 0);
+        }
+        const real sg = fold16(sl), sgx = fold16(sxl);
+        if (dbeta) dbeta[c] = (real)fold16d(sd);
+        if (dgamma) dgamma[c] = sgx;
+        if (!dx) continue;
+        /* dx = gamma rstd (G - mean(G) - xh mean(G xh)) */
+        const real a = sg * inv, b = sgx * inv, k = (gamma ? gamma[c] : 1) * r;
+        for (int64_t o = 0; o < outer; o++) {
+            int64_t at = (o * C + c) * inner;
+            const real *restrict p = x + at, *restrict q = g + at;
+            real *restrict d = dx + at;
+            int64_t i = 0;
+            if (y) {
+                const real *restrict yq = y + at;
+                for (; i + 8 <= inner; i += 8)
+                    st8(d + i, k * ((mask8(ld8(q + i), ld8(yq + i)) - a) - ((ld8(p + i) - mu) * r) * b));
+                for (; i < inner; i++) d[i] = k * ((mask1(q[i], yq[i]) - a) - ((p[i] - mu) * r) * b);
+            } else {
+                for (; i + 8 <= inner; i += 8) st8(d + i, k * ((ld8(q + i) - a) - ((ld8(p + i) - mu) * r) * b));
+                for (; i < inner; i++) d[i] = k * ((q[i] - a) - ((p[i] - mu) * r) * b);
+            }
+        }
+    }
+}
+
 MNAS_CLONES
 void mnas__k_bn_stats(int64_t outer, int64_t C, int64_t inner, const real *x, double eps, real *mean, real *rstd)
 {
@@ -381,12 +494,7 @@ void mnas__k_bn_stats(int64_t outer, int64_t C, int64_t inner, const real *x, do
         bn_stats_rows(outer, C, x, eps, mean, rstd);
         return;
     }
-    for (int64_t c = 0; c < C; c++) {
-        double mu, r;
-        channel_moments(outer, C, inner, x, c, eps, &mu, &r);
-        mean[c] = (real)mu;
-        rstd[c] = (real)r;
-    }
+    for (int64_t c = 0; c < C; c++) channel_moments(outer, C, inner, x, c, eps, mean + c, rstd + c);
 }
 
 /* The derivatives of S = <u, dx> + <vg, dgamma> with respect to x, g and
@@ -397,7 +505,10 @@ void mnas__k_bn_stats(int64_t outer, int64_t C, int64_t inner, const real *x, do
  *   dS/dg = gamma r (u - ub - xh ux) + vg xh
  *   dS/dgamma = r D
  *   dS/dx = -gamma r^2 (xh D / m + b (u - ub - xh ux) + ux (g - a - xh b))
- *           + vg r (g - a - xh b)                                         */
+ *           + vg r (g - a - xh b)
+ * D is summed in a pass of its own, after a and b, rather than expanded
+ * into sums of the first pass: the expansion cancels. The element pass uses
+ * the expanded per-channel coefficients of bn_double_backward_rows. */
 MNAS_CLONES
 void mnas__k_bn_double_backward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *g,
                                 const real *gamma, const real *mean, const real *rstd, const real *u, const real *vg,
@@ -407,33 +518,60 @@ void mnas__k_bn_double_backward(int64_t outer, int64_t C, int64_t inner, const r
         bn_double_backward_rows(outer, C, x, g, gamma, mean, rstd, u, vg, ddx, ddg, dgam);
         return;
     }
-    double m = (double)(outer * inner);
+    const real inv = (real)(1.0 / (double)(outer * inner));
     for (int64_t c = 0; c < C; c++) {
-        double mu = mean[c], r = rstd[c], gk = gamma ? (double)gamma[c] : 1.0, v = vg ? (double)vg[c] : 0.0;
-        double al[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, bl[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
-        double ul[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, uxl[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
-        double Dl[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+        const real mu = mean[c], r = rstd[c], gk = gamma ? gamma[c] : 1, v = vg ? vg[c] : 0;
+        lanes al = lanes_zero(), bl = lanes_zero(), ul = lanes_zero(), uxl = lanes_zero(), Dl = lanes_zero();
+        dlanes unused;
+        memset(&unused, 0, sizeof unused);
         for (int64_t o = 0; o < outer; o++) {
-            int64_t k0 = (o * C + c) * inner;
-            lanes_g_gxh(al, bl, x + k0, g + k0, inner, mu, r);
-            if (u) lanes_g_gxh(ul, uxl, x + k0, u + k0, inner, mu, r);
+            int64_t at = (o * C + c) * inner;
+            run_sums(&al, &bl, &unused, x + at, g + at, NULL, inner, mu, r, 0, 0);
+            if (u) run_sums(&ul, &uxl, &unused, x + at, u + at, NULL, inner, mu, r, 0, 0);
         }
-        double a = fold8(al) / m, b = fold8(bl) / m, ub = fold8(ul) / m, ux = fold8(uxl) / m;
+        const real a = fold16(al) * inv, b = fold16(bl) * inv, ub = fold16(ul) * inv, ux = fold16(uxl) * inv;
         if (u)
             for (int64_t o = 0; o < outer; o++) {
-                int64_t k0 = (o * C + c) * inner;
-                lanes_D(Dl, x + k0, g + k0, u + k0, inner, mu, r, a, b);
+                const real *p = x + (o * C + c) * inner, *q = g + (o * C + c) * inner, *w = u + (o * C + c) * inner;
+#define V(i) (ld8(w + (i)) * ((ld8(q + (i)) - a) - ((ld8(p + (i)) - mu) * r) * b))
+#define S1(i) (w[i] * ((q[i] - a) - ((p[i] - mu) * r) * b))
+                RUN_LANES(Dl, inner, V, S1);
+#undef V
+#undef S1
             }
-        double D = fold8(Dl);
-        if (dgam) dgam[c] = (real)(u ? r * D : 0.0);
-        for (int64_t o = 0; o < outer; o++)
-            for (int64_t i = 0; i < inner; i++) {
-                int64_t k = (o * C + c) * inner + i;
-                double xh = ((double)x[k] - mu) * r;
-                double gc = (double)g[k] - a - xh * b;
-                double uc = u ? (double)u[k] - ub - xh * ux : 0.0;
-                if (ddg) ddg[k] = (real)(gk * r * uc + v * xh);
-                if (ddx) ddx[k] = (real)(-gk * r * r * (xh * D / m + b * uc + ux * gc) + v * r * gc);
+        const real D = fold16(Dl);
+        if (dgam) dgam[c] = u ? r * D : 0;
+        if (!ddx && !ddg) continue;
+        const real k2 = gk * r * r;
+        const real A1 = -k2 * b, A2 = -k2 * ux + v * r, A3 = -k2 * (D * inv - 2 * b * ux) - v * r * b,
+                   A4 = k2 * (b * ub + ux * a) - v * r * a;
+        const real B1 = gk * r, B2 = v - gk * r * ux, B3 = -gk * r * ub;
+        for (int64_t o = 0; o < outer; o++) {
+            int64_t at = (o * C + c) * inner;
+            const real *restrict p = x + at, *restrict q = g + at, *restrict w = u ? u + at : NULL;
+            if (ddx) {
+                real *restrict d = ddx + at;
+                int64_t i = 0;
+                if (w) {
+                    for (; i + 8 <= inner; i += 8)
+                        st8(d + i, A1 * ld8(w + i) + A2 * ld8(q + i) + A3 * ((ld8(p + i) - mu) * r) + A4);
+                    for (; i < inner; i++) d[i] = A1 * w[i] + A2 * q[i] + A3 * ((p[i] - mu) * r) + A4;
+                } else {
+                    for (; i + 8 <= inner; i += 8) st8(d + i, A2 * ld8(q + i) + A3 * ((ld8(p + i) - mu) * r) + A4);
+                    for (; i < inner; i++) d[i] = A2 * q[i] + A3 * ((p[i] - mu) * r) + A4;
+                }
             }
+            if (ddg) {
+                real *restrict d = ddg + at;
+                int64_t i = 0;
+                if (w) {
+                    for (; i + 8 <= inner; i += 8) st8(d + i, B1 * ld8(w + i) + B2 * ((ld8(p + i) - mu) * r) + B3);
+                    for (; i < inner; i++) d[i] = B1 * w[i] + B2 * ((p[i] - mu) * r) + B3;
+                } else {
+                    for (; i + 8 <= inner; i += 8) st8(d + i, B2 * ((ld8(p + i) - mu) * r) + B3);
+                    for (; i < inner; i++) d[i] = B2 * ((p[i] - mu) * r) + B3;
+                }
+            }
+        }
     }
 }
