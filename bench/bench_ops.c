@@ -28,7 +28,9 @@
  *      input elements per second; then the conv net's 3x3 layers (32 -> 32
  *      at 14 x 14 on 5 and 25 images, Winograd; at 7 x 7, direct), whose
  *      GFLOP/s are those of the direct arithmetic (Winograd does 2.25 times
- *      fewer multiplications).
+ *      fewer multiplications); last, batch-norm with gamma and beta on the
+ *      conv net's shapes: forward (no-grad), forward + backward, and forward
+ *      + recorded backward + its gradient (second order).
  *
  * Before timing a shape, libmnas's values and gradients are checked against
  * the raw BLIS results.
@@ -43,7 +45,7 @@
  *   --large N    edge of the large linear shape (default 1024)
  *   --only-add   only the small-op benchmark (for profilers)
  *   --no-large   skip the large linear shape
- *   --only-conv  only the convolution and pooling benchmark (4.)
+ *   --only-conv  only the convolution, pooling and batch-norm benchmarks (4.)
  *   --help
  */
 #include <blis.h>
@@ -789,6 +791,69 @@ static void bench_conv(void)
     bench_conv_shape("[5, 32, 7, 7] (direct)", 5, 32, 7, 32, 32, 3, 1, 1, 1);
 }
 
+static void bench_bn(void);
+
+/* Batch-norm over NCHW, with gamma and beta (the conv net's blocks, whose
+ * fused batch-norm + ReLU op is private, run the same kernels with the
+ * ReLU's mask): the forward alone; forward and backward; and forward, a
+ * recorded backward and the gradient of that (the second derivatives of the
+ * inner loop). */
+typedef struct {
+    mnas_tape *tape;
+    mnas_tensor *x, *gamma, *beta;
+    int order; /* 0 forward, 1 and backward, 2 and the backward's backward */
+} bn_state;
+
+static void bn_reps(void *vs, long reps)
+{
+    bn_state *s = vs;
+    for (long r = 0; r < reps; r++) {
+        if (!s->order) mnas_tape_no_grad_begin(s->tape);
+        mnas_tensor *y = mnas_batch_norm(s->tape, s->x, s->gamma, s->beta, 1e-5);
+        if (!s->order) mnas_tape_no_grad_end(s->tape);
+        if (!y) die_tape(s->tape, "batch_norm forward");
+        if (s->order) {
+            mnas_tensor *ins[3] = { s->x, s->gamma, s->beta }, *g[3];
+            /* loss sum(y^2): an upstream gradient that depends on x */
+            mnas_tensor *loss = mnas_sum(s->tape, mnas_square(s->tape, y));
+            if (mnas_grad(s->tape, loss, 3, ins, g, s->order == 2) != MNAS_OK) die_tape(s->tape, "batch_norm backward");
+            if (s->order == 2) {
+                mnas_tensor *h[3], *l2 = mnas_sum(s->tape, mnas_square(s->tape, g[0]));
+                if (mnas_grad(s->tape, l2, 3, ins, h, 0) != MNAS_OK) die_tape(s->tape, "batch_norm second order");
+            }
+        }
+        CLOBBER();
+        mnas_tape_reset(s->tape);
+    }
+}
+
+static void bench_bn_shape(int64_t N, int64_t C, int64_t H)
+{
+    int64_t xs[4] = { N, C, H, H }, cs[1] = { C };
+    bn_state s = { NULL, param(4, xs, 1), param(1, cs, 1), param(1, cs, 1), 0 };
+    if (mnas_tape_create(g_ctx, &s.tape) != MNAS_OK) die_ctx("mnas_tape_create");
+    double t[3], n = (double)mnas_tensor_size(s.x);
+    for (s.order = 0; s.order < 3; s.order++) t[s.order] = bench_best(bn_reps, &s, NULL, NULL);
+    char name[64];
+    snprintf(name, sizeof name, "[%lld, %lld, %lld, %lld]", (long long)N, (long long)C, (long long)H, (long long)H);
+    printf("%-22s fwd %8.1f us %5.2f ns/elem | +bwd %8.1f us | +2nd order %8.1f us\n", name, t[0] * 1e6,
+           t[0] / n * 1e9, t[1] * 1e6, t[2] * 1e6);
+    mnas_tape_free(s.tape);
+    mnas_tensor_free(s.x);
+    mnas_tensor_free(s.gamma);
+    mnas_tensor_free(s.beta);
+}
+
+static void bench_bn(void)
+{
+    printf("== 4c. batch-norm, the conv net's shapes (32 channels; support 5 images, queries 25)\n");
+    const int64_t hw[3] = { 28, 14, 7 };
+    for (int i = 0; i < 3; i++) {
+        bench_bn_shape(5, 32, hw[i]);
+        bench_bn_shape(25, 32, hw[i]);
+    }
+}
+
 /* -------------------------------------------------------------------- main */
 
 static void usage(FILE *f)
@@ -798,7 +863,7 @@ static void usage(FILE *f)
                "  --large N   edge of the large linear shape (default 1024)\n"
                "  --only-add  run the small-op benchmark (1.) only, e.g. under a profiler\n"
                "  --no-large  skip the large linear shape\n"
-               "  --only-conv run the convolution and pooling benchmark (4.) only\n");
+               "  --only-conv run the convolution, pooling and batch-norm benchmarks (4.) only\n");
 }
 
 int main(int argc, char **argv)
@@ -846,6 +911,7 @@ int main(int argc, char **argv)
 
     if (only_conv) {
         bench_conv();
+        bench_bn();
         mnas_ctx_free(g_ctx);
         return 0;
     }
@@ -860,6 +926,7 @@ int main(int argc, char **argv)
         bench_linear_shape(SMALL_N, SMALL_F, SMALL_F);
         if (!no_large) bench_linear_shape(large, large, large);
         bench_conv();
+        bench_bn();
     }
 
     mnas_ctx_free(g_ctx);
