@@ -332,11 +332,13 @@ INL void channel_moments(int64_t outer, int64_t C, int64_t inner, const real *x,
     *r = (real)(1.0 / sqrt((double)fold16(v) / m + eps));
 }
 
-/* dbeta's sum runs in 16 double lanes (the same assignment as above):
- * the recorded backward forms dbeta with mnas_sum_to, which sums in
- * double, and summed in double here too the two agree once rounded to the
- * working precision (float lanes would not). The memory-saving inner loops,
- * whose first pass is unrecorded, rely on that for their bits. */
+/* dbeta's sum runs in 16 double lanes (the same assignment as above).
+ * The recorded backward forms dbeta with mnas_sum_to, which sums in double
+ * in another order. Both double sums are far closer to the exact sum than
+ * half a float ulp, so they round to the same float unless the exact sum
+ * lies within that error of a rounding boundary; float lanes differ in
+ * the last bit at once. The memory-saving inner loops, whose first pass is
+ * unrecorded, rely on that agreement for their bits. */
 typedef double v4d __attribute__((vector_size(4 * sizeof(double))));
 typedef real v4r __attribute__((vector_size(4 * sizeof(real))));
 
