@@ -199,8 +199,13 @@ static void bn_double_backward_rows(int64_t N, int64_t C, const real *x, const r
  * and contraction into FMA is off). */
 #define INL static inline __attribute__((always_inline))
 
-#if defined(__GNUC__) && !defined(__clang__)
-/* the helpers are always inlined: no vector crosses a real call */
+/* the helpers are always inlined: no vector crosses a real call, so the
+ * warning that such a call's ABI depends on the ISA does not apply */
+#if defined(__clang__)
+#if __has_warning("-Wpsabi")
+#pragma clang diagnostic ignored "-Wpsabi"
+#endif
+#elif defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 typedef real v8r __attribute__((vector_size(8 * sizeof(real))));
@@ -250,29 +255,23 @@ typedef struct {
     v8r lo, hi;
 } lanes;
 
-INL lanes lanes_zero(void)
-{
-    lanes s;
-    memset(&s, 0, sizeof s);
-    return s;
-}
+
+INL void lanes_clear(lanes *s) { memset(s, 0, sizeof *s); }
 
 /* The lanes as an array, for a run's tail or the fold, and back. */
-INL void lanes_out(real t[LANES], lanes s)
+INL void lanes_out(real t[LANES], const lanes *s)
 {
-    memcpy(t, &s.lo, sizeof s.lo);
-    memcpy(t + 8, &s.hi, sizeof s.hi);
+    memcpy(t, &s->lo, sizeof s->lo);
+    memcpy(t + 8, &s->hi, sizeof s->hi);
 }
 
-INL lanes lanes_in(const real t[LANES])
+INL void lanes_in(lanes *s, const real t[LANES])
 {
-    lanes s;
-    memcpy(&s.lo, t, sizeof s.lo);
-    memcpy(&s.hi, t + 8, sizeof s.hi);
-    return s;
+    memcpy(&s->lo, t, sizeof s->lo);
+    memcpy(&s->hi, t + 8, sizeof s->hi);
 }
 
-INL real fold16(lanes s)
+INL real fold16(const lanes *s)
 {
     real t[LANES];
     lanes_out(t, s);
@@ -298,9 +297,9 @@ INL real fold16(lanes s)
         }                                                                  \
         if (i_ < (n)) {                                                    \
             real t_[LANES];                                                \
-            lanes_out(t_, (S));                                            \
+            lanes_out(t_, &(S));                                           \
             for (; i_ < (n); i_++) t_[i_ & (LANES - 1)] += ONE(i_);        \
-            (S) = lanes_in(t_);                                            \
+            lanes_in(&(S), t_);                                            \
         }                                                                  \
     } while (0)
 
@@ -310,7 +309,9 @@ INL void channel_moments(int64_t outer, int64_t C, int64_t inner, const real *x,
                          real *r)
 {
     const double m = (double)(outer * inner);
-    lanes s = lanes_zero(), v = lanes_zero();
+    lanes s, v;
+    lanes_clear(&s);
+    lanes_clear(&v);
     for (int64_t o = 0; o < outer; o++) {
         const real *p = x + (o * C + c) * inner;
 #define V(i) ld8(p + (i))
@@ -319,7 +320,7 @@ INL void channel_moments(int64_t outer, int64_t C, int64_t inner, const real *x,
 #undef V
 #undef S1
     }
-    const real mean = (real)((double)fold16(s) / m);
+    const real mean = (real)((double)fold16(&s) / m);
     for (int64_t o = 0; o < outer; o++) {
         const real *p = x + (o * C + c) * inner;
 #define V(i) ((ld8(p + (i)) - mean) * (ld8(p + (i)) - mean))
@@ -329,7 +330,7 @@ INL void channel_moments(int64_t outer, int64_t C, int64_t inner, const real *x,
 #undef S1
     }
     *mu = mean;
-    *r = (real)(1.0 / sqrt((double)fold16(v) / m + eps));
+    *r = (real)(1.0 / sqrt((double)fold16(&v) / m + eps));
 }
 
 /* dbeta's sum runs in 16 double lanes (the same assignment as above).
@@ -358,10 +359,10 @@ INL void dlanes_add(v4d *d, v8r v)
     d[1] += __builtin_convertvector(b, v4d);
 }
 
-INL double fold16d(dlanes s)
+INL double fold16d(const dlanes *s)
 {
     double t[LANES];
-    memcpy(t, s.q, sizeof t);
+    memcpy(t, s->q, sizeof t);
     for (int w = 1; w < LANES; w *= 2)
         for (int j = 0; j < LANES; j += 2 * w) t[j] += t[j + w];
     return t[0];
@@ -401,8 +402,8 @@ INL void run_sums(lanes *s, lanes *t, dlanes *d, const real *x, const real *g, c
     if (i == n) return;
     real ts[LANES], tt[LANES];
     double td[LANES];
-    lanes_out(ts, *s);
-    lanes_out(tt, *t);
+    lanes_out(ts, s);
+    lanes_out(tt, t);
     memcpy(td, d->q, sizeof td);
     for (; i < n; i++) {
         real G = masked ? mask1(g[i], y[i]) : g[i];
@@ -410,8 +411,8 @@ INL void run_sums(lanes *s, lanes *t, dlanes *d, const real *x, const real *g, c
         tt[i & (LANES - 1)] += G * ((x[i] - mu) * r);
         if (want_d) td[i & (LANES - 1)] += (double)G;
     }
-    *s = lanes_in(ts);
-    *t = lanes_in(tt);
+    lanes_in(s, ts);
+    lanes_in(t, tt);
     memcpy(d->q, td, sizeof td);
 }
 
@@ -455,7 +456,9 @@ void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x,
     const real inv = (real)(1.0 / (double)(outer * inner));
     for (int64_t c = 0; c < C; c++) {
         const real mu = mean[c], r = rstd[c];
-        lanes sl = lanes_zero(), sxl = lanes_zero();
+        lanes sl, sxl;
+        lanes_clear(&sl);
+        lanes_clear(&sxl);
         dlanes sd;
         memset(&sd, 0, sizeof sd);
         for (int64_t o = 0; o < outer; o++) {
@@ -465,8 +468,8 @@ void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x,
             else if (dbeta) run_sums(&sl, &sxl, &sd, x + at, g + at, NULL, inner, mu, r, 0, 1);
             else run_sums(&sl, &sxl, &sd, x + at, g + at, NULL, inner, mu, r, 0, 0);
         }
-        const real sg = fold16(sl), sgx = fold16(sxl);
-        if (dbeta) dbeta[c] = (real)fold16d(sd);
+        const real sg = fold16(&sl), sgx = fold16(&sxl);
+        if (dbeta) dbeta[c] = (real)fold16d(&sd);
         if (dgamma) dgamma[c] = sgx;
         if (!dx) continue;
         /* dx = gamma rstd (G - mean(G) - xh mean(G xh)) */
@@ -523,7 +526,12 @@ void mnas__k_bn_double_backward(int64_t outer, int64_t C, int64_t inner, const r
     const real inv = (real)(1.0 / (double)(outer * inner));
     for (int64_t c = 0; c < C; c++) {
         const real mu = mean[c], r = rstd[c], gk = gamma ? gamma[c] : 1, v = vg ? vg[c] : 0;
-        lanes al = lanes_zero(), bl = lanes_zero(), ul = lanes_zero(), uxl = lanes_zero(), Dl = lanes_zero();
+        lanes al, bl, ul, uxl, Dl;
+        lanes_clear(&al);
+        lanes_clear(&bl);
+        lanes_clear(&ul);
+        lanes_clear(&uxl);
+        lanes_clear(&Dl);
         dlanes unused;
         memset(&unused, 0, sizeof unused);
         for (int64_t o = 0; o < outer; o++) {
@@ -531,7 +539,7 @@ void mnas__k_bn_double_backward(int64_t outer, int64_t C, int64_t inner, const r
             run_sums(&al, &bl, &unused, x + at, g + at, NULL, inner, mu, r, 0, 0);
             if (u) run_sums(&ul, &uxl, &unused, x + at, u + at, NULL, inner, mu, r, 0, 0);
         }
-        const real a = fold16(al) * inv, b = fold16(bl) * inv, ub = fold16(ul) * inv, ux = fold16(uxl) * inv;
+        const real a = fold16(&al) * inv, b = fold16(&bl) * inv, ub = fold16(&ul) * inv, ux = fold16(&uxl) * inv;
         if (u)
             for (int64_t o = 0; o < outer; o++) {
                 const real *p = x + (o * C + c) * inner, *q = g + (o * C + c) * inner, *w = u + (o * C + c) * inner;
@@ -541,7 +549,7 @@ void mnas__k_bn_double_backward(int64_t outer, int64_t C, int64_t inner, const r
 #undef V
 #undef S1
             }
-        const real D = fold16(Dl);
+        const real D = fold16(&Dl);
         if (dgam) dgam[c] = u ? r * D : 0;
         if (!ddx && !ddg) continue;
         const real k2 = gk * r * r;
