@@ -416,6 +416,23 @@ INL void run_sums(lanes *s, lanes *t, dlanes *d, const real *x, const real *g, c
     memcpy(d->q, td, sizeof td);
 }
 
+/* A channel's sums over its runs, from zero: s = sum G, t = sum G xh and,
+ * when want_d, d = sum G in double lanes (see run_sums; y may be NULL). */
+INL void channel_sums(int64_t outer, int64_t C, int64_t inner, int64_t c, const real *x, const real *g, const real *y,
+                      real mu, real r, int want_d, lanes *s, lanes *t, dlanes *d)
+{
+    lanes_clear(s);
+    lanes_clear(t);
+    memset(d, 0, sizeof *d);
+    for (int64_t o = 0; o < outer; o++) {
+        int64_t at = (o * C + c) * inner;
+        if (y && want_d) run_sums(s, t, d, x + at, g + at, y + at, inner, mu, r, 1, 1);
+        else if (y) run_sums(s, t, d, x + at, g + at, y + at, inner, mu, r, 1, 0);
+        else if (want_d) run_sums(s, t, d, x + at, g + at, NULL, inner, mu, r, 0, 1);
+        else run_sums(s, t, d, x + at, g + at, NULL, inner, mu, r, 0, 0);
+    }
+}
+
 MNAS_CLONES
 void mnas__k_bn_forward(int64_t outer, int64_t C, int64_t inner, const real *x, const real *gamma, const real *beta,
                         double eps, int relu, real *y, real *mean, real *rstd)
@@ -457,17 +474,8 @@ void mnas__k_bn_backward(int64_t outer, int64_t C, int64_t inner, const real *x,
     for (int64_t c = 0; c < C; c++) {
         const real mu = mean[c], r = rstd[c];
         lanes sl, sxl;
-        lanes_clear(&sl);
-        lanes_clear(&sxl);
         dlanes sd;
-        memset(&sd, 0, sizeof sd);
-        for (int64_t o = 0; o < outer; o++) {
-            int64_t at = (o * C + c) * inner;
-            if (y && dbeta) run_sums(&sl, &sxl, &sd, x + at, g + at, y + at, inner, mu, r, 1, 1);
-            else if (y) run_sums(&sl, &sxl, &sd, x + at, g + at, y + at, inner, mu, r, 1, 0);
-            else if (dbeta) run_sums(&sl, &sxl, &sd, x + at, g + at, NULL, inner, mu, r, 0, 1);
-            else run_sums(&sl, &sxl, &sd, x + at, g + at, NULL, inner, mu, r, 0, 0);
-        }
+        channel_sums(outer, C, inner, c, x, g, y, mu, r, dbeta != NULL, &sl, &sxl, &sd);
         const real sg = fold16(&sl), sgx = fold16(&sxl);
         if (dbeta) dbeta[c] = (real)fold16d(&sd);
         if (dgamma) dgamma[c] = sgx;
@@ -527,18 +535,14 @@ void mnas__k_bn_double_backward(int64_t outer, int64_t C, int64_t inner, const r
     for (int64_t c = 0; c < C; c++) {
         const real mu = mean[c], r = rstd[c], gk = gamma ? gamma[c] : 1, v = vg ? vg[c] : 0;
         lanes al, bl, ul, uxl, Dl;
-        lanes_clear(&al);
-        lanes_clear(&bl);
-        lanes_clear(&ul);
-        lanes_clear(&uxl);
-        lanes_clear(&Dl);
         dlanes unused;
-        memset(&unused, 0, sizeof unused);
-        for (int64_t o = 0; o < outer; o++) {
-            int64_t at = (o * C + c) * inner;
-            run_sums(&al, &bl, &unused, x + at, g + at, NULL, inner, mu, r, 0, 0);
-            if (u) run_sums(&ul, &uxl, &unused, x + at, u + at, NULL, inner, mu, r, 0, 0);
+        channel_sums(outer, C, inner, c, x, g, NULL, mu, r, 0, &al, &bl, &unused);
+        if (u) channel_sums(outer, C, inner, c, x, u, NULL, mu, r, 0, &ul, &uxl, &unused);
+        else {
+            lanes_clear(&ul);
+            lanes_clear(&uxl);
         }
+        lanes_clear(&Dl);
         const real a = fold16(&al) * inv, b = fold16(&bl) * inv, ub = fold16(&ul) * inv, ux = fold16(&uxl) * inv;
         if (u)
             for (int64_t o = 0; o < outer; o++) {
