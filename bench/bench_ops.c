@@ -791,8 +791,6 @@ static void bench_conv(void)
     bench_conv_shape("[5, 32, 7, 7] (direct)", 5, 32, 7, 32, 32, 3, 1, 1, 1);
 }
 
-static void bench_bn(void);
-
 /* Batch-norm over NCHW, with gamma and beta (the conv net's blocks, whose
  * fused batch-norm + ReLU op is private, run the same kernels with the
  * ReLU's mask): the forward alone; forward and backward; and forward, a
