@@ -789,6 +789,10 @@ static void bench_conv(void)
     bench_conv_shape("[5, 32, 14, 14] (Winograd)", 5, 32, 14, 32, 32, 3, 1, 1, 1);
     bench_conv_shape("[25, 32, 14, 14] (Winograd)", 25, 32, 14, 32, 32, 3, 1, 1, 1);
     bench_conv_shape("[5, 32, 7, 7] (direct)", 5, 32, 7, 32, 32, 3, 1, 1, 1);
+    bench_conv_shape("[25, 32, 7, 7] (direct)", 25, 32, 7, 32, 32, 3, 1, 1, 1);
+    bench_conv_shape("[25, 32, 3, 3] (direct)", 25, 32, 3, 32, 32, 3, 1, 1, 1);
+    bench_conv_shape("[5, 1, 28, 28] -> 32 (direct)", 5, 1, 28, 32, 1, 3, 1, 1, 1);
+    bench_conv_shape("[25, 1, 28, 28] -> 32 (direct)", 25, 1, 28, 32, 1, 3, 1, 1, 1);
 }
 
 /* Batch-norm over NCHW, with gamma and beta (the conv net's blocks, whose
@@ -852,6 +856,40 @@ static void bench_bn(void)
     }
 }
 
+/* A channel's sum, mnas_sum_to [N, C, H, W] -> [1, C, 1, 1]: the conv
+ * bias gradient and the recorded batch-norm dbeta. */
+typedef struct {
+    mnas_tape *tape;
+    mnas_tensor *x;
+} sum_to_state;
+
+static void sum_to_reps(void *vs, long reps)
+{
+    sum_to_state *s = vs;
+    int64_t to[4] = { 1, mnas_tensor_dim(s->x, 1), 1, 1 };
+    for (long r = 0; r < reps; r++) {
+        if (!mnas_sum_to(s->tape, s->x, 4, to)) die_tape(s->tape, "sum_to");
+        CLOBBER();
+        mnas_tape_reset(s->tape);
+    }
+}
+
+static void bench_channel_sums(void)
+{
+    printf("== 4d. a channel's sum, mnas_sum_to to [1, C, 1, 1] (bias gradient, recorded dbeta)\n");
+    const int64_t sh[4][2] = { { 5, 28 }, { 25, 28 }, { 25, 14 }, { 25, 7 } };
+    for (int i = 0; i < 4; i++) {
+        int64_t xs[4] = { sh[i][0], 32, sh[i][1], sh[i][1] };
+        sum_to_state s = { NULL, param(4, xs, 0) };
+        if (mnas_tape_create(g_ctx, &s.tape) != MNAS_OK) die_ctx("mnas_tape_create");
+        double t = bench_best(sum_to_reps, &s, NULL, NULL), n = (double)mnas_tensor_size(s.x);
+        printf("[%lld, 32, %lld, %lld]        %8.1f us %5.3f ns/elem\n", (long long)xs[0], (long long)xs[2],
+               (long long)xs[3], t * 1e6, t / n * 1e9);
+        mnas_tape_free(s.tape);
+        mnas_tensor_free(s.x);
+    }
+}
+
 /* -------------------------------------------------------------------- main */
 
 static void usage(FILE *f)
@@ -910,6 +948,7 @@ int main(int argc, char **argv)
     if (only_conv) {
         bench_conv();
         bench_bn();
+        bench_channel_sums();
         mnas_ctx_free(g_ctx);
         return 0;
     }
@@ -925,6 +964,7 @@ int main(int argc, char **argv)
         if (!no_large) bench_linear_shape(large, large, large);
         bench_conv();
         bench_bn();
+        bench_channel_sums();
     }
 
     mnas_ctx_free(g_ctx);

@@ -393,6 +393,67 @@ START_TEST(batch_norm_nchw_values_and_recorded_bits)
 }
 END_TEST
 
+/* mnas_sum_to over whole planes ([N, C, H, W] to [1, C, 1, 1], a channel's
+ * bias gradient) puts element i of each plane in double lane i mod 16, the
+ * planes in order, and folds the 16 lanes pairwise: the order of the NCHW
+ * batch-norm kernels' dbeta, so the recorded backward (dbeta as
+ * mnas_sum_to) has the unrecorded one's bits by construction. Values 2^55
+ * apart make the order visible: 2^55 and -2^55 share lane 0 in planes 0
+ * and 1 and cancel before the small values join them, whereas a serial sum,
+ * or a fold per plane, loses a small value next to 2^55 (its double ulp is
+ * 8). Runs of 9, 49 and 323 values: a block of 16 or none, and tails. */
+START_TEST(sum_to_planes_lane_order)
+{
+    const int64_t hw[3][2] = { { 3, 3 }, { 7, 7 }, { 19, 17 } };
+    const double big = 36028797018963968.0; /* 2^55 */
+    for (int k = 0; k < 3; k++) {
+        const int64_t N = 2, C = 3, n = hw[k][0] * hw[k][1];
+        int64_t s4[4] = { N, C, hw[k][0], hw[k][1] }, to[4] = { 1, C, 1, 1 }, s1[1] = { C };
+        mnas_tensor *w = mnas_tensor_randn(ctx, 4, s4, 0, 1);
+        ck_assert_ptr_nonnull(w);
+        mnas_real *wd = mnas_tensor_data(w);
+        for (int64_t c = 0; c < C; c++) {
+            wd[(0 * C + c) * n] = (mnas_real)big;
+            wd[(1 * C + c) * n] = (mnas_real)-big;
+        }
+        mnas_tensor *st = mnas_sum_to(tp, w, 4, to);
+        ck_assert_ptr_nonnull(st);
+        for (int64_t c = 0; c < C; c++) {
+            double lane[16] = { 0 }, serial = 0;
+            for (int64_t m = 0; m < N; m++)
+                for (int64_t i = 0; i < n; i++) {
+                    lane[i % 16] += (double)wd[(m * C + c) * n + i];
+                    serial += (double)wd[(m * C + c) * n + i];
+                }
+            for (int s = 1; s < 16; s *= 2)
+                for (int j = 0; j < 16; j += 2 * s) lane[j] += lane[j + s];
+            ck_assert_msg(D(st)[c] == (mnas_real)lane[0], "run of %lld: channel %lld sums to %.9g, lanes give %.9g",
+                          (long long)n, (long long)c, (double)D(st)[c], lane[0]);
+            ck_assert_msg((mnas_real)serial != (mnas_real)lane[0], "the data do not tell the orders apart");
+        }
+        /* the same upstream gradient through batch-norm: dbeta recorded
+         * (mnas_sum_to) and unrecorded (the kernel) */
+        mnas_tensor *x = mnas_tensor_randn(ctx, 4, s4, 0, 1), *gam = mnas_tensor_randn(ctx, 1, s1, 1, 0.5);
+        mnas_tensor *bet = mnas_tensor_randn(ctx, 1, s1, 0, 0.5);
+        ck_assert(x && gam && bet);
+        mnas_tensor_set_requires_grad(bet, 1);
+        mnas_tensor *loss = mnas_sum(tp, mnas_mul(tp, mnas_batch_norm(tp, x, gam, bet, 1e-5), w));
+        mnas_tensor *g, *gr;
+        ck_assert_int_eq(mnas_grad(tp, loss, 1, &bet, &g, 0), MNAS_OK);
+        ck_assert_int_eq(mnas_grad(tp, loss, 1, &bet, &gr, 1), MNAS_OK);
+        for (int64_t c = 0; c < C; c++) {
+            ck_assert_msg(D(g)[c] == D(st)[c], "unrecorded dbeta %.9g, sum_to %.9g", (double)D(g)[c], (double)D(st)[c]);
+            ck_assert_msg(D(gr)[c] == D(st)[c], "recorded dbeta %.9g, sum_to %.9g", (double)D(gr)[c], (double)D(st)[c]);
+        }
+        mnas_tape_reset(tp);
+        mnas_tensor_free(w);
+        mnas_tensor_free(x);
+        mnas_tensor_free(gam);
+        mnas_tensor_free(bet);
+    }
+}
+END_TEST
+
 /* A log-probability near 0 survives: log_softmax is (x - m) - log s, so the
  * row's largest entry is exact and log s (6.1e-7 here) is not rounded away
  * against m = 45 as it would be in x - (m + log s). */
@@ -715,6 +776,7 @@ int main(void)
     tcase_add_test(tc, reduction_and_shape_values);
     tcase_add_test(tc, softmax_losses_batchnorm_values);
     tcase_add_test(tc, batch_norm_nchw_values_and_recorded_bits);
+    tcase_add_test(tc, sum_to_planes_lane_order);
     tcase_add_test(tc, log_softmax_keeps_small_log_probabilities);
     tcase_add_test(tc, relu_propagates_nan);
     suite_add_tcase(s, tc);

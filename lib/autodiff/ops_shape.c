@@ -60,11 +60,11 @@ mnas_tensor *mnas_sum_to(mnas_tape *tp, mnas_tensor *x, int ndim, const int64_t 
     if (ndim == x->ndim && memcmp(shape, x->shape, (size_t)ndim * sizeof *shape) == 0) return x;
     mnas_tensor *out = mnas__tape_new(tp, fn, ndim, shape);
     if (!out) return NULL;
-    double *acc = mnas__tape_scratch(tp, fn, (size_t)out->size * sizeof(double));
-    if (!acc) return NULL;
     int64_t xs[4], ys[4];
     mnas__pad4(x, xs);
     mnas__pad4(out, ys);
+    double *acc = mnas__tape_scratch(tp, fn, (size_t)mnas__k_sum_to_scratch(xs, ys) * sizeof(double));
+    if (!acc) return NULL;
     mnas__k_sum_to(x->data, xs, out->data, ys, acc);
     return mnas__finish(tp, fn, OP_SUM_TO, out, 1, &x, NULL);
 }

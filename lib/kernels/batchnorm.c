@@ -363,9 +363,7 @@ INL double fold16d(const dlanes *s)
 {
     double t[LANES];
     memcpy(t, s->q, sizeof t);
-    for (int w = 1; w < LANES; w *= 2)
-        for (int j = 0; j < LANES; j += 2 * w) t[j] += t[j + w];
-    return t[0];
+    return mnas__k_fold16(t);
 }
 
 /* The backward's sums over one run, in one pass: s += G, t += G xh with

@@ -60,8 +60,20 @@ typedef enum {
 void mnas__k_unary(mnas_kunop op, int64_t n, const real *x, real *y, double p);
 
 /* y (shape ys) = sum of x (shape xs) over the axes where ys is 1 and xs is
- * not. acc is scratch of prod(ys) doubles. */
+ * not. acc is scratch of mnas__k_sum_to_scratch(xs, ys) doubles. When a
+ * cell of y sums whole planes (the last two axes of x; a channel's bias
+ * gradient), element i of each plane goes to double lane i mod 16, the
+ * planes in order, and the lanes fold as mnas__k_fold16: the order of the
+ * batch-norm kernels' dbeta, so the two give the same bits. */
 void mnas__k_sum_to(const real *x, const int64_t xs[4], real *y, const int64_t ys[4], double *acc);
+int64_t mnas__k_sum_to_scratch(const int64_t xs[4], const int64_t ys[4]);
+/* t[0] + ... + t[15], folded pairwise (neighbours, then pairs of pairs). */
+static inline double mnas__k_fold16(double t[16])
+{
+    for (int w = 1; w < 16; w *= 2)
+        for (int j = 0; j < 16; j += 2 * w) t[j] += t[j + w];
+    return t[0];
+}
 /* y (shape ys) = x (shape xs) repeated along axes where xs is 1. */
 void mnas__k_broadcast(const real *x, const int64_t xs[4], real *y, const int64_t ys[4]);
 /* Sum of n values, accumulated in double. */

@@ -32,6 +32,28 @@ double mnas__k_dot(int64_t n, const real *a, const real *b)
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
+/* The cells of y that sum whole planes of x: the last two axes reduced. */
+static int sums_planes(const int64_t xs[4], const int64_t ys[4])
+{
+    return ys[2] == 1 && ys[3] == 1 && xs[2] * xs[3] > 1;
+}
+
+int64_t mnas__k_sum_to_scratch(const int64_t xs[4], const int64_t ys[4])
+{
+    int64_t ny = ys[0] * ys[1] * ys[2] * ys[3];
+    return sums_planes(xs, ys) && ny > 1 ? 16 * ny : ny;
+}
+
+/* acc[16 cell + i mod 16] += p[i] for the n values of one plane. */
+MNAS_CLONES
+static void plane_lanes(int64_t n, const real *p, double *acc)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) acc[l] += (double)p[i + l];
+    for (; i < n; i++) acc[i & 15] += (double)p[i];
+}
+
 MNAS_CLONES
 void mnas__k_sum_to(const real *x, const int64_t xs[4], real *y, const int64_t ys[4], double *acc)
 {
@@ -46,33 +68,21 @@ void mnas__k_sum_to(const real *x, const int64_t xs[4], real *y, const int64_t y
     for (int d = 2; d >= 0; d--) st[d] = st[d + 1] * ys[d + 1];
     for (int d = 0; d < 4; d++)
         if (ys[d] == 1) st[d] = 0;
+    const int64_t W = xs[3];
+    if (sums_planes(xs, ys)) {
+        const int64_t n = xs[2] * W;
+        memset(acc, 0, (size_t)(16 * ny) * sizeof(double));
+        for (int64_t i0 = 0; i0 < xs[0]; i0++)
+            for (int64_t i1 = 0; i1 < xs[1]; i1++)
+                plane_lanes(n, x + (i0 * xs[1] + i1) * n, acc + 16 * (i0 * st[0] + i1 * st[1]));
+        for (int64_t i = 0; i < ny; i++) y[i] = (real)mnas__k_fold16(acc + 16 * i);
+        return;
+    }
     memset(acc, 0, (size_t)ny * sizeof(double));
     const real *p = x;
-    const int64_t W = xs[3];
     for (int64_t i0 = 0; i0 < xs[0]; i0++)
-        for (int64_t i1 = 0; i1 < xs[1]; i1++) {
-            int64_t i2 = 0;
-            if (!st[3] && !st[2]) {
-                /* Rows summed into one cell (a channel's bias gradient):
-                 * each row's sum is a serial chain, so four rows run side
-                 * by side; every row is still summed in order, then added
-                 * to the cell in row order, the bits of the plain loop. */
-                double *a = acc + i0 * st[0] + i1 * st[1];
-                for (; i2 + 4 <= xs[2]; i2 += 4, p += 4 * W) {
-                    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-                    for (int64_t i3 = 0; i3 < W; i3++) {
-                        s0 += p[i3];
-                        s1 += p[W + i3];
-                        s2 += p[2 * W + i3];
-                        s3 += p[3 * W + i3];
-                    }
-                    a[0] += s0;
-                    a[0] += s1;
-                    a[0] += s2;
-                    a[0] += s3;
-                }
-            }
-            for (; i2 < xs[2]; i2++) {
+        for (int64_t i1 = 0; i1 < xs[1]; i1++)
+            for (int64_t i2 = 0; i2 < xs[2]; i2++) {
                 double *a = acc + i0 * st[0] + i1 * st[1] + i2 * st[2];
                 if (st[3]) {
                     for (int64_t i3 = 0; i3 < W; i3++) a[i3] += p[i3];
@@ -83,7 +93,6 @@ void mnas__k_sum_to(const real *x, const int64_t xs[4], real *y, const int64_t y
                 }
                 p += W;
             }
-        }
     for (int64_t i = 0; i < ny; i++) y[i] = (real)acc[i];
 }
 
