@@ -3,8 +3,10 @@
 
 Every public differentiable op of include/mnas/autodiff.h, ~200 random
 compositions of them and a second- and third-order MAML meta-gradient through
-a Linear-ReLU-BN MLP (mnas_mlp_forward) are computed by libmnas and by torch,
-and the values and derivatives of orders 1, 2 and 3 must agree.
+a Linear-ReLU-BN MLP (mnas_mlp_forward) and through the conv MAML's network
+(mnas_convnet_forward: Winograd and direct convolutions, the fused
+batch-norm + ReLU, max-pool) are computed by libmnas and by torch, and the
+values and derivatives of orders 1, 2 and 3 must agree.
 
 Precision. `mnas_real` is float32 in the shipped library; CMake also builds
 the same sources with MNAS_REAL_IS_DOUBLE=1 (the test-only double build of
@@ -47,13 +49,13 @@ What it cannot reach, and why:
   * mnas_detach, mnas_tape_tensor: no derivative to compare (detach is used
     inside one case, as torch's .detach());
   * the module forwards of nn.h / nas.h / meta.h other than mnas_mlp_forward
-    (convnet, search-space ops, cells, supernets, children, task encoder,
+    and mnas_convnet_forward (search-space ops, cells, supernets, children, task encoder,
     controller, modulator, mnas_inner_loop): compositions of the ops above
     whose weight layouts are private, some with random or discrete parts
     (path dropout, straight-through discretisation); an independent torch
     model of each would be a re-implementation of the library, not an oracle.
-    The ops they are made of are all covered here; mnas_mlp_forward is
-    covered by the MAML check.
+    The ops they are made of are all covered here; mnas_mlp_forward and
+    mnas_convnet_forward are covered by the MAML checks.
   * mnas_gradcheck: a checker, not an op.
 
 Run by ctest as `python_torch_oracle` (exit code 77 = skipped when torch
@@ -160,6 +162,10 @@ _SIGS = {
     "mnas_mlp_free": ([H], None),
     "mnas_mlp_num_params": ([H], c_size_t),
     "mnas_mlp_forward": ([H, H, H, H, HP], H),
+    "mnas_convnet_create": ([H, c_int64, c_int64, c_int64, c_int64, c_int64], H),
+    "mnas_convnet_free": ([H], None),
+    "mnas_convnet_num_params": ([H], c_size_t),
+    "mnas_convnet_forward": ([H, H, H, HP], H),
 }
 for _n in ("add", "sub", "mul", "div", "mask_mul"):
     _SIGS["mnas_" + _n] = ([H, H, H], H)
@@ -1065,38 +1071,87 @@ def _torch_mlp(x, w):
     return h
 
 
-def torch_maml(params, data, v, steps):
+# The conv MAML's network (mnas_convnet, its parameter order documented in
+# include/mnas/nn.h): 16 x 16 grey images and 8 filters, so the second
+# block (8 x 8, 8 channels) takes the Winograd kernels and the others the
+# direct ones, and each block's batch-norm + ReLU is the library's fused op.
+# 5-way 1-shot with 2 queries per class; the loss is the MSE against one-hot
+# targets.
+CONV_FILTERS, CONV_SIZE, CONV_WAYS = 8, 16, 5
+
+
+def _conv_data():
+    g = torch.Generator().manual_seed(2027)
+    params = []
+    c = 1
+    for _ in range(4):
+        params.append(torch.randn(CONV_FILTERS, c, 3, 3, generator=g, dtype=torch.float64) / math.sqrt(9 * c))
+        params.append(0.1 * torch.randn(CONV_FILTERS, generator=g, dtype=torch.float64))
+        params.append(1.0 + 0.2 * torch.randn(CONV_FILTERS, generator=g, dtype=torch.float64))
+        params.append(0.2 * torch.randn(CONV_FILTERS, generator=g, dtype=torch.float64))
+        c = CONV_FILTERS
+    params.append(torch.randn(CONV_WAYS, CONV_FILTERS, generator=g, dtype=torch.float64) / math.sqrt(CONV_FILTERS))
+    params.append(0.1 * torch.randn(CONV_WAYS, generator=g, dtype=torch.float64))
+    eye = torch.eye(CONV_WAYS, dtype=torch.float64)
+    xs = torch.randn(CONV_WAYS, 1, CONV_SIZE, CONV_SIZE, generator=g, dtype=torch.float64)
+    xq = torch.randn(2 * CONV_WAYS, 1, CONV_SIZE, CONV_SIZE, generator=g, dtype=torch.float64)
+    v = [torch.randn(p.shape, generator=g, dtype=torch.float64) for p in params]
+    data = (xs, eye, xq, torch.cat([eye, eye]))
+    return [_r32(p) for p in params], [_r32(t) for t in data], [_r32(t) for t in v]
+
+
+def _torch_convnet(x, w):
+    """Conv-BN-ReLU-max-pool blocks and a Linear head (batch-norm written out, as above)."""
+    h = x
+    for b in range(4):
+        h = F.conv2d(h, w[4 * b], w[4 * b + 1], padding=1)
+        mu = h.mean((0, 2, 3), keepdim=True)
+        var = ((h - mu) ** 2).mean((0, 2, 3), keepdim=True)
+        h = (h - mu) / torch.sqrt(var + 1e-5) * w[4 * b + 2].view(1, -1, 1, 1) + w[4 * b + 3].view(1, -1, 1, 1)
+        h = F.max_pool2d(torch.clamp(h, min=0.0), 2)
+    return h.reshape(h.shape[0], -1) @ w[16].t() + w[17]
+
+
+def torch_maml(params, data, v, steps, net=_torch_mlp):
     xs, ys, xq, yq = data
     w0 = [p.clone().requires_grad_(True) for p in params]
     w = w0
     for _ in range(steps):
-        loss = ((_torch_mlp(xs, w) - ys) ** 2).mean()
+        loss = ((net(xs, w) - ys) ** 2).mean()
         gs = torch.autograd.grad(loss, w, create_graph=True)
         w = [a - MAML_LR * b for a, b in zip(w, gs)]
-    lq = ((_torch_mlp(xq, w) - yq) ** 2).mean()
+    lq = ((net(xq, w) - yq) ** 2).mean()
     meta = torch.autograd.grad(lq, w0, create_graph=True)
     hv = sum((m * u).sum() for m, u in zip(meta, v))
     third = torch.autograd.grad(hv, w0)
     return lq.detach(), [m.detach() for m in meta], list(third)
 
 
-def mnas_maml(lib, params, data, v, steps, third_recorded):
-    """The same objective through mnas_mlp_forward, mnas_mse, mnas_grad, mnas_axpy.
+def mnas_maml(lib, params, data, v, steps, third_recorded, model="mlp"):
+    """The same objective through mnas_mlp_forward (model "mlp") or
+    mnas_convnet_forward ("conv"), mnas_mse, mnas_grad, mnas_axpy.
     The third-order pass is taken unrecorded and, if third_recorded, recorded
     too (None otherwise)."""
     B = MnasB(lib)
     c = lib.c
-    dims = (c_int64 * len(MAML_DIMS))(*MAML_DIMS)
-    mlp = c.mnas_mlp_create(lib.ctx, len(MAML_DIMS) - 1, dims, 0)
-    if not mlp:
-        raise OpError("mnas_mlp_create failed")
+    if model == "mlp":
+        dims = (c_int64 * len(MAML_DIMS))(*MAML_DIMS)
+        handle = c.mnas_mlp_create(lib.ctx, len(MAML_DIMS) - 1, dims, 0)
+    else:
+        handle = c.mnas_convnet_create(lib.ctx, 1, CONV_SIZE, CONV_SIZE, CONV_FILTERS, CONV_WAYS)
+    free = c.mnas_mlp_free if model == "mlp" else c.mnas_convnet_free
+    if not handle:
+        raise OpError("mnas_%s_create failed" % model)
     try:
-        if c.mnas_mlp_num_params(mlp) != len(params):
-            raise OpError("mnas_mlp_num_params: %d, expected %d" % (c.mnas_mlp_num_params(mlp), len(params)))
+        count = c.mnas_mlp_num_params(handle) if model == "mlp" else c.mnas_convnet_num_params(handle)
+        if count != len(params):
+            raise OpError("%s: %d parameters, expected %d" % (model, count, len(params)))
 
         def net(x, w):
             arr = (c_void_p * len(w))(*w)
-            return B._ok(c.mnas_mlp_forward(mlp, lib.tape, x, arr), "mlp_forward")
+            if model == "mlp":
+                return B._ok(c.mnas_mlp_forward(handle, lib.tape, x, arr), "mlp_forward")
+            return B._ok(c.mnas_convnet_forward(handle, lib.tape, x, arr), "convnet_forward")
 
         xs, ys, xq, yq = [B.const(t) for t in data]
         w0 = [B.leaf(p) for p in params]
@@ -1115,7 +1170,7 @@ def mnas_maml(lib, params, data, v, steps, third_recorded):
                third_rec and [B.to_torch(t) for t in third_rec], [B.to_torch(t) for t in third_unrec])
     finally:
         c.mnas_tape_reset(lib.tape)
-        c.mnas_mlp_free(mlp)
+        free(handle)
     return out
 
 
@@ -1227,13 +1282,19 @@ class TorchOracle(unittest.TestCase):
             with self.subTest(inner_steps=steps, third_recorded=third_recorded):
                 self._maml(steps, third_recorded)
 
-    def _maml(self, steps, third_recorded):
-        params, data, v = _maml_data()
-        lq_t, meta_t, third_t = torch_maml(params, data, v, steps)
-        name = "maml (%d inner steps)" % steps
+    def test_maml_convnet_second_and_third_order(self):
+        # the conv MAML's network: Winograd and direct convolutions, the fused
+        # batch-norm + ReLU, max-pool; two inner steps, third order unrecorded
+        self._maml(2, False, "conv")
+
+    def _maml(self, steps, third_recorded, model="mlp"):
+        params, data, v = _maml_data() if model == "mlp" else _conv_data()
+        net = _torch_mlp if model == "mlp" else _torch_convnet
+        lq_t, meta_t, third_t = torch_maml(params, data, v, steps, net)
+        name = "maml %s (%d inner steps)" % (model, steps)
         try:
             lq, meta_rec, meta_unrec, third_rec, third_unrec = mnas_maml(self.f64, params, data, v, steps,
-                                                                         third_recorded)
+                                                                         third_recorded, model)
         except OpError as e:
             _report(self, ["%s: libmnas error: %s" % (name, e)])
             return
