@@ -140,45 +140,47 @@ mnas_tensor *mnas__batch_norm_relu(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g
  * fused op whose own backward rule is a fused kernel (second derivatives)
  * or, when that is recorded too, the derivative of their composite form. */
 
-/* st: the forward's per-channel mean and rstd of x (the same kernel would
- * recompute the same bits). */
-static mnas_tensor *bn_dx(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g, mnas_tensor *gamma, double eps,
-                          mnas_real *st)
+/* The recorded backward's outputs, as ops: dx (OP_BN_DX, if want_x), dgamma
+ * [C] (OP_BN_DGAMMA, if want_g) and dbeta [1, C, 1, 1] (OP_SUM_TO of g, if
+ * want_b), from one kernel call: the channel sums are read once for all
+ * three. dbeta is mnas_sum_to's own result when each channel has planes of
+ * more than one value, because the kernel then sums it in mnas_sum_to's
+ * order (kernels.h); otherwise mnas_sum_to computes it. st: the forward's
+ * per-channel mean and rstd of x (the same kernel would recompute the same
+ * bits). */
+static mnas_status bn_backward_ops(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g, mnas_tensor *gamma, double eps,
+                                   mnas_real *st, int want_x, int want_g, int want_b, mnas_tensor **dx,
+                                   mnas_tensor **dg, mnas_tensor **db)
 {
-    const char *fn = "batch-norm dx";
     int64_t outer, C, inner, s[4];
     bn_layout(x, &outer, &C, &inner, s);
-    mnas_tensor *out = mnas__tape_new_like(tp, fn, x);
-    if (!out) return NULL;
-    mnas__k_bn_backward(outer, C, inner, x->data, g->data, NULL, gamma ? gamma->data : NULL, st, st + C, out->data,
-                        NULL, NULL);
+    int64_t c1[1] = { C };
+    const int fused_b = want_b && inner > 1;
+    *dx = *dg = *db = NULL;
+    if (want_x && !(*dx = mnas__tape_new_like(tp, "batch-norm dx", x))) return tp->status;
+    if (want_g && !(*dg = mnas__tape_new(tp, "batch-norm dgamma", 1, c1))) return tp->status;
+    if (fused_b && !(*db = mnas__tape_new(tp, "mnas_sum_to", 4, s))) return tp->status;
+    mnas__k_bn_backward(outer, C, inner, x->data, g->data, NULL, gamma ? gamma->data : NULL, st, st + C,
+                        *dx ? (*dx)->data : NULL, *dg ? (*dg)->data : NULL, *db ? (*db)->data : NULL);
+    mnas_node *node;
     mnas_tensor *ins[3] = { x, g, gamma };
-    mnas_node *node;
-    if (!mnas__finish(tp, fn, OP_BN_DX, out, 3, ins, &node)) return NULL;
-    if (node) {
-        node->p = eps;
-        node->state = st;
+    if (*dx) {
+        if (!mnas__finish(tp, "batch-norm dx", OP_BN_DX, *dx, 3, ins, &node)) return tp->status;
+        if (node) {
+            node->p = eps;
+            node->state = st;
+        }
     }
-    return out;
-}
-
-static mnas_tensor *bn_dgamma(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g, double eps, mnas_real *st)
-{
-    const char *fn = "batch-norm dgamma";
-    int64_t outer, C, inner, s[4];
-    bn_layout(x, &outer, &C, &inner, s);
-    int64_t shape[1] = { C };
-    mnas_tensor *out = mnas__tape_new(tp, fn, 1, shape);
-    if (!out) return NULL;
-    mnas__k_bn_backward(outer, C, inner, x->data, g->data, NULL, NULL, st, st + C, NULL, out->data, NULL);
-    mnas_tensor *ins[2] = { x, g };
-    mnas_node *node;
-    if (!mnas__finish(tp, fn, OP_BN_DGAMMA, out, 2, ins, &node)) return NULL;
-    if (node) {
-        node->p = eps;
-        node->state = st;
+    if (*dg) {
+        if (!mnas__finish(tp, "batch-norm dgamma", OP_BN_DGAMMA, *dg, 2, ins, &node)) return tp->status;
+        if (node) {
+            node->p = eps;
+            node->state = st;
+        }
     }
-    return out;
+    if (fused_b && !mnas__finish(tp, "mnas_sum_to", OP_SUM_TO, *db, 1, &g, NULL)) return tp->status;
+    if (want_b && !fused_b && !(*db = mnas_sum_to(tp, g, x->ndim, s))) return tp->status;
+    return MNAS_OK;
 }
 
 /* xh = (x - mean) / sqrt(var + eps) written with differentiable ops. */
@@ -324,12 +326,10 @@ static mnas_status bn_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_back
         }
         /* Recorded: the backward outputs are themselves fused ops with
          * their own rules, so second derivatives stay cheap. */
-        mnas_real *stats = n->state;
-        if (want_x && !(dx = bn_dx(tp, x, g, gamma, n->p, stats))) return tp->status;
-        if (want_g && !(dg = mnas_reshape(tp, bn_dgamma(tp, x, g, n->p, stats), gamma->ndim, gamma->shape)))
-            return tp->status;
-        if (want_b && !(db = mnas_reshape(tp, mnas_sum_to(tp, g, x->ndim, s), beta->ndim, beta->shape)))
-            return tp->status;
+        mnas_status r = bn_backward_ops(tp, x, g, gamma, n->p, n->state, want_x, want_g, want_b, &dx, &dg, &db);
+        if (r != MNAS_OK) return r;
+        if (want_g && !(dg = mnas_reshape(tp, dg, gamma->ndim, gamma->shape))) return tp->status;
+        if (want_b && !(db = mnas_reshape(tp, db, beta->ndim, beta->shape))) return tp->status;
     }
     mnas_status st = MNAS_OK;
     if (dx) st = mnas__bw_accumulate(tp, bc, n, 0, dx);
