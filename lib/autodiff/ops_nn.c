@@ -160,8 +160,9 @@ static mnas_status bn_backward_ops(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g
     if (want_x && !(*dx = mnas__tape_new_like(tp, "batch-norm dx", x))) return tp->status;
     if (want_g && !(*dg = mnas__tape_new(tp, "batch-norm dgamma", 1, c1))) return tp->status;
     if (fused_b && !(*db = mnas__tape_new(tp, "mnas_sum_to", 4, s))) return tp->status;
-    mnas__k_bn_backward(outer, C, inner, x->data, g->data, NULL, gamma ? gamma->data : NULL, st, st + C,
-                        *dx ? (*dx)->data : NULL, *dg ? (*dg)->data : NULL, *db ? (*db)->data : NULL);
+    if (*dx || *dg || *db)
+        mnas__k_bn_backward(outer, C, inner, x->data, g->data, NULL, gamma ? gamma->data : NULL, st, st + C,
+                            *dx ? (*dx)->data : NULL, *dg ? (*dg)->data : NULL, *db ? (*db)->data : NULL);
     mnas_node *node;
     mnas_tensor *ins[3] = { x, g, gamma };
     if (*dx) {
