@@ -1134,24 +1134,23 @@ def mnas_maml(lib, params, data, v, steps, third_recorded, model="mlp"):
     too (None otherwise)."""
     B = MnasB(lib)
     c = lib.c
+    # the module's create / free / num_params / forward, by its prefix
+    fn = {k: getattr(c, "mnas_%s_%s" % ("mlp" if model == "mlp" else "convnet", k))
+          for k in ("free", "num_params", "forward")}
     if model == "mlp":
         dims = (c_int64 * len(MAML_DIMS))(*MAML_DIMS)
         handle = c.mnas_mlp_create(lib.ctx, len(MAML_DIMS) - 1, dims, 0)
     else:
         handle = c.mnas_convnet_create(lib.ctx, 1, CONV_SIZE, CONV_SIZE, CONV_FILTERS, CONV_WAYS)
-    free = c.mnas_mlp_free if model == "mlp" else c.mnas_convnet_free
     if not handle:
         raise OpError("mnas_%s_create failed" % model)
     try:
-        count = c.mnas_mlp_num_params(handle) if model == "mlp" else c.mnas_convnet_num_params(handle)
-        if count != len(params):
-            raise OpError("%s: %d parameters, expected %d" % (model, count, len(params)))
+        if fn["num_params"](handle) != len(params):
+            raise OpError("%s: %d parameters, expected %d" % (model, fn["num_params"](handle), len(params)))
 
         def net(x, w):
             arr = (c_void_p * len(w))(*w)
-            if model == "mlp":
-                return B._ok(c.mnas_mlp_forward(handle, lib.tape, x, arr), "mlp_forward")
-            return B._ok(c.mnas_convnet_forward(handle, lib.tape, x, arr), "convnet_forward")
+            return B._ok(fn["forward"](handle, lib.tape, x, arr), "%s forward" % model)
 
         xs, ys, xq, yq = [B.const(t) for t in data]
         w0 = [B.leaf(p) for p in params]
@@ -1170,7 +1169,7 @@ def mnas_maml(lib, params, data, v, steps, third_recorded, model="mlp"):
                third_rec and [B.to_torch(t) for t in third_rec], [B.to_torch(t) for t in third_unrec])
     finally:
         c.mnas_tape_reset(lib.tape)
-        free(handle)
+        fn["free"](handle)
     return out
 
 
