@@ -15,6 +15,35 @@
 #define MAX_METHODS 4
 #define GRID 161
 
+/* "--train-families sinusoid,harmonics": the named families as a bit mask
+ * (bit f = mnas_regression_family f); "all" is every family. */
+static int parse_families(const char *arg, const char *name, unsigned *mask)
+{
+    unsigned m = 0;
+    const char *p = arg;
+    if (!strcmp(arg, "all")) {
+        *mask = (1u << MNAS_REGRESSION_FAMILIES) - 1;
+        return 1;
+    }
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        int f = 0;
+        while (f < MNAS_REGRESSION_FAMILIES &&
+               (strlen(mnas_regression_family_name(f)) != len || strncmp(p, mnas_regression_family_name(f), len)))
+            f++;
+        if (f == MNAS_REGRESSION_FAMILIES) {
+            fprintf(stderr, "error: %s: unknown family \"%.*s\" (sinusoid, linear, quadratic, harmonics or all)\n",
+                    name, (int)len, p);
+            return 0;
+        }
+        m |= 1u << f;
+        if (!p[len]) break;
+        p += len + 1;
+    }
+    *mask = m;
+    return 1;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -63,6 +92,8 @@ static void usage(FILE *f)
             "  --val-tasks N       validation tasks per family (default 0: none), drawn apart from\n"
             "                      the training and test tasks; prints a validation table to choose\n"
             "                      settings on (scripts/sweep.py), so test tasks are used once\n"
+            "  --train-families F1,F2,...  train on these families only (sinusoid, linear, quadratic,\n"
+            "                      harmonics; default all); validation and test tasks keep all four\n"
             "  --out DIR           where figures and DOT files go (default mnas-demo-out)\n"
             EX_CKPT_USAGE
             "                      (one file per method: PATH.mnas, PATH.mnas-shared, PATH.mnas-nm, PATH.maml;\n"
@@ -237,6 +268,7 @@ int main(int argc, char **argv)
     double lr_decay = 0;
     double temp0 = 0, temp1 = 0; /* --alpha-temperature; 0: not set (1, the library's) */
     const char *out = "mnas-demo-out";
+    unsigned train_families = 0xF; /* --train-families: the training tasks' families (bit mask) */
     ex_ckpt ck = { NULL, 0, NULL };
     int want[MAX_METHODS] = { 0 }, any = 0;
     /* --preset first, wherever it stands (the last one if several), so that
@@ -325,6 +357,8 @@ int main(int argc, char **argv)
             ok = ex_int(v, a, 0, 1000000, &test_tasks);
         } else if (!strcmp(a, "--val-tasks")) {
             ok = ex_int(v, a, 0, 1000000, &val_tasks);
+        } else if (!strcmp(a, "--train-families")) {
+            ok = parse_families(v, a, &train_families);
         } else if (!strcmp(a, "--out")) {
             out = v;
         } else {
@@ -354,12 +388,15 @@ int main(int argc, char **argv)
     double *before = NULL, *after = NULL;
     ex_source src = { ctx, MNAS_REGRESSION_OPTIONS_INIT, base.seed };
     /* Test and validation tasks come from streams of their own, apart from
-     * the training stream (seed, index) and from each other. */
+     * the training stream (seed, index) and from each other. They always
+     * hold all four families; --train-families narrows the training tasks
+     * only (src.ro is set below, after the sets are drawn). */
     mnas_task_set *test = NULL, *val = NULL;
     if (test_tasks && !(test = mnas_regression_test_set(ctx, &src.ro, base.seed + 1000003, (size_t)test_tasks)))
         goto fail;
     if (val_tasks && !(val = mnas_regression_test_set(ctx, &src.ro, base.seed + 2000029, (size_t)val_tasks)))
         goto fail;
+    src.ro.families = train_families;
     size_t n = test ? mnas_task_set_size(test) : 0, nv = val ? mnas_task_set_size(val) : 0;
     before = malloc((n > nv ? n : nv) * sizeof *before + 1);
     after = malloc((n > nv ? n : nv) * sizeof *after + 1);
@@ -373,8 +410,15 @@ int main(int argc, char **argv)
 
     for (int k = 0; k < MAX_METHODS; k++)
         if (method_lr[k] < 0) method_lr[k] = base.outer_lr;
-    char temp_note[64] = "";
+    char temp_note[128] = "";
     if (temp0 > 0) snprintf(temp_note, sizeof temp_note, ", alpha temperature %g -> %g", temp0, temp1);
+    if (train_families != (1u << MNAS_REGRESSION_FAMILIES) - 1) {
+        size_t len = strlen(temp_note);
+        len += (size_t)snprintf(temp_note + len, sizeof temp_note - len, ", training on");
+        for (int f = 0; f < MNAS_REGRESSION_FAMILIES && len < sizeof temp_note; f++)
+            if (train_families >> f & 1)
+                len += (size_t)snprintf(temp_note + len, sizeof temp_note - len, " %s", mnas_regression_family_name(f));
+    }
     printf("libmnas %s: toy regression, %d-shot, meta-batch %d, inner %d x %g (%s%s%s), outer lr %g "
            "(M-NAS-Shared %g, M-NAS-NM %g, MAML %g), "
            "arch lr %g, lr decay %g%s, %d threads, seed %llu, %lld test and %lld validation tasks per family; "

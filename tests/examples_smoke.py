@@ -222,7 +222,21 @@ with tempfile.TemporaryDirectory() as tmp:
     check("(fixed)" in h and "outer lr 0.001 (M-NAS-Shared 0.001, M-NAS-NM 0.001, MAML 0.001)" in h,
           "the last --preset wins: %r" % h)
 
-    for bad, needle in [(["--method", "darts"], "darts"), (["--iterations", "-3"], "--iterations"),
+    h = header(["--train-families", "harmonics,linear"])
+    check(", training on linear harmonics," in h, "--train-families is named in the header: %r" % h)
+    check("training on" not in header(["--train-families", "all"]), "--train-families all is the default")
+    if not SANITIZED:
+        # Narrowing the training families changes the run; the test table
+        # keeps all four families; "all" is the default, bit for bit.
+        maml_only = tiny + ["--method", "maml", "--threads", "1", "--out", out2]
+        ta = table(run([DEMO] + maml_only + ["--train-families", "all"]).stdout, ["MAML"])
+        th = table(run([DEMO] + maml_only + ["--train-families", "harmonics"]).stdout, ["MAML"])
+        check(ta.get("MAML") == t1.get("MAML"), "--train-families all gives the default run's MAML row")
+        check(len(th.get("MAML", [])) == FAMILIES + 1 and th.get("MAML") != ta.get("MAML"),
+              "--train-families harmonics: a different run, tested on all four families: %r" % th)
+    for bad, needle in [(["--train-families", "harmonics,cubic"], "cubic"),
+                        (["--train-families", "harmonics,"], "--train-families"),
+                        (["--method", "darts"], "darts"), (["--iterations", "-3"], "--iterations"),
                         (["--path-dropout", "1.5"], "--path-dropout"), (["--inner-lr", "nan"], "--inner-lr"),
                         (["--maml-outer-lr", "x"], "--maml-outer-lr"),
                         (["--mnas-shared-outer-lr", "-1"], "--mnas-shared-outer-lr"),
