@@ -92,6 +92,7 @@ static void usage(FILE *f)
             "  --val-tasks N       validation tasks per family (default 0: none), drawn apart from\n"
             "                      the training and test tasks; prints a validation table to choose\n"
             "                      settings on (scripts/sweep.py), so test tasks are used once\n"
+            "  --eval-steps N      adaptation steps on a validation or test task (default: --inner-steps)\n"
             "  --train-families F1,F2,...  train on these families only (sinusoid, linear, quadratic,\n"
             "                      harmonics; default all); validation and test tasks keep all four\n"
             "  --out DIR           where figures and DOT files go (default mnas-demo-out)\n"
@@ -236,7 +237,7 @@ static int write_figure(mnas_ctx *ctx, const char *dir, const mnas_task_set *tes
  * grid point is predicted in a batch with the task's query inputs repeated
  * 50 times, so the statistics are essentially those of the task's data. */
 #define CTX_COPIES 50
-static mnas_status predict_curve(mnas_learner *l, const mnas_task *t, const mnas_real *gx, double *out)
+static mnas_status predict_curve(mnas_learner *l, const mnas_task *t, int steps, const mnas_real *gx, double *out)
 {
     mnas_tensor *qx = mnas_task_query_x(t);
     int64_t q = mnas_tensor_dim(qx, 0);
@@ -246,7 +247,7 @@ static mnas_status predict_curve(mnas_learner *l, const mnas_task *t, const mnas
     for (int64_t c = 0; st == MNAS_OK && c < CTX_COPIES; c++) memcpy(xs + c * q, mnas_tensor_data(qx), (size_t)q * sizeof *xs);
     for (int i = 0; st == MNAS_OK && i < GRID; i++) {
         xs[n - 1] = gx[i];
-        st = mnas_learner_adapt_predict(l, t, -1, n, xs, ys);
+        st = mnas_learner_adapt_predict(l, t, steps, n, xs, ys);
         out[i] = ys[n - 1];
     }
     free(xs);
@@ -268,6 +269,7 @@ int main(int argc, char **argv)
     double lr_decay = 0;
     double temp0 = 0, temp1 = 0; /* --alpha-temperature; 0: not set (1, the library's) */
     const char *out = "mnas-demo-out";
+    long long eval_steps = -1; /* --eval-steps; < 0: the training's inner steps */
     unsigned train_families = 0xF; /* --train-families: the training tasks' families (bit mask) */
     ex_ckpt ck = { NULL, 0, NULL };
     int want[MAX_METHODS] = { 0 }, any = 0;
@@ -357,6 +359,8 @@ int main(int argc, char **argv)
             ok = ex_int(v, a, 0, 1000000, &test_tasks);
         } else if (!strcmp(a, "--val-tasks")) {
             ok = ex_int(v, a, 0, 1000000, &val_tasks);
+        } else if (!strcmp(a, "--eval-steps")) {
+            ok = ex_int(v, a, 0, 1000, &eval_steps);
         } else if (!strcmp(a, "--train-families")) {
             ok = parse_families(v, a, &train_families);
         } else if (!strcmp(a, "--out")) {
@@ -412,6 +416,10 @@ int main(int argc, char **argv)
         if (method_lr[k] < 0) method_lr[k] = base.outer_lr;
     char temp_note[128] = "";
     if (temp0 > 0) snprintf(temp_note, sizeof temp_note, ", alpha temperature %g -> %g", temp0, temp1);
+    if (eval_steps >= 0) {
+        size_t len = strlen(temp_note);
+        snprintf(temp_note + len, sizeof temp_note - len, ", %lld adaptation steps in evaluation", eval_steps);
+    }
     if (train_families != (1u << MNAS_REGRESSION_FAMILIES) - 1) {
         size_t len = strlen(temp_note);
         len += (size_t)snprintf(temp_note + len, sizeof temp_note - len, ", training on");
@@ -494,7 +502,7 @@ int main(int argc, char **argv)
         }
         r->seconds = ex_now() - t0;
         if (val) {
-            if (mnas_learner_evaluate(l, val, -1, NULL, after) != MNAS_OK) goto fail_l;
+            if (mnas_learner_evaluate(l, val, (int)eval_steps, NULL, after) != MNAS_OK) goto fail_l;
             ex_family_stats(val, after, r->mean_v, r->ci_v);
         }
         if (!test) {
@@ -502,11 +510,11 @@ int main(int argc, char **argv)
             nres++;
             continue;
         }
-        if (mnas_learner_evaluate(l, test, -1, before, after) != MNAS_OK) goto fail_l;
+        if (mnas_learner_evaluate(l, test, (int)eval_steps, before, after) != MNAS_OK) goto fail_l;
         ex_family_stats(test, after, r->mean, r->ci);
         ex_family_stats(test, before, r->mean_b, r->ci_b);
         for (int f = 0; f < MNAS_REGRESSION_FAMILIES; f++)
-            if (predict_curve(l, mnas_task_set_get(test, (size_t)fig_task[f]), gx, r->pred[f]) != MNAS_OK) goto fail_l;
+            if (predict_curve(l, mnas_task_set_get(test, (size_t)fig_task[f]), (int)eval_steps, gx, r->pred[f]) != MNAS_OK) goto fail_l;
         if (!is_maml) {
             /* Figure 6: do tasks of one family get nearby representations? */
             char path[1100], title[96];

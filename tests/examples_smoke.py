@@ -234,7 +234,18 @@ with tempfile.TemporaryDirectory() as tmp:
         check(ta.get("MAML") == t1.get("MAML"), "--train-families all gives the default run's MAML row")
         check(len(th.get("MAML", [])) == FAMILIES + 1 and th.get("MAML") != ta.get("MAML"),
               "--train-families harmonics: a different run, tested on all four families: %r" % th)
-    for bad, needle in [(["--train-families", "harmonics,cubic"], "cubic"),
+        # --eval-steps 0: the table after adaptation is the one before it;
+        # more steps than training's 5 change it.
+        e0 = run([DEMO] + maml_only + ["--eval-steps", "0"]).stdout
+        avg0 = table(e0, ["MAML"]).get("MAML", [(None, None)])[-1]
+        before = re.search(r"Before adaptation \(averaged\): MAML (\S+) \+- (\S+)", e0)
+        check(before is not None and (float(before.group(1)), float(before.group(2))) == avg0
+              and "0 adaptation steps in evaluation" in e0.splitlines()[0],
+              "--eval-steps 0: after adaptation == before: %r vs %r" % (avg0, before and before.groups()))
+        e9 = table(run([DEMO] + maml_only + ["--eval-steps", "9"]).stdout, ["MAML"])
+        check(e9.get("MAML") not in (None, ta.get("MAML")), "--eval-steps 9 changes the table: %r" % e9)
+    for bad, needle in [(["--eval-steps", "-1"], "--eval-steps"), (["--eval-steps", "1001"], "--eval-steps"),
+                        (["--train-families", "harmonics,cubic"], "cubic"),
                         (["--train-families", "harmonics,"], "--train-families"),
                         (["--method", "darts"], "darts"), (["--iterations", "-3"], "--iterations"),
                         (["--path-dropout", "1.5"], "--path-dropout"), (["--inner-lr", "nan"], "--inner-lr"),
