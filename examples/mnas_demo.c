@@ -63,15 +63,18 @@ static void usage(FILE *f)
             "                      the same with 4 times the meta-updates and MAML's rate 0.002\n"
             "                      (chosen on validation at that length); validated-wide: validated\n"
             "                      with the M-NAS variants' cell twice as wide (--mnas-hidden 100;\n"
-            "                      MAML keeps 50, its better width); options given\n"
-            "                      anywhere on the line override it\n"
+            "                      MAML keeps 50, its better width); validated-adapt: validated-wide\n"
+            "                      with the M-NAS variants adapting each validation and test task\n"
+            "                      with 500 SGD steps (--mnas-eval-steps 500; MAML keeps its 5);\n"
+            "                      options given anywhere on the line override it\n"
             "  --maml-outer-lr X   MAML's Adam step size (default: --outer-lr)\n"
             "  --mnas-shared-outer-lr X, --mnas-nm-outer-lr X\n"
             "                      M-NAS-Shared's, M-NAS-NM's Adam step size (default: --outer-lr)\n"
             "  --maml-inner-lr-mode M  MAML's inner rates (default: --inner-lr-mode)\n"
             "  --lr-decay F        in the last fraction F of each training phase (MAML's training, the\n"
             "                      search, the evaluation phase) the Adam step sizes fall to 0 along a\n"
-            "                      half cosine (default 0: constant)\n"
+            "                      half cosine (default 0: constant)\n");
+    fprintf(f,
             "  --meta-batch N      tasks per meta-update (default 25)\n"
             "  --inner-steps N     SGD steps of adaptation (default 5)\n"
             "  --inner-lr X        adaptation step size (default 0.001, the paper's)\n"
@@ -93,6 +96,7 @@ static void usage(FILE *f)
             "                      the training and test tasks; prints a validation table to choose\n"
             "                      settings on (scripts/sweep.py), so test tasks are used once\n"
             "  --eval-steps N      adaptation steps on a validation or test task (default: --inner-steps)\n"
+            "  --mnas-eval-steps N the M-NAS variants' --eval-steps apart from MAML's (default: --eval-steps)\n"
             "  --train-families F1,F2,...  train on these families only (sinusoid, linear, quadratic,\n"
             "                      harmonics; default all); validation and test tasks keep all four\n"
             "  --out DIR           where figures and DOT files go (default mnas-demo-out)\n"
@@ -112,6 +116,9 @@ enum { METHOD_MNAS, METHOD_SHARED, METHOD_NM, METHOD_MAML }; /* indices into kno
 /* validated-wide: the M-NAS variants' cell width (docs/meta.md, "Table 1
  * with the wider cell"). */
 #define WIDE_HIDDEN_VALIDATED 100
+/* validated-adapt: the M-NAS variants' adaptation steps on a validation or
+ * test task (docs/meta.md, "Adaptation steps at evaluation"). */
+#define ADAPT_EVAL_STEPS_VALIDATED 500
 
 static const struct {
     const char *flag;
@@ -269,7 +276,8 @@ int main(int argc, char **argv)
     double lr_decay = 0;
     double temp0 = 0, temp1 = 0; /* --alpha-temperature; 0: not set (1, the library's) */
     const char *out = "mnas-demo-out";
-    long long eval_steps = -1; /* --eval-steps; < 0: the training's inner steps */
+    long long eval_steps = -1;      /* --eval-steps; < 0: the training's inner steps */
+    long long mnas_eval_steps = -1; /* the M-NAS variants' --eval-steps; < 0: the same as MAML's */
     unsigned train_families = 0xF; /* --train-families: the training tasks' families (bit mask) */
     ex_ckpt ck = { NULL, 0, NULL };
     int want[MAX_METHODS] = { 0 }, any = 0;
@@ -280,7 +288,8 @@ int main(int argc, char **argv)
     const char *preset = "paper"; /* the last --preset wins */
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--preset")) preset = argv[i + 1];
-    int long_preset = !strcmp(preset, "validated-long"), wide_preset = !strcmp(preset, "validated-wide");
+    int long_preset = !strcmp(preset, "validated-long"), adapt_preset = !strcmp(preset, "validated-adapt");
+    int wide_preset = !strcmp(preset, "validated-wide") || adapt_preset;
     int mnas_hidden = 0; /* the M-NAS variants' --hidden; 0: the same as MAML's */
     if (!strcmp(preset, "validated") || long_preset || wide_preset) {
         base.outer_lr = 0.01;
@@ -299,6 +308,12 @@ int main(int argc, char **argv)
         for (int i = 1; i < argc; i++)
             if (!strcmp(argv[i], "--hidden")) mnas_hidden = 0;
     }
+    if (adapt_preset) { /* more adaptation steps at evaluation, chosen on validation (docs/meta.md) */
+        mnas_eval_steps = ADAPT_EVAL_STEPS_VALIDATED;
+        /* an explicit --eval-steps sets every method's */
+        for (int i = 1; i < argc; i++)
+            if (!strcmp(argv[i], "--eval-steps")) mnas_eval_steps = -1;
+    }
     if (long_preset) { /* four times the budgets; MAML's rate re-chosen at that length */
         iterations *= 4;
         eval_iterations *= 4;
@@ -313,8 +328,10 @@ int main(int argc, char **argv)
             /* handled */
         } else if (!strcmp(a, "--preset")) {
             ok = !strcmp(v, "paper") || !strcmp(v, "validated") || !strcmp(v, "validated-long") ||
-                 !strcmp(v, "validated-wide"); /* applied above */
-            if (!ok) fprintf(stderr, "error: --preset %s: paper, validated, validated-long or validated-wide\n", v);
+                 !strcmp(v, "validated-wide") || !strcmp(v, "validated-adapt"); /* applied above */
+            if (!ok)
+                fprintf(stderr,
+                        "error: --preset %s: paper, validated, validated-long, validated-wide or validated-adapt\n", v);
         } else if (!strcmp(a, "--mnas-hidden")) {
             long long h = 0;
             ok = ex_int(v, a, 1, 4096, &h);
@@ -361,6 +378,8 @@ int main(int argc, char **argv)
             ok = ex_int(v, a, 0, 1000000, &val_tasks);
         } else if (!strcmp(a, "--eval-steps")) {
             ok = ex_int(v, a, 0, 1000, &eval_steps);
+        } else if (!strcmp(a, "--mnas-eval-steps")) {
+            ok = ex_int(v, a, 0, 1000, &mnas_eval_steps);
         } else if (!strcmp(a, "--train-families")) {
             ok = parse_families(v, a, &train_families);
         } else if (!strcmp(a, "--out")) {
@@ -416,9 +435,12 @@ int main(int argc, char **argv)
         if (method_lr[k] < 0) method_lr[k] = base.outer_lr;
     char temp_note[128] = "";
     if (temp0 > 0) snprintf(temp_note, sizeof temp_note, ", alpha temperature %g -> %g", temp0, temp1);
-    if (eval_steps >= 0) {
+    if (mnas_eval_steps < 0) mnas_eval_steps = eval_steps;
+    if (eval_steps >= 0 || mnas_eval_steps >= 0) {
         size_t len = strlen(temp_note);
-        snprintf(temp_note + len, sizeof temp_note - len, ", %lld adaptation steps in evaluation", eval_steps);
+        snprintf(temp_note + len, sizeof temp_note - len,
+                 ", adaptation steps in evaluation %lld (M-NAS variants), %lld (MAML)",
+                 mnas_eval_steps >= 0 ? mnas_eval_steps : base.inner_steps, eval_steps >= 0 ? eval_steps : base.inner_steps);
     }
     if (train_families != (1u << MNAS_REGRESSION_FAMILIES) - 1) {
         size_t len = strlen(temp_note);
@@ -468,6 +490,7 @@ int main(int argc, char **argv)
         }
         double t0 = ex_now();
         int is_maml = o.method == MNAS_METHOD_MAML;
+        const int steps = (int)(is_maml ? eval_steps : mnas_eval_steps); /* evaluation's; < 0: training's */
         char label[64];
         snprintf(label, sizeof label, "%s %s", mnas_method_name(o.method), is_maml ? "meta-train" : "search");
         ex_progress pr;
@@ -502,7 +525,7 @@ int main(int argc, char **argv)
         }
         r->seconds = ex_now() - t0;
         if (val) {
-            if (mnas_learner_evaluate(l, val, (int)eval_steps, NULL, after) != MNAS_OK) goto fail_l;
+            if (mnas_learner_evaluate(l, val, steps, NULL, after) != MNAS_OK) goto fail_l;
             ex_family_stats(val, after, r->mean_v, r->ci_v);
         }
         if (!test) {
@@ -510,11 +533,11 @@ int main(int argc, char **argv)
             nres++;
             continue;
         }
-        if (mnas_learner_evaluate(l, test, (int)eval_steps, before, after) != MNAS_OK) goto fail_l;
+        if (mnas_learner_evaluate(l, test, steps, before, after) != MNAS_OK) goto fail_l;
         ex_family_stats(test, after, r->mean, r->ci);
         ex_family_stats(test, before, r->mean_b, r->ci_b);
         for (int f = 0; f < MNAS_REGRESSION_FAMILIES; f++)
-            if (predict_curve(l, mnas_task_set_get(test, (size_t)fig_task[f]), (int)eval_steps, gx, r->pred[f]) != MNAS_OK) goto fail_l;
+            if (predict_curve(l, mnas_task_set_get(test, (size_t)fig_task[f]), steps, gx, r->pred[f]) != MNAS_OK) goto fail_l;
         if (!is_maml) {
             /* Figure 6: do tasks of one family get nearby representations? */
             char path[1100], title[96];

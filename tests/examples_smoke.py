@@ -240,11 +240,31 @@ with tempfile.TemporaryDirectory() as tmp:
         avg0 = table(e0, ["MAML"]).get("MAML", [(None, None)])[-1]
         before = re.search(r"Before adaptation \(averaged\): MAML (\S+) \+- (\S+)", e0)
         check(before is not None and (float(before.group(1)), float(before.group(2))) == avg0
-              and "0 adaptation steps in evaluation" in e0.splitlines()[0],
+              and "adaptation steps in evaluation 0 (M-NAS variants), 0 (MAML)" in e0.splitlines()[0],
               "--eval-steps 0: after adaptation == before: %r vs %r" % (avg0, before and before.groups()))
         e9 = table(run([DEMO] + maml_only + ["--eval-steps", "9"]).stdout, ["MAML"])
         check(e9.get("MAML") not in (None, ta.get("MAML")), "--eval-steps 9 changes the table: %r" % e9)
-    for bad, needle in [(["--eval-steps", "-1"], "--eval-steps"), (["--eval-steps", "1001"], "--eval-steps"),
+        # --mnas-eval-steps: the M-NAS variants' own; MAML keeps its steps.
+        both = tiny + ["--method", "mnas", "--method", "maml", "--threads", "1", "--out", out2]
+        pm = run([DEMO] + both + ["--mnas-eval-steps", "0"]).stdout
+        tm = table(pm, ["M-NAS", "MAML"])
+        bm = re.search(r"Before adaptation \(averaged\): M-NAS ([0-9.]+) \+- ([0-9.]+)", pm)
+        check(bm is not None and tm.get("M-NAS", [(None, None)])[-1] == (float(bm.group(1)), float(bm.group(2))),
+              "--mnas-eval-steps 0: M-NAS after adaptation == before: %r" % ((bm and bm.groups()),))
+        check(tm.get("MAML") == t1.get("MAML") and tm.get("M-NAS") != t1.get("M-NAS"),
+              "--mnas-eval-steps changes M-NAS's rows only")
+    for args, want in [(["--preset", "validated-adapt"], "evaluation 500 (M-NAS variants), 5 (MAML)"),
+                       (["--eval-steps", "7", "--preset", "validated-adapt"], "evaluation 7 (M-NAS variants), 7 (MAML)"),
+                       (["--preset", "validated-adapt", "--eval-steps", "7", "--mnas-eval-steps", "9"],
+                        "evaluation 9 (M-NAS variants), 7 (MAML)"),
+                       (["--mnas-eval-steps", "3"], "evaluation 3 (M-NAS variants), 5 (MAML)")]:
+        h = header(args)
+        check(("adaptation steps in " + want) in h, "%s: %r" % (args, h))
+    ha = header(["--preset", "validated-adapt"])
+    check(VALIDATED_LRS in ha and "width 100 (M-NAS variants), 50 (MAML)" in ha,
+          "--preset validated-adapt is validated-wide plus the evaluation steps: %r" % ha)
+    check("adaptation steps" not in h1, "--preset validated keeps the training's steps in evaluation: %r" % h1)
+    for bad, needle in [(["--eval-steps", "-1"], "--eval-steps"), (["--mnas-eval-steps", "1001"], "--mnas-eval-steps"), (["--eval-steps", "1001"], "--eval-steps"),
                         (["--train-families", "harmonics,cubic"], "cubic"),
                         (["--train-families", "harmonics,"], "--train-families"),
                         (["--method", "darts"], "darts"), (["--iterations", "-3"], "--iterations"),
