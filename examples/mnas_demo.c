@@ -433,7 +433,7 @@ int main(int argc, char **argv)
 
     for (int k = 0; k < MAX_METHODS; k++)
         if (method_lr[k] < 0) method_lr[k] = base.outer_lr;
-    char temp_note[128] = "";
+    char temp_note[256] = "";
     if (temp0 > 0) snprintf(temp_note, sizeof temp_note, ", alpha temperature %g -> %g", temp0, temp1);
     if (mnas_eval_steps < 0) mnas_eval_steps = eval_steps;
     if (eval_steps >= 0 || mnas_eval_steps >= 0) {
