@@ -44,6 +44,15 @@ static int parse_families(const char *arg, const char *name, unsigned *mask)
     return 1;
 }
 
+/* Whether the option opt stands anywhere on the command line (an explicit
+ * option wins over a preset's value, wherever the preset stands). */
+static int given(int argc, char **argv, const char *opt)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], opt)) return 1;
+    return 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -303,16 +312,12 @@ int main(int argc, char **argv)
         maml_lr_mode = MNAS_INNER_LR_PER_ELEMENT;
     }
     if (wide_preset) { /* the wider cell, chosen on validation (docs/meta.md) */
-        mnas_hidden = WIDE_HIDDEN_VALIDATED;
         /* an explicit --hidden sets every method's width */
-        for (int i = 1; i < argc; i++)
-            if (!strcmp(argv[i], "--hidden")) mnas_hidden = 0;
+        mnas_hidden = given(argc, argv, "--hidden") ? 0 : WIDE_HIDDEN_VALIDATED;
     }
     if (adapt_preset) { /* more adaptation steps at evaluation, chosen on validation (docs/meta.md) */
-        mnas_eval_steps = ADAPT_EVAL_STEPS_VALIDATED;
         /* an explicit --eval-steps sets every method's */
-        for (int i = 1; i < argc; i++)
-            if (!strcmp(argv[i], "--eval-steps")) mnas_eval_steps = -1;
+        mnas_eval_steps = given(argc, argv, "--eval-steps") ? -1 : ADAPT_EVAL_STEPS_VALIDATED;
     }
     if (long_preset) { /* four times the budgets; MAML's rate re-chosen at that length */
         iterations *= 4;
@@ -433,17 +438,16 @@ int main(int argc, char **argv)
 
     for (int k = 0; k < MAX_METHODS; k++)
         if (method_lr[k] < 0) method_lr[k] = base.outer_lr;
-    char temp_note[256] = "";
-    if (temp0 > 0) snprintf(temp_note, sizeof temp_note, ", alpha temperature %g -> %g", temp0, temp1);
     if (mnas_eval_steps < 0) mnas_eval_steps = eval_steps;
-    if (eval_steps >= 0 || mnas_eval_steps >= 0) {
-        size_t len = strlen(temp_note);
-        snprintf(temp_note + len, sizeof temp_note - len,
-                 ", adaptation steps in evaluation %lld (M-NAS variants), %lld (MAML)",
-                 mnas_eval_steps >= 0 ? mnas_eval_steps : base.inner_steps, eval_steps >= 0 ? eval_steps : base.inner_steps);
-    }
+    /* The header's optional notes; each fits (at most ~200 characters). */
+    char temp_note[256] = "";
+    size_t len = 0;
+    if (temp0 > 0) len += (size_t)snprintf(temp_note, sizeof temp_note, ", alpha temperature %g -> %g", temp0, temp1);
+    if (mnas_eval_steps >= 0)
+        len += (size_t)snprintf(temp_note + len, sizeof temp_note - len,
+                                ", adaptation steps in evaluation %lld (M-NAS variants), %lld (MAML)", mnas_eval_steps,
+                                eval_steps >= 0 ? eval_steps : base.inner_steps);
     if (train_families != (1u << MNAS_REGRESSION_FAMILIES) - 1) {
-        size_t len = strlen(temp_note);
         len += (size_t)snprintf(temp_note + len, sizeof temp_note - len, ", training on");
         for (int f = 0; f < MNAS_REGRESSION_FAMILIES && len < sizeof temp_note; f++)
             if (train_families >> f & 1)
