@@ -720,14 +720,14 @@ NOINLINE static void naive_conv(void *vs, long reps)
     }
 }
 
-static void bench_conv_shape(const char *name, int64_t N, int64_t C, int64_t H, int64_t O, int64_t Cg, int k, int pad,
-                             int dil, int groups)
+static void bench_conv_strided(const char *name, int64_t N, int64_t C, int64_t H, int64_t O, int64_t Cg, int k,
+                               int stride, int pad, int dil, int groups)
 {
     const int64_t W = H;
     int64_t xs[4] = { N, C, H, W }, ws[4] = { O, Cg, k, k }, bs[1] = { O };
-    conv_state s = { NULL, param(4, xs, 1), param(4, ws, 1), param(1, bs, 1), K_CONV, 1, pad, dil, groups, 0 };
+    conv_state s = { NULL, param(4, xs, 1), param(4, ws, 1), param(1, bs, 1), K_CONV, stride, pad, dil, groups, 0 };
     if (mnas_tape_create(g_ctx, &s.tape) != MNAS_OK) die_ctx("mnas_tape_create");
-    int64_t OH = (H + 2 * pad - dil * (k - 1) - 1) + 1, OW = (W + 2 * pad - dil * (k - 1) - 1) + 1;
+    int64_t OH = (H + 2 * pad - dil * (k - 1) - 1) / stride + 1, OW = (W + 2 * pad - dil * (k - 1) - 1) / stride + 1;
     double flops = 2.0 * (double)(N * O * OH * OW * Cg * k * k);
     double t_f = bench_best(conv_reps, &s, NULL, NULL);
     s.backward = 1;
@@ -738,6 +738,12 @@ static void bench_conv_shape(const char *name, int64_t N, int64_t C, int64_t H, 
     mnas_tensor_free(s.x);
     mnas_tensor_free(s.w);
     mnas_tensor_free(s.b);
+}
+
+static void bench_conv_shape(const char *name, int64_t N, int64_t C, int64_t H, int64_t O, int64_t Cg, int k, int pad,
+                             int dil, int groups)
+{
+    bench_conv_strided(name, N, C, H, O, Cg, k, 1, pad, dil, groups);
 }
 
 static void bench_conv_case(const char *name, int64_t O, int64_t Cg, int k, int pad, int dil, int groups)
@@ -767,6 +773,8 @@ static void bench_conv(void)
     bench_conv_case("conv2d 1x1 16->16 (GEMM)", 16, 16, 1, 0, 1, 1);
     bench_conv_case("depthwise 3x3 (direct)", 16, 1, 3, 1, 1, 16);
     bench_conv_case("depthwise 5x5 dilation 2 (direct)", 16, 1, 5, 4, 2, 16);
+    bench_conv_strided("depthwise 3x3 stride 2 (phases)", 5, 16, 28, 16, 1, 3, 2, 1, 1, 16);
+    bench_conv_strided("depthwise 5x5 dil 2 stride 2 (phases)", 5, 16, 28, 16, 1, 5, 2, 4, 2, 16);
     bench_conv_case("conv2d 3x3 groups 4 (im2col+GEMM)", 16, 4, 3, 1, 1, 4);
     bench_conv_case("conv2d 3x3 16->16 dil 2 (direct)", 16, 16, 3, 2, 2, 1);
     {

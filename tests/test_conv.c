@@ -162,6 +162,15 @@ static const conv_cfg conv_cfgs[] = {
     { 1, 3, 9, 8, 2, 5, 3, 1, 2, 2, 1, 0 },  /* 5x3 kernel, dilation 2 */
     { 1, 40, 5, 4, 3, 3, 3, 1, 1, 1, 1, 1 }, /* many channels, tiny image */
     { 1, 3, 9, 7, 5, 3, 3, 1, 3, 1, 1, 1 },  /* padding past the kernel: im2col */
+    /* depthwise, stride 2: the phase planes (odd and even sizes, wider than a vector, dilation 2) */
+    { 2, 3, 8, 8, 3, 3, 3, 2, 1, 1, 3, 1 },    /* sep_conv_3x3 in a reduction cell */
+    { 1, 4, 21, 19, 4, 3, 3, 2, 1, 1, 4, 0 },  /* odd sizes */
+    { 2, 2, 28, 28, 2, 5, 5, 2, 2, 1, 2, 1 },  /* sep_conv_5x5 */
+    { 1, 3, 11, 14, 3, 3, 3, 2, 2, 2, 3, 0 },  /* dil_conv_3x3: phase (0, 0) alone */
+    { 2, 2, 21, 21, 2, 5, 5, 2, 4, 2, 2, 1 },  /* dil_conv_5x5 */
+    { 1, 2, 40, 37, 2, 3, 2, 2, 0, 1, 2, 1 },  /* no padding, non-square kernel */
+    { 1, 2, 5, 6, 2, 3, 3, 2, 3, 3, 2, 1 },   /* padding past the kernel's reach */
+    { 1, 2, 2, 1, 2, 3, 3, 2, 1, 1, 2, 0 },   /* tiny image */
 };
 #define NCONV ((int)(sizeof conv_cfgs / sizeof conv_cfgs[0]))
 

@@ -46,10 +46,11 @@ static int64_t flat_scratch(const mnas_kconv *g)
 }
 
 static int64_t direct_scratch(const mnas_kconv *g);
+static int64_t phase_scratch(const mnas_kconv *g);
 
 int64_t mnas__k_conv_scratch(const mnas_kconv *g)
 {
-    if (mnas__k_conv_depthwise(g)) return flat_scratch(g);
+    if (mnas__k_conv_depthwise(g)) return g->stride == 2 ? phase_scratch(g) : flat_scratch(g);
     if (pointwise(g)) return 0;
     int64_t d = mnas__k_wino_scratch(g);
     if (d) return d;
@@ -235,6 +236,25 @@ static void dw_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw)
     }
 }
 
+/* d[o] = ((d[o] + w[0] s0[o]) + w[1] s1[o]) + w[2] s2[o] for o < n, with
+ * cnt (1 to 3) taps: the flat loops below add their taps three at a time
+ * (one load and store of d per group), still one after the other in tap
+ * order. Inlined into each caller's clones. */
+static inline __attribute__((always_inline)) void taps_add(real *restrict d, int64_t n, int cnt, const real *w,
+                                                           const real *s0, const real *s1, const real *s2)
+{
+    real wa = w[0];
+    if (cnt >= 3) {
+        real wb = w[1], wc = w[2];
+        for (int64_t o = 0; o < n; o++) d[o] = ((d[o] + wa * s0[o]) + wb * s1[o]) + wc * s2[o];
+    } else if (cnt == 2) {
+        real wb = w[1];
+        for (int64_t o = 0; o < n; o++) d[o] = (d[o] + wa * s0[o]) + wb * s1[o];
+    } else {
+        for (int64_t o = 0; o < n; o++) d[o] += wa * s0[o];
+    }
+}
+
 MNAS_CLONES
 static void flat_forward(const mnas_kconv *g, const real *x, const real *w, const real *b, real *y, real *scratch)
 {
@@ -247,26 +267,14 @@ static void flat_forward(const mnas_kconv *g, const real *x, const real *w, cons
         pad_plane(g, x + nc * H * W, xp);
         real b0 = b ? b[c] : 0;
         for (int64_t o = 0; o < n; o++) yb[o] = b0;
-        /* Taps three (or two) at a time: one load and store of yb per
-         * group, and still added one after the other in tap order. */
-        for (int64_t t = 0; t < kk;) {
-            const real *xa = xp + (t / g->kw) * d * Wp + (t % g->kw) * d;
-            real wa = wc[t];
-            if (t + 3 <= kk) {
-                const real *xb = xp + ((t + 1) / g->kw) * d * Wp + ((t + 1) % g->kw) * d;
-                const real *xc = xp + ((t + 2) / g->kw) * d * Wp + ((t + 2) % g->kw) * d;
-                real wb = wc[t + 1], wcc = wc[t + 2];
-                for (int64_t o = 0; o < n; o++) yb[o] = ((yb[o] + wa * xa[o]) + wb * xb[o]) + wcc * xc[o];
-                t += 3;
-            } else if (t + 2 <= kk) {
-                const real *xb = xp + ((t + 1) / g->kw) * d * Wp + ((t + 1) % g->kw) * d;
-                real wb = wc[t + 1];
-                for (int64_t o = 0; o < n; o++) yb[o] = (yb[o] + wa * xa[o]) + wb * xb[o];
-                t += 2;
-            } else {
-                for (int64_t o = 0; o < n; o++) yb[o] += wa * xa[o];
-                t += 1;
+        for (int64_t t = 0; t < kk; t += 3) {
+            const real *src[3];
+            int cnt = kk - t < 3 ? (int)(kk - t) : 3;
+            for (int q = 0; q < 3; q++) {
+                int64_t u = t + (q < cnt ? q : 0);
+                src[q] = xp + (u / g->kw) * d * Wp + (u % g->kw) * d;
             }
+            taps_add(yb, n, cnt, wc + t, src[0], src[1], src[2]);
         }
         real *yp = y + nc * OH * OW;
         for (int64_t oh = 0; oh < OH; oh++) memcpy(yp + oh * OW, yb + oh * Wp, (size_t)OW * sizeof(real));
@@ -274,9 +282,9 @@ static void flat_forward(const mnas_kconv *g, const real *x, const real *w, cons
 }
 
 /* The Wp-wide rows of g's plane, zero past column OW. */
-static void widen_plane(const mnas_kconv *g, const real *gp, real *gb)
+static void widen_plane(const mnas_kconv *g, const real *gp, int64_t Wp, real *gb)
 {
-    const int64_t Wp = g->W + 2 * g->pad, OW = g->OW;
+    const int64_t OW = g->OW;
     for (int64_t oh = 0; oh < g->OH; oh++) {
         memcpy(gb + oh * Wp, gp + oh * OW, (size_t)OW * sizeof(real));
         if (oh + 1 < g->OH) memset(gb + oh * Wp + OW, 0, (size_t)(Wp - OW) * sizeof(real));
@@ -299,27 +307,17 @@ static void flat_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx
         int64_t c = nc % C;
         const real *wc = w + c * kk;
         memset(gx, 0, (size_t)lead * sizeof(real));
-        widen_plane(g, gy + nc * OH * OW, gx + lead);
+        widen_plane(g, gy + nc * OH * OW, Wp, gx + lead);
         memset(gx + lead + n, 0, (size_t)(Hp * Wp - n) * sizeof(real));
         for (int64_t q = q0; q < q1; q++) dp[q] = 0;
-        for (int64_t t = 0; t < kk;) {
-            const real *ga = gx + lead - ((t / g->kw) * d * Wp + (t % g->kw) * d);
-            real wa = wc[t];
-            if (t + 3 <= kk) {
-                const real *gb = gx + lead - (((t + 1) / g->kw) * d * Wp + ((t + 1) % g->kw) * d);
-                const real *gc = gx + lead - (((t + 2) / g->kw) * d * Wp + ((t + 2) % g->kw) * d);
-                real wb = wc[t + 1], wcc = wc[t + 2];
-                for (int64_t q = q0; q < q1; q++) dp[q] = ((dp[q] + wa * ga[q]) + wb * gb[q]) + wcc * gc[q];
-                t += 3;
-            } else if (t + 2 <= kk) {
-                const real *gb = gx + lead - (((t + 1) / g->kw) * d * Wp + ((t + 1) % g->kw) * d);
-                real wb = wc[t + 1];
-                for (int64_t q = q0; q < q1; q++) dp[q] = (dp[q] + wa * ga[q]) + wb * gb[q];
-                t += 2;
-            } else {
-                for (int64_t q = q0; q < q1; q++) dp[q] += wa * ga[q];
-                t += 1;
+        for (int64_t t = 0; t < kk; t += 3) {
+            const real *src[3];
+            int cnt = kk - t < 3 ? (int)(kk - t) : 3;
+            for (int q = 0; q < 3; q++) {
+                int64_t u = t + (q < cnt ? q : 0);
+                src[q] = gx + lead + q0 - ((u / g->kw) * d * Wp + (u % g->kw) * d);
             }
+            taps_add(dp + q0, q1 - q0, cnt, wc + t, src[0], src[1], src[2]);
         }
         real *xo = dx + nc * H * W;
         for (int64_t h = 0; h < H; h++) memcpy(xo + h * W, dp + (h + p) * Wp + p, (size_t)W * sizeof(real));
@@ -335,10 +333,169 @@ static void flat_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw
     for (int64_t nc = 0; nc < g->N * C; nc++) {
         int64_t c = nc % C;
         pad_plane(g, x + nc * H * W, xp);
-        widen_plane(g, gy + nc * OH * OW, gb);
+        widen_plane(g, gy + nc * OH * OW, Wp, gb);
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++)
                 dw[c * kk + i * g->kw + j] += dot_lanes(n, gb, xp + i * d * Wp + j * d, 1);
+    }
+}
+
+/* ---- depthwise with stride 2: phase planes ------------------------------
+ * A stride-2 tap reads every other column of every other row, which the
+ * loops above cannot take as one flat run. So the zero-padded plane (Hp x
+ * Wp, rounded up to even sizes) is split into its four phases
+ * P[a][b][u][v] = xpad[2u + a][2v + b], each Hq x Wq (Hq = ceil(Hp / 2),
+ * Wq = ceil(Wp / 2)). Tap (i, j) of output (oh, ow) reads phase
+ * (id mod 2, jd mod 2) at (oh + floor(id / 2), ow + floor(jd / 2)): on
+ * Wq-wide output rows every tap is again one constant offset into one phase
+ * and one flat loop, taps added in order as the stride-1 loops do. Only the
+ * phases some tap reads are made (dilation 2 reads phase (0, 0) alone).
+ *
+ * The transposed pass is a gather into the four phases of the padded input
+ * gradient: cell (2u + a, 2v + b) receives the taps of phase (a, b), in tap
+ * order, from g's Wq-wide rows after lead zeros, at (u - floor(id / 2),
+ * v - floor(jd / 2)). A tap whose output is out of range reads a zero: a
+ * column past OW (Wq - floor((kw - 1) d / 2) >= OW, so a row's wrap lands
+ * there), the lead before the first row, or the zeros after the last. The
+ * weight gradient is one flat dot product per tap and image. */
+static int64_t phase_tap(const mnas_kconv *g, int64_t Wq, int64_t a, int64_t t)
+{
+    int64_t i = t / g->kw * g->dil, j = t % g->kw * g->dil;
+    return ((i & 1) * 2 + (j & 1)) * a + (i >> 1) * Wq + (j >> 1);
+}
+
+/* Scratch: the four phases, then a buffer of lead + Hq Wq values (the
+ * output's Wq-wide rows, or g's after lead zeros); 0 when a phase would be
+ * much larger than a quarter of the image (the direct loops then run). */
+static int64_t phase_scratch(const mnas_kconv *g)
+{
+    if (!mnas__k_conv_depthwise(g) || g->stride != 2) return 0;
+    int64_t Hq = (g->H + 2 * g->pad + 1) / 2, Wq = (g->W + 2 * g->pad + 1) / 2, a;
+    if (__builtin_mul_overflow(Hq, Wq, &a) || a > g->H * g->W + g->OH * g->OW + 1024) return 0;
+    int64_t lead = ((g->kh - 1) * g->dil / 2) * Wq + (g->kw - 1) * g->dil / 2;
+    return 5 * a + lead;
+}
+
+/* The phases that tap t of some kernel cell reads, as bits 1 << phase. */
+static unsigned phases_read(const mnas_kconv *g, int64_t Wq, int64_t a)
+{
+    unsigned m = 0;
+    for (int64_t t = 0; t < g->kh * g->kw; t++) m |= 1u << (phase_tap(g, Wq, a, t) / a);
+    return m;
+}
+
+/* The phases in mask of one image's plane x. */
+MNAS_CLONES
+static void phase_split(const mnas_kconv *g, const real *x, int64_t Hq, int64_t Wq, unsigned mask, real *P)
+{
+    const int64_t H = g->H, W = g->W, p = g->pad, a = Hq * Wq;
+    for (int ph = 0; ph < 4; ph++) {
+        if (!(mask >> ph & 1)) continue;
+        int64_t ra = ph >> 1, cb = ph & 1;
+        /* columns v with 0 <= 2v + cb - p < W */
+        int64_t v0 = p > cb ? (p - cb + 1) / 2 : 0, v1 = (W - 1 + p - cb) / 2 + 1;
+        if (v1 > Wq) v1 = Wq;
+        if (v0 > v1) v0 = v1;
+        for (int64_t u = 0; u < Hq; u++) {
+            real *q = P + ph * a + u * Wq;
+            int64_t h = 2 * u + ra - p;
+            if (h < 0 || h >= H) {
+                memset(q, 0, (size_t)Wq * sizeof(real));
+                continue;
+            }
+            const real *xr = x + h * W + cb - p;
+            for (int64_t v = 0; v < v0; v++) q[v] = 0;
+            for (int64_t v = v0; v < v1; v++) q[v] = xr[2 * v];
+            for (int64_t v = v1; v < Wq; v++) q[v] = 0;
+        }
+    }
+}
+
+MNAS_CLONES
+static void phase_forward(const mnas_kconv *g, const real *x, const real *w, const real *b, real *y, real *scratch)
+{
+    const int64_t OH = g->OH, OW = g->OW, C = g->C, kk = g->kh * g->kw;
+    const int64_t Hq = (g->H + 2 * g->pad + 1) / 2, Wq = (g->W + 2 * g->pad + 1) / 2, a = Hq * Wq;
+    const int64_t n = (OH - 1) * Wq + OW;
+    const unsigned mask = phases_read(g, Wq, a);
+    real *P = scratch, *yb = scratch + 4 * a;
+    for (int64_t nc = 0; nc < g->N * C; nc++) {
+        int64_t c = nc % C;
+        const real *wc = w + c * kk;
+        phase_split(g, x + nc * g->H * g->W, Hq, Wq, mask, P);
+        real b0 = b ? b[c] : 0;
+        for (int64_t o = 0; o < n; o++) yb[o] = b0;
+        for (int64_t t = 0; t < kk; t += 3) {
+            const real *src[3];
+            int cnt = kk - t < 3 ? (int)(kk - t) : 3;
+            for (int q = 0; q < 3; q++) src[q] = P + phase_tap(g, Wq, a, t + (q < cnt ? q : 0));
+            taps_add(yb, n, cnt, wc + t, src[0], src[1], src[2]);
+        }
+        real *yp = y + nc * OH * OW;
+        for (int64_t oh = 0; oh < OH; oh++) memcpy(yp + oh * OW, yb + oh * Wq, (size_t)OW * sizeof(real));
+    }
+}
+
+MNAS_CLONES
+static void phase_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx, real *scratch)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, C = g->C, p = g->pad, kk = g->kh * g->kw;
+    const int64_t Hq = (H + 2 * p + 1) / 2, Wq = (W + 2 * p + 1) / 2, a = Hq * Wq;
+    const int64_t n = (OH - 1) * Wq + OW, lead = ((g->kh - 1) * g->dil / 2) * Wq + (g->kw - 1) * g->dil / 2;
+    real *Q = scratch, *gx = scratch + 4 * a;
+    for (int64_t nc = 0; nc < g->N * C; nc++) {
+        int64_t c = nc % C;
+        const real *wc = w + c * kk;
+        memset(gx, 0, (size_t)lead * sizeof(real));
+        widen_plane(g, gy + nc * OH * OW, Wq, gx + lead);
+        memset(gx + lead + n, 0, (size_t)(a - n) * sizeof(real));
+        for (int ph = 0; ph < 4; ph++) {
+            real *q = Q + ph * a;
+            for (int64_t u = 0; u < a; u++) q[u] = 0;
+            /* this phase's taps, in order, three at a time */
+            int64_t tt[3];
+            int cnt = 0;
+            for (int64_t t = 0; t <= kk; t++) {
+                if (t < kk && phase_tap(g, Wq, a, t) / a == ph) tt[cnt++] = t;
+                if (cnt == 3 || (t == kk && cnt)) {
+                    real wv[3];
+                    const real *src[3];
+                    for (int k = 0; k < 3; k++) {
+                        int64_t u = tt[k < cnt ? k : 0];
+                        wv[k] = wc[u];
+                        src[k] = gx + lead - (phase_tap(g, Wq, a, u) - ph * a);
+                    }
+                    taps_add(q, a, cnt, wv, src[0], src[1], src[2]);
+                    cnt = 0;
+                }
+            }
+        }
+        real *dp = dx + nc * H * W;
+        for (int64_t h = 0; h < H; h++) {
+            int64_t r = h + p;
+            const real *q0 = Q + (r & 1) * 2 * a + (r >> 1) * Wq;
+            /* column w of dx is padded column w + p: phase (w + p) mod 2 */
+            for (int64_t col = 0; col < W; col++) {
+                int64_t cc = col + p;
+                dp[h * W + col] = q0[(cc & 1) * a + (cc >> 1)];
+            }
+        }
+    }
+}
+
+static void phase_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw, real *scratch)
+{
+    const int64_t OH = g->OH, OW = g->OW, C = g->C, kk = g->kh * g->kw;
+    const int64_t Hq = (g->H + 2 * g->pad + 1) / 2, Wq = (g->W + 2 * g->pad + 1) / 2, a = Hq * Wq;
+    const int64_t n = (OH - 1) * Wq + OW;
+    const unsigned mask = phases_read(g, Wq, a);
+    real *P = scratch, *gb = scratch + 4 * a;
+    memset(dw, 0, (size_t)(C * kk) * sizeof(real));
+    for (int64_t nc = 0; nc < g->N * C; nc++) {
+        int64_t c = nc % C;
+        phase_split(g, x + nc * g->H * g->W, Hq, Wq, mask, P);
+        widen_plane(g, gy + nc * OH * OW, Wq, gb);
+        for (int64_t t = 0; t < kk; t++) dw[c * kk + t] += dot_lanes(n, gb, P + phase_tap(g, Wq, a, t), 1);
     }
 }
 
@@ -488,6 +645,8 @@ void mnas__k_conv2d(const mnas_kconv *g, const real *x, const real *w, const rea
     if (mnas__k_conv_depthwise(g)) {
         if (flat_scratch(g))
             flat_forward(g, x, w, b, y, scratch);
+        else if (phase_scratch(g))
+            phase_forward(g, x, w, b, y, scratch);
         else
             dw_forward(g, x, w, b, y);
         return;
@@ -524,6 +683,8 @@ void mnas__k_conv2d_dx(const mnas_kconv *g, const real *gy, const real *w, real 
     if (mnas__k_conv_depthwise(g)) {
         if (flat_scratch(g))
             flat_dx(g, gy, w, dx, scratch);
+        else if (phase_scratch(g))
+            phase_dx(g, gy, w, dx, scratch);
         else
             dw_dx(g, gy, w, dx);
         return;
@@ -557,6 +718,8 @@ void mnas__k_conv2d_dw(const mnas_kconv *g, const real *x, const real *gy, real 
     if (mnas__k_conv_depthwise(g)) {
         if (flat_scratch(g))
             flat_dw(g, x, gy, dw, scratch);
+        else if (phase_scratch(g))
+            phase_dw(g, x, gy, dw, scratch);
         else
             dw_dw(g, x, gy, dw);
         return;

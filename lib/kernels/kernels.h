@@ -142,8 +142,8 @@ void mnas__k_unfold(const mnas_kconv *g, const real *x, real *cols);
 void mnas__k_fold_add(const mnas_kconv *g, const real *cols, real *x);
 /* Elements of scratch the three convolution kernels below need: one
  * image's columns; the Winograd or the direct kernels' buffers where those
- * apply; for depthwise with stride 1 a padded plane; 0 for 1x1 and the
- * other depthwise cases. */
+ * apply; for depthwise a padded plane (stride 1) or its four phases
+ * (stride 2); 0 for 1x1 and the other depthwise cases. */
 int64_t mnas__k_conv_scratch(const mnas_kconv *g);
 /* Is this the depthwise case (groups == C == O) that has direct loops? */
 int mnas__k_conv_depthwise(const mnas_kconv *g);
