@@ -418,6 +418,79 @@ START_TEST(max_pool_2x2_special_values)
 }
 END_TEST
 
+/* Pools over many ties, -inf regions and NaNs, against the rule written
+ * out: the max takes the first cell inside its window, then a cell that is
+ * larger, or NaN over a number; the average sums the cells inside in
+ * row-major order from +0 and divides by their count. Both compared bit for
+ * bit (the 3 x 3 windows of stride 1 and 2 run on padded planes). */
+static const pool_cfg special_cfgs[] = {
+    { 1, 2, 9, 37, 3, 1, 1 }, { 2, 3, 28, 28, 3, 2, 1 }, { 1, 1, 21, 19, 3, 2, 1 }, { 1, 2, 20, 20, 5, 1, 2 },
+    { 1, 1, 7, 33, 2, 1, 1 }, { 1, 1, 1, 1, 3, 1, 1 },   { 1, 1, 3, 3, 3, 2, 1 },   { 1, 2, 12, 11, 3, 2, 0 },
+};
+#define NSPECIAL ((int)(sizeof special_cfgs / sizeof special_cfgs[0]))
+
+static int same_bits(mnas_real a, mnas_real b) { return (isnan(a) && isnan(b)) || memcmp(&a, &b, sizeof a) == 0; }
+
+START_TEST(pools_special_values_exact)
+{
+    const pool_cfg *c = &special_cfgs[_i];
+    int64_t xs[4] = { c->N, c->C, c->H, c->W }, nx = c->N * c->C * c->H * c->W;
+    mnas_tensor *x = mnas_tensor_zeros(ctx, 4, xs);
+    mnas_real *X = mnas_tensor_data(x);
+    for (int64_t k = 0; k < nx; k++) {
+        int64_t h = k / c->W % c->H, w = k % c->W;
+        X[k] = (mnas_real)((k * 7) % 5) - 2; /* many ties, -0 and +0 among them */
+        if (X[k] == 0 && k % 2) X[k] = -X[k];
+        if (h < 4 && w < 4) X[k] = -INFINITY; /* whole windows of -inf at the corner */
+        if (k % 23 == 11) X[k] = NAN;
+    }
+    mnas_tensor_set_requires_grad(x, 1);
+    mnas_tensor *mx = mnas_max_pool2d(tp, x, c->k, c->s, c->p), *av = mnas_avg_pool2d(tp, x, c->k, c->s, c->p);
+    ck_assert_msg(mx && av, "%s", mnas_tape_last_error(tp));
+    int64_t OH = (c->H + 2 * c->p - c->k) / c->s + 1, OW = (c->W + 2 * c->p - c->k) / c->s + 1;
+    int64_t ys[4] = { c->N, c->C, OH, OW }, ny = c->N * c->C * OH * OW;
+    /* distinct powers of two per output: the gradient's cell sums are exact */
+    mnas_tensor *r = mnas_tensor_zeros(ctx, 4, ys);
+    for (int64_t o = 0; o < ny; o++) mnas_tensor_data(r)[o] = (mnas_real)ldexp(1.0, (int)(o % 40) - 20);
+    mnas_real *want_dx = calloc((size_t)nx, sizeof *want_dx);
+    ck_assert_ptr_nonnull(want_dx);
+    for (int64_t nc = 0; nc < c->N * c->C; nc++)
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                mnas_real best = 0, sum = 0;
+                int64_t arg = -1, cnt = 0;
+                for (int i = 0; i < c->k; i++)
+                    for (int j = 0; j < c->k; j++) {
+                        int64_t h = oh * c->s - c->p + i, w = ow * c->s - c->p + j;
+                        if (h < 0 || h >= c->H || w < 0 || w >= c->W) continue;
+                        int64_t k = (nc * c->H + h) * c->W + w;
+                        mnas_real v = X[k];
+                        if (arg < 0 || v > best || (isnan(v) && !isnan(best))) {
+                            best = v;
+                            arg = k;
+                        }
+                        sum += v;
+                        cnt++;
+                    }
+                int64_t o = (nc * OH + oh) * OW + ow;
+                ck_assert_msg(same_bits(D(mx)[o], best), "max[%lld] = %g, want %g", (long long)o, (double)D(mx)[o],
+                              (double)best);
+                mnas_real mean = sum / (mnas_real)cnt;
+                ck_assert_msg(same_bits(D(av)[o], mean), "avg[%lld] = %g, want %g", (long long)o, (double)D(av)[o],
+                              (double)mean);
+                want_dx[arg] += D(r)[o];
+            }
+    mnas_tensor *g[1];
+    ck_assert_int_eq(mnas_grad(tp, mnas_sum(tp, mnas_mul(tp, mx, r)), 1, &x, g, 0), MNAS_OK);
+    for (int64_t k = 0; k < nx; k++)
+        ck_assert_msg(D(g[0])[k] == want_dx[k], "max-pool dx[%lld] = %g, want %g", (long long)k, (double)D(g[0])[k],
+                      (double)want_dx[k]);
+    free(want_dx);
+    mnas_tensor_free(r);
+    mnas_tensor_free(x);
+}
+END_TEST
+
 /* Padding and dilation of 2^30 with a 1 x 1 image pass the geometry
  * checks (one output cell, the centre tap): the direct kernels' padded
  * planes would have 2^62 cells, so they must step aside, not overflow. */
@@ -654,6 +727,7 @@ int main(void)
     tcase_add_test(fw, avg_pool_excludes_padding);
     tcase_add_test(fw, max_pool_special_values);
     tcase_add_test(fw, max_pool_2x2_special_values);
+    tcase_add_loop_test(fw, pools_special_values_exact, 0, NSPECIAL);
     tcase_add_test(fw, conv2d_huge_padding_and_dilation);
     tcase_add_test(fw, global_avg_pool_values);
     tcase_add_test(fw, steady_state_memory);

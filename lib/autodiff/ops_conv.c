@@ -121,6 +121,12 @@ static real *conv_scratch(mnas_tape *tp, const char *fn, const mnas_kconv *g, in
     return p;
 }
 
+/* A pool's scratch, given back the same way. */
+static real *pool_scratch(mnas_tape *tp, const char *fn, const mnas_kconv *g, mnas_arena_mark *m)
+{
+    return mnas__tape_scratch_begin(tp, fn, (size_t)mnas__k_pool_scratch(g) * sizeof(real), m);
+}
+
 /* ---- the ops, given a checked geometry --------------------------------- */
 
 static mnas_tensor *unfold_op(mnas_tape *tp, mnas_tensor *x, const mnas_kconv *g)
@@ -199,9 +205,11 @@ static mnas_tensor *avg_op(mnas_tape *tp, mnas_tensor *x, const mnas_kconv *g)
     const char *fn = "mnas_avg_pool2d";
     int64_t shape[4] = { g->N, g->C, g->OH, g->OW };
     mnas_tensor *out = mnas__tape_new(tp, fn, 4, shape);
-    real *scratch = out ? mnas__tape_scratch(tp, fn, (size_t)mnas__k_pool_scratch(g) * sizeof(real)) : NULL;
+    mnas_arena_mark mark;
+    real *scratch = out ? pool_scratch(tp, fn, g, &mark) : NULL;
     if (!scratch) return NULL;
     mnas__k_avg_pool(g, x->data, out->data, scratch);
+    mnas__tape_scratch_end(tp, mark);
     return finish(tp, fn, OP_AVG_POOL, out, 1, &x, g);
 }
 
@@ -210,9 +218,11 @@ static mnas_tensor *avg_adj_op(mnas_tape *tp, mnas_tensor *gy, const mnas_kconv 
     const char *fn = "mnas_avg_pool2d backward";
     int64_t shape[4] = { g->N, g->C, g->H, g->W };
     mnas_tensor *out = mnas__tape_new(tp, fn, 4, shape);
-    real *scratch = out ? mnas__tape_scratch(tp, fn, (size_t)mnas__k_pool_scratch(g) * sizeof(real)) : NULL;
+    mnas_arena_mark mark;
+    real *scratch = out ? pool_scratch(tp, fn, g, &mark) : NULL;
     if (!scratch) return NULL;
     mnas__k_avg_pool_adj(g, gy->data, out->data, scratch);
+    mnas__tape_scratch_end(tp, mark);
     return finish(tp, fn, OP_AVG_POOL_ADJ, out, 1, &gy, g);
 }
 
@@ -365,7 +375,11 @@ mnas_tensor *mnas_max_pool2d(mnas_tape *tp, mnas_tensor *x, int kernel, int stri
         idx = mnas__tape_scratch(tp, fn, (size_t)out->size * sizeof *idx);
         if (!idx) return NULL;
     }
-    mnas__k_max_pool(&g, x->data, out->data, idx);
+    real *scratch = NULL;
+    mnas_arena_mark mark;
+    if (mnas__k_window_scratch(&g) && !(scratch = pool_scratch(tp, fn, &g, &mark))) return NULL;
+    mnas__k_max_pool(&g, x->data, out->data, idx, scratch);
+    if (scratch) mnas__tape_scratch_end(tp, mark);
     /* Recorded as the gather of x at its argmax. */
     mnas_node *node;
     if (!mnas__finish(tp, fn, OP_POOL_GATHER, out, 1, &x, &node)) return NULL;

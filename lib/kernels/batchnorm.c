@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/vec8.h"
 
 /* [N, F] inputs (inner 1): walk rows in memory order with one accumulator
  * per feature, which the compiler vectorises. */
@@ -197,39 +198,7 @@ static void bn_double_backward_rows(int64_t N, int64_t C, const real *x, const r
  * shape alone: not on the call, the thread count or the instruction set
  * (lane-wise operations are the same IEEE operations in the same order,
  * and contraction into FMA is off). */
-#define INL static inline __attribute__((always_inline))
-
-/* the helpers are always inlined: no vector crosses a real call, so the
- * warning that such a call's ABI depends on the ISA does not apply */
-#if defined(__clang__)
-#if __has_warning("-Wpsabi")
-#pragma clang diagnostic ignored "-Wpsabi"
-#endif
-#elif defined(__GNUC__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-typedef real v8r __attribute__((vector_size(8 * sizeof(real))));
-typedef __typeof__(*(v8r *)0 > 0) v8i; /* a comparison's result: lanes of all ones or zeros */
-
 enum { LANES = 16 };
-
-INL v8r ld8(const real *p)
-{
-    v8r t;
-    memcpy(&t, p, sizeof t);
-    return t;
-}
-
-INL void st8(real *p, v8r v) { memcpy(p, &v, sizeof v); }
-
-INL v8r bits_and(v8r v, v8i m)
-{
-    v8i b;
-    memcpy(&b, &v, sizeof b);
-    b &= m;
-    memcpy(&v, &b, sizeof v);
-    return v;
-}
 
 /* relu_of lane-wise: z where z > 0 or z is NaN, else +0. */
 INL v8r relu8(v8r z) { return bits_and(z, (z > 0) | (z != z)); }

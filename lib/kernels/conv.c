@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/vec8.h"
 
 /* The outputs o in [0, n_out) whose input coordinate o * s + off lies in
  * [0, n_in), as [*lo, *hi). Every other output of that kernel tap reads
@@ -37,16 +38,19 @@ int mnas__k_conv_depthwise(const mnas_kconv *g) { return g->groups == g->C && g-
  * or of g (after up to one plane of zeros in the transposed pass): at most
  * three planes. Skipped when padding or dilation would make a plane much
  * larger than the image (the direct loops need no scratch). */
-static int64_t flat_scratch(const mnas_kconv *g)
+static int64_t flat_size(const mnas_kconv *g)
 {
-    if (!mnas__k_conv_depthwise(g) || g->stride != 1) return 0;
+    if (g->stride != 1) return 0;
     int64_t Hp = g->H + 2 * g->pad, Wp = g->W + 2 * g->pad, a;
     if (__builtin_mul_overflow(Hp, Wp, &a) || a > 4 * (g->H * g->W + g->OH * g->OW) + 4096) return 0;
     return 3 * a;
 }
 
+static int64_t flat_scratch(const mnas_kconv *g) { return mnas__k_conv_depthwise(g) ? flat_size(g) : 0; }
+
 static int64_t direct_scratch(const mnas_kconv *g);
-static int64_t phase_scratch(const mnas_kconv *g);
+static int64_t phase_size(const mnas_kconv *g);
+static int64_t phase_scratch(const mnas_kconv *g) { return mnas__k_conv_depthwise(g) ? phase_size(g) : 0; }
 
 int64_t mnas__k_conv_scratch(const mnas_kconv *g)
 {
@@ -59,19 +63,30 @@ int64_t mnas__k_conv_scratch(const mnas_kconv *g)
     return g->C * g->kh * g->kw * g->OH * g->OW;
 }
 
-/* The padded plane: rows of Wp with p zero cells around x's H x W. */
-static void pad_plane(const mnas_kconv *g, const real *x, real *xp)
+/* n copies of v (zeros by memset). */
+static void fill_n(real *p, int64_t n, real v)
+{
+    if (v == 0 && !signbit(v)) {
+        memset(p, 0, (size_t)n * sizeof(real));
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) p[i] = v;
+}
+
+/* The padded plane: rows of Wp with p cells of fill (zero for the
+ * convolutions and average pooling, -inf for max pooling) around x's H x W. */
+static void pad_plane(const mnas_kconv *g, const real *x, real fill, real *xp)
 {
     const int64_t Wp = g->W + 2 * g->pad, p = g->pad;
-    memset(xp, 0, (size_t)(p * Wp + p) * sizeof(real));
+    fill_n(xp, p * Wp + p, fill);
     for (int64_t h = 0; h < g->H; h++) {
         real *r = xp + (h + p) * Wp + p;
         memcpy(r, x + h * g->W, (size_t)g->W * sizeof(real));
         /* right border of this row and left border of the next */
-        memset(r + g->W, 0, (size_t)(2 * p) * sizeof(real));
+        fill_n(r + g->W, 2 * p, fill);
     }
     int64_t done = (g->H + p) * Wp + p, total = (g->H + 2 * p) * Wp;
-    if (total > done) memset(xp + done, 0, (size_t)(total - done) * sizeof(real));
+    if (total > done) fill_n(xp + done, total - done, fill);
 }
 
 MNAS_CLONES
@@ -256,15 +271,16 @@ static inline __attribute__((always_inline)) void taps_add(real *restrict d, int
 }
 
 MNAS_CLONES
-static void flat_forward(const mnas_kconv *g, const real *x, const real *w, const real *b, real *y, real *scratch)
+static void flat_forward(const mnas_kconv *g, const real *x, const real *w, int64_t ws, const real *b, real *y,
+                         real *scratch)
 {
     const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, C = g->C, d = g->dil;
     const int64_t Wp = W + 2 * g->pad, kk = g->kh * g->kw, n = (OH - 1) * Wp + OW;
     real *xp = scratch, *yb = scratch + (H + 2 * g->pad) * Wp;
     for (int64_t nc = 0; nc < g->N * C; nc++) {
         int64_t c = nc % C;
-        const real *wc = w + c * kk;
-        pad_plane(g, x + nc * H * W, xp);
+        const real *wc = w + c * ws;
+        pad_plane(g, x + nc * H * W, 0, xp);
         real b0 = b ? b[c] : 0;
         for (int64_t o = 0; o < n; o++) yb[o] = b0;
         for (int64_t t = 0; t < kk; t += 3) {
@@ -296,7 +312,7 @@ static void widen_plane(const mnas_kconv *g, const real *gp, int64_t Wp, real *g
  * Wp-wide rows after lead = max off_t zeros (and zeros after). Each cell
  * still receives its taps in order. */
 MNAS_CLONES
-static void flat_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx, real *scratch)
+static void flat_dx(const mnas_kconv *g, const real *gy, const real *w, int64_t ws, real *dx, real *scratch)
 {
     const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, C = g->C, d = g->dil, p = g->pad;
     const int64_t Wp = W + 2 * p, Hp = H + 2 * p, kk = g->kh * g->kw, n = (OH - 1) * Wp + OW;
@@ -305,7 +321,7 @@ static void flat_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx
     real *dp = scratch, *gx = scratch + Hp * Wp;
     for (int64_t nc = 0; nc < g->N * C; nc++) {
         int64_t c = nc % C;
-        const real *wc = w + c * kk;
+        const real *wc = w + c * ws;
         memset(gx, 0, (size_t)lead * sizeof(real));
         widen_plane(g, gy + nc * OH * OW, Wp, gx + lead);
         memset(gx + lead + n, 0, (size_t)(Hp * Wp - n) * sizeof(real));
@@ -332,7 +348,7 @@ static void flat_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw
     memset(dw, 0, (size_t)(C * kk) * sizeof(real));
     for (int64_t nc = 0; nc < g->N * C; nc++) {
         int64_t c = nc % C;
-        pad_plane(g, x + nc * H * W, xp);
+        pad_plane(g, x + nc * H * W, 0, xp);
         widen_plane(g, gy + nc * OH * OW, Wp, gb);
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++)
@@ -367,9 +383,9 @@ static int64_t phase_tap(const mnas_kconv *g, int64_t Wq, int64_t a, int64_t t)
 /* Scratch: the four phases, then a buffer of lead + Hq Wq values (the
  * output's Wq-wide rows, or g's after lead zeros); 0 when a phase would be
  * much larger than a quarter of the image (the direct loops then run). */
-static int64_t phase_scratch(const mnas_kconv *g)
+static int64_t phase_size(const mnas_kconv *g)
 {
-    if (!mnas__k_conv_depthwise(g) || g->stride != 2) return 0;
+    if (g->stride != 2) return 0;
     int64_t Hq = (g->H + 2 * g->pad + 1) / 2, Wq = (g->W + 2 * g->pad + 1) / 2, a;
     if (__builtin_mul_overflow(Hq, Wq, &a) || a > g->H * g->W + g->OH * g->OW + 1024) return 0;
     int64_t lead = ((g->kh - 1) * g->dil / 2) * Wq + (g->kw - 1) * g->dil / 2;
@@ -386,7 +402,7 @@ static unsigned phases_read(const mnas_kconv *g, int64_t Wq, int64_t a)
 
 /* The phases in mask of one image's plane x. */
 MNAS_CLONES
-static void phase_split(const mnas_kconv *g, const real *x, int64_t Hq, int64_t Wq, unsigned mask, real *P)
+static void phase_split(const mnas_kconv *g, const real *x, int64_t Hq, int64_t Wq, unsigned mask, real fill, real *P)
 {
     const int64_t H = g->H, W = g->W, p = g->pad, a = Hq * Wq;
     for (int ph = 0; ph < 4; ph++) {
@@ -400,19 +416,20 @@ static void phase_split(const mnas_kconv *g, const real *x, int64_t Hq, int64_t 
             real *q = P + ph * a + u * Wq;
             int64_t h = 2 * u + ra - p;
             if (h < 0 || h >= H) {
-                memset(q, 0, (size_t)Wq * sizeof(real));
+                fill_n(q, Wq, fill);
                 continue;
             }
             const real *xr = x + h * W + cb - p;
-            for (int64_t v = 0; v < v0; v++) q[v] = 0;
+            for (int64_t v = 0; v < v0; v++) q[v] = fill;
             for (int64_t v = v0; v < v1; v++) q[v] = xr[2 * v];
-            for (int64_t v = v1; v < Wq; v++) q[v] = 0;
+            for (int64_t v = v1; v < Wq; v++) q[v] = fill;
         }
     }
 }
 
 MNAS_CLONES
-static void phase_forward(const mnas_kconv *g, const real *x, const real *w, const real *b, real *y, real *scratch)
+static void phase_forward(const mnas_kconv *g, const real *x, const real *w, int64_t ws, const real *b, real *y,
+                          real *scratch)
 {
     const int64_t OH = g->OH, OW = g->OW, C = g->C, kk = g->kh * g->kw;
     const int64_t Hq = (g->H + 2 * g->pad + 1) / 2, Wq = (g->W + 2 * g->pad + 1) / 2, a = Hq * Wq;
@@ -421,8 +438,8 @@ static void phase_forward(const mnas_kconv *g, const real *x, const real *w, con
     real *P = scratch, *yb = scratch + 4 * a;
     for (int64_t nc = 0; nc < g->N * C; nc++) {
         int64_t c = nc % C;
-        const real *wc = w + c * kk;
-        phase_split(g, x + nc * g->H * g->W, Hq, Wq, mask, P);
+        const real *wc = w + c * ws;
+        phase_split(g, x + nc * g->H * g->W, Hq, Wq, mask, 0, P);
         real b0 = b ? b[c] : 0;
         for (int64_t o = 0; o < n; o++) yb[o] = b0;
         for (int64_t t = 0; t < kk; t += 3) {
@@ -437,7 +454,7 @@ static void phase_forward(const mnas_kconv *g, const real *x, const real *w, con
 }
 
 MNAS_CLONES
-static void phase_dx(const mnas_kconv *g, const real *gy, const real *w, real *dx, real *scratch)
+static void phase_dx(const mnas_kconv *g, const real *gy, const real *w, int64_t ws, real *dx, real *scratch)
 {
     const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, C = g->C, p = g->pad, kk = g->kh * g->kw;
     const int64_t Hq = (H + 2 * p + 1) / 2, Wq = (W + 2 * p + 1) / 2, a = Hq * Wq;
@@ -445,7 +462,7 @@ static void phase_dx(const mnas_kconv *g, const real *gy, const real *w, real *d
     real *Q = scratch, *gx = scratch + 4 * a;
     for (int64_t nc = 0; nc < g->N * C; nc++) {
         int64_t c = nc % C;
-        const real *wc = w + c * kk;
+        const real *wc = w + c * ws;
         memset(gx, 0, (size_t)lead * sizeof(real));
         widen_plane(g, gy + nc * OH * OW, Wq, gx + lead);
         memset(gx + lead + n, 0, (size_t)(a - n) * sizeof(real));
@@ -493,9 +510,119 @@ static void phase_dw(const mnas_kconv *g, const real *x, const real *gy, real *d
     memset(dw, 0, (size_t)(C * kk) * sizeof(real));
     for (int64_t nc = 0; nc < g->N * C; nc++) {
         int64_t c = nc % C;
-        phase_split(g, x + nc * g->H * g->W, Hq, Wq, mask, P);
+        phase_split(g, x + nc * g->H * g->W, Hq, Wq, mask, 0, P);
         widen_plane(g, gy + nc * OH * OW, Wq, gb);
         for (int64_t t = 0; t < kk; t++) dw[c * kk + t] += dot_lanes(n, gb, P + phase_tap(g, Wq, a, t), 1);
+    }
+}
+
+/* ---- pooling windows on the same planes ---------------------------------
+ * Average pooling is a depthwise convolution with unit weights, divided by
+ * each window's count of cells inside the image; its adjoint is the
+ * transposed pass with unit weights. The padding cells the flat loops add
+ * are zeros, and the skipping loops of pool.c start their sums at +0, so
+ * they never hold -0 and x + 0 = x: the same bits. Max pooling runs the
+ * same taps over planes padded with -inf (pool.c calls these for stride 1
+ * and 2, dilation 1). */
+enum { WINDOW_MAX_TAPS = 64 };
+
+int64_t mnas__k_window_scratch(const mnas_kconv *g)
+{
+    if (g->dil != 1 || g->kh * g->kw > WINDOW_MAX_TAPS || (g->stride != 1 && g->stride != 2)) return 0;
+    int64_t n = g->stride == 1 ? flat_size(g) : phase_size(g);
+    /* and the max's tap numbers, one plane */
+    int64_t a = g->stride == 1 ? (g->H + 2 * g->pad) * (g->W + 2 * g->pad)
+                               : ((g->H + 2 * g->pad + 1) / 2) * ((g->W + 2 * g->pad + 1) / 2);
+    return n ? n + a : 0;
+}
+
+void mnas__k_window_sum(const mnas_kconv *g, const real *x, real *y, real *scratch)
+{
+    real ones[WINDOW_MAX_TAPS];
+    for (int t = 0; t < WINDOW_MAX_TAPS; t++) ones[t] = 1;
+    if (g->stride == 1)
+        flat_forward(g, x, ones, 0, NULL, y, scratch);
+    else
+        phase_forward(g, x, ones, 0, NULL, y, scratch);
+}
+
+void mnas__k_window_sum_adj(const mnas_kconv *g, const real *gy, real *dx, real *scratch)
+{
+    real ones[WINDOW_MAX_TAPS];
+    for (int t = 0; t < WINDOW_MAX_TAPS; t++) ones[t] = 1;
+    if (g->stride == 1)
+        flat_dx(g, gy, ones, 0, dx, scratch);
+    else
+        phase_dx(g, gy, ones, 0, dx, scratch);
+}
+
+/* yb[o] = the first maximum over the taps of src, and at[o] its tap
+ * number (as a real, so that both selects have one vector width): tap t
+ * replaces the best so far when larger, or when it is NaN and the best is
+ * not, the rule of pool.c's loops. */
+MNAS_CLONES
+static void window_max_taps(int64_t n, int64_t kk, const real *const *src, real *restrict yb, real *restrict at)
+{
+    const real *s0 = src[0];
+    for (int64_t o = 0; o < n; o++) {
+        yb[o] = s0[o];
+        at[o] = 0;
+    }
+    for (int64_t t = 1; t < kk; t++) {
+        const real *st = src[t];
+        const real tt = (real)t;
+        const v8r t8 = { tt, tt, tt, tt, tt, tt, tt, tt };
+        int64_t o = 0;
+        for (; o + 8 <= n; o += 8) {
+            v8r v = ld8(st + o), b = ld8(yb + o);
+            v8i take = (v > b) | ((v != v) & (b == b));
+            st8(yb + o, blend8(take, v, b));
+            st8(at + o, blend8(take, t8, ld8(at + o)));
+        }
+        for (; o < n; o++) {
+            real v = st[o], b = yb[o];
+            int take = (v > b) | ((v != v) & (b == b));
+            yb[o] = take ? v : b;
+            at[o] = take ? tt : at[o];
+        }
+    }
+}
+
+void mnas__k_window_max(const mnas_kconv *g, const real *x, real *y, int64_t *idx, real *scratch)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, p = g->pad, kk = g->kh * g->kw;
+    const int64_t Wr = s == 1 ? W + 2 * p : (W + 2 * p + 1) / 2;
+    const int64_t a = s == 1 ? (H + 2 * p) * Wr : ((H + 2 * p + 1) / 2) * Wr;
+    const int64_t n = (OH - 1) * Wr + OW;
+    real *planes = scratch, *yb = scratch + (s == 1 ? a : 4 * a), *at = yb + a;
+    const real *src[WINDOW_MAX_TAPS];
+    int64_t off[WINDOW_MAX_TAPS]; /* tap t's cell from the window's top-left corner in x */
+    for (int64_t t = 0; t < kk; t++) {
+        src[t] = planes + (s == 1 ? (t / g->kw) * Wr + t % g->kw : phase_tap(g, Wr, a, t));
+        off[t] = (t / g->kw) * W + t % g->kw;
+    }
+    for (int64_t nc = 0; nc < g->N * g->C; nc++) {
+        if (s == 1)
+            pad_plane(g, x + nc * H * W, -INFINITY, planes);
+        else
+            phase_split(g, x + nc * H * W, (H + 2 * p + 1) / 2, Wr, phases_read(g, Wr, a), -INFINITY, planes);
+        window_max_taps(n, kk, src, yb, at);
+        real *yp = y + nc * OH * OW;
+        for (int64_t oh = 0; oh < OH; oh++) memcpy(yp + oh * OW, yb + oh * Wr, (size_t)OW * sizeof(real));
+        if (!idx) continue;
+        int64_t *ip = idx + nc * OH * OW;
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t o = oh * Wr + ow, corner = nc * H * W + (oh * s - p) * W + (ow * s - p);
+                if (yb[o] == -INFINITY) {
+                    /* every cell of the window is -inf (or padding, which
+                     * the first tap may be): the first cell inside wins */
+                    int64_t i = oh * s - p < 0 ? p - oh * s : 0, j = ow * s - p < 0 ? p - ow * s : 0;
+                    ip[oh * OW + ow] = corner + i * W + j;
+                } else {
+                    ip[oh * OW + ow] = corner + off[(int64_t)at[o]];
+                }
+            }
     }
 }
 
@@ -644,9 +771,9 @@ void mnas__k_conv2d(const mnas_kconv *g, const real *x, const real *w, const rea
 {
     if (mnas__k_conv_depthwise(g)) {
         if (flat_scratch(g))
-            flat_forward(g, x, w, b, y, scratch);
+            flat_forward(g, x, w, g->kh * g->kw, b, y, scratch);
         else if (phase_scratch(g))
-            phase_forward(g, x, w, b, y, scratch);
+            phase_forward(g, x, w, g->kh * g->kw, b, y, scratch);
         else
             dw_forward(g, x, w, b, y);
         return;
@@ -682,9 +809,9 @@ void mnas__k_conv2d_dx(const mnas_kconv *g, const real *gy, const real *w, real 
 {
     if (mnas__k_conv_depthwise(g)) {
         if (flat_scratch(g))
-            flat_dx(g, gy, w, dx, scratch);
+            flat_dx(g, gy, w, g->kh * g->kw, dx, scratch);
         else if (phase_scratch(g))
-            phase_dx(g, gy, w, dx, scratch);
+            phase_dx(g, gy, w, g->kh * g->kw, dx, scratch);
         else
             dw_dx(g, gy, w, dx);
         return;

@@ -165,13 +165,23 @@ void mnas__k_wino_dx(const mnas_kconv *g, const real *gy, const real *w, real *d
 void mnas__k_wino_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw, real *scratch);
 
 /* Max over each kh x kw window (padding never wins); idx (may be NULL)
- * receives the flat index into x of each output's maximum (first on ties). */
-void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx);
+ * receives the flat index into x of each output's maximum (first on ties).
+ * scratch holds mnas__k_pool_scratch(g) elements, or is NULL (the slower
+ * loops that need none). */
+void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx, real *scratch);
 /* Mean over the non-padding cells of each window, and its adjoint (dx is
  * overwritten); scratch holds mnas__k_pool_scratch(g) elements. */
 int64_t mnas__k_pool_scratch(const mnas_kconv *g);
 void mnas__k_avg_pool(const mnas_kconv *g, const real *x, real *y, real *scratch);
 void mnas__k_avg_pool_adj(const mnas_kconv *g, const real *gy, real *dx, real *scratch);
+/* The pools' windows on padded planes (conv.c, stride 1) or their phases
+ * (stride 2), dilation 1, up to 64 taps: the scratch they need (0 when they
+ * do not apply), the plain sum of each window and its adjoint (dx
+ * overwritten), and the max with its argmax as mnas__k_max_pool's. */
+int64_t mnas__k_window_scratch(const mnas_kconv *g);
+void mnas__k_window_sum(const mnas_kconv *g, const real *x, real *y, real *scratch);
+void mnas__k_window_sum_adj(const mnas_kconv *g, const real *gy, real *dx, real *scratch);
+void mnas__k_window_max(const mnas_kconv *g, const real *x, real *y, int64_t *idx, real *scratch);
 /* y[i] = x[idx[i]] for n outputs; and its adjoint x[idx[i]] += y[i] into a
  * zeroed x of size nx, where x and y are `planes` equal planes and plane
  * p's indices point into plane p of x (max-pooling's argmax per image and

@@ -24,7 +24,9 @@ static void window_counts(const mnas_kconv *g, real *cnt)
     }
 }
 
-int64_t mnas__k_pool_scratch(const mnas_kconv *g) { return 2 * g->OH * g->OW; }
+/* The window counts and g / count of one plane, then the windows' planes
+ * (mnas__k_window_scratch; none when those loops do not apply). */
+int64_t mnas__k_pool_scratch(const mnas_kconv *g) { return 2 * g->OH * g->OW + mnas__k_window_scratch(g); }
 
 /* Window cell (i, j): its offsets from an output's top-left input, and the
  * output rows [h0, h1) and columns [w0, w1) for which it lies inside the
@@ -108,7 +110,7 @@ __attribute__((target("avx512f,avx512vl"))) static void max_pool_2x2_512(const m
 #endif
 
 MNAS_CLONES
-void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx)
+void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx, real *scratch)
 {
 #ifdef MNAS_POOL512
     if (g->kh == 2 && g->kw == 2 && g->stride == 2 && g->pad == 0 && g->W < INT32_MAX &&
@@ -117,6 +119,10 @@ void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx)
         return;
     }
 #endif
+    if (scratch && mnas__k_window_scratch(g) && g->H * g->W < INT32_MAX) {
+        mnas__k_window_max(g, x, y, idx, scratch + 2 * g->OH * g->OW);
+        return;
+    }
     const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, L = OH * OW;
     for (int64_t nc = 0; nc < g->N * g->C; nc++) {
         const real *xp = x + nc * H * W;
@@ -176,6 +182,12 @@ void mnas__k_avg_pool(const mnas_kconv *g, const real *x, real *y, real *scratch
     const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, L = OH * OW;
     real *cnt = scratch;
     window_counts(g, cnt);
+    if (mnas__k_window_scratch(g)) {
+        mnas__k_window_sum(g, x, y, scratch + 2 * L);
+        for (int64_t nc = 0; nc < g->N * g->C; nc++)
+            for (int64_t o = 0; o < L; o++) y[nc * L + o] /= cnt[o];
+        return;
+    }
     for (int64_t nc = 0; nc < g->N * g->C; nc++) {
         const real *xp = x + nc * H * W;
         real *yp = y + nc * L;
@@ -204,6 +216,16 @@ void mnas__k_avg_pool_adj(const mnas_kconv *g, const real *gy, real *dx, real *s
     const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, L = OH * OW;
     real *cnt = scratch, *v = scratch + L;
     window_counts(g, cnt);
+    if (mnas__k_window_scratch(g)) {
+        /* plane by plane, g / count of the plane in v */
+        mnas_kconv one = *g;
+        one.N = one.C = one.O = one.groups = 1;
+        for (int64_t nc = 0; nc < g->N * g->C; nc++) {
+            for (int64_t o = 0; o < L; o++) v[o] = gy[nc * L + o] / cnt[o];
+            mnas__k_window_sum_adj(&one, v, dx + nc * H * W, scratch + 2 * L);
+        }
+        return;
+    }
     memset(dx, 0, (size_t)(g->N * g->C * H * W) * sizeof(real));
     for (int64_t nc = 0; nc < g->N * g->C; nc++) {
         real *dp = dx + nc * H * W;
