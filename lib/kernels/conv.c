@@ -225,6 +225,46 @@ static real dot_lanes(int64_t n, const real *a, const real *b, int64_t sb)
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+/* out[t] += dot_lanes(n, a, b[t], 1) for the K <= 8 taps t < K, in one pass
+ * over a: each tap's sum runs in the same eight lanes in the same order
+ * (lane q of the vector is acc[q] of dot_lanes), so the same bits as K
+ * calls, without dot_lanes' single chain of dependent additions. */
+static inline __attribute__((always_inline)) void dot_taps_k(int K, int64_t n, const real *a, const real *const *b,
+                                                             real *out)
+{
+    v8r acc[8];
+    for (int t = 0; t < K; t++) acc[t] = (v8r){ 0 };
+    int64_t o = 0;
+    for (; o + 8 <= n; o += 8) {
+        v8r av = ld8(a + o);
+        for (int t = 0; t < K; t++) acc[t] += av * ld8(b[t] + o);
+    }
+    for (int t = 0; t < K; t++) {
+        real l[8];
+        memcpy(l, &acc[t], sizeof l);
+        for (int64_t k = o; k < n; k++) l[0] += a[k] * b[t][k];
+        out[t] += ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+    }
+}
+
+/* out[t] += the dot product of a with b[t], t < k, eight taps per pass. */
+MNAS_CLONES
+static void dot_taps(int64_t n, const real *a, int64_t k, const real *const *b, real *out)
+{
+    for (int64_t t = 0; t < k; t += 8) {
+        switch (k - t < 8 ? k - t : 8) {
+        case 1: dot_taps_k(1, n, a, b + t, out + t); break;
+        case 2: dot_taps_k(2, n, a, b + t, out + t); break;
+        case 3: dot_taps_k(3, n, a, b + t, out + t); break;
+        case 4: dot_taps_k(4, n, a, b + t, out + t); break;
+        case 5: dot_taps_k(5, n, a, b + t, out + t); break;
+        case 6: dot_taps_k(6, n, a, b + t, out + t); break;
+        case 7: dot_taps_k(7, n, a, b + t, out + t); break;
+        default: dot_taps_k(8, n, a, b + t, out + t); break;
+        }
+    }
+}
+
 static void dw_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw)
 {
     const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, C = g->C;
@@ -350,9 +390,12 @@ static void flat_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw
         int64_t c = nc % C;
         pad_plane(g, x + nc * H * W, 0, xp);
         widen_plane(g, gy + nc * OH * OW, Wp, gb);
-        for (int64_t i = 0; i < g->kh; i++)
-            for (int64_t j = 0; j < g->kw; j++)
-                dw[c * kk + i * g->kw + j] += dot_lanes(n, gb, xp + i * d * Wp + j * d, 1);
+        for (int64_t t = 0; t < kk; t += 8) {
+            const real *src[8];
+            int64_t cnt = kk - t < 8 ? kk - t : 8;
+            for (int64_t q = 0; q < cnt; q++) src[q] = xp + ((t + q) / g->kw) * d * Wp + ((t + q) % g->kw) * d;
+            dot_taps(n, gb, cnt, src, dw + c * kk + t);
+        }
     }
 }
 
@@ -512,7 +555,12 @@ static void phase_dw(const mnas_kconv *g, const real *x, const real *gy, real *d
         int64_t c = nc % C;
         phase_split(g, x + nc * g->H * g->W, Hq, Wq, mask, 0, P);
         widen_plane(g, gy + nc * OH * OW, Wq, gb);
-        for (int64_t t = 0; t < kk; t++) dw[c * kk + t] += dot_lanes(n, gb, P + phase_tap(g, Wq, a, t), 1);
+        for (int64_t t = 0; t < kk; t += 8) {
+            const real *src[8];
+            int64_t cnt = kk - t < 8 ? kk - t : 8;
+            for (int64_t q = 0; q < cnt; q++) src[q] = P + phase_tap(g, Wq, a, t + q);
+            dot_taps(n, gb, cnt, src, dw + c * kk + t);
+        }
     }
 }
 
