@@ -38,9 +38,19 @@ int mnas__k_conv_depthwise(const mnas_kconv *g) { return g->groups == g->C && g-
  * or of g (after up to one plane of zeros in the transposed pass): at most
  * three planes. Skipped when padding or dilation would make a plane much
  * larger than the image (the direct loops need no scratch). */
+/* The flat loops (stride 1 and 2 below) take kernels of up to FLAT_TAPS
+ * cells; the direct loops the rest. */
+enum { FLAT_TAPS = 64 };
+
+static int flat_taps_ok(const mnas_kconv *g)
+{
+    int64_t k;
+    return !__builtin_mul_overflow(g->kh, g->kw, &k) && k <= FLAT_TAPS;
+}
+
 static int64_t flat_size(const mnas_kconv *g)
 {
-    if (g->stride != 1) return 0;
+    if (g->stride != 1 || !flat_taps_ok(g)) return 0;
     int64_t Hp = g->H + 2 * g->pad, Wp = g->W + 2 * g->pad, a;
     if (__builtin_mul_overflow(Hp, Wp, &a) || a > 4 * (g->H * g->W + g->OH * g->OW) + 4096) return 0;
     return 3 * a;
@@ -310,28 +320,48 @@ static inline __attribute__((always_inline)) void taps_add(real *restrict d, int
     }
 }
 
+/* d[o] += w[0] s[0][o] + ... + w[k-1] s[k-1][o], one tap after the other in
+ * order, three per pass over d. */
+static inline __attribute__((always_inline)) void taps_all(real *restrict d, int64_t n, int64_t k, const real *w,
+                                                           const real *const *s)
+{
+    for (int64_t t = 0; t < k; t += 3) {
+        int cnt = k - t < 3 ? (int)(k - t) : 3;
+        taps_add(d, n, cnt, w + t, s[t], s[t + (cnt > 1)], s[t + cnt - 1]);
+    }
+}
+
+/* tap_table gives each kernel cell's offset into the plane the flat loops
+ * read:
+ * the padded plane of row width Wr (stride 1), or the phases of a values
+ * each (stride 2; the phase's start included). Computed once per call. */
+static void tap_table(const mnas_kconv *g, int64_t Wr, int64_t a, int64_t *off)
+{
+    int64_t t = 0;
+    for (int64_t i = 0; i < g->kh; i++)
+        for (int64_t j = 0; j < g->kw; j++) {
+            int64_t di = i * g->dil, dj = j * g->dil;
+            off[t++] = g->stride == 1 ? di * Wr + dj : ((di & 1) * 2 + (dj & 1)) * a + (di >> 1) * Wr + (dj >> 1);
+        }
+}
+
 MNAS_CLONES
 static void flat_forward(const mnas_kconv *g, const real *x, const real *w, int64_t ws, const real *b, real *y,
                          real *scratch)
 {
-    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, C = g->C, d = g->dil;
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, C = g->C;
     const int64_t Wp = W + 2 * g->pad, kk = g->kh * g->kw, n = (OH - 1) * Wp + OW;
     real *xp = scratch, *yb = scratch + (H + 2 * g->pad) * Wp;
+    int64_t off[FLAT_TAPS];
+    const real *src[FLAT_TAPS];
+    tap_table(g, Wp, 0, off);
+    for (int64_t t = 0; t < kk; t++) src[t] = xp + off[t];
     for (int64_t nc = 0; nc < g->N * C; nc++) {
         int64_t c = nc % C;
-        const real *wc = w + c * ws;
         pad_plane(g, x + nc * H * W, 0, xp);
         real b0 = b ? b[c] : 0;
         for (int64_t o = 0; o < n; o++) yb[o] = b0;
-        for (int64_t t = 0; t < kk; t += 3) {
-            const real *src[3];
-            int cnt = kk - t < 3 ? (int)(kk - t) : 3;
-            for (int q = 0; q < 3; q++) {
-                int64_t u = t + (q < cnt ? q : 0);
-                src[q] = xp + (u / g->kw) * d * Wp + (u % g->kw) * d;
-            }
-            taps_add(yb, n, cnt, wc + t, src[0], src[1], src[2]);
-        }
+        taps_all(yb, n, kk, w + c * ws, src);
         real *yp = y + nc * OH * OW;
         for (int64_t oh = 0; oh < OH; oh++) memcpy(yp + oh * OW, yb + oh * Wp, (size_t)OW * sizeof(real));
     }
@@ -359,22 +389,17 @@ static void flat_dx(const mnas_kconv *g, const real *gy, const real *w, int64_t 
     const int64_t lead = (g->kh - 1) * d * Wp + (g->kw - 1) * d;
     const int64_t q0 = p * Wp + p, q1 = (p + H - 1) * Wp + p + W; /* the cells kept */
     real *dp = scratch, *gx = scratch + Hp * Wp;
+    int64_t off[FLAT_TAPS];
+    const real *src[FLAT_TAPS];
+    tap_table(g, Wp, 0, off);
+    for (int64_t t = 0; t < kk; t++) src[t] = gx + lead + q0 - off[t];
     for (int64_t nc = 0; nc < g->N * C; nc++) {
         int64_t c = nc % C;
-        const real *wc = w + c * ws;
         memset(gx, 0, (size_t)lead * sizeof(real));
         widen_plane(g, gy + nc * OH * OW, Wp, gx + lead);
         memset(gx + lead + n, 0, (size_t)(Hp * Wp - n) * sizeof(real));
         for (int64_t q = q0; q < q1; q++) dp[q] = 0;
-        for (int64_t t = 0; t < kk; t += 3) {
-            const real *src[3];
-            int cnt = kk - t < 3 ? (int)(kk - t) : 3;
-            for (int q = 0; q < 3; q++) {
-                int64_t u = t + (q < cnt ? q : 0);
-                src[q] = gx + lead + q0 - ((u / g->kw) * d * Wp + (u % g->kw) * d);
-            }
-            taps_add(dp + q0, q1 - q0, cnt, wc + t, src[0], src[1], src[2]);
-        }
+        taps_all(dp + q0, q1 - q0, kk, w + c * ws, src);
         real *xo = dx + nc * H * W;
         for (int64_t h = 0; h < H; h++) memcpy(xo + h * W, dp + (h + p) * Wp + p, (size_t)W * sizeof(real));
     }
@@ -382,20 +407,19 @@ static void flat_dx(const mnas_kconv *g, const real *gy, const real *w, int64_t 
 
 static void flat_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw, real *scratch)
 {
-    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, C = g->C, d = g->dil;
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, C = g->C;
     const int64_t Wp = W + 2 * g->pad, kk = g->kh * g->kw, n = (OH - 1) * Wp + OW;
     real *xp = scratch, *gb = scratch + (H + 2 * g->pad) * Wp;
+    int64_t off[FLAT_TAPS];
+    const real *src[FLAT_TAPS];
+    tap_table(g, Wp, 0, off);
+    for (int64_t t = 0; t < kk; t++) src[t] = xp + off[t];
     memset(dw, 0, (size_t)(C * kk) * sizeof(real));
     for (int64_t nc = 0; nc < g->N * C; nc++) {
         int64_t c = nc % C;
         pad_plane(g, x + nc * H * W, 0, xp);
         widen_plane(g, gy + nc * OH * OW, Wp, gb);
-        for (int64_t t = 0; t < kk; t += 8) {
-            const real *src[8];
-            int64_t cnt = kk - t < 8 ? kk - t : 8;
-            for (int64_t q = 0; q < cnt; q++) src[q] = xp + ((t + q) / g->kw) * d * Wp + ((t + q) % g->kw) * d;
-            dot_taps(n, gb, cnt, src, dw + c * kk + t);
-        }
+        dot_taps(n, gb, kk, src, dw + c * kk);
     }
 }
 
@@ -417,18 +441,13 @@ static void flat_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw
  * column past OW (Wq - floor((kw - 1) d / 2) >= OW, so a row's wrap lands
  * there), the lead before the first row, or the zeros after the last. The
  * weight gradient is one flat dot product per tap and image. */
-static int64_t phase_tap(const mnas_kconv *g, int64_t Wq, int64_t a, int64_t t)
-{
-    int64_t i = t / g->kw * g->dil, j = t % g->kw * g->dil;
-    return ((i & 1) * 2 + (j & 1)) * a + (i >> 1) * Wq + (j >> 1);
-}
 
 /* Scratch: the four phases, then a buffer of lead + Hq Wq values (the
  * output's Wq-wide rows, or g's after lead zeros); 0 when a phase would be
  * much larger than a quarter of the image (the direct loops then run). */
 static int64_t phase_size(const mnas_kconv *g)
 {
-    if (g->stride != 2) return 0;
+    if (g->stride != 2 || !flat_taps_ok(g)) return 0;
     int64_t Hq = (g->H + 2 * g->pad + 1) / 2, Wq = (g->W + 2 * g->pad + 1) / 2, a;
     if (__builtin_mul_overflow(Hq, Wq, &a) || a > g->H * g->W + g->OH * g->OW + 1024) return 0;
     int64_t lead = ((g->kh - 1) * g->dil / 2) * Wq + (g->kw - 1) * g->dil / 2;
@@ -436,10 +455,11 @@ static int64_t phase_size(const mnas_kconv *g)
 }
 
 /* The phases that tap t of some kernel cell reads, as bits 1 << phase. */
-static unsigned phases_read(const mnas_kconv *g, int64_t Wq, int64_t a)
+static unsigned phases_read(const mnas_kconv *g)
 {
     unsigned m = 0;
-    for (int64_t t = 0; t < g->kh * g->kw; t++) m |= 1u << (phase_tap(g, Wq, a, t) / a);
+    for (int64_t i = 0; i < g->kh; i++)
+        for (int64_t j = 0; j < g->kw; j++) m |= 1u << ((i * g->dil & 1) * 2 + (j * g->dil & 1));
     return m;
 }
 
@@ -477,20 +497,18 @@ static void phase_forward(const mnas_kconv *g, const real *x, const real *w, int
     const int64_t OH = g->OH, OW = g->OW, C = g->C, kk = g->kh * g->kw;
     const int64_t Hq = (g->H + 2 * g->pad + 1) / 2, Wq = (g->W + 2 * g->pad + 1) / 2, a = Hq * Wq;
     const int64_t n = (OH - 1) * Wq + OW;
-    const unsigned mask = phases_read(g, Wq, a);
+    const unsigned mask = phases_read(g);
     real *P = scratch, *yb = scratch + 4 * a;
+    int64_t off[FLAT_TAPS];
+    const real *src[FLAT_TAPS];
+    tap_table(g, Wq, a, off);
+    for (int64_t t = 0; t < kk; t++) src[t] = P + off[t];
     for (int64_t nc = 0; nc < g->N * C; nc++) {
         int64_t c = nc % C;
-        const real *wc = w + c * ws;
         phase_split(g, x + nc * g->H * g->W, Hq, Wq, mask, 0, P);
         real b0 = b ? b[c] : 0;
         for (int64_t o = 0; o < n; o++) yb[o] = b0;
-        for (int64_t t = 0; t < kk; t += 3) {
-            const real *src[3];
-            int cnt = kk - t < 3 ? (int)(kk - t) : 3;
-            for (int q = 0; q < 3; q++) src[q] = P + phase_tap(g, Wq, a, t + (q < cnt ? q : 0));
-            taps_add(yb, n, cnt, wc + t, src[0], src[1], src[2]);
-        }
+        taps_all(yb, n, kk, w + c * ws, src);
         real *yp = y + nc * OH * OW;
         for (int64_t oh = 0; oh < OH; oh++) memcpy(yp + oh * OW, yb + oh * Wq, (size_t)OW * sizeof(real));
     }
@@ -503,42 +521,45 @@ static void phase_dx(const mnas_kconv *g, const real *gy, const real *w, int64_t
     const int64_t Hq = (H + 2 * p + 1) / 2, Wq = (W + 2 * p + 1) / 2, a = Hq * Wq;
     const int64_t n = (OH - 1) * Wq + OW, lead = ((g->kh - 1) * g->dil / 2) * Wq + (g->kw - 1) * g->dil / 2;
     real *Q = scratch, *gx = scratch + 4 * a;
+    /* each phase's taps in order: their numbers and where they read gx */
+    int64_t off[FLAT_TAPS], tap[FLAT_TAPS], start[5] = { 0 };
+    const real *src[FLAT_TAPS];
+    tap_table(g, Wq, a, off);
+    for (int ph = 0, m = 0; ph < 4; ph++) {
+        for (int64_t t = 0; t < kk; t++)
+            if (off[t] / a == ph) {
+                tap[m] = t;
+                src[m++] = gx + lead - (off[t] - ph * a);
+            }
+        start[ph + 1] = m;
+    }
+    /* dx's column c is padded column c + p: even columns of dx come from
+     * phase e of its row, odd ones from the other, both at shift h0 */
+    const int64_t e = p & 1, h0 = (p + 1) >> 1, half = W / 2;
     for (int64_t nc = 0; nc < g->N * C; nc++) {
-        int64_t c = nc % C;
-        const real *wc = w + c * ws;
+        const real *wc = w + nc % C * ws;
         memset(gx, 0, (size_t)lead * sizeof(real));
         widen_plane(g, gy + nc * OH * OW, Wq, gx + lead);
         memset(gx + lead + n, 0, (size_t)(a - n) * sizeof(real));
         for (int ph = 0; ph < 4; ph++) {
-            real *q = Q + ph * a;
+            real *q = Q + ph * a, wv[FLAT_TAPS];
             for (int64_t u = 0; u < a; u++) q[u] = 0;
-            /* this phase's taps, in order, three at a time */
-            int64_t tt[3];
-            int cnt = 0;
-            for (int64_t t = 0; t <= kk; t++) {
-                if (t < kk && phase_tap(g, Wq, a, t) / a == ph) tt[cnt++] = t;
-                if (cnt == 3 || (t == kk && cnt)) {
-                    real wv[3];
-                    const real *src[3];
-                    for (int k = 0; k < 3; k++) {
-                        int64_t u = tt[k < cnt ? k : 0];
-                        wv[k] = wc[u];
-                        src[k] = gx + lead - (phase_tap(g, Wq, a, u) - ph * a);
-                    }
-                    taps_add(q, a, cnt, wv, src[0], src[1], src[2]);
-                    cnt = 0;
-                }
-            }
+            for (int64_t m = start[ph]; m < start[ph + 1]; m++) wv[m - start[ph]] = wc[tap[m]];
+            taps_all(q, a, start[ph + 1] - start[ph], wv, src + start[ph]);
         }
         real *dp = dx + nc * H * W;
         for (int64_t h = 0; h < H; h++) {
             int64_t r = h + p;
-            const real *q0 = Q + (r & 1) * 2 * a + (r >> 1) * Wq;
-            /* column w of dx is padded column w + p: phase (w + p) mod 2 */
-            for (int64_t col = 0; col < W; col++) {
-                int64_t cc = col + p;
-                dp[h * W + col] = q0[(cc & 1) * a + (cc >> 1)];
+            const real *row = Q + (r & 1) * 2 * a + (r >> 1) * Wq;
+            /* column 2m: padded 2m + p, phase e at m + p / 2; column 2m + 1:
+             * phase 1 - e at m + (p + 1) / 2 */
+            const real *ev = row + e * a + p / 2, *od = row + (1 - e) * a + h0;
+            real *dr = dp + h * W;
+            for (int64_t m = 0; m < half; m++) {
+                dr[2 * m] = ev[m];
+                dr[2 * m + 1] = od[m];
             }
+            if (W & 1) dr[W - 1] = ev[half];
         }
     }
 }
@@ -548,19 +569,18 @@ static void phase_dw(const mnas_kconv *g, const real *x, const real *gy, real *d
     const int64_t OH = g->OH, OW = g->OW, C = g->C, kk = g->kh * g->kw;
     const int64_t Hq = (g->H + 2 * g->pad + 1) / 2, Wq = (g->W + 2 * g->pad + 1) / 2, a = Hq * Wq;
     const int64_t n = (OH - 1) * Wq + OW;
-    const unsigned mask = phases_read(g, Wq, a);
+    const unsigned mask = phases_read(g);
     real *P = scratch, *gb = scratch + 4 * a;
+    int64_t off[FLAT_TAPS];
+    const real *src[FLAT_TAPS];
+    tap_table(g, Wq, a, off);
+    for (int64_t t = 0; t < kk; t++) src[t] = P + off[t];
     memset(dw, 0, (size_t)(C * kk) * sizeof(real));
     for (int64_t nc = 0; nc < g->N * C; nc++) {
         int64_t c = nc % C;
         phase_split(g, x + nc * g->H * g->W, Hq, Wq, mask, 0, P);
         widen_plane(g, gy + nc * OH * OW, Wq, gb);
-        for (int64_t t = 0; t < kk; t += 8) {
-            const real *src[8];
-            int64_t cnt = kk - t < 8 ? kk - t : 8;
-            for (int64_t q = 0; q < cnt; q++) src[q] = P + phase_tap(g, Wq, a, t + q);
-            dot_taps(n, gb, cnt, src, dw + c * kk + t);
-        }
+        dot_taps(n, gb, kk, src, dw + c * kk);
     }
 }
 
@@ -572,11 +592,10 @@ static void phase_dw(const mnas_kconv *g, const real *x, const real *gy, real *d
  * they never hold -0 and x + 0 = x: the same bits. Max pooling runs the
  * same taps over planes padded with -inf (pool.c calls these for stride 1
  * and 2, dilation 1). */
-enum { WINDOW_MAX_TAPS = 64 };
 
 int64_t mnas__k_window_scratch(const mnas_kconv *g)
 {
-    if (g->dil != 1 || g->kh * g->kw > WINDOW_MAX_TAPS || (g->stride != 1 && g->stride != 2)) return 0;
+    if (g->dil != 1 || g->kh * g->kw > FLAT_TAPS || (g->stride != 1 && g->stride != 2)) return 0;
     int64_t n = g->stride == 1 ? flat_size(g) : phase_size(g);
     /* and the max's tap numbers, one plane */
     int64_t a = g->stride == 1 ? (g->H + 2 * g->pad) * (g->W + 2 * g->pad)
@@ -586,8 +605,8 @@ int64_t mnas__k_window_scratch(const mnas_kconv *g)
 
 void mnas__k_window_sum(const mnas_kconv *g, const real *x, real *y, real *scratch)
 {
-    real ones[WINDOW_MAX_TAPS];
-    for (int t = 0; t < WINDOW_MAX_TAPS; t++) ones[t] = 1;
+    real ones[FLAT_TAPS];
+    for (int t = 0; t < FLAT_TAPS; t++) ones[t] = 1;
     if (g->stride == 1)
         flat_forward(g, x, ones, 0, NULL, y, scratch);
     else
@@ -596,8 +615,8 @@ void mnas__k_window_sum(const mnas_kconv *g, const real *x, real *y, real *scrat
 
 void mnas__k_window_sum_adj(const mnas_kconv *g, const real *gy, real *dx, real *scratch)
 {
-    real ones[WINDOW_MAX_TAPS];
-    for (int t = 0; t < WINDOW_MAX_TAPS; t++) ones[t] = 1;
+    real ones[FLAT_TAPS];
+    for (int t = 0; t < FLAT_TAPS; t++) ones[t] = 1;
     if (g->stride == 1)
         flat_dx(g, gy, ones, 0, dx, scratch);
     else
@@ -643,17 +662,19 @@ void mnas__k_window_max(const mnas_kconv *g, const real *x, real *y, int64_t *id
     const int64_t a = s == 1 ? (H + 2 * p) * Wr : ((H + 2 * p + 1) / 2) * Wr;
     const int64_t n = (OH - 1) * Wr + OW;
     real *planes = scratch, *yb = scratch + (s == 1 ? a : 4 * a), *at = yb + a;
-    const real *src[WINDOW_MAX_TAPS];
-    int64_t off[WINDOW_MAX_TAPS]; /* tap t's cell from the window's top-left corner in x */
+    const real *src[FLAT_TAPS];
+    int64_t off[FLAT_TAPS]; /* tap t's cell from the window's top-left corner in x */
+    int64_t tab[FLAT_TAPS];
+    tap_table(g, Wr, a, tab);
     for (int64_t t = 0; t < kk; t++) {
-        src[t] = planes + (s == 1 ? (t / g->kw) * Wr + t % g->kw : phase_tap(g, Wr, a, t));
+        src[t] = planes + tab[t];
         off[t] = (t / g->kw) * W + t % g->kw;
     }
     for (int64_t nc = 0; nc < g->N * g->C; nc++) {
         if (s == 1)
             pad_plane(g, x + nc * H * W, -INFINITY, planes);
         else
-            phase_split(g, x + nc * H * W, (H + 2 * p + 1) / 2, Wr, phases_read(g, Wr, a), -INFINITY, planes);
+            phase_split(g, x + nc * H * W, (H + 2 * p + 1) / 2, Wr, phases_read(g), -INFINITY, planes);
         window_max_taps(n, kk, src, yb, at);
         real *yp = y + nc * OH * OW;
         for (int64_t oh = 0; oh < OH; oh++) memcpy(yp + oh * OW, yb + oh * Wr, (size_t)OW * sizeof(real));
