@@ -25,7 +25,7 @@ typedef enum mnas_opcode {
     OP_CUSTOM,
     OP_UNFOLD, OP_FOLD, OP_CONV2D, OP_CONV2D_DX, OP_CONV2D_DW,
     OP_AVG_POOL, OP_AVG_POOL_ADJ, OP_POOL_GATHER, OP_POOL_SCATTER,
-    OP_BN_RELU,
+    OP_BN_RELU, OP_RELU_GRAD,
     OP_COUNT
 } mnas_opcode;
 
@@ -93,8 +93,9 @@ mnas_tensor *mnas__finish(mnas_tape *tp, const char *fn, int op, mnas_tensor *ou
 /* The node of x on this tape without creating one (NULL if none). */
 mnas_node *mnas__find_node(mnas_tape *tp, const mnas_tensor *x);
 
-/* 1 where x > 0, NaN where x is NaN, else 0, unrecorded (relu's derivative). */
-mnas_tensor *mnas__step(mnas_tape *tp, mnas_tensor *x);
+/* g * step(x), step 1 where x > 0, NaN where x is NaN, else 0 (relu's
+ * rule, in one pass); recorded with x as a constant. */
+mnas_tensor *mnas__relu_grad(mnas_tape *tp, mnas_tensor *g, mnas_tensor *x);
 
 /* Padded 4-D shape of t. */
 static inline void mnas__pad4(const mnas_tensor *t, int64_t s[4])

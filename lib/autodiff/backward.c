@@ -101,7 +101,7 @@ mnas_status mnas__vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_backward
     case OP_LEAF: return MNAS_OK;
     case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_MASK_MUL: case OP_AXPY: case OP_MIX:
     case OP_MIX_DALPHA: case OP_NEG: case OP_SCALE: case OP_ADD_SCALAR: case OP_RELU: case OP_SIGMOID:
-    case OP_TANH: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_POW: case OP_SQUARE:
+    case OP_TANH: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_POW: case OP_SQUARE: case OP_RELU_GRAD:
         return mnas__vjp_elementwise(tp, n, g, bc);
     case OP_MATMUL: case OP_LINEAR: case OP_TRANSPOSE: return mnas__vjp_linalg(tp, n, g, bc);
     case OP_SUM: case OP_SUM_TO: case OP_BROADCAST_TO: case OP_RESHAPE: case OP_CONCAT: case OP_SLICE:

@@ -241,14 +241,28 @@ mnas_tensor *mnas__mix_dalpha(mnas_tape *tp, const mnas_tensor *like, mnas_tenso
     return out;
 }
 
-/* 1 where x > 0, NaN where x is NaN, else 0; never recorded (the derivative
- * of a step is 0). */
-mnas_tensor *mnas__step(mnas_tape *tp, mnas_tensor *x)
+/* ReLU's rule, g * step(x), in one pass (the product mnas_mask_mul would
+ * form with the K_STEP mask, bit for bit). Recorded with g as its only
+ * differentiable input: x enters through the step, whose derivative is 0,
+ * and the rule reads it. Its own rule is relu_grad of the incoming gradient
+ * at the same x, so every derivative order works. */
+mnas_tensor *mnas__relu_grad(mnas_tape *tp, mnas_tensor *g, mnas_tensor *x)
 {
-    mnas_tensor *out = mnas__tape_new_like(tp, "relu backward", x);
-    if (out) mnas__k_unary(K_STEP, x->size, x->data, out->data, 0);
+    const char *fn = "relu backward";
+    if (!mnas__tape_ok(tp) || !mnas__input_ok(tp, fn, "g", g)) return NULL;
+    mnas_tensor *out = mnas__tape_new_like(tp, fn, x);
+    if (!out) return NULL;
+    mnas__k_relu_grad(x->size, g->data, x->data, out->data);
+    mnas_node *node;
+    if (!mnas__finish(tp, fn, OP_RELU_GRAD, out, 1, &g, &node)) return NULL;
+    if (node) {
+        node->nin = 2;
+        node->in[1] = x;
+        node->inode[1] = NULL;
+    }
     return out;
 }
+
 
 /* ---- backward rules ------------------------------------------------------ */
 
@@ -338,12 +352,8 @@ mnas_status mnas__vjp_elementwise(mnas_tape *tp, mnas_node *n, mnas_tensor *g, m
     case OP_NEG: MNAS__ACC(0, mnas_neg(tp, g)); return MNAS_OK;
     case OP_SCALE: MNAS__ACC(0, mnas_scale(tp, g, n->p)); return MNAS_OK;
     case OP_ADD_SCALAR: MNAS__ACC(0, g); return MNAS_OK;
-    case OP_RELU: {
-        mnas_tensor *mask = mnas__step(tp, x);
-        if (!mask) return tp->status;
-        MNAS__ACC(0, mnas_mask_mul(tp, g, mask));
-        return MNAS_OK;
-    }
+    case OP_RELU: MNAS__ACC(0, mnas__relu_grad(tp, g, x)); return MNAS_OK;
+    case OP_RELU_GRAD: MNAS__ACC(0, mnas__relu_grad(tp, g, b)); return MNAS_OK;
     case OP_SIGMOID: /* g * y * (1 - y) */
         MNAS__ACC(0, mnas_mul(tp, g, mnas_mul(tp, y, mnas_add_scalar(tp, mnas_neg(tp, y), 1.0))));
         return MNAS_OK;

@@ -321,10 +321,7 @@ static mnas_status bn_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_back
         mnas__k_bn_backward(outer, C, inner, x->data, g->data, relu ? n->out->data : NULL, gamma ? gamma->data : NULL,
                             stats, stats + C, dx ? dx->data : NULL, dg ? dg->data : NULL, db ? db->data : NULL);
     } else {
-        if (relu) {
-            mnas_tensor *mask = mnas__step(tp, n->out);
-            if (!mask || !(g = mnas_mask_mul(tp, g, mask))) return tp->status;
-        }
+        if (relu && !(g = mnas__relu_grad(tp, g, n->out))) return tp->status;
         /* Recorded: the backward outputs are themselves fused ops with
          * their own rules, so second derivatives stay cheap. */
         mnas_status r = bn_backward_ops(tp, x, g, gamma, n->p, n->state, want_x, want_g, want_b, &dx, &dg, &db);

@@ -31,7 +31,7 @@ static inline void row_moments(int64_t N, int64_t C, const real *x, double eps, 
 }
 
 /* relu as mnas_relu computes it (NaN passes through); masked_row below
- * takes its derivative as mnas__step does (NaN where y is NaN): the fused
+ * takes its derivative as the K_STEP mask does (NaN where y is NaN): the fused
  * batch-norm + ReLU op keeps the bits of the two separate ops. */
 static inline real relu_of(real z) { return (z > 0 || z != z) ? z : 0; }
 
@@ -203,21 +203,6 @@ enum { LANES = 16 };
 /* relu_of lane-wise: z where z > 0 or z is NaN, else +0. */
 INL v8r relu8(v8r z) { return bits_and(z, (z > 0) | (z != z)); }
 
-/* g * step(y) lane-wise, step as mnas__step: 1 where y > 0, y where y is
- * NaN, else 0 (so the same product as masked_row's). */
-INL v8r mask8(v8r g, v8r y)
-{
-    const v8r one = { 1, 1, 1, 1, 1, 1, 1, 1 };
-    v8r f = bits_and(one, y > 0), n = bits_and(y, y != y);
-    v8i fb, nb;
-    memcpy(&fb, &f, sizeof fb);
-    memcpy(&nb, &n, sizeof nb);
-    fb |= nb;
-    memcpy(&f, &fb, sizeof f);
-    return g * f;
-}
-
-INL real mask1(real g, real y) { return g * (y > 0 ? 1 : (y != y ? y : 0)); }
 
 /* 16 lanes: lane j < 8 is lo[j], lane j >= 8 is hi[j - 8]. */
 typedef struct {

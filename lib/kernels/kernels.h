@@ -58,6 +58,9 @@ typedef enum {
 } mnas_kunop;
 /* y = f(x; p) elementwise; K_STEP is 1 where x > 0 else 0. */
 void mnas__k_unary(mnas_kunop op, int64_t n, const real *x, real *y, double p);
+/* out = g * step(x) (ReLU's backward), the same product as K_MUL of g and
+ * x's K_STEP mask (1 where x > 0, x where x is NaN, else 0), in one pass. */
+void mnas__k_relu_grad(int64_t n, const real *g, const real *x, real *out);
 
 /* y (shape ys) = sum of x (shape xs) over the axes where ys is 1 and xs is
  * not. acc is scratch of mnas__k_sum_to_scratch(xs, ys) doubles. When a

@@ -53,4 +53,20 @@ INL v8r blend8(v8i m, v8r a, v8r b)
     return a;
 }
 
+/* g * step(y) lane-wise, step as K_STEP: 1 where y > 0, y where y is
+ * NaN, else 0 (so the same product as the scalar mask1's). */
+INL v8r mask8(v8r g, v8r y)
+{
+    const v8r one = { 1, 1, 1, 1, 1, 1, 1, 1 };
+    v8r f = bits_and(one, y > 0), n = bits_and(y, y != y);
+    v8i fb, nb;
+    memcpy(&fb, &f, sizeof fb);
+    memcpy(&nb, &n, sizeof nb);
+    fb |= nb;
+    memcpy(&f, &fb, sizeof f);
+    return g * f;
+}
+
+INL real mask1(real g, real y) { return g * (y > 0 ? 1 : (y != y ? y : 0)); }
+
 #endif
