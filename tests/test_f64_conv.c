@@ -663,6 +663,9 @@ static const mnas_kconv kgeo[] = {
     { 2, 32, 7, 7, 32, 1, 3, 3, 1, 1, 1, 0, 0 },  /* direct */
     { 1, 3, 9, 7, 5, 1, 3, 3, 1, 3, 1, 0, 0 },    /* im2col */
     { 2, 4, 6, 5, 4, 4, 3, 3, 1, 1, 1, 0, 0 },    /* depthwise */
+    { 2, 4, 9, 8, 4, 4, 3, 3, 2, 1, 1, 0, 0 },    /* depthwise, stride 2: phase planes */
+    { 1, 3, 11, 10, 3, 3, 5, 5, 2, 4, 2, 0, 0 },  /* depthwise 5 x 5, dilation 2, stride 2 */
+    { 1, 2, 7, 9, 2, 2, 3, 2, 2, 0, 1, 0, 0 },    /* depthwise, stride 2, no padding, odd sizes */
 };
 #define NKGEO ((int)(sizeof kgeo / sizeof kgeo[0]))
 
@@ -729,6 +732,64 @@ START_TEST(kernels_on_exact_scratch)
 }
 END_TEST
 
+/* The pools' kernels the same way: mnas__k_pool_scratch elements exactly
+ * (the flat windows' planes for stride 1 and 2), against plain loops. */
+static const mnas_kconv pgeo[] = {
+    { 2, 3, 9, 11, 3, 3, 3, 3, 1, 1, 1, 0, 0 }, /* stride 1: padded planes */
+    { 1, 2, 10, 7, 2, 2, 3, 3, 2, 1, 1, 0, 0 }, /* stride 2: phases */
+    { 1, 2, 9, 9, 2, 2, 5, 5, 2, 2, 1, 0, 0 },  /* 5 x 5, stride 2 */
+    { 1, 1, 6, 6, 1, 1, 3, 3, 3, 1, 1, 0, 0 },  /* stride 3: the row-range loops */
+};
+#define NPGEO ((int)(sizeof pgeo / sizeof pgeo[0]))
+
+START_TEST(pool_kernels_on_exact_scratch)
+{
+    mnas_kconv g = pgeo[_i];
+    g.OH = (g.H + 2 * g.pad - (g.kh - 1) - 1) / g.stride + 1;
+    g.OW = (g.W + 2 * g.pad - (g.kw - 1) - 1) / g.stride + 1;
+    const int64_t nx = g.N * g.C * g.H * g.W, ny = g.N * g.C * g.OH * g.OW, ns = mnas__k_pool_scratch(&g);
+    double *x = malloc((size_t)nx * sizeof *x), *gy = malloc((size_t)ny * sizeof *gy);
+    double *mx = malloc((size_t)ny * sizeof *mx), *av = malloc((size_t)ny * sizeof *av), *dx = malloc((size_t)nx * sizeof *dx);
+    double *rdx = calloc((size_t)nx, sizeof *rdx), *scratch = malloc((size_t)ns * sizeof *scratch);
+    int64_t *idx = malloc((size_t)ny * sizeof *idx);
+    ck_assert(x && gy && mx && av && dx && rdx && scratch && idx);
+    uint64_t st = 777u + (uint64_t)_i;
+    for (int64_t k = 0; k < nx + ny; k++) {
+        st = st * 6364136223846793005u + 1442695040888963407u;
+        double v = (double)(st >> 11) / 9007199254740992.0 * 2 - 1;
+        if (k < nx) x[k] = v;
+        else gy[k - nx] = v;
+    }
+    mnas__k_max_pool(&g, x, mx, idx, scratch);
+    mnas__k_avg_pool(&g, x, av, scratch);
+    mnas__k_avg_pool_adj(&g, gy, dx, scratch);
+    for (int64_t nc = 0; nc < g.N * g.C; nc++)
+        for (int64_t oh = 0; oh < g.OH; oh++)
+            for (int64_t ow = 0; ow < g.OW; ow++) {
+                int64_t o = (nc * g.OH + oh) * g.OW + ow, arg = -1, cnt = 0;
+                double sum = 0;
+                for (int64_t i = 0; i < g.kh; i++)
+                    for (int64_t j = 0; j < g.kw; j++) {
+                        int64_t h = oh * g.stride - g.pad + i, w = ow * g.stride - g.pad + j;
+                        if (h < 0 || h >= g.H || w < 0 || w >= g.W) continue;
+                        int64_t k = (nc * g.H + h) * g.W + w;
+                        if (arg < 0 || x[k] > x[arg]) arg = k;
+                        sum += x[k];
+                        cnt++;
+                    }
+                ck_assert_msg(idx[o] == arg && mx[o] == x[arg], "geometry %d: max %lld", _i, (long long)o);
+                ck_assert_msg(fabs(av[o] - sum / (double)cnt) <= 1e-15, "geometry %d: avg %lld", _i, (long long)o);
+                for (int64_t i = 0; i < g.kh; i++)
+                    for (int64_t j = 0; j < g.kw; j++) {
+                        int64_t h = oh * g.stride - g.pad + i, w = ow * g.stride - g.pad + j;
+                        if (h >= 0 && h < g.H && w >= 0 && w < g.W) rdx[(nc * g.H + h) * g.W + w] += gy[o] / (double)cnt;
+                    }
+            }
+    for (int64_t k = 0; k < nx; k++) ck_assert_msg(fabs(dx[k] - rdx[k]) <= 1e-15, "geometry %d: dx[%lld]", _i, (long long)k);
+    free(x), free(gy), free(mx), free(av), free(dx), free(rdx), free(scratch), free(idx);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("conv_f64");
@@ -748,6 +809,7 @@ int main(void)
     suite_add_tcase(s, maml);
     TCase *kernels = tcase_create("kernels");
     tcase_add_loop_test(kernels, kernels_on_exact_scratch, 0, NKGEO);
+    tcase_add_loop_test(kernels, pool_kernels_on_exact_scratch, 0, NPGEO);
     suite_add_tcase(s, kernels);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
