@@ -30,14 +30,6 @@ static int pointwise(const mnas_kconv *g)
 
 int mnas__k_conv_depthwise(const mnas_kconv *g) { return g->groups == g->C && g->O == g->C; }
 
-/* Depthwise with stride 1 runs on zero-padded planes of width Wp = W + 2p:
- * every kernel tap is then one constant offset into the padded plane, and
- * each tap's work is a single flat, vectorisable loop over OH rows of Wp
- * columns (the d (kw - 1) columns past OW of each row are computed and
- * dropped). Scratch: the padded plane, then the Wp-wide rows of the output
- * or of g (after up to one plane of zeros in the transposed pass): at most
- * three planes. Skipped when padding or dilation would make a plane much
- * larger than the image (the direct loops need no scratch). */
 /* The flat loops (stride 1 and 2 below) take kernels of up to FLAT_TAPS
  * cells; the direct loops the rest. */
 enum { FLAT_TAPS = 64 };
@@ -48,6 +40,14 @@ static int flat_taps_ok(const mnas_kconv *g)
     return !__builtin_mul_overflow(g->kh, g->kw, &k) && k <= FLAT_TAPS;
 }
 
+/* Depthwise with stride 1 runs on zero-padded planes of width Wp = W + 2p:
+ * every kernel tap is then one constant offset into the padded plane, and
+ * each tap's work is a single flat, vectorisable loop over OH rows of Wp
+ * columns (the d (kw - 1) columns past OW of each row are computed and
+ * dropped). Scratch: the padded plane, then the Wp-wide rows of the output
+ * or of g (after up to one plane of zeros in the transposed pass): at most
+ * three planes. Skipped when padding or dilation would make a plane much
+ * larger than the image (the direct loops need no scratch). */
 static int64_t flat_size(const mnas_kconv *g)
 {
     if (g->stride != 1 || !flat_taps_ok(g)) return 0;
@@ -331,10 +331,9 @@ static inline __attribute__((always_inline)) void taps_all(real *restrict d, int
     }
 }
 
-/* tap_table gives each kernel cell's offset into the plane the flat loops
- * read:
- * the padded plane of row width Wr (stride 1), or the phases of a values
- * each (stride 2; the phase's start included). Computed once per call. */
+/* Each kernel cell's offset into the plane the flat loops read: the padded
+ * plane of row width Wr (stride 1), or the phases of a values each (stride
+ * 2; the phase's start included). Made once per call. */
 static void tap_table(const mnas_kconv *g, int64_t Wr, int64_t a, int64_t *off)
 {
     int64_t t = 0;
@@ -443,8 +442,8 @@ static void flat_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw
  * weight gradient is one flat dot product per tap and image. */
 
 /* Scratch: the four phases, then a buffer of lead + Hq Wq values (the
- * output's Wq-wide rows, or g's after lead zeros); 0 when a phase would be
- * much larger than a quarter of the image (the direct loops then run). */
+ * output's Wq-wide rows, or g's after lead zeros); 0 when the phases would
+ * be much larger than the image (the direct loops then run). */
 static int64_t phase_size(const mnas_kconv *g)
 {
     if (g->stride != 2 || !flat_taps_ok(g)) return 0;
@@ -454,7 +453,7 @@ static int64_t phase_size(const mnas_kconv *g)
     return 5 * a + lead;
 }
 
-/* The phases that tap t of some kernel cell reads, as bits 1 << phase. */
+/* The phases some kernel cell reads, as bits 1 << phase. */
 static unsigned phases_read(const mnas_kconv *g)
 {
     unsigned m = 0;
@@ -490,22 +489,39 @@ static void phase_split(const mnas_kconv *g, const real *x, int64_t Hq, int64_t 
     }
 }
 
+/* A call's phase geometry (n: outputs over Wq-wide rows), and each tap's
+ * source in the phases at P. */
+typedef struct {
+    int64_t Hq, Wq, a, n;
+    unsigned mask;
+} phase_geo;
+
+static phase_geo phase_taps(const mnas_kconv *g, const real *P, const real **src)
+{
+    phase_geo q;
+    q.Hq = (g->H + 2 * g->pad + 1) / 2;
+    q.Wq = (g->W + 2 * g->pad + 1) / 2;
+    q.a = q.Hq * q.Wq;
+    q.n = (g->OH - 1) * q.Wq + g->OW;
+    q.mask = phases_read(g);
+    int64_t off[FLAT_TAPS];
+    tap_table(g, q.Wq, q.a, off);
+    for (int64_t t = 0; t < g->kh * g->kw; t++) src[t] = P + off[t];
+    return q;
+}
+
 MNAS_CLONES
 static void phase_forward(const mnas_kconv *g, const real *x, const real *w, int64_t ws, const real *b, real *y,
                           real *scratch)
 {
     const int64_t OH = g->OH, OW = g->OW, C = g->C, kk = g->kh * g->kw;
-    const int64_t Hq = (g->H + 2 * g->pad + 1) / 2, Wq = (g->W + 2 * g->pad + 1) / 2, a = Hq * Wq;
-    const int64_t n = (OH - 1) * Wq + OW;
-    const unsigned mask = phases_read(g);
-    real *P = scratch, *yb = scratch + 4 * a;
-    int64_t off[FLAT_TAPS];
     const real *src[FLAT_TAPS];
-    tap_table(g, Wq, a, off);
-    for (int64_t t = 0; t < kk; t++) src[t] = P + off[t];
+    const phase_geo q = phase_taps(g, scratch, src);
+    const int64_t Wq = q.Wq, n = q.n;
+    real *P = scratch, *yb = scratch + 4 * q.a;
     for (int64_t nc = 0; nc < g->N * C; nc++) {
         int64_t c = nc % C;
-        phase_split(g, x + nc * g->H * g->W, Hq, Wq, mask, 0, P);
+        phase_split(g, x + nc * g->H * g->W, q.Hq, Wq, q.mask, 0, P);
         real b0 = b ? b[c] : 0;
         for (int64_t o = 0; o < n; o++) yb[o] = b0;
         taps_all(yb, n, kk, w + c * ws, src);
@@ -567,20 +583,15 @@ static void phase_dx(const mnas_kconv *g, const real *gy, const real *w, int64_t
 static void phase_dw(const mnas_kconv *g, const real *x, const real *gy, real *dw, real *scratch)
 {
     const int64_t OH = g->OH, OW = g->OW, C = g->C, kk = g->kh * g->kw;
-    const int64_t Hq = (g->H + 2 * g->pad + 1) / 2, Wq = (g->W + 2 * g->pad + 1) / 2, a = Hq * Wq;
-    const int64_t n = (OH - 1) * Wq + OW;
-    const unsigned mask = phases_read(g);
-    real *P = scratch, *gb = scratch + 4 * a;
-    int64_t off[FLAT_TAPS];
     const real *src[FLAT_TAPS];
-    tap_table(g, Wq, a, off);
-    for (int64_t t = 0; t < kk; t++) src[t] = P + off[t];
+    const phase_geo q = phase_taps(g, scratch, src);
+    real *P = scratch, *gb = scratch + 4 * q.a;
     memset(dw, 0, (size_t)(C * kk) * sizeof(real));
     for (int64_t nc = 0; nc < g->N * C; nc++) {
         int64_t c = nc % C;
-        phase_split(g, x + nc * g->H * g->W, Hq, Wq, mask, 0, P);
-        widen_plane(g, gy + nc * OH * OW, Wq, gb);
-        dot_taps(n, gb, kk, src, dw + c * kk);
+        phase_split(g, x + nc * g->H * g->W, q.Hq, q.Wq, q.mask, 0, P);
+        widen_plane(g, gy + nc * OH * OW, q.Wq, gb);
+        dot_taps(q.n, gb, kk, src, dw + c * kk);
     }
 }
 

@@ -119,7 +119,7 @@ void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx,
         return;
     }
 #endif
-    if (scratch && mnas__k_window_scratch(g) && g->H * g->W < INT32_MAX) {
+    if (scratch && mnas__k_window_scratch(g)) {
         mnas__k_window_max(g, x, y, idx, scratch + 2 * g->OH * g->OW);
         return;
     }
