@@ -514,6 +514,19 @@ START_TEST(conv2d_huge_padding_and_dilation)
         ck_assert(fabs(D(g[0])[c] - want) <= 1e-5 * (1 + fabs(want)));
     }
     for (int k = 0; k < 54; k++) ck_assert(D(g[1])[k] == (k % 9 == 4 ? D(x)[(k / 9) % 2] : 0));
+    /* The same as a depthwise convolution with stride 2: the phase planes
+     * would be 2^60 cells, so they step aside too. */
+    mnas_tensor *wd = randn(4, 2, 1, 3, 3);
+    mnas_tensor_set_requires_grad(wd, 1);
+    mnas_tensor *yd = mnas_conv2d(tp, x, wd, NULL, 2, 1 << 30, 1 << 30, 2);
+    ck_assert_msg(yd != NULL, "%s", mnas_tape_last_error(tp));
+    assert_shape(yd, 4, 1, 2, 1, 1);
+    for (int c = 0; c < 2; c++) ck_assert(D(yd)[c] == D(wd)[c * 9 + 4] * D(x)[c]);
+    mnas_tensor *insd[2] = { x, wd }, *gd[2];
+    ck_assert_int_eq(mnas_grad(tp, mnas_sum(tp, yd), 2, insd, gd, 0), MNAS_OK);
+    for (int c = 0; c < 2; c++) ck_assert(D(gd[0])[c] == D(wd)[c * 9 + 4]);
+    for (int k = 0; k < 18; k++) ck_assert(D(gd[1])[k] == (k % 9 == 4 ? D(x)[k / 9] : 0));
+    mnas_tensor_free(wd);
     mnas_tensor_free(x);
     mnas_tensor_free(w);
 }
