@@ -263,7 +263,6 @@ mnas_tensor *mnas__relu_grad(mnas_tape *tp, mnas_tensor *g, mnas_tensor *x)
     return out;
 }
 
-
 /* ---- backward rules ------------------------------------------------------ */
 
 /* Reduce a broadcast gradient back to the shape of input k. */
