@@ -732,8 +732,9 @@ START_TEST(kernels_on_exact_scratch)
 }
 END_TEST
 
-/* The pools' kernels the same way: mnas__k_pool_scratch elements exactly
- * (the flat windows' planes for stride 1 and 2), against plain loops. */
+/* The pools' kernels the same way: mnas__k_pool_scratch (average) and
+ * mnas__k_max_pool_scratch (max) elements exactly (the flat windows' planes
+ * for stride 1 and 2), against plain loops. */
 static const mnas_kconv pgeo[] = {
     { 2, 3, 9, 11, 3, 3, 3, 3, 1, 1, 1, 0, 0 }, /* stride 1: padded planes */
     { 1, 2, 10, 7, 2, 2, 3, 3, 2, 1, 1, 0, 0 }, /* stride 2: phases */
@@ -751,8 +752,10 @@ START_TEST(pool_kernels_on_exact_scratch)
     double *x = malloc((size_t)nx * sizeof *x), *gy = malloc((size_t)ny * sizeof *gy);
     double *mx = malloc((size_t)ny * sizeof *mx), *av = malloc((size_t)ny * sizeof *av), *dx = malloc((size_t)nx * sizeof *dx);
     double *rdx = calloc((size_t)nx, sizeof *rdx), *scratch = malloc((size_t)ns * sizeof *scratch);
+    const int64_t nm = mnas__k_max_pool_scratch(&g);
+    double *mscratch = nm ? malloc((size_t)nm * sizeof *mscratch) : NULL;
     int64_t *idx = malloc((size_t)ny * sizeof *idx);
-    ck_assert(x && gy && mx && av && dx && rdx && scratch && idx);
+    ck_assert(x && gy && mx && av && dx && rdx && scratch && idx && (mscratch || !nm));
     uint64_t st = 777u + (uint64_t)_i;
     for (int64_t k = 0; k < nx + ny; k++) {
         st = st * 6364136223846793005u + 1442695040888963407u;
@@ -760,7 +763,7 @@ START_TEST(pool_kernels_on_exact_scratch)
         if (k < nx) x[k] = v;
         else gy[k - nx] = v;
     }
-    mnas__k_max_pool(&g, x, mx, idx, scratch);
+    mnas__k_max_pool(&g, x, mx, idx, mscratch);
     mnas__k_avg_pool(&g, x, av, scratch);
     mnas__k_avg_pool_adj(&g, gy, dx, scratch);
     for (int64_t nc = 0; nc < g.N * g.C; nc++)
@@ -786,7 +789,7 @@ START_TEST(pool_kernels_on_exact_scratch)
                     }
             }
     for (int64_t k = 0; k < nx; k++) ck_assert_msg(fabs(dx[k] - rdx[k]) <= 1e-15, "geometry %d: dx[%lld]", _i, (long long)k);
-    free(x), free(gy), free(mx), free(av), free(dx), free(rdx), free(scratch), free(idx);
+    free(x), free(gy), free(mx), free(av), free(dx), free(rdx), free(scratch), free(mscratch), free(idx);
 }
 END_TEST
 

@@ -121,7 +121,7 @@ static real *conv_scratch(mnas_tape *tp, const char *fn, const mnas_kconv *g, in
     return p;
 }
 
-/* A pool's scratch, given back the same way. */
+/* Average pooling's scratch, given back the same way. */
 static real *pool_scratch(mnas_tape *tp, const char *fn, const mnas_kconv *g, mnas_arena_mark *m)
 {
     return mnas__tape_scratch_begin(tp, fn, (size_t)mnas__k_pool_scratch(g) * sizeof(real), m);
@@ -377,7 +377,8 @@ mnas_tensor *mnas_max_pool2d(mnas_tape *tp, mnas_tensor *x, int kernel, int stri
     }
     real *scratch = NULL;
     mnas_arena_mark mark;
-    if (mnas__k_window_scratch(&g) && !(scratch = pool_scratch(tp, fn, &g, &mark))) return NULL;
+    int64_t ns = mnas__k_max_pool_scratch(&g);
+    if (ns && !(scratch = mnas__tape_scratch_begin(tp, fn, (size_t)ns * sizeof(real), &mark))) return NULL;
     mnas__k_max_pool(&g, x->data, out->data, idx, scratch);
     if (scratch) mnas__tape_scratch_end(tp, mark);
     /* Recorded as the gather of x at its argmax. */

@@ -169,8 +169,9 @@ void mnas__k_wino_dw(const mnas_kconv *g, const real *x, const real *gy, real *d
 
 /* Max over each kh x kw window (padding never wins); idx (may be NULL)
  * receives the flat index into x of each output's maximum (first on ties).
- * scratch holds mnas__k_pool_scratch(g) elements, or is NULL (the slower
- * loops that need none). */
+ * scratch holds mnas__k_max_pool_scratch(g) elements (NULL when that is 0,
+ * or for the slower loops that need none). */
+int64_t mnas__k_max_pool_scratch(const mnas_kconv *g);
 void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx, real *scratch);
 /* Mean over the non-padding cells of each window, and its adjoint (dx is
  * overwritten); scratch holds mnas__k_pool_scratch(g) elements. */

@@ -24,8 +24,9 @@ static void window_counts(const mnas_kconv *g, real *cnt)
     }
 }
 
-/* The window counts and g / count of one plane, then the windows' planes
- * (mnas__k_window_scratch; none when those loops do not apply). */
+/* Average pooling's: the window counts and g / count of one plane, then
+ * the windows' planes (mnas__k_window_scratch; none when those loops do not
+ * apply). */
 int64_t mnas__k_pool_scratch(const mnas_kconv *g) { return 2 * g->OH * g->OW + mnas__k_window_scratch(g); }
 
 /* Window cell (i, j): its offsets from an output's top-left input, and the
@@ -109,18 +110,31 @@ __attribute__((target("avx512f,avx512vl"))) static void max_pool_2x2_512(const m
 }
 #endif
 
+/* Does the 2 x 2, stride-2 loop above run (it needs no scratch)? */
+static int max_pool_2x2_runs(const mnas_kconv *g)
+{
+#ifdef MNAS_POOL512
+    return g->kh == 2 && g->kw == 2 && g->stride == 2 && g->pad == 0 && g->W < INT32_MAX &&
+           __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+#else
+    (void)g;
+    return 0;
+#endif
+}
+
+int64_t mnas__k_max_pool_scratch(const mnas_kconv *g) { return max_pool_2x2_runs(g) ? 0 : mnas__k_window_scratch(g); }
+
 MNAS_CLONES
 void mnas__k_max_pool(const mnas_kconv *g, const real *x, real *y, int64_t *idx, real *scratch)
 {
 #ifdef MNAS_POOL512
-    if (g->kh == 2 && g->kw == 2 && g->stride == 2 && g->pad == 0 && g->W < INT32_MAX &&
-        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
+    if (max_pool_2x2_runs(g)) {
         max_pool_2x2_512(g, x, y, idx);
         return;
     }
 #endif
     if (scratch && mnas__k_window_scratch(g)) {
-        mnas__k_window_max(g, x, y, idx, scratch + 2 * g->OH * g->OW);
+        mnas__k_window_max(g, x, y, idx, scratch);
         return;
     }
     const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->stride, L = OH * OW;
