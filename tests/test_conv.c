@@ -604,6 +604,65 @@ START_TEST(kernel_scratch_is_given_back)
 }
 END_TEST
 
+/* Gradient sums in a pass that does not record: a rule's new tensor may
+ * take in the other terms of its slot, but a term that another slot also
+ * holds (the incoming gradient that an add passes to both its inputs)
+ * must stay as it is. x feeds an add with z (pass-through terms), two
+ * convolutions, a ReLU, both pools, batch-norm and a mix; _i = 0 records
+ * the add last (its terms reach x's slot first), _i = 1 first (they come
+ * after the rules' new tensors). The unrecorded gradients must have the
+ * bits of the recorded pass, which sums every term into a new tensor, and
+ * z's gradient must be exactly q, the term the add handed on. Then the
+ * same comparison one order up: the gradient of |dL/dw|^2, through the
+ * rules of the recorded backward ops (conv dx/dw, relu's rule, batch-norm's
+ * dx), unrecorded against recorded. */
+static mnas_tensor *shared_terms_loss(mnas_tensor *x, mnas_tensor *z, mnas_tensor *w, mnas_tensor *dw,
+                                      mnas_tensor *q, mnas_tensor *alpha, int add_last)
+{
+    mnas_tensor *added = NULL;
+    if (!add_last) added = mnas_sum(tp, mnas_mul(tp, mnas_add(tp, x, z), q));
+    mnas_tensor *a = mnas_conv2d(tp, x, w, NULL, 1, 1, 1, 1);
+    mnas_tensor *b = mnas_conv2d(tp, mnas_relu(tp, x), dw, NULL, 1, 1, 1, 3);
+    mnas_tensor *c = mnas_max_pool2d(tp, x, 3, 1, 1), *d = mnas_avg_pool2d(tp, x, 3, 1, 1);
+    mnas_tensor *e = mnas_batch_norm(tp, x, NULL, NULL, 1e-5);
+    mnas_tensor *ys[5] = { a, b, c, d, e };
+    int64_t idx[5] = { 0, 1, 2, 3, 4 };
+    mnas_tensor *m = mnas_mix(tp, alpha, 5, ys, idx);
+    mnas_tensor *loss = mnas_sum(tp, mnas_square(tp, mnas_add(tp, m, mnas_relu(tp, a))));
+    if (add_last) added = mnas_sum(tp, mnas_mul(tp, mnas_add(tp, x, z), q));
+    return mnas_add(tp, loss, added);
+}
+
+START_TEST(gradient_sums_keep_shared_terms)
+{
+    mnas_tensor *x = randn(4, 2, 3, 6, 6), *z = randn(4, 2, 3, 6, 6), *q = randn(4, 2, 3, 6, 6);
+    mnas_tensor *w = randn(4, 3, 3, 3, 3), *dw = randn(4, 3, 1, 3, 3), *alpha = randn(1, 5, 1, 1, 1);
+    mnas_tensor *p[5] = { x, z, w, dw, alpha };
+    for (int k = 0; k < 5; k++) mnas_tensor_set_requires_grad(p[k], 1);
+    int64_t n = mnas_tensor_size(x);
+    mnas_tensor *loss = shared_terms_loss(x, z, w, dw, q, alpha, _i);
+    ck_assert_msg(loss != NULL, "%s", mnas_tape_last_error(tp));
+    mnas_tensor *g0[5], *g1[5];
+    ck_assert_int_eq(mnas_grad(tp, loss, 5, p, g0, 0), MNAS_OK);
+    ck_assert_int_eq(mnas_grad(tp, loss, 5, p, g1, 1), MNAS_OK);
+    for (int k = 0; k < 5; k++)
+        ck_assert_msg(memcmp(D(g0[k]), D(g1[k]), (size_t)mnas_tensor_size(p[k]) * sizeof(mnas_real)) == 0,
+                      "gradient %d: unrecorded and recorded bits differ", k);
+    ck_assert_msg(memcmp(D(g0[1]), D(q), (size_t)n * sizeof(mnas_real)) == 0, "z's gradient is not q");
+    /* one order up, through the recorded backward's own rules */
+    mnas_tensor *gw = mnas_add(tp, mnas_sum(tp, mnas_square(tp, g1[2])), mnas_sum(tp, mnas_square(tp, g1[3])));
+    ck_assert_ptr_nonnull(gw);
+    mnas_tensor *h0[5], *h1[5];
+    ck_assert_int_eq(mnas_grad(tp, gw, 5, p, h0, 0), MNAS_OK);
+    ck_assert_int_eq(mnas_grad(tp, gw, 5, p, h1, 1), MNAS_OK);
+    for (int k = 0; k < 5; k++)
+        ck_assert_msg(memcmp(D(h0[k]), D(h1[k]), (size_t)mnas_tensor_size(p[k]) * sizeof(mnas_real)) == 0,
+                      "second order, gradient %d: unrecorded and recorded bits differ", k);
+    for (int k = 0; k < 5; k++) mnas_tensor_free(p[k]);
+    mnas_tensor_free(q);
+}
+END_TEST
+
 /* ---- bad input ------------------------------------------------------- */
 
 static void expect_error(mnas_tensor *r, mnas_status st, const char *needle)
@@ -745,6 +804,7 @@ int main(void)
     tcase_add_test(fw, global_avg_pool_values);
     tcase_add_test(fw, steady_state_memory);
     tcase_add_test(fw, kernel_scratch_is_given_back);
+    tcase_add_loop_test(fw, gradient_sums_keep_shared_terms, 0, 2);
     suite_add_tcase(s, fw);
     TCase *bad = tcase_create("bad_input");
     tcase_add_checked_fixture(bad, setup, teardown);

@@ -135,15 +135,25 @@ void mnas__bw_replace(mnas_backward_ctx *bc, mnas_node *node, int k, mnas_tensor
  * input k's gradient in place (slice's rule). */
 mnas_status mnas__bw_accumulate_slice(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k, mnas_tensor *g,
                                       int axis, int64_t start);
+/* mnas__bw_accumulate for a contribution that the rule has just made
+ * (a new tensor, not a view, pass-through or reshape of another) and hands
+ * to no other slot or op: in a pass that does not record, the slot may then
+ * keep it and add the other terms into it (no new tensor per sum). The
+ * bits are those of mnas__bw_accumulate. */
+mnas_status mnas__bw_accumulate_new(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k,
+                                    mnas_tensor *contribution);
 /* Inside a rule with tp, n and bc in scope: does input k want a gradient;
- * add expr to its gradient (expr is only evaluated when wanted). */
+ * add expr to its gradient (expr is only evaluated when wanted). ACC_NEW:
+ * expr is a new tensor that nothing else holds (mnas__bw_accumulate_new). */
 #define MNAS__WANT(k) mnas__bw_wants(bc, n, (k))
-#define MNAS__ACC(k, expr)                                                \
-    do {                                                                  \
-        if (MNAS__WANT(k)) {                                              \
-            mnas_status st_ = mnas__bw_accumulate(tp, bc, n, (k), (expr)); \
-            if (st_ != MNAS_OK) return st_;                               \
-        }                                                                 \
+#define MNAS__ACC_WITH(fn, k, expr)                         \
+    do {                                                    \
+        if (MNAS__WANT(k)) {                                \
+            mnas_status st_ = fn(tp, bc, n, (k), (expr));   \
+            if (st_ != MNAS_OK) return st_;                 \
+        }                                                   \
     } while (0)
+#define MNAS__ACC(k, expr) MNAS__ACC_WITH(mnas__bw_accumulate, k, expr)
+#define MNAS__ACC_NEW(k, expr) MNAS__ACC_WITH(mnas__bw_accumulate_new, k, expr)
 
 #endif /* MNAS_AUTODIFF_INTERNAL_H */

@@ -34,13 +34,17 @@ void mnas__bw_replace(mnas_backward_ctx *bc, mnas_node *node, int k, mnas_tensor
     bc->owned[node->inode[k]->index] = 1;
 }
 
-mnas_status mnas__bw_accumulate(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k, mnas_tensor *c)
+/* fresh: c is a tensor the rule has just made and hands to this slot
+ * alone (see mnas__bw_accumulate_new). */
+static mnas_status accumulate(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k, mnas_tensor *c,
+                              int fresh)
 {
     if (!c) return tp->status ? tp->status : MNAS_E_INTERNAL;
     mnas_node *in = node->inode[k];
     mnas_tensor *prev = bc->grad[in->index];
     if (!prev) {
         bc->grad[in->index] = c;
+        bc->owned[in->index] = (unsigned char)(fresh && bc->in_place);
         return MNAS_OK;
     }
     if (bc->in_place && bc->owned[in->index] && mnas__same_shape(prev, c)) {
@@ -49,11 +53,29 @@ mnas_status mnas__bw_accumulate(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node 
         mnas__k_add_scaled(prev->size, 1, c->data, prev->data); /* prev + 1 * c: the same bits as prev + c */
         return MNAS_OK;
     }
+    if (bc->in_place && fresh && mnas__same_shape(prev, c)) {
+        /* prev may be held elsewhere, but c is this slot's alone: the sum
+         * goes into c, with the operands in mnas_add's order. */
+        mnas__k_add_into(c->size, prev->data, c->data);
+        bc->grad[in->index] = c;
+        bc->owned[in->index] = 1;
+        return MNAS_OK;
+    }
     mnas_tensor *sum = mnas_add(tp, prev, c);
     if (!sum) return tp->status ? tp->status : MNAS_E_INTERNAL;
     bc->grad[in->index] = sum;
     bc->owned[in->index] = 1;
     return MNAS_OK;
+}
+
+mnas_status mnas__bw_accumulate(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k, mnas_tensor *c)
+{
+    return accumulate(tp, bc, node, k, c, 0);
+}
+
+mnas_status mnas__bw_accumulate_new(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *node, int k, mnas_tensor *c)
+{
+    return accumulate(tp, bc, node, k, c, 1);
 }
 
 /* Not recorded: add g into the [start, start + len) block along axis of input

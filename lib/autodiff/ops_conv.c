@@ -415,11 +415,13 @@ mnas_status mnas__vjp_conv(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_bac
     const mnas_kconv *geo = n->state;
     mnas_tensor *in0 = n->in[0], *in1 = n->nin > 1 ? n->in[1] : NULL;
     switch ((mnas_opcode)n->op) {
-    case OP_UNFOLD: MNAS__ACC(0, fold_op(tp, g, geo)); return MNAS_OK;
-    case OP_FOLD: MNAS__ACC(0, unfold_op(tp, g, geo)); return MNAS_OK;
+    /* Every op below makes a new tensor (MNAS__ACC_NEW), except the bias's
+     * reshaped sum. */
+    case OP_UNFOLD: MNAS__ACC_NEW(0, fold_op(tp, g, geo)); return MNAS_OK;
+    case OP_FOLD: MNAS__ACC_NEW(0, unfold_op(tp, g, geo)); return MNAS_OK;
     case OP_CONV2D: /* y = conv(x, w) + b */
-        MNAS__ACC(0, conv_dx_op(tp, g, in1, geo));
-        MNAS__ACC(1, conv_dw_op(tp, in0, g, geo));
+        MNAS__ACC_NEW(0, conv_dx_op(tp, g, in1, geo));
+        MNAS__ACC_NEW(1, conv_dw_op(tp, in0, g, geo));
         if (n->nin > 2 && MNAS__WANT(2)) {
             int64_t s[4] = { 1, geo->O, 1, 1 };
             mnas_tensor *bias = n->in[2];
@@ -427,17 +429,17 @@ mnas_status mnas__vjp_conv(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_bac
         }
         return MNAS_OK;
     case OP_CONV2D_DX: /* dx(gy, w): d/dgy = conv(v, w), d/dw = dw(v, gy) */
-        MNAS__ACC(0, conv_op(tp, g, in1, NULL, geo));
-        MNAS__ACC(1, conv_dw_op(tp, g, in0, geo));
+        MNAS__ACC_NEW(0, conv_op(tp, g, in1, NULL, geo));
+        MNAS__ACC_NEW(1, conv_dw_op(tp, g, in0, geo));
         return MNAS_OK;
     case OP_CONV2D_DW: /* dw(x, gy): d/dx = dx(gy, q), d/dgy = conv(x, q) */
-        MNAS__ACC(0, conv_dx_op(tp, in1, g, geo));
-        MNAS__ACC(1, conv_op(tp, in0, g, NULL, geo));
+        MNAS__ACC_NEW(0, conv_dx_op(tp, in1, g, geo));
+        MNAS__ACC_NEW(1, conv_op(tp, in0, g, NULL, geo));
         return MNAS_OK;
-    case OP_AVG_POOL: MNAS__ACC(0, avg_adj_op(tp, g, geo)); return MNAS_OK;
-    case OP_AVG_POOL_ADJ: MNAS__ACC(0, avg_op(tp, g, geo)); return MNAS_OK;
-    case OP_POOL_GATHER: MNAS__ACC(0, scatter_op(tp, g, n->idx, in0->shape)); return MNAS_OK;
-    case OP_POOL_SCATTER: MNAS__ACC(0, gather_op(tp, g, n->idx, in0->shape)); return MNAS_OK;
+    case OP_AVG_POOL: MNAS__ACC_NEW(0, avg_adj_op(tp, g, geo)); return MNAS_OK;
+    case OP_AVG_POOL_ADJ: MNAS__ACC_NEW(0, avg_op(tp, g, geo)); return MNAS_OK;
+    case OP_POOL_GATHER: MNAS__ACC_NEW(0, scatter_op(tp, g, n->idx, in0->shape)); return MNAS_OK;
+    case OP_POOL_SCATTER: MNAS__ACC_NEW(0, gather_op(tp, g, n->idx, in0->shape)); return MNAS_OK;
     default: break;
     }
     return mnas__bw_no_rule(tp, n);

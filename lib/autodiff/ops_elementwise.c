@@ -286,7 +286,7 @@ static mnas_status mix_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_bac
                 mnas_tensor *dy = mnas__tape_new_like(tp, "mnas_mix backward", g);
                 if (!dy) return tp->status;
                 mnas__k_unary(K_SCALE, g->size, g->data, dy->data, (double)alpha->data[n->idx[k]]);
-                if ((st = mnas__bw_accumulate(tp, bc, n, (int)k + 1, dy)) != MNAS_OK) return st;
+                if ((st = mnas__bw_accumulate_new(tp, bc, n, (int)k + 1, dy)) != MNAS_OK) return st;
             }
         if (want_a) {
             mnas_tensor *da = mnas__tape_new_like(tp, "mnas_mix backward", alpha);
@@ -296,7 +296,7 @@ static mnas_status mix_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_bac
                 double s = mnas__k_dot(g->size, g->data, n->in[k + 1]->data);
                 da->data[n->idx[k]] += (mnas_real)s;
             }
-            if ((st = mnas__bw_accumulate(tp, bc, n, 0, da)) != MNAS_OK) return st;
+            if ((st = mnas__bw_accumulate_new(tp, bc, n, 0, da)) != MNAS_OK) return st;
         }
         return MNAS_OK;
     }
@@ -351,8 +351,8 @@ mnas_status mnas__vjp_elementwise(mnas_tape *tp, mnas_node *n, mnas_tensor *g, m
     case OP_NEG: MNAS__ACC(0, mnas_neg(tp, g)); return MNAS_OK;
     case OP_SCALE: MNAS__ACC(0, mnas_scale(tp, g, n->p)); return MNAS_OK;
     case OP_ADD_SCALAR: MNAS__ACC(0, g); return MNAS_OK;
-    case OP_RELU: MNAS__ACC(0, mnas__relu_grad(tp, g, x)); return MNAS_OK;
-    case OP_RELU_GRAD: MNAS__ACC(0, mnas__relu_grad(tp, g, b)); return MNAS_OK;
+    case OP_RELU: MNAS__ACC_NEW(0, mnas__relu_grad(tp, g, x)); return MNAS_OK;
+    case OP_RELU_GRAD: MNAS__ACC_NEW(0, mnas__relu_grad(tp, g, b)); return MNAS_OK;
     case OP_SIGMOID: /* g * y * (1 - y) */
         MNAS__ACC(0, mnas_mul(tp, g, mnas_mul(tp, y, mnas_add_scalar(tp, mnas_neg(tp, y), 1.0))));
         return MNAS_OK;

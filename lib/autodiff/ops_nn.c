@@ -268,9 +268,9 @@ static mnas_status bnb_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *u, mnas_bac
     mnas__k_bn_double_backward(outer, C, inner, x->data, g->data, gamma ? gamma->data : NULL, st, st + C, u->data, NULL,
                                ddx ? ddx->data : NULL, ddg ? ddg->data : NULL, dgam ? dgam->data : NULL);
     mnas_status r = MNAS_OK;
-    if (ddx) r = mnas__bw_accumulate(tp, bc, n, 0, ddx);
-    if (r == MNAS_OK && ddg) r = mnas__bw_accumulate(tp, bc, n, 1, ddg);
-    if (r == MNAS_OK && dgam) r = mnas__bw_accumulate(tp, bc, n, 2, dgam);
+    if (ddx) r = mnas__bw_accumulate_new(tp, bc, n, 0, ddx);
+    if (r == MNAS_OK && ddg) r = mnas__bw_accumulate_new(tp, bc, n, 1, ddg);
+    if (r == MNAS_OK && dgam) r = mnas__bw_accumulate_new(tp, bc, n, 2, dgam);
     return r;
 }
 
@@ -295,8 +295,8 @@ static mnas_status bng_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *v, mnas_bac
     mnas__k_bn_double_backward(outer, C, inner, x->data, g->data, NULL, st, st + C, NULL, v->data,
                                ddx ? ddx->data : NULL, ddg ? ddg->data : NULL, NULL);
     mnas_status r = MNAS_OK;
-    if (ddx) r = mnas__bw_accumulate(tp, bc, n, 0, ddx);
-    if (r == MNAS_OK && ddg) r = mnas__bw_accumulate(tp, bc, n, 1, ddg);
+    if (ddx) r = mnas__bw_accumulate_new(tp, bc, n, 0, ddx);
+    if (r == MNAS_OK && ddg) r = mnas__bw_accumulate_new(tp, bc, n, 1, ddg);
     return r;
 }
 
@@ -329,10 +329,11 @@ static mnas_status bn_vjp(mnas_tape *tp, mnas_node *n, mnas_tensor *g, mnas_back
         if (want_g && !(dg = mnas_reshape(tp, dg, gamma->ndim, gamma->shape))) return tp->status;
         if (want_b && !(db = mnas_reshape(tp, db, beta->ndim, beta->shape))) return tp->status;
     }
+    /* Unrecorded, all three are new tensors; recorded, the flag is unused. */
     mnas_status st = MNAS_OK;
-    if (dx) st = mnas__bw_accumulate(tp, bc, n, 0, dx);
-    if (st == MNAS_OK && dg) st = mnas__bw_accumulate(tp, bc, n, 1, dg);
-    if (st == MNAS_OK && db) st = mnas__bw_accumulate(tp, bc, n, 2, db);
+    if (dx) st = mnas__bw_accumulate_new(tp, bc, n, 0, dx);
+    if (st == MNAS_OK && dg) st = mnas__bw_accumulate_new(tp, bc, n, 1, dg);
+    if (st == MNAS_OK && db) st = mnas__bw_accumulate_new(tp, bc, n, 2, db);
     return st;
 }
 

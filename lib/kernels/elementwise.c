@@ -144,6 +144,12 @@ void mnas__k_add_scaled(int64_t n, real alpha, const real *restrict x, real *res
 }
 
 MNAS_CLONES
+void mnas__k_add_into(int64_t n, const real *restrict a, real *restrict y)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] + y[i];
+}
+
+MNAS_CLONES
 void mnas__k_axpy(int64_t n, real alpha, const real *restrict x, const real *restrict y0, real *restrict y)
 {
     for (int64_t i = 0; i < n; i++) y[i] = alpha * x[i] + y0[i];

@@ -47,6 +47,8 @@ void mnas__k_binary(mnas_kbinop op, real *out, const int64_t os[4], const real *
 void mnas__k_binary_flat(mnas_kbinop op, int64_t n, real *out, const real *a, const real *b);
 /* y[i] += alpha * x[i] (in place) */
 void mnas__k_add_scaled(int64_t n, real alpha, const real *x, real *y);
+/* y = a + y elementwise (a first, as mnas_add(a, y) computes it). */
+void mnas__k_add_into(int64_t n, const real *a, real *y);
 /* y[i] = alpha * x[i] + y0[i] */
 void mnas__k_axpy(int64_t n, real alpha, const real *x, const real *y0, real *y);
 /* The modulator's backward per element: du = g w tau (1 - tau), dw = g tau
