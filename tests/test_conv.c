@@ -663,6 +663,57 @@ START_TEST(gradient_sums_keep_shared_terms)
 }
 END_TEST
 
+/* An unrecorded pass hands the blocks of the gradients it has consumed to
+ * the tensors it makes next: through a chain of 40 convolution + ReLU
+ * layers on [4, 16, 32, 32] (20 MiB of activations), the backward pass
+ * must add only a few blocks of 256 KiB to the tape (keeping every block
+ * would add another 20 MiB, and a new arena chunk). Reshape views and an
+ * add, which hand their incoming gradient on to another slot, sit in the
+ * chain: a block still held there must not be reused, so the gradients
+ * must have the bits of the recorded pass, which reuses nothing. */
+static mnas_tensor *chain_loss(mnas_tensor *x, mnas_tensor *w, mnas_tensor *skip)
+{
+    mnas_tensor *h = x;
+    int64_t flat[2] = { 4, 16 * 32 * 32 }, img[4] = { 4, 16, 32, 32 };
+    for (int k = 0; k < 40; k++) {
+        h = mnas_relu(tp, mnas_conv2d(tp, h, w, NULL, 1, 1, 1, 1));
+        if (k % 8 == 3) h = mnas_reshape(tp, mnas_reshape(tp, h, 2, flat), 4, img);
+        if (k % 8 == 5) h = mnas_add(tp, h, skip);
+    }
+    return mnas_mean(tp, mnas_square(tp, h));
+}
+
+START_TEST(unrecorded_pass_reuses_gradient_blocks)
+{
+    /* weights of std 0.12 (about sqrt(2 / fan-in)) keep 40 layers finite */
+    int64_t ws[4] = { 16, 16, 3, 3 };
+    mnas_tensor *x = randn(4, 4, 16, 32, 32), *skip = randn(4, 4, 16, 32, 32), *w = mnas_tensor_randn(ctx, 4, ws, 0, 0.12);
+    ck_assert_ptr_nonnull(w);
+    mnas_tensor *p[3] = { x, skip, w };
+    for (int k = 0; k < 3; k++) mnas_tensor_set_requires_grad(p[k], 1);
+    mnas_tensor *loss = chain_loss(x, w, skip);
+    ck_assert_msg(loss != NULL, "%s", mnas_tape_last_error(tp));
+    size_t before = mnas_tape_bytes_reserved(tp);
+    mnas_tensor *g0[3], *g1[3];
+    ck_assert_int_eq(mnas_grad(tp, loss, 3, p, g0, 0), MNAS_OK);
+    size_t after = mnas_tape_bytes_reserved(tp);
+    ck_assert_msg(after - before < ((size_t)4 << 20), "the unrecorded pass reserved %zu more bytes", after - before);
+    ck_assert_int_eq(mnas_grad(tp, loss, 3, p, g1, 1), MNAS_OK);
+    for (int k = 0; k < 3; k++) {
+        int64_t n = mnas_tensor_size(p[k]), nonzero = 0;
+        for (int64_t i = 0; i < n; i++) {
+            ck_assert_msg(isfinite(D(g0[k])[i]), "gradient %d is not finite at %lld", k, (long long)i);
+            nonzero += D(g0[k])[i] != 0;
+        }
+        ck_assert_msg(nonzero > n / 4, "gradient %d: only %lld of %lld entries are nonzero", k, (long long)nonzero,
+                      (long long)n);
+        ck_assert_msg(memcmp(D(g0[k]), D(g1[k]), (size_t)n * sizeof(mnas_real)) == 0,
+                      "gradient %d: unrecorded and recorded bits differ", k);
+    }
+    for (int k = 0; k < 3; k++) mnas_tensor_free(p[k]);
+}
+END_TEST
+
 /* ---- bad input ------------------------------------------------------- */
 
 static void expect_error(mnas_tensor *r, mnas_status st, const char *needle)
@@ -805,6 +856,7 @@ int main(void)
     tcase_add_test(fw, steady_state_memory);
     tcase_add_test(fw, kernel_scratch_is_given_back);
     tcase_add_loop_test(fw, gradient_sums_keep_shared_terms, 0, 2);
+    tcase_add_test(fw, unrecorded_pass_reuses_gradient_blocks);
     suite_add_tcase(s, fw);
     TCase *bad = tcase_create("bad_input");
     tcase_add_checked_fixture(bad, setup, teardown);

@@ -66,6 +66,10 @@ struct mnas_tape {
     mnas_status status;
     char msg[MNAS_MSG_MAX];
     struct mnas_tape *aux; /* scratch tape for recomputation, made on demand */
+    /* While an unrecorded backward pass runs: the data blocks of the
+     * gradients it has consumed, for the tensors it makes next (NULL
+     * otherwise; backward.c). */
+    struct mnas_recycler *recycle;
     /* mnas__relu_shared's last result: relu_y = relu(relu_x), both made by
      * this tape in epoch relu_epoch under no-grad depth relu_no_grad. */
     const mnas_tensor *relu_x;
@@ -78,6 +82,10 @@ struct mnas_tape {
 
 
 
+
+/* A consumed gradient's data block of n elements for a new tensor of n
+ * elements, when an unrecorded backward pass has one (NULL otherwise). */
+mnas_real *mnas__recycled_block(mnas_tape *tp, int64_t n);
 
 /* Does an op with these inputs get recorded? */
 int mnas__should_record(mnas_tape *tp, size_t n, mnas_tensor *const *ins);

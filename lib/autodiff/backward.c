@@ -7,13 +7,68 @@
 
 #include "autodiff/autodiff_internal.h"
 
+/* Consumed gradients' data blocks, by size: an unrecorded pass hands a
+ * node's gradient block to the tensors it makes next once the node's rule
+ * has run, if the slot owned it and the rule did not pass it on (see
+ * mnas_grad). Each free block holds its list link. */
+enum { RECYCLE_BUCKETS = 64 };
+typedef struct free_block {
+    struct free_block *next;
+    size_t bytes;
+} free_block;
+struct mnas_recycler {
+    free_block *bucket[RECYCLE_BUCKETS];
+};
+
+static size_t block_bytes(int64_t n)
+{
+    return ((size_t)n * sizeof(mnas_real) + MNAS_ALIGN - 1) & ~(size_t)(MNAS_ALIGN - 1);
+}
+
+static free_block **bucket_of(struct mnas_recycler *r, size_t bytes)
+{
+    return &r->bucket[(bytes / MNAS_ALIGN) % RECYCLE_BUCKETS];
+}
+
+mnas_real *mnas__recycled_block(mnas_tape *tp, int64_t n)
+{
+    if (n <= 0) return NULL;
+    size_t bytes = block_bytes(n);
+    for (free_block **p = bucket_of(tp->recycle, bytes); *p; p = &(*p)->next)
+        if ((*p)->bytes == bytes) {
+            free_block *b = *p;
+            *p = b->next;
+            return (mnas_real *)(void *)b;
+        }
+    return NULL;
+}
+
+static void recycle_block(struct mnas_recycler *r, mnas_tensor *t)
+{
+    size_t bytes = block_bytes(t->size);
+    if (t->size <= 0 || bytes < sizeof(free_block)) return;
+    free_block *b = (free_block *)(void *)t->data, **head = bucket_of(r, bytes);
+    b->bytes = bytes;
+    b->next = *head;
+    *head = b;
+}
+
 struct mnas_backward_ctx {
-    unsigned char *needed; /* per node index: lies on a path to an input */
+    unsigned char *needed; /* per node index: lies on a path to an input (2: is one) */
     mnas_tensor **grad;    /* accumulated gradient per node index */
-    unsigned char *owned;  /* grad[i] is a sum this pass made: may add in place */
+    unsigned char *owned;  /* grad[i] is a sum this pass made, or a rule's new tensor: may add in place */
     int in_place;          /* not recording (create_graph off) */
     uint32_t top;          /* index of y's node */
+    const mnas_tensor *cur; /* the gradient the running rule consumes ... */
+    int passed;             /* ... and whether it stored cur (or a view of it) in a slot */
 };
+
+/* Does t share memory with the gradient the running rule consumes? */
+static void note_passed(mnas_backward_ctx *bc, const mnas_tensor *t)
+{
+    const mnas_tensor *g = bc->cur;
+    if (g && t->data < g->data + g->size && g->data < t->data + t->size) bc->passed = 1;
+}
 
 int mnas__bw_create_graph(const mnas_backward_ctx *bc) { return !bc->in_place; }
 
@@ -30,6 +85,7 @@ mnas_tensor *mnas__bw_current(const mnas_backward_ctx *bc, const mnas_node *node
 
 void mnas__bw_replace(mnas_backward_ctx *bc, mnas_node *node, int k, mnas_tensor *g)
 {
+    note_passed(bc, g);
     bc->grad[node->inode[k]->index] = g;
     bc->owned[node->inode[k]->index] = 1;
 }
@@ -43,6 +99,7 @@ static mnas_status accumulate(mnas_tape *tp, mnas_backward_ctx *bc, mnas_node *n
     mnas_node *in = node->inode[k];
     mnas_tensor *prev = bc->grad[in->index];
     if (!prev) {
+        note_passed(bc, c);
         bc->grad[in->index] = c;
         bc->owned[in->index] = (unsigned char)(fresh && bc->in_place);
         return MNAS_OK;
@@ -174,7 +231,11 @@ mnas_status mnas_grad(mnas_tape *tp, mnas_tensor *y, size_t n, mnas_tensor *cons
         bc.grad = mnas__tape_scratch(tp, fn, ((size_t)T + 1) * sizeof *bc.grad);
         bc.owned = mnas__tape_scratch(tp, fn, (size_t)T + 1);
         bc.in_place = !create_graph;
-        if (!bc.needed || !bc.grad || !bc.owned) return tp->status;
+        bc.cur = NULL;
+        bc.passed = 0;
+        struct mnas_recycler *rec = create_graph ? NULL : mnas__tape_scratch(tp, fn, sizeof *rec);
+        if (!bc.needed || !bc.grad || !bc.owned || (!create_graph && !rec)) return tp->status;
+        if (rec) memset(rec, 0, sizeof *rec);
         memset(bc.needed, 0, (size_t)T + 1);
         memset(bc.owned, 0, (size_t)T + 1);
         memset(bc.grad, 0, ((size_t)T + 1) * sizeof *bc.grad);
@@ -182,7 +243,7 @@ mnas_status mnas_grad(mnas_tape *tp, mnas_tensor *y, size_t n, mnas_tensor *cons
         for (size_t i = 0; i < n; i++) {
             mnas_node *in = mnas__find_node(tp, inputs[i]);
             if (in && in->index <= T) {
-                bc.needed[in->index] = 1;
+                bc.needed[in->index] = 2; /* its gradient is returned: never recycled */
                 if (in->index < lo) lo = in->index;
             }
         }
@@ -201,11 +262,25 @@ mnas_status mnas_grad(mnas_tape *tp, mnas_tensor *y, size_t n, mnas_tensor *cons
             tp->no_grad = create_graph ? 0 : 1;
             bc.grad[T] = filled(tp, y, 1);
             if (!bc.grad[T]) st = tp->status;
+            struct mnas_recycler *outer = tp->recycle;
+            tp->recycle = rec ? rec : outer;
             for (uint32_t i = T + 1; st == MNAS_OK && i-- > lo;) {
                 mnas_node *nd = tp->nodes[i];
-                if (!bc.needed[i] || !bc.grad[i] || nd->op == OP_LEAF) continue;
-                st = mnas__vjp(tp, nd, bc.grad[i], &bc);
+                mnas_tensor *g = bc.grad[i];
+                if (!bc.needed[i] || !g || nd->op == OP_LEAF) continue;
+                bc.cur = g;
+                bc.passed = 0;
+                st = mnas__vjp(tp, nd, g, &bc);
+                bc.cur = NULL;
+                /* Unrecorded, node i's gradient is dead once its rule has
+                 * run, unless another slot holds it now or it is returned. */
+                if (st == MNAS_OK && rec && bc.owned[i] && !bc.passed && bc.needed[i] == 1 && g->block_data &&
+                    g->tape == tp && g->epoch == tp->epoch) {
+                    recycle_block(rec, g);
+                    bc.grad[i] = NULL;
+                }
             }
+            tp->recycle = outer;
             tp->no_grad = saved;
             for (size_t i = 0; st == MNAS_OK && i < n; i++) {
                 mnas_node *in = mnas__find_node(tp, inputs[i]);

@@ -171,8 +171,17 @@ static mnas_tensor *new_header(mnas_tape *tp, const char *fn)
     t->tape = tp;
     t->requires_grad = 0;
     t->owns_data = 0;
+    t->block_data = 0;
     t->node = NULL;
     return t;
+}
+
+/* A data block of n elements: a consumed gradient's during an unrecorded
+ * backward pass, else a new one from the arena. */
+static mnas_real *data_block(mnas_tape *tp, int64_t n)
+{
+    mnas_real *p = tp->recycle ? mnas__recycled_block(tp, n) : NULL;
+    return p ? p : mnas__arena_alloc(&tp->data, (size_t)n * sizeof(mnas_real));
 }
 
 mnas_tensor *mnas__tape_new(mnas_tape *tp, const char *fn, int ndim, const int64_t *shape)
@@ -184,11 +193,12 @@ mnas_tensor *mnas__tape_new(mnas_tape *tp, const char *fn, int ndim, const int64
     }
     mnas_tensor *t = new_header(tp, fn);
     if (!t) return NULL;
-    t->data = mnas__arena_alloc(&tp->data, (size_t)size * sizeof(mnas_real));
+    t->data = data_block(tp, size);
     if (!t->data) {
         mnas__tape_error(tp, MNAS_E_NOMEM, "%s: cannot allocate %lld elements", fn, (long long)size);
         return NULL;
     }
+    t->block_data = 1;
     mnas__tensor_set_shape(t, ndim, shape, size);
     return t;
 }
@@ -197,11 +207,12 @@ mnas_tensor *mnas__tape_new_like(mnas_tape *tp, const char *fn, const mnas_tenso
 {
     mnas_tensor *t = new_header(tp, fn);
     if (!t) return NULL;
-    t->data = mnas__arena_alloc(&tp->data, (size_t)x->size * sizeof(mnas_real));
+    t->data = data_block(tp, x->size);
     if (!t->data) {
         mnas__tape_error(tp, MNAS_E_NOMEM, "%s: cannot allocate %lld elements", fn, (long long)x->size);
         return NULL;
     }
+    t->block_data = 1;
     t->ndim = x->ndim;
     memcpy(t->shape, x->shape, sizeof t->shape);
     t->size = x->size;

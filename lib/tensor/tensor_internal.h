@@ -27,6 +27,8 @@ struct mnas_tensor {
     unsigned char owns_data;      /* persistent (freed by mnas_tensor_free); 0 on tapes */
     unsigned char wraps_data;     /* persistent over the caller's buffer (mnas_tensor_wrap):
                                      free releases the header only */
+    unsigned char block_data;     /* tape tensor whose data is a block of its own
+                                     (mnas__tape_new), not a view into another's */
     struct mnas_node *node;       /* producer on the tape, or leaf node */
 };
 
