@@ -633,6 +633,19 @@ static mnas_tensor *shared_terms_loss(mnas_tensor *x, mnas_tensor *z, mnas_tenso
     return mnas_add(tp, loss, added);
 }
 
+/* The gradients of y with respect to p[0..n-1] from an unrecorded pass
+ * (g0) and a recorded one (g1), which must have the same bits. */
+static void grads_both_ways(mnas_tensor *y, size_t n, mnas_tensor *const *p, mnas_tensor **g0, mnas_tensor **g1,
+                            const char *what)
+{
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(mnas_grad(tp, y, n, p, g0, 0), MNAS_OK);
+    ck_assert_int_eq(mnas_grad(tp, y, n, p, g1, 1), MNAS_OK);
+    for (size_t k = 0; k < n; k++)
+        ck_assert_msg(memcmp(D(g0[k]), D(g1[k]), (size_t)mnas_tensor_size(p[k]) * sizeof(mnas_real)) == 0,
+                      "%s, gradient %zu: unrecorded and recorded bits differ", what, k);
+}
+
 START_TEST(gradient_sums_keep_shared_terms)
 {
     mnas_tensor *x = randn(4, 2, 3, 6, 6), *z = randn(4, 2, 3, 6, 6), *q = randn(4, 2, 3, 6, 6);
@@ -643,21 +656,12 @@ START_TEST(gradient_sums_keep_shared_terms)
     mnas_tensor *loss = shared_terms_loss(x, z, w, dw, q, alpha, _i);
     ck_assert_msg(loss != NULL, "%s", mnas_tape_last_error(tp));
     mnas_tensor *g0[5], *g1[5];
-    ck_assert_int_eq(mnas_grad(tp, loss, 5, p, g0, 0), MNAS_OK);
-    ck_assert_int_eq(mnas_grad(tp, loss, 5, p, g1, 1), MNAS_OK);
-    for (int k = 0; k < 5; k++)
-        ck_assert_msg(memcmp(D(g0[k]), D(g1[k]), (size_t)mnas_tensor_size(p[k]) * sizeof(mnas_real)) == 0,
-                      "gradient %d: unrecorded and recorded bits differ", k);
+    grads_both_ways(loss, 5, p, g0, g1, "first order");
     ck_assert_msg(memcmp(D(g0[1]), D(q), (size_t)n * sizeof(mnas_real)) == 0, "z's gradient is not q");
     /* one order up, through the recorded backward's own rules */
     mnas_tensor *gw = mnas_add(tp, mnas_sum(tp, mnas_square(tp, g1[2])), mnas_sum(tp, mnas_square(tp, g1[3])));
-    ck_assert_ptr_nonnull(gw);
     mnas_tensor *h0[5], *h1[5];
-    ck_assert_int_eq(mnas_grad(tp, gw, 5, p, h0, 0), MNAS_OK);
-    ck_assert_int_eq(mnas_grad(tp, gw, 5, p, h1, 1), MNAS_OK);
-    for (int k = 0; k < 5; k++)
-        ck_assert_msg(memcmp(D(h0[k]), D(h1[k]), (size_t)mnas_tensor_size(p[k]) * sizeof(mnas_real)) == 0,
-                      "second order, gradient %d: unrecorded and recorded bits differ", k);
+    grads_both_ways(gw, 5, p, h0, h1, "second order");
     for (int k = 0; k < 5; k++) mnas_tensor_free(p[k]);
     mnas_tensor_free(q);
 }
