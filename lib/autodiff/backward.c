@@ -63,11 +63,15 @@ struct mnas_backward_ctx {
     int passed;             /* ... and whether it stored cur (or a view of it) in a slot */
 };
 
-/* Does t share memory with the gradient the running rule consumes? */
+/* Does t share memory with the gradient the running rule consumes? (As
+ * addresses: the two may lie in different allocations.) */
 static void note_passed(mnas_backward_ctx *bc, const mnas_tensor *t)
 {
     const mnas_tensor *g = bc->cur;
-    if (g && t->data < g->data + g->size && g->data < t->data + t->size) bc->passed = 1;
+    if (!g) return;
+    uintptr_t t0 = (uintptr_t)t->data, g0 = (uintptr_t)g->data;
+    uintptr_t t1 = t0 + (uintptr_t)t->size * sizeof(mnas_real), g1 = g0 + (uintptr_t)g->size * sizeof(mnas_real);
+    if (t0 < g1 && g0 < t1) bc->passed = 1;
 }
 
 int mnas__bw_create_graph(const mnas_backward_ctx *bc) { return !bc->in_place; }
