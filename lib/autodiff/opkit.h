@@ -67,7 +67,9 @@ mnas_tensor *mnas__batch_norm_relu(mnas_tape *tp, mnas_tensor *x, mnas_tensor *g
 /* The op's backward rule: for the output gradient g, add each input's
  * contribution through mnas__bw_accumulate (only where mnas__bw_wants), with
  * differentiable ops when mnas__bw_create_graph says the pass is recorded.
- * state is what mnas__record_op was given. */
+ * state is what mnas__record_op was given. g lives for the call only: an
+ * unrecorded pass reuses its memory afterwards unless a contribution is g
+ * itself or a view of it (backward.c), so a rule keeps no pointer to it. */
 typedef mnas_status (*mnas__vjp_fn)(mnas_tape *tp, mnas_node *node, mnas_tensor *g, mnas_backward_ctx *bc,
                                     void *state);
 typedef struct mnas__custom_op {
