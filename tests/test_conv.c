@@ -634,12 +634,15 @@ static mnas_tensor *shared_terms_loss(mnas_tensor *x, mnas_tensor *z, mnas_tenso
 }
 
 /* The gradients of y with respect to p[0..n-1] from an unrecorded pass
- * (g0) and a recorded one (g1), which must have the same bits. */
+ * (g0) and a recorded one (g1), which must have the same bits; grew (may
+ * be NULL) receives the bytes the tape reserved for the unrecorded pass. */
 static void grads_both_ways(mnas_tensor *y, size_t n, mnas_tensor *const *p, mnas_tensor **g0, mnas_tensor **g1,
-                            const char *what)
+                            const char *what, size_t *grew)
 {
     ck_assert_ptr_nonnull(y);
+    size_t before = mnas_tape_bytes_reserved(tp);
     ck_assert_int_eq(mnas_grad(tp, y, n, p, g0, 0), MNAS_OK);
+    if (grew) *grew = mnas_tape_bytes_reserved(tp) - before;
     ck_assert_int_eq(mnas_grad(tp, y, n, p, g1, 1), MNAS_OK);
     for (size_t k = 0; k < n; k++)
         ck_assert_msg(memcmp(D(g0[k]), D(g1[k]), (size_t)mnas_tensor_size(p[k]) * sizeof(mnas_real)) == 0,
@@ -656,12 +659,12 @@ START_TEST(gradient_sums_keep_shared_terms)
     mnas_tensor *loss = shared_terms_loss(x, z, w, dw, q, alpha, _i);
     ck_assert_msg(loss != NULL, "%s", mnas_tape_last_error(tp));
     mnas_tensor *g0[5], *g1[5];
-    grads_both_ways(loss, 5, p, g0, g1, "first order");
+    grads_both_ways(loss, 5, p, g0, g1, "first order", NULL);
     ck_assert_msg(memcmp(D(g0[1]), D(q), (size_t)n * sizeof(mnas_real)) == 0, "z's gradient is not q");
     /* one order up, through the recorded backward's own rules */
     mnas_tensor *gw = mnas_add(tp, mnas_sum(tp, mnas_square(tp, g1[2])), mnas_sum(tp, mnas_square(tp, g1[3])));
     mnas_tensor *h0[5], *h1[5];
-    grads_both_ways(gw, 5, p, h0, h1, "second order");
+    grads_both_ways(gw, 5, p, h0, h1, "second order", NULL);
     for (int k = 0; k < 5; k++) mnas_tensor_free(p[k]);
     mnas_tensor_free(q);
 }
@@ -691,18 +694,17 @@ START_TEST(unrecorded_pass_reuses_gradient_blocks)
 {
     /* weights of std 0.12 (about sqrt(2 / fan-in)) keep 40 layers finite */
     int64_t ws[4] = { 16, 16, 3, 3 };
-    mnas_tensor *x = randn(4, 4, 16, 32, 32), *skip = randn(4, 4, 16, 32, 32), *w = mnas_tensor_randn(ctx, 4, ws, 0, 0.12);
+    mnas_tensor *x = randn(4, 4, 16, 32, 32), *skip = randn(4, 4, 16, 32, 32);
+    mnas_tensor *w = mnas_tensor_randn(ctx, 4, ws, 0, 0.12);
     ck_assert_ptr_nonnull(w);
     mnas_tensor *p[3] = { x, skip, w };
     for (int k = 0; k < 3; k++) mnas_tensor_set_requires_grad(p[k], 1);
     mnas_tensor *loss = chain_loss(x, w, skip);
     ck_assert_msg(loss != NULL, "%s", mnas_tape_last_error(tp));
-    size_t before = mnas_tape_bytes_reserved(tp);
     mnas_tensor *g0[3], *g1[3];
-    ck_assert_int_eq(mnas_grad(tp, loss, 3, p, g0, 0), MNAS_OK);
-    size_t after = mnas_tape_bytes_reserved(tp);
-    ck_assert_msg(after - before < ((size_t)4 << 20), "the unrecorded pass reserved %zu more bytes", after - before);
-    ck_assert_int_eq(mnas_grad(tp, loss, 3, p, g1, 1), MNAS_OK);
+    size_t grew;
+    grads_both_ways(loss, 3, p, g0, g1, "chain", &grew);
+    ck_assert_msg(grew < ((size_t)4 << 20), "the unrecorded pass reserved %zu more bytes", grew);
     for (int k = 0; k < 3; k++) {
         int64_t n = mnas_tensor_size(p[k]), nonzero = 0;
         for (int64_t i = 0; i < n; i++) {
@@ -711,8 +713,6 @@ START_TEST(unrecorded_pass_reuses_gradient_blocks)
         }
         ck_assert_msg(nonzero > n / 4, "gradient %d: only %lld of %lld entries are nonzero", k, (long long)nonzero,
                       (long long)n);
-        ck_assert_msg(memcmp(D(g0[k]), D(g1[k]), (size_t)n * sizeof(mnas_real)) == 0,
-                      "gradient %d: unrecorded and recorded bits differ", k);
     }
     for (int k = 0; k < 3; k++) mnas_tensor_free(p[k]);
 }

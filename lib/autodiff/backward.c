@@ -16,6 +16,7 @@ typedef struct free_block {
     struct free_block *next;
     size_t bytes;
 } free_block;
+_Static_assert(sizeof(free_block) <= MNAS_ALIGN, "a free block holds its link");
 struct mnas_recycler {
     free_block *bucket[RECYCLE_BUCKETS];
 };
@@ -45,8 +46,8 @@ mnas_real *mnas__recycled_block(mnas_tape *tp, int64_t n)
 
 static void recycle_block(struct mnas_recycler *r, mnas_tensor *t)
 {
-    size_t bytes = block_bytes(t->size);
-    if (t->size <= 0 || bytes < sizeof(free_block)) return;
+    if (t->size <= 0) return;
+    size_t bytes = block_bytes(t->size); /* >= MNAS_ALIGN: room for the link */
     free_block *b = (free_block *)(void *)t->data, **head = bucket_of(r, bytes);
     b->bytes = bytes;
     b->next = *head;
